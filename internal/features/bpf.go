@@ -1,0 +1,142 @@
+package features
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/autoprof/autoprof/internal/kernel"
+)
+
+// probeFunc is the kernel function the fentry and kprobe probes attach to:
+// a function that exists for BPF's own self tests and that nothing calls
+// in normal operation, so attaching to it disturbs nothing.
+const probeFunc = "bpf_fentry_test1"
+
+var (
+	tracepointProbe = newProbe(probeTracepoint)
+	fentryProbe     = newProbe(probeFentry)
+	kprobeProbe     = newProbe(probeKprobe)
+)
+
+// HaveTracepoint reports whether BPF programs can be attached to raw
+// tracepoints (BPF_RAW_TRACEPOINT_OPEN, Linux 4.17), which is how the
+// tracepoint backend attaches to raw_syscalls and sched events.
+func HaveTracepoint() error { return tracepointProbe.result() }
+
+// HaveFentry reports whether fentry/fexit programs (BPF trampolines, Linux
+// 5.5, CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS and BTF) can be loaded and
+// attached to a kernel function.
+func HaveFentry() error { return fentryProbe.result() }
+
+// HaveKprobe reports whether BPF kprobes can be attached through the perf
+// kprobe PMU (fd-owned, Linux 4.17, CONFIG_KPROBES). autoprof never falls
+// back to tracefs kprobe_events, whose entries would outlive it.
+func HaveKprobe() error { return kprobeProbe.result() }
+
+// returnZero is the body of every probe program.
+var returnZero = asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()}
+
+func loadProbeProgram(spec *ebpf.ProgramSpec) (*ebpf.Program, error) {
+	rlimit.RemoveMemlock()
+	spec.Instructions = returnZero
+	spec.License = "GPL"
+	return ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogDisabled: true})
+}
+
+func probeTracepoint() error {
+	const feature = "tracepoint"
+	s := ReadSystem()
+	prog, err := loadProbeProgram(&ebpf.ProgramSpec{Type: ebpf.RawTracepoint})
+	if err != nil {
+		return bpfRefusal(s, feature, "loading a raw tracepoint program", err)
+	}
+	defer prog.Close()
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: prog})
+	if err != nil {
+		return bpfRefusal(s, feature, "attaching to raw tracepoint sys_enter", err)
+	}
+	return l.Close()
+}
+
+func probeFentry() error {
+	const feature = "fentry"
+	s := ReadSystem()
+	if !s.BTF {
+		return &Unavailable{Feature: feature, Reason: "no kernel BTF (/sys/kernel/btf/vmlinux missing: CONFIG_DEBUG_INFO_BTF is off)"}
+	}
+	if s.configOff("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS") {
+		return &Unavailable{Feature: feature, Reason: "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS is not set (no BPF trampolines)"}
+	}
+	prog, err := loadProbeProgram(&ebpf.ProgramSpec{
+		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: probeFunc,
+	})
+	if err != nil {
+		return bpfRefusal(s, feature, "loading an fentry program for "+probeFunc, err)
+	}
+	defer prog.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return bpfRefusal(s, feature, "attaching fentry to "+probeFunc, err)
+	}
+	return l.Close()
+}
+
+func probeKprobe() error {
+	const feature = "kprobe"
+	s := ReadSystem()
+	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe/type"); err != nil {
+		reason := "no perf kprobe PMU in /sys/bus/event_source/devices"
+		if s.configOff("CONFIG_KPROBES") {
+			reason = "CONFIG_KPROBES is not set (" + reason + ")"
+		}
+		return &Unavailable{Feature: feature, Reason: reason, Err: err}
+	}
+	prog, err := loadProbeProgram(&ebpf.ProgramSpec{Type: ebpf.Kprobe})
+	if err != nil {
+		return bpfRefusal(s, feature, "loading a kprobe program", err)
+	}
+	defer prog.Close()
+	l, err := link.Kprobe(probeFunc, prog, nil)
+	if err != nil {
+		return bpfRefusal(s, feature, "attaching a kprobe to "+probeFunc, err)
+	}
+	return l.Close()
+}
+
+// bpfRefusal turns the kernel's refusal of a BPF operation into a reason
+// that names what is missing.
+func bpfRefusal(s *System, feature, op string, err error) error {
+	reason := fmt.Sprintf("%s: %v", op, err)
+	switch {
+	case s.bpfCapsMissing() != "":
+		reason = s.bpfCapsMissing()
+	case errors.Is(err, kernel.EPERM) || errors.Is(err, kernel.EACCES):
+		reason = fmt.Sprintf("%s: the kernel refused (%s)%s", op, kernel.ErrnoName(err), refusalContext(s))
+	case errors.Is(err, ebpf.ErrNotSupported):
+		reason = fmt.Sprintf("%s: the kernel does not support it (%v)", op, err)
+	}
+	return &Unavailable{Feature: feature, Reason: reason, Err: err}
+}
+
+// refusalContext adds what is known to make the kernel refuse a privileged
+// tracing operation although the capabilities are held.
+func refusalContext(s *System) string {
+	var why []string
+	if s.Lockdown != "" && s.Lockdown != "none" {
+		why = append(why, "lockdown is "+s.Lockdown)
+	}
+	if lsm, err := os.ReadFile(kernel.Securityfs.Path + "/lsm"); err == nil {
+		why = append(why, "active LSMs "+strings.TrimSpace(string(lsm)))
+	}
+	if len(why) == 0 {
+		return " with the capabilities held"
+	}
+	return " with the capabilities held; " + strings.Join(why, ", ")
+}

@@ -1,0 +1,29 @@
+package leakcheck
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+)
+
+func TestFindsLeakedProgram(t *testing.T) {
+	before := Take()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.SocketFilter, License: "GPL",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()},
+	})
+	if err != nil {
+		t.Skipf("cannot load a BPF program here: %v", err)
+	}
+	leaks := before.Leaks(Take())
+	prog.Close()
+	joined := strings.Join(leaks, "\n")
+	if !strings.Contains(joined, "BPF program id") || !strings.Contains(joined, "anon_inode:bpf-prog") {
+		t.Fatalf("a live program was not reported: %q", leaks)
+	}
+	if after := before.Settled(); len(after) != 0 {
+		t.Fatalf("after Close, still reported: %q", after)
+	}
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/autoprof/autoprof/internal/debkernel"
+)
+
+func testMain(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("vmtest test", flag.ContinueOnError)
+	kernels := fs.String("kernels", strings.Join(debkernel.SeriesNames(), ","), "kernel series to test, comma-separated")
+	run := fs.String("run", "", "passed to go test -run")
+	verbose := fs.Bool("v", false, "passed to go test -v")
+	short := fs.Bool("short", false, "passed to go test -short")
+	bench := fs.String("bench", "", "passed to go test -bench (the tests are left out unless -run is given)")
+	benchtime := fs.String("benchtime", "1x", "passed to go test -benchtime with -bench")
+	timeout := fs.Duration("timeout", 20*time.Minute, "passed to go test -timeout")
+	jobs := fs.Int("j", min(runtime.NumCPU(), 2), "kernels tested at once (each VM emulates its CPUs on one host thread); their lines are prefixed [SERIES]")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vmtest test: %v\n", err)
+		return 1
+	}
+	pkgs := fs.Args()
+	if len(pkgs) == 0 {
+		if pkgs, err = vmPackages(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest test: %v\n", err)
+			return 1
+		}
+	}
+	if len(pkgs) == 0 {
+		fmt.Println("vmtest: no package has in-VM tests")
+		return 0
+	}
+	series := strings.Split(*kernels, ",")
+	kernelsOf := make([]*debkernel.Kernel, len(series))
+	for i, name := range series { // fetched one at a time: apt locks its lists
+		k, err := debkernel.Fetch(ctx, name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest test: %v\n", err)
+			return 1
+		}
+		kernelsOf[i] = k
+	}
+	results := make([]string, len(series))
+	failed := make([]bool, len(series))
+	sem := make(chan struct{}, max(*jobs, 1))
+	var wg sync.WaitGroup
+	var outMu sync.Mutex
+	for i, name := range series {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			k := kernelsOf[i]
+			goArgs := []string{"test", "-tags", "vm", "-count=1", "-p", "1", "-timeout", timeout.String(),
+				"-exec", self + " exec -kernel " + name}
+			switch {
+			case *run != "":
+				goArgs = append(goArgs, "-run", *run)
+			case *bench != "":
+				goArgs = append(goArgs, "-run", "^$")
+			}
+			if *bench != "" {
+				goArgs = append(goArgs, "-bench", *bench, "-benchtime", *benchtime)
+			}
+			if *verbose {
+				goArgs = append(goArgs, "-v")
+			}
+			if *short {
+				goArgs = append(goArgs, "-short")
+			}
+			goArgs = append(goArgs, pkgs...)
+			out := &prefixWriter{prefix: "[" + name + "] ", w: os.Stdout, mu: &outMu}
+			if len(series) == 1 || *jobs == 1 {
+				out.prefix = ""
+			}
+			fmt.Fprintf(out, "=== vmtest: kernel %s (%s), %d packages\n", k.Release, k.Version, len(pkgs))
+			start := time.Now()
+			cmd := exec.CommandContext(ctx, "go", goArgs...)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			cmd.Stdout, cmd.Stderr = out, out
+			status := "ok"
+			if err := cmd.Run(); err != nil {
+				failed[i] = true
+				status = "FAIL"
+			}
+			out.Flush()
+			results[i] = fmt.Sprintf("%-4s kernel %s  %v", status, k.Release, time.Since(start).Round(time.Second))
+		}()
+	}
+	wg.Wait()
+	fmt.Println("=== vmtest summary")
+	for _, s := range results {
+		fmt.Println(s)
+	}
+	if slices.Contains(failed, true) {
+		return 1
+	}
+	return 0
+}
+
+// vmPackages lists the packages whose test files differ with the vm tag:
+// those that have in-VM tests.
+func vmPackages(ctx context.Context) ([]string, error) {
+	list := func(tags ...string) (map[string]string, error) {
+		args := append([]string{"list"}, tags...)
+		args = append(args, "-f", "{{.ImportPath}} {{join .TestGoFiles \",\"}} {{join .XTestGoFiles \",\"}}", "./...")
+		out, err := exec.CommandContext(ctx, "go", args...).Output()
+		if err != nil {
+			return nil, fmt.Errorf("go list: %w", err)
+		}
+		m := map[string]string{}
+		for _, line := range strings.Split(string(bytes.TrimSpace(out)), "\n") {
+			pkg, files, _ := strings.Cut(line, " ")
+			m[pkg] = files
+		}
+		return m, nil
+	}
+	plain, err := list()
+	if err != nil {
+		return nil, err
+	}
+	tagged, err := list("-tags", "vm")
+	if err != nil {
+		return nil, err
+	}
+	var pkgs []string
+	for pkg, files := range tagged {
+		if files != plain[pkg] {
+			pkgs = append(pkgs, pkg)
+		}
+	}
+	sort.Strings(pkgs)
+	return pkgs, nil
+}
+
+// prefixWriter writes whole lines to w, each with prefix, under mu, so
+// that the lines of kernels tested at once do not interleave mid-line.
+type prefixWriter struct {
+	prefix string
+	w      io.Writer
+	mu     *sync.Mutex
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		p.mu.Lock()
+		_, err := fmt.Fprintf(p.w, "%s%s", p.prefix, p.buf[:i+1])
+		p.mu.Unlock()
+		p.buf = p.buf[i+1:]
+		if err != nil {
+			return len(b), err
+		}
+	}
+}
+
+// Flush writes what is left of a last line without its newline.
+func (p *prefixWriter) Flush() {
+	if len(p.buf) > 0 {
+		p.Write([]byte("\n"))
+	}
+}
