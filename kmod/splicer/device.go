@@ -1,0 +1,235 @@
+package splicer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/autoprof/autoprof/internal/kernel"
+)
+
+// Device is an open session of the module: everything spliced through it
+// is withdrawn when it is closed, or when its process dies. It is safe
+// for concurrent use.
+type Device struct {
+	mu   sync.Mutex
+	f    *os.File
+	info Info
+	mem  []byte // the statistics, mapped read-only
+}
+
+// Open opens a session. The module allows one at a time (EBUSY).
+func Open() (*Device, error) {
+	f, err := kernel.OpenDevice(DevicePath)
+	if errors.Is(err, kernel.ENOENT) {
+		return nil, fmt.Errorf("%w: %w", ErrNotLoaded, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{f: f}
+	if err := kernel.Ioctl(f, iocInfo, unsafe.Pointer(&d.info)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: reading its limits: %w", DevicePath, err)
+	}
+	if err := d.info.check(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if d.mem, err = kernel.MapReadOnly(f, int(d.info.MapSize)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// check compares the module's interface with this package's.
+func (in Info) check() error {
+	switch {
+	case in.ABI != abi:
+		return fmt.Errorf("%s speaks interface %d, autoprof %d: rebuild the module", ModuleName, in.ABI, abi)
+	case in.InfoSize != uint32(unsafe.Sizeof(Info{})),
+		in.SpliceSize != uint32(unsafe.Sizeof(Splice{})),
+		in.StatsSize != uint32(unsafe.Sizeof(Stats{})):
+		return fmt.Errorf("%s was built with structures of other sizes (info %d, splice %d, stats %d): rebuild the module",
+			ModuleName, in.InfoSize, in.SpliceSize, in.StatsSize)
+	case in.MaxDepth != MaxDepth:
+		return fmt.Errorf("%s keeps %d frames per thread, autoprof expects %d", ModuleName, in.MaxDepth, MaxDepth)
+	}
+	return nil
+}
+
+// Info returns the module's limits and layout.
+func (d *Device) Info() Info { return d.info }
+
+func (d *Device) file() (*os.File, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.f == nil {
+		return nil, os.ErrClosed
+	}
+	return d.f, nil
+}
+
+// Hello starts the session for the kernel the controller analysed: the
+// module checks id, resets its statistics and arms the dead-man switch
+// (deadman 0: the module's maximum, 30 s).
+func (d *Device) Hello(id Identity, deadman time.Duration) error {
+	f, err := d.file()
+	if err != nil {
+		return err
+	}
+	var h hello
+	if len(id.Release) >= len(h.Release) || len(id.BuildID) > len(h.BuildID) {
+		return fmt.Errorf("kernel identity %s does not fit the module's", id)
+	}
+	copy(h.Release[:], id.Release)
+	copy(h.BuildID[:], id.BuildID)
+	h.BuildIDLen = uint8(len(id.BuildID))
+	h.DeadmanMs = uint32(deadman / time.Millisecond)
+	if err := kernel.Ioctl(f, iocHello, unsafe.Pointer(&h)); err != nil {
+		if errors.Is(err, kernel.ESTALE) {
+			return fmt.Errorf("%s refuses: the running kernel is not %s: %w", ModuleName, id, err)
+		}
+		return fmt.Errorf("starting a %s session: %w", ModuleName, err)
+	}
+	return nil
+}
+
+// Insert splices a batch in; each Splice's Err (a negative errno), its
+// instruments' IDs and Tramp say what became of it. It returns how many
+// sites went live.
+func (d *Device) Insert(sp []Splice) (int, error) {
+	if len(sp) == 0 {
+		return 0, nil
+	}
+	f, err := d.file()
+	if err != nil {
+		return 0, err
+	}
+	b := batch{Ptr: uint64(uintptr(unsafe.Pointer(&sp[0]))), N: uint32(len(sp))}
+	if err := kernel.Ioctl(f, iocInsert, unsafe.Pointer(&b), sp); err != nil {
+		return 0, fmt.Errorf("splicing %d sites in: %w", len(sp), err)
+	}
+	return int(b.Done), nil
+}
+
+// Withdraw splices the sites at addrs out, with all their instruments,
+// and returns how many were live.
+func (d *Device) Withdraw(addrs []uint64) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	f, err := d.file()
+	if err != nil {
+		return 0, err
+	}
+	b := batch{Ptr: uint64(uintptr(unsafe.Pointer(&addrs[0]))), N: uint32(len(addrs))}
+	if err := kernel.Ioctl(f, iocWithdraw, unsafe.Pointer(&b), addrs); err != nil {
+		return 0, fmt.Errorf("withdrawing %d sites: %w", len(addrs), err)
+	}
+	return int(b.Done), nil
+}
+
+// Beat tells the dead-man switch the controller is alive. An error
+// wrapping kernel.ETIMEDOUT says the switch has fired: everything was
+// withdrawn.
+func (d *Device) Beat() error {
+	f, err := d.file()
+	if err != nil {
+		return err
+	}
+	return kernel.Ioctl(f, iocBeat, nil)
+}
+
+// Instruments returns the state and fast-path counts of instruments
+// 1..n, and the misses summed over CPUs.
+func (d *Device) Instruments(n int) ([]InstRead, [numMisses]uint64, error) {
+	out := make([]InstRead, n+1)
+	f, err := d.file()
+	if err != nil {
+		return nil, [numMisses]uint64{}, err
+	}
+	r := readArgs{Ptr: uint64(uintptr(unsafe.Pointer(&out[0]))), N: uint32(n)}
+	if err := kernel.Ioctl(f, iocReadAll, unsafe.Pointer(&r), out); err != nil {
+		return nil, r.Misses, fmt.Errorf("reading instruments: %w", err)
+	}
+	return out[:n], r.Misses, nil
+}
+
+// Contexts returns the context table: entry i is context i+1.
+func (d *Device) Contexts() ([]Ctx, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.f == nil {
+		return nil, os.ErrClosed
+	}
+	h := (*header)(unsafe.Pointer(&d.mem[0]))
+	if h.Magic != magic {
+		return nil, fmt.Errorf("%s: the statistics area has no header", ModuleName)
+	}
+	n := min(h.NCtx, d.info.MaxCtxs-1)
+	all := unsafe.Slice((*Ctx)(unsafe.Pointer(&d.mem[d.info.CtxOffset])), d.info.MaxCtxs)
+	return append([]Ctx(nil), all[1:n+1]...), nil
+}
+
+// Stats returns context ctx's statistics summed over CPUs.
+func (d *Device) Stats(ctx uint32) (Stats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var sum Stats
+	if d.f == nil {
+		return sum, os.ErrClosed
+	}
+	if ctx == 0 || ctx >= d.info.MaxCtxs {
+		return sum, fmt.Errorf("context %d: out of range", ctx)
+	}
+	for cpu := uint64(0); cpu < uint64(d.info.NCPUs); cpu++ {
+		off := d.info.CPUOffset + cpu*d.info.Stride + uint64(ctx)*uint64(unsafe.Sizeof(Stats{}))
+		s := (*Stats)(unsafe.Pointer(&d.mem[off]))
+		sum.Calls += s.Calls
+		sum.Incl += s.Incl
+		sum.Excl += s.Excl
+		sum.OffIncl += s.OffIncl
+		sum.OffExcl += s.OffExcl
+		for i := range sum.Hist {
+			sum.Hist[i] += s.Hist[i]
+		}
+	}
+	return sum, nil
+}
+
+// Close ends the session: the module withdraws everything it spliced. A
+// second call returns os.ErrClosed.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.f == nil {
+		return os.ErrClosed
+	}
+	err := kernel.Unmap(d.mem)
+	d.mem = nil
+	err = errors.Join(err, d.f.Close())
+	d.f = nil
+	return err
+}
+
+// SetName stores a function name in a Splice.
+func (s *Splice) SetName(name string) error {
+	if len(name) >= len(s.Name) {
+		return fmt.Errorf("function name %q is too long for the module", name)
+	}
+	s.Name = [nameLen]byte{}
+	copy(s.Name[:], name)
+	return nil
+}
+
+// FoundName returns the name the module found at a site it refused with
+// ENOENT.
+func (s *Splice) FoundName() string {
+	return string(bytes.TrimRight(s.Found[:], "\x00"))
+}

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * uapi.h - the interface between autoprof (user space) and autoprof_splice.
+ *
+ * The Go side (kmod/splicer/uapi.go) mirrors every structure here field by
+ * field; AP_IOC_INFO reports the sizes the module was built with so that a
+ * mismatch is caught before anything is spliced.
+ *
+ * A session is one open file of /dev/autoprof_splice: it owns every splice
+ * made through it, and closing the file (or the death of its process, or
+ * the dead-man timer) withdraws them all.
+ */
+#ifndef AUTOPROF_SPLICE_UAPI_H
+#define AUTOPROF_SPLICE_UAPI_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#define AP_ABI		1
+#define AP_DEVICE	"autoprof_splice"
+
+#define AP_HIST		41	/* log2 buckets of inclusive ns, as splice.HistBuckets */
+#define AP_MAX_DEPTH	32	/* shadow stack frames per thread */
+#define AP_MAX_WINDOW	32	/* bytes of one splice window */
+#define AP_MAX_BLOB	480	/* bytes of one trampoline */
+#define AP_MAX_RELOCS	24
+#define AP_MAX_PIDS	8	/* thread-group ids of one instrument's filter */
+#define AP_SITE_INSTS	4	/* instruments sharing one site */
+#define AP_NAME_LEN	128
+
+/* Instrument kinds, the values of splice.Kind. */
+enum ap_kind {
+	AP_COUNT = 1,	/* count executions of the site */
+	AP_EXIT = 2,	/* count returns of the function (return address hijack) */
+	AP_TIMER = 3,	/* time entry to return, push a context frame */
+};
+
+/*
+ * Relocations the module applies to a trampoline once it knows where the
+ * trampoline goes and which ids and counter slots its instruments have.
+ */
+enum ap_reloc_kind {
+	AP_R_PC32 = 1,	 /* s32 at off = target - (trampoline + end) */
+	AP_R_ID32 = 2,	 /* u32 at off = id of instrument number end of the site */
+	AP_R_SLOT64 = 3, /* u64 at off = %gs offset of that instrument's counter */
+};
+
+struct ap_reloc {
+	__u16 off;	/* where the field is in the blob */
+	__u16 end;	/* PC32: end of the instruction; ID32, SLOT64: instrument index */
+	__u32 kind;
+	__u64 target;	/* AP_R_PC32: the absolute address meant */
+};
+
+/* Misses, per CPU, the order of splice.Misses. */
+enum ap_miss {
+	AP_M_RECURSION,	/* a hit while a handler ran on the CPU, or in NMI */
+	AP_M_DEPTH,	/* the shadow stack was full */
+	AP_M_MAPFULL,	/* no room for a thread or a context */
+	AP_M_UNMATCHED,	/* a return whose instrument was withdrawn, ... */
+	AP_M_N,
+};
+
+/* Per-context statistics, per CPU, in the mapped area. */
+struct ap_stats {
+	__u64 calls;
+	__u64 incl, excl;		/* wall ns */
+	__u64 off_incl, off_excl;	/* off-CPU ns */
+	__u64 hist[AP_HIST];
+};
+
+/* One entry of the context table: context id -> (parent context, instrument). */
+struct ap_ctx {
+	__u32 parent;
+	__u32 inst;
+};
+
+/* The first page of the mapped area. */
+struct ap_header {
+	__u64 magic;		/* AP_MAGIC */
+	__u32 nctx;		/* contexts allocated so far, ids 1..nctx */
+	__u32 gen;		/* session generation */
+};
+
+#define AP_MAGIC 0x61707370696365ULL	/* "apspice" */
+
+/*
+ * What the module tells the controller: its limits, where its code is (the
+ * trampolines call and jump to it), the %gs offsets the counter fast path
+ * reads, and the layout of the area that mmap maps read-only.
+ *
+ * Area layout: the header page; the context table (max_ctxs entries of
+ * struct ap_ctx) at ctx_offset; then, for CPU c, max_ctxs struct ap_stats
+ * at cpu_offset + c * cpu_stride.
+ */
+struct ap_info {
+	__u32 abi;
+	__u32 info_size, splice_size, stats_size;	/* sizeof the structures */
+	__u32 ncpus;		/* nr_cpu_ids */
+	__u32 max_insts;	/* instrument ids are 1..max_insts-1 */
+	__u32 max_live;		/* trampoline slots (sites) */
+	__u32 max_counters;	/* counter fast-path slots */
+	__u32 site_insts;	/* instruments per site */
+	__u32 max_ctxs, max_threads, max_depth;
+	__u32 slot_size;	/* bytes of one trampoline slot */
+	__u32 smap;		/* the CPU has SMAP (the stubs do CLAC) */
+	__u64 pool_start, pool_end;	/* trampolines lie in [pool_start, pool_end) */
+	__u64 stub_enter;	/* entry stub of timers and exit counters */
+	__u64 stub_count;	/* slow path of counters */
+	__u64 exit_tramp;	/* where hijacked returns go */
+	__u64 gs_current;	/* %gs offset of the current task pointer */
+	__u64 gs_root_task;	/* %gs offset of the "at root context" task */
+	__u64 task_tgid;	/* offsetof(struct task_struct, tgid) */
+	__u64 map_size, ctx_offset, cpu_offset, cpu_stride;
+};
+
+/* AP_IOC_HELLO opens a session for the kernel the controller analysed. */
+struct ap_hello {
+	char release[65];	/* uname -r */
+	__u8 build_id_len;
+	__u8 build_id[20];	/* GNU build id of vmlinux, /sys/kernel/notes */
+	__u8 pad[2];
+	__u32 deadman_ms;	/* withdraw all after this long without a heartbeat */
+};
+
+/* One instrument of a site. */
+struct ap_inst_req {
+	__u32 kind;		/* enum ap_kind */
+	__u32 id;		/* in: 0 for a new one, or one the site holds; out: its id */
+	__u32 npids;		/* 0: every process */
+	__s32 pids[AP_MAX_PIDS];
+};
+
+/* AP_F_REPLACE: the site is spliced already; its trampoline is replaced. */
+#define AP_F_REPLACE 1
+
+/*
+ * One splice: where, what was there, and the trampoline to jump to, which
+ * runs the site's instruments in order. With AP_F_REPLACE, the live jump
+ * at addr is retargeted to the new trampoline; the site's instruments not
+ * listed again are withdrawn.
+ */
+struct ap_splice {
+	__u64 addr;		/* the site: the first byte of the window */
+	__u64 func;		/* the function holding it */
+	char name[AP_NAME_LEN];	/* the function's name, as kallsyms prints it */
+	__u8 len;		/* window length, >= 5 */
+	__u8 ninsns;		/* instructions in the window */
+	__u16 blob_len;
+	__u32 flags;
+	__u32 ninst;
+	__u32 pad;
+	struct ap_inst_req insts[AP_SITE_INSTS];
+	__u8 orig[AP_MAX_WINDOW];	/* the bytes expected at addr */
+	__u8 blob[AP_MAX_BLOB];		/* the trampoline, before relocation */
+	struct ap_reloc relocs[AP_MAX_RELOCS];
+	__u32 nrelocs;
+	/* Out: */
+	__s32 err;		/* 0 or a negative errno for this splice */
+	__u64 tramp;		/* where the trampoline went */
+	char found[AP_NAME_LEN];	/* on -ENOENT: the name kallsyms gave */
+};
+
+/* A batch: AP_IOC_INSERT (struct ap_splice[n]), AP_IOC_WITHDRAW (__u64 sites[n]). */
+struct ap_batch {
+	__u64 ptr;
+	__u32 n;
+	__u32 done;		/* out: how many were made live or withdrawn */
+};
+
+/* Instrument states, as AP_IOC_READ reports them. */
+enum ap_state {
+	AP_FREE = 0,
+	AP_LIVE = 1,
+	AP_WITHDRAWN = 2,
+	AP_DEADMAN = 3,		/* withdrawn by the dead-man switch */
+	AP_BROKEN = 4,		/* the site changed underneath: left alone */
+};
+
+/* AP_IOC_READ fills n of these, for instrument ids 1..n. */
+struct ap_inst_read {
+	__u64 fast;		/* root-context counts of the counter fast path */
+	__u32 state;
+	__u32 kind;
+};
+
+/* AP_IOC_READ: the instruments, then the misses summed over CPUs. */
+struct ap_read {
+	__u64 ptr;		/* struct ap_inst_read[n] */
+	__u32 n;
+	__u32 pad;
+	__u64 misses[AP_M_N];
+};
+
+#define AP_IOC_MAGIC	0xAF
+#define AP_IOC_INFO	_IOR(AP_IOC_MAGIC, 1, struct ap_info)
+#define AP_IOC_HELLO	_IOW(AP_IOC_MAGIC, 2, struct ap_hello)
+#define AP_IOC_INSERT	_IOWR(AP_IOC_MAGIC, 3, struct ap_batch)
+#define AP_IOC_WITHDRAW	_IOWR(AP_IOC_MAGIC, 4, struct ap_batch)
+#define AP_IOC_BEAT	_IO(AP_IOC_MAGIC, 5)
+#define AP_IOC_READ	_IOWR(AP_IOC_MAGIC, 6, struct ap_read)
+
+#endif

@@ -1,0 +1,187 @@
+package splicer
+
+import "unsafe"
+
+// The structures of module/uapi.h, field for field. TestLayout checks
+// their sizes against the C ones; Open checks them against what the
+// loaded module reports.
+
+// Limits of the interface (AP_* in uapi.h).
+const (
+	abi        = 1
+	MaxDepth   = 32  // shadow stack frames per thread
+	MaxWindow  = 32  // bytes of one splice window
+	MaxBlob    = 480 // bytes of one trampoline
+	MaxRelocs  = 24
+	MaxPIDs    = 8 // thread groups of one instrument's filter
+	SiteInsts  = 4 // instruments sharing one site
+	nameLen    = 128
+	HistSize   = 41
+	statsWords = 5 + HistSize
+	magic      = 0x61707370696365
+)
+
+// Kind is enum ap_kind.
+type Kind uint32
+
+// Instrument kinds.
+const (
+	Count     Kind = 1
+	ExitCount Kind = 2
+	Timer     Kind = 3
+)
+
+// State is enum ap_state: where an instrument is in its life.
+type State uint32
+
+// Instrument states.
+const (
+	Free      State = 0
+	Live      State = 1
+	Withdrawn State = 2
+	Deadman   State = 3 // withdrawn by the dead-man switch
+	Broken    State = 4 // its site changed underneath; left alone
+)
+
+var stateNames = [...]string{"free", "live", "withdrawn", "withdrawn by the dead-man switch", "broken"}
+
+// String names the state.
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "state?"
+}
+
+// Misses are enum ap_miss.
+const (
+	MissRecursion = iota
+	MissDepth
+	MissMapFull
+	MissUnmatched
+	numMisses
+)
+
+// Reloc is struct ap_reloc.
+type Reloc struct {
+	Off, End uint16
+	Kind     uint32
+	Target   uint64
+}
+
+// Info is struct ap_info: the module's limits, where its code is and the
+// layout of its statistics.
+type Info struct {
+	ABI                                   uint32
+	InfoSize, SpliceSize, StatsSize       uint32
+	NCPUs, MaxInsts, MaxLive              uint32
+	MaxCounters, SiteInsts                uint32
+	MaxCtxs, MaxThreads, MaxDepth         uint32
+	SlotSize                              uint32
+	SMAP                                  uint32
+	PoolStart, PoolEnd                    uint64
+	StubEnter, StubCount, ExitTramp       uint64
+	GSCurrent, GSRootTask, TaskTgid       uint64
+	MapSize, CtxOffset, CPUOffset, Stride uint64
+}
+
+type hello struct {
+	Release    [65]byte
+	BuildIDLen uint8
+	BuildID    [20]byte
+	_          [2]byte
+	DeadmanMs  uint32
+}
+
+// InstReq is struct ap_inst_req: one instrument of a site.
+type InstReq struct {
+	Kind  Kind
+	ID    uint32 // in: 0 for a new one, or one the site holds; out: its id
+	NPIDs uint32
+	PIDs  [MaxPIDs]int32
+}
+
+// FlagReplace marks a splice that replaces the trampoline of a live site.
+const FlagReplace = 1
+
+// Splice is struct ap_splice: one site to splice, the instruments its
+// trampoline runs, and what became of it.
+type Splice struct {
+	Addr    uint64
+	Func    uint64
+	Name    [nameLen]byte
+	Len     uint8
+	NInsns  uint8
+	BlobLen uint16
+	Flags   uint32
+	NInst   uint32
+	_       uint32
+	Insts   [SiteInsts]InstReq
+	Orig    [MaxWindow]byte
+	Blob    [MaxBlob]byte
+	Relocs  [MaxRelocs]Reloc
+	NRelocs uint32
+	// Out:
+	Err   int32
+	Tramp uint64
+	Found [nameLen]byte
+}
+
+type batch struct {
+	Ptr  uint64
+	N    uint32
+	Done uint32
+}
+
+// InstRead is struct ap_inst_read.
+type InstRead struct {
+	Fast  uint64
+	State State
+	Kind  Kind
+}
+
+type readArgs struct {
+	Ptr    uint64
+	N      uint32
+	_      uint32
+	Misses [numMisses]uint64
+}
+
+// Stats is struct ap_stats: one context's statistics on one CPU.
+type Stats struct {
+	Calls            uint64
+	Incl, Excl       uint64
+	OffIncl, OffExcl uint64
+	Hist             [HistSize]uint64
+}
+
+// Ctx is struct ap_ctx: a context id's parent context and instrument.
+type Ctx struct {
+	Parent, Inst uint32
+}
+
+type header struct {
+	Magic uint64
+	NCtx  uint32
+	Gen   uint32
+}
+
+// ioctl request numbers (_IOR, _IOW, _IOWR of uapi.h).
+func ioc(dir, nr uint32, size uintptr) uint32 {
+	return dir<<30 | uint32(size)<<16 | 0xaf<<8 | nr
+}
+
+const (
+	iocNone  = 0
+	iocWrite = 1
+	iocRead  = 2
+)
+
+var (
+	iocInfo     = ioc(iocRead, 1, unsafe.Sizeof(Info{}))
+	iocHello    = ioc(iocWrite, 2, unsafe.Sizeof(hello{}))
+	iocInsert   = ioc(iocRead|iocWrite, 3, unsafe.Sizeof(batch{}))
+	iocWithdraw = ioc(iocRead|iocWrite, 4, unsafe.Sizeof(batch{}))
+	iocBeat     = ioc(iocNone, 5, 0)
+	iocReadAll  = ioc(iocRead|iocWrite, 6, unsafe.Sizeof(readArgs{}))
+)

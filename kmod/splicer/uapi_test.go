@@ -1,0 +1,119 @@
+package splicer
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// TestLayout compiles a probe of module/uapi.h with the host's C compiler
+// and compares the sizes and offsets of its structures with this
+// package's mirrors.
+func TestLayout(t *testing.T) {
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("no gcc to compile the probe of uapi.h")
+	}
+	type field struct {
+		expr string
+		got  uintptr
+	}
+	fields := []field{
+		{"sizeof(struct ap_info)", unsafe.Sizeof(Info{})},
+		{"offsetof(struct ap_info, pool_start)", unsafe.Offsetof(Info{}.PoolStart)},
+		{"offsetof(struct ap_info, cpu_stride)", unsafe.Offsetof(Info{}.Stride)},
+		{"sizeof(struct ap_hello)", unsafe.Sizeof(hello{})},
+		{"offsetof(struct ap_hello, build_id_len)", unsafe.Offsetof(hello{}.BuildIDLen)},
+		{"offsetof(struct ap_hello, deadman_ms)", unsafe.Offsetof(hello{}.DeadmanMs)},
+		{"sizeof(struct ap_splice)", unsafe.Sizeof(Splice{})},
+		{"offsetof(struct ap_splice, blob_len)", unsafe.Offsetof(Splice{}.BlobLen)},
+		{"offsetof(struct ap_splice, ninst)", unsafe.Offsetof(Splice{}.NInst)},
+		{"offsetof(struct ap_splice, insts)", unsafe.Offsetof(Splice{}.Insts)},
+		{"sizeof(struct ap_inst_req)", unsafe.Sizeof(InstReq{})},
+		{"offsetof(struct ap_splice, orig)", unsafe.Offsetof(Splice{}.Orig)},
+		{"offsetof(struct ap_splice, blob)", unsafe.Offsetof(Splice{}.Blob)},
+		{"offsetof(struct ap_splice, relocs)", unsafe.Offsetof(Splice{}.Relocs)},
+		{"offsetof(struct ap_splice, err)", unsafe.Offsetof(Splice{}.Err)},
+		{"offsetof(struct ap_splice, tramp)", unsafe.Offsetof(Splice{}.Tramp)},
+		{"offsetof(struct ap_splice, found)", unsafe.Offsetof(Splice{}.Found)},
+		{"sizeof(struct ap_reloc)", unsafe.Sizeof(Reloc{})},
+		{"sizeof(struct ap_batch)", unsafe.Sizeof(batch{})},
+		{"sizeof(struct ap_inst_read)", unsafe.Sizeof(InstRead{})},
+		{"sizeof(struct ap_read)", unsafe.Sizeof(readArgs{})},
+		{"offsetof(struct ap_read, misses)", unsafe.Offsetof(readArgs{}.Misses)},
+		{"sizeof(struct ap_stats)", unsafe.Sizeof(Stats{})},
+		{"sizeof(struct ap_ctx)", unsafe.Sizeof(Ctx{})},
+		{"sizeof(struct ap_header)", unsafe.Sizeof(header{})},
+		{"AP_IOC_INFO", uintptr(iocInfo)},
+		{"AP_IOC_HELLO", uintptr(iocHello)},
+		{"AP_IOC_INSERT", uintptr(iocInsert)},
+		{"AP_IOC_WITHDRAW", uintptr(iocWithdraw)},
+		{"AP_IOC_BEAT", uintptr(iocBeat)},
+		{"AP_IOC_READ", uintptr(iocReadAll)},
+		{"AP_MAGIC", magic},
+		{"AP_ABI", abi},
+		{"AP_MAX_BLOB", MaxBlob},
+		{"AP_MAX_RELOCS", MaxRelocs},
+		{"AP_SITE_INSTS", SiteInsts},
+		{"AP_MAX_PIDS", MaxPIDs},
+		{"AP_MAX_WINDOW", MaxWindow},
+	}
+	var src strings.Builder
+	src.WriteString("#include <stdio.h>\n#include <stddef.h>\n#include \"uapi.h\"\nint main(void) {\n")
+	for _, f := range fields {
+		src.WriteString("\tprintf(\"%llu\\n\", (unsigned long long)(" + f.expr + "));\n")
+	}
+	src.WriteString("\treturn 0;\n}\n")
+	dir := t.TempDir()
+	moduleDir, _ := filepath.Abs("module")
+	if err := os.WriteFile(filepath.Join(dir, "probe.c"), []byte(src.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "probe")
+	if out, err := exec.Command(cc, "-I", moduleDir, "-o", bin, filepath.Join(dir, "probe.c")).CombinedOutput(); err != nil {
+		t.Fatalf("compiling the probe: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) != len(fields) {
+		t.Fatalf("probe printed %d values, want %d", len(lines), len(fields))
+	}
+	for i, f := range fields {
+		want, _ := strconv.ParseUint(lines[i], 10, 64)
+		if uint64(f.got) != want {
+			t.Errorf("%s: Go has %d, C has %d", f.expr, f.got, want)
+		}
+	}
+}
+
+func TestParseBuildID(t *testing.T) {
+	// A Xen note, then the GNU build id, as /sys/kernel/notes holds them.
+	note := func(name string, typ uint32, desc []byte) []byte {
+		n := append([]byte(name), 0)
+		for len(n)%4 != 0 {
+			n = append(n, 0)
+		}
+		d := append([]byte(nil), desc...)
+		for len(d)%4 != 0 {
+			d = append(d, 0)
+		}
+		b := []byte{byte(len(name) + 1), 0, 0, 0, byte(len(desc)), 0, 0, 0, byte(typ), 0, 0, 0}
+		return append(append(b, n...), d...)
+	}
+	id := []byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	notes := append(note("Xen", 6, []byte("linux")), note("GNU", 3, id)...)
+	got, err := ParseBuildID(strings.NewReader(string(notes)))
+	if err != nil || string(got) != string(id) {
+		t.Fatalf("ParseBuildID = %x, %v; want %x", got, err, id)
+	}
+	if _, err := ParseBuildID(strings.NewReader(string(note("Xen", 6, []byte("x"))))); err == nil {
+		t.Fatal("no GNU note: want an error")
+	}
+}

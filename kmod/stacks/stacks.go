@@ -1,0 +1,136 @@
+// Package stacks loads the stack-sampling program (stacks.bpf.c): a
+// perf_event program that aggregates cpu-clock samples by kernel call
+// chain inside the kernel. Package splice attaches it (OpenSampler).
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+//go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel stacks stacks.bpf.c
+
+// MaxFrames is MAX_FRAMES in stacks.bpf.c.
+const MaxFrames = 127
+
+// Filter flags (F_* in stacks.bpf.c).
+const (
+	FilterPIDs   = 1
+	FilterCgroup = 2
+)
+
+// Objects are the loaded program and maps.
+type Objects struct {
+	o stacksObjects
+}
+
+// Load loads the program with room for maxStacks distinct call chains.
+func Load(maxStacks int) (*Objects, error) {
+	spec, err := loadStacks()
+	if err != nil {
+		return nil, fmt.Errorf("loading the stack sampler: %w", err)
+	}
+	spec.Maps["stacks"].MaxEntries = uint32(maxStacks)
+	spec.Maps["counts"].MaxEntries = uint32(maxStacks)
+	_ = rlimit.RemoveMemlock()
+	o := &Objects{}
+	if err := spec.LoadAndAssign(&o.o, nil); err != nil {
+		return nil, fmt.Errorf("loading the stack sampler: %w", err)
+	}
+	return o, nil
+}
+
+// Program returns the perf_event program.
+func (o *Objects) Program() *ebpf.Program { return o.o.Sample }
+
+// SetFilter sets the target: tgids (none: every task) and a cgroup
+// directory fd (-1: none).
+func (o *Objects) SetFilter(pids []uint32, cgroupFD int) error {
+	var flags uint32
+	for _, p := range pids {
+		if err := o.o.Pids.Update(p, uint8(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("setting the sampler's pid filter: %w", err)
+		}
+		flags |= FilterPIDs
+	}
+	if cgroupFD >= 0 {
+		if err := o.o.Cgroup.Update(uint32(0), uint32(cgroupFD), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("setting the sampler's cgroup filter: %w", err)
+		}
+		flags |= FilterCgroup
+	}
+	return o.o.Config.Update(uint32(0), flags, ebpf.UpdateAny)
+}
+
+// Stack is one call chain, innermost address first, and its samples.
+type Stack struct {
+	Addrs []uint64
+	Count uint64
+}
+
+// Stacks returns every call chain sampled so far.
+func (o *Objects) Stacks() ([]Stack, error) {
+	var out []Stack
+	var id uint32
+	var n uint64
+	it := o.o.Counts.Iterate()
+	frames := make([]uint64, MaxFrames)
+	for it.Next(&id, &n) {
+		if err := o.o.Stacks.Lookup(id, &frames); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("reading stack %d: %w", id, err)
+		}
+		s := Stack{Count: n}
+		for _, a := range frames {
+			if a == 0 {
+				break
+			}
+			s.Addrs = append(s.Addrs, a)
+		}
+		out = append(out, s)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading sample counts: %w", err)
+	}
+	return out, nil
+}
+
+// Counters are the samples not in Stacks.
+type Counters struct {
+	User, Lost, Filtered uint64
+}
+
+// Counters reads them.
+func (o *Objects) Counters() (Counters, error) {
+	var v [3]uint64
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return Counters{}, err
+	}
+	per := make([]uint64, ncpu)
+	for i := range v {
+		if err := o.o.Counters.Lookup(uint32(i), &per); err != nil {
+			return Counters{}, fmt.Errorf("reading sampler counters: %w", err)
+		}
+		for _, n := range per {
+			v[i] += n
+		}
+	}
+	return Counters{User: v[0], Lost: v[1], Filtered: v[2]}, nil
+}
+
+// Close unloads everything. A second call returns os.ErrClosed.
+func (o *Objects) Close() error {
+	if o.o.Sample == nil {
+		return os.ErrClosed
+	}
+	err := o.o.Close()
+	o.o = stacksObjects{}
+	return err
+}

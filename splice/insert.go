@@ -1,0 +1,181 @@
+package splice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/autoprof/autoprof/kmod/measure"
+)
+
+// instrument is one inserted instrument. Its kernel objects are released
+// in the order of undo: a timer's entry link before its exit link, so
+// that no frame is pushed whose return cannot be seen.
+type instrument struct {
+	s       *Session
+	id      uint32
+	spec    Spec
+	backend string
+	pids    []uint32
+
+	mu     sync.Mutex
+	closed bool
+	undo   []func() error
+	cgroup *os.File
+}
+
+// Spec returns the instrument's spec.
+func (in *instrument) Spec() Spec { return in.spec }
+
+// Close withdraws the instrument. A second call returns ErrClosed.
+func (in *instrument) Close() error {
+	r := in.s.res
+	r.mu.Lock()
+	if r.live != nil {
+		delete(r.live, in.id)
+	}
+	r.mu.Unlock()
+	return in.detach()
+}
+
+// detach releases the instrument's kernel objects and marks it dead in
+// the model.
+func (in *instrument) detach() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return ErrClosed
+	}
+	in.closed = true
+	var errs []error
+	for _, u := range in.undo {
+		errs = append(errs, u())
+	}
+	in.undo = nil
+	errs = append(errs, in.s.res.model.Kill(in.id, in.pids))
+	if in.cgroup != nil {
+		errs = append(errs, in.cgroup.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("withdrawing %s: %w", in.spec, err)
+	}
+	return nil
+}
+
+// Insert checks spec and makes it live. On any error nothing of it stays
+// in the kernel.
+func (s *Session) Insert(ctx context.Context, spec Spec) (Instrument, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.Check(spec); err != nil {
+		return nil, err
+	}
+	in, err := s.register(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.attach(in); err != nil {
+		s.res.mu.Lock()
+		delete(s.res.live, in.id)
+		s.res.mu.Unlock()
+		in.detach()
+		return nil, fmt.Errorf("inserting %s: %w", spec, err)
+	}
+	return in, nil
+}
+
+// register allocates the instrument's id and counts it live.
+func (s *Session) register(spec Spec) (*instrument, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.res.mu.Lock()
+	defer s.res.mu.Unlock()
+	if len(s.res.live) >= s.maxLive {
+		return nil, fmt.Errorf("%s: %w: %d instruments are live, the most allowed", spec, ErrNotSupported, s.maxLive)
+	}
+	if int(s.nextID) >= s.res.model.Config().MaxInstruments {
+		return nil, fmt.Errorf("%s: %w: the session has used all %d instrument ids", spec, ErrNotSupported, s.nextID)
+	}
+	s.nextID++
+	in := &instrument{s: s, id: s.nextID, spec: spec, backend: s.route(spec)}
+	s.specs[in.id] = in
+	s.res.live[in.id] = in
+	return in, nil
+}
+
+// attach sets the instrument's filter in the model and lets its backend
+// attach the programs.
+func (s *Session) attach(in *instrument) error {
+	kin := measure.Instrument{Kind: modelKind(in), Cgroup: -1}
+	for _, p := range in.spec.Target.PIDs {
+		if p <= 0 {
+			return fmt.Errorf("target pid %d: not a process id", p)
+		}
+		kin.PIDs = append(kin.PIDs, uint32(p))
+	}
+	in.pids = kin.PIDs
+	if cg := in.spec.Target.Cgroup; cg != "" {
+		f, err := openCgroup(cg)
+		if err != nil {
+			return err
+		}
+		in.cgroup = f
+		kin.Cgroup = int(f.Fd())
+	}
+	return backends[in.backend].attach(s, in, kin)
+}
+
+func modelKind(in *instrument) measure.Kind {
+	switch {
+	case in.backend == "tracepoint":
+		return measure.Syscall
+	case in.spec.Kind == Count:
+		return measure.Count
+	case in.spec.Kind == ExitCount:
+		return measure.Exit
+	case in.spec.Kind == Targets:
+		return measure.Targets
+	}
+	return measure.Timer
+}
+
+// CgroupRoot is where cgroup v2 is mounted; Target.Cgroup paths that are
+// not absolute are relative to it.
+const CgroupRoot = "/sys/fs/cgroup"
+
+func openCgroup(path string) (*os.File, error) {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(CgroupRoot, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("target cgroup: %w", err)
+	}
+	if st, err := f.Stat(); err != nil || !st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("target cgroup %s: not a cgroup directory", path)
+	}
+	return f, nil
+}
+
+// backend attaches the programs of one mechanism.
+type backend interface {
+	// available says whether the mechanism works on this kernel.
+	available() error
+	// attach makes in live: it sets kin in the model, then attaches, and
+	// appends what undoes each step to in.undo.
+	attach(s *Session, in *instrument, kin measure.Instrument) error
+}
+
+var backends = map[string]backend{
+	"fentry":     fentryBackend{},
+	"kprobe":     kprobeBackend{},
+	"tracepoint": tracepointBackend{},
+}

@@ -1,0 +1,102 @@
+package splice
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/kmod/measure"
+)
+
+// kprobeBackend instruments any instruction boundary with kprobes and
+// function returns with kretprobes, created through the perf kprobe PMU so
+// that the perf fd owns each probe (never through tracefs kprobe_events:
+// where the PMU is missing the backend is unavailable, checked before
+// cilium/ebpf could fall back to it). The instrument id is the BPF cookie.
+//
+// A Targets instrument sits on an indirect call site: its program
+// evaluates the operand that callgraph decoded (a register, or memory at
+// disp+base+index*scale; a retpoline thunk call through %rax means the
+// target is in rax) from pt_regs before the call executes.
+//
+// Placement: the debugfs kprobe blacklist, the forbidden sections, and
+// instruction boundaries from callgraph's decode; the kernel then refuses
+// what else it must (ftrace site interiors, jump labels, static calls,
+// alternatives) with EILSEQ/EBUSY, before writing anything.
+type kprobeBackend struct{}
+
+func (kprobeBackend) available() error { return features.HaveKprobe() }
+
+func (kprobeBackend) attach(s *Session, in *instrument, kin measure.Instrument) error {
+	if in.spec.Kind == Targets {
+		op, err := targetOperand(s, in.spec)
+		if err != nil {
+			return err
+		}
+		kin.Operand = op
+	}
+	if err := s.res.model.SetInstrument(in.id, kin); err != nil {
+		return err
+	}
+	if in.spec.Kind == Timer {
+		if err := s.res.model.AttachSched(); err != nil {
+			return err
+		}
+	}
+	if in.spec.Kind == ExitCount || in.spec.Kind == Timer {
+		if err := attachKprobe(s, in, measure.Kretprobe); err != nil {
+			return err
+		}
+	}
+	if in.spec.Kind != ExitCount {
+		return attachKprobe(s, in, measure.Kprobe)
+	}
+	return nil
+}
+
+func attachKprobe(s *Session, in *instrument, kind measure.ProgKind) error {
+	prog, release, err := s.res.model.Program(kind, "", 0)
+	if err != nil {
+		return err
+	}
+	opts := &link.KprobeOptions{Cookie: uint64(in.id), Offset: in.spec.Offset}
+	var l link.Link
+	if kind == measure.Kretprobe {
+		l, err = link.Kretprobe(in.spec.Func, prog, &link.KprobeOptions{Cookie: uint64(in.id)})
+	} else {
+		l, err = link.Kprobe(in.spec.Func, prog, opts)
+	}
+	if err != nil {
+		release()
+		return err
+	}
+	in.undo = append([]func() error{func() error { err := l.Close(); release(); return err }}, in.undo...)
+	return nil
+}
+
+// targetOperand converts the decoded operand of the call at spec's offset.
+func targetOperand(s *Session, spec Spec) (measure.Operand, error) {
+	f, err := s.graph.Function(spec.Func)
+	if err != nil {
+		return measure.Operand{}, err
+	}
+	op, err := indirectOperand(f, uint32(spec.Offset))
+	if err != nil {
+		return measure.Operand{}, err
+	}
+	return convertOperand(op)
+}
+
+func convertOperand(op *callgraph.Operand) (measure.Operand, error) {
+	base, err := measure.RegSlot(op.Base)
+	if err != nil {
+		return measure.Operand{}, fmt.Errorf("call operand %s: %w", op, err)
+	}
+	index, err := measure.RegSlot(op.Index)
+	if err != nil {
+		return measure.Operand{}, fmt.Errorf("call operand %s: %w", op, err)
+	}
+	return measure.Operand{Mem: op.Mem, Base: base, Index: index, Scale: op.Scale, Disp: op.Disp}, nil
+}

@@ -1,0 +1,18 @@
+package splice
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/autoprof/autoprof/internal/leakcheck"
+	"github.com/autoprof/autoprof/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	if err := testenv.NoAsyncPreempt(); err != nil {
+		fmt.Fprintln(os.Stderr, "splice tests:", err)
+		os.Exit(1)
+	}
+	os.Exit(leakcheck.Main(m))
+}

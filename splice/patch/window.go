@@ -1,0 +1,267 @@
+package patch
+
+import (
+	"fmt"
+
+	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/autoprof/autoprof/callgraph"
+)
+
+// JumpLen is the length of the jump a splice writes (e9 rel32).
+const JumpLen = 5
+
+// MaxWindow bounds a window: the longest run of instructions that reaches
+// JumpLen bytes is 4 one-byte instructions and a 15-byte one.
+const MaxWindow = 19
+
+// Window is a place a splice can go: whole instructions of one function,
+// at least JumpLen bytes, that may all run displaced.
+type Window struct {
+	Func  callgraph.Symbol
+	Off   uint32      // the site: offset of the first displaced instruction
+	Insts []Displaced // the displaced instructions
+	// Entry is set when the site is the function's entry (past ENDBR and
+	// the ftrace site): the return address is at the top of the stack,
+	// and the arithmetic flags are dead (no C function reads them).
+	Entry bool
+	// FlagsLive is set when the flags may be read after the site: the
+	// instrument must save them.
+	FlagsLive bool
+}
+
+// Addr returns the site's address.
+func (w *Window) Addr() uint64 { return w.Func.Addr + uint64(w.Off) }
+
+// Len returns the window's length in bytes.
+func (w *Window) Len() int {
+	n := 0
+	for _, d := range w.Insts {
+		n += len(d.Code)
+	}
+	return n
+}
+
+// Orig returns the bytes the window holds.
+func (w *Window) Orig() []byte {
+	var b []byte
+	for _, d := range w.Insts {
+		b = append(b, d.Code...)
+	}
+	return b
+}
+
+// refusef returns a refusal.
+func refusef(f *callgraph.Function, format string, a ...any) error {
+	return fmt.Errorf("%s: %w: %s", f.Sym.Name, ErrRefused, fmt.Sprintf(format, a...))
+}
+
+// EntrySite returns the offset where f's body starts: past ENDBR (or the
+// nop that seals it) and past the ftrace site. f must have an ftrace site:
+// a traceable, compiled function, whose entry ABI is known.
+func EntrySite(f *callgraph.Function) (uint32, error) {
+	if f.Fentry < 0 {
+		return 0, refusef(f, "no ftrace site at the entry (notrace, or not a compiled function)")
+	}
+	for _, in := range f.Insts {
+		if in.Off >= uint32(f.Fentry) {
+			break
+		}
+		if in.Kind != callgraph.KindEndbr && in.Kind != callgraph.KindNop {
+			return 0, refusef(f, "%s at +%#x before the ftrace site", in.Kind, in.Off)
+		}
+	}
+	site := uint32(f.Fentry) + JumpLen
+	if !f.IsBoundary(site) {
+		return 0, refusef(f, "no instruction right after the ftrace site")
+	}
+	return site, nil
+}
+
+// SelectWindow chooses the window at off of f, checking every rule that
+// the function's code and the kernel's tables decide. cold are f's .cold
+// parts (their jumps back into f count as branches into it). With entry,
+// off is ignored and the window goes at EntrySite: it must then not be a
+// branch target, so that it runs exactly once per call.
+func SelectWindow(f *callgraph.Function, cold []*callgraph.Function, off uint32, entry bool, t *Tables) (*Window, error) {
+	if err := checkFunction(f, cold); err != nil {
+		return nil, err
+	}
+	if entry {
+		site, err := EntrySite(f)
+		if err != nil {
+			return nil, err
+		}
+		off = site
+	}
+	w := &Window{Func: f.Sym, Off: off, Entry: entry}
+	if err := w.collect(f); err != nil {
+		return nil, err
+	}
+	if err := w.checkTargets(f, cold); err != nil {
+		return nil, err
+	}
+	if err := w.checkTables(f, t); err != nil {
+		return nil, err
+	}
+	if !entry {
+		w.FlagsLive = !FlagsDead(w.following(f))
+	}
+	return w, nil
+}
+
+// checkFunction applies the rules about the whole function.
+func checkFunction(f *callgraph.Function, cold []*callgraph.Function) error {
+	if f.Sym.Module != "" {
+		return refusef(f, "a function of module %s (only the core kernel's tables are read)", f.Sym.Module)
+	}
+	for _, part := range append([]*callgraph.Function{f}, cold...) {
+		if len(part.Problems) > 0 {
+			return refusef(f, "%s has undecodable bytes at +%#x: its branches are not all known", part.Sym.Name, part.Problems[0].Off)
+		}
+		for _, in := range part.Insts {
+			if in.Kind == callgraph.KindIndirectJump {
+				return refusef(f, "%s has an indirect jump at +%#x", part.Sym.Name, in.Off)
+			}
+		}
+		for _, s := range part.Sites {
+			if s.Kind == callgraph.Indirect && s.Jump {
+				return refusef(f, "%s jumps through %s at +%#x", part.Sym.Name, s.Via, s.Off)
+			}
+		}
+	}
+	return nil
+}
+
+// collect gathers whole instructions from the site until JumpLen bytes.
+func (w *Window) collect(f *callgraph.Function) error {
+	at := w.Off
+	if !f.IsBoundary(at) {
+		return refusef(f, "+%#x is not an instruction boundary", at)
+	}
+	for n := uint32(0); n < JumpLen; {
+		in, ok := f.Inst(at)
+		if !ok {
+			return refusef(f, "no instruction at +%#x", at)
+		}
+		if err := w.checkInst(f, in); err != nil {
+			return err
+		}
+		d, err := Decode(f.Code[in.Off:in.End()], f.Sym.Addr+uint64(in.Off))
+		if err != nil {
+			return refusef(f, "%v", err)
+		}
+		if err := d.CheckMovable(); err != nil {
+			return fmt.Errorf("%s: %w", f.Sym.Name, err)
+		}
+		w.Insts = append(w.Insts, d)
+		n += uint32(in.Len)
+		at = in.End()
+	}
+	return nil
+}
+
+// checkInst refuses an instruction the window may not hold.
+func (w *Window) checkInst(f *callgraph.Function, in callgraph.Inst) error {
+	switch {
+	case in.End() > f.CodeEnd:
+		return refusef(f, "the window runs past the function's code at +%#x", f.CodeEnd)
+	case f.Fentry >= 0 && in.Off < uint32(f.Fentry)+JumpLen && in.End() > uint32(f.Fentry):
+		return refusef(f, "+%#x is the ftrace site", in.Off)
+	case in.Kind == callgraph.KindEndbr:
+		return refusef(f, "+%#x is ENDBR", in.Off)
+	case in.Kind == callgraph.KindInt3:
+		return refusef(f, "+%#x is int3 (padding, or another's breakpoint)", in.Off)
+	case in.Kind != callgraph.KindOther && in.Kind != callgraph.KindNop:
+		return refusef(f, "+%#x is a %s, which cannot run displaced", in.Off, in.Kind)
+	}
+	return nil
+}
+
+// checkTargets refuses a window that a branch can enter after its first
+// byte (SAFETY A.3: no direct jump into (site, site+len]); an entry window
+// may not be a branch target at all.
+func (w *Window) checkTargets(f *callgraph.Function, cold []*callgraph.Function) error {
+	lo, hi := w.Off+1, w.Off+uint32(w.Len())
+	if w.Entry {
+		lo = w.Off
+	}
+	for _, t := range f.Targets {
+		if lo <= t && t <= hi {
+			return refusef(f, "a branch inside the function reaches +%#x, in the window", t)
+		}
+	}
+	// A .cold part jumps back into its parent: callgraph records that as
+	// an exit, or as a jump into the middle of the parent.
+	base := f.Sym.Addr
+	in := func(a uint64) bool { return base+uint64(lo) <= a && a <= base+uint64(hi) }
+	for _, part := range cold {
+		for _, e := range part.Exits {
+			if in(e.Target) {
+				return refusef(f, "%s jumps to +%#x, in the window", part.Sym.Name, e.Target-base)
+			}
+		}
+		for _, s := range part.Sites {
+			if s.TargetAddr != 0 && in(s.TargetAddr) {
+				return refusef(f, "%s jumps to +%#x, in the window", part.Sym.Name, s.TargetAddr-base)
+			}
+		}
+	}
+	return nil
+}
+
+// checkTables refuses text that others patch or exceptions reach.
+func (w *Window) checkTables(f *callgraph.Function, t *Tables) error {
+	if t == nil {
+		return refusef(f, "no kernel tables to check the window against")
+	}
+	start, end := w.Addr(), w.Addr()+uint64(w.Len())
+	if e, ok := t.exceptionIn(f.Sym.Addr, f.Sym.End()); ok {
+		return refusef(f, "has an exception-table entry (instruction %#x, fixup %#x)", e.Insn, e.Fixup)
+	}
+	if s, ok := spanMeets(t.Alts, start, end); ok {
+		return refusef(f, "the window meets an alternative at +%#x", s.Start-f.Sym.Addr)
+	}
+	if s, ok := spanMeets(t.Paravirt, start, end); ok {
+		return refusef(f, "the window meets a paravirt site at +%#x", s.Start-f.Sym.Addr)
+	}
+	if anyIn(t.SMPLocks, start, end) {
+		return refusef(f, "the window holds an SMP lock prefix that alternatives may rewrite")
+	}
+	if anyIn(t.JumpLabels, start, end) {
+		return refusef(f, "the window holds a jump-label site")
+	}
+	if anyIn(t.StaticCalls, start, end) {
+		return refusef(f, "the window holds a static call")
+	}
+	if anyIn(t.Kprobes, start, end) {
+		return refusef(f, "a kprobe sits in the window")
+	}
+	return nil
+}
+
+// following returns the window's instructions and the straight line of
+// instructions after it, up to 16, for the flags liveness pass.
+func (w *Window) following(f *callgraph.Function) []x86asm.Inst {
+	var out []x86asm.Inst
+	for _, d := range w.Insts {
+		out = append(out, d.Inst)
+	}
+	at := w.Off + uint32(w.Len())
+	for len(out) < 16 {
+		in, ok := f.Inst(at)
+		if !ok || in.End() > f.CodeEnd {
+			break
+		}
+		d, err := x86asm.Decode(f.Code[in.Off:in.End()], 64)
+		if err != nil {
+			break
+		}
+		out = append(out, d)
+		if in.Kind != callgraph.KindOther && in.Kind != callgraph.KindNop {
+			break // the pass stops at control flow: reads or not, it is decided there
+		}
+		at = in.End()
+	}
+	return out
+}

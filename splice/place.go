@@ -1,0 +1,271 @@
+package splice
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/kernel"
+)
+
+// Placement holds every rule that decides where an instrument may go. It
+// is built once per session from the running kernel (or from fixtures in
+// tests) and never touches the kernel: a refused spec has had nothing
+// written for it.
+type Placement struct {
+	syms     *callgraph.Symbols
+	decode   func(callgraph.Symbol) (*callgraph.Function, error)
+	sections []addrRange // text no instrument may enter
+	// blacklist is debugfs kprobes/blacklist; blacklistErr says why it
+	// could not be read (every kprobe is then refused).
+	blacklist    []addrRange
+	blacklistErr error
+	// traceable is tracefs available_filter_functions; traceableErr says
+	// why it could not be read (every fentry is then refused).
+	traceable    map[string]bool
+	traceableErr error
+	syscalls     *SyscallTable
+	syscallsErr  error
+}
+
+// forbiddenSections are the text sections bounded by kallsyms markers that
+// no backend instruments: code that runs before the kernel is ready to
+// trace it (entry, noinstr, cpuidle), kprobes' own code, and the thunks
+// of retpolines and returns. The kernel's kprobe blacklist
+// (populate_kprobe_blacklist, arch_populate_kprobe_blacklist) covers the
+// same ground for kprobes; the markers make the rule hold for fentry too
+// and where debugfs is missing.
+var forbiddenSections = []struct{ start, end, name string }{
+	{"__entry_text_start", "__entry_text_end", ".entry.text"},
+	{"__noinstr_text_start", "__noinstr_text_end", ".noinstr.text"},
+	{"__kprobes_text_start", "__kprobes_text_end", ".kprobes.text"},
+	{"__cpuidle_text_start", "__cpuidle_text_end", ".cpuidle.text"},
+	{"__indirect_thunk_start", "__indirect_thunk_end", ".text.__x86.indirect_thunk"},
+	{"__irqentry_text_start", "__irqentry_text_end", ".irqentry.text"},
+	{"__softirqentry_text_start", "__softirqentry_text_end", ".softirqentry.text"},
+}
+
+// bpfDenyList is btf_id_deny in the kernel's kernel/bpf/verifier.c (6.1
+// to 6.18): functions the verifier refuses to trace with fentry/fexit
+// because the trampoline itself calls them.
+var bpfDenyList = map[string]bool{
+	"migrate_disable": true, "migrate_enable": true, "rcu_read_unlock_strict": true,
+	"preempt_count_add": true, "preempt_count_sub": true,
+	"__rcu_read_lock": true, "__rcu_read_unlock": true,
+}
+
+// PlacementSources are the kernel's own lists that the rules use, as
+// readers (a file, or a test fixture); a nil reader comes with the error
+// that kept it from being read, and the rules that need it then refuse.
+type PlacementSources struct {
+	// Blacklist is debugfs kprobes/blacklist.
+	Blacklist    io.Reader
+	BlacklistErr error
+	// Traceable is tracefs available_filter_functions.
+	Traceable    io.Reader
+	TraceableErr error
+	// Syscalls maps syscall functions to numbers; nil refuses syscall
+	// roots, with SyscallsErr as the reason.
+	Syscalls    *SyscallTable
+	SyscallsErr error
+}
+
+// NewPlacement builds the rules from a symbol table, a decoder of its
+// functions and the kernel's lists.
+func NewPlacement(syms *callgraph.Symbols, decode func(callgraph.Symbol) (*callgraph.Function, error), src PlacementSources) *Placement {
+	p := &Placement{syms: syms, decode: decode, syscalls: src.Syscalls, syscallsErr: src.SyscallsErr}
+	for _, s := range forbiddenSections {
+		a, okA := syms.Symbol(s.start)
+		b, okB := syms.Symbol(s.end)
+		if okA && okB && a.Addr < b.Addr {
+			p.sections = append(p.sections, addrRange{Start: a.Addr, End: b.Addr, Name: s.name})
+		}
+	}
+	if p.blacklistErr = src.BlacklistErr; src.Blacklist != nil {
+		p.blacklist, p.blacklistErr = parseKprobeBlacklist(src.Blacklist)
+	} else if p.blacklistErr == nil {
+		p.blacklistErr = errors.New("no kprobe blacklist given")
+	}
+	if p.traceableErr = src.TraceableErr; src.Traceable != nil {
+		p.traceable, p.traceableErr = parseFilterFunctions(src.Traceable)
+	} else if p.traceableErr == nil {
+		p.traceableErr = errors.New("no list of traceable functions given")
+	}
+	return p
+}
+
+// livePlacement reads the rules of the running kernel; it mounts debugfs
+// and tracefs where they are missing, as perf and bpftool do.
+func livePlacement(g *callgraph.Graph, syscalls *SyscallTable, syscallsErr error) *Placement {
+	src := PlacementSources{Syscalls: syscalls, SyscallsErr: syscallsErr}
+	if _, err := kernel.Debugfs.Ensure(); err != nil {
+		src.BlacklistErr = err
+	} else if f, err := os.Open(kernel.Debugfs.Path + "/kprobes/blacklist"); err != nil {
+		src.BlacklistErr = err
+	} else {
+		defer f.Close()
+		src.Blacklist = f
+	}
+	if _, err := kernel.Tracefs.Ensure(); err != nil {
+		src.TraceableErr = err
+	} else if f, err := os.Open(kernel.Tracefs.Path + "/available_filter_functions"); err != nil {
+		src.TraceableErr = err
+	} else {
+		defer f.Close()
+		src.Traceable = f
+	}
+	return NewPlacement(g.Symbols(), g.FunctionOf, src)
+}
+
+// refuse returns a refusal of spec wrapping kind (ErrUnsafe or
+// ErrNotSupported); format may wrap the cause with %w.
+func refuse(spec Spec, kind error, format string, a ...any) error {
+	return fmt.Errorf("%s: %w: "+format, append([]any{spec, kind}, a...)...)
+}
+
+// Check applies every rule of backend to spec. It returns nil or an error
+// wrapping ErrUnsafe or ErrNotSupported whose text is one line saying why.
+func (p *Placement) Check(backend string, spec Spec) error {
+	if err := checkShape(backend, spec); err != nil {
+		return err
+	}
+	if backend == "tracepoint" {
+		return p.checkSyscall(spec)
+	}
+	sym, err := p.syms.Func(spec.Func)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+	}
+	addr := sym.Addr + spec.Offset
+	if spec.Offset >= sym.Size {
+		return refuse(spec, ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
+	}
+	for _, s := range p.sections {
+		if s.Start <= addr && addr < s.End {
+			return refuse(spec, ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
+		}
+	}
+	switch backend {
+	case "fentry":
+		err = p.checkFentry(spec, sym)
+	case "kprobe":
+		err = p.checkKprobe(spec, sym, addr)
+	}
+	if err != nil {
+		return err
+	}
+	return p.checkCode(spec, sym)
+}
+
+// checkShape refuses what a backend cannot do whatever the place.
+func checkShape(backend string, spec Spec) error {
+	if spec.Func == "" {
+		return refuse(spec, ErrNotSupported, "no function")
+	}
+	if _, ok := kindNames[spec.Kind]; !ok {
+		return refuse(spec, ErrNotSupported, "unknown instrument kind")
+	}
+	if spec.Offset != 0 && (spec.Kind == Timer || spec.Kind == ExitCount) {
+		return refuse(spec, ErrNotSupported, "a %s needs a function entry, not an offset", spec.Kind)
+	}
+	if spec.Kind == Targets && spec.Offset == 0 {
+		return refuse(spec, ErrNotSupported, "a targets instrument goes at an indirect call site, func+OFF")
+	}
+	switch backend {
+	case "fentry":
+		if spec.Offset != 0 || spec.Kind == Targets {
+			return refuse(spec, ErrNotSupported, "fentry instruments function entries and returns only (use kprobe for func+off)")
+		}
+	case "tracepoint":
+		if spec.Kind != Timer || spec.Offset != 0 {
+			return refuse(spec, ErrNotSupported, "the tracepoint backend times whole syscalls only (FUNC:timer with FUNC a __x64_sys_* function)")
+		}
+	case "kprobe":
+	default:
+		return refuse(spec, ErrNotSupported, "unknown backend %q", backend)
+	}
+	return nil
+}
+
+func (p *Placement) checkFentry(spec Spec, sym callgraph.Symbol) error {
+	if bpfDenyList[sym.Name] {
+		return refuse(spec, ErrUnsafe, "%s is on BPF's deny list (btf_id_deny)", sym.Name)
+	}
+	if p.traceableErr != nil {
+		return refuse(spec, ErrNotSupported, "cannot read available_filter_functions to rule out notrace functions: %w", p.traceableErr)
+	}
+	if !p.traceable[sym.Name] {
+		return refuse(spec, ErrUnsafe, "%s is not in available_filter_functions (notrace, inlined or not traceable)", sym.Name)
+	}
+	return nil
+}
+
+func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) error {
+	if p.blacklistErr != nil {
+		return refuse(spec, ErrNotSupported, "cannot read the kprobe blacklist: %w", p.blacklistErr)
+	}
+	if r, ok := rangeHolding(p.blacklist, addr); ok {
+		return refuse(spec, ErrUnsafe, "%s is on the kprobe blacklist (%s)", spec.Point, r.Name)
+	}
+	return nil
+}
+
+// checkCode decodes the function: an offset must be a candidate
+// instruction boundary, and a targets instrument must sit on an indirect
+// call whose operand a BPF program can evaluate.
+func (p *Placement) checkCode(spec Spec, sym callgraph.Symbol) error {
+	if spec.Offset == 0 {
+		return nil
+	}
+	f, err := p.decode(sym)
+	if err != nil {
+		return fmt.Errorf("%s: %w: decoding %s: %w", spec, ErrUnsafe, sym.Name, err)
+	}
+	off := uint32(spec.Offset)
+	if !f.IsBoundary(off) {
+		return refuse(spec, ErrUnsafe, "offset %#x is not an instruction boundary of %s", off, sym.Name)
+	}
+	if !f.IsCandidate(off) {
+		return refuse(spec, ErrUnsafe, "offset %#x of %s is padding, ENDBR or int3", off, sym.Name)
+	}
+	if spec.Kind == Targets {
+		_, err := indirectOperand(f, off)
+		if err != nil {
+			return refuse(spec, ErrUnsafe, "%w", err)
+		}
+	}
+	return nil
+}
+
+// indirectOperand returns the operand of the indirect call at off.
+func indirectOperand(f *callgraph.Function, off uint32) (*callgraph.Operand, error) {
+	for _, s := range f.Sites {
+		if s.Off != off {
+			continue
+		}
+		if s.Kind != callgraph.Indirect || s.Operand == nil {
+			return nil, fmt.Errorf("%s+%#x is a %s site, not an indirect call", f.Sym.Name, off, s.Kind)
+		}
+		if s.Operand.Segment != "" {
+			return nil, fmt.Errorf("%s+%#x calls through a %%%s-relative operand, which is not read", f.Sym.Name, off, s.Operand.Segment)
+		}
+		return s.Operand, nil
+	}
+	return nil, fmt.Errorf("%s+%#x is not a call site", f.Sym.Name, off)
+}
+
+// checkSyscall accepts a root timer on a function of the syscall table.
+func (p *Placement) checkSyscall(spec Spec) error {
+	if p.syscalls == nil {
+		return refuse(spec, ErrNotSupported, "no syscall table: %w", p.syscallsErr)
+	}
+	if _, ok := p.syscalls.Number(spec.Func); !ok {
+		if !IsSyscallFunc(spec.Func) {
+			return refuse(spec, ErrNotSupported, "%s is not a syscall function (__x64_sys_*)", spec.Func)
+		}
+		return refuse(spec, ErrNotSupported, "%s is not in the syscall table", spec.Func)
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package splice
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/autoprof/autoprof/callgraph"
+)
+
+// A kernel in miniature: its kallsyms, the code of vfs_read, its kprobe
+// blacklist and its traceable functions.
+const fixtureKallsyms = `ffffffff81000000 T _stext
+ffffffff81001000 T vfs_read
+ffffffff81001100 T rw_verify_area
+ffffffff81001200 T migrate_disable
+ffffffff81001300 t notraced
+ffffffff81002000 T __noinstr_text_start
+ffffffff81002000 T exc_page_fault
+ffffffff81002100 T __noinstr_text_end
+ffffffff81002100 T __entry_text_start
+ffffffff81002100 T entry_SYSCALL_64
+ffffffff81002200 T __entry_text_end
+ffffffff81002200 T blacklisted_fn
+ffffffff81002300 T __x64_sys_read
+ffffffff81002400 T _etext
+`
+
+// vfs_read: endbr64; nop5 (ftrace); push %rbp; mov %rsp,%rbp; call *%rax;
+// ret; int3 padding.
+var fixtureCode = []byte{0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5, 0xff, 0xd0, 0xc3}
+
+const fixtureBlacklist = "0xffffffff81002200-0xffffffff81002300\tblacklisted_fn\n"
+const fixtureTraceable = "vfs_read\nrw_verify_area\nmigrate_disable\nexc_page_fault\nblacklisted_fn\n"
+
+func fixturePlacement(t *testing.T) *Placement {
+	t.Helper()
+	syms, err := callgraph.ParseKallsyms(strings.NewReader(fixtureKallsyms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func(sym callgraph.Symbol) (*callgraph.Function, error) {
+		code := bytes.Repeat([]byte{0xcc}, int(sym.Size))
+		if sym.Name == "vfs_read" {
+			copy(code, fixtureCode)
+		}
+		return callgraph.Decode(sym, code, syms)
+	}
+	return NewPlacement(syms, decode, PlacementSources{
+		Blacklist: strings.NewReader(fixtureBlacklist),
+		Traceable: strings.NewReader(fixtureTraceable),
+		Syscalls:  NewSyscallTable(map[string]int{"__x64_sys_read": 0}),
+	})
+}
+
+func TestPlacementRules(t *testing.T) {
+	p := fixturePlacement(t)
+	ok := func(backend, s string) {
+		t.Helper()
+		spec, err := ParseSpec(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Check(backend, spec); err != nil {
+			t.Errorf("%s on %s refused: %v", s, backend, err)
+		}
+	}
+	refused := func(backend, s string, sentinel error, why string) {
+		t.Helper()
+		spec, err := ParseSpec(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.Check(backend, spec)
+		if !errors.Is(err, sentinel) || !strings.Contains(err.Error(), why) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s on %s: %v, want a one-line %v saying %q", s, backend, err, sentinel, why)
+		}
+	}
+	ok("fentry", "vfs_read:timer")
+	ok("kprobe", "vfs_read")
+	ok("kprobe", "vfs_read+0x9")
+	ok("kprobe", "vfs_read+0xd:targets")
+	ok("kprobe", "migrate_disable")
+	ok("tracepoint", "__x64_sys_read:timer")
+	refused("kprobe", "vfs_read+0xb", ErrUnsafe, "not an instruction boundary")
+	refused("kprobe", "vfs_read+0x5", ErrUnsafe, "not an instruction boundary") // inside the ftrace nop
+	refused("kprobe", "vfs_read+0x10", ErrUnsafe, "padding")
+	refused("kprobe", "vfs_read+0x200", ErrUnsafe, "past the end")
+	refused("kprobe", "vfs_read+0x9:targets", ErrUnsafe, "not a call site")
+	refused("kprobe", "exc_page_fault", ErrUnsafe, ".noinstr.text")
+	refused("fentry", "exc_page_fault", ErrUnsafe, ".noinstr.text")
+	refused("kprobe", "entry_SYSCALL_64", ErrUnsafe, ".entry.text")
+	refused("kprobe", "blacklisted_fn", ErrUnsafe, "kprobe blacklist")
+	refused("fentry", "migrate_disable", ErrUnsafe, "deny list")
+	refused("fentry", "notraced", ErrUnsafe, "available_filter_functions")
+	refused("fentry", "vfs_read+0x9", ErrNotSupported, "use kprobe")
+	refused("kprobe", "no_such_function", ErrUnsafe, "not in the kernel's symbol table")
+	refused("tracepoint", "vfs_read:timer", ErrNotSupported, "not a syscall function")
+	refused("tracepoint", "__x64_sys_read:entry", ErrNotSupported, "whole syscalls")
+	refused("kprobe", "vfs_read+0x9:targets", ErrUnsafe, "")
+	refused("bogus", "vfs_read", ErrNotSupported, "unknown backend")
+}
+
+// TestPlacementUnreadableLists: without the blacklist or the list of
+// traceable functions, every kprobe or fentry is refused.
+func TestPlacementUnreadableLists(t *testing.T) {
+	syms, err := callgraph.ParseKallsyms(strings.NewReader(fixtureKallsyms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPlacement(syms, nil, PlacementSources{BlacklistErr: os.ErrPermission})
+	for _, b := range []string{"kprobe", "fentry"} {
+		if err := p.Check(b, Spec{Point: Point{Func: "vfs_read"}, Kind: Count}); !errors.Is(err, ErrNotSupported) {
+			t.Errorf("%s without its list: %v", b, err)
+		}
+	}
+}
+
+func TestParseKprobeBlacklist(t *testing.T) {
+	rs, err := parseKprobeBlacklist(strings.NewReader("0x20-0x30\tb\n\n0x10-0x18 a [mod]\n"))
+	if err != nil || len(rs) != 2 || rs[0].Name != "a" || rs[1].End != 0x30 {
+		t.Fatalf("%+v %v", rs, err)
+	}
+	for addr, want := range map[uint64]bool{0x10: true, 0x17: true, 0x18: false, 0x25: true, 0x30: false, 0x5: false} {
+		if _, got := rangeHolding(rs, addr); got != want {
+			t.Errorf("%#x: held %v, want %v", addr, got, want)
+		}
+	}
+	if _, err := parseKprobeBlacklist(strings.NewReader("zz\n")); err == nil {
+		t.Error("a bad line was accepted")
+	}
+}
+
+func TestParseFilterFunctions(t *testing.T) {
+	m, err := parseFilterFunctions(strings.NewReader("vfs_read\nfoo [mod]\nffffffff81000000 bar\n"))
+	if err != nil || !m["vfs_read"] || !m["foo"] || !m["bar"] || len(m) != 3 {
+		t.Fatalf("%v %v", m, err)
+	}
+}
+
+// TestLiveLists parses the real files where they can be read (capped).
+func TestLiveLists(t *testing.T) {
+	for path, parse := range map[string]func(*os.File) error{
+		"/sys/kernel/debug/kprobes/blacklist":            func(f *os.File) error { _, err := parseKprobeBlacklist(f); return err },
+		"/sys/kernel/tracing/available_filter_functions": func(f *os.File) error { _, err := parseFilterFunctions(f); return err },
+	} {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Logf("%s: %v", path, err)
+			continue
+		}
+		if err := parse(f); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+		f.Close()
+	}
+}

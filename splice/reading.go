@@ -1,0 +1,139 @@
+package splice
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HistBuckets is the number of log2 latency buckets: bucket i counts calls
+// whose inclusive wall time t in ns has bits.Len64(t) == i, so bucket 0 holds
+// t = 0 and bucket 40 holds t in [2^39, 2^40) ns (about 9 to 18 minutes);
+// longer calls are counted in the last bucket.
+const HistBuckets = 41
+
+// Path is a calling context: the instrumented points from the outermost
+// (root) to the innermost. Only instrumented functions appear in it.
+type Path []Point
+
+// String joins the points with ";", the folded-stack form.
+func (p Path) String() string {
+	s := make([]string, len(p))
+	for i, pt := range p {
+		s[i] = pt.String()
+	}
+	return strings.Join(s, ";")
+}
+
+// ContextReading is what the instruments measured in one calling context.
+// Path's last point is the instrumented point itself.
+type ContextReading struct {
+	Path Path
+	Kind Kind
+	// Calls counts entries (Count, Timer) or returns (ExitCount).
+	Calls uint64
+	// The rest are for Timer readings only. Inclusive time runs from
+	// entry to return; exclusive time is inclusive time less the
+	// inclusive time of instrumented callees. Off-CPU time is time the
+	// thread spent switched out: inclusive off-CPU time counts it in every
+	// frame on the stack, exclusive off-CPU time only in the frame on top
+	// when the thread blocked. On-CPU time is wall less off-CPU time.
+	InclNs, ExclNs             uint64
+	InclOffCPUNs, ExclOffCPUNs uint64
+	// Hist counts calls by inclusive wall time (see HistBuckets).
+	Hist [HistBuckets]uint64
+}
+
+// TargetReading counts how often an indirect call site called one target
+// in one calling context.
+type TargetReading struct {
+	Path   Path   // the calling context and, last, the call site
+	Target uint64 // the address called
+	Func   string // its symbol, "" where unknown
+	Calls  uint64
+}
+
+// Misses counts events the instruments could not measure. They are always
+// reported: a reading with misses is a lower bound.
+type Misses struct {
+	Recursion  uint64 // an instrument hit while one was running on the CPU (IRQ, NMI, nesting)
+	StackDepth uint64 // the shadow stack was full
+	MapFull    uint64 // no room for a new calling context or target
+	Unmatched  uint64 // a return without its entry, or an entry without its return
+	Kernel     uint64 // misses the kernel itself reported (kprobe nmissed, BPF recursion_misses)
+}
+
+// Total sums all misses.
+func (m Misses) Total() uint64 {
+	return m.Recursion + m.StackDepth + m.MapFull + m.Unmatched + m.Kernel
+}
+
+func (m Misses) sub(o Misses) Misses {
+	return Misses{
+		Recursion:  m.Recursion - o.Recursion,
+		StackDepth: m.StackDepth - o.StackDepth,
+		MapFull:    m.MapFull - o.MapFull,
+		Unmatched:  m.Unmatched - o.Unmatched,
+		Kernel:     m.Kernel - o.Kernel,
+	}
+}
+
+// Reading is a cumulative snapshot of every instrument of an Instrumenter.
+type Reading struct {
+	At       time.Time
+	Contexts []ContextReading
+	Targets  []TargetReading
+	Misses   Misses
+}
+
+// Sub returns the change from prev to r: the activity of one interval.
+// Contexts and targets missing from prev count from zero; those with no
+// activity in the interval are left out.
+func (r *Reading) Sub(prev *Reading) *Reading {
+	if prev == nil {
+		prev = &Reading{}
+	}
+	d := &Reading{At: r.At, Misses: r.Misses.sub(prev.Misses)}
+	before := make(map[string]*ContextReading, len(prev.Contexts))
+	for i := range prev.Contexts {
+		c := &prev.Contexts[i]
+		before[contextKey(c.Path, c.Kind)] = c
+	}
+	for _, c := range r.Contexts {
+		if p := before[contextKey(c.Path, c.Kind)]; p != nil {
+			c = c.sub(p)
+		}
+		if c.Calls != 0 || c.InclNs != 0 {
+			d.Contexts = append(d.Contexts, c)
+		}
+	}
+	targets := make(map[string]uint64, len(prev.Targets))
+	for _, t := range prev.Targets {
+		targets[targetKey(t)] = t.Calls
+	}
+	for _, t := range r.Targets {
+		t.Calls -= targets[targetKey(t)]
+		if t.Calls != 0 {
+			d.Targets = append(d.Targets, t)
+		}
+	}
+	return d
+}
+
+func (c ContextReading) sub(p *ContextReading) ContextReading {
+	c.Calls -= p.Calls
+	c.InclNs -= p.InclNs
+	c.ExclNs -= p.ExclNs
+	c.InclOffCPUNs -= p.InclOffCPUNs
+	c.ExclOffCPUNs -= p.ExclOffCPUNs
+	for i := range c.Hist {
+		c.Hist[i] -= p.Hist[i]
+	}
+	return c
+}
+
+func contextKey(p Path, k Kind) string { return p.String() + ":" + k.String() }
+
+func targetKey(t TargetReading) string {
+	return t.Path.String() + ">" + strconv.FormatUint(t.Target, 16)
+}

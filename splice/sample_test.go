@@ -1,0 +1,59 @@
+package splice
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autoprof/autoprof/callgraph"
+)
+
+// TestSampler samples this process while it reads /dev/zero in large
+// chunks: most kernel samples must fall in the read path.
+func TestSampler(t *testing.T) {
+	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: Target{PIDs: []int{os.Getpid()}}})
+	if err != nil {
+		t.Skipf("sampling unavailable: %v", err)
+	}
+	defer s.Close()
+	f, err := os.Open("/dev/zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); {
+		syscall.Read(int(f.Fd()), buf)
+	}
+	p, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, err := callgraph.LiveSymbols()
+	if err != nil {
+		t.Skip(err)
+	}
+	var inRead uint64
+	for _, st := range p.Stacks {
+		for _, a := range st.Addrs {
+			if strings.Contains(syms.Format(a), "read") {
+				inRead += st.Count
+				break
+			}
+		}
+	}
+	t.Logf("%d kernel samples in %d stacks, %d in a read path, %d user, %d lost", p.Total(), len(p.Stacks), inRead, p.User, p.Lost)
+	if p.Total() < 50 || inRead*2 < p.Total() {
+		t.Errorf("want >= 50 kernel samples, most in the read path")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Close: %v", err)
+	}
+}

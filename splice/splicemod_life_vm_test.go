@@ -1,0 +1,450 @@
+//go:build vm
+
+package splice
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/kmod/splicer"
+)
+
+// spliceHelperEnv makes the test binary a controller holding splices (see
+// TestSpliceHelperProcess).
+const spliceHelperEnv = "AUTOPROF_SPLICE_HELPER"
+
+// TestSpliceHelperProcess is the controller the lifecycle tests kill or
+// stop: it opens a splice session with a dead-man timeout, inserts count
+// counters at the entries of the first functions that pass Check, writes
+// their sites ("ADDR ORIG" lines, ORIG the window's original bytes in
+// hex, then "ready") on fd 3, and waits.
+func TestSpliceHelperProcess(t *testing.T) {
+	args := strings.Fields(os.Getenv(spliceHelperEnv))
+	if len(args) != 2 {
+		t.Skip("not a splice helper")
+	}
+	count, _ := strconv.Atoi(args[0])
+	deadman, _ := time.ParseDuration(args[1])
+	out := os.NewFile(3, "sites")
+	s := openSplice(t, deadman)
+	specs := entryCounters(t, s, count)
+	ins, err := s.InsertAll(context.Background(), specs)
+	if err != nil {
+		fmt.Fprintf(out, "error %v\n", err)
+		os.Exit(1)
+	}
+	for _, in := range ins {
+		si := in.(*splicedInst)
+		site := s.sites[si.addr]
+		fmt.Fprintf(out, "%x %x\n", si.addr, site.w.Orig())
+	}
+	fmt.Fprintln(out, "ready")
+	for {
+		time.Sleep(50 * time.Millisecond)
+		if err := s.alive(); err != nil {
+			fmt.Fprintf(out, "dead %v\n", err)
+			out.Close()
+			os.Exit(0)
+		}
+	}
+}
+
+// entryCounters returns n counter specs at the entries of distinct
+// functions that pass Check.
+func entryCounters(t testing.TB, s *SpliceSession, n int) []Spec {
+	var specs []Spec
+	for _, sym := range s.Graph().Symbols().Functions() {
+		if len(specs) == n {
+			break
+		}
+		sp := Spec{Point: Point{Func: sym.Name}, Kind: Count}
+		if sym.Module != "" || s.Check(sp) != nil {
+			continue
+		}
+		specs = append(specs, sp)
+	}
+	if len(specs) < n {
+		t.Fatalf("only %d functions take a splice, want %d", len(specs), n)
+	}
+	return specs
+}
+
+// spliceHelper is a started controller and the sites it spliced.
+type spliceHelper struct {
+	cmd   *exec.Cmd
+	lines *bufio.Scanner
+	sites map[uint64][]byte // address → original bytes of the window
+}
+
+func startSpliceHelper(t *testing.T, count int, deadman time.Duration) *spliceHelper {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSpliceHelperProcess$")
+	cmd.Env = append(os.Environ(), spliceHelperEnv+"="+strconv.Itoa(count)+" "+deadman.String())
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	h := &spliceHelper{cmd: cmd, lines: bufio.NewScanner(r), sites: map[uint64][]byte{}}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		r.Close()
+		unloadSplicer()
+	})
+	for h.lines.Scan() {
+		line := h.lines.Text()
+		if line == "ready" {
+			return h
+		}
+		var addr uint64
+		var orig []byte
+		if _, err := fmt.Sscanf(line, "%x %x", &addr, &orig); err != nil {
+			t.Fatalf("helper: %s", line)
+		}
+		h.sites[addr] = orig
+	}
+	t.Fatalf("the helper ended before it was ready: %v", h.lines.Err())
+	return nil
+}
+
+// spliced counts the sites whose bytes are not their original ones now:
+// a site counts as restored only when its whole window is (no jump, no
+// int3 left of the patching protocol).
+func spliced(t *testing.T, text callgraph.Text, sites map[uint64][]byte) int {
+	t.Helper()
+	n := 0
+	for addr, orig := range sites {
+		b := make([]byte, len(orig))
+		if err := text.ReadAt(b, addr); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, orig) {
+			n++
+		}
+	}
+	return n
+}
+
+func liveText(t *testing.T) callgraph.Text {
+	t.Helper()
+	text, err := callgraph.OpenLiveText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { text.Close() })
+	return text
+}
+
+// TestVMSpliceKill9: a controller with 1,000 live splices is killed; the
+// module's release() restores every site within 1 s, and the module
+// unloads within 10 s.
+func TestVMSpliceKill9(t *testing.T) {
+	const n = 1000
+	h := startSpliceHelper(t, n, 10*time.Second)
+	text := liveText(t)
+	if got := spliced(t, text, h.sites); got != n {
+		t.Fatalf("%d of %d sites hold a jump", got, n)
+	}
+	start := time.Now()
+	h.cmd.Process.Kill()
+	for spliced(t, text, h.sites) > 0 {
+		if time.Since(start) > time.Second {
+			t.Fatalf("%d sites still spliced 1 s after kill -9", spliced(t, text, h.sites))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	restored := time.Since(start)
+	h.cmd.Wait()
+	if err := unloadSplicer(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kill -9 with %d splices: every site restored after %v, module unloaded after %v", n, restored.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("the module unloaded only after %v", time.Since(start))
+	}
+}
+
+// TestVMSpliceDeadman: a controller stopped with SIGSTOP stops beating;
+// the module withdraws every splice by the dead-man timeout + 1 s.
+func TestVMSpliceDeadman(t *testing.T) {
+	const deadman = 2 * time.Second
+	h := startSpliceHelper(t, 50, deadman)
+	text := liveText(t)
+	start := time.Now()
+	h.cmd.Process.Signal(syscall.SIGSTOP)
+	for spliced(t, text, h.sites) > 0 {
+		if time.Since(start) > deadman+time.Second {
+			t.Fatalf("%d sites still spliced %v after SIGSTOP", spliced(t, text, h.sites), time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("stopped controller: every site withdrawn after %v (dead-man timeout %v)", time.Since(start).Round(time.Millisecond), deadman)
+	h.cmd.Process.Signal(syscall.SIGCONT)
+	if !h.lines.Scan() || !strings.HasPrefix(h.lines.Text(), "dead") {
+		t.Fatalf("the controller, continued, did not learn it was dead-manned: %q", h.lines.Text())
+	}
+	t.Logf("the controller says: %s", h.lines.Text())
+}
+
+// TestVMSpliceRmmod: the module cannot be removed while a session holds
+// splices; the sites stay intact; after Close it unloads.
+func TestVMSpliceRmmod(t *testing.T) {
+	s := openSplice(t, 0)
+	specs := entryCounters(t, s, 20)
+	insertAll(t, s, specs...)
+	text := liveText(t)
+	sites := map[uint64][]byte{}
+	for a, site := range s.sites {
+		sites[a] = site.w.Orig()
+	}
+	err := splicer.Unload()
+	if !errors.Is(err, kernel.EBUSY) && !errors.Is(err, syscall.EAGAIN) {
+		t.Fatalf("rmmod with %d live splices: %v, want EBUSY", len(sites), err)
+	}
+	if got := spliced(t, text, sites); got != len(sites) {
+		t.Fatalf("after the refused rmmod %d of %d sites hold their jump", got, len(sites))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if splicer.Loaded() {
+		t.Fatal("the module is still loaded after the session closed")
+	}
+	if got := spliced(t, text, sites); got != 0 {
+		t.Fatalf("%d sites still spliced after the module unloaded", got)
+	}
+}
+
+// singleInstWindow finds a place of fn whose window is one instruction.
+func singleInstWindow(s *SpliceSession, fn string) (Spec, bool) {
+	sym, err := s.Graph().Symbols().Func(fn)
+	if err != nil {
+		return Spec{}, false
+	}
+	for off := uint64(1); off < sym.Size && off < 512; off++ {
+		sp := Spec{Point: Point{Func: fn, Offset: off}, Kind: Count}
+		if w, err := s.cat.window(sp); err == nil && len(w.Insts) == 1 {
+			return sp, true
+		}
+	}
+	return Spec{}, false
+}
+
+// hammer keeps every CPU calling getpid until stop is closed.
+func hammer(stop chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for i := 0; i < runtime.NumCPU(); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for k := 0; k < 64; k++ {
+					syscall.Getpid()
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+// TestVMSpliceStress (SAFETY B.9): every CPU calls getpid in a loop while
+// its path is spliced and unspliced 10,000 times: counters at a
+// one-instruction window, and a timer, counters and exit counters at the
+// entry windows (several instructions, each insertion waiting for
+// RCU-tasks). No oops, WARN or hang; the text is as before.
+func TestVMSpliceStress(t *testing.T) {
+	cycles, entryCycles := 10000, 300
+	if testing.Short() {
+		cycles, entryCycles = 1000, 30
+	}
+	s := openSplice(t, 0)
+	text := liveText(t)
+	var fast []Spec
+	for _, fn := range []string{"__task_pid_nr_ns", "__x64_sys_getpid"} {
+		if sp, ok := singleInstWindow(s, fn); ok {
+			fast = append(fast, sp)
+		}
+	}
+	if len(fast) == 0 {
+		t.Fatal("no one-instruction window on getpid's path")
+	}
+	var entries []Spec
+	for _, fn := range []string{"__x64_sys_getpid", "__task_pid_nr_ns"} {
+		for _, k := range []Kind{Timer, Count, ExitCount} {
+			if sp := (Spec{Point: Point{Func: fn}, Kind: k}); s.Check(sp) == nil {
+				entries = append(entries, sp)
+			}
+		}
+	}
+	funcs := map[string][]byte{}
+	for _, sp := range append(fast, entries...) {
+		sym, _ := s.Graph().Symbols().Func(sp.Func)
+		b := make([]byte, sym.Size)
+		if err := text.ReadAt(b, sym.Addr); err != nil {
+			t.Fatal(err)
+		}
+		funcs[sp.Func] = b
+	}
+	stop := make(chan struct{})
+	wg := hammer(stop)
+	var done atomic.Int64
+	start := time.Now()
+	cycle := func(specs []Spec) {
+		ins, err := s.InsertAll(context.Background(), specs)
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("cycle %d: %v", done.Load(), err)
+		}
+		for _, in := range ins {
+			if err := in.Close(); err != nil {
+				t.Fatalf("cycle %d: %v", done.Load(), err)
+			}
+		}
+		done.Add(int64(len(specs)))
+	}
+	for i := 0; i < entryCycles && len(entries) > 0; i++ {
+		cycle(entries[i%len(entries) : i%len(entries)+1])
+	}
+	entryTime := time.Since(start)
+	for done.Load() < int64(cycles) {
+		cycle(fast)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d splice/unsplice cycles (%d at entry windows of several instructions in %v) in %v, every CPU calling getpid",
+		done.Load(), entryCycles, entryTime.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	r, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("misses %+v", r.Misses)
+	for fn, want := range funcs {
+		sym, _ := s.Graph().Symbols().Func(fn)
+		b := make([]byte, len(want))
+		if err := text.ReadAt(b, sym.Addr); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, want) {
+			t.Errorf("%s differs from before the cycles", fn)
+		}
+	}
+}
+
+// TestVMSpliceSleepAcross (SAFETY B.11): a task sleeps inside a timed
+// function while the timer is withdrawn and the session closed; its
+// return still goes through the module, which stays loaded (rmmod
+// refused) until it has.
+func TestVMSpliceSleepAcross(t *testing.T) {
+	s := openSplice(t, 0)
+	fn := ""
+	for _, c := range []string{"do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep"} {
+		if s.Check(timer(c, Target{})) == nil {
+			fn = c
+			break
+		}
+	}
+	if fn == "" {
+		t.Skip("no function of nanosleep's path takes a timer here")
+	}
+	h := startHelper(t, "sleep 1 3000")
+	insertAll(t, s, timer(fn, pid(h.Pid)))
+	go h.start.Write([]byte{1})
+	// Wait until a thread of the helper sleeps in nanosleep (syscall 35).
+	for deadline := time.Now().Add(10 * time.Second); !inSyscall(h.Pid, "35 "); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the helper never slept in nanosleep")
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	s.loaded = false // unload by hand below
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := splicer.Unload(); err == nil {
+		t.Fatal("the module unloaded while a hijacked return was outstanding")
+	}
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("the helper, returning through the withdrawn timer: %v", err)
+	}
+	if err := unloadSplicer(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inSyscall reports whether a thread of process pid is in the syscall
+// whose /proc line starts with nr.
+func inSyscall(pid int, nr string) bool {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task.Name()))
+		if strings.HasPrefix(string(b), nr) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestVMSpliceMisses (SAFETY B.13): timers on a function the timer
+// interrupt calls, while every CPU runs the handlers of timers on getpid's
+// path: ticks that land inside a handler are recursion misses, counted,
+// never followed, and nothing hangs.
+func TestVMSpliceMisses(t *testing.T) {
+	s := openSplice(t, 0)
+	var specs []Spec
+	for _, fn := range []string{"update_process_times", "account_process_tick", "scheduler_tick", "sched_tick", "tick_sched_handle", "hrtimer_interrupt", "__task_pid_nr_ns", "__x64_sys_getpid"} {
+		if sp := timer(fn, Target{}); s.Check(sp) == nil {
+			specs = append(specs, sp)
+		}
+	}
+	if len(specs) < 2 {
+		t.Skipf("only %d of the functions take a timer here", len(specs))
+	}
+	insertAll(t, s, specs...)
+	stop := make(chan struct{})
+	wg := hammer(stop)
+	time.Sleep(5 * time.Second)
+	close(stop)
+	wg.Wait()
+	r, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Contexts {
+		if len(c.Path) == 1 {
+			t.Logf("%-40s %8d calls", c.Path, c.Calls)
+		}
+	}
+	t.Logf("misses %+v", r.Misses)
+	if r.Misses.Recursion == 0 {
+		t.Error("no recursion miss: no tick landed in a handler in 5 s of getpid on every CPU")
+	}
+}

@@ -1,0 +1,119 @@
+package splice
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/autoprof/autoprof/kmod/splicer"
+)
+
+// Read returns the cumulative readings of every instrument inserted so
+// far, withdrawn ones included. A counter's hits in the root context,
+// counted by the fast path in a per-CPU slot, join the context its slow
+// path interned there.
+func (s *SpliceSession) Read() (*Reading, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	specs := make(map[uint32]Spec, len(s.specs))
+	for id, in := range s.specs {
+		specs[id] = in.spec
+	}
+	n := s.maxID
+	s.mu.Unlock()
+	insts, misses, err := s.dev.Instruments(int(n))
+	if err != nil {
+		return nil, err
+	}
+	ctxs, err := s.dev.Contexts()
+	if err != nil {
+		return nil, err
+	}
+	r := &Reading{At: time.Now(), Misses: Misses{
+		Recursion: misses[splicer.MissRecursion], StackDepth: misses[splicer.MissDepth],
+		MapFull: misses[splicer.MissMapFull], Unmatched: misses[splicer.MissUnmatched],
+	}}
+	paths := splicePaths{ctxs: ctxs, specs: specs, done: map[uint32]Path{}}
+	roots := map[uint32]int{} // instrument -> index of its root context in r.Contexts
+	for i, c := range ctxs {
+		spec, ok := specs[c.Inst]
+		if !ok {
+			continue // an id lost to a race, or from a failed insert
+		}
+		st, err := s.dev.Stats(uint32(i + 1))
+		if err != nil {
+			return nil, err
+		}
+		if c.Parent == 0 {
+			roots[c.Inst] = len(r.Contexts)
+		}
+		r.Contexts = append(r.Contexts, ContextReading{
+			Path: paths.of(uint32(i + 1)), Kind: spec.Kind, Calls: st.Calls,
+			InclNs: st.Incl, ExclNs: st.Excl, InclOffCPUNs: st.OffIncl, ExclOffCPUNs: st.OffExcl,
+			Hist: st.Hist,
+		})
+	}
+	for id := uint32(1); id <= n; id++ {
+		spec, ok := specs[id]
+		fast := insts[id-1].Fast
+		if !ok || spec.Kind != Count || fast == 0 {
+			continue
+		}
+		if at, ok := roots[id]; ok {
+			r.Contexts[at].Calls += fast
+			continue
+		}
+		r.Contexts = append(r.Contexts, ContextReading{Path: Path{spec.Point}, Kind: Count, Calls: fast})
+	}
+	return r, nil
+}
+
+// State returns the module's state of an instrument of this session:
+// live, withdrawn, withdrawn by the dead-man switch, or broken (its site
+// changed underneath, so it was left in place).
+func (s *SpliceSession) State(in Instrument) (splicer.State, error) {
+	si, ok := in.(*splicedInst)
+	if !ok || si.s != s {
+		return 0, fmt.Errorf("%s: not an instrument of this splice session", in.Spec())
+	}
+	insts, _, err := s.dev.Instruments(int(si.id))
+	if err != nil {
+		return 0, err
+	}
+	return insts[si.id-1].State, nil
+}
+
+// splicePaths turns the module's context ids into paths, memoized.
+type splicePaths struct {
+	ctxs  []splicer.Ctx // context id i+1 at index i
+	specs map[uint32]Spec
+	done  map[uint32]Path
+}
+
+func (b splicePaths) of(id uint32) Path {
+	if p, ok := b.done[id]; ok {
+		return p
+	}
+	var rev Path
+	for cur, n := id, 0; cur != 0 && n <= splicer.MaxDepth+1; n++ {
+		if int(cur) > len(b.ctxs) {
+			rev = append(rev, Point{Func: fmt.Sprintf("?ctx%d", cur)})
+			break
+		}
+		c := b.ctxs[cur-1]
+		pt := Point{Func: fmt.Sprintf("?inst%d", c.Inst)}
+		if spec, ok := b.specs[c.Inst]; ok {
+			pt = spec.Point
+		}
+		rev = append(rev, pt)
+		cur = c.Parent
+	}
+	p := make(Path, len(rev))
+	for i, pt := range rev {
+		p[len(rev)-1-i] = pt
+	}
+	b.done[id] = p
+	return p
+}

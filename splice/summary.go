@@ -1,0 +1,113 @@
+package splice
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// Quantile estimates the q-quantile (0..1) of inclusive wall time in ns
+// from the log2 histogram: the bucket holding it is found by count, and
+// the value interpolated linearly inside the bucket [2^(i-1), 2^i).
+func (c ContextReading) Quantile(q float64) float64 {
+	var total uint64
+	for _, h := range c.Hist {
+		total += h
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := q * float64(total)
+	var seen float64
+	for i, h := range c.Hist {
+		if h == 0 {
+			continue
+		}
+		if seen+float64(h) >= rank {
+			if i == 0 {
+				return 0
+			}
+			lo := math.Ldexp(1, i-1)
+			return lo + lo*(rank-seen)/float64(h)
+		}
+		seen += float64(h)
+	}
+	return math.Ldexp(1, HistBuckets-1)
+}
+
+// Summary is one instrument's activity over an interval (or a whole run):
+// its contexts added up.
+type Summary struct {
+	Instrument   string           `json:"instrument"` // the spec, "vfs_read:timer"
+	Calls        uint64           `json:"calls"`
+	CallsPerSec  float64          `json:"calls_per_s"`
+	MeanNs       float64          `json:"mean_ns,omitempty"`
+	P50Ns        float64          `json:"p50_ns,omitempty"`
+	P99Ns        float64          `json:"p99_ns,omitempty"`
+	InclNs       uint64           `json:"incl_ns,omitempty"`
+	ExclNs       uint64           `json:"excl_ns,omitempty"`
+	OnCPUShare   float64          `json:"oncpu_share,omitempty"`  // of inclusive time
+	OffCPUShare  float64          `json:"offcpu_share,omitempty"` // of inclusive time
+	Contexts     []ContextReading `json:"contexts"`
+	Targets      []TargetReading  `json:"targets,omitempty"`
+	MissesInRead uint64           `json:"misses"` // misses of all instruments in the interval
+}
+
+// Summarize groups a reading (usually an interval's, from Sub) by
+// instrument: the last point of each path and its kind. over is the
+// interval's length, for rates.
+func Summarize(r *Reading, over time.Duration) []Summary {
+	by := map[string]*Summary{}
+	var merged = map[string]*ContextReading{}
+	get := func(key string) *Summary {
+		s := by[key]
+		if s == nil {
+			s = &Summary{Instrument: key, MissesInRead: r.Misses.Total()}
+			by[key] = s
+		}
+		return s
+	}
+	for _, c := range r.Contexts {
+		key := Spec{Point: c.Path[len(c.Path)-1], Kind: c.Kind}.String()
+		s := get(key)
+		s.Contexts = append(s.Contexts, c)
+		m := merged[key]
+		if m == nil {
+			m = &ContextReading{Kind: c.Kind}
+			merged[key] = m
+		}
+		m.Calls += c.Calls
+		m.InclNs += c.InclNs
+		m.ExclNs += c.ExclNs
+		m.InclOffCPUNs += c.InclOffCPUNs
+		for i, h := range c.Hist {
+			m.Hist[i] += h
+		}
+	}
+	for _, t := range r.Targets {
+		key := Spec{Point: t.Path[len(t.Path)-1], Kind: Targets}.String()
+		s := get(key)
+		s.Targets = append(s.Targets, t)
+		s.Calls += t.Calls
+	}
+	out := make([]Summary, 0, len(by))
+	for key, s := range by {
+		if m := merged[key]; m != nil {
+			s.Calls, s.InclNs, s.ExclNs = m.Calls, m.InclNs, m.ExclNs
+			if m.Kind == Timer && m.Calls > 0 {
+				s.MeanNs = float64(m.InclNs) / float64(m.Calls)
+				s.P50Ns, s.P99Ns = m.Quantile(0.5), m.Quantile(0.99)
+			}
+			if m.InclNs > 0 {
+				s.OffCPUShare = float64(m.InclOffCPUNs) / float64(m.InclNs)
+				s.OnCPUShare = 1 - s.OffCPUShare
+			}
+		}
+		if over > 0 {
+			s.CallsPerSec = float64(s.Calls) / over.Seconds()
+		}
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Instrument < out[j].Instrument })
+	return out
+}

@@ -1,0 +1,38 @@
+package splice
+
+import (
+	"testing"
+	"time"
+)
+
+func TestQuantile(t *testing.T) {
+	var c ContextReading
+	c.Hist[11] = 98 // [1024, 2048)
+	c.Hist[21] = 2  // [2^20, 2^21)
+	if q := c.Quantile(0.5); q < 1024 || q >= 2048 {
+		t.Errorf("p50 = %v, want in [1024, 2048)", q)
+	}
+	if q := c.Quantile(0.99); q < 1<<20 || q >= 1<<21 {
+		t.Errorf("p99 = %v, want in [2^20, 2^21)", q)
+	}
+	if (ContextReading{}).Quantile(0.5) != 0 {
+		t.Error("empty histogram")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	vr := Point{Func: "vfs_read"}
+	r := &Reading{Contexts: []ContextReading{
+		{Path: Path{{Func: "__x64_sys_read"}, vr}, Kind: Timer, Calls: 10, InclNs: 1000, InclOffCPUNs: 250},
+		{Path: Path{{Func: "__x64_sys_pread64"}, vr}, Kind: Timer, Calls: 30, InclNs: 3000, InclOffCPUNs: 750},
+		{Path: Path{vr}, Kind: Count, Calls: 5},
+	}}
+	s := Summarize(r, 2*time.Second)
+	if len(s) != 2 || s[1].Instrument != "vfs_read:timer" {
+		t.Fatalf("%+v", s)
+	}
+	v := s[1]
+	if v.Calls != 40 || v.CallsPerSec != 20 || v.MeanNs != 100 || v.OffCPUShare != 0.25 || len(v.Contexts) != 2 {
+		t.Errorf("%+v", v)
+	}
+}

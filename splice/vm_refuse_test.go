@@ -1,0 +1,106 @@
+//go:build vm
+
+package splice
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/autoprof/autoprof/internal/leakcheck"
+)
+
+// TestVMRefusals tries every blacklisted and forbidden place: all are
+// refused, and the Inserts tried leave no program, kprobe or changed byte
+// of text behind.
+func TestVMRefusals(t *testing.T) {
+	s := openSession(t, "kprobe")
+	syms := s.Graph().Symbols()
+	var refused []Spec // refused for kprobe, the session's backend
+	try := func(backend string, sp Spec) {
+		err := s.place.Check(backend, sp)
+		if !errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrNotSupported) {
+			t.Errorf("%s on %s: accepted (%v)", sp, backend, err)
+			return
+		}
+		if backend == "kprobe" {
+			refused = append(refused, sp)
+		}
+	}
+	// Every entry of the kprobe blacklist that names a function.
+	bl, err := os.ReadFile("/sys/kernel/debug/kprobes/blacklist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := parseKprobeBlacklist(bytes.NewReader(bl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nbl := 0
+	for _, e := range entries {
+		if sym, err := syms.Func(e.Name); err == nil && sym.Addr == e.Start {
+			try("kprobe", Spec{Point: Point{Func: e.Name}, Kind: Count})
+			nbl++
+		}
+	}
+	// Every function of the forbidden sections, on both backends.
+	nsec := 0
+	for _, fn := range syms.Functions() {
+		for _, sec := range s.place.sections {
+			if sec.Start <= fn.Addr && fn.Addr < sec.End {
+				if _, err := syms.Func(fn.Name); err == nil {
+					try("kprobe", Spec{Point: Point{Func: fn.Name}, Kind: Count})
+					try("fentry", Spec{Point: Point{Func: fn.Name}, Kind: Count})
+					nsec++
+				}
+			}
+		}
+	}
+	// BPF's deny list, for fentry.
+	for fn := range bpfDenyList {
+		if _, err := syms.Func(fn); err == nil {
+			try("fentry", Spec{Point: Point{Func: fn}, Kind: Count})
+		}
+	}
+	// Offsets 1..255 of vfs_read that are not candidate boundaries.
+	f := mustFunction(t, s, "vfs_read")
+	nmid := 0
+	for off := uint32(1); off < 256 && off < uint32(len(f.Code)); off++ {
+		sp := Spec{Point: Point{Func: "vfs_read", Offset: uint64(off)}, Kind: Count}
+		if f.IsCandidate(off) {
+			if err := s.place.Check("kprobe", sp); err != nil {
+				t.Errorf("%s: a boundary refused: %v", sp, err)
+			}
+			continue
+		}
+		try("kprobe", sp)
+		nmid++
+	}
+	t.Logf("refused %d blacklist entries, %d functions in forbidden sections (x2 backends), %d mid-instruction offsets; %d in all", nbl, nsec, nmid, len(refused))
+	if nbl < 100 || nsec < 50 || nmid < 50 {
+		t.Errorf("too few places tried: the lists were not read")
+	}
+	// Insert a sample of the refused specs: nothing may change.
+	before := leakcheck.Take()
+	text := make([]byte, len(f.Code))
+	for i, sp := range refused {
+		if i%7 != 0 {
+			continue
+		}
+		if in, err := s.Insert(context.Background(), sp); err == nil {
+			in.Close()
+			t.Errorf("%s inserted", sp)
+		}
+	}
+	if err := s.Graph().Text().ReadAt(text, f.Sym.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(text, f.Code) {
+		t.Error("the text of vfs_read changed")
+	}
+	if leaks := before.Leaks(leakcheck.Take()); len(leaks) > 0 {
+		t.Errorf("refused inserts left %v", leaks)
+	}
+}
