@@ -1,0 +1,338 @@
+package search_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/autoprof/autoprof/reports"
+	"github.com/autoprof/autoprof/search"
+	"github.com/autoprof/autoprof/search/searchtest"
+)
+
+// TestBudget plants a cheap function called 400 times per operation with
+// instruments that cost 3 µs a hit: timing it costs about a third of the
+// CPU, so the hunt must withdraw it, keep the last rounds within the
+// budget, and say so in the trace.
+func TestBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("many", 1)
+		k.CostPerHitNs = 3000
+		k.Start()
+		run := hunt(t, k, func(c *search.Config) { c.DeepStart = -1; c.Roots = []string{truth.Path[0]} })
+		var withdrawn bool
+		for _, e := range run.Trace {
+			if e.Action == "budget" && strings.HasSuffix(e.Spec, truth.Func+":timer") {
+				withdrawn = true
+				t.Logf("round %d: %s: %s", e.Round, e.Spec, e.Reason)
+			}
+		}
+		if !withdrawn {
+			t.Error("the costly instrument was not withdrawn for the budget")
+		}
+		rounds := run.Overhead.Rounds
+		last := rounds[len(rounds)-1]
+		if last.MeasuredPct > run.Meta.BudgetPct {
+			t.Errorf("last round's measured overhead %.2f%% exceeds the budget %.2f%%", last.MeasuredPct, run.Meta.BudgetPct)
+		}
+		peak := 0.0
+		for _, r := range rounds {
+			peak = max(peak, r.MeasuredPct)
+		}
+		t.Logf("overhead: peak %.1f%%, last %.2f%% measured, %.2f%% predicted; mean %.2f%% measured, %.2f%% predicted",
+			peak, last.MeasuredPct, last.PredictedPct, run.Overhead.MeasuredPct, run.Overhead.PredictedPct)
+		if peak <= run.Meta.BudgetPct {
+			t.Errorf("peak overhead %.2f%%: the test did not exceed the budget", peak)
+		}
+	})
+}
+
+// TestBudgetRoots makes the roots alone cost more than the budget: they
+// stay (nothing is timed without them), and the run says so.
+func TestBudgetRoots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("cpu", 2)
+		k.OnlyRoots = true
+		k.CostPerHitNs = 200_000
+		k.Start()
+		run := hunt(t, k, func(c *search.Config) { c.DeepStart = -1; c.Roots = []string{truth.Path[0]} })
+		if run.Overhead.MeasuredPct <= run.Meta.BudgetPct {
+			t.Fatalf("measured overhead %.2f%% within the budget %.2f%%: the test did not exceed it", run.Overhead.MeasuredPct, run.Meta.BudgetPct)
+		}
+		lims := strings.Join(run.Limitations, "\n")
+		t.Logf("overhead %.2f%% measured; limitations:\n%s", run.Overhead.MeasuredPct, lims)
+		if !strings.Contains(lims, "roots' own instruments cost up to") {
+			t.Errorf("the roots alone exceeded the budget, and the limitations do not say so")
+		}
+		if len(run.Findings) == 0 || run.Findings[0].Path[0] != truth.Path[0] {
+			t.Errorf("findings %v: the root was not kept", run.Findings)
+		}
+	})
+}
+
+// TestSampledTree is the host's case: only syscalls can be timed, so the
+// hunt times them exactly and grows the tree below from stack samples.
+// With skew, the rounds' samples alternately over- and understate the
+// time, as off-CPU samples of long waits do: the totals still add up.
+func TestSampledTree(t *testing.T) {
+	for _, skew := range []float64{0, 0.9} {
+		t.Run(fmt.Sprintf("skew=%g", skew), func(t *testing.T) { testSampledTree(t, skew) })
+	}
+}
+
+func testSampledTree(t *testing.T, skew float64) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("cpu", 2)
+		k.OnlyRoots = true
+		k.SampleSkew = skew
+		k.Start()
+		run := hunt(t, k, func(c *search.Config) {
+			c.SampleTree = true
+			c.Syscalls = k.Syscalls()
+			c.Duration = 20 * time.Second
+		})
+		if len(run.Findings) == 0 {
+			t.Fatal("no findings")
+		}
+		top := run.Findings[0]
+		t.Logf("top: %s %.1f%% (planted %.1f%%): %s", strings.Join(top.Path, ";"), 100*top.ExclShare.Mean, 100*truth.Share, top.Verdict)
+		if got := top.Path[len(top.Path)-1]; got != truth.Func || run.Nodes[top.Node].Kind != search.NodeSampled {
+			t.Errorf("top finding %s (%s), want the sampled %s", got, run.Nodes[top.Node].Kind, truth.Func)
+		}
+		if d := top.ExclShare.Mean - truth.Share; d > 0.1 || d < -0.1 {
+			t.Errorf("share %.1f%%, planted %.1f%%", 100*top.ExclShare.Mean, 100*truth.Share)
+		}
+		if !strings.Contains(strings.Join(run.Limitations, "\n"), "no function instruments") {
+			t.Errorf("limitations do not say there are no function instruments: %q", run.Limitations)
+		}
+		root := run.Nodes[0]
+		if root.Kind != search.NodeRoot || root.Calls == 0 || root.Path[0] != truth.Path[0] {
+			t.Errorf("first node %+v is not the exactly timed syscall root", root.Path)
+		}
+		checkFindingsAgree(t, run)
+		render(t, run)
+	})
+}
+
+// TestSamplesOnly is a kernel where nothing can be timed, not even
+// syscalls: the roots and the tree come from samples alone.
+func TestSamplesOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("sleep", 3)
+		k.NothingTimed = true
+		k.Start()
+		run := hunt(t, k, func(c *search.Config) {
+			c.SampleTree = true
+			c.Syscalls = k.Syscalls()
+			c.Duration = 20 * time.Second
+		})
+		if len(run.Findings) == 0 {
+			t.Fatal("no findings")
+		}
+		top := run.Findings[0]
+		t.Logf("top: %s %.1f%% (planted %.1f%%): %s; stop: %s", strings.Join(top.Path, ";"), 100*top.ExclShare.Mean, 100*truth.Share, top.Verdict, run.Meta.StopReason)
+		// Off-CPU samples end in the scheduler, below the planted function.
+		if !slices.Contains(top.Path, truth.Func) {
+			t.Errorf("top finding %v, want it at or below %s", top.Path, truth.Func)
+		}
+		if d := top.ExclShare.Mean - truth.Share; d > 0.1 || d < -0.1 {
+			t.Errorf("share %.1f%%, planted %.1f%%", 100*top.ExclShare.Mean, 100*truth.Share)
+		}
+		if root := run.Nodes[0]; root.Kind != search.NodeRoot || root.State != search.StateSampled || root.Path[0] != truth.Path[0] {
+			t.Errorf("first node %v (%s, %s), want the sampled root %s", root.Path, root.Kind, root.State, truth.Path[0])
+		}
+		if run.Overhead.Inserted != 0 {
+			t.Errorf("%d instruments inserted where none can be", run.Overhead.Inserted)
+		}
+		checkFindingsAgree(t, run)
+		render(t, run)
+	})
+}
+
+// TestInterrupt ends a hunt through its context: the hunt returns what it
+// measured and leaves nothing live.
+func TestInterrupt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("deep", 3)
+		k.Start()
+		ctx, cancel := context.WithCancelCause(context.Background())
+		time.AfterFunc(3*time.Second, func() { cancel(errors.New("SIGINT")) })
+		run, err := search.Hunt(ctx, search.Config{Instrumenter: k, Graph: k, Sampler: k, Population: k, CPUs: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.Meta.StopReason != "interrupted: SIGINT" || k.Live() != 0 || len(run.Nodes) == 0 {
+			t.Errorf("stop %q, %d live, %d nodes", run.Meta.StopReason, k.Live(), len(run.Nodes))
+		}
+		render(t, run)
+	})
+}
+
+// TestTargetExit ends a hunt when the target exits, after absorbing the
+// round in progress.
+func TestTargetExit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("deep", 4)
+		k.Start()
+		done := make(chan struct{})
+		time.AfterFunc(2100*time.Millisecond, func() { close(done) })
+		run := hunt(t, k, func(c *search.Config) { c.Done = done })
+		if run.Meta.StopReason != "the target exited" {
+			t.Errorf("stop %q", run.Meta.StopReason)
+		}
+		if got := run.Meta.End.Sub(run.Meta.Start); got != 2100*time.Millisecond {
+			t.Errorf("hunt took %v, want it to end when the target did", got)
+		}
+	})
+}
+
+// TestExactTotals: rounds follow one another without a gap, so that a
+// root's calls over all rounds are every operation between the reading
+// that opens the first round and the one that ends the last, however
+// often the instruments changed in between.
+func TestExactTotals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("deep", 1)
+		k.Start()
+		var first, last time.Time
+		done := make(chan struct{})
+		time.AfterFunc(40*time.Second, func() { close(done) })
+		run := hunt(t, k, func(c *search.Config) {
+			c.DeepStart = -1
+			c.Roots = []string{truth.Path[0]}
+			c.Done = done
+			c.FinalRounds = 1000 // do not stop before the target exits
+			c.OnRead = func(round int, opens bool) {
+				if opens {
+					first = time.Now()
+				}
+				last = time.Now()
+			}
+		})
+		var calls uint64
+		for _, r := range run.Nodes[0].Rounds {
+			calls += r.Calls
+		}
+		want := k.Ops(0, first, last)
+		changes := 0
+		for _, e := range run.Trace {
+			if e.Action == "insert" || e.Action == "withdraw" {
+				changes++
+			}
+		}
+		t.Logf("%s: %d calls in %d rounds with %d changes; %d operations", truth.Path[0], calls, run.Meta.Rounds, changes, want)
+		if calls != want || changes == 0 {
+			t.Errorf("the root counted %d calls over the rounds, the target made %d", calls, want)
+		}
+	})
+}
+
+// TestWindowAtExit ends hunts at many moments, some in the round that
+// holds a change: the Run still reports a window whose nodes add up.
+func TestWindowAtExit(t *testing.T) {
+	for ms := 1300; ms <= 6000; ms += 230 {
+		t.Run(fmt.Sprint(ms), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				k, truth := searchtest.Planted("deep", 2)
+				k.Start()
+				done := make(chan struct{})
+				time.AfterFunc(time.Duration(ms)*time.Millisecond, func() { close(done) })
+				run := hunt(t, k, func(c *search.Config) { c.Done = done; c.DeepStart = -1; c.Roots = truth.Path[:1] })
+				render(t, run)
+			})
+		})
+	}
+}
+
+// TestNoRoots hunts a target that does nothing: no roots, a valid Run.
+func TestNoRoots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("cpu", 1)
+		k.Roots[0].Rate = 0
+		k.Roots[1].Rate = 0
+		k.Start()
+		run := hunt(t, k, func(c *search.Config) { c.Duration = 5 * time.Second; c.Syscalls = k.Syscalls() })
+		if !strings.HasPrefix(run.Meta.StopReason, "deadline") || len(run.Findings) != 0 {
+			t.Errorf("stop %q with %d findings", run.Meta.StopReason, len(run.Findings))
+		}
+		render(t, run)
+	})
+}
+
+// TestThreads hunts a target with four threads: shares are of all their
+// time.
+func TestThreads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("sleep", 5)
+		k.TargetThreads = 4
+		k.Roots[0].Rate *= 3 // three of the four threads busy
+		truth.Share = k.SelfShare(truth.Func)
+		k.Start()
+		run := hunt(t, k, nil)
+		checkPlanted(t, run, k, truth)
+	})
+}
+
+// TestRefusals checks that functions the instrumenter refuses are skipped
+// and traced, and that the hunt still converges.
+func TestRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("deep", 2)
+		k.Funcs[truth.Path[3]].NoTrace = true // a notrace function on the hot path
+		k.Start()
+		run := hunt(t, k, func(c *search.Config) { c.DeepStart = -1; c.Roots = []string{truth.Path[0]} })
+		top := run.Findings[0]
+		if top.Path[len(top.Path)-1] != truth.Func || strings.Contains(strings.Join(top.Path, ";"), truth.Path[3]) {
+			t.Errorf("top finding %v, want %s reached around the refused %s", top.Path, truth.Func, truth.Path[3])
+		}
+		refused := false
+		for _, e := range run.Trace {
+			refused = refused || (e.Action == "refuse" && strings.HasPrefix(e.Spec, truth.Path[3]+":"))
+		}
+		if !refused {
+			t.Error("the refusal is not in the trace")
+		}
+	})
+}
+
+// render checks that reports can render the run.
+func render(t *testing.T, run *search.Run) {
+	t.Helper()
+	if _, err := reports.Render(run); err != nil {
+		t.Fatalf("rendering the run: %v", err)
+	}
+	p, err := reports.Profile(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CheckValid(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkFindingsAgree checks that each finding's share and its times tell
+// the same story: the exclusive share is the node's exclusive time over
+// the target's (within 2 points: one is a mean of per-round ratios, the
+// other a ratio of sums), and a verdict that speaks of CPU or blocking
+// has exclusive time behind it.
+func checkFindingsAgree(t *testing.T, run *search.Run) {
+	t.Helper()
+	for _, f := range run.Findings {
+		n := run.Nodes[f.Node]
+		if n.TargetNs == 0 {
+			continue
+		}
+		if d := f.ExclShare.Mean - float64(n.ExclNs)/float64(n.TargetNs); d > 0.02 || d < -0.02 {
+			t.Errorf("%s: exclusive share %.1f%% but %d of %d ns exclusive (%.1f%%)", strings.Join(f.Path, ";"),
+				100*f.ExclShare.Mean, n.ExclNs, n.TargetNs, 100*float64(n.ExclNs)/float64(n.TargetNs))
+		}
+		if strings.HasPrefix(f.Verdict, "CPU-bound") && f.OnCPUShare <= 0 || strings.HasPrefix(f.Verdict, "blocked") && f.OffCPUShare <= 0 {
+			t.Errorf("%s: verdict %q with on-CPU %.2f, off-CPU %.2f of its exclusive time", strings.Join(f.Path, ";"), f.Verdict, f.OnCPUShare, f.OffCPUShare)
+		}
+	}
+}

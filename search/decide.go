@@ -1,0 +1,498 @@
+package search
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/autoprof/autoprof/splice"
+)
+
+// decide applies the decision rules after a round and reports whether it
+// changed the instruments. Let θ be the threshold (a fraction), and
+// I(n), X(n) the Student's t intervals (NewInterval, level
+// Config.Confidence) of node n's per-round inclusive and exclusive
+// shares: I over every round n was measured in, X over the rounds since
+// its set of instrumented children last changed (its epoch). No rule
+// looks at a node measured in fewer than Config.MinRounds rounds.
+//
+//   - Withdraw: I(n).High < θ, so n is significantly below the
+//     threshold. n and its subtree are withdrawn; an instrument goes when
+//     no node it measures is left.
+//   - Refine: I(n).Low > θ, so n is significantly above the threshold,
+//     and n was not refined: each callee the Graph gives (direct, tail and
+//     static calls) gets a timer, and each indirect call site a target
+//     recorder; targets observed later get timers (insertTargets).
+//   - Refine to blocks: n was refined, X(n).Low > θ (its own code, or
+//     callees that cannot be instrumented, holds a significant share) and
+//     no callee of n is left to instrument: each basic block of n gets a
+//     counter, where the backend allows offsets.
+//   - Budget: see enforceBudget and admit.
+//
+// Candidates for refinement are taken in decreasing order of value
+// (I(n).Mean for callees, X(n).Mean for blocks) as long as the budget
+// allows.
+func (h *hunter) decide() bool {
+	h.updateIntervals()
+	changed := h.withdrawCold()
+	if h.enforceBudget() {
+		changed = true
+	}
+	if h.refine() {
+		changed = true
+	}
+	if changed {
+		h.lastChange = h.round
+		h.newWindow()
+	}
+	return changed
+}
+
+// updateIntervals recomputes every measured node's intervals.
+func (h *hunter) updateIntervals() {
+	for _, n := range h.nodes {
+		if len(n.rounds) == 0 {
+			continue
+		}
+		incl := make([]float64, len(n.rounds))
+		var excl []float64
+		for i, r := range n.rounds {
+			incl[i] = r.InclShare
+			if r.Round >= n.epoch {
+				excl = append(excl, r.ExclShare)
+			}
+		}
+		n.incl = NewInterval(incl, h.cfg.Confidence)
+		n.excl = NewInterval(excl, h.cfg.Confidence)
+	}
+}
+
+// decidable reports whether n is a timed node the rules may act on.
+func (h *hunter) decidable(n *node) bool {
+	switch n.kind {
+	case NodeRoot, NodeFunction, NodeTarget:
+	default:
+		return false
+	}
+	return n.state != StateWithdrawn && n.state != StateSampled && len(n.rounds) >= h.cfg.MinRounds
+}
+
+// withdrawCold withdraws every node significantly below the threshold.
+func (h *hunter) withdrawCold() bool {
+	changed := false
+	for _, n := range h.nodes {
+		if !h.decidable(n) || !n.incl.Below(h.theta()) {
+			continue
+		}
+		iv := n.incl
+		reason := fmt.Sprintf("inclusive share %s significantly below the threshold %.3g%%: high %.3g%% < %.3g%%",
+			pct(iv.Mean), h.cfg.ThresholdPct, 100*iv.High, h.cfg.ThresholdPct)
+		if h.withdrawNode(n, "withdraw", &iv, reason) {
+			changed = true
+		}
+	}
+	return changed
+}
+
+// withdrawNode withdraws n's subtree and every instrument left without a
+// node to measure; it reports whether an instrument went.
+func (h *hunter) withdrawNode(n *node, action string, stat *Interval, reason string) bool {
+	if n.state == StateWithdrawn {
+		return false
+	}
+	h.event(action, n, h.specFor(n).String(), stat, reason)
+	changed := false
+	n.subtree(func(m *node) {
+		if m.state == StateWithdrawn {
+			return
+		}
+		m.state = StateWithdrawn
+		for _, in := range h.instrumentsOf(m) {
+			if in.live != nil && !in.wanted() {
+				h.close(in, "no node left to measure")
+				changed = true
+			}
+		}
+	})
+	if n.parent != nil {
+		n.parent.epoch = h.nextFull()
+	}
+	return changed
+}
+
+// instrumentsOf returns the instruments that exist for m: its own spec and
+// the target recorders of its function's indirect sites.
+func (h *hunter) instrumentsOf(m *node) []*instrument {
+	var out []*instrument
+	if in := h.specs[h.specFor(m).String()]; in != nil {
+		out = append(out, in)
+	}
+	return append(out, m.recorders...)
+}
+
+// candidate is a refinement the rules ask for.
+type candidate struct {
+	n      *node
+	blocks bool
+	value  float64
+}
+
+// refine plans and admits refinements, most valuable first.
+func (h *hunter) refine() bool {
+	var cands []candidate
+	for _, n := range h.nodes {
+		if !h.decidable(n) {
+			continue
+		}
+		switch {
+		case !n.refined && n.incl.Above(h.theta()):
+			cands = append(cands, candidate{n: n, value: n.incl.Mean})
+		case n.refined && !n.blocked && n.excl.N >= h.cfg.MinRounds && n.excl.Above(h.theta()) && h.calleesDone(n):
+			cands = append(cands, candidate{n: n, blocks: true, value: n.excl.Mean})
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].value > cands[j].value })
+	changed := false
+	for _, c := range cands {
+		if h.admit(c) {
+			changed = true
+		}
+	}
+	if h.insertTargets() {
+		changed = true
+	}
+	return changed
+}
+
+// calleesDone reports whether n has no callee left to instrument: every
+// planned child is instrumented or refused, none deferred.
+func (h *hunter) calleesDone(n *node) bool { return len(n.deferred) == 0 }
+
+// plan is the instruments a refinement would insert and the nodes it
+// would create.
+type plan struct {
+	specs    []splice.Spec
+	children []splice.Path
+	kinds    []NodeKind
+	rate     float64 // estimated hits per second of each new instrument
+}
+
+// admit plans candidate c and inserts what the budget allows.
+func (h *hunter) admit(c candidate) bool {
+	n := c.n
+	var p plan
+	if c.blocks {
+		p = h.planBlocks(n)
+	} else {
+		p = h.planCallees(n)
+	}
+	inserted := h.insertPlan(n, p)
+	switch {
+	case c.blocks:
+		n.blocked = true
+		if inserted > 0 {
+			h.event("block-refine", n, "", &n.excl, fmt.Sprintf(
+				"exclusive share %s significantly above the threshold with no callee left: low %.3g%% > %.3g%%; %d block counters",
+				pct(n.excl.Mean), 100*n.excl.Low, h.cfg.ThresholdPct, inserted))
+		}
+	case !n.refined:
+		n.refined = true
+		n.state = StateRefined
+		h.event("refine", n, "", &n.incl, fmt.Sprintf(
+			"inclusive share %s significantly above the threshold: low %.3g%% > %.3g%%; %d callee instruments, %d deferred",
+			pct(n.incl.Mean), 100*n.incl.Low, h.cfg.ThresholdPct, inserted, len(n.deferred)))
+	}
+	return inserted > 0
+}
+
+// planCallees plans timers on n's callees and target recorders on its
+// indirect call sites. Callees the Deep Start samples saw hot come first.
+func (h *hunter) planCallees(n *node) plan {
+	p := plan{rate: n.lastRate}
+	if len(n.deferred) > 0 { // a refinement the budget cut short
+		for _, c := range n.deferred {
+			p.children = append(p.children, extend(n.path, splice.Point{Func: c}))
+			p.kinds = append(p.kinds, NodeFunction)
+		}
+		n.deferred = nil
+		return p
+	}
+	fn := n.point().Func
+	g := h.graphOf(fn)
+	if g.err != nil {
+		h.event("refuse", n, fn, nil, fmt.Sprintf("callees of %s: %v", fn, g.err))
+		n.exhausted = true
+		return p
+	}
+	hot := h.hotCallees(fn)
+	callees := h.throughRefused(n, g.callees.Funcs)
+	sort.SliceStable(callees, func(i, j int) bool { return hot[callees[i]] > hot[callees[j]] })
+	for _, c := range callees {
+		p.children = append(p.children, extend(n.path, splice.Point{Func: c}))
+		p.kinds = append(p.kinds, NodeFunction)
+	}
+	capture := true
+	for _, off := range g.callees.Indirect {
+		spec := splice.Spec{Point: splice.Point{Func: fn, Offset: off}, Kind: splice.Targets, Target: h.cfg.Target}
+		if errors.Is(h.check(n, spec), splice.ErrNotSupported) {
+			capture = false
+			continue
+		}
+		p.specs = append(p.specs, spec)
+	}
+	if !capture {
+		h.blind[n] = true
+		h.targetsFromStacks(n, h.deep)
+	}
+	return p
+}
+
+// targetsFromStacks stands in for target recorders where the backend has
+// none (n is in h.blind): a frame that stacks show directly below n's
+// function and that is not among its static callees was reached through
+// one of its indirect calls (the unwinder reports real frames, not
+// inlined ones), and becomes one of n's observed targets, which
+// insertTargets times once n is refined. The stacks are Deep Start's when
+// n is refined, then every round's: while some node is blind the hunt
+// samples in every round. A target no sample caught stays unseen; the
+// limitations say that the backend captures no targets.
+func (h *hunter) targetsFromStacks(n *node, stacks []Stack) {
+	fn := n.point().Func
+	known := map[string]bool{fn: true}
+	for _, c := range h.graphOf(fn).callees.Funcs {
+		known[c] = true
+	}
+	for _, s := range stacks {
+		for i := 0; i+1 < len(s.Frames); i++ {
+			c := s.Frames[i+1]
+			if s.Frames[i] != fn || known[c] || n.targets[c] {
+				continue
+			}
+			if n.targets == nil {
+				n.targets = map[string]bool{}
+			}
+			n.targets[c] = true
+			h.event("target", n, c, nil, "seen below "+fn+" in the stack samples, not a static callee: reached through an indirect call")
+		}
+	}
+}
+
+// maxThrough bounds the callees planned through refused functions, and
+// throughDepth how deep it looks.
+const (
+	maxThrough   = 64
+	throughDepth = 3
+)
+
+// throughRefused replaces each callee that a placement rule refuses
+// (ErrUnsafe: notrace, blacklisted, ...) by its own callees, down to
+// throughDepth levels, so that the search goes around a function it may
+// not instrument; the paths then skip it, as they skip every function
+// without an instrument. A backend that cannot time functions at all
+// (ErrNotSupported) is not gone around.
+func (h *hunter) throughRefused(n *node, callees []string) []string {
+	var out []string
+	seen := map[string]bool{n.point().Func: true}
+	var walk func(fns []string, depth int)
+	walk = func(fns []string, depth int) {
+		for _, c := range fns {
+			if seen[c] || len(out) >= maxThrough {
+				continue
+			}
+			seen[c] = true
+			err := h.check(n, splice.Spec{Point: splice.Point{Func: c}, Kind: splice.Timer, Target: h.cfg.Target})
+			switch {
+			case err == nil:
+				out = append(out, c)
+			case errors.Is(err, splice.ErrUnsafe) && depth < throughDepth:
+				if g := h.graphOf(c); g.err == nil {
+					walk(g.callees.Funcs, depth+1)
+				}
+			}
+		}
+	}
+	walk(callees, 0)
+	return out
+}
+
+// planBlocks plans counters on n's basic blocks.
+func (h *hunter) planBlocks(n *node) plan {
+	p := plan{rate: n.lastRate}
+	fn := n.point().Func
+	blocks, err := h.blocksOf(fn)
+	if err != nil {
+		h.event("refuse", n, fn, nil, fmt.Sprintf("basic blocks of %s: %v", fn, err))
+		return p
+	}
+	for _, off := range blocks[:min(len(blocks), maxBlocks)] {
+		p.children = append(p.children, extend(n.path, splice.Point{Func: fn, Offset: off}))
+		p.kinds = append(p.kinds, NodeBlock)
+	}
+	return p
+}
+
+// maxBlocks bounds the block counters of one function.
+const maxBlocks = 64
+
+// insertPlan checks and inserts a plan's instruments within the budget,
+// creates the nodes they will measure, and returns how many went in.
+// Children whose instrument the budget does not allow yet are kept in
+// n.deferred for a later round.
+func (h *hunter) insertPlan(n *node, p plan) int {
+	inserted := 0
+	for i, path := range p.children {
+		spec := splice.Spec{Point: path[len(path)-1], Kind: splice.Timer, Target: h.cfg.Target}
+		if p.kinds[i] == NodeBlock {
+			spec.Kind = splice.Count
+		}
+		in := h.specs[spec.String()]
+		if in == nil || in.live == nil {
+			if err := h.check(n, spec); err != nil {
+				if p.kinds[i] == NodeBlock && errors.Is(err, splice.ErrNotSupported) {
+					h.limit("no basic-block counters: %v", err)
+					break
+				}
+				continue
+			}
+			if !h.affordable(p.rate, spec) {
+				n.deferred = append(n.deferred, spec.Func)
+				continue
+			}
+			var err error
+			if in, err = h.insert(n, spec, p.rate); err != nil {
+				continue
+			}
+			inserted++
+		}
+		child := h.nodeFor(path)
+		child.kind = p.kinds[i]
+		if child.state == StateWithdrawn && n.state != StateWithdrawn {
+			child.state = StateLive // planned again: measure it anew
+		}
+		if !containsNode(in.nodes, child) {
+			in.nodes = append(in.nodes, child)
+		}
+	}
+	for _, spec := range p.specs {
+		if in := h.specs[spec.String()]; in != nil && in.live != nil {
+			continue
+		}
+		if h.check(n, spec) != nil || !h.affordable(p.rate, spec) {
+			continue
+		}
+		if in, err := h.insert(n, spec, p.rate); err == nil {
+			n.recorders = append(n.recorders, in)
+			in.owner = n
+			inserted++
+		}
+	}
+	if inserted > 0 {
+		n.epoch = h.nextFull()
+	}
+	if inserted == 0 && len(n.deferred) == 0 && !h.hasLiveChild(n) {
+		n.exhausted = true
+	}
+	if len(n.deferred) > 0 {
+		h.event("budget", n, "", nil, fmt.Sprintf("%d instruments deferred: predicted overhead %.3g%% of CPU, budget %.3g%%",
+			len(n.deferred), h.predictedPct(), h.cfg.BudgetPct))
+	}
+	return inserted
+}
+
+func containsNode(ns []*node, n *node) bool {
+	for _, m := range ns {
+		if m == n {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *hunter) hasLiveChild(n *node) bool {
+	for _, c := range n.children {
+		if c.state != StateWithdrawn && c.kind != NodeBlock {
+			return true
+		}
+	}
+	return false
+}
+
+// check asks the Instrumenter whether spec could go in, remembering
+// refusals; the first refusal of a spec is traced.
+func (h *hunter) check(n *node, spec splice.Spec) error {
+	key := spec.String()
+	if err, ok := h.refused[key]; ok {
+		return err
+	}
+	err := h.in.Check(spec)
+	h.refused[key] = err
+	if err != nil {
+		h.event("refuse", n, key, nil, err.Error())
+		if errors.Is(err, splice.ErrNotSupported) && spec.Kind == splice.Timer && !IsSyscall(spec.Func) {
+			h.limit("no function instruments with backend %s: the tree below the roots comes from stack samples, where a sampler works", h.in.Backend())
+		}
+	}
+	return err
+}
+
+// insertTargets puts timers on indirect-call targets observed under
+// refined nodes.
+func (h *hunter) insertTargets() bool {
+	changed := false
+	for _, n := range h.nodes {
+		if n.state != StateRefined || len(n.targets) == 0 {
+			continue
+		}
+		var names []string
+		for f := range n.targets {
+			if h.byKey[extend(n.path, splice.Point{Func: f}).String()] == nil {
+				names = append(names, f)
+			}
+		}
+		sort.Strings(names)
+		for _, f := range names {
+			path := extend(n.path, splice.Point{Func: f})
+			p := plan{children: []splice.Path{path}, kinds: []NodeKind{NodeTarget}, rate: n.lastRate}
+			if h.insertPlan(n, p) > 0 {
+				changed = true
+			}
+		}
+	}
+	return changed
+}
+
+// converged reports whether the search has nothing left to do: the
+// instruments have not changed for FinalRounds rounds (the last window,
+// over which the findings are reported), and every timed node still live
+// is refined, or was measured long enough (4·MinRounds rounds) to be left
+// as inconclusive.
+func (h *hunter) converged() bool {
+	if h.round-h.windowStart+1 < h.cfg.FinalRounds {
+		return false
+	}
+	settle := 4 * h.cfg.MinRounds
+	if h.cfg.SampleTree && h.round < 2*settle {
+		return false // give the samples time to fill the tree
+	}
+	for _, n := range h.nodes {
+		if !h.decidable(n) {
+			continue
+		}
+		if !n.refined && len(n.rounds) < settle {
+			return false
+		}
+		if len(n.deferred) > 0 && h.round-n.deferredAt < settle {
+			return false
+		}
+	}
+	return true
+}
+
+// pct formats a share as a percentage.
+func pct(x float64) string {
+	if math.IsInf(x, 0) || math.IsNaN(x) {
+		return "?"
+	}
+	return fmt.Sprintf("%.3g%%", 100*x)
+}

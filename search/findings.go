@@ -1,0 +1,400 @@
+package search
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// maxFindings bounds the findings of a run.
+const maxFindings = 10
+
+// finish turns the hunt's state into the Run.
+func (h *hunter) finish() *Run {
+	h.withdrawAll()
+	r := h.run
+	m := &r.Meta
+	m.End = time.Now()
+	m.Rounds = h.round
+	m.StopReason = h.stop
+	m.TargetOpsBy = h.opsBy()
+	w := h.reportWindow()
+	m.WindowStart, m.WindowRounds, m.WindowNs = w.start, w.rounds(), uint64(w.ns)
+	h.updateIntervals()
+	r.Nodes = make([]Node, len(h.nodes))
+	for i, n := range h.nodes {
+		r.Nodes[i] = h.export(n)
+	}
+	h.scaleSampled(r)
+	r.Findings = h.findings(r)
+	h.overhead(r)
+	if h.rootsOver > 0 {
+		h.limit("the roots' own instruments cost up to %.3g%% of CPU, over the --budget of %.3g%%: they were kept, as without them nothing is timed exactly (a larger --budget, or a narrower target, lets the hunt go deeper)", h.rootsOver, h.cfg.BudgetPct)
+	}
+	h.listings(r)
+	return r
+}
+
+// opsBy says what an operation of the target is.
+func (h *hunter) opsBy() string {
+	var names []string
+	for _, n := range h.rootNodes() {
+		names = append(names, n.point().Func)
+	}
+	sort.Strings(names)
+	return "calls of the roots (" + strings.Join(names, ", ") + ") by " + h.cfg.Target.String()
+}
+
+// reportWindow is the window the Run reports: the last one, or, when the
+// hunt ended in the round that held a change (the target exited then, or
+// the deadline came), the one before it, the last in which the
+// instruments were the same throughout.
+func (h *hunter) reportWindow() window {
+	if w := (window{h.windowStart, h.round, h.windowNs}); w.rounds() > 0 || h.prevWindow.rounds() == 0 {
+		return w
+	}
+	for _, n := range h.nodes {
+		n.win = n.prev
+	}
+	h.reported = true
+	return h.prevWindow
+}
+
+// inWindow reports whether n's reported totals cover the reported window:
+// it was live (or sampled) all through it.
+func (h *hunter) inWindow(n *node) bool {
+	if h.reported {
+		return n.win.rounds > 0
+	}
+	return n.state != StateWithdrawn && n.win.rounds > 0
+}
+
+// export makes the Node of n. Nodes live at the end report their totals
+// over the last window, in which every one of them was measured together,
+// so that their values add up; withdrawn nodes report the rounds they
+// were measured in.
+func (h *hunter) export(n *node) Node {
+	t := n.all
+	if h.inWindow(n) {
+		t = n.win
+	}
+	out := Node{
+		ID: n.id, Parent: -1, Point: n.point(), Kind: n.kind, Path: pathStrings(n.path),
+		Calls: t.calls, InclNs: t.inclNs, ExclNs: t.exclNs, InclOffCPUNs: t.inclOff, ExclOffCPUNs: t.exclOff,
+		Hist: t.hist, Samples: t.samples, RootCalls: t.rootCalls, TargetNs: uint64(t.targetNs),
+		Rounds: n.rounds, State: n.state, InWindow: h.inWindow(n),
+	}
+	if n.parent != nil {
+		out.Parent = n.parent.id
+	}
+	if n.sampled() {
+		out.InclNs = uint64(t.sIncl + t.sInclOff)
+		out.InclOffCPUNs = uint64(t.sInclOff)
+		out.ExclNs = uint64(t.sExcl + t.sExclOff)
+		out.ExclOffCPUNs = uint64(t.sExclOff)
+	}
+	if !n.sampled() {
+		out.Backend = h.backendOf(h.specFor(n))
+	} else {
+		out.Backend = "sample"
+	}
+	out.Incl, out.Excl = n.incl, n.excl
+	if out.InWindow {
+		out.Incl = h.windowInterval(n, func(r RoundSample) float64 { return r.InclShare })
+		out.Excl = h.windowInterval(n, func(r RoundSample) float64 { return r.ExclShare })
+	}
+	out.Incl, out.Excl = finite(out.Incl), finite(out.Excl)
+	return out
+}
+
+// windowInterval is the interval of a share over the window's rounds, a
+// round the node was not seen in counting as zero.
+func (h *hunter) windowInterval(n *node, share func(RoundSample) float64) Interval {
+	w := window{h.windowStart, h.round, 0}
+	if h.reported {
+		w = h.prevWindow
+	}
+	var xs []float64
+	for _, r := range n.rounds {
+		if r.Round >= w.start && r.Round <= w.end {
+			xs = append(xs, share(r))
+		}
+	}
+	for len(xs) < w.rounds() && !n.sampled() {
+		xs = append(xs, 0)
+	}
+	return NewInterval(xs, h.cfg.Confidence)
+}
+
+// finite replaces the infinite bounds of a one-round interval by the mean,
+// so that the Run encodes as JSON; N still says 1.
+func finite(iv Interval) Interval {
+	if math.IsInf(iv.Low, 0) || math.IsNaN(iv.Low) {
+		iv.Low = iv.Mean
+	}
+	if math.IsInf(iv.High, 0) || math.IsNaN(iv.High) {
+		iv.High = iv.Mean
+	}
+	return iv
+}
+
+// scaleSampled fits sampled nodes to the exact times of their roots: a
+// sampled node's times are scaled by the ratio of its root's measured
+// inclusive time to the sampled time under that root, and the root's
+// exclusive time becomes what its sampled children leave, so that the
+// tree adds up. A root with no instrument data keeps the sampled times.
+//
+// The shares are scaled with the times, so that a node's share and its
+// nanoseconds tell the same story: a sampled node's intervals by the same
+// factor f, and the root's exclusive interval to ExclNs/TargetNs. (The
+// per-round root share, what the round's samples leave of the root's
+// time clamped at zero, is biased upward where a long wait's samples and
+// its syscall's exit fall in different rounds; the totals are not.)
+func (h *hunter) scaleSampled(r *Run) {
+	under := map[int]float64{} // root id → sampled time of its direct sampled children
+	for _, n := range r.Nodes {
+		if n.Kind == NodeSampled && n.Parent >= 0 && r.Nodes[n.Parent].Kind == NodeRoot && r.Nodes[n.Parent].State != StateSampled {
+			under[n.Parent] += float64(n.InclNs)
+		}
+	}
+	for root, sampled := range under {
+		rn := &r.Nodes[root]
+		if sampled == 0 || rn.InclNs == 0 {
+			continue
+		}
+		f := float64(rn.InclNs) / sampled
+		if f > 1 {
+			f = 1 // samples that cover less than the root leave the rest exclusive
+		}
+		for i := range r.Nodes {
+			n := &r.Nodes[i]
+			if n.Kind == NodeSampled && len(n.Path) > 0 && n.Path[0] == rn.Path[0] {
+				n.InclNs = uint64(float64(n.InclNs) * f)
+				n.ExclNs = uint64(float64(n.ExclNs) * f)
+				n.InclOffCPUNs = uint64(float64(n.InclOffCPUNs) * f)
+				n.ExclOffCPUNs = uint64(float64(n.ExclOffCPUNs) * f)
+				n.Incl, n.Excl = n.Incl.scaled(f), n.Excl.scaled(f)
+			}
+		}
+		rn.ExclNs -= min(rn.ExclNs, uint64(sampled*f))
+		rn.ExclOffCPUNs = min(rn.ExclOffCPUNs, rn.ExclNs)
+		if rn.TargetNs > 0 && rn.Excl.Mean > 0 {
+			rn.Excl = rn.Excl.scaled(float64(rn.ExclNs) / float64(rn.TargetNs) / rn.Excl.Mean)
+		}
+	}
+}
+
+// findings picks the nodes of largest exclusive share (live ones by their
+// window, others by their own rounds; sampled nodes by their samples) and
+// explains each. A finding needs at least 1% of the target's time, except
+// the first, which is always given where any node was measured.
+func (h *hunter) findings(r *Run) []Finding {
+	var ids []int
+	for i, n := range r.Nodes {
+		if n.Kind == NodeBlock || (n.Calls == 0 && n.Samples == 0) {
+			continue
+		}
+		ids = append(ids, i)
+	}
+	sort.SliceStable(ids, func(a, b int) bool { return r.Nodes[ids[a]].Excl.Mean > r.Nodes[ids[b]].Excl.Mean })
+	var out []Finding
+	for _, id := range ids {
+		n := &r.Nodes[id]
+		if len(out) >= maxFindings || (len(out) > 0 && n.Excl.Mean < 0.01) {
+			break
+		}
+		out = append(out, h.finding(r, n))
+	}
+	return out
+}
+
+// finding explains one node.
+func (h *hunter) finding(r *Run, n *Node) Finding {
+	f := Finding{Node: n.ID, Path: n.Path, Calls: n.Calls, ExclShare: n.Excl}
+	if n.RootCalls > 0 {
+		f.CallsPerOp = float64(n.Calls) / float64(n.RootCalls)
+	}
+	if n.Calls > 0 {
+		f.MeanNs = float64(n.InclNs) / float64(n.Calls)
+		f.P50Ns = HistQuantile(&n.Hist, 0.5)
+		f.P99Ns = HistQuantile(&n.Hist, 0.99)
+	}
+	if n.ExclNs > 0 {
+		f.OffCPUShare = float64(n.ExclOffCPUNs) / float64(n.ExclNs)
+		f.OnCPUShare = 1 - f.OffCPUShare
+	}
+	f.Verdict = h.verdict(r, n, &f)
+	return f
+}
+
+// verdict says in plain words what a finding is (see the rules inline).
+func (h *hunter) verdict(r *Run, n *Node, f *Finding) string {
+	fn := n.Point.Func
+	op := opName(n.Path[0])
+	share := pct(n.Excl.Mean)
+	var v string
+	switch {
+	case f.OffCPUShare >= 0.5: // mostly blocked
+		v = fmt.Sprintf("blocked in %s: %s of the target's time off-CPU", fn, pct(n.Excl.Mean*f.OffCPUShare))
+		if w := h.waitsIn(fn); w != "" {
+			v += ", waiting in " + w
+		}
+	case f.CallsPerOp >= 10: // cheap but called very often
+		v = fmt.Sprintf("%s called %.0f times per %s: %s of the target's time", fn, f.CallsPerOp, op, share)
+	case f.OnCPUShare > 0:
+		v = fmt.Sprintf("CPU-bound in %s: %s of the target's time on CPU", fn, pct(n.Excl.Mean*f.OnCPUShare))
+	default: // a share with no exclusive time behind it to split
+		v = fmt.Sprintf("%s: %s of the target's time", fn, share)
+	}
+	if f.Calls > 0 {
+		v += fmt.Sprintf(" (%.3g per %s, mean %s per call)", f.CallsPerOp, op, fmtNs(f.MeanNs))
+	}
+	if n.State == StateSampled {
+		v += fmt.Sprintf(" (estimated from %d stack samples)", n.Samples)
+	}
+	if b := h.hottestBlock(r, n); b != "" {
+		v += "; " + b
+	}
+	return v
+}
+
+// waitsIn names the frame where off-CPU samples under fn most often saw
+// the thread blocked.
+func (h *hunter) waitsIn(fn string) string {
+	best, w := "", 0.0
+	for f, x := range h.waits[fn] {
+		if x > w || (x == w && f < best) {
+			best, w = f, x
+		}
+	}
+	return best
+}
+
+// hottestBlock describes the most executed block counter under n.
+func (h *hunter) hottestBlock(r *Run, n *Node) string {
+	var best *Node
+	for i := range r.Nodes {
+		b := &r.Nodes[i]
+		if b.Kind == NodeBlock && b.Parent == n.ID && (best == nil || b.Calls > best.Calls) {
+			best = b
+		}
+	}
+	if best == nil || best.Calls == 0 || best.RootCalls == 0 {
+		return ""
+	}
+	return fmt.Sprintf("hottest block %s runs %.3g times per %s", best.Point, float64(best.Calls)/float64(best.RootCalls), opName(n.Path[0]))
+}
+
+// opName names the operation a root stands for: "write()" for a syscall
+// entry, "call of F" otherwise.
+func opName(root string) string {
+	for _, p := range syscallPrefixes {
+		if s, ok := strings.CutPrefix(root, p); ok {
+			return s + "()"
+		}
+	}
+	return "call of " + root
+}
+
+// fmtNs formats a duration in ns.
+func fmtNs(ns float64) string {
+	return time.Duration(ns).Round(time.Duration(max(1, math.Pow(10, math.Floor(math.Log10(max(ns, 1)))-2)))).String()
+}
+
+// overhead fills Run.Overhead.
+func (h *hunter) overhead(r *Run) {
+	o := &r.Overhead
+	o.CostPerHitNs = h.costs
+	if t := float64(h.run.Meta.TargetNs) + h.compensatedNs; t > 0 {
+		o.CompensatedPct = 100 * h.compensatedNs / t
+	}
+	if h.round > 0 {
+		o.PredictedPct = h.predSum / float64(h.round)
+	}
+	if h.measRounds > 0 {
+		o.MeasuredPct = h.measSum / float64(h.measRounds)
+		o.MeasuredBy = "the instrumenter's kernel-measured run time, over all CPUs"
+	} else {
+		o.MeasuredBy = "not measured: the instrumenter reports no run time"
+	}
+	o.WholeSubtree = h.wholeSubtree()
+}
+
+// wholeSubtree counts the functions a full instrumentation of the roots'
+// subtrees would time: those reachable from the roots through the Graph's
+// callees and the indirect targets observed, found breadth first and
+// counted up to Config.SubtreeCap (a lower bound when it stops there).
+func (h *hunter) wholeSubtree() int {
+	if h.cfg.Graph == nil {
+		return 0
+	}
+	seen := map[string]bool{}
+	var queue []string
+	for _, n := range h.rootNodes() {
+		f := n.point().Func
+		if !seen[f] {
+			seen[f] = true
+			queue = append(queue, f)
+		}
+	}
+	observed := map[string][]string{}
+	for _, n := range h.nodes {
+		for t := range n.targets {
+			observed[n.point().Func] = append(observed[n.point().Func], t)
+		}
+	}
+	for len(queue) > 0 && len(seen) < h.cfg.SubtreeCap {
+		f := queue[0]
+		queue = queue[1:]
+		g := h.graphOf(f)
+		for _, c := range append(append([]string(nil), g.callees.Funcs...), observed[f]...) {
+			if !seen[c] && len(seen) < h.cfg.SubtreeCap {
+				seen[c] = true
+				queue = append(queue, c)
+			}
+		}
+	}
+	return len(seen)
+}
+
+// listings disassembles the findings' functions where the Graph can.
+func (h *hunter) listings(r *Run) {
+	l, ok := h.cfg.Graph.(Lister)
+	if !ok {
+		return
+	}
+	seen := map[string]bool{}
+	for _, f := range r.Findings {
+		n := r.Nodes[f.Node]
+		fn := n.Point.Func
+		if seen[fn] || n.Kind == NodeSampled {
+			continue
+		}
+		seen[fn] = true
+		lst, err := l.Listing(fn)
+		if err != nil {
+			continue
+		}
+		markInstrumented(&lst, r, fn)
+		r.Listings = append(r.Listings, lst)
+	}
+}
+
+// markInstrumented marks the listing lines where the hunt placed
+// instruments, with what they counted.
+func markInstrumented(l *Listing, r *Run, fn string) {
+	counts := map[uint64]uint64{}
+	for _, n := range r.Nodes {
+		if n.Point.Func == fn {
+			counts[n.Point.Offset] += n.Calls
+		}
+	}
+	for i := range l.Lines {
+		if c, ok := counts[l.Lines[i].Offset]; ok {
+			l.Lines[i].Instrumented = true
+			l.Lines[i].Calls = c
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package search
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/autoprof/autoprof/splice"
+)
+
+// window is a run of rounds [start, end] with the target's time over it.
+type window struct {
+	start, end int
+	ns         float64
+}
+
+// rounds returns the window's length.
+func (w window) rounds() int { return max(w.end-w.start+1, 0) }
+
+// hunter is the state of one hunt.
+type hunter struct {
+	cfg   Config
+	ctx   context.Context
+	in    splice.Instrumenter
+	meter OverheadMeter
+	run   *Run
+	start time.Time
+	round int    // rounds completed
+	stop  string // why the hunt ended
+
+	nodes []*node
+	byKey map[string]*node
+	roots map[string]bool // root functions
+
+	specs   map[string]*instrument // every spec inserted, live or withdrawn
+	refused map[string]error       // Check's refusals, by spec
+	graph   map[string]*graphInfo  // Graph answers, by function
+
+	windowStart int     // first round of the current window
+	windowNs    float64 // the target's time in it
+	prevWindow  window  // the window before it, if it had rounds
+	reported    bool    // the Run reports prevWindow
+	lastPred    float64 // predicted overhead of the last round, percent
+	lastMeas    float64 // measured overhead of the last round, percent; -1 if not measured
+	lastChange  int     // the last round after which instruments changed
+	looping     bool    // the rounds have begun
+	costs       map[string]float64
+	ratio       float64 // measured over predicted overhead, smoothed
+	predSum     float64
+	measSum     float64
+	measRounds  int
+	rootsOver   float64 // the most the roots alone cost over the budget, percent
+	// compensatedNs is the instruments' own cost taken out of the
+	// target's time so far (compensate).
+	compensatedNs float64
+
+	sampling chan samplingResult // the sampler's answer for the round in progress
+	deep     []Stack             // Deep Start's samples
+	census   *census             // the census whose timers roots may adopt
+	waits    map[string]map[string]float64
+	limits   map[string]bool
+	// blind holds the refined nodes with indirect call sites whose
+	// targets the backend cannot capture: samples show them instead.
+	blind map[*node]bool
+}
+
+// graphInfo caches what the Graph said about one function.
+type graphInfo struct {
+	callees Callees
+	blocks  []uint64
+	err     error
+	blkErr  error
+	hasBlks bool
+}
+
+type samplingResult struct {
+	stacks []Stack
+	err    error
+}
+
+func newHunter(ctx context.Context, cfg Config) *hunter {
+	h := &hunter{
+		cfg:         cfg,
+		ctx:         ctx,
+		lastMeas:    -1,
+		windowStart: 1,
+		in:          cfg.Instrumenter,
+		start:       time.Now(),
+		byKey:       map[string]*node{},
+		roots:       map[string]bool{},
+		specs:       map[string]*instrument{},
+		refused:     map[string]error{},
+		graph:       map[string]*graphInfo{},
+		ratio:       1,
+		limits:      map[string]bool{},
+		blind:       map[*node]bool{},
+	}
+	h.meter, _ = cfg.Instrumenter.(OverheadMeter)
+	h.run = &Run{Meta: cfg.Meta, Limitations: append([]string(nil), cfg.Limitations...)}
+	for _, l := range h.run.Limitations {
+		h.limits[l] = true
+	}
+	m := &h.run.Meta
+	m.Target = cfg.Target.String()
+	if m.Backend == "" {
+		m.Backend = cfg.Instrumenter.Backend()
+	}
+	m.Start = h.start
+	m.Round = cfg.Round
+	m.BudgetPct = cfg.BudgetPct
+	m.Threshold = cfg.ThresholdPct
+	m.Confidence = cfg.Confidence
+	return h
+}
+
+// limit records a limitation of the hunt once.
+func (h *hunter) limit(format string, a ...any) {
+	s := fmt.Sprintf(format, a...)
+	if !h.limits[s] {
+		h.limits[s] = true
+		h.run.Limitations = append(h.run.Limitations, s)
+	}
+}
+
+// event appends a decision to the trace.
+func (h *hunter) event(action string, n *node, spec string, stat *Interval, reason string) {
+	e := Event{Round: h.round, Time: time.Now(), Action: action, Spec: spec, Reason: reason}
+	if n != nil {
+		e.Node = n.id
+	}
+	if stat != nil {
+		s := *stat
+		e.Stat = &s
+	}
+	h.run.Trace = append(h.run.Trace, e)
+}
+
+// nextFull is the first round in which an instrument changed now is
+// changed for the whole round. Rounds follow one another without a gap:
+// the reading that ends a round opens the next, so that every event lands
+// in one round, and the instruments change at the start of the next
+// round, which therefore holds the change; the one after it is the first
+// to see the new instruments throughout. Before the first round, the
+// next is the first full one.
+func (h *hunter) nextFull() int {
+	if !h.looping {
+		return h.round + 1
+	}
+	return h.round + 2
+}
+
+// theta is the threshold as a fraction.
+func (h *hunter) theta() float64 { return h.cfg.ThresholdPct / 100 }
+
+// calibrate measures the backends' cost per hit.
+func (h *hunter) calibrate(ctx context.Context) {
+	h.costs = map[string]float64{}
+	for b, c := range DefaultCostNs {
+		h.costs[b] = c
+	}
+	if h.cfg.Calibrator == nil {
+		h.limit("cost per hit not calibrated: assumed %s", costString(h.costs))
+		return
+	}
+	costs, err := h.cfg.Calibrator.Calibrate(ctx, h.in)
+	if err != nil {
+		h.limit("calibrating the cost per hit: %v; assumed %s", err, costString(h.costs))
+	}
+	for b, c := range costs {
+		h.costs[b] = c
+	}
+}
+
+func costString(costs map[string]float64) string {
+	names := make([]string, 0, len(costs))
+	for b := range costs {
+		names = append(names, b)
+	}
+	sort.Strings(names)
+	s := ""
+	for i, b := range names {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%s %.0f ns", b, costs[b])
+	}
+	return s
+}
+
+// graphOf returns, cached, what the Graph says about fn.
+func (h *hunter) graphOf(fn string) *graphInfo {
+	g := h.graph[fn]
+	if g != nil {
+		return g
+	}
+	g = &graphInfo{}
+	h.graph[fn] = g
+	if h.cfg.Graph == nil {
+		g.err = errors.New("no call graph")
+		return g
+	}
+	g.callees, g.err = h.cfg.Graph.Callees(fn)
+	return g
+}
+
+// blocksOf returns, cached, fn's basic blocks.
+func (h *hunter) blocksOf(fn string) ([]uint64, error) {
+	g := h.graphOf(fn)
+	if !g.hasBlks && h.cfg.Graph != nil {
+		g.blocks, g.blkErr = h.cfg.Graph.Blocks(fn)
+		g.hasBlks = true
+	}
+	return g.blocks, g.blkErr
+}
+
+// nodeFor returns the node of path, creating it and its missing ancestors.
+func (h *hunter) nodeFor(path splice.Path) *node {
+	key := path.String()
+	if n := h.byKey[key]; n != nil {
+		return n
+	}
+	var parent *node
+	if len(path) > 1 {
+		parent = h.nodeFor(path[:len(path)-1])
+	}
+	n := &node{id: len(h.nodes), parent: parent, path: path, key: key, state: StateLive, epoch: h.round}
+	n.kind = h.kindOf(path)
+	if parent != nil {
+		parent.children = append(parent.children, n)
+		parent.epoch = h.round // its exclusive time now excludes n's
+		if parent.state == StateWithdrawn {
+			n.state = StateWithdrawn
+		}
+	}
+	h.nodes = append(h.nodes, n)
+	h.byKey[key] = n
+	if in := h.specs[h.specFor(n).String()]; in != nil {
+		in.nodes = append(in.nodes, n)
+	}
+	return n
+}
+
+// kindOf classifies the node of path.
+func (h *hunter) kindOf(path splice.Path) NodeKind {
+	pt := path[len(path)-1]
+	switch {
+	case pt.Offset != 0:
+		return NodeBlock
+	case len(path) == 1 && h.roots[pt.Func]:
+		return NodeRoot
+	}
+	if len(path) > 1 {
+		if parent := h.byKey[path[:len(path)-1].String()]; parent != nil && parent.targets[pt.Func] {
+			return NodeTarget
+		}
+	}
+	return NodeFunction
+}
+
+// specFor returns the spec that measures n's own point.
+func (h *hunter) specFor(n *node) splice.Spec {
+	kind := splice.Timer
+	if n.kind == NodeBlock {
+		kind = splice.Count
+	}
+	return splice.Spec{Point: n.point(), Kind: kind, Target: h.cfg.Target}
+}
+
+// measurable reports whether every instrument on n's path was live for
+// the whole round, so that a reading with no activity for n means that n
+// did nothing.
+func (h *hunter) measurable(n *node) bool {
+	for m := n; m != nil; m = m.parent {
+		if m.kind == NodeSampled {
+			return false
+		}
+		in := h.specs[h.specFor(m).String()]
+		if in == nil || in.live == nil || in.since > h.round {
+			return false
+		}
+	}
+	return true
+}
+
+// rootNodes returns the nodes of the hunt's roots.
+func (h *hunter) rootNodes() []*node {
+	var roots []*node
+	for _, n := range h.nodes {
+		if n.kind == NodeRoot {
+			roots = append(roots, n)
+		}
+	}
+	return roots
+}

@@ -1,0 +1,299 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// calibrationSyscall is the syscall whose cost the calibration measures:
+// pread64 of a small file, a short path that every kernel has.
+const calibrationSyscall = "__x64_sys_pread64"
+
+// Calibrator measures each backend's cost per hit (search.Calibrator):
+// it times N preads of a small file by this process with no instrument,
+// then with one instrument of each backend (a timer on the pread64
+// syscall root for tracepoint; a timer on a function the syscall's entry
+// calls for the function backend; a counter at one of that function's
+// block offsets, keyed "BACKEND:count", for the counters of the blocks and
+// the target recorders that search.compensate takes out). The cost
+// per hit is the added time per pread over the hits per pread that the
+// instrument itself counted:
+//
+//	cost = (t_with − t_without) / (calls counted / N)
+//
+// the median of seven runs alternating with and without the instrument,
+// each loop timed after an untimed one (inserting or withdrawing an
+// instrument patches text and waits for RCU, and an emulator translates
+// the new code: the first loop after a change is slow), so that a burst
+// of noise does not make an instrument look cheap or dear.
+type Calibrator struct {
+	Graph *callgraph.Graph
+	N     int // preads per run (default 4000)
+}
+
+func (c Calibrator) n() int {
+	if c.N == 0 {
+		return 4000
+	}
+	return c.N
+}
+
+// Calibrate implements search.Calibrator.
+func (c Calibrator) Calibrate(ctx context.Context, in splice.Instrumenter) (map[string]float64, error) {
+	n := c.n()
+	f, err := os.CreateTemp("", "autoprof-calibrate-*")
+	if err != nil {
+		return nil, fmt.Errorf("calibrating: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 64)); err != nil {
+		return nil, fmt.Errorf("calibrating: %w", err)
+	}
+	self := splice.Target{PIDs: []int{os.Getpid()}}
+	probes := c.probes(in, self)
+	if len(probes) == 0 {
+		return nil, fmt.Errorf("calibrating: no instrument on %s or below it could be placed", calibrationSyscall)
+	}
+	loop := func() time.Duration {
+		buf := make([]byte, 16)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			f.ReadAt(buf, 0)
+		}
+		return time.Since(start)
+	}
+	costs := map[string]float64{}
+	for _, p := range probes {
+		key := p.backend // a timer's cost
+		if p.spec.Kind == splice.Count {
+			key += ":count"
+		}
+		if _, done := costs[key]; done {
+			continue
+		}
+		if c, ok := c.cost(ctx, in, p, loop); ok {
+			costs[key] = c
+			if _, ok := costs[p.backend]; !ok {
+				costs[p.backend] = c // where the backend serves counters only (kprobe beside fentry)
+			}
+		}
+	}
+	if len(costs) == 0 {
+		return nil, fmt.Errorf("calibrating: no instrument counted the preads")
+	}
+	c.insides(ctx, in, self, costs)
+	return costs, nil
+}
+
+// insideSyscall is the syscall whose short path measures the part of a
+// timer's cost inside its own window: getppid(2) does next to nothing.
+const insideSyscall = "__x64_sys_getppid"
+
+// insides adds, for each backend whose timer was calibrated, the part of
+// its cost that falls between the timer's own two clock reads
+// ("BACKEND:inside", used by search.compensate): what a timer measures of
+// a function that does next to nothing, the syscall getppid for the
+// tracepoint backend and the first function it calls for a function
+// backend. It is an upper bound, by that function's own time (tens of ns
+// on hardware). Where none can be placed the key is left out (then no
+// part is taken as inside).
+func (c Calibrator) insides(ctx context.Context, in splice.Instrumenter, self splice.Target, costs map[string]float64) {
+	fns := []string{insideSyscall}
+	if c.Graph != nil {
+		fns = append(fns, c.reach(insideSyscall, 1)...)
+	}
+	for _, fn := range fns {
+		spec := splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: self}
+		if in.Check(spec) != nil {
+			continue
+		}
+		b := backendOf(in, spec)
+		total, ok := costs[b]
+		if _, done := costs[b+":inside"]; done || !ok {
+			continue
+		}
+		if m, ok := c.timedMean(ctx, in, spec); ok {
+			costs[b+":inside"] = min(m, total)
+		}
+	}
+}
+
+// timedMean returns the mean time a timer on spec measures per call over
+// n getppid calls, after n untimed ones.
+func (c Calibrator) timedMean(ctx context.Context, in splice.Instrumenter, spec splice.Spec) (float64, bool) {
+	live, err := in.Insert(ctx, spec)
+	if err != nil {
+		return 0, false
+	}
+	defer live.Close()
+	for range c.n() {
+		syscall.Getppid()
+	}
+	before, err := in.Read()
+	if err != nil {
+		return 0, false
+	}
+	for range c.n() {
+		syscall.Getppid()
+	}
+	after, err := in.Read()
+	if err != nil {
+		return 0, false
+	}
+	var calls, ns uint64
+	for _, r := range []*splice.Reading{after, before} {
+		for _, x := range r.Contexts {
+			if x.Path[len(x.Path)-1] == spec.Point && x.Kind == splice.Timer {
+				if r == after {
+					calls, ns = calls+x.Calls, ns+x.InclNs
+				} else {
+					calls, ns = calls-min(x.Calls, calls), ns-min(x.InclNs, ns)
+				}
+			}
+		}
+	}
+	if calls < uint64(c.n()) {
+		return 0, false // not on getppid's path every time
+	}
+	return float64(ns) / float64(calls), true
+}
+
+// calibrationRuns is how many times each instrument is timed.
+const calibrationRuns = 7
+
+// cost times the loop without and with the instrument, alternating, and
+// returns the median added time over the hits counted. (The kernel's own
+// measure of the programs' run time is no floor: with its clock reads it
+// can exceed what the instruments add to the loop, many times over under
+// an emulator, and it holds every program of the session.)
+func (c Calibrator) cost(ctx context.Context, in splice.Instrumenter, p probe, loop func() time.Duration) (float64, bool) {
+	if _, h, err := c.measure(ctx, in, p, loop); err != nil || h < uint64(c.n()) {
+		return 0, false // not on the path of every pread: try the next
+	}
+	var diffs []float64
+	for i := 0; i < calibrationRuns; i++ {
+		loop() // warm: the instrument's withdrawal is done with
+		base := loop()
+		t, h, err := c.measure(ctx, in, p, loop)
+		if err != nil || h == 0 {
+			return 0, false
+		}
+		diffs = append(diffs, float64(t-base)/float64(h))
+	}
+	sort.Float64s(diffs)
+	return max(diffs[len(diffs)/2], 1), true
+}
+
+// probe is one instrument to calibrate.
+type probe struct {
+	backend string
+	spec    splice.Spec
+}
+
+// probes lists the instruments to calibrate with, by backend in order of
+// preference: a timer on the pread64 syscall root (tracepoint); timers on
+// the functions the syscall's entry reaches in one or two direct or tail
+// calls (the function backend: which of them a kernel keeps out of line
+// varies); and counters at block offsets of those (kprobe, beside fentry
+// or as the function backend; splice). Calibrate takes, per backend and
+// kind, the first that counts the preads: a counter's cost is keyed
+// "BACKEND:count", and is the backend's own where it has no timer.
+func (c Calibrator) probes(in splice.Instrumenter, self splice.Target) []probe {
+	var out []probe
+	try := func(spec splice.Spec) bool {
+		if in.Check(spec) != nil {
+			return false
+		}
+		out = append(out, probe{backendOf(in, spec), spec})
+		return true
+	}
+	try(splice.Spec{Point: splice.Point{Func: calibrationSyscall}, Kind: splice.Timer, Target: self})
+	if c.Graph == nil {
+		return out
+	}
+	funcs := c.reach(calibrationSyscall, 2)
+	for _, fn := range funcs {
+		try(splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: self})
+	}
+	for _, fn := range funcs {
+		blocks, err := (Graph{c.Graph}).Blocks(fn)
+		if err != nil {
+			continue
+		}
+		for _, off := range blocks[:min(len(blocks), 2)] {
+			try(splice.Spec{Point: splice.Point{Func: fn, Offset: off}, Kind: splice.Count, Target: self})
+		}
+	}
+	return out
+}
+
+// reach returns the functions fn reaches through direct and tail calls in
+// at most depth steps, nearest first.
+func (c Calibrator) reach(fn string, depth int) []string {
+	seen := map[string]bool{fn: true}
+	var out []string
+	frontier := []string{fn}
+	for d := 0; d < depth; d++ {
+		var next []string
+		for _, f := range frontier {
+			edges, err := c.Graph.Callees(f)
+			if err != nil {
+				continue
+			}
+			for _, e := range edges {
+				if e.Target == "" || e.TargetOff != 0 || (e.Kind != callgraph.Direct && e.Kind != callgraph.Tail) || seen[e.Target] {
+					continue
+				}
+				seen[e.Target] = true
+				next = append(next, e.Target)
+			}
+		}
+		out = append(out, next...)
+		frontier = next
+	}
+	return out
+}
+
+// measure times the loop with one instrument, after one untimed loop, and
+// returns the time and the hits the instrument counted.
+func (c Calibrator) measure(ctx context.Context, in splice.Instrumenter, p probe, loop func() time.Duration) (time.Duration, uint64, error) {
+	live, err := in.Insert(ctx, p.spec)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer live.Close()
+	// Warm: the kernel finishes the insertion (text patching, RCU) and
+	// an emulator translates the new code before the timed loop.
+	loop()
+	before, err := in.Read()
+	if err != nil {
+		return 0, 0, err
+	}
+	t := loop()
+	after, err := in.Read()
+	if err != nil {
+		return 0, 0, err
+	}
+	hits := calls(after, p.spec) - min(calls(before, p.spec), calls(after, p.spec))
+	return t, hits, nil
+}
+
+// calls sums the calls of every context of a reading whose point and kind
+// are spec's (an instrument inserted again reads as a context of its own).
+func calls(r *splice.Reading, spec splice.Spec) uint64 {
+	var n uint64
+	for _, c := range r.Contexts {
+		if c.Path[len(c.Path)-1] == spec.Point && c.Kind == spec.Kind {
+			n += c.Calls
+		}
+	}
+	return n
+}

@@ -1,0 +1,249 @@
+// Package live runs a hunt on the running kernel: it opens the splice
+// instruments, the call graph, the stack sampler and the target's thread
+// count, hands them to search.Hunt behind search's interfaces, and says
+// in the Run what the kernel did not allow.
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/search"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// Options say what to hunt; see search.Config for the fields it shares.
+type Options struct {
+	// Backend serves function instruments: fentry, kprobe, splice
+	// (autoprof's own module) or tracepoint (syscall roots only); "" picks
+	// the best BPF backend the kernel allows.
+	Backend string
+	Target  splice.Target
+	Roots   []string
+	Command []string // the workload started with -- CMD, for the Run
+	// Compare names the base run of hunt --compare, whose findings'
+	// functions CompareRoots are (see search.Config.CompareRoots).
+	Compare      string
+	CompareRoots []string
+
+	Round, Duration, DeepStart time.Duration
+	BudgetPct, ThresholdPct    float64
+	MaxLive                    int
+	FinalRounds                int // see search.Config.FinalRounds
+	// NoCalibrate skips the start-up calibration (tests that compare
+	// against it calibrate once themselves).
+	NoCalibrate bool
+	// Compensate takes the instruments' own cost out of the readings
+	// (see search.Config.Compensate).
+	Compensate bool
+	Done       <-chan struct{}
+	// Launch, if set, starts the workload once the instruments are open
+	// and calibrated, so that none of its run goes unmeasured; it returns
+	// the workload's pid and a channel closed when it exits, which become
+	// Target and Done.
+	Launch   func() (pid int, done <-chan struct{}, err error)
+	Progress func(search.Progress)
+	OnRead   func(round int, opens bool) // see search.Config.OnRead
+}
+
+// Hunt hunts on the running kernel. Everything it opens is closed before
+// it returns: no instrument, program or event stays in the kernel.
+func Hunt(ctx context.Context, o Options) (*search.Run, error) {
+	if o.Backend != "" {
+		if err := splice.CheckBackend(o.Backend); err != nil {
+			return nil, err
+		}
+	}
+	sess, err := splice.OpenInstruments(ctx, splice.Options{Backend: o.Backend})
+	if err != nil {
+		return nil, fmt.Errorf("opening the instruments: %w", err)
+	}
+	defer sess.Close()
+	var costs search.Calibrator
+	if !o.NoCalibrate {
+		c, err := (Calibrator{Graph: sess.Graph()}).Calibrate(ctx, Session{sess})
+		costs = fixedCosts{c, err}
+		o.NoCalibrate = true
+	}
+	if o.Launch != nil {
+		pid, done, err := o.Launch()
+		if err != nil {
+			return nil, err
+		}
+		o.Target, o.Done = splice.Target{PIDs: []int{pid}}, done
+	}
+	cfg, closeAll := Config(ctx, sess, o)
+	defer closeAll()
+	cfg.Calibrator = costs
+	return search.Hunt(ctx, cfg)
+}
+
+// fixedCosts is a Calibrator that answers what a calibration measured
+// before the hunt.
+type fixedCosts struct {
+	costs map[string]float64
+	err   error
+}
+
+func (f fixedCosts) Calibrate(context.Context, splice.Instrumenter) (map[string]float64, error) {
+	return f.costs, f.err
+}
+
+// Config builds the search.Config of a hunt over an open session; call
+// the returned function when the hunt is over.
+func Config(ctx context.Context, sess splice.Instruments, o Options) (search.Config, func()) {
+	in := Session{sess}
+	cfg := search.Config{
+		Instrumenter: in,
+		Graph:        Graph{sess.Graph()},
+		SampleTree:   sess.Backend() == "tracepoint",
+		Target:       o.Target,
+		Roots:        o.Roots,
+		CompareRoots: o.CompareRoots,
+		Syscalls:     syscallFuncs(sess.Syscalls()),
+		Round:        o.Round,
+		Duration:     o.Duration,
+		DeepStart:    o.DeepStart,
+		Done:         o.Done,
+		BudgetPct:    o.BudgetPct,
+		ThresholdPct: o.ThresholdPct,
+		MaxLive:      o.MaxLive,
+		FinalRounds:  o.FinalRounds,
+		Compensate:   o.Compensate,
+		Progress:     o.Progress,
+		OnRead:       o.OnRead,
+		Limitations:  limitations(sess, o.Target),
+	}
+	if !o.NoCalibrate {
+		cfg.Calibrator = Calibrator{Graph: sess.Graph()}
+	}
+	if !o.Target.IsSystem() {
+		cfg.Population = Population{Target: o.Target}
+	}
+	if cpus, err := kernel.OnlineCPUs(); err == nil {
+		cfg.CPUs = len(cpus)
+	}
+	rel, _ := kernel.Release()
+	host, _ := os.Hostname()
+	cfg.Meta = search.Meta{Command: o.Command, Kernel: rel, Host: host, Backend: sess.Backend(), Compare: o.Compare}
+	sampler, err := OpenSampler(ctx, sess, SamplerOptions{Target: o.Target})
+	if err != nil {
+		cfg.Limitations = append(cfg.Limitations, "no on-CPU stack samples: "+err.Error())
+	}
+	done := func() {}
+	if sampler != nil {
+		cfg.Sampler = sampler
+		done = func() { sampler.Close() }
+		if !sampler.OffCPU() && !o.Target.IsSystem() {
+			cfg.Limitations = append(cfg.Limitations, "no off-CPU stack samples: the target's /proc/TID/stack cannot be read")
+		}
+	}
+	if o.Target.IsSystem() {
+		cfg.Limitations = append(cfg.Limitations, "whole system: off-CPU time is not sampled (every idle thread would count); shares are of CPUs × time")
+	}
+	return cfg, done
+}
+
+// syscallFuncs lists the syscall table's entry functions.
+func syscallFuncs(t *splice.SyscallTable) []string {
+	if t == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for nr := 0; nr < 2048; nr++ {
+		if name, ok := t.Name(nr); ok && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// limitations says what the kernel does not allow, from the feature
+// probes and the session's own refusals.
+func limitations(sess splice.Instruments, target splice.Target) []string {
+	var out []string
+	fentry, kprobe := features.HaveFentry(), features.HaveKprobe()
+	syscalls := sess.Check(splice.Spec{Point: splice.Point{Func: "__x64_sys_read"}, Kind: splice.Timer, Target: target})
+	if syscalls != nil {
+		out = append(out, "syscalls cannot be timed: "+syscalls.Error()+"; syscall roots come from stack samples")
+	}
+	if sess.Backend() == "tracepoint" {
+		exact := "only syscalls are timed exactly"
+		if syscalls != nil {
+			exact = "nothing is timed exactly"
+		}
+		out = append(out, fmt.Sprintf("no function instruments (fentry: %s; kprobe: %s): %s, and the tree is estimated from stack samples",
+			reason(fentry), reason(kprobe), exact))
+	}
+	if sess.Backend() == "splice" {
+		out = append(out, "no indirect-call target capture: the splice backend does not record them (kprobe does); the targets timed are those the stack samples saw")
+	} else if kprobe != nil && sess.Backend() != "tracepoint" {
+		out = append(out, "no basic-block counters and no indirect-call targets (they need kprobe): "+reason(kprobe))
+	}
+	if err := features.HaveTracepoint(); err != nil {
+		out = append(out, "no syscall roots or off-CPU time (tracepoint): "+reason(err))
+	}
+	return out
+}
+
+// reason is a probe's answer in words.
+func reason(err error) string {
+	if err == nil {
+		return "available"
+	}
+	var u *features.Unavailable
+	if errors.As(err, &u) {
+		return u.Reason
+	}
+	return err.Error()
+}
+
+// Session adapts an instrument session of any backend to search's
+// optional interfaces: search.OverheadMeter and search.Router.
+type Session struct{ splice.Instruments }
+
+// Overhead implements search.OverheadMeter with the kernel's run-time
+// statistics of the instruments' BPF programs. The splice backend runs no
+// BPF program: its overhead is the calibrated prediction alone.
+func (s Session) Overhead() (time.Duration, error) {
+	o, err := s.Instruments.Overhead()
+	if err != nil {
+		return 0, err
+	}
+	if !o.Enabled {
+		if s.Backend() == "splice" {
+			return 0, errors.New("splice instruments run no BPF program for the kernel to time")
+		}
+		return 0, errors.New("the kernel refused BPF run-time statistics (kernel.bpf_stats_enabled)")
+	}
+	return time.Duration(o.RunNs), nil
+}
+
+// BackendOf implements search.Router.
+func (s Session) BackendOf(spec splice.Spec) string { return backendOf(s.Instruments, spec) }
+
+// backendOf names the backend that serves spec: with the BPF backends,
+// syscall root timers go to tracepoint, and with fentry, offsets and
+// indirect-call targets go to kprobe (see splice.Options.Backend); the
+// splice backend serves everything it accepts itself.
+func backendOf(in splice.Instrumenter, spec splice.Spec) string {
+	b := in.Backend()
+	switch {
+	case b == "splice":
+		return b
+	case spec.Kind == splice.Timer && spec.Offset == 0 && search.IsSyscall(spec.Func):
+		return "tracepoint"
+	case b == "fentry" && (spec.Offset != 0 || spec.Kind == splice.Targets):
+		return "kprobe"
+	}
+	return b
+}

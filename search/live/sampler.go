@@ -1,0 +1,281 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/search"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// Sampler is search.Sampler over the running kernel: on-CPU stacks from
+// the sample backend (perf cpu-clock with kernel call chains, filtered to
+// the target in the kernel) and, for a pid or cgroup target, off-CPU
+// stacks: every OffPeriod, the kernel stack (/proc/TID/stack) of each of
+// the target's threads that is blocked. Each on-CPU sample stands for
+// 1/Freq s of a thread's time, each off-CPU one for OffPeriod. Where a
+// stack lacks the syscall entry function (a tail call), it is put back:
+// from /proc/TID/syscall for off-CPU stacks, and from the call graph for
+// on-CPU ones when exactly one syscall entry function tail-calls the
+// frame after the dispatcher.
+type Sampler struct {
+	on        *splice.Sampler
+	freq      uint64
+	syms      *callgraph.Symbols
+	table     *splice.SyscallTable
+	tails     map[string]string
+	offCPU    bool
+	offPeriod time.Duration
+	closed    bool
+}
+
+// SamplerOptions configure OpenSampler.
+type SamplerOptions struct {
+	Target splice.Target
+	Freq   uint64        // on-CPU samples per second per CPU (default 499)
+	Period time.Duration // off-CPU polling period (default 10 ms)
+}
+
+// OpenSampler starts sampling the target. The on-CPU part may be
+// unavailable (err says why) while the off-CPU part still works: the
+// returned Sampler is usable whenever it is not nil.
+func OpenSampler(ctx context.Context, sess splice.Instruments, o SamplerOptions) (*Sampler, error) {
+	if o.Freq == 0 {
+		o.Freq = 499
+	}
+	if o.Period == 0 {
+		o.Period = 10 * time.Millisecond
+	}
+	s := &Sampler{freq: o.Freq, syms: sess.Graph().Symbols(), table: sess.Syscalls(), offPeriod: o.Period}
+	s.tails = syscallTails(sess.Graph())
+	s.offCPU = !o.Target.IsSystem() && procStacks(o.Target)
+	on, err := splice.OpenSampler(ctx, splice.SamplerOptions{Freq: o.Freq, Target: o.Target})
+	if err != nil {
+		if !s.offCPU {
+			return nil, err
+		}
+		return s, err
+	}
+	s.on = on
+	return s, nil
+}
+
+// procStacks reports whether the kernel stacks of tasks can be read
+// (/proc/PID/stack needs CONFIG_STACKTRACE and CAP_SYS_ADMIN): it reads
+// its own.
+func procStacks(splice.Target) bool {
+	_, err := os.ReadFile(filepath.Join(procRoot, "thread-self", "stack"))
+	return err == nil
+}
+
+// OffCPU reports whether off-CPU stacks are sampled.
+func (s *Sampler) OffCPU() bool { return s.offCPU }
+
+// OnCPU reports whether on-CPU stacks are sampled.
+func (s *Sampler) OnCPU() bool { return s.on != nil }
+
+// Close stops sampling. A second call returns os.ErrClosed.
+func (s *Sampler) Close() error {
+	if s.closed {
+		return os.ErrClosed
+	}
+	s.closed = true
+	if s.on == nil {
+		return nil
+	}
+	return s.on.Close()
+}
+
+// syscallTails maps each function that exactly one syscall entry function
+// tail-calls to that syscall entry function. The entry functions are
+// taken from the symbol table, so that this works where the syscall table
+// cannot be read.
+func syscallTails(g *callgraph.Graph) map[string]string {
+	tails := map[string]string{}
+	count := map[string]int{}
+	for _, sym := range g.Symbols().Match(syscallEntry) {
+		edges, err := g.Callees(sym.Name)
+		if err != nil {
+			continue
+		}
+		for _, e := range edges {
+			if e.Kind == callgraph.Tail && e.Target != "" && e.TargetOff == 0 {
+				count[e.Target]++
+				tails[e.Target] = sym.Name
+			}
+		}
+	}
+	for f, n := range count {
+		if n > 1 {
+			delete(tails, f)
+		}
+	}
+	return tails
+}
+
+// syscallEntry matches the names of x86-64 syscall entry functions.
+var syscallEntry = regexp.MustCompile(`^__x64_sys_`)
+
+// Sample implements search.Sampler.
+func (s *Sampler) Sample(ctx context.Context, target splice.Target, d time.Duration) ([]search.Stack, error) {
+	acc := map[string]*search.Stack{}
+	var p0 *splice.Profile
+	var err error
+	if s.on != nil {
+		if p0, err = s.on.Read(); err != nil {
+			return nil, fmt.Errorf("reading stack samples: %w", err)
+		}
+	}
+	end := time.Now().Add(d)
+	for {
+		if s.offCPU {
+			s.pollOffCPU(target, acc)
+		}
+		wait := min(s.offPeriod, time.Until(end))
+		if !s.offCPU {
+			wait = time.Until(end)
+		}
+		if wait <= 0 || sleep(ctx, wait) != nil {
+			break
+		}
+	}
+	if s.on != nil {
+		p1, err := s.on.Read()
+		if err != nil {
+			return nil, fmt.Errorf("reading stack samples: %w", err)
+		}
+		s.addOnCPU(p0, p1, acc)
+	}
+	out := make([]search.Stack, 0, len(acc))
+	for _, st := range acc {
+		out = append(out, *st)
+	}
+	return out, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// addOnCPU adds the samples taken between two profiles.
+func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack) {
+	before := map[string]uint64{}
+	for _, st := range p0.Stacks {
+		before[addrKey(st.Addrs)] = st.Count
+	}
+	for _, st := range p1.Stacks {
+		n := st.Count - min(st.Count, before[addrKey(st.Addrs)])
+		if n == 0 {
+			continue
+		}
+		frames := s.fixSyscall(s.symbolize(st.Addrs), -1)
+		add(acc, frames, true, n, float64(n)*1e9/float64(s.freq))
+	}
+}
+
+// pollOffCPU adds one off-CPU sample per blocked thread of the target.
+func (s *Sampler) pollOffCPU(target splice.Target, acc map[string]*search.Stack) {
+	ts, err := tasks(target)
+	if err != nil {
+		return
+	}
+	for _, dir := range ts {
+		frames := taskStack(dir)
+		if len(frames) == 0 {
+			continue
+		}
+		frames = s.fixSyscall(frames, syscallNr(dir))
+		add(acc, frames, false, 1, float64(s.offPeriod))
+	}
+}
+
+// syscallNr returns the syscall a blocked thread is in, or -1.
+func syscallNr(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "syscall"))
+	if err != nil {
+		return -1
+	}
+	f, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	nr, err := strconv.Atoi(f)
+	if err != nil {
+		return -1
+	}
+	return nr
+}
+
+func add(acc map[string]*search.Stack, frames []string, on bool, n uint64, ns float64) {
+	if len(frames) == 0 {
+		return
+	}
+	key := fmt.Sprint(on, frames)
+	st := acc[key]
+	if st == nil {
+		st = &search.Stack{Frames: frames, OnCPU: on}
+		acc[key] = st
+	}
+	st.Count += n
+	st.WeightNs += ns
+}
+
+func addrKey(addrs []uint64) string {
+	var b strings.Builder
+	for _, a := range addrs {
+		b.WriteString(strconv.FormatUint(a, 16))
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+// symbolize names the frames of a call chain (innermost first) and returns
+// them outermost first; addresses outside known text are dropped.
+func (s *Sampler) symbolize(addrs []uint64) []string {
+	frames := make([]string, 0, len(addrs))
+	for i := len(addrs) - 1; i >= 0; i-- {
+		if sym, _, err := s.syms.FuncAt(addrs[i]); err == nil {
+			frames = append(frames, sym.Name)
+		}
+	}
+	return frames
+}
+
+// fixSyscall puts the syscall entry function back into a stack that lacks
+// it (see Sampler); nr is the syscall number where known, else -1.
+func (s *Sampler) fixSyscall(frames []string, nr int) []string {
+	at := -1
+	for i, f := range frames {
+		if search.IsSyscall(f) {
+			return frames
+		}
+		if search.IsSyscallDispatcher(f) {
+			at = i
+		}
+	}
+	if at < 0 || at+1 >= len(frames) {
+		return frames
+	}
+	name := s.tails[frames[at+1]]
+	if nr >= 0 && s.table != nil {
+		if n, ok := s.table.Name(nr); ok {
+			name = n
+		}
+	}
+	if name == "" {
+		return frames
+	}
+	out := append(append(append([]string(nil), frames[:at+1]...), name), frames[at+1:]...)
+	return out
+}

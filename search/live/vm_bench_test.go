@@ -1,0 +1,110 @@
+//go:build vm
+
+package live
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autoprof/autoprof/search"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// huntFigures are what BenchmarkVMHunt reports.
+type huntFigures struct {
+	baseOps, huntOps   float64 // the workload's operations per second without and during the hunt
+	slowdown           float64 // 1 - huntOps/baseOps
+	firstCorrect       time.Duration
+	inserted, maxLive  int
+	wholeSubtree       int
+	predicted, measure float64 // mean overhead, percent of CPU
+	rounds             int
+	stop               string
+}
+
+func (f huntFigures) String() string {
+	return fmt.Sprintf("workload %.1f ops/s alone, %.1f during the hunt (slowdown %.1f%%); first correct finding after %v; "+
+		"%d instruments inserted (%d at most live, whole subtree %d); overhead %.2f%% predicted, %.2f%% measured; %d rounds, %s",
+		f.baseOps, f.huntOps, 100*f.slowdown, f.firstCorrect.Round(time.Millisecond), f.inserted, f.maxLive, f.wholeSubtree,
+		f.predicted, f.measure, f.rounds, f.stop)
+}
+
+// measureHunt runs, in one VM, the aptest cpu shape alone for a while and
+// then under a hunt, and returns the figures. The first correct finding is
+// the first round after which the best candidate is the planted function
+// with an exclusive share significantly above the threshold.
+func measureHunt(tb testing.TB) huntFigures {
+	const planted = "aptest_heavy"
+	var f huntFigures
+	if err := os.WriteFile(filepath.Join(aptestDir, "shape"), []byte("cpu 2000"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	ops := func() float64 { return aptestStats(tb)["op"][0] }
+	// Alone.
+	alone := exec.Command(aptestLoad, "8")
+	o0, t0 := ops(), time.Now()
+	if err := alone.Run(); err != nil {
+		tb.Fatal(err)
+	}
+	f.baseOps = (ops() - o0) / time.Since(t0).Seconds()
+	// Under the hunt.
+	load := exec.Command(aptestLoad, "600")
+	if err := load.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { load.Wait(); close(done) }()
+	defer func() { load.Process.Kill(); <-done }()
+	start := time.Now()
+	theta := search.DefaultThreshold / 100
+	o1 := ops()
+	run, err := Hunt(context.Background(), Options{
+		Backend: aptestBackend(), Target: splice.Target{PIDs: []int{load.Process.Pid}}, Done: done,
+		Duration: 150 * time.Second, BudgetPct: 25,
+		Progress: func(p search.Progress) {
+			if f.firstCorrect == 0 && len(p.Best) > 0 && p.Best[0].Excl.Low > theta &&
+				slices.Contains(strings.Split(p.Best[0].Path, ";"), planted) {
+				f.firstCorrect = time.Since(start)
+			}
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.huntOps = (ops() - o1) / time.Since(start).Seconds()
+	f.slowdown = 1 - f.huntOps/f.baseOps
+	o := run.Overhead
+	f.inserted, f.maxLive, f.wholeSubtree = o.Inserted, o.MaxLive, o.WholeSubtree
+	f.predicted, f.measure = o.PredictedPct, o.MeasuredPct
+	f.rounds, f.stop = run.Meta.Rounds, run.Meta.StopReason
+	if len(run.Findings) == 0 || !strings.HasSuffix(strings.Join(run.Findings[0].Path, ";"), planted) {
+		tb.Errorf("the hunt did not find %s", planted)
+	}
+	return f
+}
+
+// BenchmarkVMHunt reports, in one VM run, the workload's slowdown during
+// a hunt against the same workload alone, the time to the first correct
+// finding, the instruments used and the overhead predicted and measured.
+// Run it with `make vmbench` (both kernels), or for one kernel
+//
+//	bin/vmtest test -kernels 6.1 -bench VMHunt ./search/live
+func BenchmarkVMHunt(b *testing.B) {
+	loadAptest(b)
+	for i := 0; i < b.N; i++ {
+		f := measureHunt(b)
+		b.Log(f)
+		b.ReportMetric(100*f.slowdown, "slowdown-%")
+		b.ReportMetric(f.firstCorrect.Seconds(), "first-correct-s")
+		b.ReportMetric(float64(f.inserted), "instruments")
+		b.ReportMetric(f.predicted, "predicted-%cpu")
+		b.ReportMetric(f.measure, "measured-%cpu")
+	}
+}

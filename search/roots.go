@@ -1,0 +1,632 @@
+package search
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/autoprof/autoprof/splice"
+)
+
+// maxRoots bounds the roots Deep Start chooses.
+const maxRoots = 8
+
+// syscallPrefixes start the names of the kernel's syscall entry functions
+// (SYSCALL_DEFINE wrappers, arch/x86/include/asm/syscall_wrapper.h).
+var syscallPrefixes = []string{"__x64_sys_", "__ia32_sys_", "__x32_compat_sys_", "__ia32_compat_sys_"}
+
+// dispatchers are the kernel functions that run interrupt and softirq
+// handlers; in a stack, the frame after the innermost of them is the
+// handler the interrupted task was charged for.
+var dispatchers = map[string]bool{
+	"handle_softirqs": true, "__do_softirq": true, "do_softirq": true,
+	"__handle_irq_event_percpu": true, "handle_irq_event": true,
+	"__sysvec_apic_timer_interrupt": true, "hrtimer_interrupt": true,
+	"__hrtimer_run_queues": true, "run_ksoftirqd": true,
+}
+
+// instrumentFrames start the names of the kernel functions that run
+// instruments: BPF programs and the trampolines, tracepoint and kprobe
+// glue that call them.
+var instrumentFrames = []string{
+	"bpf_prog_", "__bpf_prog_enter", "__bpf_prog_exit", "bpf_trampoline_", "__bpf_trace_", "bpf_trace_run",
+	"trace_call_bpf", "kprobe_ftrace_handler", "kprobe_perf_func", "kprobe_dispatcher", "kretprobe_dispatcher",
+	"kprobe_int3_handler", "__kretprobe_trampoline_handler", "perf_trace_run_bpf_submit",
+}
+
+// ownStacks drops the stacks that sampled the instruments themselves: that
+// time is the hunt's overhead, which it measures and reports as such, not
+// the target's.
+func ownStacks(stacks []Stack) []Stack {
+	out := stacks[:0:0]
+	for _, s := range stacks {
+		if !slices.ContainsFunc(s.Frames, isInstrumentFrame) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func isInstrumentFrame(f string) bool {
+	for _, p := range instrumentFrames {
+		if strings.HasPrefix(f, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsSyscall reports whether fn is a syscall entry function.
+func IsSyscall(fn string) bool {
+	for _, p := range syscallPrefixes {
+		if strings.HasPrefix(fn, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// deepStart chooses the roots: every Config.Roots function, and the roots
+// of the stacks a short sample finds (Paradyn's Deep Start: start where the
+// samples point, and let exact instruments confirm or refute). A stack's
+// root is, in this order of preference: the frame after the innermost
+// interrupt or softirq dispatcher that can be timed; the syscall entry
+// function; the outermost frame that can be timed. A root is taken when
+// the samples give it at least θ/2 of the target's time (at most maxRoots
+// of them, the largest first). Along each root's hot sampled paths (at
+// least θ of the target's time), every frame that can be timed is timed
+// at once, so that a deep bottleneck is confirmed without refining level
+// by level. Sampling is repeated until some root is found or the hunt must
+// stop.
+func (h *hunter) deepStart(ctx context.Context) {
+	for _, r := range h.cfg.Roots {
+		h.addRoot(r, "--root")
+	}
+	for _, r := range h.cfg.CompareRoots {
+		h.addRoot(r, "--compare: a finding of the base run")
+	}
+	if (h.cfg.Sampler == nil && len(h.cfg.Syscalls) == 0) || h.cfg.DeepStart < 0 {
+		if len(h.cfg.Roots)+len(h.cfg.CompareRoots) == 0 {
+			h.limit("no Deep Start (no stack sampler, no syscall census): roots come from --root only")
+		}
+		return
+	}
+	for {
+		d := h.cfg.DeepStart
+		if dl := h.deadline(); !dl.IsZero() {
+			d = min(d, time.Until(dl))
+		}
+		census := h.startCensus()
+		stacks, err := h.sample(ctx, d)
+		if err != nil {
+			h.limit("no stack samples for Deep Start: %v", err)
+		}
+		stacks = ownStacks(stacks)
+		h.deep = append(h.deep, stacks...)
+		for _, s := range stacks {
+			h.keepWaits(s)
+		}
+		h.census = census
+		h.chooseRoots(h.endCensus(census), stacks, d)
+		h.closeCensus(census)
+		h.census = nil
+		if len(h.rootNodes()) > 0 {
+			h.planHotPaths(d)
+			return
+		}
+		if stop := h.stopNow(ctx); stop != "" {
+			h.stop = stop
+			return
+		}
+	}
+}
+
+// sample samples the target for d, or waits d where there is no sampler.
+func (h *hunter) sample(ctx context.Context, d time.Duration) ([]Stack, error) {
+	if h.cfg.Sampler != nil {
+		return h.cfg.Sampler.Sample(ctx, h.cfg.Target, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-h.cfg.Done:
+	case <-t.C:
+	}
+	return nil, nil
+}
+
+// census is the syscall timers of a census in progress.
+type census struct {
+	live  map[string]splice.Instrument // by function
+	start *splice.Reading
+}
+
+// startCensus times every syscall of Config.Syscalls that the
+// Instrumenter accepts; nil when there is nothing to time.
+func (h *hunter) startCensus() *census {
+	if len(h.cfg.Syscalls) == 0 {
+		return nil
+	}
+	c := &census{live: map[string]splice.Instrument{}}
+	var refused error
+	for _, fn := range h.cfg.Syscalls {
+		spec := splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: h.cfg.Target}
+		if h.roots[fn] {
+			continue
+		}
+		if err := h.in.Check(spec); err != nil {
+			refused = err
+			continue
+		}
+		in, err := h.in.Insert(h.ctx, spec)
+		if err != nil {
+			refused = err
+			continue
+		}
+		c.live[fn] = in
+	}
+	if len(c.live) == 0 {
+		h.limit("no syscall census: no syscall could be timed (%v)", refused)
+		return nil
+	}
+	var err error
+	if c.start, err = h.in.Read(); err != nil {
+		h.limit("no syscall census: %v", err)
+		h.closeCensus(c)
+		return nil
+	}
+	return c
+}
+
+// endCensus reads a census's timers and returns the target's time in
+// each syscall.
+func (h *hunter) endCensus(c *census) map[string]float64 {
+	if c == nil {
+		return nil
+	}
+	end, err := h.in.Read()
+	if err != nil {
+		h.limit("no syscall census: %v", err)
+		return nil
+	}
+	times := map[string]float64{}
+	for _, ctx := range delta(merged(end), merged(c.start)).Contexts {
+		if len(ctx.Path) == 1 && ctx.Kind == splice.Timer && c.live[ctx.Path[0].Func] != nil {
+			times[ctx.Path[0].Func] += float64(ctx.InclNs)
+		}
+	}
+	return times
+}
+
+// closeCensus withdraws the census's timers that did not become roots.
+func (h *hunter) closeCensus(c *census) {
+	if c == nil {
+		return
+	}
+	for _, in := range c.live {
+		in.Close()
+	}
+	c.live = nil
+}
+
+// stopNow returns why the hunt must stop now, or "".
+func (h *hunter) stopNow(ctx context.Context) string {
+	select {
+	case <-ctx.Done():
+		return "interrupted: " + context.Cause(ctx).Error()
+	case <-h.cfg.Done:
+		return "the target exited"
+	default:
+	}
+	if dl := h.deadline(); !dl.IsZero() && !time.Now().Before(dl) {
+		return "deadline reached"
+	}
+	return ""
+}
+
+// chooseRoots adds the roots that hold time: syscalls by the census
+// where one ran (exact), other stack roots by the samples.
+func (h *hunter) chooseRoots(census map[string]float64, stacks []Stack, d time.Duration) {
+	weight := map[string]float64{}
+	how := map[string]string{}
+	for f, ns := range census {
+		weight[f] = ns
+		how[f] = "census: the syscall's timer measured"
+	}
+	for _, s := range stacks {
+		if i := h.rootIndex(s.Frames); i >= 0 && !(census != nil && IsSyscall(s.Frames[i])) {
+			weight[s.Frames[i]] += s.WeightNs
+			how[s.Frames[i]] = "Deep Start: stack samples put"
+		}
+	}
+	names := make([]string, 0, len(weight))
+	for f := range weight {
+		names = append(names, f)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if weight[names[i]] != weight[names[j]] {
+			return weight[names[i]] > weight[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	total := h.sampleTargetNs(d)
+	for _, f := range names[:min(len(names), maxRoots)] {
+		share := weight[f] / total
+		if share < h.theta()/2 {
+			break
+		}
+		h.addRoot(f, fmt.Sprintf("%s %s of the target's time in it", how[f], pct(share)))
+	}
+}
+
+// sampleTargetNs is the target's time over a sampling period d.
+func (h *hunter) sampleTargetNs(d time.Duration) float64 {
+	threads := float64(h.cfg.CPUs)
+	if h.cfg.Population != nil {
+		if n, err := h.cfg.Population.Threads(); err == nil && n > 0 {
+			threads = float64(n)
+		}
+	}
+	return max(float64(d)*threads, 1)
+}
+
+// rootIndex returns the index of the root frame of a stack (see deepStart),
+// or -1. Where the hunt grows sampled trees, a frame the rules pick is
+// the root even if it cannot be timed (a sampled root).
+func (h *hunter) rootIndex(frames []string) int {
+	ok := func(f string) bool { return h.cfg.SampleTree || h.canTime(f) }
+	for i := len(frames) - 1; i >= 0; i-- {
+		if dispatchers[frames[i]] {
+			for j := i + 1; j < len(frames); j++ {
+				if h.canTime(frames[j]) {
+					return j
+				}
+			}
+			if h.cfg.SampleTree && i+1 < len(frames) {
+				return i + 1
+			}
+			return -1
+		}
+	}
+	for i, f := range frames {
+		if IsSyscall(f) {
+			if ok(f) {
+				return i
+			}
+			return -1
+		}
+	}
+	for i := len(frames) - 1; i >= 0; i-- {
+		if syscallDispatchers[frames[i]] && i+1 < len(frames) && ok(frames[i+1]) {
+			return i + 1
+		}
+	}
+	for i, f := range frames {
+		if h.canTime(f) {
+			return i
+		}
+	}
+	return -1
+}
+
+// syscallDispatchers are the functions that call syscall entry
+// functions. A syscall entry function that only forwards its arguments
+// ends in a tail call, so that a stack may show its callee right after the
+// dispatcher; where the syscall cannot be named, that callee is the root.
+var syscallDispatchers = map[string]bool{
+	"do_syscall_64": true, "x64_sys_call": true, "do_int80_syscall_32": true, "__do_fast_syscall_32": true,
+}
+
+// IsSyscallDispatcher reports whether fn calls syscall entry functions.
+func IsSyscallDispatcher(fn string) bool { return syscallDispatchers[fn] }
+
+// canTime reports whether fn can get a timer.
+func (h *hunter) canTime(fn string) bool {
+	return h.check(nil, splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: h.cfg.Target}) == nil
+}
+
+// addRoot times fn as a root: with the census's timer where it ran one,
+// else with a new one. Where fn cannot be timed and the hunt grows sampled
+// trees, fn becomes a sampled root.
+func (h *hunter) addRoot(fn, reason string) {
+	if h.roots[fn] {
+		return
+	}
+	spec := splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: h.cfg.Target}
+	if err := h.check(nil, spec); err != nil {
+		if h.cfg.SampleTree {
+			h.addSampledRoot(fn, reason)
+			return
+		}
+		h.limit("root %s refused: %v", fn, err)
+		return
+	}
+	h.roots[fn] = true
+	in, err := h.adopt(spec)
+	if err != nil {
+		delete(h.roots, fn)
+		h.limit("root %s: %v", fn, err)
+		return
+	}
+	in.root = true
+	n := h.nodeFor(splice.Path{spec.Point})
+	n.kind = NodeRoot
+	h.event("root", n, spec.String(), nil, reason)
+}
+
+// adopt takes over the census's timer of a root, or inserts one.
+func (h *hunter) adopt(spec splice.Spec) (*instrument, error) {
+	if h.census == nil || h.census.live[spec.Func] == nil {
+		return h.insert(nil, spec, 0)
+	}
+	live := h.census.live[spec.Func]
+	delete(h.census.live, spec.Func)
+	in := &instrument{spec: spec, key: spec.String(), live: live, backend: h.backendOf(spec), since: h.nextFull()}
+	h.specs[in.key] = in
+	h.run.Overhead.Inserted++
+	h.run.Overhead.MaxLive = max(h.run.Overhead.MaxLive, h.liveCount())
+	return in, nil
+}
+
+// addSampledRoot makes fn a root known from stack samples only.
+func (h *hunter) addSampledRoot(fn, reason string) {
+	h.roots[fn] = true
+	n := h.nodeFor(splice.Path{{Func: fn}})
+	n.kind, n.state = NodeRoot, StateSampled
+	h.event("root", n, fn, nil, reason+"; it cannot be timed here, so samples alone measure it")
+}
+
+// sampledTree is the tree of sampled frames below one frame.
+type sampledTree struct {
+	weight   float64
+	children map[string]*sampledTree
+}
+
+func (t *sampledTree) child(f string) *sampledTree {
+	if t.children == nil {
+		t.children = map[string]*sampledTree{}
+	}
+	c := t.children[f]
+	if c == nil {
+		c = &sampledTree{}
+		t.children[f] = c
+	}
+	return c
+}
+
+// planHotPaths times the frames of the hot sampled paths below each root.
+func (h *hunter) planHotPaths(d time.Duration) {
+	trees := map[string]*sampledTree{}
+	for _, s := range h.deep {
+		i := h.rootIndex(s.Frames)
+		if i < 0 || !h.roots[s.Frames[i]] {
+			continue
+		}
+		t := trees[s.Frames[i]]
+		if t == nil {
+			t = &sampledTree{}
+			trees[s.Frames[i]] = t
+		}
+		for _, f := range s.Frames[i+1:] {
+			t = t.child(f)
+			t.weight += s.WeightNs
+		}
+	}
+	total := h.sampleTargetNs(d)
+	for _, r := range h.rootNodes() {
+		if t := trees[r.point().Func]; t != nil {
+			h.planHot(r, t, total, 0)
+		}
+	}
+}
+
+// planHot times the hot frames below parent (see deepStart).
+func (h *hunter) planHot(parent *node, t *sampledTree, total float64, depth int) {
+	if depth > 32 {
+		return
+	}
+	names := make([]string, 0, len(t.children))
+	for f := range t.children {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		c := t.children[f]
+		share := c.weight / total
+		if share < h.theta() {
+			continue
+		}
+		next := parent
+		spec := splice.Spec{Point: splice.Point{Func: f}, Kind: splice.Timer, Target: h.cfg.Target}
+		if h.check(parent, spec) == nil {
+			path := extend(parent.path, spec.Point)
+			if in := h.specs[spec.String()]; in == nil || in.live == nil {
+				if _, err := h.insert(parent, spec, parent.lastRate); err != nil {
+					continue
+				}
+				h.event("deep-start", parent, spec.String(), nil, fmt.Sprintf("samples put %s of the target's time under it", pct(share)))
+			}
+			next = h.nodeFor(path)
+			in := h.specs[spec.String()]
+			if !containsNode(in.nodes, next) {
+				in.nodes = append(in.nodes, next)
+			}
+		}
+		h.planHot(next, c, total, depth+1)
+	}
+}
+
+// hotCallees returns, for a function, the share of Deep Start's sampled
+// time under each function it was seen calling.
+func (h *hunter) hotCallees(fn string) map[string]float64 {
+	hot := map[string]float64{}
+	for _, s := range h.deep {
+		for i := 0; i+1 < len(s.Frames); i++ {
+			if s.Frames[i] == fn {
+				hot[s.Frames[i+1]] += s.WeightNs
+			}
+		}
+	}
+	return hot
+}
+
+// absorbStacks grows sampled nodes below the roots from one round's
+// stacks: for a stack whose root frame is a root of the hunt, every frame
+// below it gets a node of kind NodeSampled whose inclusive time is the
+// weight of the stacks through it and whose exclusive time is the weight
+// of the stacks that end in it; a sampled root is measured the same way.
+func (h *hunter) absorbStacks(stacks []Stack, d float64) {
+	round := h.sampledRound(stacks)
+	under := map[*node]*stackAcc{} // root → what its sampled children take
+	for _, n := range h.nodes {
+		if !n.sampled() {
+			continue
+		}
+		a := round[n]
+		if a == nil {
+			a = &stackAcc{}
+		}
+		h.recordSampled(n, a, d)
+		if p := n.parent; p != nil && p.kind == NodeRoot && !p.sampled() {
+			u := under[p]
+			if u == nil {
+				u = &stackAcc{}
+				under[p] = u
+			}
+			u.incl += a.incl
+			u.inclOff += a.inclOff
+		}
+	}
+	h.leaveToRoots(under, d)
+}
+
+// stackAcc is the sampled time of one node in one round, ns: on and off
+// the CPU, inclusive and exclusive.
+type stackAcc struct{ incl, inclOff, excl, exclOff float64 }
+
+// sampledRound sums one round's stacks into the sampled nodes along them,
+// creating the nodes it needs.
+func (h *hunter) sampledRound(stacks []Stack) map[*node]*stackAcc {
+	round := map[*node]*stackAcc{}
+	for _, s := range stacks {
+		h.keepWaits(s)
+		i := h.rootIndex(s.Frames)
+		if i < 0 || !h.roots[s.Frames[i]] {
+			continue
+		}
+		var path splice.Path
+		for j := i; j < len(s.Frames); j++ {
+			path = extend(path, splice.Point{Func: s.Frames[j]})
+			n := h.nodeFor(path)
+			if j > i && n.kind != NodeSampled && len(n.rounds) == 0 {
+				n.kind, n.state = NodeSampled, StateSampled
+			}
+			if !n.sampled() {
+				continue
+			}
+			a := round[n]
+			if a == nil {
+				a = &stackAcc{}
+				round[n] = a
+			}
+			n.all.samples += s.Count
+			if h.inWindowRound() {
+				n.win.samples += s.Count
+			}
+			a.add(s, j == len(s.Frames)-1)
+		}
+	}
+	return round
+}
+
+// add adds one stack through the node; last says it ends there.
+func (a *stackAcc) add(s Stack, last bool) {
+	switch {
+	case s.OnCPU:
+		a.incl += s.WeightNs
+		if last {
+			a.excl += s.WeightNs
+		}
+	default:
+		a.inclOff += s.WeightNs
+		if last {
+			a.exclOff += s.WeightNs
+		}
+	}
+}
+
+// recordSampled adds a sampled node's round (a, of the target's d ns) to
+// its totals and its rounds.
+func (h *hunter) recordSampled(n *node, a *stackAcc, d float64) {
+	tots := []*totals{&n.all}
+	if h.inWindowRound() {
+		tots = append(tots, &n.win)
+	}
+	for _, t := range tots {
+		t.rounds++
+		t.targetNs += d
+		t.sIncl += a.incl
+		t.sInclOff += a.inclOff
+		t.sExcl += a.excl
+		t.sExclOff += a.exclOff
+	}
+	n.rounds = append(n.rounds, RoundSample{
+		Round:      h.round,
+		InclShare:  (a.incl + a.inclOff) / d,
+		ExclShare:  (a.excl + a.exclOff) / d,
+		OnCPUShare: a.excl / d,
+		OffCPU:     a.exclOff / d,
+		TargetNs:   d,
+	})
+}
+
+// leaveToRoots makes each timed root's exclusive share of the round what
+// its sampled children (under) leave of its measured time.
+func (h *hunter) leaveToRoots(under map[*node]*stackAcc, d float64) {
+	for r, u := range under {
+		if len(r.rounds) == 0 || r.rounds[len(r.rounds)-1].Round != h.round {
+			continue
+		}
+		rs := &r.rounds[len(r.rounds)-1]
+		rs.ExclShare = max(rs.ExclShare-(u.incl+u.inclOff)/d, 0)
+		rs.OnCPUShare = max(rs.OnCPUShare-u.incl/d, 0)
+		rs.OffCPU = max(rs.OffCPU-u.inclOff/d, 0)
+	}
+}
+
+// keepWaits remembers, for off-CPU stacks, the innermost frame (what the
+// thread waited in) under each frame of the stack.
+func (h *hunter) keepWaits(s Stack) {
+	if s.OnCPU || len(s.Frames) == 0 {
+		return
+	}
+	if h.waits == nil {
+		h.waits = map[string]map[string]float64{}
+	}
+	last := s.Frames[len(s.Frames)-1]
+	for _, f := range s.Frames[:len(s.Frames)-1] {
+		m := h.waits[f]
+		if m == nil {
+			m = map[string]float64{}
+			h.waits[f] = m
+		}
+		m[last] += s.WeightNs
+	}
+}
+
+// noRootsReason explains why no root was found.
+func (h *hunter) noRootsReason() string {
+	switch {
+	case len(h.cfg.Roots)+len(h.cfg.CompareRoots) > 0:
+		return "every --root and --compare root was refused"
+	case h.cfg.Sampler == nil && len(h.cfg.Syscalls) == 0:
+		return "no --root given, no stack sampler and no syscall census"
+	case len(h.deep) == 0 && len(h.cfg.Syscalls) == 0:
+		return "the samples saw the target nowhere in the kernel"
+	}
+	return fmt.Sprintf("no stack root had %s of the target's time, or none could be timed", pct(h.theta()/2))
+}

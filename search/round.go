@@ -1,0 +1,390 @@
+package search
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/autoprof/autoprof/splice"
+)
+
+// absorb takes one round's activity: the change from prev to cur.
+func (h *hunter) absorb(cur, prev *reading) {
+	elapsed := cur.at.Sub(prev.at)
+	if elapsed <= 0 {
+		elapsed = time.Nanosecond
+	}
+	d := float64(elapsed) * (cur.threads + prev.threads) / 2 // the target's time, ns
+	if d <= 0 {
+		d = float64(elapsed)
+	}
+	delta := delta(cur.Reading, prev.Reading)
+	h.run.Misses = addMisses(h.run.Misses, delta.Misses)
+	for _, n := range h.nodes {
+		n.cur = splice.ContextReading{}
+	}
+	sort.SliceStable(delta.Contexts, func(i, j int) bool { return len(delta.Contexts[i].Path) < len(delta.Contexts[j].Path) })
+	for _, c := range delta.Contexts {
+		if len(c.Path) == 0 {
+			continue
+		}
+		n := h.nodeFor(c.Path)
+		n.cur = c
+	}
+	siteCalls := h.absorbTargets(delta.Targets)
+	if h.cfg.Compensate {
+		d = h.compensate(d, siteCalls)
+	}
+	var ops uint64
+	for _, r := range h.rootNodes() {
+		ops += r.cur.Calls
+	}
+	for _, n := range h.nodes {
+		if h.measurable(n) {
+			h.record(n, d, elapsed, ops)
+		}
+	}
+	if cur.stacks != nil && h.cfg.SampleTree {
+		h.absorbStacks(cur.stacks, d)
+	}
+	for _, n := range h.nodes { // in id order: the trace is deterministic
+		if !h.blind[n] {
+			continue
+		}
+		if n.state == StateWithdrawn {
+			delete(h.blind, n)
+			continue
+		}
+		h.targetsFromStacks(n, cur.stacks)
+	}
+	h.updateRates(elapsed, siteCalls)
+	h.lastPred = h.predictedPct()
+	h.lastMeas = -1
+	if h.meter != nil {
+		h.lastMeas = 100 * float64(cur.overhead-prev.overhead) / (float64(elapsed) * float64(h.cfg.CPUs))
+		if h.lastPred > 0 {
+			h.ratio = min(max(0.5*h.ratio+0.5*h.lastMeas/h.lastPred, 0.05), 1000)
+		}
+		h.measSum += h.lastMeas
+		h.measRounds++
+	}
+	h.predSum += h.lastPred
+	h.run.Overhead.Rounds = append(h.run.Overhead.Rounds, OverheadRound{
+		Round: h.round, Live: h.liveCount(), PredictedPct: h.lastPred, MeasuredPct: h.lastMeas,
+	})
+	h.run.Meta.TargetNs += uint64(d)
+	h.run.Meta.TargetOps += ops
+	h.run.Meta.Rounds = h.round
+	if h.inWindowRound() {
+		h.windowNs += d
+	}
+}
+
+// inWindowRound reports whether the round being absorbed belongs to the
+// current window.
+func (h *hunter) inWindowRound() bool { return h.round >= h.windowStart }
+
+// record appends node n's round sample and adds the round to its totals.
+func (h *hunter) record(n *node, d float64, elapsed time.Duration, ops uint64) {
+	c := &n.cur
+	rootCalls := n.root().cur.Calls
+	n.rounds = append(n.rounds, RoundSample{
+		Round:      h.round,
+		Calls:      c.Calls,
+		TargetOps:  ops,
+		RootCalls:  rootCalls,
+		InclShare:  float64(c.InclNs) / d,
+		ExclShare:  float64(c.ExclNs) / d,
+		OnCPUShare: float64(c.ExclNs-min(c.ExclOffCPUNs, c.ExclNs)) / d,
+		OffCPU:     float64(c.ExclOffCPUNs) / d,
+		TargetNs:   d,
+	})
+	n.all.add(c, rootCalls, d)
+	if h.inWindowRound() {
+		n.win.add(c, rootCalls, d)
+	}
+	n.lastRate = float64(c.Calls) / elapsed.Seconds()
+}
+
+// absorbTargets records the indirect-call targets seen under each context
+// and returns the calls each target recorder saw.
+func (h *hunter) absorbTargets(ts []splice.TargetReading) map[string]uint64 {
+	calls := map[string]uint64{}
+	for _, t := range ts {
+		if len(t.Path) < 2 {
+			continue
+		}
+		site := t.Path[len(t.Path)-1]
+		calls[splice.Spec{Point: site, Kind: splice.Targets}.String()] += t.Calls
+		n := h.byKey[t.Path[:len(t.Path)-1].String()]
+		if n == nil || t.Func == "" {
+			continue
+		}
+		if n.targets == nil {
+			n.targets = map[string]bool{}
+		}
+		n.targets[t.Func] = true
+	}
+	return calls
+}
+
+// updateRates sets each live instrument's measured hits per second.
+func (h *hunter) updateRates(elapsed time.Duration, siteCalls map[string]uint64) {
+	for _, in := range h.specs {
+		if in.live == nil {
+			continue
+		}
+		var calls uint64
+		if in.spec.Kind == splice.Targets {
+			calls = siteCalls[in.key]
+		} else {
+			for _, n := range in.nodes {
+				calls += n.cur.Calls
+			}
+		}
+		in.rate = float64(calls) / elapsed.Seconds()
+	}
+}
+
+func addMisses(a, b splice.Misses) splice.Misses {
+	return splice.Misses{
+		Recursion:  a.Recursion + b.Recursion,
+		StackDepth: a.StackDepth + b.StackDepth,
+		MapFull:    a.MapFull + b.MapFull,
+		Unmatched:  a.Unmatched + b.Unmatched,
+		Kernel:     a.Kernel + b.Kernel,
+	}
+}
+
+// report calls Config.Progress.
+func (h *hunter) report() {
+	if h.cfg.Progress == nil {
+		return
+	}
+	p := Progress{
+		Round:        h.round,
+		Elapsed:      time.Since(h.start),
+		Live:         h.liveCount(),
+		PredictedPct: h.lastPred,
+		MeasuredPct:  h.lastMeas,
+	}
+	h.updateIntervals()
+	for _, n := range h.best(3) {
+		p.Best = append(p.Best, Candidate{Path: n.key, Excl: n.excl})
+	}
+	h.cfg.Progress(p)
+}
+
+// best returns the k measured nodes of largest exclusive share.
+func (h *hunter) best(k int) []*node {
+	var ns []*node
+	for _, n := range h.nodes {
+		if n.kind != NodeBlock && n.excl.N > 0 && n.state != StateWithdrawn {
+			ns = append(ns, n)
+		}
+	}
+	sort.SliceStable(ns, func(i, j int) bool { return ns[i].excl.Mean > ns[j].excl.Mean })
+	return ns[:min(k, len(ns))]
+}
+
+// startSampling samples the target for d in the background; read collects
+// the stacks.
+func (h *hunter) startSampling(ctx context.Context, d time.Duration) {
+	ch := make(chan samplingResult, 1)
+	h.sampling = ch
+	go func() {
+		stacks, err := h.cfg.Sampler.Sample(ctx, h.cfg.Target, d)
+		ch <- samplingResult{stacks, err}
+	}()
+}
+
+// takeStacks waits for the background sampling, if any, and returns its
+// stacks (non-nil when sampling ran).
+func (h *hunter) takeStacks() []Stack {
+	if h.sampling == nil {
+		return nil
+	}
+	r := <-h.sampling
+	h.sampling = nil
+	if r.err != nil {
+		h.limit("stack sampling failed: %v", r.err)
+		return []Stack{}
+	}
+	if r.stacks == nil {
+		return []Stack{}
+	}
+	return ownStacks(r.stacks)
+}
+
+// merged returns r with the contexts that share a path and a kind (an
+// instrument withdrawn and inserted again reads as two) summed into one,
+// and likewise the targets, so that differences between readings are
+// taken path by path.
+func merged(r *splice.Reading) *splice.Reading {
+	out := &splice.Reading{At: r.At, Misses: r.Misses}
+	at := map[string]int{}
+	for _, c := range r.Contexts {
+		key := c.Path.String() + ":" + c.Kind.String()
+		i, ok := at[key]
+		if !ok {
+			at[key] = len(out.Contexts)
+			out.Contexts = append(out.Contexts, c)
+			continue
+		}
+		m := &out.Contexts[i]
+		m.Calls += c.Calls
+		m.InclNs += c.InclNs
+		m.ExclNs += c.ExclNs
+		m.InclOffCPUNs += c.InclOffCPUNs
+		m.ExclOffCPUNs += c.ExclOffCPUNs
+		for j, v := range c.Hist {
+			m.Hist[j] += v
+		}
+	}
+	tat := map[string]int{}
+	for _, t := range r.Targets {
+		key := t.Path.String() + ">" + t.Func + ">" + fmt.Sprint(t.Target)
+		if i, ok := tat[key]; ok {
+			out.Targets[i].Calls += t.Calls
+			continue
+		}
+		tat[key] = len(out.Targets)
+		out.Targets = append(out.Targets, t)
+	}
+	return out
+}
+
+// delta returns the activity between two merged readings: cur less prev,
+// path by path. A context whose calls went down (the contexts of a
+// withdrawn instrument left the reading while a new instrument on the same
+// point counts on) gives no activity for the round rather than a wrapped
+// or doubled count: the hunt undercounts one round rather than overcount.
+func delta(cur, prev *splice.Reading) *splice.Reading {
+	before := map[string]*splice.ContextReading{}
+	for i := range prev.Contexts {
+		c := &prev.Contexts[i]
+		before[c.Path.String()+":"+c.Kind.String()] = c
+	}
+	d := &splice.Reading{At: cur.At, Misses: subMisses(cur.Misses, prev.Misses)}
+	for _, c := range cur.Contexts {
+		p := before[c.Path.String()+":"+c.Kind.String()]
+		if p != nil && (p.Calls > c.Calls || p.InclNs > c.InclNs) {
+			continue
+		}
+		if p != nil {
+			c.Calls -= p.Calls
+			c.InclNs -= p.InclNs
+			c.ExclNs -= min(p.ExclNs, c.ExclNs)
+			c.InclOffCPUNs -= min(p.InclOffCPUNs, c.InclOffCPUNs)
+			c.ExclOffCPUNs -= min(p.ExclOffCPUNs, c.ExclOffCPUNs)
+			for i := range c.Hist {
+				c.Hist[i] -= min(p.Hist[i], c.Hist[i])
+			}
+		}
+		if c.Calls != 0 || c.InclNs != 0 {
+			d.Contexts = append(d.Contexts, c)
+		}
+	}
+	tb := map[string]uint64{}
+	for _, t := range prev.Targets {
+		tb[t.Path.String()+">"+t.Func+">"+fmt.Sprint(t.Target)] = t.Calls
+	}
+	for _, t := range cur.Targets {
+		t.Calls -= min(tb[t.Path.String()+">"+t.Func+">"+fmt.Sprint(t.Target)], t.Calls)
+		if t.Calls != 0 {
+			d.Targets = append(d.Targets, t)
+		}
+	}
+	return d
+}
+
+func subMisses(a, b splice.Misses) splice.Misses {
+	sub := func(x, y uint64) uint64 { return x - min(x, y) }
+	return splice.Misses{
+		Recursion:  sub(a.Recursion, b.Recursion),
+		StackDepth: sub(a.StackDepth, b.StackDepth),
+		MapFull:    sub(a.MapFull, b.MapFull),
+		Unmatched:  sub(a.Unmatched, b.Unmatched),
+		Kernel:     sub(a.Kernel, b.Kernel),
+	}
+}
+
+// compensate takes the instruments' own cost out of one round's readings
+// (Paradyn's instrumentation cost accounting) and returns the target's
+// time without it. Every hit of an instrument costs its backend's
+// calibrated cost per hit c(i) (search.Calibrator; a counter's and a
+// target recorder's apart where calibrated). Where that cost is paid: a
+// counter or a target recorder inside the function that holds it; a
+// timer partly inside its own window, between its two clock reads (the
+// calibrated "BACKEND:inside" part, in(i)), and the rest around the
+// window, in its caller. So, with calls(i) the round's hits of the
+// instrument measuring node i:
+//
+//	inside(n) = calls(n)·in(n)                      (n a timed node)
+//	around(n) = calls(n)·(c(n) − in(n))
+//	own(n)    = inside(n) + Σ around(k) over n's timed children k
+//	            + Σ calls(b)·c(b) over n's block counters and target recorders b
+//	below(n)  = own(n) + Σ below(k) over n's timed children k
+//
+// (below(n) is every instrument cost paid within n's window); then
+//
+//	excl'(n) = max(excl(n) − own(n), excl off-CPU(n))
+//	incl'(n) = max(incl(n) − below(n), incl off-CPU(n))
+//	d'       = d − Σ calls(i)·c(i) over every instrument the target hit
+//
+// (the cost is on-CPU time, so off-CPU time is left as measured), which
+// keeps excl' = incl' − Σ incl' of the timed children. in(i) is measured
+// on a function that does next to nothing, an upper bound.
+func (h *hunter) compensate(d float64, siteCalls map[string]uint64) float64 {
+	own := map[*node]float64{}   // cost paid in n's exclusive time
+	below := map[*node]float64{} // cost paid within n's window
+	var total float64
+	for _, n := range h.nodes {
+		if n.sampled() || n.cur.Calls == 0 {
+			continue
+		}
+		spec := h.specFor(n)
+		c := float64(n.cur.Calls) * h.costOfSpec(spec)
+		total += c
+		in := 0.0
+		if spec.Kind == splice.Timer {
+			in = min(float64(n.cur.Calls)*h.insideOf(spec), c)
+		}
+		own[n] += in
+		below[n] += in
+		if n.parent != nil {
+			own[n.parent] += c - in
+			below[n.parent] += c - in
+		}
+	}
+	for _, in := range h.specs {
+		if in.owner != nil && in.spec.Kind == splice.Targets && siteCalls[in.key] > 0 {
+			c := float64(siteCalls[in.key]) * h.costOfSpec(in.spec)
+			total += c
+			own[in.owner] += c
+			below[in.owner] += c
+		}
+	}
+	if total == 0 {
+		return d
+	}
+	byDepth := append([]*node(nil), h.nodes...)
+	sort.SliceStable(byDepth, func(i, j int) bool { return len(byDepth[i].path) > len(byDepth[j].path) })
+	for _, n := range byDepth { // children before their parents
+		if n.parent != nil {
+			below[n.parent] += below[n]
+		}
+	}
+	for _, n := range h.nodes {
+		c := &n.cur
+		if x := own[n]; x > 0 {
+			c.ExclNs = max(c.ExclNs-min(uint64(x), c.ExclNs), c.ExclOffCPUNs)
+		}
+		if x := below[n]; x > 0 {
+			c.InclNs = max(c.InclNs-min(uint64(x), c.InclNs), c.InclOffCPUNs, c.ExclNs)
+		}
+	}
+	h.compensatedNs += min(total, 0.95*d)
+	return max(d-total, 0.05*d)
+}

@@ -1,0 +1,647 @@
+// Package searchtest simulates a kernel for tests of the search
+// controller: a call tree with known costs that is at once a
+// splice.Instrumenter, a search.Graph, a search.Sampler, a
+// search.Population and a search.OverheadMeter. Time is read from the
+// time package, so that tests run it under testing/synctest with a fake
+// clock.
+package searchtest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/autoprof/autoprof/search"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// Func is a simulated kernel function.
+type Func struct {
+	Name string
+	// OnNs and OffNs are the function's own cost per call, on CPU and
+	// blocked, callees excluded.
+	OnNs, OffNs float64
+	Calls       []Call
+	Blocks      []Block
+	// NoTrace makes Check refuse the function (a notrace or blacklisted
+	// function).
+	NoTrace bool
+	// SystemRate is how often other tasks call the function, per second:
+	// its instruments cost there too, though their filter drops the hits.
+	SystemRate float64
+}
+
+// Call is a call from one function to another, N times per call of the
+// caller; Site is the offset of an indirect call site (0 for a direct
+// call).
+type Call struct {
+	Func string
+	N    uint64
+	Site uint64
+}
+
+// Block is a basic block at Off, executed PerCall times per call.
+type Block struct {
+	Off     uint64
+	PerCall uint64
+}
+
+// Root is an operation the target performs Rate times per second (a
+// syscall); Entry are the frames that lead to it in stacks.
+type Root struct {
+	Func  string
+	Rate  float64
+	Entry []string
+}
+
+// Kernel is the simulated kernel. Set its fields, then call Start.
+type Kernel struct {
+	Funcs map[string]*Func
+	Roots []Root
+	// TargetThreads is the target's thread count (1 by default).
+	TargetThreads int
+	CPUs          int
+	// CostPerHitNs is what one instrument hit really costs: Overhead
+	// reports it, and with ProbeEffect the kernel runs that much longer
+	// for every hit, where real instruments cost: a timer's entry and
+	// exit in its function's caller (around the timed window), a block
+	// counter or a target recorder in the function that holds it.
+	CostPerHitNs float64
+	ProbeEffect  bool
+	// InsideNs is the part of a timer's CostPerHitNs that, with
+	// ProbeEffect, falls inside its own window (between its clock
+	// reads); Calibrate reports it.
+	InsideNs float64
+	// Noise is the relative jitter of every cost, drawn per function per
+	// reading.
+	Noise float64
+	Seed  uint64
+	// Offsets allows counters at basic-block offsets (like kprobes).
+	Offsets bool
+	// OnlyRoots refuses every function but the roots with
+	// ErrNotSupported (a kernel with tracepoints and no function
+	// instruments).
+	OnlyRoots bool
+	// NothingTimed refuses every instrument with ErrNotSupported (a
+	// kernel where only stack samples work).
+	NothingTimed bool
+	// NoTargets refuses indirect-call target recorders with
+	// ErrNotSupported (the splice backend).
+	NoTargets bool
+	// SamplePeriod is the sampler's period (1 ms by default).
+	SamplePeriod time.Duration
+	// SampleSkew makes the sampler's rounds alternately overstate and
+	// understate the time by this fraction, as real off-CPU samples do: a
+	// wait is charged in the round it ends, not in the rounds it spanned.
+	SampleSkew  float64
+	BackendName string
+
+	mu      sync.Mutex
+	rng     *rand.Rand
+	start   time.Time
+	last    time.Time
+	live    map[string]*inst
+	ctxs    map[string]*ctxAcc
+	targets map[string]*splice.TargetReading
+	hits    float64
+	samples int // Sample calls so far
+	// done is each root's operations so far, fractional: with
+	// ProbeEffect every op takes longer, while the wait between ops does
+	// not, so the thread makes fewer of them.
+	done     map[string]float64
+	inserted int
+	maxLive  int
+	jitter   map[string]float64
+}
+
+type ctxAcc struct {
+	path                         splice.Path
+	kind                         splice.Kind
+	calls                        uint64
+	incl, excl, inclOff, exclOff float64
+	hist                         [splice.HistBuckets]uint64
+}
+
+type inst struct {
+	k      *Kernel
+	spec   splice.Spec
+	closed bool
+}
+
+func (i *inst) Spec() splice.Spec { return i.spec }
+
+func (i *inst) Close() error {
+	i.k.mu.Lock()
+	defer i.k.mu.Unlock()
+	if i.closed {
+		return splice.ErrClosed
+	}
+	i.k.advance(time.Now())
+	i.closed = true
+	delete(i.k.live, i.spec.String())
+	return nil
+}
+
+// Start readies the kernel; its operations start now.
+func (k *Kernel) Start() *Kernel {
+	k.rng = rand.New(rand.NewPCG(k.Seed, 1))
+	k.start = time.Now()
+	k.last = k.start
+	k.live = map[string]*inst{}
+	k.ctxs = map[string]*ctxAcc{}
+	k.targets = map[string]*splice.TargetReading{}
+	k.done = map[string]float64{}
+	if k.CPUs == 0 {
+		k.CPUs = 2
+	}
+	if k.TargetThreads == 0 {
+		k.TargetThreads = 1
+	}
+	if k.SamplePeriod == 0 {
+		k.SamplePeriod = time.Millisecond
+	}
+	if k.BackendName == "" {
+		k.BackendName = "fake"
+	}
+	return k
+}
+
+// Backend implements splice.Instrumenter.
+func (k *Kernel) Backend() string { return k.BackendName }
+
+func (k *Kernel) isRoot(fn string) bool {
+	for _, r := range k.Roots {
+		if r.Func == fn {
+			return true
+		}
+	}
+	return false
+}
+
+// Check implements splice.Instrumenter.
+func (k *Kernel) Check(spec splice.Spec) error {
+	f := k.Funcs[spec.Func]
+	switch {
+	case f == nil:
+		return fmt.Errorf("%s: unknown function: %w", spec, splice.ErrUnsafe)
+	case f.NoTrace:
+		return fmt.Errorf("%s: notrace: %w", spec, splice.ErrUnsafe)
+	case k.NothingTimed:
+		return fmt.Errorf("%s: no instruments: %w", spec, splice.ErrNotSupported)
+	case k.OnlyRoots && !k.isRoot(spec.Func):
+		return fmt.Errorf("%s: no function instruments: %w", spec, splice.ErrNotSupported)
+	}
+	switch spec.Kind {
+	case splice.Timer:
+		if spec.Offset != 0 {
+			return fmt.Errorf("%s: a timer needs a function entry: %w", spec, splice.ErrUnsafe)
+		}
+	case splice.Count:
+		if spec.Offset == 0 {
+			return nil
+		}
+		if !k.Offsets {
+			return fmt.Errorf("%s: offsets: %w", spec, splice.ErrNotSupported)
+		}
+		for _, b := range f.Blocks {
+			if b.Off == spec.Offset {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: not a block start: %w", spec, splice.ErrUnsafe)
+	case splice.Targets:
+		if k.NoTargets {
+			return fmt.Errorf("%s: no target capture: %w", spec, splice.ErrNotSupported)
+		}
+		for _, c := range f.Calls {
+			if c.Site != 0 && c.Site == spec.Offset {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: not an indirect call site: %w", spec, splice.ErrUnsafe)
+	default:
+		return fmt.Errorf("%s: %w", spec, splice.ErrNotSupported)
+	}
+	return nil
+}
+
+// Insert implements splice.Instrumenter.
+func (k *Kernel) Insert(_ context.Context, spec splice.Spec) (splice.Instrument, error) {
+	if err := k.Check(spec); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	key := spec.String()
+	if k.live[key] != nil {
+		return nil, fmt.Errorf("%s: already live", key)
+	}
+	k.advance(time.Now())
+	i := &inst{k: k, spec: spec}
+	k.live[key] = i
+	k.inserted++
+	k.maxLive = max(k.maxLive, len(k.live))
+	return i, nil
+}
+
+// Read implements splice.Instrumenter.
+func (k *Kernel) Read() (*splice.Reading, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := time.Now()
+	k.advance(now)
+	r := &splice.Reading{At: now}
+	keys := make([]string, 0, len(k.ctxs))
+	for key := range k.ctxs {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		a := k.ctxs[key]
+		r.Contexts = append(r.Contexts, splice.ContextReading{
+			Path: a.path, Kind: a.kind, Calls: a.calls,
+			InclNs: uint64(a.incl), ExclNs: uint64(a.excl),
+			InclOffCPUNs: uint64(a.inclOff), ExclOffCPUNs: uint64(a.exclOff),
+			Hist: a.hist,
+		})
+	}
+	keys = keys[:0]
+	for key := range k.targets {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		r.Targets = append(r.Targets, *k.targets[key])
+	}
+	return r, nil
+}
+
+// Close implements splice.Instrumenter.
+func (k *Kernel) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.live = map[string]*inst{}
+	return nil
+}
+
+// Overhead implements search.OverheadMeter: hits times the cost per hit,
+// the other tasks' calls of timed functions included.
+func (k *Kernel) Overhead() (time.Duration, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.advance(time.Now())
+	return time.Duration(k.hits * k.CostPerHitNs), nil
+}
+
+// Calibrate implements search.Calibrator: the kernel knows its cost.
+func (k *Kernel) Calibrate(context.Context, splice.Instrumenter) (map[string]float64, error) {
+	c := map[string]float64{k.BackendName: k.CostPerHitNs}
+	if k.InsideNs > 0 {
+		c[k.BackendName+":inside"] = k.InsideNs
+	}
+	return c, nil
+}
+
+// Threads implements search.Population.
+func (k *Kernel) Threads() (int, error) { return k.TargetThreads, nil }
+
+// Live returns the number of live instruments.
+func (k *Kernel) Live() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.live)
+}
+
+// Inserted returns how many instruments were ever inserted, and the most
+// live at once.
+func (k *Kernel) Inserted() (total, maxLive int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.inserted, k.maxLive
+}
+
+// Ops returns the operations of root i that start in (from, to].
+func (k *Kernel) Ops(i int, from, to time.Time) uint64 { return k.ops(k.Roots[i], from, to) }
+
+// ops returns the operations of a root that start in (from, to].
+func (k *Kernel) ops(r Root, from, to time.Time) uint64 {
+	a := math.Floor(from.Sub(k.start).Seconds() * r.Rate)
+	b := math.Floor(to.Sub(k.start).Seconds() * r.Rate)
+	return uint64(b - a)
+}
+
+// advance runs the operations up to now with the instruments live now.
+func (k *Kernel) advance(now time.Time) {
+	if !now.After(k.last) {
+		return
+	}
+	dt := now.Sub(k.last).Seconds()
+	k.jitter = map[string]float64{}
+	for _, r := range k.Roots {
+		n := k.ops(r, k.last, now)
+		if k.ProbeEffect {
+			// An op's time now (the walk measures nothing), and the
+			// wait after each op, which instruments do not stretch.
+			incl, _, _, _ := k.walk(r.Func, nil, 0, 0)
+			cycle := 1e9 / r.Rate
+			s := cycle / (incl + max(cycle-k.InclNs(r.Func), 0))
+			before := k.done[r.Func]
+			k.done[r.Func] = before + dt*r.Rate*s
+			n = uint64(math.Floor(k.done[r.Func]) - math.Floor(before))
+		}
+		if n > 0 {
+			k.walk(r.Func, nil, n, 0)
+		}
+	}
+	for key, i := range k.live {
+		if f := k.Funcs[i.spec.Func]; f != nil && f.SystemRate > 0 && i.spec.Kind == splice.Timer {
+			k.hits += f.SystemRate * dt
+		}
+		_ = key
+	}
+	k.last = now
+}
+
+// cost returns f's costs with this reading's jitter.
+func (k *Kernel) cost(f *Func) (on, off float64) {
+	j, ok := k.jitter[f.Name]
+	if !ok {
+		j = 1 + k.Noise*(2*k.rng.Float64()-1)
+		k.jitter[f.Name] = j
+	}
+	return f.OnNs * j, f.OffNs * j
+}
+
+// walk runs m calls of fn in the calling context ctx (the timed frames
+// above it) and returns one call's inclusive wall and off-CPU time, and
+// the part of each that timed frames (fn itself, or its nearest timed
+// descendants) account for.
+func (k *Kernel) walk(fn string, ctx splice.Path, m uint64, depth int) (incl, inclOff, timed, timedOff float64) {
+	f := k.Funcs[fn]
+	if f == nil || depth > 64 {
+		return 0, 0, 0, 0
+	}
+	on, off := k.cost(f)
+	probe := 0.0 // what an instrument hit costs
+	if k.ProbeEffect {
+		probe = k.CostPerHitNs
+	}
+	timer := k.live[splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer}.String()]
+	my := ctx
+	around := 0.0 // what f's own timer costs its caller per call
+	if timer != nil {
+		my = extend(ctx, splice.Point{Func: fn})
+		inside := min(k.InsideNs, probe)
+		on += inside
+		around = probe - inside
+	}
+	incl, inclOff = on+off, off
+	var below, belowOff float64
+	for _, c := range f.Calls {
+		n := float64(c.N)
+		if c.Site != 0 && k.target(my, f, c, m) {
+			incl += n * probe
+		}
+		ci, cio, ct, cto := k.walk(c.Func, my, m*c.N, depth+1)
+		incl, inclOff = incl+n*ci, inclOff+n*cio
+		below, belowOff = below+n*ct, belowOff+n*cto
+	}
+	for _, b := range f.Blocks {
+		if k.live[splice.Spec{Point: splice.Point{Func: fn, Offset: b.Off}, Kind: splice.Count}.String()] != nil {
+			incl += float64(b.PerCall) * probe
+			if m > 0 {
+				a := k.acc(extend(my, splice.Point{Func: fn, Offset: b.Off}), splice.Count)
+				a.calls += m * b.PerCall
+				k.hits += float64(m * b.PerCall)
+			}
+		}
+	}
+	if timer == nil || m == 0 {
+		return incl + around, inclOff, below, belowOff
+	}
+	a := k.acc(my, splice.Timer)
+	fm := float64(m)
+	a.calls += m
+	a.incl += fm * incl
+	a.excl += fm * (incl - below)
+	a.inclOff += fm * inclOff
+	a.exclOff += fm * (inclOff - belowOff)
+	a.hist[min(bits.Len64(uint64(incl)), splice.HistBuckets-1)] += m
+	k.hits += fm
+	return incl + around, inclOff, incl, inclOff
+}
+
+// target records the calls of an indirect site where a recorder is live,
+// and reports whether one is.
+func (k *Kernel) target(ctx splice.Path, f *Func, c Call, m uint64) bool {
+	site := splice.Point{Func: f.Name, Offset: c.Site}
+	if k.live[splice.Spec{Point: site, Kind: splice.Targets}.String()] == nil {
+		return false
+	}
+	if m == 0 { // timing only (advance)
+		return true
+	}
+	path := extend(ctx, site)
+	key := path.String() + ">" + c.Func
+	t := k.targets[key]
+	if t == nil {
+		t = &splice.TargetReading{Path: path, Target: addrOf(c.Func), Func: c.Func}
+		k.targets[key] = t
+	}
+	t.Calls += m * c.N
+	k.hits += float64(m * c.N)
+	return true
+}
+
+func addrOf(fn string) uint64 {
+	var h uint64 = 0xffffffff81000000
+	for _, c := range fn {
+		h = h*31 + uint64(c)
+	}
+	return h
+}
+
+func (k *Kernel) acc(path splice.Path, kind splice.Kind) *ctxAcc {
+	key := path.String() + ":" + kind.String()
+	a := k.ctxs[key]
+	if a == nil {
+		a = &ctxAcc{path: path, kind: kind}
+		k.ctxs[key] = a
+	}
+	return a
+}
+
+func extend(p splice.Path, pt splice.Point) splice.Path {
+	q := make(splice.Path, len(p)+1)
+	copy(q, p)
+	q[len(p)] = pt
+	return q
+}
+
+// Callees implements search.Graph.
+func (k *Kernel) Callees(fn string) (search.Callees, error) {
+	f := k.Funcs[fn]
+	if f == nil {
+		return search.Callees{}, fmt.Errorf("%s: unknown function", fn)
+	}
+	var c search.Callees
+	seen := map[string]bool{}
+	sites := map[uint64]bool{}
+	for _, call := range f.Calls {
+		switch {
+		case call.Site != 0 && !sites[call.Site]:
+			sites[call.Site] = true
+			c.Indirect = append(c.Indirect, call.Site)
+		case call.Site == 0 && !seen[call.Func]:
+			seen[call.Func] = true
+			c.Funcs = append(c.Funcs, call.Func)
+		}
+	}
+	return c, nil
+}
+
+// Blocks implements search.Graph.
+func (k *Kernel) Blocks(fn string) ([]uint64, error) {
+	f := k.Funcs[fn]
+	if f == nil {
+		return nil, fmt.Errorf("%s: unknown function", fn)
+	}
+	var offs []uint64
+	for _, b := range f.Blocks {
+		offs = append(offs, b.Off)
+	}
+	return offs, nil
+}
+
+// Sample implements search.Sampler: after d, it returns the stacks a
+// sampler with period SamplePeriod would see in expectation, rounded to
+// whole samples.
+func (k *Kernel) Sample(ctx context.Context, _ splice.Target, d time.Duration) ([]search.Stack, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	weights := map[string]*search.Stack{}
+	for _, r := range k.Roots {
+		ops := r.Rate * d.Seconds()
+		k.stacks(r.Func, append([]string(nil), r.Entry...), ops, weights, 0)
+	}
+	skew := 1 + k.SampleSkew
+	if k.samples%2 == 1 {
+		skew = 1 - k.SampleSkew
+	}
+	k.samples++
+	var out []search.Stack
+	for _, s := range weights {
+		s.Count = uint64(math.Round(skew * s.WeightNs / float64(k.SamplePeriod)))
+		if s.Count == 0 {
+			continue
+		}
+		s.WeightNs = float64(s.Count) * float64(k.SamplePeriod)
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i].Frames) < fmt.Sprint(out[j].Frames) })
+	return out, nil
+}
+
+func (k *Kernel) stacks(fn string, frames []string, calls float64, w map[string]*search.Stack, depth int) {
+	f := k.Funcs[fn]
+	if f == nil || depth > 64 {
+		return
+	}
+	frames = append(frames, fn)
+	add := func(fr []string, on bool, ns float64) {
+		if ns <= 0 {
+			return
+		}
+		key := fmt.Sprint(on, fr)
+		s := w[key]
+		if s == nil {
+			s = &search.Stack{Frames: append([]string(nil), fr...), OnCPU: on}
+			w[key] = s
+		}
+		s.WeightNs += ns
+	}
+	add(frames, true, calls*f.OnNs)
+	add(append(append([]string(nil), frames...), "schedule"), false, calls*f.OffNs)
+	for _, c := range f.Calls {
+		k.stacks(c.Func, frames, calls*float64(c.N), w, depth+1)
+	}
+}
+
+// SelfShare is the share of the target's time spent in fn's own code
+// (callees excluded), over all its calling contexts.
+func (k *Kernel) SelfShare(fn string) float64 {
+	var s float64
+	for _, r := range k.Roots {
+		s += r.Rate * k.selfNs(r.Func, fn, 1, 0)
+	}
+	return s / 1e9 / float64(k.TargetThreads)
+}
+
+func (k *Kernel) selfNs(at, fn string, m float64, depth int) float64 {
+	f := k.Funcs[at]
+	if f == nil || depth > 64 {
+		return 0
+	}
+	var s float64
+	if at == fn {
+		s = m * (f.OnNs + f.OffNs)
+	}
+	for _, c := range f.Calls {
+		s += k.selfNs(c.Func, fn, m*float64(c.N), depth+1)
+	}
+	return s
+}
+
+// InclNs returns one call's inclusive cost of fn.
+func (k *Kernel) InclNs(fn string) float64 {
+	f := k.Funcs[fn]
+	if f == nil {
+		return 0
+	}
+	s := f.OnNs + f.OffNs
+	for _, c := range f.Calls {
+		s += float64(c.N) * k.InclNs(c.Func)
+	}
+	return s
+}
+
+// Syscalls lists the kernel's syscall entry functions (those of the
+// roots and any other __x64_sys_ function).
+func (k *Kernel) Syscalls() []string {
+	var out []string
+	for name := range k.Funcs {
+		if search.IsSyscall(name) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Reachable counts the functions reachable from the first root.
+func (k *Kernel) Reachable() int {
+	seen := map[string]bool{}
+	var visit func(string)
+	visit = func(fn string) {
+		if seen[fn] || k.Funcs[fn] == nil {
+			return
+		}
+		seen[fn] = true
+		for _, c := range k.Funcs[fn].Calls {
+			visit(c.Func)
+		}
+	}
+	visit(k.Roots[0].Func)
+	return len(seen)
+}

@@ -1,0 +1,116 @@
+package search
+
+import "github.com/autoprof/autoprof/splice"
+
+// Node states, as Node.State reports them.
+const (
+	StateLive      = "live"      // measured, not (yet) refined
+	StateRefined   = "refined"   // its callees were instrumented
+	StateWithdrawn = "withdrawn" // judged cold, or given up for the budget
+	StateSampled   = "sampled"   // known from stack samples only
+)
+
+// node is one calling context of the tree the hunt grows: the path of
+// instrumented points from a root, as the instruments report it.
+type node struct {
+	id       int
+	parent   *node
+	children []*node
+	path     splice.Path
+	key      string
+	kind     NodeKind
+	state    string
+
+	// refined is set once its callees were planned, exhausted when that
+	// found nothing left to instrument, blocked once its basic blocks were.
+	refined, exhausted, blocked bool
+
+	// all sums every round the node was measured in; win only the rounds
+	// of the current window (see hunter.windowStart).
+	all, win totals
+	// prev is win of the previous window, kept for a hunt that ends in
+	// the round after a change (see hunter.reportWindow).
+	prev   totals
+	rounds []RoundSample
+	epoch  int // first round whose exclusive time is comparable with now's
+	incl   Interval
+	excl   Interval
+
+	cur      splice.ContextReading // this round's activity
+	lastRate float64               // calls per second in the last round measured
+
+	targets map[string]bool // indirect-call targets observed under this context
+
+	// recorders are the target recorders on the node's indirect call
+	// sites; deferred the callees the budget has not allowed yet.
+	recorders  []*instrument
+	deferred   []string
+	deferredAt int
+}
+
+// totals are a node's measurements summed over some rounds.
+type totals struct {
+	rounds                                  int
+	calls, inclNs, exclNs, inclOff, exclOff uint64
+	hist                                    [splice.HistBuckets]uint64
+	rootCalls                               uint64  // calls of the node's root in the same rounds
+	targetNs                                float64 // the target's time in the same rounds
+	// Stack samples (sampled nodes): count, and the thread time they
+	// stand for, inclusive and exclusive, on and off CPU.
+	samples         uint64
+	sIncl, sInclOff float64
+	sExcl, sExclOff float64
+}
+
+// add adds one round's activity.
+func (t *totals) add(c *splice.ContextReading, rootCalls uint64, targetNs float64) {
+	t.rounds++
+	t.calls += c.Calls
+	t.inclNs += c.InclNs
+	t.exclNs += c.ExclNs
+	t.inclOff += c.InclOffCPUNs
+	t.exclOff += c.ExclOffCPUNs
+	for i, v := range c.Hist {
+		t.hist[i] += v
+	}
+	t.rootCalls += rootCalls
+	t.targetNs += targetNs
+}
+
+func (n *node) point() splice.Point { return n.path[len(n.path)-1] }
+
+// sampled reports whether n is measured by stack samples only.
+func (n *node) sampled() bool { return n.kind == NodeSampled || n.state == StateSampled }
+
+// root returns the outermost node of n's path.
+func (n *node) root() *node {
+	for n.parent != nil {
+		n = n.parent
+	}
+	return n
+}
+
+// subtree calls fn on n and every descendant, parents first.
+func (n *node) subtree(fn func(*node)) {
+	fn(n)
+	for _, c := range n.children {
+		c.subtree(fn)
+	}
+}
+
+// pathStrings returns the path as Node.Path holds it.
+func pathStrings(p splice.Path) []string {
+	s := make([]string, len(p))
+	for i, pt := range p {
+		s[i] = pt.String()
+	}
+	return s
+}
+
+// extend returns a new path: p with pt appended.
+func extend(p splice.Path, pt splice.Point) splice.Path {
+	q := make(splice.Path, len(p)+1)
+	copy(q, p)
+	q[len(p)] = pt
+	return q
+}
