@@ -1,0 +1,581 @@
+package reports
+
+// Statistics of one matched calling context (see Diff).
+
+import (
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/autoprof/autoprof/search"
+)
+
+// side is run's exact totals for node i.
+func side(run *search.Run, i int) Side {
+	n := run.Nodes[i]
+	s := Side{Node: i, Point: n.Point.String(), Calls: n.Calls, CallsPerOp: perOp(run, &n, n.Calls),
+		MeanNs: math.NaN(), P50Ns: HistQuantile(n.Hist, 0.5), P99Ns: HistQuantile(n.Hist, 0.99),
+		InclShare: share(run, &n, n.InclNs), ExclShare: share(run, &n, n.ExclNs),
+		OnCPU: share(run, &n, n.ExclNs-min(n.ExclOffCPUNs, n.ExclNs)), OffCPU: share(run, &n, n.ExclOffCPUNs), Rounds: len(n.Rounds)}
+	if n.Calls > 0 && n.InclNs > 0 {
+		s.MeanNs = float64(n.InclNs) / float64(n.Calls)
+	}
+	return s
+}
+
+func perRound(rounds []search.RoundSample, v func(search.RoundSample) (float64, bool)) []float64 {
+	out := make([]float64, 0, len(rounds))
+	for _, r := range rounds {
+		if x, ok := v(r); ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// metrics are the per-round values compared. Exclusive ones (exclusive,
+// on-CPU and off-CPU shares) depend on which callees were instrumented in
+// the round, so they are compared over the last window only (where it has
+// minWindow rounds); inclusive shares and calls per operation do not, so
+// they use every round the node was measured in. In runs that record each
+// round's target time the times are compared per operation instead (see
+// compareNode).
+var metrics = []struct {
+	name      string
+	share     bool
+	exclusive bool
+	value     func(search.RoundSample) (float64, bool)
+	field     func(*NodeDiff) *Change
+}{
+	{"excl", true, true, func(r search.RoundSample) (float64, bool) { return r.ExclShare, true }, func(d *NodeDiff) *Change { return &d.Excl }},
+	{"incl", true, false, func(r search.RoundSample) (float64, bool) { return r.InclShare, true }, func(d *NodeDiff) *Change { return &d.Incl }},
+	{"oncpu", true, true, func(r search.RoundSample) (float64, bool) { return r.OnCPUShare, true }, func(d *NodeDiff) *Change { return &d.OnCPU }},
+	{"offcpu", true, true, func(r search.RoundSample) (float64, bool) { return r.OffCPU, true }, func(d *NodeDiff) *Change { return &d.OffCPU }},
+	{"calls/op", false, false, func(r search.RoundSample) (float64, bool) {
+		ops := roundOps(r)
+		return float64(r.Calls) / float64(ops), ops > 0
+	}, func(d *NodeDiff) *Change { return &d.PerOp }},
+}
+
+// roundOps is the operations a round sample counts per: its root's calls,
+// or the target's operations.
+func roundOps(r search.RoundSample) uint64 {
+	if r.RootCalls > 0 {
+		return r.RootCalls
+	}
+	return r.TargetOps
+}
+
+// UnitShare and UnitNsPerOp are the units of a Change of time: a share
+// of the target's time, or nanoseconds per operation.
+const (
+	UnitShare   = "share"
+	UnitNsPerOp = "ns/op"
+)
+
+// perOpTimes reports whether both runs record each round's target time,
+// so that times compare per operation.
+func perOpTimes(base, new *search.Run) bool {
+	return roundTimes(base) && roundTimes(new)
+}
+
+func roundTimes(run *search.Run) bool {
+	for _, n := range run.Nodes {
+		for _, r := range n.Rounds {
+			if r.TargetNs > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nsPerOp turns a per-round share into the round's nanoseconds per
+// operation.
+func nsPerOp(share float64, r search.RoundSample) (float64, bool) {
+	ops := roundOps(r)
+	if ops == 0 || r.TargetNs <= 0 {
+		return 0, false
+	}
+	return share * r.TargetNs / float64(ops), true
+}
+
+// instrumentedBelow returns the paths, relative to node i and with
+// canonical names, of the nodes below it that run measured to the end
+// (profiled): what was instrumented under it.
+func instrumentedBelow(run *search.Run, i int, in []bool) map[string]bool {
+	kids := map[int][]int{}
+	for k, n := range run.Nodes {
+		if n.Parent >= 0 && in[k] && n.Kind != search.NodeSampled {
+			kids[n.Parent] = append(kids[n.Parent], k)
+		}
+	}
+	out := map[string]bool{}
+	var walk func(at int, prefix string)
+	walk = func(at int, prefix string) {
+		for _, k := range kids[at] {
+			p := prefix + ";" + CanonicalName(run.Nodes[k].Point.String())
+			out[p] = true
+			walk(k, p)
+		}
+	}
+	walk(i, "")
+	return out
+}
+
+// costBelow is what the instruments below node i cost per operation of
+// its root, ns: for each node below it measured to the end, its calls per
+// operation times its backend's calibrated cost per hit (a counter's and
+// a target recorder's apart where calibrated; the default where the run
+// has none).
+func costBelow(run *search.Run, i int, in []bool) float64 {
+	kids := map[int][]int{}
+	for k, n := range run.Nodes {
+		if n.Parent >= 0 && in[k] && n.Kind != search.NodeSampled {
+			kids[n.Parent] = append(kids[n.Parent], k)
+		}
+	}
+	var total float64
+	var walk func(at int)
+	walk = func(at int) {
+		for _, k := range kids[at] {
+			n := run.Nodes[k]
+			if n.RootCalls > 0 {
+				total += float64(n.Calls) / float64(n.RootCalls) * hitCost(run, n)
+			}
+			walk(k)
+		}
+	}
+	walk(i)
+	return total
+}
+
+// hitCost is the calibrated cost per hit of the instrument measuring n.
+func hitCost(run *search.Run, n search.Node) float64 {
+	costs := run.Overhead.CostPerHitNs
+	if n.Kind == search.NodeBlock {
+		if c, ok := costs[n.Backend+":count"]; ok {
+			return c
+		}
+	}
+	if c, ok := costs[n.Backend]; ok {
+		return c
+	}
+	return search.DefaultCostNs[n.Backend]
+}
+
+// alike reports whether two matched nodes were measured with the same
+// instruments below them: then an instrument's own cost is the same in
+// both, and their times compare.
+func alike(base, new *search.Run, b, n int, inB, inN []bool) bool {
+	xb, xn := instrumentedBelow(base, b, inB), instrumentedBelow(new, n, inN)
+	if len(xb) != len(xn) {
+		return false
+	}
+	for p := range xb {
+		if !xn[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// windowRounds returns the round numbers of the window run's in-window
+// nodes report (Meta.WindowStart and WindowRounds) that any node
+// reported, in order (every round, in a well-formed run: the roots report
+// each one).
+func windowRounds(run *search.Run) []int {
+	if run.Meta.WindowRounds <= 0 {
+		return nil
+	}
+	start, end := run.Meta.WindowStart, run.Meta.WindowStart+run.Meta.WindowRounds-1
+	if start <= 0 {
+		// Runs saved before Meta.WindowStart existed: the last rounds.
+		end = -1
+		for _, m := range run.Nodes {
+			for _, r := range m.Rounds {
+				end = max(end, r.Round)
+			}
+		}
+		start = end - run.Meta.WindowRounds + 1
+	}
+	seen := map[int]bool{}
+	for _, m := range run.Nodes {
+		for _, r := range m.Rounds {
+			if r.Round >= start && r.Round <= end {
+				seen[r.Round] = true
+			}
+		}
+	}
+	out := make([]int, 0, len(seen))
+	for r := range seen {
+		out = append(out, r)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// matchedKids maps each pair to the pairs of its children that both runs
+// measured to the end (in their last windows): a callee withdrawn in
+// either run counts in its caller's exclusive time in both.
+func matchedKids(base, new *search.Run, pairs [][2]int) map[[2]int][][2]int {
+	out := map[[2]int][][2]int{}
+	inB, inN := profiled(base), profiled(new)
+	for _, c := range pairs {
+		pb, pn := base.Nodes[c[0]].Parent, new.Nodes[c[1]].Parent
+		if pb >= 0 && pn >= 0 && inB[c[0]] && inN[c[1]] {
+			out[[2]int{pb, pn}] = append(out[[2]int{pb, pn}], c)
+		}
+	}
+	return out
+}
+
+// liveKids counts each node's children measured to the end (in the last
+// window; all children of a run that marks no window).
+func liveKids(run *search.Run) map[int]int {
+	in := profiled(run)
+	out := map[int]int{}
+	for i, n := range run.Nodes {
+		if n.Parent >= 0 && in[i] {
+			out[n.Parent]++
+		}
+	}
+	return out
+}
+
+// commonExcl returns, for each run, a matched node's per-round exclusive
+// share relative to the callees matched in both runs: its inclusive share
+// less those callees' inclusive shares, in the rounds where the node and
+// all those callees were measured. Two hunts seldom instrument the same
+// callees (each refines where its own statistics point), and a node's
+// plain exclusive time holds whatever callees were not measured; this
+// compares like with like. ok is false when either run has fewer than two
+// such rounds; then the plain exclusive shares are compared.
+func commonExcl(base, new *search.Run, b, n int, kids [][2]int) (xb, xn []float64, ok bool) {
+	side := func(run *search.Run, node int, which int) []float64 {
+		at := make([]map[int]float64, len(kids))
+		for k, c := range kids {
+			at[k] = map[int]float64{}
+			for _, r := range run.Nodes[c[which]].Rounds {
+				at[k][r.Round] = r.InclShare
+			}
+		}
+		var out []float64
+	rounds:
+		for _, r := range run.Nodes[node].Rounds {
+			v := r.InclShare
+			for k := range kids {
+				s, measured := at[k][r.Round]
+				if !measured {
+					continue rounds
+				}
+				v -= s
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	xb, xn = side(base, b, 0), side(new, n, 1)
+	return xb, xn, len(xb) >= 2 && len(xn) >= 2
+}
+
+// minWindow is the fewest rounds a last window needs for exclusive shares
+// to be compared over it alone; with fewer, they use every round.
+const minWindow = 3
+
+// allRounds returns every round node i was measured in, with the window's
+// rounds it was not seen in as zeros.
+func allRounds(run *search.Run, i int, window []int) []search.RoundSample {
+	n := run.Nodes[i]
+	out := append([]search.RoundSample(nil), n.Rounds...)
+	if !n.InWindow || n.Kind == search.NodeSampled {
+		return out
+	}
+	seen := map[int]bool{}
+	for _, r := range n.Rounds {
+		seen[r.Round] = true
+	}
+	for _, r := range window {
+		if !seen[r] {
+			out = append(out, search.RoundSample{Round: r})
+		}
+	}
+	return out
+}
+
+// roundsOf returns the per-round samples behind the statistics of node i:
+// for a node in the last window (whose rounds are window, from
+// windowRounds), the window's rounds, a round it was not seen in counting
+// as zero (as the controller's intervals do: before the window a withdrawn
+// child's time was not yet in its exclusive time); otherwise all the
+// rounds it was measured in.
+func roundsOf(run *search.Run, i int, window []int) []search.RoundSample {
+	n := run.Nodes[i]
+	if !n.InWindow || len(window) < minWindow {
+		return n.Rounds
+	}
+	seen := map[int]bool{}
+	var out []search.RoundSample
+	for _, r := range n.Rounds {
+		if r.Round >= window[0] && r.Round <= window[len(window)-1] {
+			out = append(out, r)
+			seen[r.Round] = true
+		}
+	}
+	if n.Kind == search.NodeSampled {
+		return out
+	}
+	for _, r := range window {
+		if !seen[r] {
+			out = append(out, search.RoundSample{Round: r})
+		}
+	}
+	return out
+}
+
+// compareNode compares one matched pair. In runs that record each
+// round's target time (perOpTimes), the times (inclusive, exclusive,
+// on-CPU, off-CPU) compare per operation, over each run's last window
+// (where the instruments were the same throughout). An instrument costs
+// time where it is hit, so a context's time holds the cost of every
+// instrument below it, and two hunts that refined differently would
+// disagree about it with nothing changed in the kernel; shares would
+// moreover move with every instrument anywhere. So where the two runs
+// measured a context with other instruments below it (not alike), a
+// change of its times is significant only beyond twice the difference of
+// what those instruments cost per operation by each run's calibration:
+//
+//	margin = max(MinRelative·|base mean|, MinShare·base time per op,
+//	             2·|costBelow(base) − costBelow(new)|)   (unlike pairs)
+//
+// Latency histograms compare only alike pairs. Older runs compare shares
+// as before.
+func compareNode(base, new *search.Run, b, n int, wb, wn []int, kids [][2]int, lb, ln map[int]int, o DiffOptions) NodeDiff {
+	if perOpTimes(base, new) {
+		return comparePerOp(base, new, b, n, wb, wn, o)
+	}
+	nb, nn := base.Nodes[b], new.Nodes[n]
+	d := NodeDiff{Path: nn.Path, BasePath: nb.Path, Base: side(base, b), New: side(new, n)}
+	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
+	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
+	same := lb[b] == len(kids) && ln[n] == len(kids) // the same callees measured to the end
+	for _, m := range metrics {
+		xb, xn := perRound(ab, m.value), perRound(an, m.value)
+		if m.exclusive {
+			xb, xn = perRound(rb, m.value), perRound(rn, m.value)
+		}
+		if m.name == "excl" {
+			if cb, cn, ok := commonExcl(base, new, b, n, kids); ok {
+				xb, xn = cb, cn
+			} else if !same {
+				xb, xn = nil, nil
+			}
+		} else if m.exclusive && !same {
+			// Exclusive times over different sets of measured callees
+			// do not compare: not tested.
+			xb, xn = nil, nil
+		}
+		var mean float64
+		if len(xb) > 0 {
+			mean = math.Abs(sum(xb) / float64(len(xb)))
+		}
+		margin := o.MinRelative * mean
+		if m.share {
+			margin = math.Max(o.MinShare, margin)
+		}
+		w := WelchTest(xb, xn, o.Confidence, margin)
+		c := Change{Base: w.Base, New: w.New, Diff: w.Diff, Low: w.Low, High: w.High, Margin: margin, P: w.P, Q: math.NaN()}
+		if m.share {
+			c.Unit = UnitShare
+		}
+		*m.field(&d) = c
+	}
+	r := HistRankTest(nb.Hist[:], nn.Hist[:], len(ab), len(an), o.MinRelative)
+	d.Latency = LatencyChange{A: r.A, P: r.P, Q: math.NaN()}
+	return d
+}
+
+// comparePerOp is compareNode for runs that record each round's target
+// time.
+func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) NodeDiff {
+	nb, nn := base.Nodes[b], new.Nodes[n]
+	d := NodeDiff{Path: nn.Path, BasePath: nb.Path, Base: side(base, b), New: side(new, n)}
+	inB, inN := profiled(base), profiled(new)
+	like := alike(base, new, b, n, inB, inN)
+	d.Alike = like
+	cb, cn := costBelow(base, b, inB), costBelow(new, n, inN)
+	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
+	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
+	opNs := float64(base.Meta.TargetNs) / float64(max(base.Meta.TargetOps, 1)) // the base's time per operation
+	for _, m := range metrics {
+		if !m.share { // calls per operation: what instruments cost does not change them
+			xb, xn := perRound(ab, m.value), perRound(an, m.value)
+			var mean float64
+			if len(xb) > 0 {
+				mean = math.Abs(sum(xb) / float64(len(xb)))
+			}
+			w := WelchTest(xb, xn, o.Confidence, o.MinRelative*mean)
+			*m.field(&d) = Change{Base: w.Base, New: w.New, Diff: w.Diff, Low: w.Low, High: w.High, Margin: o.MinRelative * mean, P: w.P, Q: math.NaN()}
+			continue
+		}
+		v := func(r search.RoundSample) (float64, bool) {
+			s, _ := m.value(r)
+			return nsPerOp(s, r)
+		}
+		xb, xn := perRound(rb, v), perRound(rn, v)
+		var mean float64
+		if len(xb) > 0 {
+			mean = math.Abs(sum(xb) / float64(len(xb)))
+		}
+		margin := math.Max(o.MinRelative*mean, o.MinShare*opNs)
+		if !like {
+			margin = math.Max(margin, 2*math.Abs(cb-cn))
+		}
+		w := WelchTest(xb, xn, o.Confidence, margin)
+		*m.field(&d) = Change{Base: w.Base, New: w.New, Diff: w.Diff, Low: w.Low, High: w.High, Margin: margin, P: w.P, Q: math.NaN(), Unit: UnitNsPerOp}
+	}
+	d.Latency = LatencyChange{A: math.NaN(), P: math.NaN(), Q: math.NaN()}
+	if like {
+		r := HistRankTest(nb.Hist[:], nn.Hist[:], len(rb), len(rn), o.MinRelative)
+		d.Latency = LatencyChange{A: r.A, P: r.P, Q: math.NaN()}
+	}
+	return d
+}
+
+// absOr0 is |x|, or 0 for NaN, for sorting.
+func absOr0(x float64) float64 {
+	if math.IsNaN(x) {
+		return 0
+	}
+	return math.Abs(x)
+}
+
+func sum(x []float64) float64 {
+	var s float64
+	for _, v := range x {
+		s += v
+	}
+	return s
+}
+
+// adjust applies Benjamini–Hochberg to every p-value of every node and
+// marks the significant changes.
+func adjust(nodes []NodeDiff, alpha float64) {
+	var ps []float64
+	for i := range nodes {
+		for _, m := range metrics {
+			ps = append(ps, m.field(&nodes[i]).P)
+		}
+		ps = append(ps, nodes[i].Latency.P)
+	}
+	qs := BenjaminiHochberg(ps)
+	k := 0
+	for i := range nodes {
+		d := &nodes[i]
+		for _, m := range metrics {
+			c := m.field(d)
+			c.Q = qs[k]
+			c.Significant = c.Q <= alpha
+			d.Significant = d.Significant || c.Significant
+			k++
+		}
+		d.Latency.Q = qs[k]
+		d.Latency.Significant = d.Latency.Q <= alpha
+		d.Significant = d.Significant || d.Latency.Significant
+		k++
+	}
+}
+
+// negligible withdraws the significance of changes in calls per operation
+// and latency of contexts that hold less than minShare of the target's
+// time in both runs: real, perhaps, but not worth a reader's attention.
+func negligible(nodes []NodeDiff, minShare float64) {
+	for i := range nodes {
+		d := &nodes[i]
+		if math.Max(orZero(d.Base.InclShare), orZero(d.New.InclShare)) >= minShare {
+			continue
+		}
+		d.PerOp.Significant, d.Latency.Significant = false, false
+		d.Significant = d.Excl.Significant || d.Incl.Significant || d.OnCPU.Significant || d.OffCPU.Significant
+	}
+}
+
+func orZero(x float64) float64 {
+	if math.IsNaN(x) {
+		return 0
+	}
+	return x
+}
+
+// effect is the ranking key of a node (see Diff).
+func effect(d *NodeDiff) [4]float64 {
+	sig := func(c Change, v float64) float64 {
+		if c.Significant && !math.IsNaN(v) {
+			return math.Abs(v)
+		}
+		return 0
+	}
+	rel := 0.0
+	if d.PerOp.Base > 0 {
+		rel = d.PerOp.Diff / d.PerOp.Base
+	}
+	lat := 0.0
+	if d.Latency.Significant {
+		lat = math.Abs(d.Latency.A - 0.5)
+	}
+	return [4]float64{sig(d.Excl, d.Excl.Diff), sig(d.Incl, d.Incl.Diff), sig(d.PerOp, rel), lat}
+}
+
+func rank(nodes []NodeDiff) {
+	sort.SliceStable(nodes, func(i, j int) bool {
+		a, b := &nodes[i], &nodes[j]
+		if a.Significant != b.Significant {
+			return a.Significant
+		}
+		if a.Significant {
+			ea, eb := effect(a), effect(b)
+			for k := range ea {
+				if ea[k] != eb[k] {
+					return ea[k] > eb[k]
+				}
+			}
+		}
+		da, db := absOr0(a.Excl.Diff), absOr0(b.Excl.Diff)
+		if da != db {
+			return da > db
+		}
+		return strings.Join(a.Path, ";") < strings.Join(b.Path, ";")
+	})
+}
+
+// unmatched lists the nodes of run that no pair holds (pair index which),
+// and the fraction of the run's exclusive time that the paired nodes hold.
+func unmatched(run *search.Run, pairs [][2]int, which int, other *search.Run) ([]Unmatched, float64) {
+	paired := map[int]bool{}
+	for _, p := range pairs {
+		paired[p[which]] = true
+	}
+	var out []Unmatched
+	var matched, total uint64
+	sameKernel := run.Meta.Kernel == other.Meta.Kernel
+	for i, n := range run.Nodes {
+		total += n.ExclNs
+		if paired[i] {
+			matched += n.ExclNs
+			continue
+		}
+		u := Unmatched{Path: n.Path, Node: i, Kind: string(n.Kind), Calls: n.Calls, CallsPerOp: perOp(run, &n, n.Calls),
+			InclShare: share(run, &n, n.InclNs), ExclShare: share(run, &n, n.ExclNs)}
+		if !sameKernel && (n.Kind == search.NodeBlock || n.Point.Offset != 0) {
+			u.Why = "block offsets are specific to a kernel build"
+		} else if n.Parent >= 0 && !paired[n.Parent] {
+			u.Why = "its caller is unmatched"
+		}
+		out = append(out, u)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].InclShare > out[j].InclShare })
+	if total == 0 {
+		return out, math.NaN()
+	}
+	return out, float64(matched) / float64(total)
+}
