@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/autoprof/autoprof/callgraph"
+)
+
+func runCallees(args []string, stdout io.Writer) error {
+	fs := newFlags("callees", "FUNC")
+	kf := addKernelFlags(fs)
+	depth := fs.Int("depth", 1, "also list the functions reachable in up to this many calls")
+	pos, _, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("callees takes one FUNC (a name, MODULE:NAME or 0xADDRESS)")
+	}
+	if *depth < 1 {
+		return usageError("--depth must be at least 1, got %d", *depth)
+	}
+	g, err := kf.open()
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	fn, err := g.Symbols().Lookup(pos[0])
+	if err != nil {
+		return err
+	}
+	edges, err := g.Callees(pos[0])
+	if err != nil {
+		return err
+	}
+	out := calleesJSON{Function: fn.Name, Address: hexAddr(fn.Addr), Source: source(g), Sites: edgesJSON(edges)}
+	if *depth > 1 {
+		reached, err := g.Reachable(pos[0], *depth)
+		if err != nil {
+			return err
+		}
+		out.Reachable = reachedJSON(g.Symbols(), reached)
+	}
+	if *kf.asJSON {
+		return writeJSON(stdout, out)
+	}
+	printCallees(stdout, out)
+	return nil
+}
+
+type calleesJSON struct {
+	Function  string        `json:"function"`
+	Address   string        `json:"address"`
+	Source    string        `json:"source"`
+	Sites     []siteJSON    `json:"sites"`
+	Reachable []reachedItem `json:"reachable,omitempty"`
+}
+
+// siteJSON is one call site.
+type siteJSON struct {
+	From          string       `json:"from"`
+	Off           uint32       `json:"off"`
+	Kind          string       `json:"kind"`
+	Jump          bool         `json:"jump,omitempty"`
+	Target        string       `json:"target,omitempty"`
+	TargetAddress string       `json:"target_address,omitempty"`
+	TargetOff     uint64       `json:"target_off,omitempty"`
+	Via           string       `json:"via,omitempty"`
+	Resolved      bool         `json:"resolved,omitempty"`
+	Operand       *operandJSON `json:"operand,omitempty"`
+}
+
+type operandJSON struct {
+	Text    string `json:"text"`
+	Mem     bool   `json:"mem"`
+	Segment string `json:"segment,omitempty"`
+	Base    string `json:"base,omitempty"`
+	Index   string `json:"index,omitempty"`
+	Scale   uint8  `json:"scale,omitempty"`
+	Disp    int64  `json:"disp,omitempty"`
+}
+
+type reachedItem struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Depth   int    `json:"depth"`
+	Via     string `json:"via"`
+}
+
+func siteToJSON(from string, s callgraph.Site) siteJSON {
+	j := siteJSON{From: from, Off: s.Off, Kind: s.Kind.String(), Jump: s.Jump, Target: s.Target,
+		TargetOff: s.TargetOff, Via: s.Via, Resolved: s.Resolved}
+	if s.TargetAddr != 0 {
+		j.TargetAddress = hexAddr(s.TargetAddr)
+	}
+	if o := s.Operand; o != nil {
+		j.Operand = &operandJSON{Text: o.String(), Mem: o.Mem, Segment: o.Segment, Base: o.Base, Index: o.Index, Scale: o.Scale, Disp: o.Disp}
+	}
+	return j
+}
+
+func sitesJSON(f *callgraph.Function) []siteJSON {
+	out := []siteJSON{}
+	for _, s := range f.Sites {
+		out = append(out, siteToJSON(f.Sym.Name, s))
+	}
+	return out
+}
+
+func edgesJSON(edges []callgraph.Edge) []siteJSON {
+	out := []siteJSON{}
+	for _, e := range edges {
+		out = append(out, siteToJSON(e.From.Name, e.Site))
+	}
+	return out
+}
+
+func reachedJSON(syms *callgraph.Symbols, reached []callgraph.Reached) []reachedItem {
+	out := make([]reachedItem, len(reached))
+	for i, r := range reached {
+		out[i] = reachedItem{Name: r.Func.Name, Address: hexAddr(r.Func.Addr), Depth: r.Depth,
+			Via: syms.Format(r.Via.From.Addr + uint64(r.Via.Off))}
+	}
+	return out
+}
+
+func printCallees(w io.Writer, c calleesJSON) {
+	fmt.Fprintf(w, "%s at %s: %d call sites, %s\n", c.Function, c.Address, len(c.Sites), c.Source)
+	printSites(w, c.Sites)
+	if len(c.Reachable) > 0 {
+		fmt.Fprintf(w, "\n%d functions reachable through direct, tail and static calls:\n", len(c.Reachable))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "DEPTH\tFUNCTION\tFIRST REACHED FROM")
+		for _, r := range c.Reachable {
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", r.Depth, r.Name, r.Via)
+		}
+		tw.Flush()
+	}
+}
+
+// printSites prints one line per site.
+func printSites(w io.Writer, sites []siteJSON) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tKIND\tTARGET\tNOTE")
+	for _, s := range sites {
+		kind := s.Kind
+		if s.Jump && s.Kind != "tail" {
+			kind += " jmp"
+		}
+		target := s.Target
+		if s.TargetOff != 0 {
+			target = fmt.Sprintf("%s+%#x", s.Target, s.TargetOff)
+		}
+		if target == "" && s.TargetAddress != "" {
+			target = s.TargetAddress
+		}
+		fmt.Fprintf(tw, "%s+%#x\t%s\t%s\t%s\n", s.From, s.Off, kind, target, siteJSONNote(s))
+	}
+	tw.Flush()
+}
+
+func siteJSONNote(s siteJSON) string {
+	switch s.Kind {
+	case "indirect":
+		if s.Via != "" {
+			return "through " + s.Operand.Text + " (" + s.Via + ")"
+		}
+		return "through " + s.Operand.Text
+	case "static":
+		switch {
+		case !s.Resolved:
+			return s.Via + ", unresolved"
+		case s.Target == "":
+			return s.Via + ", currently NULL"
+		}
+		return s.Via
+	}
+	return ""
+}

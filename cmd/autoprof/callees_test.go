@@ -1,0 +1,38 @@
+package main
+
+import "testing"
+
+func TestCalleesGolden(t *testing.T) {
+	useFixture(t)
+	for _, c := range []struct {
+		golden string
+		args   []string
+	}{
+		{"callees_subject.txt", []string{"callees", "subject"}},
+		{"callees_subject_depth2.json", []string{"callees", "--depth", "2", "--json", "subject"}},
+	} {
+		code, out, errOut := runCmd(c.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.args, code, errOut)
+		}
+		golden(t, c.golden, []byte(out))
+	}
+}
+
+func TestCalleesBadInput(t *testing.T) {
+	useFixture(t)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"callees", "subject", "--depth", "0"}, 2, "autoprof callees: usage: --depth must be at least 1, got 0\n"},
+		{[]string{"callees", "nosuch"}, 1, "autoprof callees: function \"nosuch\": not in the kernel's symbol table\n"},
+		{[]string{"callees", "0xffffffff81000190"}, 1, "autoprof callees: address 0xffffffff81000190: not in kernel text\n"},
+	} {
+		code, _, errOut := runCmd(c.args...)
+		if code != c.code || errOut != c.want {
+			t.Errorf("%v: exit %d, stderr %q; want %d, %q", c.args, code, errOut, c.code, c.want)
+		}
+	}
+}

@@ -1,0 +1,384 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/autoprof/autoprof/reports"
+	"github.com/autoprof/autoprof/search"
+	"github.com/autoprof/autoprof/search/live"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// huntConfig is what the hunt command's flags and arguments say.
+type huntConfig struct {
+	opts    live.Options
+	command []string
+	out     string
+	json    bool
+}
+
+// defaultHuntDuration bounds a hunt that has no command to end it.
+const defaultHuntDuration = 2 * time.Minute
+
+func runHunt(args []string, stdout io.Writer) error {
+	cfg, err := parseHunt(args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(fmt.Errorf("%v", s))
+		case <-ctx.Done(): // the hunt is over: no goroutine stays behind
+		}
+	}()
+	var cmd *exec.Cmd
+	var w *waited
+	if len(cfg.command) > 0 {
+		cfg.opts.Launch = func() (int, <-chan struct{}, error) {
+			var err error
+			if cmd, err = startCommand(cfg, stdout); err != nil {
+				return 0, nil, err
+			}
+			w = waitDone(cmd)
+			return cmd.Process.Pid, w.done, nil
+		}
+	}
+	cfg.opts.Progress = progressPrinter(os.Stderr)
+	run, err := live.Hunt(ctx, cfg.opts)
+	if err != nil {
+		stopCommand(cmd, syscall.SIGKILL)
+		return err
+	}
+	if err := reports.Write(cfg.out, run); err != nil {
+		stopCommand(cmd, syscall.SIGTERM)
+		return err
+	}
+	if cfg.json {
+		err = printHuntJSON(stdout, cfg.out, run)
+	} else {
+		printHunt(stdout, cfg.out, run)
+	}
+	if cmd == nil {
+		return err
+	}
+	stopped := false
+	if !closed(w.done) {
+		if stopped = ctx.Err() != nil; stopped { // a signal ended the hunt
+			stopCommand(cmd, syscall.SIGTERM)
+		} else {
+			fmt.Fprintf(os.Stderr, "autoprof: the hunt is over; waiting for %s to exit\n", cfg.command[0])
+		}
+		<-w.done
+	}
+	if err == nil && !stopped {
+		err = commandFailed(cfg.command[0], w.err)
+	}
+	return err
+}
+
+// commandFailed turns a failure of the hunted command into the error that
+// makes autoprof exit with the command's status, as time(1) does: the
+// outputs are written, and a script sees that they describe a failed run.
+func commandFailed(name string, err error) error {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	code := ee.ExitCode()
+	if code < 0 { // killed by a signal: the shell's convention
+		code = 128 + int(ee.Sys().(syscall.WaitStatus).Signal())
+	}
+	return &exitStatus{code: code, err: fmt.Errorf("%s: %w (the outputs describe that run)", name, err)}
+}
+
+func parseHunt(args []string) (*huntConfig, error) {
+	fs := newFlags("hunt", "[-- CMD ARGS...]")
+	cfg := &huntConfig{}
+	o := &cfg.opts
+	fs.DurationVar(&o.Duration, "duration", 0, "bound on the hunt (default: until the command exits, or "+defaultHuntDuration.String()+" without one)")
+	pid := fs.Int("pid", 0, "hunt this process (every thread of it)")
+	fs.StringVar(&o.Target.Cgroup, "cgroup", "", "hunt the tasks of this cgroup v2 directory and its descendants")
+	var roots rootList
+	fs.Var(&roots, "root", "start the search at this kernel function too (repeatable)")
+	fs.StringVar(&o.Backend, "backend", "", "function backend: fentry, kprobe, splice (autoprof's module) or tracepoint (default: the best BPF backend the kernel allows)")
+	fs.StringVar(&o.Compare, "compare", "", "a base run (hunt output directory or run.json): its findings become extra roots, measured again exactly")
+	fs.Float64Var(&o.BudgetPct, "budget", search.DefaultBudget, "bound on the instruments' predicted overhead, percent of all CPUs")
+	fs.Float64Var(&o.ThresholdPct, "threshold", search.DefaultThreshold, "share of the target's time, in percent, that makes a calling context worth refining")
+	fs.DurationVar(&o.Round, "round", search.DefaultRound, "length of a measurement round")
+	fs.BoolVar(&o.Compensate, "compensate", false, "take the instruments' own cost (calibrated per hit) out of every share and time")
+	fs.StringVar(&cfg.out, "o", "autoprof-out", "directory for profile.pb.gz, report.txt, report.html, findings.json, hunt.jsonl and run.json")
+	fs.BoolVar(&cfg.json, "json", false, "print a JSON summary instead of the text one")
+	var rest []string
+	for i, a := range args { // the flag package would swallow the "--"
+		if a == "--" {
+			args, rest = args[:i], args[i+1:]
+			break
+		}
+	}
+	pos, _, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, usageError("unexpected argument %q (a command goes after --)", pos[0])
+	}
+	o.Roots, cfg.command, o.Command = roots, rest, rest
+	if *pid != 0 {
+		o.Target.PIDs = []int{*pid}
+	}
+	return cfg, cfg.validate()
+}
+
+// validate checks the configuration before anything is started.
+func (cfg *huntConfig) validate() error {
+	o := &cfg.opts
+	targets := 0
+	for _, set := range []bool{len(o.Target.PIDs) > 0, o.Target.Cgroup != "", len(cfg.command) > 0} {
+		if set {
+			targets++
+		}
+	}
+	switch {
+	case targets > 1:
+		return usageError("give one target: --pid, --cgroup or -- CMD")
+	case o.Duration < 0:
+		return usageError("--duration %v: must not be negative", o.Duration)
+	case o.BudgetPct <= 0 || o.BudgetPct > 100:
+		return usageError("--budget %v: want a percentage in (0, 100]", o.BudgetPct)
+	case o.ThresholdPct <= 0 || o.ThresholdPct >= 100:
+		return usageError("--threshold %v: want a percentage in (0, 100)", o.ThresholdPct)
+	case o.Round < 10*time.Millisecond:
+		return usageError("--round %v: want at least 10ms", o.Round)
+	}
+	if o.Backend != "" {
+		if err := splice.CheckBackend(o.Backend); err != nil {
+			return usageError("--%v", err)
+		}
+	}
+	if o.Compare != "" {
+		base, err := reports.Load(o.Compare)
+		if err != nil {
+			return usageError("--compare: %w", err)
+		}
+		for _, pt := range reports.CompareRoots(base) {
+			o.CompareRoots = append(o.CompareRoots, pt.Func)
+		}
+	}
+	for _, p := range o.Target.PIDs {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(p))); p <= 0 || err != nil {
+			return usageError("--pid %d: no such process", p)
+		}
+	}
+	if c := o.Target.Cgroup; c != "" {
+		if _, err := os.Stat(filepath.Join(c, "cgroup.procs")); err != nil {
+			return usageError("--cgroup %s: not a cgroup v2 directory", c)
+		}
+	}
+	for _, r := range o.Roots {
+		if _, err := splice.ParsePoint(r); err != nil || strings.Contains(r, "+") {
+			return usageError("--root %q: want a function name", r)
+		}
+	}
+	if len(cfg.command) > 0 {
+		if _, err := exec.LookPath(cfg.command[0]); err != nil {
+			return usageError("command %q: %v", cfg.command[0], errors.Unwrap(err))
+		}
+	}
+	if o.Duration == 0 && len(cfg.command) == 0 {
+		o.Duration = defaultHuntDuration
+	}
+	return checkOutDir(cfg.out)
+}
+
+// checkOutDir checks that the output directory can be written: it is a
+// directory, or it does not exist and its parent does.
+func checkOutDir(dir string) error {
+	if dir == "" {
+		return usageError("-o: empty directory name")
+	}
+	st, err := os.Stat(dir)
+	switch {
+	case err == nil && !st.IsDir():
+		return usageError("-o %s: not a directory", dir)
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return usageError("-o %s: %v", dir, errors.Unwrap(err))
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
+		return usageError("-o %s: its parent %s is not a directory", dir, parent)
+	}
+	return nil
+}
+
+// rootList collects repeated --root flags.
+type rootList []string
+
+func (r *rootList) String() string { return strings.Join(*r, ",") }
+
+func (r *rootList) Set(s string) error {
+	*r = append(*r, s)
+	return nil
+}
+
+var _ flag.Value = (*rootList)(nil)
+
+// startCommand starts the workload. Its standard output goes to stderr
+// when stdout carries the JSON summary.
+func startCommand(cfg *huntConfig, stdout io.Writer) (*exec.Cmd, error) {
+	cmd := exec.Command(cfg.command[0], cfg.command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, os.Stderr
+	if cfg.json {
+		cmd.Stdout = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", cfg.command[0], err)
+	}
+	return cmd, nil
+}
+
+// waited is the end of a command that waitDone waits for: done closes
+// when it has exited, and err, set before, is what Wait returned.
+type waited struct {
+	done chan struct{}
+	err  error
+}
+
+// waitDone waits for the command in the background.
+func waitDone(cmd *exec.Cmd) *waited {
+	w := &waited{done: make(chan struct{})}
+	go func() {
+		w.err = cmd.Wait()
+		close(w.done)
+	}()
+	return w
+}
+
+// closed reports whether ch has been closed, without waiting. The
+// command's exit is learnt from waitDone's channel only: cmd.ProcessState
+// belongs to the goroutine in Wait.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// stopCommand signals the workload, if it still runs.
+func stopCommand(cmd *exec.Cmd, sig syscall.Signal) {
+	if cmd != nil && cmd.Process != nil {
+		cmd.Process.Signal(sig)
+	}
+}
+
+// progressPrinter prints the hunt's progress: on a terminal one line
+// rewritten every round, elsewhere (or where TERM is unset or dumb, as on
+// a serial console) one line a second.
+func progressPrinter(w *os.File) func(search.Progress) {
+	tty := false
+	if st, err := w.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+		tty = os.Getenv("TERM") != "" && os.Getenv("TERM") != "dumb"
+	}
+	var last time.Duration = -time.Second
+	return func(p search.Progress) {
+		if !tty && p.Elapsed-last < time.Second {
+			return
+		}
+		last = p.Elapsed
+		line := progressLine(p)
+		if tty {
+			fmt.Fprintf(w, "\r\x1b[K%s", line)
+		} else {
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+func progressLine(p search.Progress) string {
+	meas := "not measured"
+	if p.MeasuredPct >= 0 {
+		meas = fmt.Sprintf("%.2f%% measured", p.MeasuredPct)
+	}
+	s := fmt.Sprintf("autoprof: round %d %.1fs, %d live, overhead %.2f%% predicted %s", p.Round, p.Elapsed.Seconds(), p.Live, p.PredictedPct, meas)
+	for i, c := range p.Best {
+		if i == 0 {
+			s += "; best:"
+		}
+		path := strings.Split(c.Path, ";")
+		s += fmt.Sprintf(" %s %.1f%%", path[len(path)-1], 100*c.Excl.Mean)
+	}
+	return s
+}
+
+// printHunt prints the text summary.
+func printHunt(w io.Writer, dir string, run *search.Run) {
+	m := run.Meta
+	fmt.Fprintf(w, "\nautoprof: hunted %s for %.1fs, %d rounds: %s\n", m.Target, m.End.Sub(m.Start).Seconds(), m.Rounds, m.StopReason)
+	if len(run.Findings) == 0 {
+		fmt.Fprintln(w, "no findings: nothing measurable took the target's time")
+	} else {
+		fmt.Fprintln(w, "findings (exclusive share of the target's time, 95% interval):")
+	}
+	for i, f := range run.Findings[:min(5, len(run.Findings))] {
+		fmt.Fprintf(w, "%2d. %5.1f%% [%.1f, %.1f]  %s\n    %s\n", i+1, 100*f.ExclShare.Mean, 100*f.ExclShare.Low, 100*f.ExclShare.High,
+			f.Verdict, strings.Join(f.Path, " → "))
+	}
+	o := run.Overhead
+	fmt.Fprintf(w, "instruments: %d inserted, at most %d live", o.Inserted, o.MaxLive)
+	if o.WholeSubtree > 0 {
+		fmt.Fprintf(w, ", %.1f%% of the %d functions of the roots' reachable subtree", 100*float64(o.Inserted)/float64(o.WholeSubtree), o.WholeSubtree)
+	}
+	fmt.Fprintf(w, "\noverhead: %.2f%% of CPU predicted", o.PredictedPct)
+	if strings.HasPrefix(o.MeasuredBy, "not") {
+		fmt.Fprintf(w, ", %s\n", o.MeasuredBy)
+	} else {
+		fmt.Fprintf(w, ", %.2f%% measured (%s)\n", o.MeasuredPct, o.MeasuredBy)
+	}
+	if o.CompensatedPct > 0 {
+		fmt.Fprintf(w, "compensated: %.2f%% of the target's time was the instruments' own cost (calibrated per hit), taken out of every share and time\n", o.CompensatedPct)
+	}
+	if len(run.Limitations) > 0 {
+		fmt.Fprintln(w, "limitations:")
+		for _, l := range run.Limitations {
+			fmt.Fprintf(w, "  - %s\n", l)
+		}
+	}
+	fmt.Fprintf(w, "profile: %s (go tool pprof -top %s)\nreport:  %s, %s\n",
+		filepath.Join(dir, reports.ProfileFile), filepath.Join(dir, reports.ProfileFile),
+		filepath.Join(dir, reports.TextFile), filepath.Join(dir, reports.HTMLFile))
+}
+
+// huntJSON is the --json summary.
+type huntJSON struct {
+	reports.Summary
+	Out     string `json:"out"`
+	Profile string `json:"profile"`
+}
+
+func printHuntJSON(w io.Writer, dir string, run *search.Run) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(huntJSON{Summary: reports.Summarize(run), Out: dir, Profile: filepath.Join(dir, reports.ProfileFile)})
+}

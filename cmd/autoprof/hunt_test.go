@@ -1,0 +1,224 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/reports"
+)
+
+// TestHuntBadInput: each bad input gives exit status 2 and a one-line
+// error naming it, and writes nothing.
+func TestHuntBadInput(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	corrupt := t.TempDir()
+	if err := os.WriteFile(filepath.Join(corrupt, reports.RunFile), []byte(`{"meta": {`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--compare", "/nonexistent/base"}, "--compare: stat /nonexistent/base"},
+		{[]string{"--compare", corrupt}, "--compare: " + filepath.Join(corrupt, reports.RunFile)},
+		{[]string{"--pid", "1", "--cgroup", "/sys/fs/cgroup"}, "one target"},
+		{[]string{"--pid", "999999999"}, "--pid 999999999"},
+		{[]string{"--cgroup", "/nonexistent"}, "--cgroup /nonexistent"},
+		{[]string{"--budget", "0"}, "--budget 0"},
+		{[]string{"--threshold", "100"}, "--threshold 100"},
+		{[]string{"--backend", "magic"}, `--backend "magic"`},
+		{[]string{"--root", "vfs_read+0x10"}, `--root "vfs_read+0x10"`},
+		{[]string{"--round", "1ms"}, "--round 1ms"},
+		{[]string{"--duration", "-1s"}, "--duration -1s"},
+		{[]string{"-o", "/nonexistent/dir"}, "-o /nonexistent/dir"},
+		{[]string{"stray"}, `unexpected argument "stray"`},
+		{[]string{"--", "/nonexistent/command"}, "/nonexistent/command"},
+		{[]string{"--bogus"}, "bogus"},
+	} {
+		args := append([]string{"hunt"}, c.args...)
+		if !strings.HasPrefix(strings.Join(c.args, " "), "-o") {
+			args = append([]string{"hunt", "-o", out}, c.args...)
+		}
+		checkUsageError(t, args, c.want, out)
+	}
+}
+
+// checkUsageError runs the command args and checks that it exits with
+// status 2, prints nothing on stdout and one error line naming want last
+// on stderr, and writes nothing at out.
+func checkUsageError(t *testing.T, args []string, want, out string) {
+	t.Helper()
+	code, stdout, stderr := runCmd(args...)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != 2 || !strings.Contains(lines[len(lines)-1], want) || stdout != "" {
+		t.Errorf("%q: exit %d, stderr %q, stdout %q; want 2 and an error naming %q", args, code, stderr, stdout, want)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatalf("%q wrote %s", args, out)
+	}
+}
+
+// TestHuntCommand hunts a busy helper process with whatever backends this
+// kernel allows (on the locked-down development machines: tracepoint and
+// sample only) and checks the outputs: a valid profile, the reports, the
+// run, and limitations that say what could not be done.
+func TestHuntCommand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("hunting needs root")
+	}
+	if err := features.HaveSample(); err != nil {
+		t.Skipf("no stack samples here: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	os.Setenv("AUTOPROF_HELPER", "busy")
+	defer os.Unsetenv("AUTOPROF_HELPER")
+	code, stdout, stderr := runCmd("hunt", "--json", "-o", out, "--round", "100ms", "--", os.Args[0], "-test.run=^TestHelperProcess$")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var sum huntJSON
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, stdout)
+	}
+	t.Logf("stop: %s; %d findings; limitations: %q", sum.Meta.StopReason, len(sum.Findings), sum.Limitations)
+	for _, f := range sum.Findings {
+		t.Logf("%5.1f%% %s", 100*f.ExclShare.Mean, f.Verdict)
+	}
+	if len(sum.Findings) == 0 {
+		t.Error("no findings for a process that spends its time in read and write")
+	}
+	if features.HaveFentry() != nil && features.HaveKprobe() != nil && !strings.Contains(strings.Join(sum.Limitations, "\n"), "no function instruments") {
+		t.Errorf("no function instruments here, and the limitations do not say so: %q", sum.Limitations)
+	}
+	f, err := os.Open(sum.Profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CheckValid(); err != nil || len(p.Sample) == 0 {
+		t.Errorf("profile: %v, %d samples", err, len(p.Sample))
+	}
+	if _, err := reports.Load(filepath.Join(out, reports.RunFile)); err != nil {
+		t.Error(err)
+	}
+	for _, name := range []string{reports.TextFile, reports.HTMLFile, reports.FindingsFile, reports.TraceFile} {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestHuntCommandFails hunts a command that fails: the outputs are
+// written, and autoprof exits with the command's status, naming it.
+func TestHuntCommandFails(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("hunting needs root")
+	}
+	if err := features.HaveSample(); err != nil {
+		t.Skipf("no stack samples here: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	os.Setenv("AUTOPROF_HELPER", "exit7")
+	defer os.Unsetenv("AUTOPROF_HELPER")
+	code, _, stderr := runCmd("hunt", "-o", out, "--round", "100ms", "--", os.Args[0], "-test.run=^TestHelperProcess$")
+	if code != 7 || !strings.Contains(stderr, ": exit status 7 (the outputs describe that run)") {
+		t.Errorf("exit %d, stderr %q; want 7 and the command's status named", code, stderr)
+	}
+	if _, err := reports.Load(filepath.Join(out, reports.RunFile)); err != nil {
+		t.Errorf("the outputs of the failed command's hunt: %v", err)
+	}
+}
+
+// TestHuntInterrupt sends SIGTERM to a hunt in progress: it withdraws
+// everything, writes its outputs with the reason, stops the command it
+// started, and exits with status 0.
+func TestHuntInterrupt(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("hunting needs root")
+	}
+	if err := features.HaveSample(); err != nil {
+		t.Skipf("no stack samples here: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	os.Setenv("AUTOPROF_HELPER", "busy")
+	os.Setenv("AUTOPROF_HELPER_SECONDS", "60")
+	defer os.Unsetenv("AUTOPROF_HELPER")
+	defer os.Unsetenv("AUTOPROF_HELPER_SECONDS")
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	res := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		code, stdout, stderr := runCmd("hunt", "--json", "-o", out, "--", os.Args[0], "-test.run=^TestHelperProcess$")
+		res <- result{code, stdout, stderr}
+	}()
+	time.Sleep(4 * time.Second)
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the hunt did not end after SIGTERM")
+	}
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var sum huntJSON
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sum.Meta.StopReason, "interrupted") || time.Since(start) > 40*time.Second {
+		t.Errorf("stop reason %q after %v", sum.Meta.StopReason, time.Since(start))
+	}
+	if _, err := reports.Load(filepath.Join(out, reports.RunFile)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestHelperProcess is the workload of the hunt tests: one-byte reads of
+// /dev/zero and writes to /dev/null for AUTOPROF_HELPER_SECONDS (default
+// 6) seconds; with AUTOPROF_HELPER=exit7, a second's sleep and exit status 7.
+func TestHelperProcess(t *testing.T) {
+	switch os.Getenv("AUTOPROF_HELPER") {
+	case "exit7": // TestHuntCommandFails: a workload that fails
+		time.Sleep(time.Second)
+		os.Exit(7)
+	case "busy":
+	default:
+		t.Skip("a helper, run by TestHuntCommand")
+	}
+	secs, _ := strconv.Atoi(os.Getenv("AUTOPROF_HELPER_SECONDS"))
+	if secs == 0 {
+		secs = 6
+	}
+	zero, err := syscall.Open("/dev/zero", syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	null, err := syscall.Open("/dev/null", syscall.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	for end := time.Now().Add(time.Duration(secs) * time.Second); time.Now().Before(end); {
+		for i := 0; i < 1000; i++ {
+			syscall.Read(zero, buf)
+			syscall.Write(null, buf)
+		}
+	}
+}

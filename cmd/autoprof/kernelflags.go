@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/autoprof/autoprof/callgraph"
+)
+
+// kernelFlags are the flags of the commands that read a kernel's symbols
+// and text: the running kernel by default, or a kernel image offline.
+type kernelFlags struct {
+	vmlinuz   *string
+	systemMap *string
+	kcore     *string
+	asJSON    *bool
+}
+
+func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
+	return &kernelFlags{
+		vmlinuz:   fs.String("vmlinuz", "", "analyse this kernel image (vmlinuz or vmlinux) offline instead of the running kernel"),
+		systemMap: fs.String("system-map", "", "with --vmlinuz: its System.map (default: the symbol table compiled into the image)"),
+		kcore:     fs.String("kcore", "", "read the running kernel's text from this kcore file (default: "+callgraph.KcorePath+", else the BPF reader)"),
+		asJSON:    fs.Bool("json", false, "print JSON"),
+	}
+}
+
+// open checks the flags and opens the graph they select.
+func (k *kernelFlags) open() (*callgraph.Graph, error) {
+	switch {
+	case *k.vmlinuz != "" && *k.kcore != "":
+		return nil, usageError("--kcore reads the running kernel, --vmlinuz an image: give one of them")
+	case *k.vmlinuz == "" && *k.systemMap != "":
+		return nil, usageError("--system-map needs --vmlinuz")
+	}
+	return openGraph(k)
+}
+
+// openGraph opens the graph that checked flags select. Tests replace it.
+var openGraph = func(k *kernelFlags) (*callgraph.Graph, error) {
+	switch {
+	case *k.vmlinuz != "":
+		return callgraph.OpenOffline(*k.vmlinuz, *k.systemMap)
+	case *k.kcore != "":
+		syms, err := callgraph.LiveSymbols()
+		if err != nil {
+			return nil, err
+		}
+		text, err := callgraph.OpenKcore(*k.kcore)
+		if err != nil {
+			return nil, err
+		}
+		return callgraph.NewGraph(syms, text, true), nil
+	}
+	return callgraph.OpenLive()
+}
+
+// source describes where the graph's text comes from, for headers.
+func source(g *callgraph.Graph) string {
+	if s, ok := g.Text().(fmt.Stringer); ok {
+		if g.Live() {
+			return "live text through " + s.String()
+		}
+		return "text as built, from " + s.String()
+	}
+	if g.Live() {
+		return "live text"
+	}
+	return "text as built"
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// hexAddr formats an address for JSON (JSON numbers lose 64-bit precision).
+func hexAddr(v uint64) string { return fmt.Sprintf("%#x", v) }

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// TestProbeBadInput: each bad input gives exit status 2 and a one-line
+// error naming it, opens nothing and writes no output file.
+func TestProbeBadInput(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "series.jsonl")
+	badExp := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badExp, []byte("instruments:\n  - spec: vfs_read:sometimes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--backend", "magic", "vfs_read"}, `--backend "magic"`},
+		{[]string{"--pid", "zero", "vfs_read"}, `--pid "zero"`},
+		{[]string{"--interval", "0s", "vfs_read"}, "--interval 0s"},
+		{[]string{"vfs_read:sometimes"}, "vfs_read:sometimes"},
+		{[]string{"vfs_read+zz"}, "vfs_read+zz"},
+		{[]string{"--experiment", filepath.Join(dir, "missing.yaml")}, "missing.yaml"},
+		{[]string{"--experiment", badExp}, "bad.yaml"},
+		{nil, "no instruments"},
+	} {
+		checkUsageError(t, append([]string{"probe", "-o", out}, c.args...), c.want, out)
+	}
+}
+
+// TestProbeSyscallTimer times two syscalls of a helper process with the
+// tracepoint backend (which this machine's locked-down kernel allows as
+// well as the VMs'): the helper makes exactly probeCalls getppid calls
+// while the probe runs, this process makes others that the pid filter must
+// leave out, and getpgrp is never called by the helper. The summary counts
+// exactly the helper's calls, lists the idle instrument with zero calls,
+// and the time series holds a record per instrument per interval.
+func TestProbeSyscallTimer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("probing needs root")
+	}
+	if err := features.HaveTracepoint(); err != nil {
+		t.Skipf("no tracepoint backend here: %v", err)
+	}
+	helper := exec.Command(os.Args[0], "-test.run=^TestProbeHelperProcess$")
+	helper.Env = append(os.Environ(), "AUTOPROF_HELPER=getppid")
+	stdin, err := helper.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer helper.Process.Kill()
+	series := filepath.Join(t.TempDir(), "series.jsonl")
+	before := bpfLinks(t)
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, stdout, stderr := runCmd("probe", "--backend", "tracepoint", "--pid", strconv.Itoa(helper.Process.Pid),
+			"--duration", "4s", "--interval", "500ms", "-o", series, "--json",
+			"__x64_sys_getppid:timer", "__x64_sys_getpgrp:timer")
+		done <- result{code, stdout, stderr}
+	}()
+	for deadline := time.Now().Add(3 * time.Second); bpfLinks(t) <= before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the first reading follows the attach at once
+	for i := 0; i < 500; i++ {
+		syscall.Getppid() // not the target: left out
+	}
+	stdin.Write([]byte{1})
+	if err := helper.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var sum struct {
+		Instruments []splice.Summary `json:"instruments"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatalf("--json: %v\n%s", err, r.stdout)
+	}
+	got := map[string]splice.Summary{}
+	for _, s := range sum.Instruments {
+		got[s.Instrument] = s
+	}
+	if s := got["__x64_sys_getppid:timer"]; s.Calls != probeCalls || s.MeanNs <= 0 || s.P99Ns < s.P50Ns {
+		t.Errorf("getppid: %+v; want exactly %d calls with a mean and p50 <= p99", s, probeCalls)
+	}
+	if s, ok := got["__x64_sys_getpgrp:timer"]; !ok || s.Calls != 0 {
+		t.Errorf("getpgrp: %+v (listed %v); want a row with 0 calls", s, ok)
+	}
+	data, err := os.ReadFile(series)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(series); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("series %s: mode %v (%v), want 0644 like the other outputs", series, st.Mode(), err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var calls uint64
+	var covered float64 // seconds the getppid records cover
+	var last time.Time
+	for _, l := range lines {
+		var rec record
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("series line %q: %v", l, err)
+		}
+		if rec.Instrument != "__x64_sys_getppid:timer" {
+			continue
+		}
+		calls += rec.Calls
+		covered += rec.Interval
+		if !last.IsZero() && math.Abs(rec.Time.Sub(last).Seconds()-rec.Interval) > 0.001 {
+			t.Errorf("record at %v: interval_s %.4f, but %.4fs since the last record", rec.Time, rec.Interval, rec.Time.Sub(last).Seconds())
+		}
+		last = rec.Time
+	}
+	if len(lines) < 2*6 || calls != probeCalls {
+		t.Errorf("series: %d records, %d getppid calls; want two per interval over 4s and %d calls", len(lines), calls, probeCalls)
+	}
+	if covered < 3.4 || covered > 4.1 {
+		t.Errorf("series: the getppid records cover %.2fs of the 4s probe", covered)
+	}
+}
+
+// probeCalls is how many getppid calls the helper makes.
+const probeCalls = 2000
+
+// TestProbeHelperProcess waits for a byte on stdin, then calls getppid
+// probeCalls times.
+func TestProbeHelperProcess(t *testing.T) {
+	if os.Getenv("AUTOPROF_HELPER") != "getppid" {
+		t.Skip("a helper, run by TestProbeSyscallTimer")
+	}
+	var b [1]byte
+	os.Stdin.Read(b[:])
+	for i := 0; i < probeCalls; i++ {
+		syscall.Getppid()
+	}
+}
+
+// bpfLinks counts this process's open BPF links.
+func bpfLinks(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.Contains(l, "bpf-link") {
+			n++
+		}
+	}
+	return n
+}
