@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/kernel"
@@ -208,6 +209,21 @@ func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) er
 	}
 	if r, ok := rangeHolding(p.blacklist, addr); ok {
 		return refuse(spec, ErrUnsafe, "%s is on the kprobe blacklist (%s)", spec.Point, r.Name)
+	}
+	// Kprobe events (the perf kprobe PMU included) refuse any place in a
+	// function without an ftrace location unless the kernel is built with
+	// CONFIG_KPROBE_EVENTS_ON_NOTRACE, which distro kernels are not:
+	// within_notrace_func in kernel/trace/trace_kprobe.c, which judges a
+	// suffixed symbol (foo.cold, foo.isra.0) by its base where the suffixed
+	// one has none.
+	if p.traceableErr != nil {
+		return refuse(spec, ErrNotSupported, "cannot read available_filter_functions to rule out notrace functions: %w", p.traceableErr)
+	}
+	if !p.traceable[sym.Name] {
+		base, _, suffixed := strings.Cut(sym.Name, ".")
+		if !suffixed || !p.traceable[base] {
+			return refuse(spec, ErrUnsafe, "%s is not in available_filter_functions (notrace): kprobe events refuse it", sym.Name)
+		}
 	}
 	return nil
 }

@@ -12,7 +12,8 @@ import (
 
 // A kernel in miniature: its kallsyms, the code of vfs_read, its kprobe
 // blacklist and its traceable functions.
-const fixtureKallsyms = `ffffffff81000000 T _stext
+const fixtureKallsyms = `ffffffff80fff000 T startup_64
+ffffffff81000000 T _stext
 ffffffff81001000 T vfs_read
 ffffffff81001100 T rw_verify_area
 ffffffff81001200 T migrate_disable
@@ -92,6 +93,8 @@ func TestPlacementRules(t *testing.T) {
 	refused("kprobe", "exc_page_fault", ErrUnsafe, ".noinstr.text")
 	refused("fentry", "exc_page_fault", ErrUnsafe, ".noinstr.text")
 	refused("kprobe", "entry_SYSCALL_64", ErrUnsafe, ".entry.text")
+	refused("kprobe", "startup_64", ErrUnsafe, "not in kernel text") // below _stext
+	refused("kprobe", "notraced", ErrUnsafe, "available_filter_functions")
 	refused("kprobe", "blacklisted_fn", ErrUnsafe, "kprobe blacklist")
 	refused("fentry", "migrate_disable", ErrUnsafe, "deny list")
 	refused("fentry", "notraced", ErrUnsafe, "available_filter_functions")
