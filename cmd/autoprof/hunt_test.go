@@ -80,7 +80,13 @@ func TestHuntCommand(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "out")
 	os.Setenv("AUTOPROF_HELPER", "busy")
+	// Long enough for rounds after the hunt's start-up (the helper starts
+	// once the instruments are calibrated; the deep-start sample and the
+	// roots follow), which takes up to 8 s in an emulated VM sharing its
+	// cores with another.
+	os.Setenv("AUTOPROF_HELPER_SECONDS", "15")
 	defer os.Unsetenv("AUTOPROF_HELPER")
+	defer os.Unsetenv("AUTOPROF_HELPER_SECONDS")
 	code, stdout, stderr := runCmd("hunt", "--json", "-o", out, "--round", "100ms", "--", os.Args[0], "-test.run=^TestHelperProcess$")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)

@@ -79,10 +79,16 @@ func TestProbeSyscallTimer(t *testing.T) {
 			"__x64_sys_getppid:timer", "__x64_sys_getpgrp:timer")
 		done <- result{code, stdout, stderr}
 	}()
-	for deadline := time.Now().Add(3 * time.Second); bpfLinks(t) <= before && time.Now().Before(deadline); {
+	// The first record of the series (written to a temporary file beside
+	// it until the end) follows the first interval after the attach: once
+	// it is there the instruments are live. Under emulation, with another
+	// VM on the same cores, opening the session can take many seconds.
+	for deadline := time.Now().Add(time.Minute); !seriesStarted(t, series); {
+		if time.Now().After(deadline) {
+			t.Fatalf("autoprof probe wrote no record in a minute (%d BPF links before, %d now)", before, bpfLinks(t))
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // the first reading follows the attach at once
 	for i := 0; i < 500; i++ {
 		syscall.Getppid() // not the target: left out
 	}
@@ -161,6 +167,21 @@ func TestProbeHelperProcess(t *testing.T) {
 }
 
 // bpfLinks counts this process's open BPF links.
+// seriesStarted reports whether the probe writing the series at path has
+// written its first record into the temporary file it renames at the end.
+func seriesStarted(t *testing.T, path string) bool {
+	tmp, err := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range tmp {
+		if st, err := os.Stat(f); err == nil && st.Size() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func bpfLinks(t *testing.T) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
