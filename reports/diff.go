@@ -119,12 +119,16 @@ type Side struct {
 // the margin below which a change is not of interest, the raw p-value and
 // the Benjamini–Hochberg adjusted one.
 type Change struct {
-	Base        float64 `json:"base"`
-	New         float64 `json:"new"`
-	Diff        float64 `json:"diff"`
-	Low         float64 `json:"low"`
-	High        float64 `json:"high"`
-	Margin      float64 `json:"margin"`
+	Base   float64 `json:"base"`
+	New    float64 `json:"new"`
+	Diff   float64 `json:"diff"`
+	Low    float64 `json:"low"`
+	High   float64 `json:"high"`
+	Margin float64 `json:"margin"`
+	// CostShift is, for contexts instrumented differently below in the
+	// two runs, how much more the new run's instruments cost in this time
+	// per operation: the change was tested less this (see compareNode).
+	CostShift   float64 `json:"instrument_cost_diff,omitempty"`
 	P           float64 `json:"p"`
 	Q           float64 `json:"q"`
 	Significant bool    `json:"significant"`

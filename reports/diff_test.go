@@ -256,7 +256,10 @@ func TestDiffUnlike(t *testing.T) {
 	}
 	gen := func(s synth.Spec) *search.Run {
 		r := synth.Generate(s)
+		// The extra node's time stands for its instrument's cost, all of
+		// it inside its own window, as the calibration says.
 		r.Overhead.CostPerHitNs["fentry"] = 300
+		r.Overhead.CostPerHitNs["fentry:inside"] = 300
 		return r
 	}
 	for _, perOp := range []bool{true, false} {
@@ -291,6 +294,20 @@ func TestDiffUnlike(t *testing.T) {
 	}
 	if !c.PerOp || c.Significant == 0 || c.Nodes[0].New.Point != "atime_needs_update" || !c.Nodes[0].Alike {
 		t.Fatalf("per-op %v, %d significant, first %s (alike %v); want atime_needs_update first", c.PerOp, c.Significant, c.Nodes[0].New.Point, c.Nodes[0].Alike)
+	}
+	// A real change of a context measured differently below is found
+	// beyond what its instruments cost.
+	bs2, ns2 := synth.Read(4096, "6.1", 9), synth.Read(4096, "6.1", 10)
+	bs2.RoundTimes, ns2.RoundTimes = true, true
+	extra(&ns2)
+	ns2.Nodes[11].ExclNs *= 4 // copy_page_to_iter, with the extra instrument below it
+	c2, err := Diff(gen(bs2), gen(ns2), DiffOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Significant == 0 || c2.Nodes[0].New.Point != "copy_page_to_iter" || c2.Nodes[0].Alike || c2.Nodes[0].Incl.CostShift != 300 {
+		t.Errorf("%d significant, first %s (alike %v, incl cost shift %v); want copy_page_to_iter first, unlike, shifted by 300 ns",
+			c2.Significant, c2.Nodes[0].New.Point, c2.Nodes[0].Alike, c2.Nodes[0].Incl.CostShift)
 	}
 	for _, d := range c.Nodes {
 		path := strings.Join(d.Path, ";")

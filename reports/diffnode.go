@@ -124,30 +124,40 @@ func instrumentedBelow(run *search.Run, i int, in []bool) map[string]bool {
 }
 
 // costBelow is what the instruments below node i cost per operation of
-// its root, ns: for each node below it measured to the end, its calls per
-// operation times its backend's calibrated cost per hit (a counter's and
-// a target recorder's apart where calibrated; the default where the run
-// has none).
-func costBelow(run *search.Run, i int, in []bool) float64 {
+// its root, ns, by each run's calibration (the default where the run has
+// none), for each node below it measured to the end: subtree is the whole
+// cost of every instrument below i, which lies in i's inclusive time;
+// excl is the part of its direct children's instruments that runs outside
+// their own windows (a timer's cost less its calibrated "BACKEND:inside"
+// part, a block counter's whole cost), which lies in i's exclusive time.
+func costBelow(run *search.Run, i int, in []bool) (subtree, excl float64) {
 	kids := map[int][]int{}
 	for k, n := range run.Nodes {
 		if n.Parent >= 0 && in[k] && n.Kind != search.NodeSampled {
 			kids[n.Parent] = append(kids[n.Parent], k)
 		}
 	}
-	var total float64
 	var walk func(at int)
 	walk = func(at int) {
 		for _, k := range kids[at] {
 			n := run.Nodes[k]
 			if n.RootCalls > 0 {
-				total += float64(n.Calls) / float64(n.RootCalls) * hitCost(run, n)
+				perOp := float64(n.Calls) / float64(n.RootCalls)
+				hit := hitCost(run, n)
+				subtree += perOp * hit
+				if at == i {
+					around := hit
+					if n.Kind != search.NodeBlock {
+						around -= run.Overhead.CostPerHitNs[n.Backend+":inside"]
+					}
+					excl += perOp * max(around, 0)
+				}
 			}
 			walk(k)
 		}
 	}
 	walk(i)
-	return total
+	return subtree, excl
 }
 
 // hitCost is the calibrated cost per hit of the instrument measuring n.
@@ -341,15 +351,22 @@ func roundsOf(run *search.Run, i int, window []int) []search.RoundSample {
 // instrument below it, and two hunts that refined differently would
 // disagree about it with nothing changed in the kernel; shares would
 // moreover move with every instrument anywhere. So where the two runs
-// measured a context with other instruments below it (not alike), a
-// change of its times is significant only beyond twice the difference of
-// what those instruments cost per operation by each run's calibration:
+// measured a context with other instruments below it (not alike), the
+// new run's times are first corrected by the difference of what those
+// instruments cost per operation by each run's calibration (costBelow:
+// the whole subtree's cost for inclusive time, the direct children's
+// cost outside their windows for exclusive and on-CPU time, none for
+// off-CPU time), and a change is significant only beyond half that
+// difference, since calibrations vary by a third under emulation:
 //
+//	shift  = cost(new) − cost(base)
+//	tested = new − shift
 //	margin = max(MinRelative·|base mean|, MinShare·base time per op,
-//	             2·|costBelow(base) − costBelow(new)|)   (unlike pairs)
+//	             |shift|/2)                       (unlike pairs)
 //
-// Latency histograms compare only alike pairs. Older runs compare shares
-// as before.
+// The change reported is the raw one; its p-value is that of the
+// corrected one (Change.CostShift says by how much). Latency histograms
+// compare only alike pairs. Older runs compare shares as before.
 func compareNode(base, new *search.Run, b, n int, wb, wn []int, kids [][2]int, lb, ln map[int]int, o DiffOptions) NodeDiff {
 	if perOpTimes(base, new) {
 		return comparePerOp(base, new, b, n, wb, wn, o)
@@ -403,7 +420,8 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) 
 	inB, inN := profiled(base), profiled(new)
 	like := alike(base, new, b, n, inB, inN)
 	d.Alike = like
-	cb, cn := costBelow(base, b, inB), costBelow(new, n, inN)
+	subB, exclB := costBelow(base, b, inB)
+	subN, exclN := costBelow(new, n, inN)
 	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
 	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
 	opNs := float64(base.Meta.TargetNs) / float64(max(base.Meta.TargetOps, 1)) // the base's time per operation
@@ -428,11 +446,23 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) 
 			mean = math.Abs(sum(xb) / float64(len(xb)))
 		}
 		margin := math.Max(o.MinRelative*mean, o.MinShare*opNs)
+		var shift float64
 		if !like {
-			margin = math.Max(margin, 2*math.Abs(cb-cn))
+			switch m.name {
+			case "incl":
+				shift = subN - subB
+			case "excl", "oncpu":
+				shift = exclN - exclB
+			}
+			margin = math.Max(margin, math.Abs(shift)/2)
 		}
-		w := WelchTest(xb, xn, o.Confidence, margin)
-		*m.field(&d) = Change{Base: w.Base, New: w.New, Diff: w.Diff, Low: w.Low, High: w.High, Margin: margin, P: w.P, Q: math.NaN(), Unit: UnitNsPerOp}
+		tested := make([]float64, len(xn))
+		for k, x := range xn {
+			tested[k] = x - shift
+		}
+		w := WelchTest(xb, tested, o.Confidence, margin)
+		*m.field(&d) = Change{Base: w.Base, New: w.New + shift, Diff: w.Diff + shift, Low: w.Low + shift, High: w.High + shift,
+			Margin: margin, CostShift: shift, P: w.P, Q: math.NaN(), Unit: UnitNsPerOp}
 	}
 	d.Latency = LatencyChange{A: math.NaN(), P: math.NaN(), Q: math.NaN()}
 	if like {
@@ -523,7 +553,8 @@ func effect(d *NodeDiff) [4]float64 {
 	if d.Latency.Significant {
 		lat = math.Abs(d.Latency.A - 0.5)
 	}
-	return [4]float64{sig(d.Excl, d.Excl.Diff), sig(d.Incl, d.Incl.Diff), sig(d.PerOp, rel), lat}
+	// Times rank by their change beyond what the instruments cost.
+	return [4]float64{sig(d.Excl, d.Excl.Diff-d.Excl.CostShift), sig(d.Incl, d.Incl.Diff-d.Incl.CostShift), sig(d.PerOp, rel), lat}
 }
 
 func rank(nodes []NodeDiff) {
@@ -540,7 +571,7 @@ func rank(nodes []NodeDiff) {
 				}
 			}
 		}
-		da, db := absOr0(a.Excl.Diff), absOr0(b.Excl.Diff)
+		da, db := absOr0(a.Excl.Diff-a.Excl.CostShift), absOr0(b.Excl.Diff-b.Excl.CostShift)
 		if da != db {
 			return da > db
 		}
