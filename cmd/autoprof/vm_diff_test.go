@@ -98,10 +98,19 @@ func TestVMDiffReads(t *testing.T) {
 		}
 		return r
 	}
+	// Under TCG, with the other kernel's VM on the same two cores, one
+	// run's speed differs from the next by up to a quarter (measured on
+	// 6.1: 51 µs against 40 µs of target time per pread64 in two runs of
+	// this workload, shmem_file_read_iter's exclusive time 33.6 µs against
+	// 24.9 µs), which no per-round statistic within a run can see; the
+	// VM guide says to compare only ratios within one run. The tests keep
+	// the default false discovery rate and ask for changes beyond 40% of
+	// the base, what a run of real hardware would not need.
+	opts := reports.DiffOptions{MinRelative: 0.4}
 	falsePos := 0
 	for i := range runs {
 		for j := i + 1; j < len(runs); j++ {
-			c, err := reports.Diff(load(runs[i]), load(runs[j]), reports.DiffOptions{})
+			c, err := reports.Diff(load(runs[i]), load(runs[j]), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,7 +126,7 @@ func TestVMDiffReads(t *testing.T) {
 	if falsePos > 0 {
 		t.Errorf("%d of 3 same-workload pairs had significant changes", falsePos)
 	}
-	c, err := reports.Diff(load(runs[0]), load(big), reports.DiffOptions{})
+	c, err := reports.Diff(load(runs[0]), load(big), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
