@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -251,15 +252,18 @@ func testPower(t *testing.T, perOp bool) {
 // Compared as shares (the old way) the extra instrument is a change.
 func TestDiffUnlike(t *testing.T) {
 	const pairs = 20
+	// One more timer below copy_page_to_iter in the new run and nothing
+	// else changed: its 300 ns a hit lie 20 ns inside its window (the
+	// extra context's time) and 280 ns around it, in its caller's
+	// exclusive time, as the calibration says.
 	extra := func(s *synth.Spec) {
-		s.Nodes = append(s.Nodes, synth.Node{Point: "copy_page_to_iter_extra", Parent: 11, CallsPerOp: 1, ExclNs: 300})
+		s.Nodes = append(s.Nodes, synth.Node{Point: "copy_page_to_iter_extra", Parent: 11, CallsPerOp: 1, ExclNs: 20})
+		s.Nodes[11].ExclNs += 280
 	}
 	gen := func(s synth.Spec) *search.Run {
 		r := synth.Generate(s)
-		// The extra node's time stands for its instrument's cost, all of
-		// it inside its own window, as the calibration says.
 		r.Overhead.CostPerHitNs["fentry"] = 300
-		r.Overhead.CostPerHitNs["fentry:inside"] = 300
+		r.Overhead.CostPerHitNs["fentry:inside"] = 20
 		return r
 	}
 	for _, perOp := range []bool{true, false} {
@@ -305,7 +309,7 @@ func TestDiffUnlike(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.Significant == 0 || c2.Nodes[0].New.Point != "copy_page_to_iter" || c2.Nodes[0].Alike || c2.Nodes[0].Incl.CostShift != 300 {
+	if c2.Significant == 0 || c2.Nodes[0].New.Point != "copy_page_to_iter" || c2.Nodes[0].Alike || math.Abs(c2.Nodes[0].Incl.CostShift-300) > 15 {
 		t.Errorf("%d significant, first %s (alike %v, incl cost shift %v); want copy_page_to_iter first, unlike, shifted by 300 ns",
 			c2.Significant, c2.Nodes[0].New.Point, c2.Nodes[0].Alike, c2.Nodes[0].Incl.CostShift)
 	}

@@ -123,55 +123,118 @@ func instrumentedBelow(run *search.Run, i int, in []bool) map[string]bool {
 	return out
 }
 
-// costBelow is what the instruments below node i cost per operation of
-// its root, ns, by each run's calibration (the default where the run has
-// none), for each node below it measured to the end: subtree is the whole
-// cost of every instrument below i, which lies in i's inclusive time;
-// excl is the part of its direct children's instruments that runs outside
-// their own windows (a timer's cost less its calibrated "BACKEND:inside"
-// part, a block counter's whole cost), which lies in i's exclusive time.
-func costBelow(run *search.Run, i int, in []bool) (subtree, excl float64) {
+// instrumentCost is what one instrument below a context costs it per
+// operation of its root, ns: sub lies in the context's inclusive time,
+// excl in its exclusive time.
+type instrumentCost struct{ sub, excl float64 }
+
+// costBelow is what each instrument below node i costs per operation of
+// its root, by each run's calibration bounded by its measurements
+// (hitCost; the default where the run has none), by path relative to i
+// (as instrumentedBelow), for each node below it measured to the end:
+// every instrument below i lies whole in i's inclusive time; the part of
+// a direct child's instrument outside its own window (a timer's cost less
+// its "BACKEND:inside" part, a block counter's whole cost) lies in i's
+// exclusive time.
+func costBelow(run *search.Run, i int, in []bool) map[string]instrumentCost {
 	kids := map[int][]int{}
 	for k, n := range run.Nodes {
 		if n.Parent >= 0 && in[k] && n.Kind != search.NodeSampled {
 			kids[n.Parent] = append(kids[n.Parent], k)
 		}
 	}
-	var walk func(at int)
-	walk = func(at int) {
+	out := map[string]instrumentCost{}
+	var walk func(at int, prefix string)
+	walk = func(at int, prefix string) {
 		for _, k := range kids[at] {
 			n := run.Nodes[k]
+			p := prefix + ";" + CanonicalName(n.Point.String())
 			if n.RootCalls > 0 {
 				perOp := float64(n.Calls) / float64(n.RootCalls)
 				hit := hitCost(run, n)
-				subtree += perOp * hit
+				c := instrumentCost{sub: perOp * hit}
 				if at == i {
 					around := hit
 					if n.Kind != search.NodeBlock {
-						around -= run.Overhead.CostPerHitNs[n.Backend+":inside"]
+						around -= insideCost(run, n.Backend)
 					}
-					excl += perOp * max(around, 0)
+					c.excl = perOp * max(around, 0)
 				}
+				out[p] = c
 			}
-			walk(k)
+			walk(k, p)
 		}
 	}
-	walk(i)
-	return subtree, excl
+	walk(i, "")
+	return out
 }
 
-// hitCost is the calibrated cost per hit of the instrument measuring n.
+// costShift is how much more the instruments that only the new run has
+// below a context cost it per operation than those only the base run has
+// (instruments below it in both cost both alike, but for calls per
+// operation, which are tested themselves): sub for inclusive time, excl
+// for exclusive time.
+func costShift(base, new map[string]instrumentCost) instrumentCost {
+	var d instrumentCost
+	for p, c := range new {
+		if _, ok := base[p]; !ok {
+			d.sub, d.excl = d.sub+c.sub, d.excl+c.excl
+		}
+	}
+	for p, c := range base {
+		if _, ok := new[p]; !ok {
+			d.sub, d.excl = d.sub-c.sub, d.excl-c.excl
+		}
+	}
+	return d
+}
+
+// hitCost is the cost per hit of the instrument measuring n: its
+// backend's calibrated cost, bounded by the run's own measurements (see
+// costScale).
 func hitCost(run *search.Run, n search.Node) float64 {
 	costs := run.Overhead.CostPerHitNs
+	scale := costScale(run, n.Backend)
 	if n.Kind == search.NodeBlock {
 		if c, ok := costs[n.Backend+":count"]; ok {
-			return c
+			return c * scale
 		}
 	}
 	if c, ok := costs[n.Backend]; ok {
-		return c
+		return c * scale
 	}
 	return search.DefaultCostNs[n.Backend]
+}
+
+// insideCost is the part of a timer's cost per hit that falls inside its
+// own window, bounded as hitCost is.
+func insideCost(run *search.Run, backend string) float64 {
+	return run.Overhead.CostPerHitNs[backend+":inside"] * costScale(run, backend)
+}
+
+// minTimedCalls is how many calls a timed context needs before its mean
+// time per call bounds its instrument's cost.
+const minTimedCalls = 100
+
+// costScale bounds a calibration by the run's measurements: a timer
+// measures at least the part of its own cost that falls inside its window
+// on every call, so no timed context's mean on-CPU time per call can be
+// below that part. Where one is (calibrations under emulation were seen
+// to be three to five times dearer than the same probes in the workload's
+// code), the backend's costs are scaled down by the ratio; otherwise 1.
+func costScale(run *search.Run, backend string) float64 {
+	inside := run.Overhead.CostPerHitNs[backend+":inside"]
+	if inside <= 0 {
+		return 1
+	}
+	least := math.Inf(1)
+	for _, n := range run.Nodes {
+		if n.Backend != backend || (n.Kind != search.NodeFunction && n.Kind != search.NodeRoot) || n.Calls < minTimedCalls {
+			continue
+		}
+		least = math.Min(least, float64(n.InclNs-min(n.InclOffCPUNs, n.InclNs))/float64(n.Calls))
+	}
+	return math.Min(1, least/inside)
 }
 
 // alike reports whether two matched nodes were measured with the same
@@ -352,14 +415,15 @@ func roundsOf(run *search.Run, i int, window []int) []search.RoundSample {
 // disagree about it with nothing changed in the kernel; shares would
 // moreover move with every instrument anywhere. So where the two runs
 // measured a context with other instruments below it (not alike), the
-// new run's times are first corrected by the difference of what those
-// instruments cost per operation by each run's calibration (costBelow:
-// the whole subtree's cost for inclusive time, the direct children's
-// cost outside their windows for exclusive and on-CPU time, none for
-// off-CPU time), and a change is significant only beyond half that
-// difference, since calibrations vary by a third under emulation:
+// new run's times are first corrected by what the instruments that only
+// one of them has below cost per operation by that run's calibration
+// (costBelow, costShift: every such instrument for inclusive time, the
+// direct children's cost outside their windows for exclusive and on-CPU
+// time, none for off-CPU time), and a change is significant only beyond
+// half that correction, since calibrations vary by a third under
+// emulation:
 //
-//	shift  = cost(new) − cost(base)
+//	shift  = cost(only in new) − cost(only in base)
 //	tested = new − shift
 //	margin = max(MinRelative·|base mean|, MinShare·base time per op,
 //	             |shift|/2)                       (unlike pairs)
@@ -420,8 +484,7 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) 
 	inB, inN := profiled(base), profiled(new)
 	like := alike(base, new, b, n, inB, inN)
 	d.Alike = like
-	subB, exclB := costBelow(base, b, inB)
-	subN, exclN := costBelow(new, n, inN)
+	cost := costShift(costBelow(base, b, inB), costBelow(new, n, inN))
 	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
 	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
 	opNs := float64(base.Meta.TargetNs) / float64(max(base.Meta.TargetOps, 1)) // the base's time per operation
@@ -450,9 +513,9 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) 
 		if !like {
 			switch m.name {
 			case "incl":
-				shift = subN - subB
+				shift = cost.sub
 			case "excl", "oncpu":
-				shift = exclN - exclB
+				shift = cost.excl
 			}
 			margin = math.Max(margin, math.Abs(shift)/2)
 		}
