@@ -126,8 +126,9 @@ type Change struct {
 	High   float64 `json:"high"`
 	Margin float64 `json:"margin"`
 	// CostShift is, for contexts instrumented differently below in the
-	// two runs, how much more the new run's instruments cost in this time
-	// per operation: the change was tested less this (see compareNode).
+	// two runs, how much more the instruments only the new run has cost
+	// in this time per operation than those only the base has: the change
+	// is significant only beyond it (see compareNode).
 	CostShift   float64 `json:"instrument_cost_diff,omitempty"`
 	P           float64 `json:"p"`
 	Q           float64 `json:"q"`

@@ -136,7 +136,7 @@ type instrumentCost struct{ sub, excl float64 }
 // a direct child's instrument outside its own window (a timer's cost less
 // its "BACKEND:inside" part, a block counter's whole cost) lies in i's
 // exclusive time.
-func costBelow(run *search.Run, i int, in []bool) map[string]instrumentCost {
+func costBelow(run *search.Run, i int, in []bool, bounds costBounds) map[string]instrumentCost {
 	kids := map[int][]int{}
 	for k, n := range run.Nodes {
 		if n.Parent >= 0 && in[k] && n.Kind != search.NodeSampled {
@@ -151,14 +151,10 @@ func costBelow(run *search.Run, i int, in []bool) map[string]instrumentCost {
 			p := prefix + ";" + CanonicalName(n.Point.String())
 			if n.RootCalls > 0 {
 				perOp := float64(n.Calls) / float64(n.RootCalls)
-				hit := hitCost(run, n)
+				hit, inside := bounds.hitCost(run, n)
 				c := instrumentCost{sub: perOp * hit}
 				if at == i {
-					around := hit
-					if n.Kind != search.NodeBlock {
-						around -= insideCost(run, n.Backend)
-					}
-					c.excl = perOp * max(around, 0)
+					c.excl = perOp * max(hit-inside, 0)
 				}
 				out[p] = c
 			}
@@ -189,52 +185,91 @@ func costShift(base, new map[string]instrumentCost) instrumentCost {
 	return d
 }
 
-// hitCost is the cost per hit of the instrument measuring n: its
-// backend's calibrated cost, bounded by the run's own measurements (see
-// costScale).
-func hitCost(run *search.Run, n search.Node) float64 {
-	costs := run.Overhead.CostPerHitNs
-	scale := costScale(run, n.Backend)
-	if n.Kind == search.NodeBlock {
-		if c, ok := costs[n.Backend+":count"]; ok {
-			return c * scale
-		}
-	}
-	if c, ok := costs[n.Backend]; ok {
-		return c * scale
-	}
-	return search.DefaultCostNs[n.Backend]
-}
-
-// insideCost is the part of a timer's cost per hit that falls inside its
-// own window, bounded as hitCost is.
-func insideCost(run *search.Run, backend string) float64 {
-	return run.Overhead.CostPerHitNs[backend+":inside"] * costScale(run, backend)
+// costBounds are upper bounds on what instruments cost per hit, ns, from
+// the measurements of runs of one kernel on one host: a timer measures at
+// least the part of its own cost inside its window on every call, so
+// none costs more inside it than the shortest mean on-CPU time per call
+// that any timer of its backend measured (over minTimedCalls calls); and
+// a function's block counters together cost no more than its exclusive
+// on-CPU time per operation. Calibrations exceed them: under TCG a
+// calibrated fentry hit was three times the shortest timed call, and
+// kprobe counters, calibrated as int3 probes before the optimizer turns
+// them into jumps, cost next to nothing in the workload.
+type costBounds struct {
+	inside map[string]float64 // backend → bound on a timer's inside part
+	count  map[string]float64 // backend → bound on a block counter
 }
 
 // minTimedCalls is how many calls a timed context needs before its mean
 // time per call bounds its instrument's cost.
 const minTimedCalls = 100
 
-// costScale bounds a calibration by the run's measurements: a timer
-// measures at least the part of its own cost that falls inside its window
-// on every call, so no timed context's mean on-CPU time per call can be
-// below that part. Where one is (calibrations under emulation were seen
-// to be three to five times dearer than the same probes in the workload's
-// code), the backend's costs are scaled down by the ratio; otherwise 1.
-func costScale(run *search.Run, backend string) float64 {
-	inside := run.Overhead.CostPerHitNs[backend+":inside"]
-	if inside <= 0 {
-		return 1
+// boundCosts derives costBounds from runs; runs of other kernels or hosts
+// than the first bound nothing.
+func boundCosts(runs ...*search.Run) costBounds {
+	b := costBounds{inside: map[string]float64{}, count: map[string]float64{}}
+	lower := func(m map[string]float64, k string, v float64) {
+		if old, ok := m[k]; !ok || v < old {
+			m[k] = v
+		}
 	}
-	least := math.Inf(1)
-	for _, n := range run.Nodes {
-		if n.Backend != backend || (n.Kind != search.NodeFunction && n.Kind != search.NodeRoot) || n.Calls < minTimedCalls {
+	for _, run := range runs {
+		if run.Meta.Kernel != runs[0].Meta.Kernel || run.Meta.Host != runs[0].Meta.Host {
 			continue
 		}
-		least = math.Min(least, float64(n.InclNs-min(n.InclOffCPUNs, n.InclNs))/float64(n.Calls))
+		blocks := map[int]float64{} // function node → its block counters' hits per operation
+		for _, n := range run.Nodes {
+			if n.Kind == search.NodeBlock && n.Parent >= 0 && n.RootCalls > 0 {
+				blocks[n.Parent] += float64(n.Calls) / float64(n.RootCalls)
+			}
+			if (n.Kind == search.NodeFunction || n.Kind == search.NodeRoot) && n.Calls >= minTimedCalls {
+				lower(b.inside, n.Backend, float64(n.InclNs-min(n.InclOffCPUNs, n.InclNs))/float64(n.Calls))
+			}
+		}
+		for i, hits := range blocks {
+			f := run.Nodes[i]
+			backend := ""
+			for _, n := range run.Nodes {
+				if n.Parent == i && n.Kind == search.NodeBlock {
+					backend = n.Backend
+					break
+				}
+			}
+			if f.RootCalls > 0 && f.Calls >= minTimedCalls && hits > 0 {
+				lower(b.count, backend, float64(f.ExclNs-min(f.ExclOffCPUNs, f.ExclNs))/float64(f.RootCalls)/hits)
+			}
+		}
 	}
-	return math.Min(1, least/inside)
+	return b
+}
+
+// hitCost is the cost per hit of the instrument measuring n, and the part
+// of it inside its window: its backend's calibration in run (the default
+// where the run has none), scaled down to the bounds.
+func (b costBounds) hitCost(run *search.Run, n search.Node) (hit, inside float64) {
+	costs := run.Overhead.CostPerHitNs
+	if n.Kind == search.NodeBlock {
+		c, ok := costs[n.Backend+":count"]
+		if !ok {
+			c, ok = costs[n.Backend]
+		}
+		if !ok {
+			c = search.DefaultCostNs[n.Backend]
+		}
+		if bound, ok := b.count[n.Backend]; ok {
+			c = min(c, bound)
+		}
+		return c, 0
+	}
+	hit, ok := costs[n.Backend]
+	if !ok {
+		return search.DefaultCostNs[n.Backend], 0
+	}
+	inside = costs[n.Backend+":inside"]
+	if bound, ok := b.inside[n.Backend]; ok && inside > bound {
+		hit, inside = hit*bound/inside, bound
+	}
+	return hit, inside
 }
 
 // alike reports whether two matched nodes were measured with the same
@@ -414,23 +449,20 @@ func roundsOf(run *search.Run, i int, window []int) []search.RoundSample {
 // instrument below it, and two hunts that refined differently would
 // disagree about it with nothing changed in the kernel; shares would
 // moreover move with every instrument anywhere. So where the two runs
-// measured a context with other instruments below it (not alike), the
-// new run's times are first corrected by what the instruments that only
-// one of them has below cost per operation by that run's calibration
-// (costBelow, costShift: every such instrument for inclusive time, the
-// direct children's cost outside their windows for exclusive and on-CPU
-// time, none for off-CPU time), and a change is significant only beyond
-// half that correction, since calibrations vary by a third under
-// emulation:
+// measured a context with other instruments below it (not alike), a
+// change of its times is significant only beyond what the instruments
+// that only one run has below it cost per operation (costBelow,
+// costShift: every such instrument for inclusive time, the part of a
+// direct child's outside its window for exclusive and on-CPU time, none
+// for off-CPU time), by each run's calibration within the bounds the two
+// runs' own timings set (costBounds). Calibrations under emulation are
+// too uncertain to subtract, so the cost widens the margin instead:
 //
-//	shift  = cost(only in new) − cost(only in base)
-//	tested = new − shift
 //	margin = max(MinRelative·|base mean|, MinShare·base time per op,
-//	             |shift|/2)                       (unlike pairs)
+//	             |cost(only in new) − cost(only in base)|)   (unlike pairs)
 //
-// The change reported is the raw one; its p-value is that of the
-// corrected one (Change.CostShift says by how much). Latency histograms
-// compare only alike pairs. Older runs compare shares as before.
+// Latency histograms compare only alike pairs. Older runs compare shares
+// as before.
 func compareNode(base, new *search.Run, b, n int, wb, wn []int, kids [][2]int, lb, ln map[int]int, o DiffOptions) NodeDiff {
 	if perOpTimes(base, new) {
 		return comparePerOp(base, new, b, n, wb, wn, o)
@@ -484,7 +516,8 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) 
 	inB, inN := profiled(base), profiled(new)
 	like := alike(base, new, b, n, inB, inN)
 	d.Alike = like
-	cost := costShift(costBelow(base, b, inB), costBelow(new, n, inN))
+	bounds := boundCosts(base, new)
+	cost := costShift(costBelow(base, b, inB, bounds), costBelow(new, n, inN, bounds))
 	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
 	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
 	opNs := float64(base.Meta.TargetNs) / float64(max(base.Meta.TargetOps, 1)) // the base's time per operation
@@ -517,14 +550,10 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) 
 			case "excl", "oncpu":
 				shift = cost.excl
 			}
-			margin = math.Max(margin, math.Abs(shift)/2)
+			margin = math.Max(margin, math.Abs(shift))
 		}
-		tested := make([]float64, len(xn))
-		for k, x := range xn {
-			tested[k] = x - shift
-		}
-		w := WelchTest(xb, tested, o.Confidence, margin)
-		*m.field(&d) = Change{Base: w.Base, New: w.New + shift, Diff: w.Diff + shift, Low: w.Low + shift, High: w.High + shift,
+		w := WelchTest(xb, xn, o.Confidence, margin)
+		*m.field(&d) = Change{Base: w.Base, New: w.New, Diff: w.Diff, Low: w.Low, High: w.High,
 			Margin: margin, CostShift: shift, P: w.P, Q: math.NaN(), Unit: UnitNsPerOp}
 	}
 	d.Latency = LatencyChange{A: math.NaN(), P: math.NaN(), Q: math.NaN()}
@@ -616,8 +645,7 @@ func effect(d *NodeDiff) [4]float64 {
 	if d.Latency.Significant {
 		lat = math.Abs(d.Latency.A - 0.5)
 	}
-	// Times rank by their change beyond what the instruments cost.
-	return [4]float64{sig(d.Excl, d.Excl.Diff-d.Excl.CostShift), sig(d.Incl, d.Incl.Diff-d.Incl.CostShift), sig(d.PerOp, rel), lat}
+	return [4]float64{sig(d.Excl, d.Excl.Diff), sig(d.Incl, d.Incl.Diff), sig(d.PerOp, rel), lat}
 }
 
 func rank(nodes []NodeDiff) {
@@ -634,7 +662,7 @@ func rank(nodes []NodeDiff) {
 				}
 			}
 		}
-		da, db := absOr0(a.Excl.Diff-a.Excl.CostShift), absOr0(b.Excl.Diff-b.Excl.CostShift)
+		da, db := absOr0(a.Excl.Diff), absOr0(b.Excl.Diff)
 		if da != db {
 			return da > db
 		}
