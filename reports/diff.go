@@ -125,14 +125,14 @@ type Change struct {
 	Low    float64 `json:"low"`
 	High   float64 `json:"high"`
 	Margin float64 `json:"margin"`
-	// CostShift is, for contexts instrumented differently below in the
-	// two runs, how much more the instruments only the new run has cost
-	// in this time per operation than those only the base has: the change
-	// is significant only beyond it (see compareNode).
-	CostShift   float64 `json:"instrument_cost_diff,omitempty"`
-	P           float64 `json:"p"`
-	Q           float64 `json:"q"`
-	Significant bool    `json:"significant"`
+	// InstrumentCost is, for contexts instrumented differently below in
+	// the two runs, the most that instruments can have added to this time
+	// per operation of the slower run with nothing changed in the kernel:
+	// the change is significant only beyond it (see compareNode).
+	InstrumentCost float64 `json:"instrument_cost,omitempty"`
+	P              float64 `json:"p"`
+	Q              float64 `json:"q"`
+	Significant    bool    `json:"significant"`
 	// Unit is that of a time: UnitShare (a share of the target's time)
 	// or UnitNsPerOp; "" for calls per operation.
 	Unit string `json:"unit,omitempty"`

@@ -125,8 +125,12 @@ func instrumentedBelow(run *search.Run, i int, in []bool) map[string]bool {
 
 // instrumentCost is what one instrument below a context costs it per
 // operation of its root, ns: sub lies in the context's inclusive time,
-// excl in its exclusive time.
-type instrumentCost struct{ sub, excl float64 }
+// excl in its exclusive time. block marks a block counter (a kprobe at
+// func+off), whose cost per hit is not the same from run to run.
+type instrumentCost struct {
+	sub, excl float64
+	block     bool
+}
 
 // costBelow is what each instrument below node i costs per operation of
 // its root, by each run's calibration bounded by its measurements
@@ -152,7 +156,7 @@ func costBelow(run *search.Run, i int, in []bool, bounds costBounds) map[string]
 			if n.RootCalls > 0 {
 				perOp := float64(n.Calls) / float64(n.RootCalls)
 				hit, inside := bounds.hitCost(run, n)
-				c := instrumentCost{sub: perOp * hit}
+				c := instrumentCost{sub: perOp * hit, block: n.Kind == search.NodeBlock}
 				if at == i {
 					c.excl = perOp * max(hit-inside, 0)
 				}
@@ -165,39 +169,49 @@ func costBelow(run *search.Run, i int, in []bool, bounds costBounds) map[string]
 	return out
 }
 
-// costShift is how much more the instruments that only the new run has
-// below a context cost it per operation than those only the base run has
-// (instruments below it in both cost both alike, but for calls per
-// operation, which are tested themselves): sub for inclusive time, excl
-// for exclusive time.
-func costShift(base, new map[string]instrumentCost) instrumentCost {
+// explainingCost is, for a context measured with other instruments below
+// it in the two runs, the most that instruments can have added to one
+// run's time per operation with nothing changed in the kernel: those
+// only that run has, and its block counters. A block counter is a
+// kprobe, an int3 until the kprobe optimizer turns it into a jump, and
+// it runs late (after an RCU-tasks grace period, re-armed by every
+// probe registered meanwhile) and not where another probe lies within
+// the jump's five bytes: the same counter can cost one run an int3 and
+// the other a jump (under TCG: vfs_read's exclusive time 45 µs against
+// 15 µs per pread64 in two runs of one workload, five more counters in
+// the first, more than those five could cost). Timers of one backend
+// cost both runs alike. sub is for inclusive time, excl for exclusive
+// time.
+func explainingCost(this, other map[string]instrumentCost) instrumentCost {
 	var d instrumentCost
-	for p, c := range new {
-		if _, ok := base[p]; !ok {
+	for p, c := range this {
+		if _, ok := other[p]; !ok || c.block {
 			d.sub, d.excl = d.sub+c.sub, d.excl+c.excl
-		}
-	}
-	for p, c := range base {
-		if _, ok := new[p]; !ok {
-			d.sub, d.excl = d.sub-c.sub, d.excl-c.excl
 		}
 	}
 	return d
 }
 
 // costBounds are upper bounds on what instruments cost per hit, ns, from
-// the measurements of runs of one kernel on one host: a timer measures at
-// least the part of its own cost inside its window on every call, so
-// none costs more inside it than the shortest mean on-CPU time per call
-// that any timer of its backend measured (over minTimedCalls calls); and
-// a function's block counters together cost no more than its exclusive
-// on-CPU time per operation. Calibrations exceed them: under TCG a
-// calibrated fentry hit was three times the shortest timed call, and
-// kprobe counters, calibrated as int3 probes before the optimizer turns
-// them into jumps, cost next to nothing in the workload.
+// the runs' own measurements: a timer measures at least the part of its
+// own cost inside its window on every call, so none costs more inside it
+// than the shortest mean on-CPU time per call that any timer of its
+// backend measured (over minTimedCalls calls) in runs of one kernel on
+// one host; and a function's block counters together cost it no more
+// than its exclusive on-CPU time per operation in that run. Calibrations
+// exceed them: under TCG a calibrated fentry hit was three times the
+// shortest timed call, and kprobe counters, calibrated as int3 probes
+// before the optimizer turns them into jumps, cost next to nothing in
+// the workload.
 type costBounds struct {
-	inside map[string]float64 // backend → bound on a timer's inside part
-	count  map[string]float64 // backend → bound on a block counter
+	inside map[string]float64              // backend → bound on a timer's inside part
+	count  map[*search.Run]map[int]float64 // run → function node → bound on each of its block counters
+	// countCal is, by backend, the largest calibration of a block
+	// counter among the runs of one kernel on one host: calibrations of
+	// one probe scatter (under TCG 2.3 µs and 7.4 µs in two hunts of one
+	// workload), and the margin wants the most one can cost.
+	countCal map[string]float64
+	sameHost map[*search.Run]bool // runs of the first run's kernel and host
 }
 
 // minTimedCalls is how many calls a timed context needs before its mean
@@ -205,40 +219,41 @@ type costBounds struct {
 const minTimedCalls = 100
 
 // boundCosts derives costBounds from runs; runs of other kernels or hosts
-// than the first bound nothing.
+// than the first bound no timer.
 func boundCosts(runs ...*search.Run) costBounds {
-	b := costBounds{inside: map[string]float64{}, count: map[string]float64{}}
-	lower := func(m map[string]float64, k string, v float64) {
-		if old, ok := m[k]; !ok || v < old {
-			m[k] = v
-		}
-	}
+	b := costBounds{inside: map[string]float64{}, count: map[*search.Run]map[int]float64{}, countCal: map[string]float64{}, sameHost: map[*search.Run]bool{}}
 	for _, run := range runs {
-		if run.Meta.Kernel != runs[0].Meta.Kernel || run.Meta.Host != runs[0].Meta.Host {
-			continue
+		sameKernel := run.Meta.Kernel == runs[0].Meta.Kernel && run.Meta.Host == runs[0].Meta.Host
+		b.sameHost[run] = sameKernel
+		if sameKernel {
+			for _, n := range run.Nodes {
+				if n.Kind == search.NodeBlock {
+					if c, ok := blockCalibration(run, n.Backend); ok && c > b.countCal[n.Backend] {
+						b.countCal[n.Backend] = c
+					}
+				}
+			}
 		}
 		blocks := map[int]float64{} // function node → its block counters' hits per operation
 		for _, n := range run.Nodes {
 			if n.Kind == search.NodeBlock && n.Parent >= 0 && n.RootCalls > 0 {
 				blocks[n.Parent] += float64(n.Calls) / float64(n.RootCalls)
 			}
-			if (n.Kind == search.NodeFunction || n.Kind == search.NodeRoot) && n.Calls >= minTimedCalls {
-				lower(b.inside, n.Backend, float64(n.InclNs-min(n.InclOffCPUNs, n.InclNs))/float64(n.Calls))
-			}
-		}
-		for i, hits := range blocks {
-			f := run.Nodes[i]
-			backend := ""
-			for _, n := range run.Nodes {
-				if n.Parent == i && n.Kind == search.NodeBlock {
-					backend = n.Backend
-					break
+			if sameKernel && (n.Kind == search.NodeFunction || n.Kind == search.NodeRoot) && n.Calls >= minTimedCalls {
+				v := float64(n.InclNs-min(n.InclOffCPUNs, n.InclNs)) / float64(n.Calls)
+				if old, ok := b.inside[n.Backend]; !ok || v < old {
+					b.inside[n.Backend] = v
 				}
 			}
+		}
+		bounds := map[int]float64{}
+		for i, hits := range blocks {
+			f := run.Nodes[i]
 			if f.RootCalls > 0 && f.Calls >= minTimedCalls && hits > 0 {
-				lower(b.count, backend, float64(f.ExclNs-min(f.ExclOffCPUNs, f.ExclNs))/float64(f.RootCalls)/hits)
+				bounds[i] = float64(f.ExclNs-min(f.ExclOffCPUNs, f.ExclNs)) / float64(f.RootCalls) / hits
 			}
 		}
+		b.count[run] = bounds
 	}
 	return b
 }
@@ -249,14 +264,14 @@ func boundCosts(runs ...*search.Run) costBounds {
 func (b costBounds) hitCost(run *search.Run, n search.Node) (hit, inside float64) {
 	costs := run.Overhead.CostPerHitNs
 	if n.Kind == search.NodeBlock {
-		c, ok := costs[n.Backend+":count"]
-		if !ok {
-			c, ok = costs[n.Backend]
-		}
+		c, ok := blockCalibration(run, n.Backend)
 		if !ok {
 			c = search.DefaultCostNs[n.Backend]
 		}
-		if bound, ok := b.count[n.Backend]; ok {
+		if same, ok := b.countCal[n.Backend]; ok && b.sameHost[run] {
+			c = max(c, same)
+		}
+		if bound, ok := b.count[run][n.Parent]; ok {
 			c = min(c, bound)
 		}
 		return c, 0
@@ -270,6 +285,16 @@ func (b costBounds) hitCost(run *search.Run, n search.Node) (hit, inside float64
 		hit, inside = hit*bound/inside, bound
 	}
 	return hit, inside
+}
+
+// blockCalibration is run's calibrated cost of a block counter of
+// backend.
+func blockCalibration(run *search.Run, backend string) (float64, bool) {
+	c, ok := run.Overhead.CostPerHitNs[backend+":count"]
+	if !ok {
+		c, ok = run.Overhead.CostPerHitNs[backend]
+	}
+	return c, ok
 }
 
 // alike reports whether two matched nodes were measured with the same
@@ -450,16 +475,17 @@ func roundsOf(run *search.Run, i int, window []int) []search.RoundSample {
 // disagree about it with nothing changed in the kernel; shares would
 // moreover move with every instrument anywhere. So where the two runs
 // measured a context with other instruments below it (not alike), a
-// change of its times is significant only beyond what the instruments
-// that only one run has below it cost per operation (costBelow,
-// costShift: every such instrument for inclusive time, the part of a
-// direct child's outside its window for exclusive and on-CPU time, none
-// for off-CPU time), by each run's calibration within the bounds the two
-// runs' own timings set (costBounds). Calibrations under emulation are
-// too uncertain to subtract, so the cost widens the margin instead:
+// change of its times is significant only beyond what instruments can
+// have added to the run that is slower (explainingCost: the instruments
+// only it has below the context and its block counters; every such
+// instrument for inclusive time, the part of a direct child's outside its
+// window for exclusive and on-CPU time, none for off-CPU time), by the
+// run's calibration within the bounds the runs' own timings set
+// (costBounds). Calibrations under emulation are too uncertain to
+// subtract, so the cost widens the margin instead:
 //
 //	margin = max(MinRelative·|base mean|, MinShare·base time per op,
-//	             |cost(only in new) − cost(only in base)|)   (unlike pairs)
+//	             cost(slower run's instruments))   (unlike pairs)
 //
 // Latency histograms compare only alike pairs. Older runs compare shares
 // as before.
@@ -517,7 +543,8 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) 
 	like := alike(base, new, b, n, inB, inN)
 	d.Alike = like
 	bounds := boundCosts(base, new)
-	cost := costShift(costBelow(base, b, inB, bounds), costBelow(new, n, inN, bounds))
+	cb, cn := costBelow(base, b, inB, bounds), costBelow(new, n, inN, bounds)
+	up, down := explainingCost(cn, cb), explainingCost(cb, cn) // what can make new slower, and base
 	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
 	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
 	opNs := float64(base.Meta.TargetNs) / float64(max(base.Meta.TargetOps, 1)) // the base's time per operation
@@ -542,19 +569,23 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) 
 			mean = math.Abs(sum(xb) / float64(len(xb)))
 		}
 		margin := math.Max(o.MinRelative*mean, o.MinShare*opNs)
-		var shift float64
+		var cost float64
 		if !like {
+			c := up
+			if len(xn) > 0 && sum(xn)/float64(len(xn)) < sum(xb)/float64(max(len(xb), 1)) {
+				c = down
+			}
 			switch m.name {
 			case "incl":
-				shift = cost.sub
+				cost = c.sub
 			case "excl", "oncpu":
-				shift = cost.excl
+				cost = c.excl
 			}
-			margin = math.Max(margin, math.Abs(shift))
+			margin = math.Max(margin, cost)
 		}
 		w := WelchTest(xb, xn, o.Confidence, margin)
 		*m.field(&d) = Change{Base: w.Base, New: w.New, Diff: w.Diff, Low: w.Low, High: w.High,
-			Margin: margin, CostShift: shift, P: w.P, Q: math.NaN(), Unit: UnitNsPerOp}
+			Margin: margin, InstrumentCost: cost, P: w.P, Q: math.NaN(), Unit: UnitNsPerOp}
 	}
 	d.Latency = LatencyChange{A: math.NaN(), P: math.NaN(), Q: math.NaN()}
 	if like {
