@@ -148,7 +148,7 @@ func (h *hunter) refine() bool {
 		switch {
 		case !n.refined && n.incl.Above(h.theta()):
 			cands = append(cands, candidate{n: n, value: n.incl.Mean})
-		case n.refined && !n.blocked && n.excl.N >= h.cfg.MinRounds && n.excl.Above(h.theta()) && h.calleesDone(n):
+		case n.refined && !n.blocked && !h.cfg.NoBlocks && n.excl.N >= h.cfg.MinRounds && n.excl.Above(h.theta()) && h.calleesDone(n):
 			cands = append(cands, candidate{n: n, blocks: true, value: n.excl.Mean})
 		}
 	}

@@ -244,3 +244,31 @@ func TestCompareRoots(t *testing.T) {
 		}
 	})
 }
+
+// TestNoBlocks: the planted CPU-bound leaf has basic blocks, which a hunt
+// counts once the leaf's own code holds the share; with NoBlocks it
+// counts none and still finds the leaf.
+func TestNoBlocks(t *testing.T) {
+	for _, noBlocks := range []bool{false, true} {
+		t.Run(fmt.Sprint("NoBlocks=", noBlocks), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				k, truth := searchtest.Planted("cpu", 1)
+				k.Start()
+				run := hunt(t, k, func(c *search.Config) { c.NoBlocks = noBlocks })
+				blocks := 0
+				for _, n := range run.Nodes {
+					if n.Kind == search.NodeBlock {
+						blocks++
+					}
+				}
+				if noBlocks && blocks > 0 {
+					t.Errorf("%d block counters with NoBlocks", blocks)
+				}
+				if !noBlocks && blocks == 0 {
+					t.Errorf("no block counters on %s, whose own code is the bottleneck", truth.Path[len(truth.Path)-1])
+				}
+				checkPlanted(t, run, k, truth)
+			})
+		})
+	}
+}

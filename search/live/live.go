@@ -42,7 +42,9 @@ type Options struct {
 	// Compensate takes the instruments' own cost out of the readings
 	// (see search.Config.Compensate).
 	Compensate bool
-	Done       <-chan struct{}
+	// NoBlocks: no basic-block counters (see search.Config.NoBlocks).
+	NoBlocks bool
+	Done     <-chan struct{}
 	// Launch, if set, starts the workload once the instruments are open
 	// and calibrated, so that none of its run goes unmeasured; it returns
 	// the workload's pid and a channel closed when it exits, which become
@@ -116,6 +118,7 @@ func Config(ctx context.Context, sess splice.Instruments, o Options) (search.Con
 		MaxLive:      o.MaxLive,
 		FinalRounds:  o.FinalRounds,
 		Compensate:   o.Compensate,
+		NoBlocks:     o.NoBlocks,
 		Progress:     o.Progress,
 		OnRead:       o.OnRead,
 		Limitations:  limitations(sess, o.Target),
