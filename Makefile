@@ -3,7 +3,7 @@
 
 GO       ?= go
 KERNELS  ?= 6.1,6.12
-FUZZTIME ?= 15s
+FUZZTIME ?= 10s
 BIN      := bin
 # Binaries run inside the test VMs, which have no libc.
 STATIC   := CGO_ENABLED=0
