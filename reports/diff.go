@@ -252,8 +252,13 @@ func Diff(base, new *search.Run, opts DiffOptions) (*Comparison, error) {
 	wb, wn := windowRounds(base), windowRounds(new)
 	kids := matchedKids(base, new, pairs)
 	lb, ln := liveKids(base), liveKids(new)
+	var ic *instrumentContext
+	if c.PerOp {
+		x := newInstrumentContext(base, new)
+		ic = &x
+	}
 	for _, p := range pairs {
-		d := compareNode(base, new, p[0], p[1], wb, wn, kids[p], lb, ln, opts)
+		d := compareNode(base, new, p[0], p[1], wb, wn, kids[p], lb, ln, ic, opts)
 		d.Match, d.Note = notes[p].match, notes[p].note
 		c.Nodes = append(c.Nodes, d)
 		switch d.Match {

@@ -225,19 +225,15 @@ func boundCosts(runs ...*search.Run) costBounds {
 	for _, run := range runs {
 		sameKernel := run.Meta.Kernel == runs[0].Meta.Kernel && run.Meta.Host == runs[0].Meta.Host
 		b.sameHost[run] = sameKernel
-		if sameKernel {
-			for _, n := range run.Nodes {
-				if n.Kind == search.NodeBlock {
-					if c, ok := blockCalibration(run, n.Backend); ok && c > b.countCal[n.Backend] {
-						b.countCal[n.Backend] = c
-					}
-				}
-			}
-		}
 		blocks := map[int]float64{} // function node → its block counters' hits per operation
 		for _, n := range run.Nodes {
 			if n.Kind == search.NodeBlock && n.Parent >= 0 && n.RootCalls > 0 {
 				blocks[n.Parent] += float64(n.Calls) / float64(n.RootCalls)
+			}
+			if sameKernel && n.Kind == search.NodeBlock {
+				if c, ok := blockCalibration(run, n.Backend); ok && c > b.countCal[n.Backend] {
+					b.countCal[n.Backend] = c
+				}
 			}
 			if sameKernel && (n.Kind == search.NodeFunction || n.Kind == search.NodeRoot) && n.Calls >= minTimedCalls {
 				v := float64(n.InclNs-min(n.InclOffCPUNs, n.InclNs)) / float64(n.Calls)
@@ -467,7 +463,7 @@ func roundsOf(run *search.Run, i int, window []int) []search.RoundSample {
 }
 
 // compareNode compares one matched pair. In runs that record each
-// round's target time (perOpTimes), the times (inclusive, exclusive,
+// round's target time (perOpTimes; then the caller passes ic), the times (inclusive, exclusive,
 // on-CPU, off-CPU) compare per operation, over each run's last window
 // (where the instruments were the same throughout). An instrument costs
 // time where it is hit, so a context's time holds the cost of every
@@ -489,9 +485,9 @@ func roundsOf(run *search.Run, i int, window []int) []search.RoundSample {
 //
 // Latency histograms compare only alike pairs. Older runs compare shares
 // as before.
-func compareNode(base, new *search.Run, b, n int, wb, wn []int, kids [][2]int, lb, ln map[int]int, o DiffOptions) NodeDiff {
-	if perOpTimes(base, new) {
-		return comparePerOp(base, new, b, n, wb, wn, o)
+func compareNode(base, new *search.Run, b, n int, wb, wn []int, kids [][2]int, lb, ln map[int]int, ic *instrumentContext, o DiffOptions) NodeDiff {
+	if ic != nil {
+		return comparePerOp(base, new, b, n, wb, wn, *ic, o)
 	}
 	nb, nn := base.Nodes[b], new.Nodes[n]
 	d := NodeDiff{Path: nn.Path, BasePath: nb.Path, Base: side(base, b), New: side(new, n)}
@@ -534,16 +530,27 @@ func compareNode(base, new *search.Run, b, n int, wb, wn []int, kids [][2]int, l
 	return d
 }
 
+// instrumentContext is what comparePerOp needs of the two runs as a
+// whole, derived once per comparison: the nodes each measured to the end
+// (profiled) and the bounds their timings set on instrument costs.
+type instrumentContext struct {
+	inB, inN []bool
+	bounds   costBounds
+}
+
+func newInstrumentContext(base, new *search.Run) instrumentContext {
+	return instrumentContext{inB: profiled(base), inN: profiled(new), bounds: boundCosts(base, new)}
+}
+
 // comparePerOp is compareNode for runs that record each round's target
 // time.
-func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, o DiffOptions) NodeDiff {
+func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, ic instrumentContext, o DiffOptions) NodeDiff {
 	nb, nn := base.Nodes[b], new.Nodes[n]
 	d := NodeDiff{Path: nn.Path, BasePath: nb.Path, Base: side(base, b), New: side(new, n)}
-	inB, inN := profiled(base), profiled(new)
+	inB, inN := ic.inB, ic.inN
 	like := alike(base, new, b, n, inB, inN)
 	d.Alike = like
-	bounds := boundCosts(base, new)
-	cb, cn := costBelow(base, b, inB, bounds), costBelow(new, n, inN, bounds)
+	cb, cn := costBelow(base, b, inB, ic.bounds), costBelow(new, n, inN, ic.bounds)
 	up, down := explainingCost(cn, cb), explainingCost(cb, cn) // what can make new slower, and base
 	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
 	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
