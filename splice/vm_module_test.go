@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/internal/testenv"
 )
 
 // The ground-truth module, built for the guest's kernel by vmtest.json's
@@ -23,28 +24,12 @@ const (
 
 func loadAptest(t *testing.T) {
 	t.Helper()
-	f, err := os.Open(aptestKo)
-	if err != nil {
-		t.Fatalf("the test module: %v", err)
-	}
-	defer f.Close()
-	if err := kernel.FinitModule(f, "", false); err != nil && !errors.Is(err, kernel.EEXIST) {
-		t.Fatalf("loading aptest: %v", err)
-	}
+	testenv.LoadModule(t, aptestKo)
 }
 
-// unloadAptest removes the module, retrying while something (an fd, an
-// RCU grace period) briefly holds it; it returns the last error.
-func unloadAptest() error {
-	var err error
-	for i := 0; i < 20; i++ {
-		if err = kernel.DeleteModule("aptest"); err == nil || errors.Is(err, kernel.ENOENT) {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return err
-}
+// unloadAptest removes the module, retrying for a second while
+// something briefly holds it; it returns the last error.
+func unloadAptest() error { return testenv.UnloadModule("aptest", 20, 50*time.Millisecond) }
 
 func aptestLoaded() bool {
 	_, err := os.Stat("/sys/module/aptest")

@@ -5,7 +5,6 @@ package live
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -17,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/internal/testenv"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/splice"
 )
@@ -31,22 +30,11 @@ const (
 // loadAptest loads the ground-truth module for the test.
 func loadAptest(t testing.TB) {
 	t.Helper()
-	f, err := os.Open(aptestKo)
-	if err != nil {
-		t.Fatalf("the test module (built by vmtest.json's prepare step): %v", err)
-	}
-	defer f.Close()
-	if err := kernel.FinitModule(f, "", false); err != nil && !errors.Is(err, kernel.EEXIST) {
-		t.Fatal(err)
-	}
+	testenv.LoadModule(t, aptestKo)
 	t.Cleanup(func() {
-		for i := 0; i < 50; i++ {
-			if err := kernel.DeleteModule("aptest"); err == nil || errors.Is(err, kernel.ENOENT) {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+		if err := testenv.UnloadModule("aptest", 50, 100*time.Millisecond); err != nil {
+			t.Errorf("aptest would not unload: %v", err)
 		}
-		t.Error("aptest would not unload")
 	})
 }
 
