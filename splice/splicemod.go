@@ -50,10 +50,10 @@ const SpliceModuleEnv = splicer.ModuleEnv
 // shadow stacks, interned contexts, off-CPU time from the scheduler
 // tracepoint, log2 histograms, misses).
 //
-// Every splice belongs to the session's open file of the module's device:
-// Close, or the death of the process, withdraws them all; so does the
-// module's dead-man switch when the heartbeat stops. It is safe for
-// concurrent use.
+// Every splice belongs to the session's open file of the module's control
+// file: Close, or the death of the process, withdraws them all; so do the
+// module's dead-man switch when the heartbeat stops, and rmmod. It is safe
+// for concurrent use.
 type SpliceSession struct {
 	graph    *callgraph.Graph
 	ownGraph bool
@@ -91,7 +91,7 @@ func OpenSplice(ctx context.Context, opts SpliceOptions) (*SpliceSession, error)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s := &SpliceSession{graph: opts.Graph, specs: map[uint32]*splicedInst{}, sites: map[uint64]*spliceSite{}, kname: map[uint64]string{}}
+	s := newSpliceSession(opts.Graph)
 	if s.graph == nil {
 		g, err := callgraph.OpenLive()
 		if err != nil {
@@ -110,6 +110,10 @@ func OpenSplice(ctx context.Context, opts SpliceOptions) (*SpliceSession, error)
 	return s, nil
 }
 
+func newSpliceSession(g *callgraph.Graph) *SpliceSession {
+	return &SpliceSession{graph: g, specs: map[uint32]*splicedInst{}, sites: map[uint64]*spliceSite{}, kname: map[uint64]string{}}
+}
+
 // spliceBeat is a session's heartbeat, apart from the session so that a
 // session dropped without Close can be collected.
 type spliceBeat struct {
@@ -118,7 +122,7 @@ type spliceBeat struct {
 	done chan struct{}
 
 	mu   sync.Mutex
-	dead error // the dead-man switch fired
+	dead error // the dead-man switch fired, or the module was removed
 }
 
 // startBeating beats every interval until stopBeating.
@@ -145,9 +149,17 @@ func (b *spliceBeat) run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := b.dev.Beat(); errors.Is(err, kernel.ETIMEDOUT) {
+			err := b.dev.Beat()
+			var dead error
+			switch {
+			case errors.Is(err, kernel.ETIMEDOUT):
+				dead = fmt.Errorf("the splice module's dead-man switch withdrew every instrument: %w", err)
+			case errors.Is(err, splicer.ErrRemoved):
+				dead = err
+			}
+			if dead != nil {
 				b.mu.Lock()
-				b.dead = fmt.Errorf("the splice module's dead-man switch withdrew every instrument: %w", err)
+				b.dead = dead
 				b.mu.Unlock()
 				return
 			}
@@ -155,7 +167,8 @@ func (b *spliceBeat) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// err is the dead-man switch's error, nil while the session lives.
+// err says why the module withdrew everything by itself (the dead-man
+// switch, rmmod), nil while the session lives.
 func (b *spliceBeat) err() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -163,11 +176,17 @@ func (b *spliceBeat) err() error {
 }
 
 func (s *SpliceSession) open(ctx context.Context, opts SpliceOptions) error {
-	id, err := splicer.RunningIdentity()
-	if err != nil {
+	var err error
+	if s.cat, err = newSpliceCatalogue(s.graph, opts.Image); err != nil {
 		return err
 	}
-	if s.cat, err = newSpliceCatalogue(s.graph, opts.Image); err != nil {
+	return s.connect(ctx, opts)
+}
+
+// connect loads the module where needed and starts the session.
+func (s *SpliceSession) connect(ctx context.Context, opts SpliceOptions) error {
+	id, err := splicer.RunningIdentity()
+	if err != nil {
 		return err
 	}
 	if err := s.load(ctx, id, opts); err != nil {
@@ -745,10 +764,9 @@ func (s *SpliceSession) release() error {
 	return errors.Join(errs...)
 }
 
-// unloadSplicer unloads the module, waiting while the kernel still holds
-// it: after a session closes, the module stays pinned until RCU-tasks has
-// seen every task leave its trampolines, and while a timed function's
-// return is still outstanding on a sleeping stack.
+// unloadSplicer unloads the module, retrying for a while: the kernel
+// refuses while the module's refcount is up, which is for good once a site
+// changed underneath; briefly while another unload or a load is under way.
 func unloadSplicer() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -757,7 +775,7 @@ func unloadSplicer() error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s stays loaded: hijacked returns are still outstanding: %w", splicer.ModuleName, err)
+			return fmt.Errorf("%s stays loaded (a site changed underneath it? see the kernel log): %w", splicer.ModuleName, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
-	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/kmod/splicer"
 )
 
@@ -207,32 +206,77 @@ func TestVMSpliceDeadman(t *testing.T) {
 	t.Logf("the controller says: %s", h.lines.Text())
 }
 
-// TestVMSpliceRmmod: the module cannot be removed while a session holds
-// splices; the sites stay intact; after Close it unloads.
+// TestVMSpliceRmmod (SAFETY 18): rmmod with live splices withdraws them
+// first. A session holds 20 entry counters and a timer in which a helper
+// sleeps: rmmod succeeds while the helper still sleeps, every site holds
+// its original bytes again, the helper's return comes back through the
+// address the module put back on its stack, the session's calls fail with
+// ErrRemoved and Close is clean. The module then loads again and counts.
 func TestVMSpliceRmmod(t *testing.T) {
 	s := openSplice(t, 0)
-	specs := entryCounters(t, s, 20)
-	insertAll(t, s, specs...)
+	keepGraph(t, s)
+	fn := sleepTimerFunc(t, s)
+	h := startHelper(t, "sleep 1 8000")
+	insertAll(t, s, append(entryCounters(t, s, 20), timer(fn, pid(h.Pid)))...)
 	text := liveText(t)
 	sites := map[uint64][]byte{}
 	for a, site := range s.sites {
 		sites[a] = site.w.Orig()
 	}
-	err := splicer.Unload()
-	if !errors.Is(err, kernel.EBUSY) && !errors.Is(err, syscall.EAGAIN) {
-		t.Fatalf("rmmod with %d live splices: %v, want EBUSY", len(sites), err)
+	go h.start.Write([]byte{1})
+	waitNanosleep(t, h.Pid)
+	s.loaded = false // removed by hand
+	start := time.Now()
+	if err := splicer.Unload(); err != nil {
+		t.Fatalf("rmmod with %d live splices: %v, want them withdrawn and the module gone", len(sites), err)
 	}
-	if got := spliced(t, text, sites); got != len(sites) {
-		t.Fatalf("after the refused rmmod %d of %d sites hold their jump", got, len(sites))
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	took := time.Since(start)
 	if splicer.Loaded() {
-		t.Fatal("the module is still loaded after the session closed")
+		t.Fatal("the module is still loaded after rmmod succeeded")
 	}
 	if got := spliced(t, text, sites); got != 0 {
-		t.Fatalf("%d sites still spliced after the module unloaded", got)
+		t.Fatalf("%d of %d sites still differ from their original bytes after rmmod", got, len(sites))
+	}
+	if !inSyscall(h.Pid, "35 ") {
+		t.Fatal("the helper woke before the module went: no return was outstanding (lengthen its sleep)")
+	}
+	t.Logf("rmmod with %d live sites and a task asleep in the timed %s: every site restored, module gone in %v",
+		len(sites), fn, took.Round(time.Millisecond))
+	if err := s.dev.Beat(); !errors.Is(err, splicer.ErrRemoved) {
+		t.Fatalf("a call of the session after rmmod: %v, want ErrRemoved", err)
+	}
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("the helper, returning from %s after rmmod: %v", fn, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("closing the session after rmmod: %v", err)
+	}
+
+	again := reopenSplice(t, s)
+	var specs []Spec
+	for _, fn := range []string{"__task_pid_nr_ns", "__x64_sys_getpid"} {
+		if sp, ok := singleInstWindow(again, fn); ok {
+			specs = append(specs, sp)
+			break
+		}
+	}
+	if len(specs) == 0 {
+		t.Fatal("no one-instruction window on getpid's path")
+	}
+	insertAll(t, again, specs...)
+	for i := 0; i < 100; i++ {
+		syscall.Getpid()
+	}
+	r, err := again.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls uint64
+	for _, c := range r.Contexts {
+		calls += c.Calls
+	}
+	if calls < 100 {
+		t.Fatalf("loaded again after rmmod, a counter in getpid saw %d of 100 calls", calls)
 	}
 }
 
@@ -359,45 +403,164 @@ func TestVMSpliceStress(t *testing.T) {
 	}
 }
 
-// TestVMSpliceSleepAcross (SAFETY B.11): a task sleeps inside a timed
-// function while the timer is withdrawn and the session closed; its
-// return still goes through the module, which stays loaded (rmmod
-// refused) until it has.
-func TestVMSpliceSleepAcross(t *testing.T) {
-	s := openSplice(t, 0)
-	fn := ""
-	for _, c := range []string{"do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep"} {
-		if s.Check(timer(c, Target{})) == nil {
-			fn = c
-			break
+// TestVMSpliceRmmodUnderLoad: rmmod while every CPU returns through the
+// module all the time: timers on getpid's path with every CPU calling
+// getpid, and a helper that nanosleeps 1 ms at a time in a timed function.
+// Returns in flight at the unload (a task preempted on its way through
+// the exit trampoline among them) must all land where they were called
+// from: after each of the cycles the sites hold their original bytes, the
+// helper lives on, and getpid goes on answering right.
+func TestVMSpliceRmmodUnderLoad(t *testing.T) {
+	cycles := 10
+	if testing.Short() {
+		cycles = 4
+	}
+	// Every cycle's session shares the first one's call graph and catalogue.
+	first := openSplice(t, 0)
+	keepGraph(t, first)
+	first.loaded = false
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	text := liveText(t)
+	h := startHelper(t, "sleep 1000000 1")
+	go h.start.Write([]byte{1})
+	waitNanosleep(t, h.Pid)
+	var calls, wrong atomic.Int64
+	// hammer calls getpid on every CPU until stop is closed.
+	hammer := func(stop chan struct{}) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		for i := 0; i < runtime.NumCPU(); i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				me := syscall.Getpid()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if syscall.Getpid() != me {
+						wrong.Add(1)
+					}
+					calls.Add(1)
+				}
+			}()
+		}
+		return &wg
+	}
+	for c := 0; c < cycles; c++ {
+		s := reopenSplice(t, first)
+		var specs []Spec
+		for _, fn := range []string{"__x64_sys_getpid", "__task_pid_nr_ns"} {
+			if sp := timer(fn, Target{}); s.Check(sp) == nil {
+				specs = append(specs, sp)
+			}
+		}
+		if len(specs) == 0 {
+			t.Fatal("no function of getpid's path takes a timer")
+		}
+		specs = append(specs, timer(sleepTimerFunc(t, s), pid(h.Pid)))
+		insertAll(t, s, specs...)
+		sites := map[uint64][]byte{}
+		for a, site := range s.sites {
+			sites[a] = site.w.Orig()
+		}
+		stop := make(chan struct{})
+		wg := hammer(stop)
+		time.Sleep(300 * time.Millisecond)
+		s.loaded = false
+		err := splicer.Unload()
+		before := calls.Load()
+		time.Sleep(100 * time.Millisecond)
+		after := calls.Load()
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			t.Fatalf("cycle %d: rmmod with timers live on every CPU: %v", c, err)
+		}
+		if after == before {
+			t.Fatalf("cycle %d: getpid stopped answering after rmmod", c)
+		}
+		if got := spliced(t, text, sites); got != 0 {
+			t.Fatalf("cycle %d: %d of %d sites differ from their original bytes after rmmod", c, got, len(sites))
+		}
+		s.Close()
+		if st := procState(h.Pid); st == "" || st == "Z" || st == "X" {
+			t.Fatalf("cycle %d: the sleeping helper did not survive rmmod (state %q)", c, st)
 		}
 	}
-	if fn == "" {
-		t.Skip("no function of nanosleep's path takes a timer here")
+	if n := wrong.Load(); n != 0 {
+		t.Fatalf("getpid answered wrong %d times of %d", n, calls.Load())
 	}
-	h := startHelper(t, "sleep 1 3000")
-	insertAll(t, s, timer(fn, pid(h.Pid)))
-	go h.start.Write([]byte{1})
-	// Wait until a thread of the helper sleeps in nanosleep (syscall 35).
-	for deadline := time.Now().Add(10 * time.Second); !inSyscall(h.Pid, "35 "); time.Sleep(10 * time.Millisecond) {
+	t.Logf("%d rmmods under load: %d getpids on every CPU, the helper nanosleeping in a timed function throughout", cycles, calls.Load())
+}
+
+// sleepTimerFunc returns a function of nanosleep's path that takes a
+// timer, skipping the test where none does.
+func sleepTimerFunc(t *testing.T, s *SpliceSession) string {
+	for _, c := range []string{"do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep"} {
+		if s.Check(timer(c, Target{})) == nil {
+			return c
+		}
+	}
+	t.Skip("no function of nanosleep's path takes a timer here")
+	return ""
+}
+
+// waitNanosleep waits until a thread of process pid sleeps in nanosleep
+// (syscall 35), and a little more.
+func waitNanosleep(t *testing.T, pid int) {
+	for deadline := time.Now().Add(10 * time.Second); !inSyscall(pid, "35 "); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the helper never slept in nanosleep")
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
+}
+
+// TestVMSpliceSleepAcross (SAFETY B.11): a task sleeps inside a timed
+// function while the timer is withdrawn and the session closed. The
+// module puts the hijacked return address back on the sleeping stack (no
+// return is left to come through it), so it unloads at once, while the
+// task still sleeps; the task then returns where it was called from.
+func TestVMSpliceSleepAcross(t *testing.T) {
+	s := openSplice(t, 0)
+	fn := sleepTimerFunc(t, s)
+	h := startHelper(t, "sleep 1 8000")
+	insertAll(t, s, timer(fn, pid(h.Pid)))
+	go h.start.Write([]byte{1})
+	waitNanosleep(t, h.Pid)
 	s.loaded = false // unload by hand below
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := splicer.Unload(); err == nil {
-		t.Fatal("the module unloaded while a hijacked return was outstanding")
+	if err := splicer.Unload(); err != nil {
+		t.Fatalf("unloading the module after the session closed, a return from %s outstanding: %v", fn, err)
+	}
+	if !inSyscall(h.Pid, "35 ") {
+		t.Fatal("the helper woke before the module went: no return was outstanding (lengthen its sleep)")
 	}
 	if err := h.cmd.Wait(); err != nil {
-		t.Fatalf("the helper, returning through the withdrawn timer: %v", err)
+		t.Fatalf("the helper, returning from %s after the module went: %v", fn, err)
 	}
-	if err := unloadSplicer(); err != nil {
-		t.Fatal(err)
+}
+
+// procState returns the state letter of process pid, "" when it is gone.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
 	}
+	// pid (comm) S ...: comm may hold spaces, not ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 // inSyscall reports whether a thread of process pid is in the syscall

@@ -36,6 +36,30 @@ func openSplice(t testing.TB, deadman time.Duration) *SpliceSession {
 	return s
 }
 
+// keepGraph makes s leave its call graph open when it closes, until the
+// test ends, for reopenSplice.
+func keepGraph(t testing.TB, s *SpliceSession) {
+	if s.ownGraph {
+		s.ownGraph = false
+		t.Cleanup(func() { s.graph.Close() })
+	}
+}
+
+// reopenSplice starts a session sharing prev's call graph and catalogue
+// (the slow parts of OpenSplice), loading the module again if it has gone.
+// keepGraph(prev) must come before prev closes.
+func reopenSplice(t testing.TB, prev *SpliceSession) *SpliceSession {
+	t.Helper()
+	keepGraph(t, prev)
+	s := newSpliceSession(prev.graph)
+	s.cat = prev.cat
+	if err := s.connect(context.Background(), SpliceOptions{Module: spliceBuild(t, "autoprof_splice.ko")}); err != nil {
+		t.Fatalf("opening a splice session: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // insertAll inserts specs in one batch, failing the test on any error.
 func insertAll(t testing.TB, s *SpliceSession, specs ...Spec) []Instrument {
 	t.Helper()

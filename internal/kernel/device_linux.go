@@ -13,6 +13,7 @@ import (
 var (
 	ESTALE    error = unix.ESTALE
 	ETIMEDOUT error = unix.ETIMEDOUT
+	ENOTTY    error = unix.ENOTTY
 	ENOSPC    error = unix.ENOSPC
 	ERANGE    error = unix.ERANGE
 	ENOTCONN  error = unix.ENOTCONN

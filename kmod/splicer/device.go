@@ -22,9 +22,24 @@ type Device struct {
 	mem  []byte // the statistics, mapped read-only
 }
 
+// ErrRemoved says the module was removed (rmmod) under an open session: it
+// withdrew the session's splices first, and the session can do nothing
+// more.
+var ErrRemoved = errors.New(ModuleName + " was removed under the session (rmmod): it withdrew every splice")
+
+// ioctl issues a request the module implements: ENOTTY means that procfs
+// answered instead, the module having gone.
+func ioctl(f *os.File, request uint32, arg unsafe.Pointer, keep ...any) error {
+	err := kernel.Ioctl(f, request, arg, keep...)
+	if errors.Is(err, kernel.ENOTTY) {
+		return fmt.Errorf("%w: %w", ErrRemoved, err)
+	}
+	return err
+}
+
 // Open opens a session. The module allows one at a time (EBUSY).
 func Open() (*Device, error) {
-	f, err := kernel.OpenDevice(DevicePath)
+	f, err := kernel.OpenDevice(ControlPath)
 	if errors.Is(err, kernel.ENOENT) {
 		return nil, fmt.Errorf("%w: %w", ErrNotLoaded, err)
 	}
@@ -32,9 +47,9 @@ func Open() (*Device, error) {
 		return nil, err
 	}
 	d := &Device{f: f}
-	if err := kernel.Ioctl(f, iocInfo, unsafe.Pointer(&d.info)); err != nil {
+	if err := ioctl(f, iocInfo, unsafe.Pointer(&d.info)); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: reading its limits: %w", DevicePath, err)
+		return nil, fmt.Errorf("%s: reading its limits: %w", ControlPath, err)
 	}
 	if err := d.info.check(); err != nil {
 		f.Close()
@@ -91,7 +106,7 @@ func (d *Device) Hello(id Identity, deadman time.Duration) error {
 	copy(h.BuildID[:], id.BuildID)
 	h.BuildIDLen = uint8(len(id.BuildID))
 	h.DeadmanMs = uint32(deadman / time.Millisecond)
-	if err := kernel.Ioctl(f, iocHello, unsafe.Pointer(&h)); err != nil {
+	if err := ioctl(f, iocHello, unsafe.Pointer(&h)); err != nil {
 		if errors.Is(err, kernel.ESTALE) {
 			return fmt.Errorf("%s refuses: the running kernel is not %s: %w", ModuleName, id, err)
 		}
@@ -112,7 +127,7 @@ func (d *Device) Insert(sp []Splice) (int, error) {
 		return 0, err
 	}
 	b := batch{Ptr: uint64(uintptr(unsafe.Pointer(&sp[0]))), N: uint32(len(sp))}
-	if err := kernel.Ioctl(f, iocInsert, unsafe.Pointer(&b), sp); err != nil {
+	if err := ioctl(f, iocInsert, unsafe.Pointer(&b), sp); err != nil {
 		return 0, fmt.Errorf("splicing %d sites in: %w", len(sp), err)
 	}
 	return int(b.Done), nil
@@ -129,7 +144,7 @@ func (d *Device) Withdraw(addrs []uint64) (int, error) {
 		return 0, err
 	}
 	b := batch{Ptr: uint64(uintptr(unsafe.Pointer(&addrs[0]))), N: uint32(len(addrs))}
-	if err := kernel.Ioctl(f, iocWithdraw, unsafe.Pointer(&b), addrs); err != nil {
+	if err := ioctl(f, iocWithdraw, unsafe.Pointer(&b), addrs); err != nil {
 		return 0, fmt.Errorf("withdrawing %d sites: %w", len(addrs), err)
 	}
 	return int(b.Done), nil
@@ -143,7 +158,7 @@ func (d *Device) Beat() error {
 	if err != nil {
 		return err
 	}
-	return kernel.Ioctl(f, iocBeat, nil)
+	return ioctl(f, iocBeat, nil)
 }
 
 // Instruments returns the state and fast-path counts of instruments
@@ -155,7 +170,7 @@ func (d *Device) Instruments(n int) ([]InstRead, [numMisses]uint64, error) {
 		return nil, [numMisses]uint64{}, err
 	}
 	r := readArgs{Ptr: uint64(uintptr(unsafe.Pointer(&out[0]))), N: uint32(n)}
-	if err := kernel.Ioctl(f, iocReadAll, unsafe.Pointer(&r), out); err != nil {
+	if err := ioctl(f, iocReadAll, unsafe.Pointer(&r), out); err != nil {
 		return nil, r.Misses, fmt.Errorf("reading instruments: %w", err)
 	}
 	return out[:n], r.Misses, nil

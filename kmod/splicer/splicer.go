@@ -7,9 +7,9 @@
 // passes in, each checked inside the module against kallsyms, and it
 // refuses to load on a kernel whose release or vmlinux build id differ from
 // what the loader measured. Everything it splices belongs to an open file
-// of its device: closing it, or the death of the process holding it,
-// withdraws every splice; so does the dead-man switch when the holder stops
-// calling in.
+// of its control file (/proc/autoprof_splice): closing it, or the death of
+// the process holding it, withdraws every splice; so do the dead-man switch
+// when the holder stops calling in, and rmmod.
 package splicer
 
 import (
@@ -29,8 +29,10 @@ import (
 // ModuleName is the module's name in /proc/modules.
 const ModuleName = "autoprof_splice"
 
-// DevicePath is the module's device.
-const DevicePath = "/dev/" + ModuleName
+// ControlPath is the module's control file: a session is an open file of
+// it. It is a proc entry, not a device, so that an open session does not
+// hold the module (see module/main.c).
+const ControlPath = "/proc/" + ModuleName
 
 // ModuleEnv names a built module for autoprof to load where it cannot
 // build one (no kernel headers, no compiler).
@@ -108,9 +110,11 @@ func Load(ko string, p Params) error {
 	return nil
 }
 
-// Unload removes the module. The kernel refuses (EBUSY) while a session is
-// open, and while returns hijacked by timers are still outstanding on some
-// task's stack.
+// Unload removes the module. An open session does not hold it: the module
+// withdraws the session's splices and puts back the returns its timers
+// hijacked before it goes, and the session's later calls fail with
+// ErrRemoved. The kernel refuses (EBUSY) only after a site was changed
+// underneath (its trampoline, in the module, may still be jumped to).
 func Unload() error {
 	return kernel.DeleteModule(ModuleName)
 }

@@ -8,7 +8,7 @@ import "unsafe"
 
 // Limits of the interface (AP_* in uapi.h).
 const (
-	abi        = 1
+	abi        = 2
 	MaxDepth   = 32  // shadow stack frames per thread
 	MaxWindow  = 32  // bytes of one splice window
 	MaxBlob    = 480 // bytes of one trampoline

@@ -5,13 +5,21 @@
  *
  * main.c: the parameters the loader passes (the kernel's identity and the
  * addresses of the unexported internals the splicer needs, each checked
- * here against kallsyms), the device /dev/autoprof_splice, sessions and
- * the dead-man switch.
+ * here against kallsyms), the control file /proc/autoprof_splice, sessions
+ * and the dead-man switch.
+ *
+ * The control file is a proc entry, not a device, so that an open session
+ * does not hold the module: procfs tracks the files open on an entry, and
+ * removing the entry (at unload) waits for the calls in progress and then
+ * runs release() for each of them, which withdraws the session's splices.
+ * So rmmod with live splices withdraws them first; later calls on the file
+ * fail (ENOTTY, EIO) in procfs itself. A device's file_operations would
+ * need .owner, and the open file would pin the module.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/module.h>
-#include <linux/miscdevice.h>
+#include <linux/proc_fs.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/kallsyms.h>
@@ -152,6 +160,7 @@ static void ap_deadman_fn(struct work_struct *w)
 	mutex_lock(&ap_lock);
 	s = ap_cur;
 	if (s && !s->dead && s->deadman) {
+		ap_check_sites();
 		if (time_after(jiffies, READ_ONCE(s->last_beat) + s->deadman)) {
 			pr_warn("no heartbeat for %u ms: withdrawing every splice\n",
 				jiffies_to_msecs(s->deadman));
@@ -193,10 +202,12 @@ static int ap_release(struct inode *inode, struct file *file)
 	cancel_delayed_work_sync(&ap_deadman_work);
 	mutex_lock(&ap_lock);
 	ap_withdraw_all(AP_WITHDRAWN);
+	mutex_unlock(&ap_lock);
+	/* Still ours (ap_cur) until no return comes back through the module. */
+	ap_unhook_frames();
+	mutex_lock(&ap_lock);
 	ap_cur = NULL;
 	mutex_unlock(&ap_lock);
-	if (ap_frames_outstanding() > 0)
-		ap_drain_pin();
 	kfree(s);
 	return 0;
 }
@@ -419,21 +430,16 @@ static int ap_mmap(struct file *file, struct vm_area_struct *vma)
 	return remap_vmalloc_range(vma, ap_area(), 0);
 }
 
-static const struct file_operations ap_fops = {
-	.owner = THIS_MODULE,
-	.open = ap_open,
-	.release = ap_release,
-	.unlocked_ioctl = ap_ioctl,
-	.mmap = ap_mmap,
-	.llseek = noop_llseek,
+/* No .owner and no PROC_ENTRY_PERMANENT: see the top of this file. */
+static const struct proc_ops ap_proc_ops = {
+	.proc_open = ap_open,
+	.proc_release = ap_release,
+	.proc_ioctl = ap_ioctl,
+	.proc_mmap = ap_mmap,
+	.proc_lseek = noop_llseek,
 };
 
-static struct miscdevice ap_dev = {
-	.minor = MISC_DYNAMIC_MINOR,
-	.name = AP_DEVICE,
-	.fops = &ap_fops,
-	.mode = 0600,
-};
+static struct proc_dir_entry *ap_proc;
 
 static int ap_parse_build_id(void)
 {
@@ -488,9 +494,12 @@ static int __init ap_init(void)
 	err = ap_patch_init();
 	if (err)
 		goto fail_measure;
-	err = misc_register(&ap_dev);
-	if (err)
+	ap_proc = proc_create(AP_PROC_NAME, 0600, NULL, &ap_proc_ops);
+	if (!ap_proc) {
+		pr_err("cannot create /proc/%s\n", AP_PROC_NAME);
+		err = -EEXIST;
 		goto fail_patch;
+	}
 	pr_info("ready for %s, %u trampoline slots at %px\n",
 		init_utsname()->release, AP_POOL_SLOTS, ap_pool);
 	return 0;
@@ -505,15 +514,32 @@ fail_insts:
 
 static void __exit ap_exit_module(void)
 {
-	misc_deregister(&ap_dev);
+	/*
+	 * An open session is released here (procfs calls ap_release): its
+	 * splices are withdrawn and its outstanding returns put back.
+	 */
+	proc_remove(ap_proc);
 	cancel_delayed_work_sync(&ap_deadman_work);
-	/* Only a forced unload gets here with a session: withdraw first. */
 	mutex_lock(&ap_lock);
-	ap_withdraw_all(AP_WITHDRAWN);
+	ap_withdraw_all(AP_WITHDRAWN);	/* nothing is live: release() ran */
 	mutex_unlock(&ap_lock);
+	ap_unhook_frames();
+	if (ap_broken()) {
+		/*
+		 * A site changed underneath since the last dead-man tick, seen
+		 * only now that the module goes: it may still jump into a
+		 * trampoline (a kprobe on our jump runs a copy of it), and our
+		 * text is freed when this returns. Stay here rather than free it.
+		 */
+		pr_crit("a site changed underneath: the module cannot go; rmmod waits for good\n");
+		for (;;)
+			schedule_timeout_idle(MAX_SCHEDULE_TIMEOUT);
+	}
+	/* No task may still run in our text: trampolines, stubs, handlers. */
+	synchronize_rcu_tasks();
+	synchronize_rcu_tasks_rude();
 	ap_patch_exit();
 	ap_measure_exit();
-	/* No task may still run in our text: trampolines, stubs, handlers. */
 	synchronize_rcu_tasks();
 	synchronize_rcu_tasks_rude();
 	vfree(ap_insts);

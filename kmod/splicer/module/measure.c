@@ -14,8 +14,10 @@
  * Exits are seen by hijacking the return address, as kretprobes do: a
  * timer's entry handler saves the caller's return address in the frame and
  * replaces it with ap_exit_tramp; the exit handler pops the frame and
- * returns the saved address. Each hijacked frame is counted in ap_frames,
- * and the module stays pinned while any is outstanding (see ap_drain_pin).
+ * returns the saved address. Each hijacked frame is counted in ap_frames.
+ * When a session ends with frames outstanding (a task asleep inside a timed
+ * function), ap_unhook_frames puts the saved addresses back on the stacks,
+ * so that no return comes through the module any more and nothing pins it.
  *
  * Nothing here sleeps, takes a lock or calls a function that can be
  * traced; every function is notrace and on the kprobe blacklist.
@@ -32,6 +34,9 @@
 #include <linux/rcupdate.h>
 #include <linux/preempt.h>
 #include <linux/math64.h>
+#include <linux/stop_machine.h>
+#include <linux/uaccess.h>
+#include <linux/sched/task_stack.h>
 #include <asm/tsc.h>
 #include <asm/msr.h>
 
@@ -50,7 +55,7 @@ struct ap_frame {
 	u32 ctx;		/* the context children see */
 	u32 inst;
 	u32 gen;		/* the session that pushed it */
-	u32 pad;
+	u32 unhooked;		/* ap_unhook_frames put ret back at slot */
 };
 
 struct ap_thread {
@@ -302,6 +307,7 @@ __visible notrace void ap_enter(u32 id, unsigned long *slot)
 	f->off_excl = 0;
 	f->slot = slot;
 	f->ret = *slot;
+	f->unhooked = 0;
 	barrier();
 	WRITE_ONCE(t->depth, t->depth + 1);
 	*slot = (unsigned long)ap_exit_tramp;
@@ -494,41 +500,106 @@ long ap_frames_outstanding(void)
 }
 
 /*
- * The drain: a session that ends with hijacked frames outstanding pins
- * the module (the frames return through ap_exit_tramp) until they have all
- * returned and no task can still be inside the exit path.
+ * Putting hijacked returns back. When a session ends (its file is closed,
+ * its process killed, or the module removed under it) some tasks may sleep
+ * inside timed functions, their return addresses on the stack pointing at
+ * ap_exit_tramp. Rather than keep the module until they wake (which may be
+ * never), the saved return addresses are written back in place:
+ *
+ * 1. Under stop_machine no task runs, and none is inside a handler (they run
+ *    preempt-off). For every frame whose slot, in its task's stack above
+ *    the task's saved stack pointer, still holds ap_exit_tramp, the slot
+ *    gets the saved address back and the frame is marked. A task that has
+ *    already returned into ap_exit_tramp and was preempted before its first
+ *    instruction may still find ap_exit_tramp in its (now dead) slot (where
+ *    the interrupt frame did not land on it): the slot gets the saved
+ *    address too, which ap_exit_tramp's first push overwrites, and the task
+ *    pops its frame, still there, as usual. Once ap_exit_tramp has started,
+ *    the slot holds 0, then the saved address: never ap_exit_tramp. This
+ *    pass is also the barrier after the withdrawal: a task that hijacked a
+ *    return just before the instruments were withdrawn has its frame by
+ *    now, and one that had not yet sees them withdrawn.
+ * 2. RCU-tasks (and _rude, for the idle tasks) waits until every task that
+ *    was preempted inside the module's text has left it: only those still
+ *    needed a frame.
+ * 3. Under stop_machine again every shadow stack is emptied. No return can
+ *    land in ap_exit_tramp any more: the instruments were withdrawn first,
+ *    and only a live instrument's entry hijacks a return.
  */
-static void ap_drain_fn(struct work_struct *w);
-static DECLARE_DELAYED_WORK(ap_drain_work, ap_drain_fn);
-static bool ap_drain_pinned;
-static DEFINE_MUTEX(ap_drain_lock);
+struct ap_unhook {
+	u32 restored;	/* slots given their return address back */
+	u32 frames;	/* frames on the shadow stacks */
+};
 
-static void ap_drain_fn(struct work_struct *w)
+static int ap_unhook_fn(void *data)
 {
-	mutex_lock(&ap_drain_lock);
-	if (ap_frames_outstanding() > 0) {
-		schedule_delayed_work(&ap_drain_work, HZ / 10);
-		mutex_unlock(&ap_drain_lock);
-		return;
+	struct ap_unhook *u = data;
+	unsigned long lo, hi;
+	u32 i, d;
+
+	for (i = 0; i <= ap_threads_mask; i++) {
+		struct ap_thread *t = &ap_threads[i];
+		struct task_struct *k = READ_ONCE(t->task);
+
+		if (!k || k == AP_TOMB)
+			continue;
+		/* A task on a CPU (a stopper) saved no stack pointer of now. */
+		hi = (unsigned long)task_stack_page(k) + THREAD_SIZE;
+		lo = READ_ONCE(k->on_cpu) ? hi - THREAD_SIZE : k->thread.sp;
+		/* Top down: a slot used again belongs to its newest frame. */
+		for (d = t->depth; d-- > 0;) {
+			struct ap_frame *f = &t->f[d];
+			unsigned long v, a = (unsigned long)f->slot;
+
+			u->frames++;
+			/* Not live on its stack (an interrupt's, returned long ago). */
+			if (a < lo || a + sizeof(v) > hi)
+				continue;
+			if (f->unhooked || get_kernel_nofault(v, f->slot) ||
+			    v != (unsigned long)ap_exit_tramp)
+				continue;
+			WRITE_ONCE(*f->slot, f->ret);
+			f->unhooked = 1;
+			u->restored++;
+		}
 	}
-	synchronize_rcu_tasks();
-	synchronize_rcu_tasks_rude();
-	if (ap_drain_pinned) {
-		ap_drain_pinned = false;
-		module_put(THIS_MODULE);
-	}
-	mutex_unlock(&ap_drain_lock);
+	return 0;
 }
 
-void ap_drain_pin(void)
+static int ap_purge_fn(void *data)
 {
-	mutex_lock(&ap_drain_lock);
-	if (!ap_drain_pinned) {
-		__module_get(THIS_MODULE);
-		ap_drain_pinned = true;
+	u32 i;
+	int cpu;
+
+	for (i = 0; i <= ap_threads_mask; i++) {
+		struct ap_thread *t = &ap_threads[i];
+		struct task_struct *k = READ_ONCE(t->task);
+
+		if (k && k != AP_TOMB) {
+			t->depth = 0;
+			t->out_at = 0;
+		}
 	}
-	mutex_unlock(&ap_drain_lock);
-	schedule_delayed_work(&ap_drain_work, 0);
+	for_each_possible_cpu(cpu)
+		per_cpu(ap_frames, cpu) = 0;
+	return 0;
+}
+
+/*
+ * ap_unhook_frames puts every outstanding hijacked return back (see above).
+ * Every instrument must be withdrawn; it sleeps.
+ */
+void ap_unhook_frames(void)
+{
+	struct ap_unhook u = {};
+
+	stop_machine(ap_unhook_fn, &u, NULL);
+	if (!u.frames)
+		return;
+	synchronize_rcu_tasks();
+	synchronize_rcu_tasks_rude();
+	stop_machine(ap_purge_fn, NULL, NULL);
+	pr_info("put %u hijacked returns back (%u frames outstanding)\n", u.restored, u.frames);
 }
 
 /* ap_measure_reset clears contexts and statistics for a new session. */
@@ -595,7 +666,6 @@ void ap_measure_exit(void)
 	tracepoint_probe_unregister(ap_tp_switch, ap_on_switch, NULL);
 	tracepoint_probe_unregister(ap_tp_exit, ap_on_exit, NULL);
 	tracepoint_synchronize_unregister();
-	cancel_delayed_work_sync(&ap_drain_work);
 	vfree(ap_mem);
 	vfree(ap_ctx_hash);
 	vfree(ap_threads);

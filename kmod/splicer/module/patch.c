@@ -71,14 +71,32 @@ static DECLARE_WORK(ap_reclaim_work, ap_reclaim_fn);
  * ap_pin_broken keeps the module loaded for good: a site that changed
  * underneath may still jump into its trampoline, which lives in our text.
  */
+static bool ap_pinned;
+
 static void ap_pin_broken(void)
 {
-	static bool pinned;
-
-	if (!pinned) {
+	if (!ap_pinned) {
 		__module_get(THIS_MODULE);
-		pinned = true;
+		ap_pinned = true;
 	}
+}
+
+/* ap_broken reports whether a site changed underneath (the module is pinned). */
+bool ap_broken(void)
+{
+	return ap_pinned;
+}
+
+/* ap_mark_broken gives up site s, whose jump is not ours any more. */
+static void ap_mark_broken(struct ap_site *s)
+{
+	u32 j;
+
+	pr_warn("%pS changed underneath, leaving it\n", (void *)s->addr);
+	for (j = 0; j < s->ninst; j++)
+		WRITE_ONCE(ap_insts[s->ids[j]].state, AP_BROKEN);
+	s->live = 0;
+	ap_pin_broken();
 }
 
 static inline void ap_put32(u8 *p, u32 v)
@@ -582,28 +600,21 @@ int ap_insert(struct ap_splice *sp, u32 n)
  */
 u32 ap_withdraw(const u64 *addrs, u32 n, u32 state)
 {
+	/* Static, under ap_lock: withdrawing must not fail for want of memory. */
+	static u32 slots[AP_POOL_SLOTS];
 	u32 i, nslots = 0, done = 0;
-	u32 *slots;
 
-	slots = kcalloc(n, sizeof(*slots), GFP_KERNEL);
-	if (!slots)
-		return 0;
 	mutex_lock(ap_k.text_mutex);
 	for (i = 0; i < n; i++) {
 		int slot = ap_site_at(addrs[i]);
 		struct ap_site *s;
-		u32 j;
 
 		if (slot < 0 || !ap_sites[slot].live)
 			continue;
 		s = &ap_sites[slot];
 		if (memcmp((void *)s->addr, s->jmp, 5)) {
 			/* Not our jump any more: never touch it again. */
-			pr_warn("%pS changed underneath, leaving it\n", (void *)s->addr);
-			for (j = 0; j < s->ninst; j++)
-				WRITE_ONCE(ap_insts[s->ids[j]].state, AP_BROKEN);
-			s->live = 0;
-			ap_pin_broken();
+			ap_mark_broken(s);
 			continue;
 		}
 		ap_arm(s, slot);
@@ -628,7 +639,6 @@ u32 ap_withdraw(const u64 *addrs, u32 n, u32 state)
 	ap_retire(slots, nslots);
 	for (i = 0; i < nslots; i++)
 		ap_drop_site(slots[i], NULL, state);
-	kfree(slots);
 	if (nslots)
 		schedule_work(&ap_reclaim_work);
 	return done;
@@ -637,17 +647,32 @@ u32 ap_withdraw(const u64 *addrs, u32 n, u32 state)
 /* ap_withdraw_all withdraws every live site. Called with ap_lock held. */
 void ap_withdraw_all(u32 state)
 {
-	u64 *addrs;
+	static u64 addrs[AP_POOL_SLOTS];	/* under ap_lock, as in ap_withdraw */
 	u32 i, n = 0;
 
-	addrs = kcalloc(AP_POOL_SLOTS, sizeof(*addrs), GFP_KERNEL);
-	if (!addrs)
-		return;	/* each site stays as it is: still correct, never freed */
 	for (i = 0; i < AP_POOL_SLOTS; i++)
 		if (ap_sites[i].live)
 			addrs[n++] = ap_sites[i].addr;
 	ap_withdraw(addrs, n, state);
-	kfree(addrs);
+}
+
+/*
+ * ap_check_sites gives up every live site whose jump was changed
+ * underneath (by another patcher), pinning the module at once: the dead-man
+ * work calls it on every tick, so that rmmod is refused rather than noticing
+ * the change only while the module goes, too late to stay. Called with
+ * ap_lock held.
+ */
+void ap_check_sites(void)
+{
+	u32 i;
+
+	for (i = 0; i < AP_POOL_SLOTS; i++) {
+		struct ap_site *s = &ap_sites[i];
+
+		if (s->live && memcmp((void *)s->addr, s->jmp, 5))
+			ap_mark_broken(s);
+	}
 }
 
 /* ap_fast_sum returns the fast-path counts of instrument id. */

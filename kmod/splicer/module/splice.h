@@ -2,7 +2,8 @@
 /*
  * splice.h - what the parts of autoprof_splice share.
  *
- * main.c: parameters, kernel identity, the device, sessions, dead-man.
+ * main.c: parameters, kernel identity, /proc/autoprof_splice, sessions,
+ *         dead-man.
  * patch.c: trampoline slots, the int3 redirect, splicing in and out.
  * measure.c: threads, contexts, the handlers the trampolines call, the
  *            scheduler tracepoints.
@@ -85,6 +86,8 @@ void ap_patch_exit(void);
 int ap_insert(struct ap_splice *sp, u32 n);
 u32 ap_withdraw(const u64 *addrs, u32 n, u32 state);
 void ap_withdraw_all(u32 state);
+void ap_check_sites(void);
+bool ap_broken(void);
 void ap_reclaim_flush(void);
 bool ap_short(u32 n);
 u64 ap_fast_sum(u32 id);
@@ -102,7 +105,7 @@ unsigned long ap_area_size(void);
 unsigned long ap_cpu_offset(void);
 unsigned long ap_cpu_stride(void);
 long ap_frames_outstanding(void);
-void ap_drain_pin(void);
+void ap_unhook_frames(void);
 
 static inline void ap_miss(enum ap_miss m)
 {

@@ -6,9 +6,9 @@
  * field; AP_IOC_INFO reports the sizes the module was built with so that a
  * mismatch is caught before anything is spliced.
  *
- * A session is one open file of /dev/autoprof_splice: it owns every splice
- * made through it, and closing the file (or the death of its process, or
- * the dead-man timer) withdraws them all.
+ * A session is one open file of /proc/autoprof_splice: it owns every splice
+ * made through it, and closing the file (or the death of its process, the
+ * dead-man timer, or rmmod) withdraws them all.
  */
 #ifndef AUTOPROF_SPLICE_UAPI_H
 #define AUTOPROF_SPLICE_UAPI_H
@@ -16,8 +16,8 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define AP_ABI		1
-#define AP_DEVICE	"autoprof_splice"
+#define AP_ABI		2
+#define AP_PROC_NAME	"autoprof_splice"	/* in /proc */
 
 #define AP_HIST		41	/* log2 buckets of inclusive ns, as splice.HistBuckets */
 #define AP_MAX_DEPTH	32	/* shadow stack frames per thread */
