@@ -15,7 +15,10 @@ func TestVMOffCPU(t *testing.T) {
 	t.Run("nanosleep", func(t *testing.T) {
 		below := directCallee(t, s, "__x64_sys_nanosleep", "hrtimer_nanosleep", "do_nanosleep")
 		h := startHelper(t, "sleep 20 10")
-		ins := insert(t, s, timer("__x64_sys_nanosleep", pid(h.Pid)), timer(below, pid(h.Pid)))
+		// Inner first: the helper's runtime (sysmon) nanosleeps all along, and
+		// a call entered between the two attachments would charge its sleep
+		// to the root.
+		ins := insert(t, s, timer(below, pid(h.Pid)), timer("__x64_sys_nanosleep", pid(h.Pid)))
 		h.Go(t)
 		r := read(t, s)
 		closeAll(ins)
