@@ -689,7 +689,7 @@ func (in *splicedInst) Close() error {
 	site := s.sites[in.addr]
 	s.mu.Unlock()
 	if site == nil {
-		return nil // withdrawn with its site already (the dead-man switch)
+		return nil // withdrawn with its site already (the dead-man switch, rmmod)
 	}
 	var keep []*splicedInst
 	for _, o := range site.insts {
@@ -698,7 +698,7 @@ func (in *splicedInst) Close() error {
 		}
 	}
 	if len(keep) == 0 {
-		if _, err := s.dev.Withdraw([]uint64{in.addr}); err != nil {
+		if _, err := s.dev.Withdraw([]uint64{in.addr}); err != nil && !errors.Is(err, splicer.ErrRemoved) {
 			return in.stillLive(fmt.Errorf("withdrawing %s: %w", in.spec, err))
 		}
 		s.mu.Lock()
@@ -711,7 +711,9 @@ func (in *splicedInst) Close() error {
 		return in.stillLive(fmt.Errorf("withdrawing %s: %w", in.spec, err))
 	}
 	batch := []splicer.Splice{c.req}
-	if _, err := s.insertBatch(batch); err != nil {
+	if _, err := s.insertBatch(batch); errors.Is(err, splicer.ErrRemoved) {
+		return nil // the module withdrew everything as it went
+	} else if err != nil {
 		return in.stillLive(fmt.Errorf("withdrawing %s: %w", in.spec, err))
 	}
 	if batch[0].Err != 0 {

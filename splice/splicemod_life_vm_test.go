@@ -217,7 +217,7 @@ func TestVMSpliceRmmod(t *testing.T) {
 	keepGraph(t, s)
 	fn := sleepTimerFunc(t, s)
 	h := startHelper(t, "sleep 1 8000")
-	insertAll(t, s, append(entryCounters(t, s, 20), timer(fn, pid(h.Pid)))...)
+	ins := insertAll(t, s, append(entryCounters(t, s, 20), timer(fn, pid(h.Pid)))...)
 	text := liveText(t)
 	sites := map[uint64][]byte{}
 	for a, site := range s.sites {
@@ -244,6 +244,14 @@ func TestVMSpliceRmmod(t *testing.T) {
 		len(sites), fn, took.Round(time.Millisecond))
 	if err := s.dev.Beat(); !errors.Is(err, splicer.ErrRemoved) {
 		t.Fatalf("a call of the session after rmmod: %v, want ErrRemoved", err)
+	}
+	if _, err := s.Read(); !errors.Is(err, splicer.ErrRemoved) {
+		t.Fatalf("reading the session after rmmod: %v, want ErrRemoved", err)
+	}
+	for _, in := range ins {
+		if err := in.Close(); err != nil {
+			t.Fatalf("closing %s after rmmod (the module withdrew it): %v", in.Spec(), err)
+		}
 	}
 	if err := h.cmd.Wait(); err != nil {
 		t.Fatalf("the helper, returning from %s after rmmod: %v", fn, err)
