@@ -113,14 +113,17 @@ func TestVMDiffReads(t *testing.T) {
 		return r
 	}
 	// Under TCG, with the other kernel's VM on the same two cores, one
-	// run's speed differs from the next by up to a quarter (measured on
-	// 6.1: 51 µs against 40 µs of target time per pread64 in two runs of
-	// this workload, shmem_file_read_iter's exclusive time 33.6 µs against
-	// 24.9 µs), which no per-round statistic within a run can see; the
-	// VM guide says to compare only ratios within one run. The tests keep
-	// the default false discovery rate and ask for changes beyond 40% of
-	// the base, what a run of real hardware would not need.
-	opts := reports.DiffOptions{MinRelative: 0.4}
+	// run's speed differs from the next by far more than any per-round
+	// statistic within a run can see (the VM guide says to compare only
+	// ratios within one run). Measured on 6.1 in CI: 61 µs of target
+	// time per pread64 in one hunt of this workload against 26 µs and
+	// 34 µs in the next two, vfs_read's exclusive time 8.96 µs against
+	// 3.2 µs (2.8x), with the same instruments; earlier, 51 µs against
+	// 40 µs. The tests keep the default false discovery rate and ask for
+	// changes beyond 200% of the base (a tripling), what a run on real
+	// hardware would not need; the 64 KiB change (shmem_file_read_iter's
+	// exclusive time about 13x) is far beyond it.
+	opts := reports.DiffOptions{MinRelative: 2}
 	falsePos := 0
 	for i := range runs {
 		for j := i + 1; j < len(runs); j++ {
