@@ -14,7 +14,7 @@
  * Exits are seen by hijacking the return address, as kretprobes do: a
  * timer's entry handler saves the caller's return address in the frame and
  * replaces it with ap_exit_tramp; the exit handler pops the frame and
- * returns the saved address. Each hijacked frame is counted in ap_frames.
+ * returns the saved address.
  * When a session ends with frames outstanding (a task asleep inside a timed
  * function), ap_unhook_frames puts the saved addresses back on the stacks,
  * so that no return comes through the module any more and nothing pins it.
@@ -77,7 +77,6 @@ static struct ap_header *ap_hdr;
 static struct ap_ctx *ap_ctxtab;
 
 static DEFINE_PER_CPU(int, ap_busy);
-static DEFINE_PER_CPU(long, ap_frames);
 DEFINE_PER_CPU(struct task_struct *, ap_root_task);
 DEFINE_PER_CPU(u64, ap_misses[AP_M_N]);
 
@@ -311,7 +310,6 @@ __visible notrace void ap_enter(u32 id, unsigned long *slot)
 	barrier();
 	WRITE_ONCE(t->depth, t->depth + 1);
 	*slot = (unsigned long)ap_exit_tramp;
-	this_cpu_inc(ap_frames);
 	ap_set_root(t);
 	f->start = ap_now();
 out:
@@ -397,7 +395,6 @@ __visible notrace unsigned long ap_exit(unsigned long *sp)
 		memmove(&t->f[i], &t->f[i + 1], (t->depth - 1 - i) * sizeof(f));
 	}
 	WRITE_ONCE(t->depth, t->depth - 1);
-	this_cpu_dec(ap_frames);
 	if (nested)
 		ap_miss(AP_M_RECURSION);
 	else
@@ -472,7 +469,6 @@ static notrace void ap_on_exit(void *data, struct task_struct *p)
 	this_cpu_inc(ap_busy);
 	t = ap_thread_find(p, false);
 	if (t) {
-		this_cpu_sub(ap_frames, t->depth);
 		t->depth = 0;
 		smp_store_release(&t->task, AP_TOMB);
 	}
@@ -488,16 +484,6 @@ static void ap_find_tp(struct tracepoint *tp, void *priv)
 		ap_tp_exit = tp;
 }
 
-/* ap_frames_outstanding sums the hijacked frames not yet returned. */
-long ap_frames_outstanding(void)
-{
-	long n = 0;
-	int cpu;
-
-	for_each_possible_cpu(cpu)
-		n += per_cpu(ap_frames, cpu);
-	return n;
-}
 
 /*
  * Putting hijacked returns back. When a session ends (its file is closed,
@@ -569,7 +555,6 @@ static int ap_unhook_fn(void *data)
 static int ap_purge_fn(void *data)
 {
 	u32 i;
-	int cpu;
 
 	for (i = 0; i <= ap_threads_mask; i++) {
 		struct ap_thread *t = &ap_threads[i];
@@ -580,8 +565,6 @@ static int ap_purge_fn(void *data)
 			t->out_at = 0;
 		}
 	}
-	for_each_possible_cpu(cpu)
-		per_cpu(ap_frames, cpu) = 0;
 	return 0;
 }
 

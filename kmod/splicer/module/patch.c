@@ -87,6 +87,12 @@ bool ap_broken(void)
 	return ap_pinned;
 }
 
+/* ap_jump_changed reports whether site s no longer holds our jump. */
+static bool ap_jump_changed(const struct ap_site *s)
+{
+	return memcmp((void *)s->addr, s->jmp, 5);
+}
+
 /* ap_mark_broken gives up site s, whose jump is not ours any more. */
 static void ap_mark_broken(struct ap_site *s)
 {
@@ -612,7 +618,7 @@ u32 ap_withdraw(const u64 *addrs, u32 n, u32 state)
 		if (slot < 0 || !ap_sites[slot].live)
 			continue;
 		s = &ap_sites[slot];
-		if (memcmp((void *)s->addr, s->jmp, 5)) {
+		if (ap_jump_changed(s)) {
 			/* Not our jump any more: never touch it again. */
 			ap_mark_broken(s);
 			continue;
@@ -670,7 +676,7 @@ void ap_check_sites(void)
 	for (i = 0; i < AP_POOL_SLOTS; i++) {
 		struct ap_site *s = &ap_sites[i];
 
-		if (s->live && memcmp((void *)s->addr, s->jmp, 5))
+		if (s->live && ap_jump_changed(s))
 			ap_mark_broken(s);
 	}
 }

@@ -104,7 +104,6 @@ void *ap_area(void);
 unsigned long ap_area_size(void);
 unsigned long ap_cpu_offset(void);
 unsigned long ap_cpu_stride(void);
-long ap_frames_outstanding(void);
 void ap_unhook_frames(void);
 
 static inline void ap_miss(enum ap_miss m)
