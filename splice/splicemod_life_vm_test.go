@@ -303,8 +303,12 @@ func singleInstWindow(s *SpliceSession, fn string) (Spec, bool) {
 	return Spec{}, false
 }
 
-// hammer keeps every CPU calling getpid until stop is closed.
-func hammer(stop chan struct{}) *sync.WaitGroup {
+// getpids counts a hammer's getpid calls, and those that answered wrong.
+type getpids struct{ calls, wrong atomic.Int64 }
+
+// hammer keeps every CPU calling getpid until stop is closed, counting
+// into n when it is not nil.
+func hammer(stop chan struct{}, n *getpids) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for i := 0; i < runtime.NumCPU(); i++ {
 		wg.Add(1)
@@ -312,6 +316,7 @@ func hammer(stop chan struct{}) *sync.WaitGroup {
 			defer wg.Done()
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
+			me := syscall.Getpid()
 			for {
 				select {
 				case <-stop:
@@ -319,7 +324,12 @@ func hammer(stop chan struct{}) *sync.WaitGroup {
 				default:
 				}
 				for k := 0; k < 64; k++ {
-					syscall.Getpid()
+					if syscall.Getpid() != me && n != nil {
+						n.wrong.Add(1)
+					}
+				}
+				if n != nil {
+					n.calls.Add(64)
 				}
 			}
 		}()
@@ -366,7 +376,7 @@ func TestVMSpliceStress(t *testing.T) {
 		funcs[sp.Func] = b
 	}
 	stop := make(chan struct{})
-	wg := hammer(stop)
+	wg := hammer(stop, nil)
 	var done atomic.Int64
 	start := time.Now()
 	cycle := func(specs []Spec) {
@@ -434,32 +444,7 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 	h := startHelper(t, "sleep 1000000 1")
 	go h.start.Write([]byte{1})
 	waitNanosleep(t, h.Pid)
-	var calls, wrong atomic.Int64
-	// hammer calls getpid on every CPU until stop is closed.
-	hammer := func(stop chan struct{}) *sync.WaitGroup {
-		var wg sync.WaitGroup
-		for i := 0; i < runtime.NumCPU(); i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				me := syscall.Getpid()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if syscall.Getpid() != me {
-						wrong.Add(1)
-					}
-					calls.Add(1)
-				}
-			}()
-		}
-		return &wg
-	}
+	var n getpids
 	for c := 0; c < cycles; c++ {
 		s := reopenSplice(t, first)
 		var specs []Spec
@@ -478,13 +463,13 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 			sites[a] = site.w.Orig()
 		}
 		stop := make(chan struct{})
-		wg := hammer(stop)
+		wg := hammer(stop, &n)
 		time.Sleep(300 * time.Millisecond)
 		s.loaded = false
 		err := splicer.Unload()
-		before := calls.Load()
+		before := n.calls.Load()
 		time.Sleep(100 * time.Millisecond)
-		after := calls.Load()
+		after := n.calls.Load()
 		close(stop)
 		wg.Wait()
 		if err != nil {
@@ -501,10 +486,10 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 			t.Fatalf("cycle %d: the sleeping helper did not survive rmmod (state %q)", c, st)
 		}
 	}
-	if n := wrong.Load(); n != 0 {
-		t.Fatalf("getpid answered wrong %d times of %d", n, calls.Load())
+	if w := n.wrong.Load(); w != 0 {
+		t.Fatalf("getpid answered wrong %d times of %d", w, n.calls.Load())
 	}
-	t.Logf("%d rmmods under load: %d getpids on every CPU, the helper nanosleeping in a timed function throughout", cycles, calls.Load())
+	t.Logf("%d rmmods under load: %d getpids on every CPU, the helper nanosleeping in a timed function throughout", cycles, n.calls.Load())
 }
 
 // sleepTimerFunc returns a function of nanosleep's path that takes a
@@ -601,7 +586,7 @@ func TestVMSpliceMisses(t *testing.T) {
 	}
 	insertAll(t, s, specs...)
 	stop := make(chan struct{})
-	wg := hammer(stop)
+	wg := hammer(stop, nil)
 	time.Sleep(5 * time.Second)
 	close(stop)
 	wg.Wait()
