@@ -3,9 +3,11 @@
  * target's time is that thread's wall time:
  *
  *	aptest-load SECONDS [SHAPE [US [N]]]
+ *	aptest-load SECONDS -f FILE
  *
  * sets the shape (if given), then writes to /sys/kernel/debug/aptest/run
- * in a loop for SECONDS seconds and prints "ops COUNT elapsed_ns NS".
+ * (or to FILE: a generated tree's entry, see internal/calltree) in a loop
+ * for SECONDS seconds and prints "ops COUNT elapsed_ns NS".
  * Built freestanding and static (no libc): raw x86-64 system calls only.
  */
 typedef unsigned long size_t;
@@ -73,6 +75,14 @@ static long now(void)
 
 static const char dir[] = "/sys/kernel/debug/aptest/";
 
+static int open_path(const char *path)
+{
+	long fd = sys3(SYS_open, (long)path, O_WRONLY, 0);
+	if (fd < 0)
+		die("cannot open the file to write to: is the module loaded?");
+	return (int)fd;
+}
+
 static int open_file(const char *name)
 {
 	char path[128];
@@ -108,16 +118,21 @@ __attribute__((used)) void start(long *sp)
 	int argc = (int)sp[0];
 	char **argv = (char **)(sp + 1);
 	if (argc < 2)
-		die("usage: aptest-load SECONDS [SHAPE [US [N]]]");
+		die("usage: aptest-load SECONDS [SHAPE [US [N]]] | SECONDS -f FILE");
 	long seconds = number(argv[1]);
-	if (argc > 2)
-		set_shape(argc, argv);
-	int fd = open_file("run");
+	int fd;
+	if (argc == 4 && argv[2][0] == '-' && argv[2][1] == 'f' && !argv[2][2]) {
+		fd = open_path(argv[3]);
+	} else {
+		if (argc > 2)
+			set_shape(argc, argv);
+		fd = open_file("run");
+	}
 	long t0 = now(), end = t0 + seconds * 1000000000L;
 	unsigned long ops = 0;
 	do {
 		if (sys3(SYS_write, fd, (long)"1", 1) != 1)
-			die("writing aptest/run failed");
+			die("writing the run file failed");
 		ops++;
 	} while (now() < end);
 	char a[24], b[24];

@@ -151,7 +151,7 @@ func huntPlanted(t *testing.T, c plantedCase) {
 }
 
 // logRun logs a run's figures.
-func logRun(t *testing.T, run *search.Run) {
+func logRun(t testing.TB, run *search.Run) {
 	t.Helper()
 	m, o := run.Meta, run.Overhead
 	t.Logf("%s: %d rounds in %v, window %d rounds; backend %s", m.StopReason, m.Rounds, m.End.Sub(m.Start).Round(time.Millisecond), m.WindowRounds, m.Backend)

@@ -1,0 +1,209 @@
+//go:build vm
+
+package live
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/autoprof/autoprof/internal/calltree"
+	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/internal/testenv"
+	"github.com/autoprof/autoprof/search"
+	"github.com/autoprof/autoprof/search/searchtest"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// truthDir holds the generated module and its trees (kmod/testdata/aptree/build.sh).
+func truthDir() string {
+	rel, _ := kernel.Release()
+	return filepath.Join("../../kmod/testdata/aptree/build", rel)
+}
+
+// loadTrees loads the aptree module and returns its trees by name.
+func loadTrees(t testing.TB) map[string]*calltree.Tree {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(truthDir(), "trees.json"))
+	if err != nil {
+		t.Fatalf("the generated trees (built by vmtest.json's prepare step): %v", err)
+	}
+	var trees []*calltree.Tree
+	if err := json.Unmarshal(data, &trees); err != nil {
+		t.Fatal(err)
+	}
+	testenv.LoadModule(t, filepath.Join(truthDir(), calltree.ModuleName+".ko"))
+	t.Cleanup(func() {
+		if err := testenv.UnloadModule(calltree.ModuleName, 50, 100*time.Millisecond); err != nil {
+			t.Errorf("aptree would not unload: %v", err)
+		}
+	})
+	out := map[string]*calltree.Tree{}
+	for _, tr := range trees {
+		out[tr.Name] = tr
+	}
+	return out
+}
+
+// treeStats reads the module's accounting: calls and ns by counter name.
+func treeStats(t testing.TB) map[string][2]float64 {
+	f, err := os.Open(calltree.StatsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string][2]float64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 {
+			continue
+		}
+		var calls, ns float64
+		if _, err := fmt.Sscan(fields[len(fields)-2]+" "+fields[len(fields)-1], &calls, &ns); err == nil {
+			out[strings.Join(fields[:len(fields)-2], " ")] = [2]float64{calls, ns}
+		}
+	}
+	return out
+}
+
+// huntTree hunts one generated tree as a user would (`autoprof hunt --
+// aptest-load 300 -f FILE`: the default backend, budget and threshold) and
+// scores it against the truth: the module's own accounting over a few
+// seconds of the same workload without any instrument, before the hunt.
+func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.Run) {
+	load := exec.Command(aptestLoad, "300", "-f", tree.Path())
+	load.Stderr = os.Stderr
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { load.Wait(); close(done) }()
+	defer func() { load.Process.Kill(); <-done }()
+	time.Sleep(300 * time.Millisecond)
+	before := snapshot{at: time.Now(), stats: treeStats(t)}
+	time.Sleep(truthWindow)
+	truth := treeTruth(before, snapshot{at: time.Now(), stats: treeStats(t)}, tree)
+	var mu sync.Mutex
+	snaps := map[int]snapshot{}
+	first := 0
+	opts := Options{
+		Target: splice.Target{PIDs: []int{load.Process.Pid}}, Done: done, Duration: 100 * time.Second,
+		OnRead: func(round int, opens bool) {
+			if opens {
+				round--
+			}
+			s := snapshot{round: round, at: time.Now(), stats: treeStats(t)}
+			mu.Lock()
+			snaps[round] = s
+			mu.Unlock()
+		},
+		Progress: func(p search.Progress) {
+			if first == 0 && len(p.Best) > 0 && tree.Matches(tree.Plants[0], strings.Split(p.Best[0].Path, ";")) {
+				first = p.Round
+			}
+		},
+	}
+	run, err := Hunt(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logRun(t, run)
+	mu.Lock()
+	defer mu.Unlock()
+	during := treeTruth(snaps[0], snaps[run.Meta.Rounds], tree)
+	for _, p := range tree.Plants {
+		t.Logf("plant %s %s (%s): %.1f%% of the target's time uninstrumented (designed %.1f%%), %.1f%% during the hunt",
+			p.Kind, p.Owner, p.Stat, 100*truth[p.Stat], 100*p.Share, 100*during[p.Stat])
+	}
+	s := searchtest.Score(run, tree, truth)
+	s.FirstRightRound = first
+	return s, run
+}
+
+// truthWindow is how long the workload runs without instruments for the
+// truth.
+const truthWindow = 3 * time.Second
+
+// treeTruth is each plant's share of the target's (one thread's) time
+// between two snapshots of the module's own accounting.
+func treeTruth(sa, sb snapshot, tree *calltree.Tree) map[string]float64 {
+	wall := float64(sb.at.Sub(sa.at))
+	out := map[string]float64{}
+	for _, p := range tree.Plants {
+		out[p.Stat] = (sb.stats[p.Stat][1] - sa.stats[p.Stat][1]) / wall
+	}
+	return out
+}
+
+// truthCISeeds are the trees TestVMTruth hunts: a CPU plant in a helper
+// shared by several callers, a cheap function called hundreds of times,
+// a sleep, and three plants at once (see internal/calltree).
+var truthCISeeds = []string{"gt1", "gt3", "gt6"}
+
+// TestVMTruth hunts a few generated trees and requires what the truth
+// benchmark measures over twenty: the first finding names the largest
+// plant, every plant of 10% or more is among the first five findings
+// within 5 points of its share, and the exclusive shares add up to at
+// most 105%.
+func TestVMTruth(t *testing.T) {
+	trees := loadTrees(t)
+	var scores []searchtest.TreeScore
+	for _, name := range truthCISeeds {
+		t.Run(name, func(t *testing.T) {
+			s, _ := huntTree(t, trees[name])
+			scores = append(scores, s)
+			if !s.FirstRight {
+				t.Errorf("first finding %s, want the plant %s %s", s.Top, trees[name].Plants[0].Kind, trees[name].Plants[0].Owner)
+			}
+			if !s.AllInTopFive {
+				t.Errorf("plants missing from the first five findings: %s", strings.Join(s.Missing, ", "))
+			}
+			if s.MaxShareErr > 0.05 {
+				t.Errorf("a plant's share is %.1f points from the truth", 100*s.MaxShareErr)
+			}
+			if s.ExclSum > 1.05 {
+				t.Errorf("exclusive shares add up to %.1f%%", 100*s.ExclSum)
+			}
+		})
+	}
+	var b strings.Builder
+	searchtest.TruthTable(&b, "kernel "+release(), scores)
+	t.Log("\n" + b.String())
+}
+
+// BenchmarkVMTruth is `make truth`: it hunts every generated tree once
+// and prints the truth table (see searchtest.TruthTable).
+func BenchmarkVMTruth(b *testing.B) {
+	trees := loadTrees(b)
+	names := make([]string, 0, len(trees))
+	for _, tr := range trees {
+		names = append(names, tr.Name)
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(len(a), len(b))*2 + cmp.Compare(a, b) })
+	var scores []searchtest.TreeScore
+	for range b.N {
+		for _, name := range names {
+			s, _ := huntTree(b, trees[name])
+			scores = append(scores, s)
+		}
+	}
+	var sb strings.Builder
+	searchtest.TruthTable(&sb, "kernel "+release(), scores)
+	fmt.Println(sb.String())
+}
+
+func release() string {
+	r, _ := kernel.Release()
+	return r
+}

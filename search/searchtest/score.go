@@ -1,0 +1,124 @@
+package searchtest
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+
+	"github.com/autoprof/autoprof/internal/calltree"
+	"github.com/autoprof/autoprof/search"
+)
+
+// TreeScore is how one hunt did on a generated tree, against the truth
+// (the plants' shares of the target's time, by Plant.Stat).
+type TreeScore struct {
+	Tree    string
+	Backend string
+	// FirstRight: the first finding names the plant of largest share.
+	FirstRight bool
+	// AllInTopFive: every plant of 10% or more is among the first five
+	// findings; Missing names those that are not.
+	AllInTopFive bool
+	Missing      []string
+	// ShareErr is the mean, and MaxShareErr the largest, distance in
+	// share between a plant and the first of the first five findings
+	// that names it (over the plants found).
+	ShareErr, MaxShareErr float64
+	// ExclSum is the sum of the exclusive shares of the run's nodes
+	// (blocks aside): at most about 1 where the tree is consistent.
+	ExclSum float64
+	// Instruments the hunt inserted; Rounds it ran; FirstRightRound the
+	// round after which the best candidate first named the top plant (0
+	// if never or unknown).
+	Instruments, Rounds, FirstRightRound int
+	// Top is the first finding, for the table.
+	Top string
+}
+
+// Score scores run against tree t and its truth.
+func Score(run *search.Run, t *calltree.Tree, truth map[string]float64) TreeScore {
+	s := TreeScore{Tree: t.Name, Backend: run.Meta.Backend, AllInTopFive: true, Instruments: run.Overhead.Inserted, Rounds: run.Meta.Rounds}
+	top := topPlant(t, truth)
+	if len(run.Findings) > 0 {
+		f := run.Findings[0]
+		s.Top = fmt.Sprintf("%s %.1f%%", f.Path[len(f.Path)-1], 100*f.ExclShare.Mean)
+		s.FirstRight = t.Matches(top, f.Path)
+	}
+	found := 0
+	for _, p := range t.Plants {
+		share := truth[p.Stat]
+		var match *search.Finding
+		for i := range run.Findings[:min(5, len(run.Findings))] {
+			if t.Matches(p, run.Findings[i].Path) {
+				match = &run.Findings[i]
+				break
+			}
+		}
+		if match == nil {
+			if share >= 0.10 {
+				s.AllInTopFive = false
+				s.Missing = append(s.Missing, fmt.Sprintf("%s %s %.1f%%", p.Kind, p.Owner, 100*share))
+			}
+			continue
+		}
+		d := math.Abs(match.ExclShare.Mean - share)
+		s.ShareErr += d
+		s.MaxShareErr = max(s.MaxShareErr, d)
+		found++
+	}
+	if found > 0 {
+		s.ShareErr /= float64(found)
+	}
+	for _, n := range run.Nodes {
+		if n.Kind != search.NodeBlock {
+			s.ExclSum += n.Excl.Mean
+		}
+	}
+	return s
+}
+
+// topPlant is the plant of largest true share.
+func topPlant(t *calltree.Tree, truth map[string]float64) calltree.Plant {
+	best := t.Plants[0]
+	for _, p := range t.Plants[1:] {
+		if truth[p.Stat] > truth[best.Stat] {
+			best = p
+		}
+	}
+	return best
+}
+
+// TruthTable prints the scores of a set of hunts, one line each, and a
+// summary line: trees hunted, first finding right, every plant of 10% or
+// more in the first five, mean share error, largest exclusive sum,
+// instruments and rounds to the first right finding.
+func TruthTable(w io.Writer, title string, scores []TreeScore) {
+	fmt.Fprintf(w, "%s\n%-6s %-8s %-5s %-5s %6s %6s %6s %5s %6s  %s\n", title, "tree", "backend", "first", "top5", "err", "maxerr", "sum", "inst", "right@", "first finding / missing")
+	var right, all, inst, rr, nrr int
+	var errSum, sumMax float64
+	for _, s := range scores {
+		note := s.Top
+		if len(s.Missing) > 0 {
+			note += "; missing " + strings.Join(s.Missing, ", ")
+		}
+		fmt.Fprintf(w, "%-6s %-8s %-5v %-5v %6.1f %6.1f %6.1f %5d %6d  %s\n", s.Tree, s.Backend, s.FirstRight, s.AllInTopFive,
+			100*s.ShareErr, 100*s.MaxShareErr, 100*s.ExclSum, s.Instruments, s.FirstRightRound, note)
+		if s.FirstRight {
+			right++
+		}
+		if s.AllInTopFive {
+			all++
+		}
+		errSum += s.ShareErr
+		sumMax = max(sumMax, s.ExclSum)
+		inst += s.Instruments
+		if s.FirstRightRound > 0 {
+			rr += s.FirstRightRound
+			nrr++
+		}
+	}
+	n := max(len(scores), 1)
+	fmt.Fprintf(w, "trees %d, first right %d, all plants >= 10%% in top five %d, mean share error %.1f points, largest exclusive sum %.1f%%, instruments %.1f per hunt, rounds to first right %.1f\n",
+		len(scores), right, all, 100*errSum/float64(n), 100*sumMax, float64(inst)/float64(n), float64(rr)/float64(max(nrr, 1)))
+}
