@@ -19,7 +19,10 @@ type instrument struct {
 	id      uint32
 	spec    Spec
 	backend string
-	pids    []uint32
+	// fallback says why the backends before this one refused the spec
+	// ("" where the first candidate serves it).
+	fallback string
+	pids     []uint32
 
 	mu     sync.Mutex
 	closed bool
@@ -29,6 +32,13 @@ type instrument struct {
 
 // Spec returns the instrument's spec.
 func (in *instrument) Spec() Spec { return in.spec }
+
+// Backend names the backend that serves the instrument.
+func (in *instrument) Backend() string { return in.backend }
+
+// Fallback says why the backends before Backend refused the spec, ""
+// where the first candidate serves it.
+func (in *instrument) Fallback() string { return in.fallback }
 
 // Close withdraws the instrument. A second call returns ErrClosed.
 func (in *instrument) Close() error {
@@ -65,31 +75,50 @@ func (in *instrument) detach() error {
 	return nil
 }
 
-// Insert checks spec and makes it live. On any error nothing of it stays
-// in the kernel.
+// Insert checks spec and makes it live with the first candidate backend
+// that accepts and attaches it (see candidates): a function that fentry
+// cannot attach to is timed with a kprobe. On any error nothing of it
+// stays in the kernel.
 func (s *Session) Insert(ctx context.Context, spec Spec) (Instrument, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := s.Check(spec); err != nil {
-		return nil, err
+	var refusals []error
+	for _, b := range s.candidates(spec) {
+		if err := s.checkWith(b, spec); err != nil {
+			refusals = append(refusals, err)
+			continue
+		}
+		in, err := s.register(spec, b)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.attach(in); err != nil {
+			s.res.mu.Lock()
+			delete(s.res.live, in.id)
+			s.res.mu.Unlock()
+			in.detach()
+			refusals = append(refusals, fmt.Errorf("inserting %s with %s: %w", spec, b, err))
+			continue
+		}
+		for _, r := range refusals {
+			in.fallback = joinText(in.fallback, r.Error())
+		}
+		return in, nil
 	}
-	in, err := s.register(spec)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.attach(in); err != nil {
-		s.res.mu.Lock()
-		delete(s.res.live, in.id)
-		s.res.mu.Unlock()
-		in.detach()
-		return nil, fmt.Errorf("inserting %s: %w", spec, err)
-	}
-	return in, nil
+	return nil, joinRefusals(refusals)
 }
 
-// register allocates the instrument's id and counts it live.
-func (s *Session) register(spec Spec) (*instrument, error) {
+func joinText(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// register allocates the instrument's id for backend b and counts it
+// live.
+func (s *Session) register(spec Spec, b string) (*instrument, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -104,7 +133,7 @@ func (s *Session) register(spec Spec) (*instrument, error) {
 		return nil, fmt.Errorf("%s: %w: the session has used all %d instrument ids", spec, ErrNotSupported, s.nextID)
 	}
 	s.nextID++
-	in := &instrument{s: s, id: s.nextID, spec: spec, backend: s.route(spec)}
+	in := &instrument{s: s, id: s.nextID, spec: spec, backend: b}
 	s.specs[in.id] = in
 	s.res.live[in.id] = in
 	return in, nil

@@ -45,6 +45,9 @@ func (kprobeBackend) attach(s *Session, in *instrument, kin measure.Instrument) 
 			return err
 		}
 	}
+	if in.spec.IsCallSite() {
+		return attachCallSite(s, in)
+	}
 	if in.spec.Kind == ExitCount || in.spec.Kind == Timer {
 		if err := attachKprobe(s, in, measure.Kretprobe); err != nil {
 			return err
@@ -73,6 +76,41 @@ func attachKprobe(s *Session, in *instrument, kind measure.ProgKind) error {
 		return err
 	}
 	in.undo = append([]func() error{func() error { err := l.Close(); release(); return err }}, in.undo...)
+	return nil
+}
+
+// cookieReturn marks the kprobe at a call site's return address
+// (COOKIE_RETURN in measure.bpf.c).
+const cookieReturn = 1 << 63
+
+// attachCallSite times a call site with two kprobes: one on the
+// instruction the call returns to, which closes the frame, then one on
+// the call, which opens it (return first, so that every frame opened sees
+// its close).
+func attachCallSite(s *Session, in *instrument) error {
+	f, err := s.graph.Function(in.spec.Func)
+	if err != nil {
+		return err
+	}
+	ret, err := CallReturn(f, in.spec.Point)
+	if err != nil {
+		return err
+	}
+	for _, half := range []struct {
+		off    uint64
+		cookie uint64
+	}{{uint64(ret), uint64(in.id) | cookieReturn}, {in.spec.Offset, uint64(in.id)}} {
+		prog, release, err := s.res.model.Program(measure.Kprobe, "", 0)
+		if err != nil {
+			return err
+		}
+		l, err := link.Kprobe(in.spec.Func, prog, &link.KprobeOptions{Cookie: half.cookie, Offset: half.off})
+		if err != nil {
+			release()
+			return err
+		}
+		in.undo = append([]func() error{func() error { err := l.Close(); release(); return err }}, in.undo...)
+	}
 	return nil
 }
 

@@ -168,6 +168,15 @@ func checkShape(backend string, spec Spec) error {
 	if _, ok := kindNames[spec.Kind]; !ok {
 		return refuse(spec, ErrNotSupported, "unknown instrument kind")
 	}
+	if spec.IsCallSite() {
+		if spec.Kind != Timer || spec.Offset == 0 {
+			return refuse(spec, ErrNotSupported, "a call site takes a timer at the call's offset (callee@func+OFF:timer)")
+		}
+		if backend != "kprobe" {
+			return refuse(spec, ErrNotSupported, "the %s backend cannot time a call site (kprobe can)", backend)
+		}
+		return nil
+	}
 	if spec.Offset != 0 && (spec.Kind == Timer || spec.Kind == ExitCount) {
 		return refuse(spec, ErrNotSupported, "a %s needs a function entry, not an offset", spec.Kind)
 	}
@@ -252,7 +261,49 @@ func (p *Placement) checkCode(spec Spec, sym callgraph.Symbol) error {
 			return refuse(spec, ErrUnsafe, "%w", err)
 		}
 	}
+	if spec.IsCallSite() {
+		if _, err := CallReturn(f, spec.Point); err != nil {
+			return refuse(spec, ErrUnsafe, "%w", err)
+		}
+	}
 	return nil
+}
+
+// CallReturn returns the offset of the instruction a call site's call
+// returns to, where the second half of a call-site timer goes: the site
+// must be a call (not a tail jump) to the start of pt.Callee, and the
+// instruction after it must be one the callee's return alone reaches (no
+// branch targets it: a frame would be closed that no call opened), inside
+// the function's code and not padding.
+func CallReturn(f *callgraph.Function, pt Point) (uint32, error) {
+	off := uint32(pt.Offset)
+	for _, s := range f.Sites {
+		if s.Off != off {
+			continue
+		}
+		if s.Jump {
+			return 0, fmt.Errorf("%s+%#x is a tail jump to %s: it does not return here", f.Sym.Name, off, s.Target)
+		}
+		if s.Target != pt.Callee || s.TargetOff != 0 {
+			return 0, fmt.Errorf("%s+%#x calls %s, not %s", f.Sym.Name, off, callName(s), pt.Callee)
+		}
+		ret := off + uint32(s.Len)
+		switch {
+		case ret >= f.CodeEnd || !f.IsBoundary(ret) || !f.IsCandidate(ret):
+			return 0, fmt.Errorf("the call at %s+%#x does not return to an instruction of %s (the callee does not return?)", f.Sym.Name, off, f.Sym.Name)
+		case f.IsTarget(ret):
+			return 0, fmt.Errorf("%s+%#x, where the call at %#x returns, is also a branch target", f.Sym.Name, ret, off)
+		}
+		return ret, nil
+	}
+	return 0, fmt.Errorf("%s+%#x is not a call site", f.Sym.Name, off)
+}
+
+func callName(s callgraph.Site) string {
+	if s.Target == "" {
+		return "an unknown target"
+	}
+	return s.Target
 }
 
 // indirectOperand returns the operand of the indirect call at off.

@@ -58,7 +58,27 @@ func (s *Session) Read() (*Reading, error) {
 	if r.Misses, err = s.readMisses(); err != nil {
 		return nil, err
 	}
+	if r.Hits, err = s.readHits(specs); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// readHits sums the hits of every instrument inserted so far by spec.
+func (s *Session) readHits(specs map[uint32]*instrument) (map[string]uint64, error) {
+	ids := make([]uint32, 0, len(specs))
+	for id := range specs {
+		ids = append(ids, id)
+	}
+	hits, err := s.res.model.Hits(ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(specs))
+	for id, n := range hits {
+		out[specs[id].spec.String()] += n
+	}
+	return out, nil
 }
 
 func (s *Session) readTargets(paths pathBuilder) ([]TargetReading, error) {

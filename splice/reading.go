@@ -84,6 +84,11 @@ type Reading struct {
 	Contexts []ContextReading
 	Targets  []TargetReading
 	Misses   Misses
+	// Hits counts, by Spec.String(), every time an instrument's program
+	// ran for an entry, whatever task ran it: what the instrument
+	// costs, where Contexts count only the target's calls. Nil where the
+	// backend does not count them.
+	Hits map[string]uint64
 }
 
 // Sub returns the change from prev to r: the activity of one interval.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -158,18 +159,70 @@ func (s *Session) route(spec Spec) string {
 	return s.backend
 }
 
-// Check reports whether spec could be inserted, without touching the
-// kernel: the placement rules of the backend that would serve it, then
-// whether that backend works here.
-func (s *Session) Check(spec Spec) error {
+// candidates are the backends that may serve spec, in order: the one
+// route names, then, for fentry, kprobe, which serves any function entry
+// that fentry refuses (a module without BTF, a function the trampoline
+// cannot attach to) where the kernel has kprobes.
+func (s *Session) candidates(spec Spec) []string {
 	b := s.route(spec)
+	if b == "fentry" {
+		return []string{"fentry", "kprobe"}
+	}
+	return []string{b}
+}
+
+// checkWith applies backend b's placement rules to spec, then asks
+// whether b works here.
+func (s *Session) checkWith(b string, spec Spec) error {
 	if err := s.place.Check(b, spec); err != nil {
 		return err
 	}
 	if err := backends[b].available(); err != nil {
-		return fmt.Errorf("%s: %w: %w", spec, ErrNotSupported, err)
+		return fmt.Errorf("%s: %w: %s: %w", spec, ErrNotSupported, b, err)
 	}
 	return nil
+}
+
+// Check reports whether spec could be inserted, without touching the
+// kernel: the placement rules of each backend that may serve it, then
+// whether that backend works here. Only a spec every candidate refuses
+// is refused, with the last one's reason (the most permissive backend's,
+// which decides whether the place is unsafe or only unsupported) and the
+// others' in its text.
+func (s *Session) Check(spec Spec) error {
+	_, err := s.firstAccepting(spec)
+	return err
+}
+
+// firstAccepting returns the backends that accept spec, in order, or the
+// refusal of every candidate.
+func (s *Session) firstAccepting(spec Spec) ([]string, error) {
+	var ok []string
+	var refusals []error
+	for _, b := range s.candidates(spec) {
+		if err := s.checkWith(b, spec); err != nil {
+			refusals = append(refusals, err)
+			continue
+		}
+		ok = append(ok, b)
+	}
+	if len(ok) > 0 {
+		return ok, nil
+	}
+	return nil, joinRefusals(refusals)
+}
+
+// joinRefusals wraps the last refusal, the others in its text.
+func joinRefusals(errs []error) error {
+	last := errs[len(errs)-1]
+	if len(errs) == 1 {
+		return last
+	}
+	var others []string
+	for _, e := range errs[:len(errs)-1] {
+		others = append(others, e.Error())
+	}
+	return fmt.Errorf("%w (also refused: %s)", last, strings.Join(others, "; "))
 }
 
 // Overhead is what the instruments' programs cost, as the kernel measured

@@ -47,33 +47,67 @@ func ParseKind(s string) (Kind, error) {
 }
 
 // Point is a place in kernel code: a function, and an offset from its start
-// at an instruction boundary (0 for the entry).
+// at an instruction boundary (0 for the entry). A call site is a Point
+// with Callee set: the call instruction at Func+Offset, which calls
+// Callee; a timer there times that one call site's calls, from the call
+// to the instruction after it, so that a callee shared by many callers
+// is measured where one caller calls it, at the cost of those calls only.
 type Point struct {
 	Func   string
 	Offset uint64
+	Callee string `json:",omitempty"`
 }
 
-// String returns "func" or "func+0x1a", the form kernel tools use.
+// String returns "func" or "func+0x1a", the form kernel tools use, and
+// "callee@func+0x1a" for a call site.
 func (p Point) String() string {
-	if p.Offset == 0 {
-		return p.Func
+	s := p.Func
+	if p.Offset != 0 {
+		s += "+0x" + strconv.FormatUint(p.Offset, 16)
 	}
-	return p.Func + "+0x" + strconv.FormatUint(p.Offset, 16)
+	if p.Callee != "" {
+		s = p.Callee + "@" + s
+	}
+	return s
 }
 
-// ParsePoint parses "func" or "func+OFF" (OFF decimal or 0x-prefixed hex).
+// Function is the function whose code the point measures: the callee of
+// a call site, else Func.
+func (p Point) Function() string {
+	if p.Callee != "" {
+		return p.Callee
+	}
+	return p.Func
+}
+
+// IsCallSite reports whether p is a call site.
+func (p Point) IsCallSite() bool { return p.Callee != "" }
+
+// ParsePoint parses "func", "func+OFF" (OFF decimal or 0x-prefixed hex)
+// and the call site "callee@func+OFF".
 func ParsePoint(s string) (Point, error) {
-	name, off, hasOff := strings.Cut(s, "+")
+	var p Point
+	where := s
+	if callee, site, ok := strings.Cut(s, "@"); ok {
+		if callee == "" {
+			return Point{}, fmt.Errorf("instrument point %q: no callee before @", s)
+		}
+		p.Callee, where = callee, site
+	}
+	name, off, hasOff := strings.Cut(where, "+")
 	if name == "" {
 		return Point{}, fmt.Errorf("instrument point %q: no function name", s)
 	}
-	p := Point{Func: name}
+	p.Func = name
 	if hasOff {
 		v, err := strconv.ParseUint(off, 0, 32)
 		if err != nil {
 			return Point{}, fmt.Errorf("instrument point %q: offset %q is not a number", s, off)
 		}
 		p.Offset = v
+	}
+	if p.Callee != "" && p.Offset == 0 {
+		return Point{}, fmt.Errorf("instrument point %q: a call site needs the call's offset (callee@func+OFF)", s)
 	}
 	return p, nil
 }
@@ -121,9 +155,10 @@ type Spec struct {
 // String returns the SPEC form "func[+off]:kind".
 func (s Spec) String() string { return s.Point.String() + ":" + s.Kind.String() }
 
-// ParseSpec parses the command-line form FUNC[+OFF][:entry|:exit|:timer|:targets].
-// The kind defaults to timer for a function entry and to entry (a count)
-// for an offset inside a function.
+// ParseSpec parses the command-line form FUNC[+OFF][:entry|:exit|:timer|:targets]
+// and CALLEE@FUNC+OFF[:timer]. The kind defaults to timer for a function
+// entry or a call site and to entry (a count) for an offset inside a
+// function.
 func ParseSpec(s string) (Spec, error) {
 	where, kind, hasKind := strings.Cut(s, ":")
 	p, err := ParsePoint(where)
@@ -131,7 +166,7 @@ func ParseSpec(s string) (Spec, error) {
 		return Spec{}, err
 	}
 	spec := Spec{Point: p, Kind: Timer}
-	if p.Offset != 0 {
+	if p.Offset != 0 && !p.IsCallSite() {
 		spec.Kind = Count
 	}
 	if hasKind {
@@ -139,8 +174,11 @@ func ParseSpec(s string) (Spec, error) {
 			return Spec{}, fmt.Errorf("instrument %q: %w", s, err)
 		}
 	}
-	if p.Offset != 0 && (spec.Kind == Timer || spec.Kind == ExitCount) {
-		return Spec{}, fmt.Errorf("instrument %q: a %s needs a function entry, not an offset", s, spec.Kind)
+	if p.IsCallSite() && spec.Kind != Timer {
+		return Spec{}, fmt.Errorf("instrument %q: a call site takes a timer, not a %s", s, spec.Kind)
+	}
+	if p.Offset != 0 && !p.IsCallSite() && (spec.Kind == Timer || spec.Kind == ExitCount) {
+		return Spec{}, fmt.Errorf("instrument %q: a %s needs a function entry or a call site, not an offset", s, spec.Kind)
 	}
 	return spec, nil
 }

@@ -180,6 +180,17 @@ struct {
 	__type(value, __u32);
 } busy SEC(".maps");
 
+// hits counts, per instrument and CPU, every time one of its programs
+// ran for an entry (a timer's call, a counter's hit, a syscall root's
+// call), whatever task ran it: what the instrument costs, before its
+// filter drops the hits of other tasks.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} hits SEC(".maps");
+
 // syscall nr -> instrument id of its root timer, 0 for none
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -187,6 +198,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } syscalls SEC(".maps");
+
+static __always_inline void hit(__u32 id)
+{
+	__u64 *h = bpf_map_lookup_elem(&hits, &id);
+	if (h)
+		*h += 1;
+}
 
 static __always_inline void miss(__u32 what)
 {
@@ -432,7 +450,10 @@ static __always_inline int on_entry(__u64 cookie, void *regs)
 {
 	__u32 id = cookie;
 	struct inst *in = bpf_map_lookup_elem(&insts, &id);
-	if (!in || !in->live || !wanted(id, in))
+	if (!in || !in->live)
+		return 0;
+	hit(id);
+	if (!wanted(id, in))
 		return 0;
 	__u32 *g = guard_enter();
 	if (!g)
@@ -491,10 +512,18 @@ int fexit_hit(__u64 *ctx)
 	return on_return(bpf_get_attach_cookie(ctx));
 }
 
+// COOKIE_RETURN marks the kprobe at a call site's return address: it
+// closes the frame that the kprobe on the call instruction (same id)
+// opened.
+#define COOKIE_RETURN (1ULL << 63)
+
 SEC("kprobe/placeholder")
 int kprobe_hit(struct pt_regs *ctx)
 {
-	return on_entry(bpf_get_attach_cookie(ctx), ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	if (cookie & COOKIE_RETURN)
+		return on_return(cookie);
+	return on_entry(cookie, ctx);
 }
 
 SEC("kretprobe/placeholder")
@@ -525,7 +554,10 @@ int sys_enter(__u64 *ctx)
 		return 0;
 	__u32 iid = *id;
 	struct inst *in = bpf_map_lookup_elem(&insts, &iid);
-	if (!in || !in->live || !wanted(iid, in))
+	if (!in || !in->live)
+		return 0;
+	hit(iid);
+	if (!wanted(iid, in))
 		return 0;
 	__u32 *g = guard_enter();
 	if (!g)

@@ -142,6 +142,7 @@ func (l *loaded) Close() error {
 func size(spec *ebpf.CollectionSpec, cfg Config) {
 	set := func(name string, n int) { spec.Maps[name].MaxEntries = uint32(n) }
 	set("insts", cfg.MaxInstruments+1)
+	set("hits", cfg.MaxInstruments+1)
 	set("cgroups", cfg.MaxInstruments+1)
 	set("pids", max(1024, cfg.MaxInstruments))
 	set("threads", cfg.MaxThreads)

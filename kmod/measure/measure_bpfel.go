@@ -79,6 +79,7 @@ const (
 	measureMapBusy          = "busy"
 	measureMapCgroups       = "cgroups"
 	measureMapCtxs          = "ctxs"
+	measureMapHits          = "hits"
 	measureMapInsts         = "insts"
 	measureMapMisses        = "misses"
 	measureMapNextCtx       = "next_ctx"
@@ -157,6 +158,7 @@ type measureMapSpecs struct {
 	Busy       *ebpf.MapSpec `ebpf:"busy"`
 	Cgroups    *ebpf.MapSpec `ebpf:"cgroups"`
 	Ctxs       *ebpf.MapSpec `ebpf:"ctxs"`
+	Hits       *ebpf.MapSpec `ebpf:"hits"`
 	Insts      *ebpf.MapSpec `ebpf:"insts"`
 	Misses     *ebpf.MapSpec `ebpf:"misses"`
 	NextCtx    *ebpf.MapSpec `ebpf:"next_ctx"`
@@ -197,6 +199,7 @@ type measureMaps struct {
 	Busy       *ebpf.Map `ebpf:"busy"`
 	Cgroups    *ebpf.Map `ebpf:"cgroups"`
 	Ctxs       *ebpf.Map `ebpf:"ctxs"`
+	Hits       *ebpf.Map `ebpf:"hits"`
 	Insts      *ebpf.Map `ebpf:"insts"`
 	Misses     *ebpf.Map `ebpf:"misses"`
 	NextCtx    *ebpf.Map `ebpf:"next_ctx"`
@@ -213,6 +216,7 @@ func (m *measureMaps) Close() error {
 		m.Busy,
 		m.Cgroups,
 		m.Ctxs,
+		m.Hits,
 		m.Insts,
 		m.Misses,
 		m.NextCtx,

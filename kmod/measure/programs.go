@@ -117,7 +117,7 @@ func (m *Model) load(k progKey) (*ebpf.Program, error) {
 
 func (l *loaded) byName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
-		"busy": l.Busy, "cgroups": l.Cgroups, "ctxs": l.Ctxs, "insts": l.Insts, "misses": l.Misses,
+		"busy": l.Busy, "cgroups": l.Cgroups, "ctxs": l.Ctxs, "hits": l.Hits, "insts": l.Insts, "misses": l.Misses,
 		"next_ctx": l.NextCtx, "pids": l.Pids, "stats": l.Stats, "syscalls": l.Syscalls,
 		"targets": l.Targets, "threads": l.Threads, "zero_thread": l.ZeroThread,
 	}

@@ -54,6 +54,25 @@ func (m *Model) Stats(id uint32) (Stats, error) {
 	return s, nil
 }
 
+// Hits returns, for each instrument id, how many times its programs ran
+// for an entry, summed over CPUs, whatever task hit it (see hits in
+// measure.bpf.c).
+func (m *Model) Hits(ids []uint32) (map[uint32]uint64, error) {
+	out := make(map[uint32]uint64, len(ids))
+	per := make([]uint64, m.ncpu)
+	for _, id := range ids {
+		if err := m.objs.Hits.Lookup(id, &per); err != nil {
+			return nil, fmt.Errorf("reading the hits of instrument %d: %w", id, err)
+		}
+		var n uint64
+		for _, v := range per {
+			n += v
+		}
+		out[id] = n
+	}
+	return out, nil
+}
+
 // Target is one (context, indirect-call target) count.
 type Target struct {
 	Ctx    uint32
