@@ -1,7 +1,6 @@
 package search
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -9,254 +8,272 @@ import (
 	"github.com/autoprof/autoprof/splice"
 )
 
-// instrument is one spec the hunt inserted, live or withdrawn.
-type instrument struct {
-	spec    splice.Spec
-	key     string
-	live    splice.Instrument // nil once withdrawn
-	backend string
-	nodes   []*node // nodes whose own point it measures
-	owner   *node   // for a target recorder: the node whose site it watches
-	root    bool
-	// rate is the target's hits per second in the last round, estimated
-	// until the instrument has been measured.
-	rate float64
-	// since is the first round the instrument was live for all of.
-	since int
+// The overhead budget (Paradyn's cost model). Every instrument costs its
+// hits per second times its backend's calibrated cost per hit; the hits
+// are every run of its programs, other tasks' included, where the backend
+// counts them (splice.Reading.Hits), else the target's calls. The
+// functions here are pure: they take the numbers and say what to do.
+
+// costItem is one live instrument as the budget sees it.
+type costItem struct {
+	key string
+	// pct is what it costs, percent of all CPUs.
+	pct float64
+	// value is the share of the target's time it can still resolve (see
+	// hunter.value); protected instruments time the path to the best
+	// candidate.
+	value     float64
+	protected bool
+	// probation is set while the instrument has not yet been measured
+	// MinRounds rounds: evicting it would throw away what it was
+	// inserted to learn.
+	probation bool
 }
 
-// wanted reports whether a node the instrument serves is still wanted.
-func (in *instrument) wanted() bool {
-	if in.owner != nil {
-		return in.owner.state != StateWithdrawn
+// evictions returns the instruments to withdraw, in order, to bring the
+// overhead within the budget, and whether that suffices. over is the
+// round's overhead (the larger of the predicted and the measured, percent
+// of all CPUs), budget the bound. The rule:
+//
+//   - the costliest per unit of value go first: cost/value, largest
+//     first (ties: costlier first, then by key, so that the order is
+//     deterministic);
+//   - an instrument on probation (measured fewer than MinRounds rounds)
+//     that costs no more than the budget goes only after those, while
+//     the hunt's average overhead is within the budget (surplus): it is
+//     measured for a few rounds (a burst) before its cost decides;
+//   - instruments on the path to the best candidate go last of all;
+//   - eviction stops as soon as over less what was evicted is within the
+//     budget.
+//
+// Withdrawing an instrument removes what the model predicted for it; the
+// part of a measured overhead that no instrument explains (the raw
+// syscall tracepoints running for other tasks) stays.
+func evictions(items []costItem, over, budget float64, surplus bool) (out []string, enough bool) {
+	if over <= budget {
+		return nil, true
 	}
-	for _, n := range in.nodes {
-		if n.state != StateWithdrawn {
-			return true
+	c := append([]costItem(nil), items...)
+	rank := func(it costItem) int {
+		switch {
+		case it.protected:
+			return 2
+		case it.probation && surplus && it.pct <= budget:
+			return 1
 		}
+		return 0
 	}
-	return false
-}
-
-var errLiveCap = errors.New("live instrument cap reached")
-
-// insert makes spec live for node n (the node that asked for it).
-func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, error) {
-	key := spec.String()
-	if h.liveCount() >= h.cfg.MaxLive {
-		h.event("budget", n, key, nil, fmt.Sprintf("not inserted: %d instruments live, the cap", h.cfg.MaxLive))
-		return nil, errLiveCap
-	}
-	li, err := h.in.Insert(h.ctx, spec)
-	if err != nil {
-		h.refused[key] = err
-		h.event("refuse", n, key, nil, "inserting: "+err.Error())
-		return nil, err
-	}
-	in := h.specs[key]
-	if in == nil {
-		in = &instrument{spec: spec, key: key}
-		h.specs[key] = in
-	}
-	in.live, in.rate, in.since = li, rate, h.nextFull()
-	in.backend = h.backendOf(spec)
-	h.run.Overhead.Inserted++
-	h.run.Overhead.MaxLive = max(h.run.Overhead.MaxLive, h.liveCount())
-	reason := "root"
-	if n != nil {
-		reason = "refining " + n.key
-	}
-	h.event("insert", n, key, nil, reason)
-	return in, nil
-}
-
-// close withdraws one instrument.
-func (h *hunter) close(in *instrument, reason string) {
-	if in.live == nil {
-		return
-	}
-	if err := in.live.Close(); err != nil && !errors.Is(err, splice.ErrClosed) {
-		h.limit("withdrawing %s: %v", in.key, err)
-	}
-	in.live = nil
-	h.event("withdraw", in.owner, in.key, nil, "instrument removed: "+reason)
-}
-
-// withdrawAll withdraws every live instrument (the end of the hunt).
-func (h *hunter) withdrawAll() {
-	for _, in := range h.sortedSpecs() {
-		if in.live != nil {
-			if err := in.live.Close(); err != nil && !errors.Is(err, splice.ErrClosed) {
-				h.limit("withdrawing %s: %v", in.key, err)
-			}
-			in.live = nil
+	sort.SliceStable(c, func(i, j int) bool {
+		a, b := c[i], c[j]
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra < rb
 		}
-	}
-}
-
-func (h *hunter) sortedSpecs() []*instrument {
-	out := make([]*instrument, 0, len(h.specs))
-	for _, in := range h.specs {
-		out = append(out, in)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
-	return out
-}
-
-func (h *hunter) liveCount() int {
-	n := 0
-	for _, in := range h.specs {
-		if in.live != nil {
-			n++
+		da, db := a.pct/max(a.value, 1e-4), b.pct/max(b.value, 1e-4)
+		if da != db {
+			return da > db
 		}
-	}
-	return n
-}
-
-// backendOf names the backend that serves spec.
-func (h *hunter) backendOf(spec splice.Spec) string {
-	if r, ok := h.in.(Router); ok {
-		return r.BackendOf(spec)
-	}
-	return h.in.Backend()
-}
-
-// costOf returns a backend's cost per hit in ns.
-func (h *hunter) costOf(backend string) float64 {
-	if c, ok := h.costs[backend]; ok {
-		return c
-	}
-	return DefaultCostNs["kprobe"]
-}
-
-// costOfSpec returns the cost per hit of spec's instrument in ns: a
-// counter's or a target recorder's where its backend's counters were
-// calibrated apart ("BACKEND:count"), else its backend's.
-func (h *hunter) costOfSpec(spec splice.Spec) float64 {
-	b := h.backendOf(spec)
-	if spec.Kind != splice.Timer {
-		if c, ok := h.costs[b+":count"]; ok {
-			return c
+		if a.pct != b.pct {
+			return a.pct > b.pct
 		}
+		return a.key < b.key
+	})
+	for _, it := range c {
+		if over <= budget {
+			break
+		}
+		out = append(out, it.key)
+		over -= it.pct
 	}
-	return h.costOf(b)
+	return out, over <= budget
 }
 
-// insideOf returns the part of a timer's cost per hit that falls inside
-// its own window ("BACKEND:inside"), 0 where not calibrated.
-func (h *hunter) insideOf(spec splice.Spec) float64 {
-	return h.costs[h.backendOf(spec)+":inside"]
+// fits reports whether adding an instrument that costs addPct keeps the
+// overhead within the budget: now + add <= budget, with now the larger of
+// the predicted and the measured overhead of the last round. The model is
+// additive: what a new instrument costs is its own hits times its cost
+// per hit (calibrated on this kernel), whatever the others cost.
+func fits(now, addPct, budget float64) bool { return now+addPct <= budget }
+
+// pctOf is what rate hits per second of a backend costing costNs a hit
+// take of cpus CPUs, in percent:
+//
+//	P = 100 · rate · cost / (CPUs · 1e9 ns/s)
+func pctOf(rate, costNs float64, cpus int) float64 {
+	return 100 * rate * costNs / (float64(cpus) * 1e9)
 }
+
+// overBudget is the round's overhead that the budget is held to: the
+// predicted, or the measured where it is larger (it sees costs the model
+// does not: programs running for other tasks' syscalls). measured < 0
+// means not measured.
+func overBudget(predicted, measured float64) float64 { return max(predicted, measured) }
+
+// allowance tracks the hunt's spending against its budget over time: the
+// budget is a bound on the average overhead, so a hunt that spent less
+// than it could may measure a costly instrument for a few rounds (a
+// burst) before it knows its cost and withdraws it.
+type allowance struct {
+	spent, allowed float64 // percent·seconds
+}
+
+// add books one round: its overhead (percent) over its length.
+func (a *allowance) add(pct, budget, seconds float64) {
+	a.spent += pct * seconds
+	a.allowed += budget * seconds
+}
+
+// surplus reports whether the hunt has spent less than the budget allows
+// on average so far.
+func (a *allowance) surplus() bool { return a.spent < a.allowed }
 
 // predictedPct is the cost model's overhead of the live instruments, in
-// percent of all CPUs:
-//
-//	P = 100 · Σ_i rate_i · cost(backend_i) / (CPUs · 1e9 ns/s)
-//
-// where rate_i is instrument i's hits per second in the last round (its
-// estimate until measured) and cost the calibrated cost per hit. Hits are
-// the target's: an instrument also costs, less, on the calls of other
-// tasks that its filter rejects, which the measured overhead includes.
+// percent of all CPUs: P = Σ_i pctOf(rate_i, cost_i), with rate_i the
+// instrument's hits per second in the last round (every task's where
+// counted; its estimate until measured).
 func (h *hunter) predictedPct() float64 {
 	var p float64
 	for _, in := range h.specs {
 		if in.live != nil {
-			p += h.pctOf(in.rate, in.backend)
+			p += h.costPct(in)
 		}
 	}
 	return p
 }
 
-func (h *hunter) pctOf(rate float64, backend string) float64 {
-	return 100 * rate * h.costOf(backend) / (float64(h.cfg.CPUs) * 1e9)
+// costPct is what one instrument costs at its rate.
+func (h *hunter) costPct(in *instrument) float64 {
+	return pctOf(in.rate, h.costOfSpec(in.spec), h.cfg.CPUs)
 }
 
-// affordable reports whether one more instrument with the given estimated
-// rate fits the budget B (percent):
-//
-//	(P + 100 · rate · cost / (CPUs · 1e9)) · ρ ≤ B  and  live < MaxLive
-//
-// where ρ ≥ 1 is the ratio of measured to predicted overhead, smoothed
-// over rounds (1 where nothing is measured), which corrects the model for
-// costs it does not see. ρ never goes below 1: the kernel's measure (BPF
-// run time) leaves out the trampoline or trap around each program, so a
-// measurement under the prediction does not make instruments cheaper.
+// now is the overhead new instruments are added to: the model's for the
+// instruments live now, plus what the last round measured beyond the
+// model's prediction for it (costs the model does not see, which do not
+// go with the instruments withdrawn since).
+func (h *hunter) now() float64 {
+	p := h.predictedPct()
+	if h.lastMeas < 0 {
+		return p
+	}
+	return p + max(0, h.lastMeas-h.lastPred)
+}
+
+// makeRoom withdraws live instruments worth a quarter or less of value
+// (the share a refinement would resolve) until addPct more fits the
+// budget, costliest per value first; roots and the path to the best
+// candidate stay. It reports whether the room was made; where it cannot
+// be, nothing is withdrawn.
+func (h *hunter) makeRoom(addPct, value float64, why string) bool {
+	if fits(h.now(), addPct, h.cfg.BudgetPct) {
+		return true
+	}
+	best := h.bestPath()
+	var items []costItem
+	for _, in := range h.sortedSpecs() {
+		if in.live == nil || in.root || best[in.key] {
+			continue
+		}
+		if v := h.value(in); v <= value/4 {
+			items = append(items, costItem{key: in.key, pct: h.costPct(in), value: v})
+		}
+	}
+	keys, enough := evictions(items, h.now()+addPct, h.cfg.BudgetPct, false)
+	if !enough {
+		return false
+	}
+	for _, k := range keys {
+		h.withdrawForBudget(h.specs[k], why)
+	}
+	return true
+}
+
+// affordable reports whether one more instrument for spec, hit rate times
+// a second, fits the budget and the cap on live instruments (see fits).
+// A spec measured before is judged by the rate it had then, where that
+// is larger: a costly instrument withdrawn for the budget does not come
+// back on an estimate.
 func (h *hunter) affordable(rate float64, spec splice.Spec) bool {
 	if h.liveCount() >= h.cfg.MaxLive {
 		return false
 	}
-	add := h.pctOf(rate, h.backendOf(spec))
-	return (h.predictedPct()+add)*h.rho() <= h.cfg.BudgetPct
+	return fits(h.now(), h.addPct(rate, spec), h.cfg.BudgetPct)
 }
 
-// rho is ρ of affordable.
-func (h *hunter) rho() float64 { return max(h.ratio, 1) }
+// addPct is what one more instrument for spec would cost at rate hits per
+// second, or at the rate it had when it was last measured, where larger.
+func (h *hunter) addPct(rate float64, spec splice.Spec) float64 {
+	if in := h.specs[spec.String()]; in != nil && in.measured {
+		rate = max(rate, in.rate)
+	}
+	return pctOf(rate, h.costOfSpec(spec), h.cfg.CPUs)
+}
 
-// enforceBudget withdraws instruments when the overhead of the last round,
-// the larger of the predicted and the measured one, exceeded the budget: the lowest-value instruments go first (value: the
-// largest inclusive share among the nodes an instrument serves; the share
-// of the parent for nodes not yet measured; half the parent's exclusive
-// share for block counters), the costlier first among equals, until the
-// corrected prediction P·ρ is within the budget. Roots never go for the
-// budget; when they alone exceed it, the trace says so.
+// enforceBudget withdraws instruments when the last round's overhead
+// exceeded the budget, in the order evictions gives. Roots never go: when
+// they alone exceed the budget, refinement stops (nothing else can be
+// afforded) and the run says so.
 func (h *hunter) enforceBudget() bool {
-	over := max(h.lastPred, h.lastMeas)
+	over := overBudget(h.lastPred, h.lastMeas)
 	if over <= h.cfg.BudgetPct {
 		return false
 	}
-	var cands []*instrument
-	for _, in := range h.specs {
-		if in.live != nil && !in.root {
-			cands = append(cands, in)
-		}
-	}
-	sort.Slice(cands, func(i, j int) bool {
-		vi, vj := h.value(cands[i]), h.value(cands[j])
-		if vi != vj {
-			return vi < vj
-		}
-		ci, cj := h.pctOf(cands[i].rate, cands[i].backend), h.pctOf(cands[j].rate, cands[j].backend)
-		if ci != cj {
-			return ci > cj
-		}
-		return cands[i].key < cands[j].key
-	})
-	changed := false
-	reason := fmt.Sprintf("overhead %.3g%% of CPU over the budget %.3g%%", over, h.cfg.BudgetPct)
-	for _, in := range cands {
-		if h.predictedPct()*h.rho() <= h.cfg.BudgetPct && changed {
-			break
-		}
+	best := h.bestPath()
+	var items []costItem
+	var rootsPct float64
+	for _, in := range h.sortedSpecs() {
 		if in.live == nil {
 			continue
 		}
-		h.withdrawForBudget(in, reason)
-		changed = true
+		if in.root {
+			rootsPct += h.costPct(in)
+			continue
+		}
+		items = append(items, costItem{
+			key: in.key, pct: h.costPct(in), value: h.value(in),
+			protected: best[in.key], probation: h.round-in.since+1 < h.cfg.MinRounds,
+		})
 	}
-	roots := h.predictedPct() * h.rho()
-	if !changed {
-		roots = over // only roots are live: the round's overhead is theirs
+	keys, enough := evictions(items, over, h.cfg.BudgetPct, h.spending.surplus())
+	reason := fmt.Sprintf("overhead %.3g%% of CPU over the budget %.3g%%", over, h.cfg.BudgetPct)
+	for _, k := range keys {
+		h.withdrawForBudget(h.specs[k], reason)
 	}
-	if roots > h.cfg.BudgetPct {
-		h.event("budget", nil, "", nil, reason+"; the roots alone exceed it")
-		h.rootsOver = max(h.rootsOver, roots)
+	if !enough && over-sumPct(items) > h.cfg.BudgetPct {
+		h.rootsOver = max(h.rootsOver, over-sumPct(items))
+		h.event("budget", nil, "", nil, fmt.Sprintf("%s; the roots alone cost %.3g%%: nothing more is refined", reason, over-sumPct(items)))
 	}
-	return changed
+	return len(keys) > 0
 }
 
-// withdrawForBudget withdraws an instrument and the nodes it serves.
+func sumPct(items []costItem) float64 {
+	var s float64
+	for _, it := range items {
+		s += it.pct
+	}
+	return s
+}
+
+// withdrawForBudget withdraws an instrument and the nodes it serves; they
+// keep what they measured (their estimate, see estimate.go).
 func (h *hunter) withdrawForBudget(in *instrument, reason string) {
+	in.evictions++
+	in.evictedValue = h.value(in)
 	if in.owner != nil {
 		h.close(in, reason)
 		return
 	}
 	for _, n := range in.nodes {
+		n.why = whyBudget
 		h.withdrawNode(n, "budget", &n.incl, reason)
 	}
 	h.close(in, reason)
 }
 
-// value is what an instrument is worth to the search (see enforceBudget).
+// value is what an instrument is worth to the search: the largest share
+// of the target's time among the nodes it serves, each node's inclusive
+// share (what timing it splits), its parent's for a node not yet
+// measured, half its parent's exclusive share for a block counter; for a
+// target recorder, its owner's inclusive share. Roots are worth
+// everything.
 func (h *hunter) value(in *instrument) float64 {
 	if in.root {
 		return math.Inf(1)
@@ -271,8 +288,8 @@ func (h *hunter) value(in *instrument) float64 {
 		}
 		switch {
 		case n.kind == NodeBlock && n.parent != nil:
-			v = max(v, n.parent.excl.Mean/2)
-		case n.incl.N >= 2:
+			v = max(v, n.parent.lastExcl/2)
+		case n.incl.N >= 1:
 			v = max(v, n.incl.Mean)
 		case n.parent != nil:
 			v = max(v, n.parent.incl.Mean)
@@ -281,19 +298,19 @@ func (h *hunter) value(in *instrument) float64 {
 	return v
 }
 
-// newWindow starts a new window after the instruments changed: the totals
-// a node reports at the end cover the full rounds since the last change,
-// in which every live node was measured together.
-func (h *hunter) newWindow() {
-	if h.round >= h.windowStart {
-		h.prevWindow = window{h.windowStart, h.round, h.windowNs}
-		for _, n := range h.nodes {
-			n.prev = n.win
+// bestPath returns the keys of the instruments that time the path from
+// a root to the best candidate (the measured node of largest exclusive
+// share).
+func (h *hunter) bestPath() map[string]bool {
+	out := map[string]bool{}
+	best := h.best(1)
+	if len(best) == 0 {
+		return out
+	}
+	for n := best[0]; n != nil; n = n.parent {
+		if in := h.specs[h.specFor(n).String()]; in != nil {
+			out[in.key] = true
 		}
 	}
-	h.windowStart = h.nextFull()
-	h.windowNs = 0
-	for _, n := range h.nodes {
-		n.win = totals{}
-	}
+	return out
 }

@@ -65,6 +65,9 @@ func (h *hunter) updateIntervals() {
 		}
 		n.incl = NewInterval(incl, h.cfg.Confidence)
 		n.excl = NewInterval(excl, h.cfg.Confidence)
+		if n.excl.N >= 2 {
+			n.lastExcl = n.excl.Mean
+		}
 	}
 }
 
@@ -148,6 +151,8 @@ func (h *hunter) refine() bool {
 		switch {
 		case !n.refined && n.incl.Above(h.theta()):
 			cands = append(cands, candidate{n: n, value: n.incl.Mean})
+		case n.refined && len(n.deferred) > 0: // a refinement the budget cut short
+			cands = append(cands, candidate{n: n, value: n.incl.Mean})
 		case n.refined && !n.blocked && !h.cfg.NoBlocks && n.excl.N >= h.cfg.MinRounds && n.excl.Above(h.theta()) && h.calleesDone(n):
 			cands = append(cands, candidate{n: n, blocks: true, value: n.excl.Mean})
 		}
@@ -202,6 +207,8 @@ func (h *hunter) admit(c candidate) bool {
 		h.event("refine", n, "", &n.incl, fmt.Sprintf(
 			"inclusive share %s significantly above the threshold: low %.3g%% > %.3g%%; %d callee instruments, %d deferred",
 			pct(n.incl.Mean), 100*n.incl.Low, h.cfg.ThresholdPct, inserted, len(n.deferred)))
+	case inserted > 0:
+		h.event("refine", n, "", &n.incl, fmt.Sprintf("%d deferred callee instruments inserted, %d still deferred", inserted, len(n.deferred)))
 	}
 	return inserted > 0
 }
@@ -355,7 +362,10 @@ func (h *hunter) insertPlan(n *node, p plan) int {
 				}
 				continue
 			}
-			if !h.affordable(p.rate, spec) {
+			if !h.affordable(p.rate, spec) && !h.makeRoom(h.addPct(p.rate, spec), n.incl.Mean, "making room for the callees of "+n.key) {
+				if n.deferredAt == 0 {
+					n.deferredAt = h.round
+				}
 				n.deferred = append(n.deferred, spec.Func)
 				continue
 			}
@@ -368,7 +378,7 @@ func (h *hunter) insertPlan(n *node, p plan) int {
 		child := h.nodeFor(path)
 		child.kind = p.kinds[i]
 		if child.state == StateWithdrawn && n.state != StateWithdrawn {
-			child.state = StateLive // planned again: measure it anew
+			child.state, child.why = StateLive, "" // planned again: measure it anew
 		}
 		if !containsNode(in.nodes, child) {
 			in.nodes = append(in.nodes, child)
@@ -393,10 +403,11 @@ func (h *hunter) insertPlan(n *node, p plan) int {
 	if inserted == 0 && len(n.deferred) == 0 && !h.hasLiveChild(n) {
 		n.exhausted = true
 	}
-	if len(n.deferred) > 0 {
-		h.event("budget", n, "", nil, fmt.Sprintf("%d instruments deferred: predicted overhead %.3g%% of CPU, budget %.3g%%",
-			len(n.deferred), h.predictedPct(), h.cfg.BudgetPct))
+	if len(n.deferred) > 0 && len(n.deferred) != n.deferredLast {
+		h.event("budget", n, "", nil, fmt.Sprintf("%d instruments deferred: overhead %.3g%% of CPU now, budget %.3g%%",
+			len(n.deferred), h.now(), h.cfg.BudgetPct))
 	}
+	n.deferredLast = len(n.deferred)
 	return inserted
 }
 

@@ -28,11 +28,14 @@ func (h *hunter) finish() *Run {
 		r.Nodes[i] = h.export(n)
 	}
 	h.scaleSampled(r)
-	r.Findings = h.findings(r)
+	h.consistent(r)
 	h.overhead(r)
+	h.instrumentCost(r)
+	r.Findings = h.findings(r)
 	if h.rootsOver > 0 {
-		h.limit("the roots' own instruments cost up to %.3g%% of CPU, over the --budget of %.3g%%: they were kept, as without them nothing is timed exactly (a larger --budget, or a narrower target, lets the hunt go deeper)", h.rootsOver, h.cfg.BudgetPct)
+		h.limit("the roots' own instruments cost up to %.3g%% of CPU, over the --budget of %.3g%%: they were kept, as without them nothing is timed exactly, and nothing below them was refined (a larger --budget, or a narrower target, lets the hunt go deeper)", h.rootsOver, h.cfg.BudgetPct)
 	}
+	h.unexplained(r)
 	h.listings(r)
 	return r
 }
@@ -62,6 +65,14 @@ func (h *hunter) reportWindow() window {
 	return h.prevWindow
 }
 
+// reportedWindow is the window reportWindow chose.
+func (h *hunter) reportedWindow() window {
+	if h.reported {
+		return h.prevWindow
+	}
+	return window{h.windowStart, h.round, h.windowNs}
+}
+
 // inWindow reports whether n's reported totals cover the reported window:
 // it was live (or sampled) all through it.
 func (h *hunter) inWindow(n *node) bool {
@@ -71,10 +82,10 @@ func (h *hunter) inWindow(n *node) bool {
 	return n.state != StateWithdrawn && n.win.rounds > 0
 }
 
-// export makes the Node of n. Nodes live at the end report their totals
-// over the last window, in which every one of them was measured together,
-// so that their values add up; withdrawn nodes report the rounds they
-// were measured in.
+// export makes the Node of n with its measured totals: over the last
+// window for a node live at the end, in which every one of them was
+// measured together, over its own rounds for a withdrawn one. Its shares
+// are set by consistent.
 func (h *hunter) export(n *node) Node {
 	t := n.all
 	if h.inWindow(n) {
@@ -84,7 +95,7 @@ func (h *hunter) export(n *node) Node {
 		ID: n.id, Parent: -1, Point: n.point(), Kind: n.kind, Path: pathStrings(n.path),
 		Calls: t.calls, InclNs: t.inclNs, ExclNs: t.exclNs, InclOffCPUNs: t.inclOff, ExclOffCPUNs: t.exclOff,
 		Hist: t.hist, Samples: t.samples, RootCalls: t.rootCalls, TargetNs: uint64(t.targetNs),
-		Rounds: n.rounds, State: n.state, InWindow: h.inWindow(n),
+		Rounds: n.rounds, State: n.state, InWindow: h.inWindow(n), Withdrawn: n.why,
 	}
 	if n.parent != nil {
 		out.Parent = n.parent.id
@@ -94,11 +105,12 @@ func (h *hunter) export(n *node) Node {
 		out.InclOffCPUNs = uint64(t.sInclOff)
 		out.ExclNs = uint64(t.sExcl + t.sExclOff)
 		out.ExclOffCPUNs = uint64(t.sExclOff)
-	}
-	if !n.sampled() {
-		out.Backend = h.backendOf(h.specFor(n))
-	} else {
 		out.Backend = "sample"
+	} else {
+		out.Backend = h.backendOf(h.specFor(n))
+		if in := h.specs[h.specFor(n).String()]; in != nil {
+			out.Fallback = in.fallback
+		}
 	}
 	out.Incl, out.Excl = n.incl, n.excl
 	if out.InWindow {
@@ -109,13 +121,42 @@ func (h *hunter) export(n *node) Node {
 	return out
 }
 
+// consistent sets every node's shares and times from the estimates (see
+// estimate.go): Incl and Excl are its best estimates, and ExclNs (on and
+// off CPU) is its exclusive share of its TargetNs, so that its share and
+// its times tell the same story. A node never measured keeps no share.
+func (h *hunter) consistent(r *Run) {
+	ests := h.estimates()
+	for _, n := range h.nodes {
+		e, out := ests[n], &r.Nodes[n.id]
+		if e == nil {
+			continue
+		}
+		out.Source, out.From, out.To = e.source, e.from, e.to
+		if e.source == SourceSamples && out.Samples == 0 {
+			out.Samples = e.samples
+		}
+		out.Incl, out.Excl = finite(e.incl), finite(e.excl)
+		if out.TargetNs == 0 {
+			continue
+		}
+		t := float64(out.TargetNs)
+		if e.source == SourceBurst || e.source == SourceSamples && n.kind != NodeSampled {
+			// The estimate replaces what the node's own rounds
+			// measured, which its own instrument inflated.
+			out.InclNs = uint64(e.incl.Mean * t)
+			out.InclOffCPUNs = min(uint64(e.inclOff*t), out.InclNs)
+		}
+		out.ExclNs = uint64(e.excl.Mean * t)
+		out.ExclOffCPUNs = min(uint64(e.exclOff*t), out.ExclNs)
+		out.ChildrenShare = e.fromChildren
+	}
+}
+
 // windowInterval is the interval of a share over the window's rounds, a
 // round the node was not seen in counting as zero.
 func (h *hunter) windowInterval(n *node, share func(RoundSample) float64) Interval {
-	w := window{h.windowStart, h.round, 0}
-	if h.reported {
-		w = h.prevWindow
-	}
+	w := h.reportedWindow()
 	var xs []float64
 	for _, r := range n.rounds {
 		if r.Round >= w.start && r.Round <= w.end {
@@ -148,10 +189,10 @@ func finite(iv Interval) Interval {
 //
 // The shares are scaled with the times, so that a node's share and its
 // nanoseconds tell the same story: a sampled node's intervals by the same
-// factor f, and the root's exclusive interval to ExclNs/TargetNs. (The
-// per-round root share, what the round's samples leave of the root's
-// time clamped at zero, is biased upward where a long wait's samples and
-// its syscall's exit fall in different rounds; the totals are not.)
+// factor f. (The per-round root share, what the round's samples leave of
+// the root's time clamped at zero, is biased upward where a long wait's
+// samples and its syscall's exit fall in different rounds; the totals are
+// not.)
 func (h *hunter) scaleSampled(r *Run) {
 	under := map[int]float64{} // root id → sampled time of its direct sampled children
 	for _, n := range r.Nodes {
@@ -176,33 +217,41 @@ func (h *hunter) scaleSampled(r *Run) {
 				n.InclOffCPUNs = uint64(float64(n.InclOffCPUNs) * f)
 				n.ExclOffCPUNs = uint64(float64(n.ExclOffCPUNs) * f)
 				n.Incl, n.Excl = n.Incl.scaled(f), n.Excl.scaled(f)
+				h.nodes[i].incl, h.nodes[i].excl = n.Incl, n.Excl
+				h.nodes[i].all.sIncl *= f
+				h.nodes[i].all.sInclOff *= f
+				h.nodes[i].all.sExcl *= f
+				h.nodes[i].all.sExclOff *= f
 			}
-		}
-		rn.ExclNs -= min(rn.ExclNs, uint64(sampled*f))
-		rn.ExclOffCPUNs = min(rn.ExclOffCPUNs, rn.ExclNs)
-		if rn.TargetNs > 0 && rn.Excl.Mean > 0 {
-			rn.Excl = rn.Excl.scaled(float64(rn.ExclNs) / float64(rn.TargetNs) / rn.Excl.Mean)
 		}
 	}
 }
 
-// findings picks the nodes of largest exclusive share (live ones by their
-// window, others by their own rounds; sampled nodes by their samples) and
-// explains each. A finding needs at least 1% of the target's time, except
-// the first, which is always given where any node was measured.
+// findings picks the nodes of largest exclusive share in the consistent
+// tree, net of what the instruments themselves cost there
+// (Node.InstrumentNs), and explains each. A finding needs at least 1% of
+// the target's time net of that cost, except the first, which is always
+// given where any node was measured: the hunt's own cost is never the
+// target's bottleneck, and the limitations name the nodes whose time was
+// mostly the instruments'.
 func (h *hunter) findings(r *Run) []Finding {
 	var ids []int
 	for i, n := range r.Nodes {
-		if n.Kind == NodeBlock || (n.Calls == 0 && n.Samples == 0) {
+		if n.Kind == NodeBlock || (n.Calls == 0 && n.Samples == 0) || n.Source == "" {
+			continue
+		}
+		if net := netShare(&n); n.Excl.Mean >= 0.01 && net < 0.01 {
+			h.limit("%s: %s of the target's time, of which %s is the instruments' own cost there (calibrated cost per hit × hits): not a finding",
+				strings.Join(n.Path, ";"), pct(n.Excl.Mean), pct(n.Excl.Mean-net))
 			continue
 		}
 		ids = append(ids, i)
 	}
-	sort.SliceStable(ids, func(a, b int) bool { return r.Nodes[ids[a]].Excl.Mean > r.Nodes[ids[b]].Excl.Mean })
+	sort.SliceStable(ids, func(a, b int) bool { return netShare(&r.Nodes[ids[a]]) > netShare(&r.Nodes[ids[b]]) })
 	var out []Finding
 	for _, id := range ids {
 		n := &r.Nodes[id]
-		if len(out) >= maxFindings || (len(out) > 0 && n.Excl.Mean < 0.01) {
+		if len(out) >= maxFindings || (len(out) > 0 && netShare(n) < 0.01) {
 			break
 		}
 		out = append(out, h.finding(r, n))
@@ -210,9 +259,18 @@ func (h *hunter) findings(r *Run) []Finding {
 	return out
 }
 
+// netShare is a node's exclusive share less the instruments' own cost in
+// it.
+func netShare(n *Node) float64 {
+	if n.ExclNs == 0 || n.InstrumentNs == 0 {
+		return n.Excl.Mean
+	}
+	return n.Excl.Mean * (1 - float64(n.InstrumentNs)/float64(n.ExclNs))
+}
+
 // finding explains one node.
 func (h *hunter) finding(r *Run, n *Node) Finding {
-	f := Finding{Node: n.ID, Path: n.Path, Calls: n.Calls, ExclShare: n.Excl}
+	f := Finding{Node: n.ID, Path: n.Path, Calls: n.Calls, ExclShare: n.Excl, Source: n.Source, FromRound: n.From, ToRound: n.To}
 	if n.RootCalls > 0 {
 		f.CallsPerOp = float64(n.Calls) / float64(n.RootCalls)
 	}
@@ -225,20 +283,54 @@ func (h *hunter) finding(r *Run, n *Node) Finding {
 		f.OffCPUShare = float64(n.ExclOffCPUNs) / float64(n.ExclNs)
 		f.OnCPUShare = 1 - f.OffCPUShare
 	}
+	if n.Parent >= 0 && h.shared(n.Point.Function()) {
+		f.Owner = r.Nodes[n.Parent].Point.Function()
+		f.OverallShare = h.overallShare(r, n.Point.Function())
+	}
 	f.Verdict = h.verdict(r, n, &f)
 	return f
 }
 
+// shared reports whether fn was measured in more than one calling
+// context (or at a call site): a helper whose time belongs to whoever
+// calls it.
+func (h *hunter) shared(fn string) bool {
+	seen := 0
+	for _, m := range h.nodes {
+		if m.kind != NodeBlock && m.point().Function() == fn {
+			if m.point().IsCallSite() {
+				return true
+			}
+			seen++
+		}
+	}
+	return seen > 1
+}
+
+// overallShare is fn's exclusive share summed over every context.
+func (h *hunter) overallShare(r *Run, fn string) float64 {
+	var s float64
+	for _, n := range r.Nodes {
+		if n.Kind != NodeBlock && n.Point.Function() == fn {
+			s += n.Excl.Mean
+		}
+	}
+	return s
+}
+
 // verdict says in plain words what a finding is (see the rules inline).
 func (h *hunter) verdict(r *Run, n *Node, f *Finding) string {
-	fn := n.Point.Func
+	fn := n.Point.Function()
+	if f.Owner != "" {
+		fn = f.Owner + " → " + fn
+	}
 	op := opName(n.Path[0])
 	share := pct(n.Excl.Mean)
 	var v string
 	switch {
 	case f.OffCPUShare >= 0.5: // mostly blocked
 		v = fmt.Sprintf("blocked in %s: %s of the target's time off-CPU", fn, pct(n.Excl.Mean*f.OffCPUShare))
-		if w := h.waitsIn(fn); w != "" {
+		if w := h.waitsIn(n.Point.Function()); w != "" {
 			v += ", waiting in " + w
 		}
 	case f.CallsPerOp >= 10: // cheap but called very often
@@ -248,11 +340,19 @@ func (h *hunter) verdict(r *Run, n *Node, f *Finding) string {
 	default: // a share with no exclusive time behind it to split
 		v = fmt.Sprintf("%s: %s of the target's time", fn, share)
 	}
+	if f.Owner != "" && f.OverallShare > n.Excl.Mean*1.001 {
+		v += fmt.Sprintf(", of %s's %s overall", n.Point.Function(), pct(f.OverallShare))
+	}
 	if f.Calls > 0 {
 		v += fmt.Sprintf(" (%.3g per %s, mean %s per call)", f.CallsPerOp, op, fmtNs(f.MeanNs))
 	}
-	if n.State == StateSampled {
+	switch {
+	case n.State == StateSampled || n.Source == SourceSamples && n.Kind == NodeSampled:
 		v += fmt.Sprintf(" (estimated from %d stack samples)", n.Samples)
+	case n.Source == SourceSamples:
+		v += fmt.Sprintf(" (share estimated from %d stack samples: timing it exactly cost more than the budget; calls counted exactly)", n.Samples)
+	case n.Source == SourceBurst:
+		v += fmt.Sprintf(" (share estimated from %d rounds of exact timing, its instrument's cost taken out: timing it for longer cost more than the budget)", len(n.Rounds))
 	}
 	if b := h.hottestBlock(r, n); b != "" {
 		v += "; " + b

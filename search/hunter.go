@@ -47,7 +47,7 @@ type hunter struct {
 	lastChange  int     // the last round after which instruments changed
 	looping     bool    // the rounds have begun
 	costs       map[string]float64
-	ratio       float64 // measured over predicted overhead, smoothed
+	spending    allowance // the overhead spent against the budget so far
 	predSum     float64
 	measSum     float64
 	measRounds  int
@@ -58,9 +58,16 @@ type hunter struct {
 
 	sampling chan samplingResult // the sampler's answer for the round in progress
 	deep     []Stack             // Deep Start's samples
-	census   *census             // the census whose timers roots may adopt
-	waits    map[string]map[string]float64
-	limits   map[string]bool
+	// allStacks are every stack sampled, over sampledNs of the target's
+	// time (sampledCount samples, rounds sampledFrom to sampledTo): what
+	// estimates from samples are made of.
+	allStacks              []Stack
+	sampledNs              float64
+	sampledCount           uint64
+	sampledFrom, sampledTo int
+	census                 *census // the census whose timers roots may adopt
+	waits                  map[string]map[string]float64
+	limits                 map[string]bool
 	// blind holds the refined nodes with indirect call sites whose
 	// targets the backend cannot capture: samples show them instead.
 	blind map[*node]bool
@@ -93,7 +100,6 @@ func newHunter(ctx context.Context, cfg Config) *hunter {
 		specs:       map[string]*instrument{},
 		refused:     map[string]error{},
 		graph:       map[string]*graphInfo{},
-		ratio:       1,
 		limits:      map[string]bool{},
 		blind:       map[*node]bool{},
 	}

@@ -106,6 +106,7 @@ func (h *hunter) deepStart(ctx context.Context) {
 		}
 		stacks = ownStacks(stacks)
 		h.deep = append(h.deep, stacks...)
+		h.keepStacks(stacks, h.sampleTargetNs(d), 0, 0)
 		for _, s := range stacks {
 			h.keepWaits(s)
 		}

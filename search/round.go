@@ -45,6 +45,9 @@ func (h *hunter) absorb(cur, prev *reading) {
 			h.record(n, d, elapsed, ops)
 		}
 	}
+	if cur.stacks != nil {
+		h.keepStacks(cur.stacks, d, h.round, h.round)
+	}
 	if cur.stacks != nil && h.cfg.SampleTree {
 		h.absorbStacks(cur.stacks, d)
 	}
@@ -58,17 +61,15 @@ func (h *hunter) absorb(cur, prev *reading) {
 		}
 		h.targetsFromStacks(n, cur.stacks)
 	}
-	h.updateRates(elapsed, siteCalls)
+	h.updateRates(elapsed.Seconds(), delta.Hits, siteCalls)
 	h.lastPred = h.predictedPct()
 	h.lastMeas = -1
 	if h.meter != nil {
 		h.lastMeas = 100 * float64(cur.overhead-prev.overhead) / (float64(elapsed) * float64(h.cfg.CPUs))
-		if h.lastPred > 0 {
-			h.ratio = min(max(0.5*h.ratio+0.5*h.lastMeas/h.lastPred, 0.05), 1000)
-		}
 		h.measSum += h.lastMeas
 		h.measRounds++
 	}
+	h.spending.add(overBudget(h.lastPred, h.lastMeas), h.cfg.BudgetPct, elapsed.Seconds())
 	h.predSum += h.lastPred
 	h.run.Overhead.Rounds = append(h.run.Overhead.Rounds, OverheadRound{
 		Round: h.round, Live: h.liveCount(), PredictedPct: h.lastPred, MeasuredPct: h.lastMeas,
@@ -129,24 +130,6 @@ func (h *hunter) absorbTargets(ts []splice.TargetReading) map[string]uint64 {
 	return calls
 }
 
-// updateRates sets each live instrument's measured hits per second.
-func (h *hunter) updateRates(elapsed time.Duration, siteCalls map[string]uint64) {
-	for _, in := range h.specs {
-		if in.live == nil {
-			continue
-		}
-		var calls uint64
-		if in.spec.Kind == splice.Targets {
-			calls = siteCalls[in.key]
-		} else {
-			for _, n := range in.nodes {
-				calls += n.cur.Calls
-			}
-		}
-		in.rate = float64(calls) / elapsed.Seconds()
-	}
-}
-
 func addMisses(a, b splice.Misses) splice.Misses {
 	return splice.Misses{
 		Recursion:  a.Recursion + b.Recursion,
@@ -176,16 +159,25 @@ func (h *hunter) report() {
 	h.cfg.Progress(p)
 }
 
-// best returns the k measured nodes of largest exclusive share.
+// best returns the k measured nodes of largest exclusive share (the last
+// one measured over two rounds or more, where the current one is
+// younger).
 func (h *hunter) best(k int) []*node {
 	var ns []*node
 	for _, n := range h.nodes {
-		if n.kind != NodeBlock && n.excl.N > 0 && n.state != StateWithdrawn {
+		if n.kind != NodeBlock && (n.excl.N > 0 || n.lastExcl > 0) && n.state != StateWithdrawn {
 			ns = append(ns, n)
 		}
 	}
-	sort.SliceStable(ns, func(i, j int) bool { return ns[i].excl.Mean > ns[j].excl.Mean })
+	sort.SliceStable(ns, func(i, j int) bool { return bestExcl(ns[i]) > bestExcl(ns[j]) })
 	return ns[:min(k, len(ns))]
+}
+
+func bestExcl(n *node) float64 {
+	if n.excl.N >= 2 {
+		return n.excl.Mean
+	}
+	return max(n.excl.Mean, n.lastExcl)
 }
 
 // startSampling samples the target for d in the background; read collects
@@ -222,7 +214,7 @@ func (h *hunter) takeStacks() []Stack {
 // and likewise the targets, so that differences between readings are
 // taken path by path.
 func merged(r *splice.Reading) *splice.Reading {
-	out := &splice.Reading{At: r.At, Misses: r.Misses}
+	out := &splice.Reading{At: r.At, Misses: r.Misses, Hits: r.Hits}
 	at := map[string]int{}
 	for _, c := range r.Contexts {
 		key := c.Path.String() + ":" + c.Kind.String()
@@ -267,6 +259,12 @@ func delta(cur, prev *splice.Reading) *splice.Reading {
 		before[c.Path.String()+":"+c.Kind.String()] = c
 	}
 	d := &splice.Reading{At: cur.At, Misses: subMisses(cur.Misses, prev.Misses)}
+	if cur.Hits != nil {
+		d.Hits = make(map[string]uint64, len(cur.Hits))
+		for k, n := range cur.Hits {
+			d.Hits[k] = n - min(prev.Hits[k], n)
+		}
+	}
 	for _, c := range cur.Contexts {
 		p := before[c.Path.String()+":"+c.Kind.String()]
 		if p != nil && (p.Calls > c.Calls || p.InclNs > c.InclNs) {

@@ -118,6 +118,28 @@ type Node struct {
 	Incl Interval `json:"incl_share"`
 	// State is where the search left the node: live, withdrawn, refined.
 	State string `json:"state"`
+	// Withdrawn says why a withdrawn node was: "cold" (significantly
+	// below the threshold) or "budget" (its instrument cost too much).
+	Withdrawn string `json:"withdrawn,omitempty"`
+	// Fallback says why the backends tried before Backend refused the
+	// node's instrument ("" where the first one served it).
+	Fallback string `json:"fallback,omitempty"`
+	// Source says where Incl and Excl come from (SourceWindow,
+	// SourceRounds, SourceBurst, SourceSamples), over rounds From to To
+	// (0 to 0 for Deep Start's samples). "" for a node never measured.
+	Source string `json:"source,omitempty"`
+	From   int    `json:"from_round,omitempty"`
+	To     int    `json:"to_round,omitempty"`
+	// ChildrenShare is the share of the target's time the node measured
+	// as its own that belongs to children measured apart (withdrawn or
+	// estimated): Excl is net of it.
+	ChildrenShare float64 `json:"children_share,omitempty"`
+	// InstrumentNs is the part of ExclNs that the instruments themselves
+	// cost there, from the calibrated cost per hit: a timer's cost inside
+	// its own window, its timed children's cost around theirs, its block
+	// counters' and target recorders'. A node whose exclusive time is
+	// mostly that is no finding.
+	InstrumentNs uint64 `json:"instrument_ns,omitempty"`
 }
 
 // RoundSample is one node's measurement in one round.
@@ -157,6 +179,16 @@ type Finding struct {
 	OnCPUShare  float64  `json:"oncpu_share"`  // of the node's exclusive time
 	OffCPUShare float64  `json:"offcpu_share"` // of the node's exclusive time
 	Verdict     string   `json:"verdict"`      // "CPU-bound in X", "blocked in Y waiting on Z", "called N times per syscall"
+	// Source, FromRound and ToRound say where the share comes from (see
+	// Node.Source).
+	Source    string `json:"source,omitempty"`
+	FromRound int    `json:"from_round,omitempty"`
+	ToRound   int    `json:"to_round,omitempty"`
+	// Owner is, for a shared helper's time in one calling context, the
+	// function that calls it there, which owns that time; OverallShare is
+	// the helper's exclusive share over all its contexts.
+	Owner        string  `json:"owner,omitempty"`
+	OverallShare float64 `json:"overall_share,omitempty"`
 }
 
 // Event is one decision of the search, with the statistic behind it.

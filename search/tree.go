@@ -35,6 +35,9 @@ type node struct {
 	epoch  int // first round whose exclusive time is comparable with now's
 	incl   Interval
 	excl   Interval
+	// lastExcl is the mean of the last exclusive interval of two rounds
+	// or more: excl restarts whenever the node's children change.
+	lastExcl float64
 
 	cur      splice.ContextReading // this round's activity
 	lastRate float64               // calls per second in the last round measured
@@ -45,7 +48,12 @@ type node struct {
 	// sites; deferred the callees the budget has not allowed yet.
 	recorders  []*instrument
 	deferred   []string
-	deferredAt int
+	deferredAt int // the round of the first deferral, 0 for none
+	// deferredLast is how many were deferred when the trace last said so.
+	deferredLast int
+
+	// why says why the node was withdrawn (whyCold, whyBudget).
+	why string
 }
 
 // totals are a node's measurements summed over some rounds.
@@ -113,4 +121,27 @@ func extend(p splice.Path, pt splice.Point) splice.Path {
 	copy(q, p)
 	q[len(p)] = pt
 	return q
+}
+
+// Why a node was withdrawn (node.why).
+const (
+	whyCold   = "cold"   // significantly below the threshold
+	whyBudget = "budget" // its instrument cost more than the budget allowed
+)
+
+// newWindow starts a new window after the instruments changed: the totals
+// a node reports at the end cover the full rounds since the last change,
+// in which every live node was measured together.
+func (h *hunter) newWindow() {
+	if h.round >= h.windowStart {
+		h.prevWindow = window{h.windowStart, h.round, h.windowNs}
+		for _, n := range h.nodes {
+			n.prev = n.win
+		}
+	}
+	h.windowStart = h.nextFull()
+	h.windowNs = 0
+	for _, n := range h.nodes {
+		n.win = totals{}
+	}
 }

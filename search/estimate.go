@@ -1,0 +1,373 @@
+package search
+
+import (
+	"math"
+	"sort"
+	"strings"
+)
+
+// The consistent tree. A hunt measures nodes in different windows: a node
+// live at the end in the last one, a node withdrawn (cold, or too costly
+// for the budget) in the rounds it was live, a node known from stack
+// samples in the rounds it was sampled. Each node keeps its best estimate,
+// and a node's exclusive share is its inclusive share less its children's,
+// measured or estimated: so that the time of a withdrawn child is its own
+// and not its parent's, and exclusive shares over the tree add up to the
+// roots' inclusive shares, at most the whole.
+
+// Where a node's estimate comes from (Node.Source).
+const (
+	// SourceWindow: timed exactly over the last window, together with
+	// every node live at the end.
+	SourceWindow = "window"
+	// SourceRounds: timed exactly over the rounds it was live, then
+	// withdrawn.
+	SourceRounds = "rounds"
+	// SourceBurst: timed for a few rounds only, its instrument costing
+	// more than the budget; its own instrument's cost is taken out.
+	SourceBurst = "burst"
+	// SourceSamples: estimated from stack samples.
+	SourceSamples = "samples"
+)
+
+// est is a node's best estimate: shares of the target's time with their
+// intervals, off-CPU shares, and the rounds they come from.
+type est struct {
+	incl, excl       Interval
+	inclOff, exclOff float64
+	source           string
+	from, to         int
+	samples          uint64 // the stack samples behind a SourceSamples estimate
+	// fromChildren is what the node's exclusive share lost to children
+	// that were not measured with it (withdrawn, estimated): the time it
+	// measured as its own that is theirs.
+	fromChildren float64
+}
+
+// has reports whether the estimate holds a measurement.
+func (e *est) has() bool { return e != nil && e.incl.N > 0 }
+
+// estimates computes every node's best estimate (see the file comment).
+// Blocks have none: their counts live under their function.
+func (h *hunter) estimates() map[*node]*est {
+	out := map[*node]*est{}
+	for _, n := range h.nodes {
+		if n.kind == NodeBlock {
+			continue
+		}
+		if e := h.inclusive(n); e.has() {
+			out[n] = e
+		}
+	}
+	// Children before parents: a parent's exclusive share takes out its
+	// children's inclusive shares.
+	for i := len(h.nodes) - 1; i >= 0; i-- {
+		n := h.nodes[i]
+		e := out[n]
+		if e == nil {
+			continue
+		}
+		h.exclusive(n, e, out)
+	}
+	return out
+}
+
+// inclusive is a node's inclusive estimate, and its measured exclusive
+// one where the node was live at the end.
+func (h *hunter) inclusive(n *node) *est {
+	switch {
+	case n.sampled():
+		return h.sampledEstimate(n)
+	case h.inWindow(n):
+		w := h.reportedWindow()
+		e := &est{source: SourceWindow, from: w.start, to: w.end}
+		e.incl = h.windowInterval(n, func(r RoundSample) float64 { return r.InclShare })
+		e.excl = h.windowInterval(n, func(r RoundSample) float64 { return r.ExclShare })
+		e.inclOff, e.exclOff = offShare(n.win.inclOff, n.win.targetNs), offShare(n.win.exclOff, n.win.targetNs)
+		return e
+	case len(n.rounds) == 0:
+		return nil
+	}
+	e := &est{source: SourceRounds, from: n.rounds[0].Round, to: n.rounds[len(n.rounds)-1].Round}
+	share := func(r RoundSample) float64 { return r.InclShare }
+	if n.why == whyBudget {
+		e.source = SourceBurst
+		share = h.burstShare(n)
+		if s := h.sampledUnder(n); s != nil && s.samples >= minEstimateSamples {
+			return s
+		}
+	}
+	xs := make([]float64, len(n.rounds))
+	for i, r := range n.rounds {
+		xs[i] = share(r)
+	}
+	e.incl = NewInterval(xs, h.cfg.Confidence)
+	e.inclOff = offShare(n.all.inclOff, n.all.targetNs)
+	return e
+}
+
+// minEstimateSamples is how many stack samples an estimate from samples
+// needs to stand in for a burst of exact timing.
+const minEstimateSamples = 50
+
+func offShare(ns uint64, target float64) float64 {
+	if target <= 0 {
+		return 0
+	}
+	return float64(ns) / target
+}
+
+// burstShare returns the inclusive share of a round of a node withdrawn
+// for the budget, its own instrument's cost taken out: the part of a
+// timer's cost inside its window (calibrated, "BACKEND:inside") from its
+// inclusive time, and its whole cost from the target's time, which both
+// grew with every one of its calls:
+//
+//	share = (InclNs − calls·inside) / (D − calls·cost)
+//
+// A costly instrument is one hit very often, so that what it adds is a
+// large part of what it measures.
+func (h *hunter) burstShare(n *node) func(RoundSample) float64 {
+	spec := h.specFor(n)
+	inside, cost := h.insideOf(spec), h.costOfSpec(spec)
+	return func(r RoundSample) float64 {
+		if r.TargetNs <= 0 {
+			return r.InclShare
+		}
+		calls := float64(r.Calls)
+		incl := max(r.InclShare*r.TargetNs-calls*min(inside, cost), 0)
+		d := max(r.TargetNs-calls*cost, r.TargetNs/2)
+		return incl / d
+	}
+}
+
+// exclusive sets e's exclusive share: for a node live at the end, its
+// measured exclusive share over the window less the inclusive shares of
+// its children that were not live in it (their time is in its measured
+// exclusive time); for any other node, its inclusive share less all its
+// children's. Half-widths add in quadrature (the estimates are
+// independent), and a share never goes below zero.
+func (h *hunter) exclusive(n *node, e *est, all map[*node]*est) {
+	base, baseOff := e.incl, e.inclOff
+	if e.source == SourceWindow {
+		base, baseOff = e.excl, e.exclOff
+	}
+	if e.source == SourceSamples && n.kind == NodeSampled {
+		base, baseOff = e.excl, e.exclOff // samples measured it directly
+	}
+	mean, half2 := base.Mean, sq(halfWidth(base))
+	off := baseOff
+	for _, c := range n.children {
+		ce := all[c]
+		if ce == nil || c.kind == NodeBlock {
+			continue
+		}
+		if e.source == SourceWindow && ce.source == SourceWindow {
+			continue // measured together: already out of n's exclusive time
+		}
+		if e.source == SourceSamples && n.kind == NodeSampled && ce.source == SourceSamples {
+			continue // sampled together: likewise
+		}
+		mean -= ce.incl.Mean
+		off -= ce.inclOff
+		half2 += sq(halfWidth(ce.incl))
+		e.fromChildren += ce.incl.Mean
+	}
+	half := math.Sqrt(half2)
+	mean = max(mean, 0)
+	e.excl = Interval{Mean: mean, Low: max(mean-half, 0), High: mean + half, N: base.N}
+	e.exclOff = min(max(off, 0), mean)
+}
+
+func halfWidth(iv Interval) float64 {
+	if iv.N < 2 || math.IsInf(iv.High, 0) || math.IsInf(iv.Low, 0) {
+		return 0
+	}
+	return (iv.High - iv.Low) / 2
+}
+
+func sq(x float64) float64 { return x * x }
+
+// sampledEstimate is a sampled node's estimate: its shares over its
+// sampled rounds, as scaleSampled leaves them.
+func (h *hunter) sampledEstimate(n *node) *est {
+	if n.incl.N == 0 && n.all.samples == 0 {
+		return nil
+	}
+	e := &est{source: SourceSamples, incl: n.incl, excl: n.excl, samples: n.all.samples}
+	if len(n.rounds) > 0 {
+		e.from, e.to = n.rounds[0].Round, n.rounds[len(n.rounds)-1].Round
+	}
+	if n.all.targetNs > 0 {
+		e.inclOff = n.all.sInclOff / n.all.targetNs
+		e.exclOff = n.all.sExclOff / n.all.targetNs
+	}
+	return e
+}
+
+// sampledUnder estimates a timed node's inclusive share from the stack
+// samples the hunt took (Deep Start's and any since): the weight of the
+// stacks in which the functions of its path appear in order, over the
+// target's time in the sampling periods. Nil where the hunt has no
+// samples, or its path's functions do not all appear in stacks (inlined,
+// or left by a tail call).
+func (h *hunter) sampledUnder(n *node) *est {
+	if h.sampledNs <= 0 {
+		return nil
+	}
+	fns := make([]string, len(n.path))
+	for i, p := range n.path {
+		fns[i] = p.Function()
+	}
+	known := h.nodeFuncs()
+	var w, off float64
+	var count uint64
+	for _, s := range h.allStacks {
+		if inContext(s.Frames, fns, known) {
+			w += s.WeightNs
+			count += s.Count
+			if !s.OnCPU {
+				off += s.WeightNs
+			}
+		}
+	}
+	if count == 0 {
+		return nil
+	}
+	p := min(w/h.sampledNs, 1)
+	// Each sample falls in the context with probability p: the normal
+	// approximation of the binomial, over the samples taken.
+	half := 1.96 * math.Sqrt(p*(1-p)/float64(max(h.sampledCount, count)))
+	return &est{source: SourceSamples, incl: Interval{Mean: p, Low: max(p-half, 0), High: p + half, N: 2}, inclOff: off / h.sampledNs,
+		samples: count, from: h.sampledFrom, to: h.sampledTo}
+}
+
+// keepStacks keeps a sampling period's stacks for the estimates: stacks
+// over targetNs of the target's time, taken in rounds from to to (0 for
+// Deep Start).
+func (h *hunter) keepStacks(stacks []Stack, targetNs float64, from, to int) {
+	if len(stacks) == 0 {
+		return
+	}
+	if h.sampledNs == 0 {
+		h.sampledFrom = from
+	}
+	h.sampledTo = to
+	h.allStacks = append(h.allStacks, stacks...)
+	h.sampledNs += targetNs
+	for _, s := range stacks {
+		h.sampledCount += s.Count
+	}
+}
+
+// nodeFuncs is the set of functions the hunt's nodes stand for.
+func (h *hunter) nodeFuncs() map[string]bool {
+	out := map[string]bool{}
+	for _, n := range h.nodes {
+		if n.kind != NodeBlock {
+			out[n.point().Function()] = true
+		}
+	}
+	return out
+}
+
+// inContext reports whether a stack runs in the calling context fns (the
+// functions of a node's path, outermost first): they appear in its frames
+// in order, and between two of them only functions no node stands for
+// (not timed, so that a context skips them), as the shadow stacks of the
+// instruments see it.
+func inContext(frames, fns []string, known map[string]bool) bool {
+	i := 0
+	for _, f := range frames {
+		if i == len(fns) {
+			break
+		}
+		switch {
+		case f == fns[i] || strings.HasPrefix(f, fns[i]+"."):
+			i++
+		case i > 0 && known[f]:
+			return false // a node's function between two of the path's
+		}
+	}
+	return i == len(fns)
+}
+
+// instrumentCost sets every timed node's InstrumentNs (see Node): per
+// call of each instrument over the node's rounds, the calibrated cost per
+// hit where the node's exclusive time pays it.
+//
+//	own(n) = calls(n)·inside(n) + Σ calls(c)·(cost(c) − inside(c)) over n's timed children c
+//	         + Σ calls(b)·cost(b) over n's block counters b
+func (h *hunter) instrumentCost(r *Run) {
+	if h.cfg.Compensate {
+		return // taken out of every reading already
+	}
+	for i := range r.Nodes {
+		n := &r.Nodes[i]
+		if n.Kind == NodeSampled || n.Source == "" || n.Source == SourceBurst || n.Source == SourceSamples {
+			continue
+		}
+		spec := h.specFor(h.nodes[i])
+		own := float64(n.Calls) * min(h.insideOf(spec), h.costOfSpec(spec))
+		for _, c := range h.nodes[i].children {
+			cn := &r.Nodes[c.id]
+			together := cn.InWindow == n.InWindow && (cn.InWindow || cn.Kind == NodeBlock || cn.Source == n.Source)
+			if !together || cn.Kind == NodeSampled {
+				continue // not measured with it: its cost is not in n's exclusive time
+			}
+			cs := h.specFor(c)
+			cost := h.costOfSpec(cs)
+			if cn.Kind == NodeBlock {
+				own += float64(cn.Calls) * cost
+				continue
+			}
+			own += float64(cn.Calls) * max(cost-h.insideOf(cs), 0)
+		}
+		n.InstrumentNs = min(uint64(own), n.ExclNs)
+	}
+}
+
+// unexplained adds to the limitations what stays in a node's exclusive
+// share for want of a measurement: callees every backend refused,
+// callees the budget never allowed, children withdrawn before a round
+// measured them, each with the node's exclusive share (the most they can
+// hold) and, where stack samples saw them, their own.
+func (h *hunter) unexplained(r *Run) {
+	refusedBy := map[int][]string{}
+	for _, e := range r.Trace {
+		if e.Action == "refuse" && e.Spec != "" && e.Node >= 0 && e.Node < len(r.Nodes) && r.Nodes[e.Node].State == StateRefined {
+			refusedBy[e.Node] = append(refusedBy[e.Node], e.Spec+" ("+firstClause(e.Reason)+")")
+		}
+	}
+	for _, n := range h.nodes {
+		out := &r.Nodes[n.id]
+		if out.Excl.Mean < 0.005 || out.Kind == NodeBlock {
+			continue
+		}
+		var missing []string
+		missing = append(missing, refusedBy[n.id]...)
+		for _, c := range n.deferred {
+			missing = append(missing, c+" (deferred: the budget never allowed it)")
+		}
+		for _, c := range n.children {
+			if c.kind != NodeBlock && r.Nodes[c.id].Source == "" && c.state == StateWithdrawn {
+				missing = append(missing, c.point().String()+" (withdrawn before a round measured it)")
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		sort.Strings(missing)
+		h.limit("%s: %s of the target's time is its own or that of callees not timed: %s", strings.Join(out.Path, ";"), pct(out.Excl.Mean), strings.Join(dedupe(missing), ", "))
+	}
+}
+
+func dedupe(xs []string) []string {
+	out := xs[:0:0]
+	for i, x := range xs {
+		if i == 0 || x != xs[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}

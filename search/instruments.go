@@ -1,0 +1,262 @@
+package search
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/autoprof/autoprof/splice"
+)
+
+// instrument is one spec the hunt inserted, live or withdrawn.
+type instrument struct {
+	spec    splice.Spec
+	key     string
+	live    splice.Instrument // nil once withdrawn
+	backend string
+	// fallback says why the backends tried before backend refused the
+	// spec ("" where the first one serves it).
+	fallback string
+	nodes    []*node // nodes whose own point it measures
+	owner    *node   // for a target recorder: the node whose site it watches
+	root     bool
+	// rate is the instrument's hits per second in the last round it was
+	// live (every task's where the backend counts them), estimated until
+	// measured; it is kept once the instrument is withdrawn, so that a
+	// costly spec is not inserted again on an estimate.
+	rate     float64
+	measured bool
+	// since is the first round the instrument was live for all of.
+	since int
+	// inserts counts its insertions; evictions its withdrawals for the
+	// budget, evictedValue its value at the last of them.
+	inserts, evictions int
+	evictedValue       float64
+}
+
+// wanted reports whether a node the instrument serves is still wanted.
+func (in *instrument) wanted() bool {
+	if in.owner != nil {
+		return in.owner.state != StateWithdrawn
+	}
+	for _, n := range in.nodes {
+		if n.state != StateWithdrawn {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	errLiveCap    = errors.New("live instrument cap reached")
+	errHysteresis = errors.New("inserted twice already, with nothing new to learn")
+)
+
+// maxInserts is how often one spec may be inserted in a hunt unless the
+// evidence changed (see mayInsert).
+const maxInserts = 2
+
+// mayInsert applies the hysteresis: a spec goes in at most maxInserts
+// times, unless what it is worth now is more than twice what it was worth
+// when the budget last took it out (a new context needs it); the trace
+// says why it went in again.
+func (h *hunter) mayInsert(n *node, in *instrument) error {
+	if in == nil || in.inserts < maxInserts {
+		return nil
+	}
+	v := 0.0
+	if n != nil {
+		v = n.incl.Mean
+		if n.incl.N < 2 {
+			v = 0
+		}
+	}
+	if in.evictions > 0 && v > 2*in.evictedValue {
+		h.event("insert-again", n, in.key, nil, fmt.Sprintf("inserted %d times; worth %s now, %s when withdrawn for the budget",
+			in.inserts, pct(v), pct(in.evictedValue)))
+		return nil
+	}
+	return errHysteresis
+}
+
+// insert makes spec live for node n (the node that asked for it).
+func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, error) {
+	key := spec.String()
+	if h.liveCount() >= h.cfg.MaxLive {
+		h.event("budget", n, key, nil, fmt.Sprintf("not inserted: %d instruments live, the cap", h.cfg.MaxLive))
+		return nil, errLiveCap
+	}
+	in := h.specs[key]
+	if err := h.mayInsert(n, in); err != nil {
+		return nil, err
+	}
+	li, err := h.in.Insert(h.ctx, spec)
+	if err != nil {
+		h.refused[key] = err
+		h.event("refuse", n, key, nil, "inserting: "+err.Error())
+		return nil, err
+	}
+	if in == nil {
+		in = &instrument{spec: spec, key: key}
+		h.specs[key] = in
+	}
+	in.live, in.since = li, h.nextFull()
+	in.inserts++
+	if !in.measured {
+		in.rate = rate
+	}
+	in.backend, in.fallback = h.backendOf(spec), ""
+	if p, ok := li.(placed); ok {
+		in.backend, in.fallback = p.Backend(), p.Fallback()
+	}
+	if in.fallback != "" {
+		h.limit("some functions were timed with %s where %s refused them (%s)", in.backend, h.in.Backend(), firstClause(in.fallback))
+	}
+	h.run.Overhead.Inserted++
+	h.run.Overhead.MaxLive = max(h.run.Overhead.MaxLive, h.liveCount())
+	reason := "root"
+	if n != nil {
+		reason = "refining " + n.key
+	}
+	if in.fallback != "" {
+		reason += "; with " + in.backend + ": " + in.fallback
+	}
+	h.event("insert", n, key, nil, reason)
+	return in, nil
+}
+
+// placed is implemented by live instruments that say which backend
+// serves them (splice's: a function that fentry refused is timed with a
+// kprobe) and why the ones before it refused.
+type placed interface {
+	Backend() string
+	Fallback() string
+}
+
+// firstClause is the first clause of a refusal, for a limitation that
+// names a kind of refusal once.
+func firstClause(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ';' || s[i] == '(' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// close withdraws one instrument.
+func (h *hunter) close(in *instrument, reason string) {
+	if in.live == nil {
+		return
+	}
+	if err := in.live.Close(); err != nil && !errors.Is(err, splice.ErrClosed) {
+		h.limit("withdrawing %s: %v", in.key, err)
+	}
+	in.live = nil
+	h.event("withdraw", in.owner, in.key, nil, "instrument removed: "+reason)
+}
+
+// withdrawAll withdraws every live instrument (the end of the hunt).
+func (h *hunter) withdrawAll() {
+	for _, in := range h.sortedSpecs() {
+		if in.live != nil {
+			if err := in.live.Close(); err != nil && !errors.Is(err, splice.ErrClosed) {
+				h.limit("withdrawing %s: %v", in.key, err)
+			}
+			in.live = nil
+		}
+	}
+}
+
+func (h *hunter) sortedSpecs() []*instrument {
+	out := make([]*instrument, 0, len(h.specs))
+	for _, in := range h.specs {
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
+	return out
+}
+
+func (h *hunter) liveCount() int {
+	n := 0
+	for _, in := range h.specs {
+		if in.live != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// backendOf names the backend that serves spec: the live instrument's
+// where one says, else the Router's answer, else the Instrumenter's.
+func (h *hunter) backendOf(spec splice.Spec) string {
+	if in := h.specs[spec.String()]; in != nil && in.backend != "" {
+		return in.backend
+	}
+	if r, ok := h.in.(Router); ok {
+		return r.BackendOf(spec)
+	}
+	return h.in.Backend()
+}
+
+// costOf returns a backend's cost per hit in ns.
+func (h *hunter) costOf(backend string) float64 {
+	if c, ok := h.costs[backend]; ok {
+		return c
+	}
+	if c, ok := h.costs["kprobe"]; ok {
+		return c
+	}
+	return DefaultCostNs["kprobe"]
+}
+
+// costOfSpec returns the cost per hit of spec's instrument in ns: a
+// counter's or a target recorder's where its backend's counters were
+// calibrated apart ("BACKEND:count"), a call-site timer's as two
+// counters (a kprobe at the call and one at its return), else its
+// backend's.
+func (h *hunter) costOfSpec(spec splice.Spec) float64 {
+	b := h.backendOf(spec)
+	count, ok := h.costs[b+":count"]
+	switch {
+	case spec.IsCallSite() && ok:
+		return 2 * count
+	case spec.IsCallSite():
+		return h.costOf(b)
+	case spec.Kind != splice.Timer && ok:
+		return count
+	}
+	return h.costOf(b)
+}
+
+// insideOf returns the part of a timer's cost per hit that falls inside
+// its own window ("BACKEND:inside"), 0 where not calibrated.
+func (h *hunter) insideOf(spec splice.Spec) float64 {
+	return h.costs[h.backendOf(spec)+":inside"]
+}
+
+// updateRates sets each live instrument's hits per second in the round
+// that ended: every task's hits where the reading counts them, else the
+// target's calls of the nodes it serves (or the calls its site recorded).
+func (h *hunter) updateRates(elapsed float64, hits map[string]uint64, siteCalls map[string]uint64) {
+	for _, in := range h.specs {
+		// An instrument changed right after the reading that opened
+		// the round was live for nearly all of it.
+		if in.live == nil || in.since > h.round+1 {
+			continue
+		}
+		var calls uint64
+		switch n, ok := hits[in.key]; {
+		case ok:
+			calls = n
+		case in.spec.Kind == splice.Targets:
+			calls = siteCalls[in.key]
+		default:
+			for _, n := range in.nodes {
+				calls += n.cur.Calls
+			}
+		}
+		in.rate = float64(calls) / elapsed
+		in.measured = true
+	}
+}
