@@ -3,6 +3,7 @@ package search
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/autoprof/autoprof/splice"
@@ -38,13 +39,16 @@ type costItem struct {
 //   - the costliest per unit of value go first: cost/value, largest
 //     first (ties: costlier first, then by key, so that the order is
 //     deterministic);
+//   - instruments on the path to the best candidate go last;
 //   - an instrument on probation (measured fewer than MinRounds rounds)
-//     that costs no more than the budget goes only after those, while
-//     the hunt's average overhead is within the budget (surplus): it is
-//     measured for a few rounds (a burst) before its cost decides;
-//   - instruments on the path to the best candidate go last of all;
+//     that costs no more than the budget is spared while the hunt's
+//     average overhead is within the budget (surplus), if instruments
+//     worth less than it can pay the excess: it is measured for a few
+//     rounds (a burst) before its cost decides;
 //   - eviction stops as soon as over less what was evicted is within the
-//     budget.
+//     budget, and an instrument evicted on the way that the later
+//     evictions made unnecessary is kept after all (the most valuable
+//     first).
 //
 // Withdrawing an instrument removes what the model predicted for it; the
 // part of a measured overhead that no instrument explains (the raw
@@ -54,19 +58,10 @@ func evictions(items []costItem, over, budget float64, surplus bool) (out []stri
 		return nil, true
 	}
 	c := append([]costItem(nil), items...)
-	rank := func(it costItem) int {
-		switch {
-		case it.protected:
-			return 2
-		case it.probation && surplus && it.pct <= budget:
-			return 1
-		}
-		return 0
-	}
 	sort.SliceStable(c, func(i, j int) bool {
 		a, b := c[i], c[j]
-		if ra, rb := rank(a), rank(b); ra != rb {
-			return ra < rb
+		if a.protected != b.protected {
+			return b.protected
 		}
 		da, db := a.pct/max(a.value, 1e-4), b.pct/max(b.value, 1e-4)
 		if da != db {
@@ -77,12 +72,46 @@ func evictions(items []costItem, over, budget float64, surplus bool) (out []stri
 		}
 		return a.key < b.key
 	})
-	for _, it := range c {
-		if over <= budget {
-			break
+	spare := map[string]bool{}
+	if surplus {
+		for _, it := range c {
+			if !it.probation || it.protected || it.pct > budget {
+				continue
+			}
+			var cheaper float64
+			for _, o := range c {
+				if !o.protected && !o.probation && o.value < it.value {
+					cheaper += o.pct
+				}
+			}
+			spare[it.key] = cheaper >= over-budget
 		}
+	}
+	var evicted []costItem
+	for _, pass := range []bool{false, true} {
+		for _, it := range c {
+			if over <= budget {
+				break
+			}
+			if spare[it.key] != pass {
+				continue
+			}
+			evicted = append(evicted, it)
+			over -= it.pct
+		}
+	}
+	if over <= budget {
+		keep := map[string]bool{}
+		for i := len(evicted) - 1; i >= 0; i-- {
+			if it := evicted[i]; over+it.pct <= budget {
+				keep[it.key] = true
+				over += it.pct
+			}
+		}
+		evicted = slices.DeleteFunc(evicted, func(it costItem) bool { return keep[it.key] })
+	}
+	for _, it := range evicted {
 		out = append(out, it.key)
-		over -= it.pct
 	}
 	return out, over <= budget
 }
@@ -214,6 +243,7 @@ func (h *hunter) addPct(rate float64, spec splice.Spec) float64 {
 func (h *hunter) enforceBudget() bool {
 	over := overBudget(h.lastPred, h.lastMeas)
 	if over <= h.cfg.BudgetPct {
+		h.saturated = false
 		return false
 	}
 	best := h.bestPath()
@@ -237,11 +267,25 @@ func (h *hunter) enforceBudget() bool {
 	for _, k := range keys {
 		h.withdrawForBudget(h.specs[k], reason)
 	}
-	if !enough && over-sumPct(items) > h.cfg.BudgetPct {
-		h.rootsOver = max(h.rootsOver, over-sumPct(items))
-		h.event("budget", nil, "", nil, fmt.Sprintf("%s; the roots alone cost %.3g%%: nothing more is refined", reason, over-sumPct(items)))
-	}
+	h.saturate(!enough, over-sumPct(items), reason)
 	return len(keys) > 0
+}
+
+// saturate records whether what no withdrawal can shed (the roots'
+// instruments, and the overhead the model does not explain: programs
+// running for other tasks) exceeded the budget in the last round: while
+// it does, nothing more is refined, and the run says so.
+func (h *hunter) saturate(over bool, base float64, reason string) {
+	if over && base > h.cfg.BudgetPct {
+		if !h.saturated {
+			h.event("budget", nil, "", nil, fmt.Sprintf("%s; the roots and the overhead no instrument explains cost %.3g%%: nothing more is refined while they do", reason, base))
+		}
+		h.saturated = true
+		h.saturatedRounds++
+		h.rootsOver = max(h.rootsOver, base)
+		return
+	}
+	h.saturated = false
 }
 
 func sumPct(items []costItem) float64 {

@@ -36,6 +36,9 @@ import (
 func (h *hunter) decide() bool {
 	h.updateIntervals()
 	changed := h.withdrawCold()
+	if h.convertShared() {
+		changed = true
+	}
 	if h.enforceBudget() {
 		changed = true
 	}
@@ -141,8 +144,12 @@ type candidate struct {
 	value  float64
 }
 
-// refine plans and admits refinements, most valuable first.
+// refine plans and admits refinements, most valuable first; nothing
+// while the budget is saturated (see saturate).
 func (h *hunter) refine() bool {
+	if h.saturated {
+		return false
+	}
 	var cands []candidate
 	for _, n := range h.nodes {
 		if !h.decidable(n) {
@@ -219,13 +226,13 @@ func (h *hunter) planCallees(n *node) plan {
 	p := plan{rate: n.lastRate}
 	if len(n.deferred) > 0 { // a refinement the budget cut short
 		for _, c := range n.deferred {
-			p.children = append(p.children, extend(n.path, splice.Point{Func: c}))
+			p.children = append(p.children, extend(n.path, c))
 			p.kinds = append(p.kinds, NodeFunction)
 		}
 		n.deferred = nil
 		return p
 	}
-	fn := n.point().Func
+	fn := n.fn()
 	g := h.graphOf(fn)
 	if g.err != nil {
 		h.event("refuse", n, fn, nil, fmt.Sprintf("callees of %s: %v", fn, g.err))
@@ -236,8 +243,10 @@ func (h *hunter) planCallees(n *node) plan {
 	callees := h.throughRefused(n, g.callees.Funcs)
 	sort.SliceStable(callees, func(i, j int) bool { return hot[callees[i]] > hot[callees[j]] })
 	for _, c := range callees {
-		p.children = append(p.children, extend(n.path, splice.Point{Func: c}))
-		p.kinds = append(p.kinds, NodeFunction)
+		for _, pt := range h.pointsFor(n, c) {
+			p.children = append(p.children, extend(n.path, pt))
+			p.kinds = append(p.kinds, NodeFunction)
+		}
 	}
 	capture := true
 	for _, off := range g.callees.Indirect {
@@ -265,7 +274,7 @@ func (h *hunter) planCallees(n *node) plan {
 // samples in every round. A target no sample caught stays unseen; the
 // limitations say that the backend captures no targets.
 func (h *hunter) targetsFromStacks(n *node, stacks []Stack) {
-	fn := n.point().Func
+	fn := n.fn()
 	known := map[string]bool{fn: true}
 	for _, c := range h.graphOf(fn).callees.Funcs {
 		known[c] = true
@@ -285,6 +294,129 @@ func (h *hunter) targetsFromStacks(n *node, stacks []Stack) {
 	}
 }
 
+// pointsFor returns where callee c of n's function is timed: at its call
+// sites in n's function where c is shared (see sharedWhy) and the
+// backend can time them there, else at its entry.
+func (h *hunter) pointsFor(n *node, c string) []splice.Point {
+	why := h.sharedWhy(n, c)
+	if why == "" {
+		return []splice.Point{{Func: c}}
+	}
+	pts := h.callSites(n, c)
+	if len(pts) == 0 {
+		return []splice.Point{{Func: c}}
+	}
+	h.event("call-site", n, c, nil, fmt.Sprintf("%s is timed where %s calls it (%d sites): %s", c, n.fn(), len(pts), why))
+	return pts
+}
+
+// callSites returns the call-site points of callee c in n's function,
+// nil unless the backend accepts every one of them.
+func (h *hunter) callSites(n *node, c string) []splice.Point {
+	g := h.graphOf(n.fn())
+	var pts []splice.Point
+	for _, s := range g.callees.Sites {
+		if s.Func != c {
+			continue
+		}
+		pt := splice.Point{Func: n.fn(), Offset: s.Off, Callee: c}
+		if h.check(n, splice.Spec{Point: pt, Kind: splice.Timer, Target: h.cfg.Target}) != nil {
+			return nil
+		}
+		pts = append(pts, pt)
+	}
+	return pts
+}
+
+// sharedWhy says why callee c of n is better timed at its call sites
+// than at its entry, "" where it is not: an entry timer on c, measured
+// before, was hit at least twice as often as the contexts the hunt
+// measures called it (other tasks and other callers pay for it), or c is
+// measured under another caller already. Where n has a child for c
+// already (Deep Start timed it), it stays as it is.
+func (h *hunter) sharedWhy(n *node, c string) string {
+	for _, ch := range n.children {
+		if ch.fn() == c && !ch.superseded && ch.state != StateWithdrawn {
+			return ""
+		}
+	}
+	if in := h.specs[splice.Spec{Point: splice.Point{Func: c}, Kind: splice.Timer}.String()]; in != nil && in.measured {
+		if target := h.targetRate(in); in.rate >= 2*target && in.rate > 0 {
+			return fmt.Sprintf("its entry timer was hit %.0f times a second, the contexts measured called it %.0f times", in.rate, target)
+		}
+	}
+	contexts := 0
+	for _, m := range h.nodes {
+		if m.kind != NodeBlock && !m.superseded && m.fn() == c && m.parent != nil && m.parent.fn() != n.fn() {
+			contexts++
+		}
+	}
+	if contexts >= 1 {
+		return fmt.Sprintf("it is measured in %d other calling context(s) already", contexts)
+	}
+	return ""
+}
+
+// targetRate is how often the target called an instrument's point in
+// the contexts the hunt measures, per second, in the last round.
+func (h *hunter) targetRate(in *instrument) float64 {
+	var r float64
+	for _, n := range in.nodes {
+		r += n.lastRate
+	}
+	return r
+}
+
+// convertShared replaces a live entry timer that other tasks and callers
+// hit far more often than the target's measured contexts call it (twice
+// or more, and costing a tenth of the budget or more) by timers at the
+// call sites of its hot contexts: each context of at least half the
+// threshold gets its parent function's call sites, and its node is
+// superseded; colder contexts are withdrawn with their estimates.
+func (h *hunter) convertShared() bool {
+	changed := false
+	for _, in := range h.sortedSpecs() {
+		if in.live == nil || in.root || in.owner != nil || in.spec.Kind != splice.Timer || in.spec.IsCallSite() || h.round < in.since {
+			continue // measured over a whole round only
+		}
+		target := h.targetRate(in)
+		if in.rate < 2*target || h.costPct(in) < h.cfg.BudgetPct/10 {
+			continue
+		}
+		for _, n := range in.nodes {
+			if n.state == StateWithdrawn || n.parent == nil || len(n.rounds) == 0 {
+				continue
+			}
+			if n.incl.Mean < h.theta()/2 {
+				if h.decidable(n) {
+					h.withdrawNode(n, "withdraw", &n.incl, "its function is shared and this context is cold")
+				}
+				continue
+			}
+			pts := h.callSites(n.parent, n.fn())
+			if len(pts) == 0 {
+				continue
+			}
+			p := plan{rate: n.lastRate}
+			for _, pt := range pts {
+				p.children = append(p.children, extend(n.parent.path, pt))
+				p.kinds = append(p.kinds, NodeFunction)
+			}
+			h.event("call-site", n, in.key, &n.incl, fmt.Sprintf("hit %.0f times a second, %.0f of them in the contexts measured: timed where %s calls it instead", in.rate, target, n.parent.fn()))
+			if h.insertPlan(n.parent, p) > 0 {
+				n.superseded = true
+				h.withdrawNode(n, "withdraw", &n.incl, "superseded by its call-site timers")
+				changed = true
+			}
+		}
+		if !in.wanted() {
+			h.close(in, "timed at its call sites instead")
+			changed = true
+		}
+	}
+	return changed
+}
+
 // maxThrough bounds the callees planned through refused functions, and
 // throughDepth how deep it looks.
 const (
@@ -300,7 +432,7 @@ const (
 // (ErrNotSupported) is not gone around.
 func (h *hunter) throughRefused(n *node, callees []string) []string {
 	var out []string
-	seen := map[string]bool{n.point().Func: true}
+	seen := map[string]bool{n.fn(): true}
 	var walk func(fns []string, depth int)
 	walk = func(fns []string, depth int) {
 		for _, c := range fns {
@@ -326,7 +458,7 @@ func (h *hunter) throughRefused(n *node, callees []string) []string {
 // planBlocks plans counters on n's basic blocks.
 func (h *hunter) planBlocks(n *node) plan {
 	p := plan{rate: n.lastRate}
-	fn := n.point().Func
+	fn := n.fn()
 	blocks, err := h.blocksOf(fn)
 	if err != nil {
 		h.event("refuse", n, fn, nil, fmt.Sprintf("basic blocks of %s: %v", fn, err))
@@ -366,7 +498,7 @@ func (h *hunter) insertPlan(n *node, p plan) int {
 				if n.deferredAt == 0 {
 					n.deferredAt = h.round
 				}
-				n.deferred = append(n.deferred, spec.Func)
+				n.deferred = append(n.deferred, spec.Point)
 				continue
 			}
 			var err error

@@ -52,13 +52,14 @@ func (e *est) has() bool { return e != nil && e.incl.N > 0 }
 func (h *hunter) estimates() map[*node]*est {
 	out := map[*node]*est{}
 	for _, n := range h.nodes {
-		if n.kind == NodeBlock {
+		if n.kind == NodeBlock || h.supersededPath(n) {
 			continue
 		}
 		if e := h.inclusive(n); e.has() {
 			out[n] = e
 		}
 	}
+	h.dropDuplicates(out)
 	// Children before parents: a parent's exclusive share takes out its
 	// children's inclusive shares.
 	for i := len(h.nodes) - 1; i >= 0; i-- {
@@ -70,6 +71,54 @@ func (h *hunter) estimates() map[*node]*est {
 		h.exclusive(n, e, out)
 	}
 	return out
+}
+
+// dropDuplicates keeps one estimate per callee of each node: a function
+// timed at its entry in one window and at its call site in another (or
+// inserted again) has two children that measured the same calls. The
+// one live at the end is kept, else the one measured last (then the one
+// measured longest); the others leave the tree with their subtrees.
+func (h *hunter) dropDuplicates(all map[*node]*est) {
+	for _, n := range h.nodes {
+		best := map[string]*node{}
+		for _, c := range n.children {
+			if all[c] == nil || c.kind == NodeBlock {
+				continue
+			}
+			b := best[c.fn()]
+			if b == nil || better(all[c], all[b]) {
+				best[c.fn()] = c
+			}
+		}
+		for _, c := range n.children {
+			if all[c] != nil && c.kind != NodeBlock && best[c.fn()] != c {
+				c.subtree(func(m *node) { delete(all, m) })
+			}
+		}
+	}
+}
+
+// better reports whether estimate a is to be preferred to b for the same
+// calls (see dropDuplicates).
+func better(a, b *est) bool {
+	if (a.source == SourceWindow) != (b.source == SourceWindow) {
+		return a.source == SourceWindow
+	}
+	if a.to != b.to {
+		return a.to > b.to
+	}
+	return a.incl.N > b.incl.N
+}
+
+// supersededPath reports whether n or an ancestor was superseded by
+// call-site timers (see convertShared).
+func (h *hunter) supersededPath(n *node) bool {
+	for ; n != nil; n = n.parent {
+		if n.superseded {
+			return true
+		}
+	}
+	return false
 }
 
 // inclusive is a node's inclusive estimate, and its measured exclusive
@@ -347,7 +396,7 @@ func (h *hunter) unexplained(r *Run) {
 		var missing []string
 		missing = append(missing, refusedBy[n.id]...)
 		for _, c := range n.deferred {
-			missing = append(missing, c+" (deferred: the budget never allowed it)")
+			missing = append(missing, c.String()+" (deferred: the budget never allowed it)")
 		}
 		for _, c := range n.children {
 			if c.kind != NodeBlock && r.Nodes[c.id].Source == "" && c.state == StateWithdrawn {

@@ -33,8 +33,11 @@ func (h *hunter) finish() *Run {
 	h.instrumentCost(r)
 	r.Findings = h.findings(r)
 	if h.rootsOver > 0 {
-		h.limit("the roots' own instruments cost up to %.3g%% of CPU, over the --budget of %.3g%%: they were kept, as without them nothing is timed exactly, and nothing below them was refined (a larger --budget, or a narrower target, lets the hunt go deeper)", h.rootsOver, h.cfg.BudgetPct)
+		r.Overhead.OverBudget = fmt.Sprintf("the roots' instruments and the overhead no instrument explains cost up to %.3g%% of CPU, over the --budget of %.3g%%, in %d of %d rounds: they were kept (without them nothing is timed exactly) and nothing more was refined while they cost that; a larger --budget, or a narrower target, lets the hunt go deeper",
+			h.rootsOver, h.cfg.BudgetPct, h.saturatedRounds, h.round)
+		h.limit("%s", r.Overhead.OverBudget)
 	}
+	h.fallbackLimits()
 	h.unexplained(r)
 	h.listings(r)
 	return r
@@ -130,6 +133,12 @@ func (h *hunter) consistent(r *Run) {
 	for _, n := range h.nodes {
 		e, out := ests[n], &r.Nodes[n.id]
 		if e == nil {
+			if n.kind != NodeBlock && out.Calls+out.Samples > 0 {
+				// Measured, but another node stands for the same
+				// calls (see dropDuplicates, convertShared).
+				out.State = StateSuperseded
+				out.Incl, out.Excl, out.ExclNs, out.ExclOffCPUNs = Interval{}, Interval{}, 0, 0
+			}
 			continue
 		}
 		out.Source, out.From, out.To = e.source, e.from, e.to

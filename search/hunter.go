@@ -52,6 +52,14 @@ type hunter struct {
 	measSum     float64
 	measRounds  int
 	rootsOver   float64 // the most the roots alone cost over the budget, percent
+	// saturated is set while what no withdrawal can shed exceeds the
+	// budget (see saturate), for saturatedRounds rounds in all.
+	saturated       bool
+	saturatedRounds int
+	// fallbacks are the functions served by another backend than the
+	// session's, by backend, with the first refusal seen.
+	fallbacks   map[string][]string
+	fallbackWhy map[string]string
 	// compensatedNs is the instruments' own cost taken out of the
 	// target's time so far (compensate).
 	compensatedNs float64
@@ -252,7 +260,7 @@ func (h *hunter) nodeFor(path splice.Path) *node {
 func (h *hunter) kindOf(path splice.Path) NodeKind {
 	pt := path[len(path)-1]
 	switch {
-	case pt.Offset != 0:
+	case pt.Offset != 0 && !pt.IsCallSite():
 		return NodeBlock
 	case len(path) == 1 && h.roots[pt.Func]:
 		return NodeRoot

@@ -3,7 +3,9 @@ package search
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/autoprof/autoprof/splice"
 )
@@ -110,7 +112,7 @@ func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, e
 		in.backend, in.fallback = p.Backend(), p.Fallback()
 	}
 	if in.fallback != "" {
-		h.limit("some functions were timed with %s where %s refused them (%s)", in.backend, h.in.Backend(), firstClause(in.fallback))
+		h.fellBack(in)
 	}
 	h.run.Overhead.Inserted++
 	h.run.Overhead.MaxLive = max(h.run.Overhead.MaxLive, h.liveCount())
@@ -123,6 +125,36 @@ func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, e
 	}
 	h.event("insert", n, key, nil, reason)
 	return in, nil
+}
+
+// fellBack notes an instrument served by a backend other than the first
+// candidate, for the limitations (see fallbackLimits).
+func (h *hunter) fellBack(in *instrument) {
+	if h.fallbacks == nil {
+		h.fallbacks, h.fallbackWhy = map[string][]string{}, map[string]string{}
+	}
+	fn := in.spec.Point.String()
+	if !slices.Contains(h.fallbacks[in.backend], fn) {
+		h.fallbacks[in.backend] = append(h.fallbacks[in.backend], fn)
+	}
+	if h.fallbackWhy[in.backend] == "" {
+		h.fallbackWhy[in.backend] = in.fallback
+	}
+}
+
+// fallbackLimits says, once per backend, which functions it served
+// because the session's backend refused them, with the first refusal.
+func (h *hunter) fallbackLimits() {
+	backends := make([]string, 0, len(h.fallbacks))
+	for b := range h.fallbacks {
+		backends = append(backends, b)
+	}
+	sort.Strings(backends)
+	for _, b := range backends {
+		fns := h.fallbacks[b]
+		sort.Strings(fns)
+		h.limit("%d instruments were placed with %s where %s refused them (%s), e.g. %s", len(fns), b, h.in.Backend(), strings.Join(fns, ", "), h.fallbackWhy[b])
+	}
 }
 
 // placed is implemented by live instruments that say which backend

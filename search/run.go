@@ -215,6 +215,10 @@ type Overhead struct {
 	// the hunt took out of its readings as the instruments' own cost (see
 	// hunter.compensate); 0 unless Config.Compensate.
 	CompensatedPct float64 `json:"compensated_pct"`
+	// OverBudget, where not empty, says that the budget could not be
+	// kept and what the hunt did about it: reports put it on the first
+	// screen.
+	OverBudget string `json:"over_budget,omitempty"`
 	// Rounds are the overhead of every round.
 	Rounds []OverheadRound `json:"rounds,omitempty"`
 }

@@ -26,6 +26,15 @@ type Graph interface {
 type Callees struct {
 	Funcs    []string // distinct callee functions, in call-site order
 	Indirect []uint64 // offsets of indirect call sites
+	// Sites are the direct calls (not tail jumps), by offset: where a
+	// callee can be timed at its call site (splice.Point.Callee).
+	Sites []CallSite
+}
+
+// CallSite is a direct call at Off to Func.
+type CallSite struct {
+	Off  uint64
+	Func string
 }
 
 // Lister is implemented by graphs that can disassemble a function for the

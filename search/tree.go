@@ -8,6 +8,10 @@ const (
 	StateRefined   = "refined"   // its callees were instrumented
 	StateWithdrawn = "withdrawn" // judged cold, or given up for the budget
 	StateSampled   = "sampled"   // known from stack samples only
+	// StateSuperseded: measured, but another node measured the same
+	// calls (the function timed at its call site instead of its entry):
+	// it is out of the tree and its shares are zero.
+	StateSuperseded = "superseded"
 )
 
 // node is one calling context of the tree the hunt grows: the path of
@@ -47,13 +51,17 @@ type node struct {
 	// recorders are the target recorders on the node's indirect call
 	// sites; deferred the callees the budget has not allowed yet.
 	recorders  []*instrument
-	deferred   []string
+	deferred   []splice.Point
 	deferredAt int // the round of the first deferral, 0 for none
 	// deferredLast is how many were deferred when the trace last said so.
 	deferredLast int
 
 	// why says why the node was withdrawn (whyCold, whyBudget).
 	why string
+	// superseded is set on a node whose function is now timed at its
+	// call site instead (see convertShared): the call-site node measures
+	// the same time, so this one and its subtree leave the tree.
+	superseded bool
 }
 
 // totals are a node's measurements summed over some rounds.
@@ -86,6 +94,10 @@ func (t *totals) add(c *splice.ContextReading, rootCalls uint64, targetNs float6
 }
 
 func (n *node) point() splice.Point { return n.path[len(n.path)-1] }
+
+// fn is the function whose code n measures: its own, or the callee of
+// its call site.
+func (n *node) fn() string { return n.point().Function() }
 
 // sampled reports whether n is measured by stack samples only.
 func (n *node) sampled() bool { return n.kind == NodeSampled || n.state == StateSampled }

@@ -44,8 +44,12 @@ func huntTree(t *testing.T, seed uint64, costNs float64) (searchtest.TreeScore, 
 }
 
 // TestTruthTrees hunts generated trees in simulated kernels whose
-// instruments cost what they cost under QEMU and on hardware, and prints
-// the truth table.
+// instruments cost what they cost under QEMU and on hardware, prints the
+// truth table, and requires what the VM truth benchmark does: the first
+// finding right in 19 of 20 trees, every plant of 10% or more among the
+// first five findings within 5 points of its share, exclusive shares
+// adding up to at most 105%, and no spec inserted more than twice
+// without a new reason.
 func TestTruthTrees(t *testing.T) {
 	seeds, err := calltree.ParseSeeds(envOr("AUTOPROF_TRUTH_SEEDS", "1-20"))
 	if err != nil {
@@ -57,6 +61,14 @@ func TestTruthTrees(t *testing.T) {
 			t.Run(fmt.Sprintf("cost%.0f/%d", cost, seed), func(t *testing.T) {
 				s, run := huntTree(t, seed, cost)
 				scores = append(scores, s)
+				if !s.AllInTopFive {
+					t.Errorf("plants missing from the first five findings: %s", strings.Join(s.Missing, ", "))
+				}
+				if s.MaxShareErr > 0.05 {
+					t.Errorf("a plant's share is %.1f points from the truth", 100*s.MaxShareErr)
+				}
+				checkConsistent(t, run)
+				checkHysteresis(t, run)
 				if testing.Verbose() {
 					for i, f := range run.Findings[:min(5, len(run.Findings))] {
 						t.Logf("finding %d: %.1f%% %s", i+1, 100*f.ExclShare.Mean, strings.Join(f.Path, ";"))
@@ -67,6 +79,15 @@ func TestTruthTrees(t *testing.T) {
 		var b strings.Builder
 		searchtest.TruthTable(&b, fmt.Sprintf("simulated, %.0f ns a hit", cost), scores)
 		t.Log("\n" + b.String())
+		right := 0
+		for _, s := range scores {
+			if s.FirstRight {
+				right++
+			}
+		}
+		if 20*right < 19*len(scores) {
+			t.Errorf("first finding right in %d of %d trees", right, len(scores))
+		}
 	}
 }
 

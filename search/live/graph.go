@@ -30,9 +30,15 @@ func (g Graph) Callees(fn string) (search.Callees, error) {
 				c.Indirect = append(c.Indirect, uint64(e.Off))
 			}
 		case callgraph.Direct, callgraph.Tail, callgraph.StaticCall:
-			if e.Target != "" && e.TargetOff == 0 && e.Target != fn && !seen[e.Target] && !g.inSchedText(e.TargetAddr) {
+			if e.Target == "" || e.TargetOff != 0 || e.Target == fn || g.inSchedText(e.TargetAddr) {
+				continue
+			}
+			if !seen[e.Target] {
 				seen[e.Target] = true
 				c.Funcs = append(c.Funcs, e.Target)
+			}
+			if e.Kind == callgraph.Direct && !e.Jump && e.From.Name == fn {
+				c.Sites = append(c.Sites, search.CallSite{Off: uint64(e.Off), Func: e.Target})
 			}
 		}
 	}

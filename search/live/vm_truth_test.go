@@ -126,9 +126,33 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 		t.Logf("plant %s %s (%s): %.1f%% of the target's time uninstrumented (designed %.1f%%), %.1f%% during the hunt",
 			p.Kind, p.Owner, p.Stat, 100*truth[p.Stat], 100*p.Share, 100*during[p.Stat])
 	}
+	logPlantEvents(t, run, tree)
 	s := searchtest.Score(run, tree, truth)
 	s.FirstRightRound = first
 	return s, run
+}
+
+// logPlantEvents logs the decisions about the plants' functions.
+func logPlantEvents(t testing.TB, run *search.Run, tree *calltree.Tree) {
+	var names []string
+	for _, p := range tree.Plants {
+		names = append(names, p.Owner)
+		if p.Helper != "" {
+			names = append(names, p.Helper)
+		}
+	}
+	for _, e := range run.Trace {
+		what := e.Spec
+		if e.Node >= 0 && e.Node < len(run.Nodes) {
+			what += " " + strings.Join(run.Nodes[e.Node].Path, ";")
+		}
+		for _, n := range names {
+			if strings.Contains(what, n) {
+				t.Logf("r%d %s %s: %s", e.Round, e.Action, e.Spec, e.Reason)
+				break
+			}
+		}
+	}
 }
 
 // truthWindow is how long the workload runs without instruments for the

@@ -93,6 +93,8 @@ type Kernel struct {
 	// NoTargets refuses indirect-call target recorders with
 	// ErrNotSupported (the splice backend).
 	NoTargets bool
+	// NoCallSites refuses call-site timers with ErrNotSupported.
+	NoCallSites bool
 	// SamplePeriod is the sampler's period (1 ms by default).
 	SamplePeriod time.Duration
 	// SampleSkew makes the sampler's rounds alternately overstate and
@@ -108,8 +110,8 @@ type Kernel struct {
 	live    map[string]*inst
 	ctxs    map[string]*ctxAcc
 	targets map[string]*splice.TargetReading
-	hits    float64
-	samples int // Sample calls so far
+	allHits float64 // every instrument's, for Overhead
+	samples int     // Sample calls so far
 	// done is each root's operations so far, fractional: with
 	// ProbeEffect every op takes longer, while the wait between ops does
 	// not, so the thread makes fewer of them.
@@ -117,6 +119,9 @@ type Kernel struct {
 	inserted int
 	maxLive  int
 	jitter   map[string]float64
+	// hits counts every run of each instrument, by spec: the target's
+	// hits and, for entry timers, other tasks' (SystemRate).
+	hits map[string]float64
 }
 
 type ctxAcc struct {
@@ -156,6 +161,7 @@ func (k *Kernel) Start() *Kernel {
 	k.ctxs = map[string]*ctxAcc{}
 	k.targets = map[string]*splice.TargetReading{}
 	k.done = map[string]float64{}
+	k.hits = map[string]float64{}
 	if k.CPUs == 0 {
 		k.CPUs = 2
 	}
@@ -198,6 +204,9 @@ func (k *Kernel) Check(spec splice.Spec) error {
 	}
 	switch spec.Kind {
 	case splice.Timer:
+		if spec.IsCallSite() {
+			return k.checkCallSite(f, spec)
+		}
 		if spec.Offset != 0 {
 			return fmt.Errorf("%s: a timer needs a function entry: %w", spec, splice.ErrUnsafe)
 		}
@@ -228,6 +237,20 @@ func (k *Kernel) Check(spec splice.Spec) error {
 		return fmt.Errorf("%s: %w", spec, splice.ErrNotSupported)
 	}
 	return nil
+}
+
+// checkCallSite accepts a call-site timer on a direct call of f to the
+// callee at the spec's offset, where offsets can be instrumented.
+func (k *Kernel) checkCallSite(f *Func, spec splice.Spec) error {
+	if !k.Offsets || k.NoCallSites {
+		return fmt.Errorf("%s: call sites: %w", spec, splice.ErrNotSupported)
+	}
+	for j, c := range f.Calls {
+		if c.Site == 0 && CallOff(j) == spec.Offset && c.Func == spec.Callee {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: not a call of %s: %w", spec, spec.Callee, splice.ErrUnsafe)
 }
 
 // Insert implements splice.Instrumenter.
@@ -278,6 +301,10 @@ func (k *Kernel) Read() (*splice.Reading, error) {
 	for _, key := range keys {
 		r.Targets = append(r.Targets, *k.targets[key])
 	}
+	r.Hits = map[string]uint64{}
+	for key, n := range k.hits {
+		r.Hits[key] = uint64(n)
+	}
 	return r, nil
 }
 
@@ -295,7 +322,7 @@ func (k *Kernel) Overhead() (time.Duration, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.advance(time.Now())
-	return time.Duration(k.hits * k.CostPerHitNs), nil
+	return time.Duration(k.allHits * k.CostPerHitNs), nil
 }
 
 // Calibrate implements search.Calibrator: the kernel knows its cost.
@@ -359,12 +386,17 @@ func (k *Kernel) advance(now time.Time) {
 		}
 	}
 	for key, i := range k.live {
-		if f := k.Funcs[i.spec.Func]; f != nil && f.SystemRate > 0 && i.spec.Kind == splice.Timer {
-			k.hits += f.SystemRate * dt
+		if f := k.Funcs[i.spec.Func]; f != nil && f.SystemRate > 0 && i.spec.Kind == splice.Timer && !i.spec.IsCallSite() {
+			k.hit(key, f.SystemRate*dt)
 		}
-		_ = key
 	}
 	k.last = now
+}
+
+// hit counts n hits of the instrument of spec key: what it costs.
+func (k *Kernel) hit(key string, n float64) {
+	k.hits[key] += n
+	k.allHits += n
 }
 
 // cost returns f's costs with this reading's jitter.
@@ -402,29 +434,56 @@ func (k *Kernel) walk(fn string, ctx splice.Path, m uint64, depth int) (incl, in
 	}
 	incl, inclOff = on+off, off
 	var below, belowOff float64
-	for _, c := range f.Calls {
+	for j, c := range f.Calls {
 		n := float64(c.N)
 		if c.Site != 0 && k.target(my, f, c, m) {
 			incl += n * probe
 		}
-		ci, cio, ct, cto := k.walk(c.Func, my, m*c.N, depth+1)
+		site := splice.Point{Func: fn, Offset: CallOff(j), Callee: c.Func}
+		siteKey := splice.Spec{Point: site, Kind: splice.Timer}.String()
+		cctx := my
+		timedSite := c.Site == 0 && k.live[siteKey] != nil
+		if timedSite {
+			cctx = extend(my, site)
+		}
+		ci, cio, ct, cto := k.walk(c.Func, cctx, m*c.N, depth+1)
+		if timedSite {
+			// The call-site timer: a frame around the call, its
+			// probes costing what a timer's do.
+			inside := min(k.InsideNs, probe)
+			fi := ci + inside
+			if cm := m * c.N; cm > 0 {
+				k.frame(cctx, cm, fi, cio, ct, cto)
+				k.hit(siteKey, float64(cm))
+			}
+			ci, ct, cto = fi+probe-inside, fi, cio
+		}
 		incl, inclOff = incl+n*ci, inclOff+n*cio
 		below, belowOff = below+n*ct, belowOff+n*cto
 	}
 	for _, b := range f.Blocks {
-		if k.live[splice.Spec{Point: splice.Point{Func: fn, Offset: b.Off}, Kind: splice.Count}.String()] != nil {
+		key := splice.Spec{Point: splice.Point{Func: fn, Offset: b.Off}, Kind: splice.Count}.String()
+		if k.live[key] != nil {
 			incl += float64(b.PerCall) * probe
 			if m > 0 {
 				a := k.acc(extend(my, splice.Point{Func: fn, Offset: b.Off}), splice.Count)
 				a.calls += m * b.PerCall
-				k.hits += float64(m * b.PerCall)
+				k.hit(key, float64(m*b.PerCall))
 			}
 		}
 	}
 	if timer == nil || m == 0 {
 		return incl + around, inclOff, below, belowOff
 	}
-	a := k.acc(my, splice.Timer)
+	k.frame(my, m, incl, inclOff, below, belowOff)
+	k.hit(splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer}.String(), float64(m))
+	return incl + around, inclOff, incl, inclOff
+}
+
+// frame accounts m calls of a timed frame at path: each incl ns (inclOff
+// off the CPU), of which below (belowOff) in timed frames under it.
+func (k *Kernel) frame(path splice.Path, m uint64, incl, inclOff, below, belowOff float64) {
+	a := k.acc(path, splice.Timer)
 	fm := float64(m)
 	a.calls += m
 	a.incl += fm * incl
@@ -432,9 +491,11 @@ func (k *Kernel) walk(fn string, ctx splice.Path, m uint64, depth int) (incl, in
 	a.inclOff += fm * inclOff
 	a.exclOff += fm * (inclOff - belowOff)
 	a.hist[min(bits.Len64(uint64(incl)), splice.HistBuckets-1)] += m
-	k.hits += fm
-	return incl + around, inclOff, incl, inclOff
 }
+
+// CallOff is the offset of the j-th call of a simulated function: what
+// Callees reports for a direct call and a call-site timer names.
+func CallOff(j int) uint64 { return 0x100 + 0x8*uint64(j) }
 
 // target records the calls of an indirect site where a recorder is live,
 // and reports whether one is.
@@ -454,7 +515,7 @@ func (k *Kernel) target(ctx splice.Path, f *Func, c Call, m uint64) bool {
 		k.targets[key] = t
 	}
 	t.Calls += m * c.N
-	k.hits += float64(m * c.N)
+	k.hit(splice.Spec{Point: site, Kind: splice.Targets}.String(), float64(m*c.N))
 	return true
 }
 
@@ -492,14 +553,17 @@ func (k *Kernel) Callees(fn string) (search.Callees, error) {
 	var c search.Callees
 	seen := map[string]bool{}
 	sites := map[uint64]bool{}
-	for _, call := range f.Calls {
+	for j, call := range f.Calls {
 		switch {
 		case call.Site != 0 && !sites[call.Site]:
 			sites[call.Site] = true
 			c.Indirect = append(c.Indirect, call.Site)
-		case call.Site == 0 && !seen[call.Func]:
-			seen[call.Func] = true
-			c.Funcs = append(c.Funcs, call.Func)
+		case call.Site == 0:
+			c.Sites = append(c.Sites, search.CallSite{Off: CallOff(j), Func: call.Func})
+			if !seen[call.Func] {
+				seen[call.Func] = true
+				c.Funcs = append(c.Funcs, call.Func)
+			}
 		}
 	}
 	return c, nil

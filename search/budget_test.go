@@ -1,0 +1,72 @@
+package search
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestEvictions checks the eviction order on hand-made instruments: the
+// costliest per unit of value first, the best path last, a probation
+// burst spared only where cheaper instruments pay the excess, and no more
+// than the excess.
+func TestEvictions(t *testing.T) {
+	cold := costItem{key: "cold", pct: 0.2, value: 0.01}
+	warm := costItem{key: "warm", pct: 0.2, value: 0.04}
+	chain := costItem{key: "chain", pct: 0.01, value: 0.5}
+	best := costItem{key: "best", pct: 0.01, value: 0.45, protected: true}
+	helper := costItem{key: "helper", pct: 2.4, value: 0.45}
+	for _, c := range []struct {
+		name    string
+		items   []costItem
+		over    float64
+		surplus bool
+		want    []string
+		enough  bool
+	}{
+		{"within", []costItem{cold, chain}, 1.9, false, nil, true},
+		{"costliest per value first", []costItem{chain, cold, warm, helper, best}, 3.0, false, []string{"helper"}, true},
+		{"cold before warm", []costItem{chain, warm, cold, best}, 2.3, false, []string{"cold", "warm"}, true},
+		{"best path last", []costItem{best, chain}, 2.015, false, []string{"chain", "best"}, true},
+		{"not enough", []costItem{chain}, 5, false, []string{"chain"}, false},
+		// A burst that costs no more than the budget is spared while
+		// cheaper instruments pay the excess...
+		{"burst spared", []costItem{cold, warm, {key: "burst", pct: 1.0, value: 0.3, probation: true}}, 2.3, true, []string{"cold", "warm"}, true},
+		// ...but not when they cannot, nor when the average is spent,
+		{"burst evicted: cheaper cannot pay", []costItem{cold, {key: "burst", pct: 1.0, value: 0.3, probation: true}}, 2.5, true, []string{"burst"}, true},
+		{"burst by cost per value: no surplus", []costItem{cold, warm, {key: "burst", pct: 1.0, value: 0.3, probation: true}}, 2.3, false, []string{"cold", "warm"}, true},
+		{"burst evicted: no surplus", []costItem{warm, {key: "burst", pct: 1.0, value: 0.1, probation: true}}, 2.3, false, []string{"burst"}, true},
+		// ...nor when it alone costs more than the budget.
+		{"burst evicted: over the budget alone", []costItem{cold, warm, {key: "burst", pct: 3, value: 0.3, probation: true}}, 4.5, true, []string{"burst"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, enough := evictions(c.items, c.over, 2, c.surplus)
+			if !slices.Equal(got, c.want) || enough != c.enough {
+				t.Errorf("evictions = %v, %v; want %v, %v", got, enough, c.want, c.enough)
+			}
+		})
+	}
+}
+
+// TestAllowance: the average overhead is what the budget bounds.
+func TestAllowance(t *testing.T) {
+	var a allowance
+	a.add(1, 2, 10) // 10 %·s spent of 20 allowed
+	if !a.surplus() {
+		t.Fatal("no surplus after spending half the allowance")
+	}
+	a.add(5, 2, 4) // 30 spent of 28
+	if a.surplus() {
+		t.Fatal("a surplus after spending more than the allowance")
+	}
+}
+
+// TestPctOf checks the cost model's formula: 1,000 hits a second of a
+// 2 µs instrument on 2 CPUs is 0.1% of them.
+func TestPctOf(t *testing.T) {
+	if got := pctOf(1000, 2000, 2); got != 0.1 {
+		t.Errorf("pctOf = %g, want 0.1", got)
+	}
+	if !fits(1.9, 0.1, 2) || fits(1.9, 0.11, 2) {
+		t.Error("fits does not hold the budget as the bound")
+	}
+}
