@@ -36,7 +36,11 @@ func TestSharedHelper(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		k := sharedKernel()
 		k.Start()
-		run := hunt(t, k, func(c *search.Config) { c.DeepStart = -1; c.Roots = []string{"__x64_sys_write"}; c.Duration = 40 * time.Second })
+		run := hunt(t, k, func(c *search.Config) {
+			c.DeepStart = -1
+			c.Roots = []string{"__x64_sys_write"}
+			c.Duration = 40 * time.Second
+		})
 		want := k.SelfShare("memhelp") * 50 / 53 // its calls from work
 		top := run.Findings[0]
 		n := run.Nodes[top.Node]
