@@ -248,14 +248,13 @@ func (h *hunter) enforceBudget() bool {
 	}
 	best := h.bestPath()
 	var items []costItem
-	var rootsPct float64
+	unknown := false // an instrument's cost not measured yet
 	for _, in := range h.sortedSpecs() {
-		if in.live == nil {
+		if in.live == nil || in.root {
 			continue
 		}
-		if in.root {
-			rootsPct += h.costPct(in)
-			continue
+		if !in.measured {
+			unknown = true
 		}
 		items = append(items, costItem{
 			key: in.key, pct: h.costPct(in), value: h.value(in),
@@ -267,7 +266,7 @@ func (h *hunter) enforceBudget() bool {
 	for _, k := range keys {
 		h.withdrawForBudget(h.specs[k], reason)
 	}
-	h.saturate(!enough, over-sumPct(items), reason)
+	h.saturate(!enough && !unknown, over-sumPct(items), reason)
 	return len(keys) > 0
 }
 

@@ -2,8 +2,11 @@ package search
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/autoprof/autoprof/splice"
 )
 
 // The consistent tree. A hunt measures nodes in different windows: a node
@@ -125,6 +128,8 @@ func (h *hunter) supersededPath(n *node) bool {
 // one where the node was live at the end.
 func (h *hunter) inclusive(n *node) *est {
 	switch {
+	case n.fromSamples != nil:
+		return n.fromSamples
 	case n.sampled():
 		return h.sampledEstimate(n)
 	case h.inWindow(n):
@@ -135,6 +140,12 @@ func (h *hunter) inclusive(n *node) *est {
 		e.inclOff, e.exclOff = offShare(n.win.inclOff, n.win.targetNs), offShare(n.win.exclOff, n.win.targetNs)
 		return e
 	case len(n.rounds) == 0:
+		// Never measured (withdrawn in the round it went in, or
+		// planned from Deep Start's samples and evicted at once): the
+		// samples of its context stand in, where there are enough.
+		if s := h.sampledUnder(n); s != nil && s.samples >= minEstimateSamples {
+			return s
+		}
 		return nil
 	}
 	e := &est{source: SourceRounds, from: n.rounds[0].Round, to: n.rounds[len(n.rounds)-1].Round}
@@ -203,6 +214,11 @@ func (h *hunter) exclusive(n *node, e *est, all map[*node]*est) {
 	}
 	if e.source == SourceSamples && n.kind == NodeSampled {
 		base, baseOff = e.excl, e.exclOff // samples measured it directly
+	}
+	if n.fromSamples != nil {
+		// Its own stacks were split among its sampled children: its
+		// exclusive share is what none of them took.
+		base, baseOff = e.incl, e.inclOff
 	}
 	mean, half2 := base.Mean, sq(halfWidth(base))
 	off := baseOff
@@ -419,4 +435,175 @@ func dedupe(xs []string) []string {
 		}
 	}
 	return out
+}
+
+// ContextOf returns the node of r's consistent tree whose calling context
+// a kernel stack (function names, outermost first) runs in: the deepest
+// node whose path's functions appear in the frames in order with no
+// other node's function between them (see inContext), -1 for none. A
+// profile of stacks taken without instruments, attributed so, is the
+// ground truth of each node's exclusive share.
+func (r *Run) ContextOf(frames []string) int {
+	known := map[string]bool{}
+	for _, n := range r.Nodes {
+		if n.Kind != NodeBlock && n.Source != "" {
+			known[n.Point.Function()] = true
+		}
+	}
+	best, depth := -1, 0
+	for i, n := range r.Nodes {
+		if n.Kind == NodeBlock || n.Source == "" || len(n.Path) <= depth {
+			continue
+		}
+		fns := make([]string, 0, len(n.Path))
+		for m := &r.Nodes[i]; ; m = &r.Nodes[m.Parent] {
+			fns = append(fns, m.Point.Function())
+			if m.Parent < 0 {
+				break
+			}
+		}
+		slices.Reverse(fns)
+		if inContext(frames, fns, known) {
+			best, depth = i, len(n.Path)
+		}
+	}
+	return best
+}
+
+// minSampledShare is the smallest share of the target's time a callee the
+// samples see below a timed node needs to become a sampled node of its
+// own, and minSampledCount the fewest samples.
+const (
+	minSampledShare = 0.01
+	minSampledCount = 20
+)
+
+// addSampledChildren splits what each timed node's own context holds in
+// the stack samples (Deep Start's, and those of the rounds that sampled)
+// among the callees the samples show there, where no instrument timed
+// them: refused, deferred, withdrawn unmeasured, or never planned while
+// the budget was saturated. Each stack is attributed to the deepest timed
+// node whose context it runs in (with the timed nodes' functions as they
+// are, before any sampled node joins them); the stacks of a node's own
+// context are grouped by the frame after the node's function, and each
+// group of at least minSampledShare and minSampledCount samples becomes a
+// sampled child, whose own stacks are grouped the same way below it.
+// The consistent tree then takes their estimates out of the node's
+// exclusive share.
+func (h *hunter) addSampledChildren() {
+	if h.sampledNs <= 0 || h.cfg.SampleTree {
+		return
+	}
+	known := map[string]bool{}
+	var timed []*node
+	for _, n := range h.nodes {
+		if n.kind != NodeBlock && !n.sampled() && !h.supersededPath(n) {
+			known[n.fn()] = true
+			timed = append(timed, n)
+		}
+	}
+	own := map[*node][]Stack{}
+	for _, s := range h.allStacks {
+		var best *node
+		for _, n := range timed {
+			if (best == nil || len(n.path) > len(best.path)) && inContext(s.Frames, pathFuncs(n.path), known) {
+				best = n
+			}
+		}
+		if best != nil {
+			own[best] = append(own[best], s)
+		}
+	}
+	for _, n := range timed {
+		h.sampledBelow(n, own[n], 0)
+	}
+}
+
+func pathFuncs(p splice.Path) []string {
+	out := make([]string, len(p))
+	for i, pt := range p {
+		out[i] = pt.Function()
+	}
+	return out
+}
+
+// sampledBelow makes sampled children of n from the stacks of n's own
+// context (see addSampledChildren).
+func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) {
+	if depth > 16 || len(stacks) == 0 {
+		return
+	}
+	groups := map[string][]Stack{}
+	for _, s := range stacks {
+		if c := frameAfter(s.Frames, n.fn()); c != "" && !h.blocking(c) {
+			groups[c] = append(groups[c], s)
+		}
+	}
+	names := make([]string, 0, len(groups))
+	for c := range groups {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	for _, c := range names {
+		e := h.stacksEstimate(groups[c], c)
+		if e.samples < minSampledCount || e.incl.Mean < minSampledShare {
+			continue
+		}
+		path := extend(n.path, splice.Point{Func: c})
+		if m := h.byKey[path.String()]; m != nil && !m.sampled() {
+			continue // a timed node of that path exists: its stacks went to it
+		}
+		m := h.nodeFor(path)
+		m.kind, m.state, m.fromSamples = NodeSampled, StateSampled, e
+		m.all.samples = e.samples
+		h.sampledBelow(m, groups[c], depth+1)
+	}
+}
+
+// blocking reports whether fn is a scheduler function (see Blocker).
+func (h *hunter) blocking(fn string) bool {
+	b, ok := h.cfg.Graph.(Blocker)
+	return ok && b.Blocking(fn)
+}
+
+// frameAfter returns the frame after the last occurrence of fn in frames
+// ("" where fn is last or absent).
+func frameAfter(frames []string, fn string) string {
+	for i := len(frames) - 2; i >= 0; i-- {
+		if frames[i] == fn || strings.HasPrefix(frames[i], fn+".") {
+			return frames[i+1]
+		}
+	}
+	return ""
+}
+
+// stacksEstimate is the estimate of a context from the stacks that run in
+// it: its inclusive share is their weight over the target's sampled time
+// (binomial interval), its exclusive share the weight of those that end
+// in fn.
+func (h *hunter) stacksEstimate(stacks []Stack, fn string) *est {
+	var w, off, ew, eoff float64
+	var count uint64
+	for _, s := range stacks {
+		w += s.WeightNs
+		count += s.Count
+		last := s.Frames[len(s.Frames)-1]
+		ends := last == fn || strings.HasPrefix(last, fn+".")
+		if !s.OnCPU {
+			off += s.WeightNs
+			if ends {
+				eoff += s.WeightNs
+			}
+		}
+		if ends {
+			ew += s.WeightNs
+		}
+	}
+	iv := func(x float64) Interval {
+		p := min(x/h.sampledNs, 1)
+		half := 1.96 * math.Sqrt(p*(1-p)/float64(max(h.sampledCount, 1)))
+		return Interval{Mean: p, Low: max(p-half, 0), High: p + half, N: 2}
+	}
+	return &est{source: SourceSamples, incl: iv(w), excl: iv(ew), inclOff: off / h.sampledNs, exclOff: eoff / h.sampledNs,
+		samples: count, from: h.sampledFrom, to: h.sampledTo}
 }

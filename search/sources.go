@@ -37,6 +37,15 @@ type CallSite struct {
 	Func string
 }
 
+// Blocker is implemented by graphs that know the scheduler's functions
+// (.sched.text: schedule, schedule_timeout, io_schedule, all that is
+// __sched): a thread blocks through them whatever it waits for, so that
+// the frame that blocked is their caller, as in the kernel's own wait
+// channels. Stack samples that end in them are their caller's.
+type Blocker interface {
+	Blocking(fn string) bool
+}
+
 // Lister is implemented by graphs that can disassemble a function for the
 // report's listings.
 type Lister interface {

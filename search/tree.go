@@ -58,6 +58,9 @@ type node struct {
 
 	// why says why the node was withdrawn (whyCold, whyBudget).
 	why string
+	// fromSamples is the estimate of a node made at the end from the
+	// stack samples of its parent's context (see addSampledChildren).
+	fromSamples *est
 	// superseded is set on a node whose function is now timed at its
 	// call site instead (see convertShared): the call-site node measures
 	// the same time, so this one and its subtree leave the tree.

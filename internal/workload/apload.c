@@ -16,6 +16,16 @@
  *	                              of a 1 MiB file in the cwd, at successive
  *	                              offsets, wrapping (written first, in
  *	                              64 KiB pwrite64(2)s; removed at the end)
+ *	apload [-w] find WIDTH DEPTH N  N walks, as find(1) does, of a tree of
+ *	                              directories WIDTH wide and DEPTH deep with
+ *	                              a small file in each (apload.t, made, then
+ *	                              removed): getdents64(2) of every directory,
+ *	                              newfstatat(2) of every entry
+ *	apload [-w] tar WIDTH DEPTH N   N passes, as tar(1) into /dev/null does,
+ *	                              over the same tree: every file opened,
+ *	                              read (4 KiB each) and written to /dev/null
+ *	apload [-w] tcp N             N round trips of 64 bytes over a loopback
+ *	                              TCP connection to a forked child
  *
  * With -w it first waits for one byte on its standard input, so that a
  * test can start counting before the first operation; with -1 it runs on
@@ -31,8 +41,12 @@ enum {
 	SYS_pread64 = 17, SYS_pwrite64 = 18, SYS_fork = 57, SYS_wait4 = 61, SYS_fsync = 74,
 	SYS_mkdir = 83, SYS_rmdir = 84, SYS_unlink = 87, SYS_exit_group = 231,
 	SYS_sched_setaffinity = 203, SYS_pipe2 = 293,
+	SYS_socket = 41, SYS_connect = 42, SYS_accept = 43, SYS_sendto = 44, SYS_recvfrom = 45,
+	SYS_bind = 49, SYS_listen = 50, SYS_getsockname = 51, SYS_getdents64 = 217,
+	SYS_openat = 257, SYS_newfstatat = 262,
 };
-enum { O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0100, O_TRUNC = 01000 };
+enum { O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0100, O_TRUNC = 01000, O_DIRECTORY = 0200000 };
+enum { AT_FDCWD = -100, AF_INET = 2, SOCK_STREAM = 1, DT_DIR = 4 };
 
 static long sys4(long n, long a, long b, long c, long d)
 {
@@ -43,6 +57,18 @@ static long sys4(long n, long a, long b, long c, long d)
 }
 
 static long sys3(long n, long a, long b, long c) { return sys4(n, a, b, c, 0); }
+
+/* sys4z is sys4 with the fifth and sixth arguments zero (sendto and
+ * recvfrom with no address). */
+static long sys4z(long n, long a, long b, long c, long d)
+{
+	long r;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = 0;
+	register long r9 __asm__("r9") = 0;
+	__asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9) : "rcx", "r11", "memory");
+	return r;
+}
 
 static size_t len(const char *s)
 {
@@ -173,6 +199,156 @@ static void readloop(long size, long n)
 	sys3(SYS_unlink, (long)name, 0, 0);
 }
 
+/* The tree of find and tar: apload.t/0/1/.../f at every level. */
+static char treepath[4096];
+static char filebuf[4096];
+
+static size_t append(size_t at, const char *c)
+{
+	for (size_t j = 0; c[j]; j++)
+		treepath[at++] = c[j];
+	treepath[at] = 0;
+	return at;
+}
+
+static void maketree(size_t at, long width, long depth)
+{
+	long r = sys3(SYS_mkdir, (long)treepath, 0755, 0);
+	if (r != 0 && r != -17)
+		die("cannot make the tree apload.t in the current directory");
+	size_t f = append(at, "/f");
+	long fd = sys4(SYS_open, (long)treepath, O_WRONLY | O_CREAT | O_TRUNC, 0644, 0);
+	if (fd < 0 || sys3(SYS_write, fd, (long)filebuf, sizeof(filebuf)) != sizeof(filebuf))
+		die("cannot write a file of the tree");
+	sys3(SYS_close, fd, 0, 0);
+	(void)f;
+	treepath[at] = 0;
+	if (depth == 0)
+		return;
+	for (long i = 0; i < width; i++) {
+		char name[4] = { '/', (char)('0' + i), 0, 0 };
+		maketree(append(at, name), width, depth - 1);
+		treepath[at] = 0;
+	}
+}
+
+static void removetree(size_t at, long width, long depth)
+{
+	for (long i = 0; depth > 0 && i < width; i++) {
+		char name[4] = { '/', (char)('0' + i), 0, 0 };
+		removetree(append(at, name), width, depth - 1);
+		treepath[at] = 0;
+	}
+	append(at, "/f");
+	sys3(SYS_unlink, (long)treepath, 0, 0);
+	treepath[at] = 0;
+	sys3(SYS_rmdir, (long)treepath, 0, 0);
+}
+
+struct dirent64 { unsigned long ino; long off; unsigned short reclen; unsigned char type; char name[]; };
+
+/* walk visits the directory at treepath: every entry stat'ed, files read
+ * into /dev/null (out >= 0, tar), directories walked. */
+static void walk(size_t at, long out)
+{
+	static char dents[4096];
+	char st[256];
+	long fd = sys4(SYS_openat, AT_FDCWD, (long)treepath, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		die("cannot open a directory of the tree");
+	for (;;) {
+		long n = sys3(SYS_getdents64, fd, (long)dents, sizeof(dents));
+		if (n < 0)
+			die("getdents64 failed");
+		if (n == 0)
+			break;
+		for (long off = 0; off < n;) {
+			struct dirent64 *d = (struct dirent64 *)(dents + off);
+			off += d->reclen;
+			if (d->name[0] == '.' && (!d->name[1] || (d->name[1] == '.' && !d->name[2])))
+				continue;
+			char name[260] = { '/' };
+			for (int j = 0; d->name[j] && j < 256; j++)
+				name[j + 1] = d->name[j];
+			size_t end = append(at, name);
+			if (sys4(SYS_newfstatat, AT_FDCWD, (long)treepath, (long)st, 0) != 0)
+				die("newfstatat failed");
+			if (d->type == DT_DIR) {
+				walk(end, out);
+			} else if (out >= 0) {
+				long f = sys4(SYS_open, (long)treepath, O_RDONLY, 0, 0);
+				long got;
+				if (f < 0)
+					die("cannot open a file of the tree");
+				while ((got = sys3(SYS_read, f, (long)filebuf, sizeof(filebuf))) > 0)
+					sys3(SYS_write, out, (long)filebuf, got);
+				sys3(SYS_close, f, 0, 0);
+			}
+			treepath[at] = 0;
+		}
+	}
+	sys3(SYS_close, fd, 0, 0);
+}
+
+static void findloop(long width, long depth, long n, int tar)
+{
+	if (width < 1 || width > 9 || depth < 0 || depth > 8)
+		die("find/tar: WIDTH must be 1 to 9, DEPTH 0 to 8");
+	size_t at = append(0, "apload.t");
+	maketree(at, width, depth);
+	long out = -1;
+	if (tar && (out = sys3(SYS_open, (long)"/dev/null", O_WRONLY, 0)) < 0)
+		die("cannot open /dev/null");
+	for (long i = 0; i < n; i++)
+		walk(at, out);
+	if (out >= 0)
+		sys3(SYS_close, out, 0, 0);
+	removetree(at, width, depth);
+}
+
+struct sockaddr_in { unsigned short family, port; unsigned int addr; char zero[8]; };
+
+static void tcploop(long n)
+{
+	static char msg[64];
+	struct sockaddr_in sa = { AF_INET, 0, 0x0100007f, {0} }; /* 127.0.0.1, any port */
+	int salen = sizeof(sa);
+	long ls = sys3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+	if (ls < 0 || sys3(SYS_bind, ls, (long)&sa, sizeof(sa)) != 0 || sys3(SYS_listen, ls, 1, 0) != 0 ||
+	    sys3(SYS_getsockname, ls, (long)&sa, (long)&salen) != 0)
+		die("cannot listen on 127.0.0.1 (is lo up?)");
+	long pid = sys3(SYS_fork, 0, 0, 0);
+	if (pid < 0)
+		die("fork failed");
+	if (pid == 0) {
+		long c = sys3(SYS_accept, ls, 0, 0);
+		long got;
+		while (c >= 0 && (got = sys4z(SYS_recvfrom, c, (long)msg, sizeof(msg), 0)) > 0)
+			sys4z(SYS_sendto, c, (long)msg, got, 0);
+		sys3(SYS_exit_group, 0, 0, 0);
+	}
+	sys3(SYS_close, ls, 0, 0);
+	long s = sys3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+	if (s < 0 || sys3(SYS_connect, s, (long)&sa, sizeof(sa)) != 0)
+		die("cannot connect to 127.0.0.1");
+	for (long i = 0; i < n; i++) {
+		long done = 0;
+		if (sys4z(SYS_sendto, s, (long)msg, sizeof(msg), 0) != sizeof(msg))
+			die("send failed");
+		while (done < (long)sizeof(msg)) {
+			long got = sys4z(SYS_recvfrom, s, (long)msg, sizeof(msg) - done, 0);
+			if (got <= 0)
+				die("receive failed");
+			done += got;
+		}
+	}
+	sys3(SYS_close, s, 0, 0);
+	sys4(SYS_wait4, pid, 0, 0, 0);
+}
+
+static const char usage[] = "usage: apload [-w] [-1] pingpong N | stat DEPTH N | fsync N | read SIZE N"
+			    " | find WIDTH DEPTH N | tar WIDTH DEPTH N | tcp N";
+
 __attribute__((used)) void start(long *sp)
 {
 	int argc = (int)sp[0];
@@ -193,7 +369,7 @@ __attribute__((used)) void start(long *sp)
 		sys3(SYS_read, 0, (long)&c, 1);
 	}
 	if (a >= argc)
-		die("usage: apload [-w] [-1] pingpong N | stat DEPTH N | fsync N | read SIZE N");
+		die(usage);
 	if (eq(argv[a], "pingpong") && argc == a + 2)
 		pingpong(number(argv[a + 1]));
 	else if (eq(argv[a], "stat") && argc == a + 3)
@@ -202,8 +378,12 @@ __attribute__((used)) void start(long *sp)
 		fsyncloop(number(argv[a + 1]));
 	else if (eq(argv[a], "read") && argc == a + 3)
 		readloop(number(argv[a + 1]), number(argv[a + 2]));
+	else if ((eq(argv[a], "find") || eq(argv[a], "tar")) && argc == a + 4)
+		findloop(number(argv[a + 1]), number(argv[a + 2]), number(argv[a + 3]), eq(argv[a], "tar"));
+	else if (eq(argv[a], "tcp") && argc == a + 2)
+		tcploop(number(argv[a + 1]));
 	else
-		die("usage: apload [-w] [-1] pingpong N | stat DEPTH N | fsync N | read SIZE N");
+		die(usage);
 	sys3(SYS_exit_group, 0, 0, 0);
 }
 

@@ -45,6 +45,12 @@ func (g Graph) Callees(fn string) (search.Callees, error) {
 	return c, nil
 }
 
+// Blocking implements search.Blocker: fn is in .sched.text.
+func (g Graph) Blocking(fn string) bool {
+	sym, err := g.G.Symbols().Func(fn)
+	return err == nil && g.inSchedText(sym.Addr)
+}
+
 // inSchedText reports whether addr lies in .sched.text.
 func (g Graph) inSchedText(addr uint64) bool {
 	syms := g.G.Symbols()

@@ -133,10 +133,17 @@ func (s *Sampler) Sample(ctx context.Context, target splice.Target, d time.Durat
 			return nil, fmt.Errorf("reading stack samples: %w", err)
 		}
 	}
-	end := time.Now().Add(d)
+	start := time.Now()
+	end := start.Add(d)
+	last := start.Add(-s.offPeriod)
 	for {
 		if s.offCPU {
-			s.pollOffCPU(target, acc)
+			// Each blocked thread stands for the time since the last
+			// poll: the polls come less often than offPeriod on a busy
+			// machine, and a nominal weight would undercount waits.
+			now := time.Now()
+			s.pollOffCPU(target, acc, now.Sub(last))
+			last = now
 		}
 		wait := min(s.offPeriod, time.Until(end))
 		if !s.offCPU {
@@ -187,8 +194,9 @@ func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack)
 	}
 }
 
-// pollOffCPU adds one off-CPU sample per blocked thread of the target.
-func (s *Sampler) pollOffCPU(target splice.Target, acc map[string]*search.Stack) {
+// pollOffCPU adds one off-CPU sample per blocked thread of the target,
+// standing for weight of its time.
+func (s *Sampler) pollOffCPU(target splice.Target, acc map[string]*search.Stack, weight time.Duration) {
 	ts, err := tasks(target)
 	if err != nil {
 		return
@@ -199,7 +207,7 @@ func (s *Sampler) pollOffCPU(target splice.Target, acc map[string]*search.Stack)
 			continue
 		}
 		frames = s.fixSyscall(frames, syscallNr(dir))
-		add(acc, frames, false, 1, float64(s.offPeriod))
+		add(acc, frames, false, 1, float64(weight))
 	}
 }
 

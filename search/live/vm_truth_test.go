@@ -142,6 +142,10 @@ func logPlantEvents(t testing.TB, run *search.Run, tree *calltree.Tree) {
 		}
 	}
 	for _, e := range run.Trace {
+		if e.Round == 0 && e.Action != "insert" { // Deep Start's choices
+			t.Logf("r0 %s %s: %s", e.Action, e.Spec, e.Reason)
+			continue
+		}
 		what := e.Spec
 		if e.Node >= 0 && e.Node < len(run.Nodes) {
 			what += " " + strings.Join(run.Nodes[e.Node].Path, ";")
@@ -220,11 +224,11 @@ func BenchmarkVMTruth(b *testing.B) {
 		for _, name := range names {
 			s, _ := huntTree(b, trees[name])
 			scores = append(scores, s)
+			var sb strings.Builder // each row as it comes, for a run cut short
+			searchtest.TruthTable(&sb, "kernel "+release()+", so far", scores)
+			fmt.Println(sb.String())
 		}
 	}
-	var sb strings.Builder
-	searchtest.TruthTable(&sb, "kernel "+release(), scores)
-	fmt.Println(sb.String())
 }
 
 func release() string {

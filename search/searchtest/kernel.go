@@ -569,6 +569,10 @@ func (k *Kernel) Callees(fn string) (search.Callees, error) {
 	return c, nil
 }
 
+// Blocking implements search.Blocker: the simulated scheduler is
+// schedule and __schedule.
+func (k *Kernel) Blocking(fn string) bool { return fn == "schedule" || fn == "__schedule" }
+
 // Blocks implements search.Graph.
 func (k *Kernel) Blocks(fn string) ([]uint64, error) {
 	f := k.Funcs[fn]
