@@ -41,7 +41,7 @@ const realSampleFor = 6 * time.Second
 
 // realScore is how a hunt of a real workload agrees with the samples.
 type realScore struct {
-	name, first, sampledTop string
+	name, first, sampledTop  string
 	firstShare, sampledShare float64 // the first finding's share, hunted and sampled
 	topShare                 float64 // the sampled share of the node the samples rank first
 	agree                    bool
