@@ -45,6 +45,9 @@ func textHeader(w io.Writer, run *search.Run) {
 	if m.Compare != "" {
 		fmt.Fprintf(w, "compared with %s: its findings were roots of this hunt (autoprof diff %s NEW to compare)\n", m.Compare, m.Compare)
 	}
+	if run.Overhead.OverBudget != "" {
+		fmt.Fprintf(w, "BUDGET NOT KEPT: %s\n", run.Overhead.OverBudget)
+	}
 }
 
 func textFindings(w io.Writer, run *search.Run) {
@@ -63,7 +66,31 @@ func textFindings(w io.Writer, run *search.Run) {
 		}
 		fmt.Fprintf(w, "    time     exclusive %s of the target's time %s; on-CPU %s, off-CPU %s\n",
 			pct(f.ExclShare.Mean), ciText(f.ExclShare, run.Meta.Confidence), pct(f.OnCPUShare), pct(f.OffCPUShare))
+		if s := sourceText(f); s != "" {
+			fmt.Fprintf(w, "    from     %s\n", s)
+		}
 	}
+}
+
+// sourceText says where a finding's share comes from (search.Node.Source).
+func sourceText(f search.Finding) string {
+	rounds := func() string {
+		if f.FromRound == 0 && f.ToRound == 0 {
+			return "Deep Start's samples"
+		}
+		return fmt.Sprintf("rounds %d-%d", f.FromRound, f.ToRound)
+	}
+	switch f.Source {
+	case search.SourceWindow:
+		return fmt.Sprintf("exact timing over the last window (%s), with every instrument live at the end", rounds())
+	case search.SourceRounds:
+		return fmt.Sprintf("exact timing over %s, before its instrument was withdrawn", rounds())
+	case search.SourceBurst:
+		return fmt.Sprintf("exact timing over %s only (its instrument cost more than the budget), its instrument's own cost taken out: an estimate", rounds())
+	case search.SourceSamples:
+		return fmt.Sprintf("stack samples (%s): an estimate; counts, where given, are exact", rounds())
+	}
+	return ""
 }
 
 // ciText is "[11.9%, 12.7%] (95% CI, 40 rounds)".

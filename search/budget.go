@@ -100,16 +100,27 @@ func evictions(items []costItem, over, budget float64, surplus bool) (out []stri
 			over -= it.pct
 		}
 	}
+	keep := map[string]bool{}
 	if over <= budget {
-		keep := map[string]bool{}
 		for i := len(evicted) - 1; i >= 0; i-- {
 			if it := evicted[i]; over+it.pct <= budget {
 				keep[it.key] = true
 				over += it.pct
 			}
 		}
-		evicted = slices.DeleteFunc(evicted, func(it costItem) bool { return keep[it.key] })
+	} else {
+		// Not even all of them bring the overhead within the budget
+		// (the roots and what no instrument explains exceed it): only
+		// those that make a difference go, a tenth of the budget or
+		// more; the cheap ones keep measuring.
+		for _, it := range evicted {
+			if it.pct < budget/10 {
+				keep[it.key] = true
+				over += it.pct
+			}
+		}
 	}
+	evicted = slices.DeleteFunc(evicted, func(it costItem) bool { return keep[it.key] })
 	for _, it := range evicted {
 		out = append(out, it.key)
 	}

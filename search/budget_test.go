@@ -27,7 +27,8 @@ func TestEvictions(t *testing.T) {
 		{"costliest per value first", []costItem{chain, cold, warm, helper, best}, 3.0, false, []string{"helper"}, true},
 		{"cold before warm", []costItem{chain, warm, cold, best}, 2.3, false, []string{"cold", "warm"}, true},
 		{"best path last", []costItem{best, chain}, 2.015, false, []string{"chain", "best"}, true},
-		{"not enough", []costItem{chain}, 5, false, []string{"chain"}, false},
+		{"not enough: the cheap stay", []costItem{chain}, 5, false, nil, false},
+		{"not enough: the costly go", []costItem{chain, helper}, 5, false, []string{"helper"}, false},
 		// A burst that costs no more than the budget is spared while
 		// cheaper instruments pay the excess...
 		{"burst spared", []costItem{cold, warm, {key: "burst", pct: 1.0, value: 0.3, probation: true}}, 2.3, true, []string{"cold", "warm"}, true},

@@ -150,11 +150,17 @@ func (h *hunter) inclusive(n *node) *est {
 	}
 	e := &est{source: SourceRounds, from: n.rounds[0].Round, to: n.rounds[len(n.rounds)-1].Round}
 	share := func(r RoundSample) float64 { return r.InclShare }
-	if n.why == whyBudget {
+	if n.why == whyBudget && len(n.rounds) < h.cfg.MinRounds {
+		// A burst: a few rounds of an instrument so costly that the
+		// samples of its context are the better estimate, where there
+		// are enough; else its rounds, its own cost taken out where
+		// the readings were not compensated already.
 		e.source = SourceBurst
-		share = h.burstShare(n)
 		if s := h.sampledUnder(n); s != nil && s.samples >= minEstimateSamples {
 			return s
+		}
+		if h.cfg.RawCosts {
+			share = h.burstShare(n)
 		}
 	}
 	xs := make([]float64, len(n.rounds))
@@ -364,7 +370,7 @@ func inContext(frames, fns []string, known map[string]bool) bool {
 //	own(n) = calls(n)·inside(n) + Σ calls(c)·(cost(c) − inside(c)) over n's timed children c
 //	         + Σ calls(b)·cost(b) over n's block counters b
 func (h *hunter) instrumentCost(r *Run) {
-	if h.cfg.Compensate {
+	if !h.cfg.RawCosts {
 		return // taken out of every reading already
 	}
 	for i := range r.Nodes {

@@ -293,6 +293,7 @@ func (h *hunter) finding(r *Run, n *Node) Finding {
 		f.OffCPUShare = float64(n.ExclOffCPUNs) / float64(n.ExclNs)
 		f.OnCPUShare = 1 - f.OffCPUShare
 	}
+	f.InstrumentShare = n.Excl.Mean - netShare(n)
 	if n.Parent >= 0 && h.shared(n.Point.Function()) {
 		f.Owner = r.Nodes[n.Parent].Point.Function()
 		f.OverallShare = h.overallShare(r, n.Point.Function())
@@ -355,6 +356,9 @@ func (h *hunter) verdict(r *Run, n *Node, f *Finding) string {
 	}
 	if f.Calls > 0 {
 		v += fmt.Sprintf(" (%.3g per %s, mean %s per call)", f.CallsPerOp, op, fmtNs(f.MeanNs))
+	}
+	if f.InstrumentShare >= 0.1*n.Excl.Mean && f.InstrumentShare >= 0.005 {
+		v += fmt.Sprintf(" (of which %s is the instruments' own cost)", pct(f.InstrumentShare))
 	}
 	switch {
 	case n.State == StateSampled || n.Source == SourceSamples && n.Kind == NodeSampled:

@@ -48,12 +48,14 @@ type Config struct {
 	// CPUs is the number of CPUs (the whole-system denominator, and the
 	// CPU capacity the budget is a share of).
 	CPUs int
-	// Compensate takes the instruments' calibrated own cost out of every
-	// reading (see hunter.compensate). It is off by default: its result
-	// is only as good as the calibration, and under an emulator that
-	// varies by a third from run to run, more than the cost it takes out
-	// of a comparison of two runs that instrumented the same places.
-	Compensate bool
+	// RawCosts leaves the instruments' own cost in every reading. By
+	// default the hunt takes it out (see hunter.compensate): every share
+	// is of the target's time without the instruments, as the workload
+	// runs when autoprof is not there. The result is only as good as the
+	// calibration; two runs meant to be compared time for time, which
+	// instrumented the same places, may be better off raw (the cost is
+	// then equal on both sides).
+	RawCosts bool
 	// NoBlocks keeps the hunt at function level: no basic-block counters
 	// (kprobes at func+off) where a function's own code holds a
 	// significant share. A block counter costs an int3 until the kprobe

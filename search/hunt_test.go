@@ -108,7 +108,7 @@ func TestCompensation(t *testing.T) {
 					k, truth := searchtest.Planted(shape, 1)
 					k.ProbeEffect, k.CostPerHitNs, k.InsideNs = true, 2000, 800
 					k.Start()
-					run := hunt(t, k, func(c *search.Config) { c.Compensate = !raw; c.BudgetPct = 50 })
+					run := hunt(t, k, func(c *search.Config) { c.RawCosts = raw; c.BudgetPct = 50 })
 					top := run.Findings[0]
 					off[i] = math.Abs(top.ExclShare.Mean - truth.Share)
 					t.Logf("raw %v: top %s %.1f%% (planted %.1f%%), %.2f%% of the target's time compensated",

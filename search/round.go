@@ -33,7 +33,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 		n.cur = c
 	}
 	siteCalls := h.absorbTargets(delta.Targets)
-	if h.cfg.Compensate {
+	if !h.cfg.RawCosts {
 		d = h.compensate(d, siteCalls)
 	}
 	var ops uint64

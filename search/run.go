@@ -189,6 +189,10 @@ type Finding struct {
 	// the helper's exclusive share over all its contexts.
 	Owner        string  `json:"owner,omitempty"`
 	OverallShare float64 `json:"overall_share,omitempty"`
+	// InstrumentShare is the part of ExclShare that the instruments
+	// themselves cost there (see Node.InstrumentNs): ExclShare less it
+	// is the target's own.
+	InstrumentShare float64 `json:"instrument_share,omitempty"`
 }
 
 // Event is one decision of the search, with the statistic behind it.
@@ -213,7 +217,7 @@ type Overhead struct {
 	MeasuredBy   string             `json:"measured_by"`     // how MeasuredPct was obtained
 	// CompensatedPct is the share of the target's time, in percent, that
 	// the hunt took out of its readings as the instruments' own cost (see
-	// hunter.compensate); 0 unless Config.Compensate.
+	// hunter.compensate); 0 with Config.RawCosts.
 	CompensatedPct float64 `json:"compensated_pct"`
 	// OverBudget, where not empty, says that the budget could not be
 	// kept and what the hunt did about it: reports put it on the first

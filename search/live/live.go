@@ -39,9 +39,9 @@ type Options struct {
 	// NoCalibrate skips the start-up calibration (tests that compare
 	// against it calibrate once themselves).
 	NoCalibrate bool
-	// Compensate takes the instruments' own cost out of the readings
-	// (see search.Config.Compensate).
-	Compensate bool
+	// RawCosts leaves the instruments' own cost in the readings (see
+	// search.Config.RawCosts).
+	RawCosts bool
 	// NoBlocks: no basic-block counters (see search.Config.NoBlocks).
 	NoBlocks bool
 	Done     <-chan struct{}
@@ -117,7 +117,7 @@ func Config(ctx context.Context, sess splice.Instruments, o Options) (search.Con
 		ThresholdPct: o.ThresholdPct,
 		MaxLive:      o.MaxLive,
 		FinalRounds:  o.FinalRounds,
-		Compensate:   o.Compensate,
+		RawCosts:     o.RawCosts,
 		NoBlocks:     o.NoBlocks,
 		Progress:     o.Progress,
 		OnRead:       o.OnRead,

@@ -99,6 +99,14 @@ func huntReal(t testing.TB, c realCase) realScore {
 		sc.sampledTop, sc.topShare = strings.Join(run.Nodes[top].Path, ";"), byNode[top]
 	}
 	sc.agree = (f.Node == top || sc.sampledShare >= sc.topShare-0.05) && math.Abs(sc.firstShare-sc.sampledShare) <= 0.05
+	if !sc.agree {
+		logTree(t, run)
+		for i, w := range byNode {
+			if w >= 0.01 {
+				t.Logf("sampled: node %d %.1f%%", i, 100*w)
+			}
+		}
+	}
 	t.Logf("%s: first finding %.1f%% (sampled %.1f%%) %s; the samples' first %.1f%% %s; %d samples",
 		c.name, 100*sc.firstShare, 100*sc.sampledShare, sc.first, 100*sc.topShare, sc.sampledTop, n)
 	return sc

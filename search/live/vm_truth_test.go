@@ -189,8 +189,13 @@ func TestVMTruth(t *testing.T) {
 	var scores []searchtest.TreeScore
 	for _, name := range truthCISeeds {
 		t.Run(name, func(t *testing.T) {
-			s, _ := huntTree(t, trees[name])
+			s, run := huntTree(t, trees[name])
 			scores = append(scores, s)
+			defer func() {
+				if t.Failed() {
+					logTree(t, run)
+				}
+			}()
 			if !s.FirstRight {
 				t.Errorf("first finding %s, want the plant %s %s", s.Top, trees[name].Plants[0].Kind, trees[name].Plants[0].Owner)
 			}
@@ -234,4 +239,16 @@ func BenchmarkVMTruth(b *testing.B) {
 func release() string {
 	r, _ := kernel.Release()
 	return r
+}
+
+// logTree logs the consistent tree of a run: every node with a share of
+// 0.5% or more, for a failure to be read from the log.
+func logTree(t testing.TB, run *search.Run) {
+	for _, n := range run.Nodes {
+		if n.Kind == search.NodeBlock || n.Incl.Mean < 0.005 && n.Excl.Mean < 0.005 {
+			continue
+		}
+		t.Logf("node %d <- %d %-8s %-8s %-10s incl %5.1f%% excl %5.1f%% calls %d samples %d r%d-%d %s",
+			n.ID, n.Parent, n.Kind, n.Source, n.State, 100*n.Incl.Mean, 100*n.Excl.Mean, n.Calls, n.Samples, n.From, n.To, n.Point)
+	}
 }

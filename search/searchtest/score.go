@@ -68,7 +68,7 @@ func Score(run *search.Run, t *calltree.Tree, truth map[string]float64) TreeScor
 			}
 			continue
 		}
-		d := math.Abs(match.ExclShare.Mean - share)
+		d := math.Abs(match.ExclShare.Mean - match.InstrumentShare - share)
 		s.ShareErr += d
 		s.MaxShareErr = max(s.MaxShareErr, d)
 		found++
