@@ -1,8 +1,11 @@
 package search
 
 import (
+	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/autoprof/autoprof/splice"
 )
 
 // TestEvictions checks the eviction order on hand-made instruments: the
@@ -70,4 +73,42 @@ func TestPctOf(t *testing.T) {
 	if !fits(1.9, 0.1, 2) || fits(1.9, 0.11, 2) {
 		t.Error("fits does not hold the budget as the bound")
 	}
+}
+
+// TestDecisionRules checks the withdrawal and refinement rules on
+// hand-made nodes: an interval wholly below θ withdraws, wholly above
+// refines (callees first, blocks once refined with nothing deferred),
+// straddling does nothing, and candidates come most valuable first.
+func TestDecisionRules(t *testing.T) {
+	iv := func(lo, hi float64) Interval { return Interval{Mean: (lo + hi) / 2, Low: lo, High: hi, N: 5} }
+	cold := &node{id: 1, incl: iv(0.01, 0.03)}
+	straddle := &node{id: 2, incl: iv(0.03, 0.08)}
+	hot := &node{id: 3, incl: iv(0.2, 0.3)}
+	hotter := &node{id: 4, incl: iv(0.5, 0.6)}
+	leaf := &node{id: 5, incl: iv(0.4, 0.5), excl: iv(0.35, 0.45), refined: true}
+	deferred := &node{id: 6, incl: iv(0.3, 0.4), refined: true, deferred: []splice.Point{{Func: "f"}}}
+	young := &node{id: 7, incl: iv(0.5, 0.6)}
+	nodes := []*node{cold, straddle, hot, hotter, leaf, deferred, young}
+	decidable := func(n *node) bool { return n != young }
+	if got := coldNodes(nodes, 0.05, decidable); len(got) != 1 || got[0] != cold {
+		t.Errorf("cold nodes %v, want node 1", ids(got))
+	}
+	var got []string
+	for _, c := range refineCandidates(nodes, 0.05, 3, false, decidable) {
+		got = append(got, fmt.Sprintf("%d%s", c.n.id, map[bool]string{true: "b"}[c.blocks]))
+	}
+	if want := []string{"4", "5b", "6", "3"}; !slices.Equal(got, want) {
+		t.Errorf("candidates %v, want %v", got, want)
+	}
+	if c := refineCandidates(nodes, 0.05, 3, true, decidable); len(c) != 3 {
+		t.Errorf("%d candidates without blocks, want 3", len(c))
+	}
+}
+
+func ids(ns []*node) []int {
+	var out []int
+	for _, n := range ns {
+		out = append(out, n.id)
+	}
+	return out
 }

@@ -84,13 +84,22 @@ func (h *hunter) decidable(n *node) bool {
 	return n.state != StateWithdrawn && n.state != StateSampled && len(n.rounds) >= h.cfg.MinRounds
 }
 
+// coldNodes returns the nodes the withdrawal rule takes: those the rules
+// may act on (decidable) whose inclusive interval lies wholly below θ.
+func coldNodes(nodes []*node, theta float64, decidable func(*node) bool) []*node {
+	var out []*node
+	for _, n := range nodes {
+		if decidable(n) && n.incl.Below(theta) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // withdrawCold withdraws every node significantly below the threshold.
 func (h *hunter) withdrawCold() bool {
 	changed := false
-	for _, n := range h.nodes {
-		if !h.decidable(n) || !n.incl.Below(h.theta()) {
-			continue
-		}
+	for _, n := range coldNodes(h.nodes, h.theta(), h.decidable) {
 		iv := n.incl
 		reason := fmt.Sprintf("inclusive share %s significantly below the threshold %.3g%%: high %.3g%% < %.3g%%",
 			pct(iv.Mean), h.cfg.ThresholdPct, 100*iv.High, h.cfg.ThresholdPct)
@@ -150,23 +159,8 @@ func (h *hunter) refine() bool {
 	if h.saturated {
 		return false
 	}
-	var cands []candidate
-	for _, n := range h.nodes {
-		if !h.decidable(n) {
-			continue
-		}
-		switch {
-		case !n.refined && n.incl.Above(h.theta()):
-			cands = append(cands, candidate{n: n, value: n.incl.Mean})
-		case n.refined && len(n.deferred) > 0: // a refinement the budget cut short
-			cands = append(cands, candidate{n: n, value: n.incl.Mean})
-		case n.refined && !n.blocked && !h.cfg.NoBlocks && n.excl.N >= h.cfg.MinRounds && n.excl.Above(h.theta()) && h.calleesDone(n):
-			cands = append(cands, candidate{n: n, blocks: true, value: n.excl.Mean})
-		}
-	}
-	sort.SliceStable(cands, func(i, j int) bool { return cands[i].value > cands[j].value })
 	changed := false
-	for _, c := range cands {
+	for _, c := range refineCandidates(h.nodes, h.theta(), h.cfg.MinRounds, h.cfg.NoBlocks, h.decidable) {
 		if h.admit(c) {
 			changed = true
 		}
@@ -177,9 +171,31 @@ func (h *hunter) refine() bool {
 	return changed
 }
 
-// calleesDone reports whether n has no callee left to instrument: every
-// planned child is instrumented or refused, none deferred.
-func (h *hunter) calleesDone(n *node) bool { return len(n.deferred) == 0 }
+// refineCandidates returns the refinements the rules ask for, most
+// valuable first: a node the rules may act on (decidable) whose inclusive
+// interval lies wholly above θ and that was not refined (its callees,
+// value I(n).Mean); a refined node with callees the budget deferred (the
+// rest of them); a refined node with no callee left to instrument whose
+// exclusive interval over MinRounds rounds or more lies wholly above θ
+// (its basic blocks, value X(n).Mean), unless noBlocks.
+func refineCandidates(nodes []*node, theta float64, minRounds int, noBlocks bool, decidable func(*node) bool) []candidate {
+	var cands []candidate
+	for _, n := range nodes {
+		if !decidable(n) {
+			continue
+		}
+		switch {
+		case !n.refined && n.incl.Above(theta):
+			cands = append(cands, candidate{n: n, value: n.incl.Mean})
+		case n.refined && len(n.deferred) > 0:
+			cands = append(cands, candidate{n: n, value: n.incl.Mean})
+		case n.refined && !n.blocked && !noBlocks && n.excl.N >= minRounds && n.excl.Above(theta):
+			cands = append(cands, candidate{n: n, blocks: true, value: n.excl.Mean})
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].value > cands[j].value })
+	return cands
+}
 
 // plan is the instruments a refinement would insert and the nodes it
 // would create.

@@ -19,7 +19,13 @@ type window struct {
 // rounds returns the window's length.
 func (w window) rounds() int { return max(w.end-w.start+1, 0) }
 
-// hunter is the state of one hunt.
+// hunter is the state of one hunt: its calling-context tree and windows
+// (tree), the instruments it inserted (specs), what they cost against the
+// budget (overheads), the stack samples it took (sampleStore), and what
+// the Graph and the Instrumenter said. The decisions (decide.go) and the
+// budget's rules (budget.go) are functions of that state; the pure parts
+// (evictions, fits, the candidates of refinement and withdrawal) are
+// tested alone.
 type hunter struct {
 	cfg   Config
 	ctx   context.Context
@@ -30,40 +36,60 @@ type hunter struct {
 	round int    // rounds completed
 	stop  string // why the hunt ended
 
-	nodes []*node
-	byKey map[string]*node
-	roots map[string]bool // root functions
+	tree
+	overheads
+	sampleStore
 
 	specs   map[string]*instrument // every spec inserted, live or withdrawn
 	refused map[string]error       // Check's refusals, by spec
 	graph   map[string]*graphInfo  // Graph answers, by function
+	costs   map[string]float64     // cost per hit by backend (see Calibrator)
+
+	lastChange int  // the last round after which instruments changed
+	looping    bool // the rounds have begun
+	// fallbacks are the functions served by another backend than the
+	// session's, by backend, with the first refusal seen.
+	fallbacks   map[string][]string
+	fallbackWhy map[string]string
+	census      *census // the census whose timers roots may adopt
+	limits      map[string]bool
+	// blind holds the refined nodes with indirect call sites whose
+	// targets the backend cannot capture: samples show them instead.
+	blind map[*node]bool
+}
+
+// tree is the calling-context tree the hunt grows, and its windows.
+type tree struct {
+	nodes []*node
+	byKey map[string]*node
+	roots map[string]bool // root functions
 
 	windowStart int     // first round of the current window
 	windowNs    float64 // the target's time in it
 	prevWindow  window  // the window before it, if it had rounds
 	reported    bool    // the Run reports prevWindow
-	lastPred    float64 // predicted overhead of the last round, percent
-	lastMeas    float64 // measured overhead of the last round, percent; -1 if not measured
-	lastChange  int     // the last round after which instruments changed
-	looping     bool    // the rounds have begun
-	costs       map[string]float64
-	spending    allowance // the overhead spent against the budget so far
-	predSum     float64
-	measSum     float64
-	measRounds  int
-	rootsOver   float64 // the most the roots alone cost over the budget, percent
+}
+
+// overheads is what the instruments cost against the budget.
+type overheads struct {
+	lastPred   float64   // predicted overhead of the last round, percent
+	lastMeas   float64   // measured overhead of the last round, percent; -1 if not measured
+	spending   allowance // the overhead spent against the budget so far
+	predSum    float64
+	measSum    float64
+	measRounds int
+	rootsOver  float64 // the most the roots alone cost over the budget, percent
 	// saturated is set while what no withdrawal can shed exceeds the
 	// budget (see saturate), for saturatedRounds rounds in all.
 	saturated       bool
 	saturatedRounds int
-	// fallbacks are the functions served by another backend than the
-	// session's, by backend, with the first refusal seen.
-	fallbacks   map[string][]string
-	fallbackWhy map[string]string
 	// compensatedNs is the instruments' own cost taken out of the
 	// target's time so far (compensate).
 	compensatedNs float64
+}
 
+// sampleStore is the stack samples the hunt took.
+type sampleStore struct {
 	sampling chan samplingResult // the sampler's answer for the round in progress
 	deep     []Stack             // Deep Start's samples
 	// allStacks are every stack sampled, over sampledNs of the target's
@@ -73,12 +99,7 @@ type hunter struct {
 	sampledNs              float64
 	sampledCount           uint64
 	sampledFrom, sampledTo int
-	census                 *census // the census whose timers roots may adopt
-	waits                  map[string]map[string]float64
-	limits                 map[string]bool
-	// blind holds the refined nodes with indirect call sites whose
-	// targets the backend cannot capture: samples show them instead.
-	blind map[*node]bool
+	waits                  map[string]map[string]float64 // off-CPU: where each frame's waits end
 }
 
 // graphInfo caches what the Graph said about one function.
@@ -97,19 +118,17 @@ type samplingResult struct {
 
 func newHunter(ctx context.Context, cfg Config) *hunter {
 	h := &hunter{
-		cfg:         cfg,
-		ctx:         ctx,
-		lastMeas:    -1,
-		windowStart: 1,
-		in:          cfg.Instrumenter,
-		start:       time.Now(),
-		byKey:       map[string]*node{},
-		roots:       map[string]bool{},
-		specs:       map[string]*instrument{},
-		refused:     map[string]error{},
-		graph:       map[string]*graphInfo{},
-		limits:      map[string]bool{},
-		blind:       map[*node]bool{},
+		cfg:       cfg,
+		ctx:       ctx,
+		overheads: overheads{lastMeas: -1},
+		tree:      tree{windowStart: 1, byKey: map[string]*node{}, roots: map[string]bool{}},
+		in:        cfg.Instrumenter,
+		start:     time.Now(),
+		specs:     map[string]*instrument{},
+		refused:   map[string]error{},
+		graph:     map[string]*graphInfo{},
+		limits:    map[string]bool{},
+		blind:     map[*node]bool{},
 	}
 	h.meter, _ = cfg.Instrumenter.(OverheadMeter)
 	h.run = &Run{Meta: cfg.Meta, Limitations: append([]string(nil), cfg.Limitations...)}
