@@ -444,36 +444,58 @@ func dedupe(xs []string) []string {
 }
 
 // ContextOf returns the node of r's consistent tree whose calling context
-// a kernel stack (function names, outermost first) runs in: the deepest
-// node whose path's functions appear in the frames in order with no
-// other node's function between them (see inContext), -1 for none. A
-// profile of stacks taken without instruments, attributed so, is the
-// ground truth of each node's exclusive share.
+// a kernel stack (function names, outermost first) runs in, as the hunt
+// attributed its own samples (see addSampledChildren): the deepest timed
+// node whose path's functions appear in the frames in order with no other
+// timed node's function between them (see inContext), then down its
+// sampled children by the frames that follow; -1 for none. A profile of
+// stacks taken without instruments, attributed so, is the ground truth of
+// each node's exclusive share.
 func (r *Run) ContextOf(frames []string) int {
 	known := map[string]bool{}
+	sampledKids := map[int]map[string]int{}
 	for _, n := range r.Nodes {
-		if n.Kind != NodeBlock && n.Source != "" {
+		switch {
+		case n.Kind == NodeBlock || n.Source == "":
+		case n.Kind == NodeSampled && n.Parent >= 0:
+			if sampledKids[n.Parent] == nil {
+				sampledKids[n.Parent] = map[string]int{}
+			}
+			sampledKids[n.Parent][n.Point.Function()] = n.ID
+		case n.Kind != NodeSampled:
 			known[n.Point.Function()] = true
 		}
 	}
-	best, depth := -1, 0
+	best, depth := -1, -1
 	for i, n := range r.Nodes {
-		if n.Kind == NodeBlock || n.Source == "" || len(n.Path) <= depth {
+		if n.Kind == NodeBlock || n.Kind == NodeSampled || n.Source == "" || len(n.Path) <= depth {
 			continue
 		}
-		fns := make([]string, 0, len(n.Path))
-		for m := &r.Nodes[i]; ; m = &r.Nodes[m.Parent] {
-			fns = append(fns, m.Point.Function())
-			if m.Parent < 0 {
-				break
-			}
-		}
-		slices.Reverse(fns)
-		if inContext(frames, fns, known) {
+		if inContext(frames, r.pathFuncs(i), known) {
 			best, depth = i, len(n.Path)
 		}
 	}
+	for best >= 0 {
+		next, ok := sampledKids[best][frameAfter(frames, r.Nodes[best].Point.Function())]
+		if !ok {
+			break
+		}
+		best = next
+	}
 	return best
+}
+
+// pathFuncs returns the functions of node i's path, outermost first.
+func (r *Run) pathFuncs(i int) []string {
+	var fns []string
+	for m := &r.Nodes[i]; ; m = &r.Nodes[m.Parent] {
+		fns = append(fns, m.Point.Function())
+		if m.Parent < 0 {
+			break
+		}
+	}
+	slices.Reverse(fns)
+	return fns
 }
 
 // minSampledShare is the smallest share of the target's time a callee the
