@@ -8,7 +8,7 @@ BIN      := bin
 # Binaries run inside the test VMs, which have no libc.
 STATIC   := CGO_ENABLED=0
 
-.PHONY: all build deps lint unit fuzz bench vmtest vmtest-full vmbench test generate check-generate demo clean
+.PHONY: all build deps lint unit fuzz bench vmtest vmtest-full vmbench truth test generate check-generate demo clean
 
 all: build
 
@@ -56,6 +56,16 @@ vmtest-full: build
 # one run compare.
 vmbench: build
 	$(BIN)/vmtest test -kernels $(KERNELS) -bench . ./splice ./search/live
+
+# truth is the truth benchmark: on each kernel, a hunt of each of the 20
+# generated call trees (internal/calltree, the aptree module) against the
+# module's own accounting of its planted costs without instruments, and
+# of five real workloads (apload: stat storm, find, tar, pipe ping-pong,
+# loopback TCP) against stack samples taken without instruments; it
+# prints the tables (about 40 minutes, the kernels at once). CI runs a
+# subset (TestVMTruth, TestVMRealTruth).
+truth: build
+	$(BIN)/vmtest test -timeout 90m -kernels $(KERNELS) -run '^$$' -bench 'BenchmarkVM(Real)?Truth$$' -benchtime 1x ./search/live
 
 # test is everything CI runs.
 test: deps lint unit fuzz bench vmtest

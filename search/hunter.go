@@ -100,6 +100,9 @@ type sampleStore struct {
 	sampledCount           uint64
 	sampledFrom, sampledTo int
 	waits                  map[string]map[string]float64 // off-CPU: where each frame's waits end
+	// droppedNs is the thread time of the round's samples that caught
+	// the instruments (splitOwn).
+	droppedNs float64
 }
 
 // graphInfo caches what the Graph said about one function.

@@ -41,13 +41,23 @@ var instrumentFrames = []string{
 // time is the hunt's overhead, which it measures and reports as such, not
 // the target's.
 func ownStacks(stacks []Stack) []Stack {
-	out := stacks[:0:0]
-	for _, s := range stacks {
-		if !slices.ContainsFunc(s.Frames, isInstrumentFrame) {
-			out = append(out, s)
-		}
-	}
+	out, _ := splitOwn(stacks)
 	return out
+}
+
+// splitOwn returns the stacks that did not sample the instruments, and
+// the thread time the others stand for.
+func splitOwn(stacks []Stack) ([]Stack, float64) {
+	out := stacks[:0:0]
+	var dropped float64
+	for _, s := range stacks {
+		if slices.ContainsFunc(s.Frames, isInstrumentFrame) {
+			dropped += s.WeightNs
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, dropped
 }
 
 func isInstrumentFrame(f string) bool {
@@ -104,9 +114,9 @@ func (h *hunter) deepStart(ctx context.Context) {
 		if err != nil {
 			h.limit("no stack samples for Deep Start: %v", err)
 		}
-		stacks = ownStacks(stacks)
+		stacks, dropped := splitOwn(stacks)
 		h.deep = append(h.deep, stacks...)
-		h.keepStacks(stacks, h.sampleTargetNs(d), 0, 0)
+		h.keepStacks(stacks, h.sampleTargetNs(d)-dropped, 0, 0)
 		for _, s := range stacks {
 			h.keepWaits(s)
 		}

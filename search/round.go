@@ -33,6 +33,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 		n.cur = c
 	}
 	siteCalls := h.absorbTargets(delta.Targets)
+	raw := d
 	if !h.cfg.RawCosts {
 		d = h.compensate(d, siteCalls)
 	}
@@ -46,7 +47,10 @@ func (h *hunter) absorb(cur, prev *reading) {
 		}
 	}
 	if cur.stacks != nil {
-		h.keepStacks(cur.stacks, d, h.round, h.round)
+		// The samples that caught the instruments are not the target's:
+		// shares from samples are of the target's time without them.
+		h.keepStacks(cur.stacks, max(raw-h.droppedNs, 0), h.round, h.round)
+		h.droppedNs = 0
 	}
 	if cur.stacks != nil && h.cfg.SampleTree {
 		h.absorbStacks(cur.stacks, d)
@@ -206,7 +210,9 @@ func (h *hunter) takeStacks() []Stack {
 	if r.stacks == nil {
 		return []Stack{}
 	}
-	return ownStacks(r.stacks)
+	stacks, dropped := splitOwn(r.stacks)
+	h.droppedNs += dropped
+	return stacks
 }
 
 // merged returns r with the contexts that share a path and a kind (an
@@ -374,15 +380,30 @@ func (h *hunter) compensate(d float64, siteCalls map[string]uint64) float64 {
 			below[n.parent] += below[n]
 		}
 	}
+	// The target's time loses what was taken out of its roots' windows
+	// (every hit of the target's falls in one), as clamped there, and
+	// the part of the roots' own cost outside their windows: a
+	// calibration that overstates the cost cannot take out more than the
+	// roots measured.
+	var taken float64
 	for _, n := range h.nodes {
 		c := &n.cur
 		if x := own[n]; x > 0 {
 			c.ExclNs = max(c.ExclNs-min(uint64(x), c.ExclNs), c.ExclOffCPUNs)
 		}
 		if x := below[n]; x > 0 {
+			before := c.InclNs
 			c.InclNs = max(c.InclNs-min(uint64(x), c.InclNs), c.InclOffCPUNs, c.ExclNs)
+			if n.parent == nil {
+				taken += float64(before - c.InclNs)
+			}
+		}
+		if n.parent == nil && n.cur.Calls > 0 && !n.sampled() {
+			spec := h.specFor(n)
+			taken += float64(n.cur.Calls) * max(h.costOfSpec(spec)-h.insideOf(spec), 0)
 		}
 	}
-	h.compensatedNs += min(total, 0.95*d)
-	return max(d-total, 0.05*d)
+	taken = min(taken, total, 0.95*d)
+	h.compensatedNs += taken
+	return d - taken
 }

@@ -175,8 +175,10 @@ func treeTruth(sa, sb snapshot, tree *calltree.Tree) map[string]float64 {
 }
 
 // truthCISeeds are the trees TestVMTruth hunts: a CPU plant in a helper
-// shared by several callers, a cheap function called hundreds of times,
-// a sleep, and three plants at once (see internal/calltree).
+// shared by several callers with a cheap function called hundreds of
+// times (gt1), three plants at once with a sleep (gt3), and a sleep beside
+// a shared helper entered through /proc (gt6); -short hunts the first
+// two (see internal/calltree).
 var truthCISeeds = []string{"gt1", "gt3", "gt6"}
 
 // TestVMTruth hunts a few generated trees and requires what the truth
@@ -187,7 +189,11 @@ var truthCISeeds = []string{"gt1", "gt3", "gt6"}
 func TestVMTruth(t *testing.T) {
 	trees := loadTrees(t)
 	var scores []searchtest.TreeScore
-	for _, name := range truthCISeeds {
+	seeds := truthCISeeds
+	if testing.Short() {
+		seeds = seeds[:2]
+	}
+	for _, name := range seeds {
 		t.Run(name, func(t *testing.T) {
 			s, run := huntTree(t, trees[name])
 			scores = append(scores, s)
