@@ -214,6 +214,9 @@ func TestVMTruth(t *testing.T) {
 			if s.ExclSum > 1.05 {
 				t.Errorf("exclusive shares add up to %.1f%%", 100*s.ExclSum)
 			}
+			if s.Reinserted != "" {
+				t.Errorf("inserted more than twice without a new reason: %s", s.Reinserted)
+			}
 		})
 	}
 	var b strings.Builder

@@ -36,6 +36,9 @@ type TreeScore struct {
 	Instruments, Rounds, FirstRightRound int
 	// Top is the first finding, for the table.
 	Top string
+	// Reinserted names a spec inserted more than twice without a new
+	// reason in the trace (insert-again), "" if none.
+	Reinserted string
 }
 
 // Score scores run against tree t and its truth.
@@ -79,6 +82,20 @@ func Score(run *search.Run, t *calltree.Tree, truth map[string]float64) TreeScor
 	for _, n := range run.Nodes {
 		if n.Kind != search.NodeBlock {
 			s.ExclSum += n.Excl.Mean
+		}
+	}
+	inserts, again := map[string]int{}, map[string]int{}
+	for _, e := range run.Trace {
+		switch e.Action {
+		case "insert":
+			inserts[e.Spec]++
+		case "insert-again":
+			again[e.Spec]++
+		}
+	}
+	for spec, n := range inserts {
+		if n > 2+again[spec] && (s.Reinserted == "" || spec < s.Reinserted) {
+			s.Reinserted = fmt.Sprintf("%s (%d times)", spec, n)
 		}
 	}
 	return s
