@@ -36,6 +36,9 @@ import (
 func (h *hunter) decide() bool {
 	h.updateIntervals()
 	changed := h.withdrawCold()
+	if h.withdrawCounted() {
+		changed = true
+	}
 	if h.convertShared() {
 		changed = true
 	}
@@ -82,6 +85,27 @@ func (h *hunter) decidable(n *node) bool {
 		return false
 	}
 	return n.state != StateWithdrawn && n.state != StateSampled && len(n.rounds) >= h.cfg.MinRounds
+}
+
+// withdrawCounted withdraws the block counters of a function once they
+// counted MinRounds whole rounds: their counts per operation name the hot
+// block, and they cost a kprobe hit per execution of the block (an int3
+// until the kprobe optimizer makes it a jump, so what they add to the
+// function's time differs from hunt to hunt); the window that follows
+// measures the function without them. Their nodes keep their counts.
+func (h *hunter) withdrawCounted() bool {
+	changed := false
+	for _, in := range h.sortedSpecs() {
+		if in.live == nil || in.spec.Kind != splice.Count || in.spec.Offset == 0 || h.round-in.since+1 < h.cfg.MinRounds {
+			continue
+		}
+		for _, n := range in.nodes {
+			n.state, n.why = StateWithdrawn, whyCounted
+		}
+		h.close(in, fmt.Sprintf("block counted over %d rounds", h.round-in.since+1))
+		changed = true
+	}
+	return changed
 }
 
 // coldNodes returns the nodes the withdrawal rule takes: those the rules

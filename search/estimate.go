@@ -331,11 +331,12 @@ func (h *hunter) keepStacks(stacks []Stack, targetNs float64, from, to int) {
 	}
 }
 
-// nodeFuncs is the set of functions the hunt's nodes stand for.
+// nodeFuncs is the set of functions the hunt's timed nodes stand for:
+// the contexts of the instruments' shadow stacks are made of them.
 func (h *hunter) nodeFuncs() map[string]bool {
 	out := map[string]bool{}
 	for _, n := range h.nodes {
-		if n.kind != NodeBlock {
+		if n.kind != NodeBlock && !n.sampled() {
 			out[n.point().Function()] = true
 		}
 	}

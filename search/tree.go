@@ -142,6 +142,9 @@ func extend(p splice.Path, pt splice.Point) splice.Path {
 const (
 	whyCold   = "cold"   // significantly below the threshold
 	whyBudget = "budget" // its instrument cost more than the budget allowed
+	// whyCounted: a block counter that counted long enough (see
+	// withdrawCounted).
+	whyCounted = "counted"
 )
 
 // newWindow starts a new window after the instruments changed: the totals
