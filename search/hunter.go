@@ -101,8 +101,10 @@ type sampleStore struct {
 	sampledFrom, sampledTo int
 	waits                  map[string]map[string]float64 // off-CPU: where each frame's waits end
 	// droppedNs is the thread time of the round's samples that caught
-	// the instruments (splitOwn).
-	droppedNs float64
+	// the instruments (splitOwn); sampledFor how long the round's
+	// sampler sampled, which the round itself can outlast.
+	droppedNs  float64
+	sampledFor time.Duration
 }
 
 // graphInfo caches what the Graph said about one function.
@@ -117,6 +119,7 @@ type graphInfo struct {
 type samplingResult struct {
 	stacks []Stack
 	err    error
+	took   time.Duration // how long the sampler sampled
 }
 
 func newHunter(ctx context.Context, cfg Config) *hunter {

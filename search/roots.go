@@ -110,13 +110,15 @@ func (h *hunter) deepStart(ctx context.Context) {
 			d = min(d, time.Until(dl))
 		}
 		census := h.startCensus()
+		began := time.Now()
 		stacks, err := h.sample(ctx, d)
+		took := time.Since(began)
 		if err != nil {
 			h.limit("no stack samples for Deep Start: %v", err)
 		}
 		stacks, dropped := splitOwn(stacks)
 		h.deep = append(h.deep, stacks...)
-		h.keepStacks(stacks, h.sampleTargetNs(d)-dropped, 0, 0)
+		h.keepStacks(stacks, h.sampleTargetNs(took)-dropped, 0, 0)
 		for _, s := range stacks {
 			h.keepWaits(s)
 		}

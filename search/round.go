@@ -33,7 +33,10 @@ func (h *hunter) absorb(cur, prev *reading) {
 		n.cur = c
 	}
 	siteCalls := h.absorbTargets(delta.Targets)
-	raw := d
+	threads := (cur.threads + prev.threads) / 2
+	if threads <= 0 {
+		threads = 1
+	}
 	if !h.cfg.RawCosts {
 		d = h.compensate(d, siteCalls)
 	}
@@ -47,9 +50,10 @@ func (h *hunter) absorb(cur, prev *reading) {
 		}
 	}
 	if cur.stacks != nil {
-		// The samples that caught the instruments are not the target's:
+		// The samples stand for the time the sampler sampled (a round
+		// can outlast it), less the samples that caught the instruments:
 		// shares from samples are of the target's time without them.
-		h.keepStacks(cur.stacks, max(raw-h.droppedNs, 0), h.round, h.round)
+		h.keepStacks(cur.stacks, max(float64(h.sampledFor)*threads-h.droppedNs, 0), h.round, h.round)
 		h.droppedNs = 0
 	}
 	if cur.stacks != nil && h.cfg.SampleTree {
@@ -190,8 +194,9 @@ func (h *hunter) startSampling(ctx context.Context, d time.Duration) {
 	ch := make(chan samplingResult, 1)
 	h.sampling = ch
 	go func() {
+		start := time.Now()
 		stacks, err := h.cfg.Sampler.Sample(ctx, h.cfg.Target, d)
-		ch <- samplingResult{stacks, err}
+		ch <- samplingResult{stacks, err, time.Since(start)}
 	}()
 }
 
@@ -203,6 +208,7 @@ func (h *hunter) takeStacks() []Stack {
 	}
 	r := <-h.sampling
 	h.sampling = nil
+	h.sampledFor = r.took
 	if r.err != nil {
 		h.limit("stack sampling failed: %v", r.err)
 		return []Stack{}
