@@ -63,17 +63,36 @@ func (h *hunter) estimates() map[*node]*est {
 		}
 	}
 	h.dropDuplicates(out)
-	// Children before parents: a parent's exclusive share takes out its
-	// children's inclusive shares.
+	// Children before parents (a node's id is larger than its
+	// parent's): a node's inclusive share is at least its children's,
+	// however they were measured (a timer that lost its returns, or two
+	// estimates from different windows, can say less), and its exclusive
+	// share takes out its children's inclusive shares.
 	for i := len(h.nodes) - 1; i >= 0; i-- {
 		n := h.nodes[i]
 		e := out[n]
 		if e == nil {
 			continue
 		}
+		h.atLeastChildren(n, e, out)
 		h.exclusive(n, e, out)
 	}
 	return out
+}
+
+// atLeastChildren raises e's inclusive share to the sum of n's children's
+// inclusive shares where it is below it.
+func (h *hunter) atLeastChildren(n *node, e *est, all map[*node]*est) {
+	var sum float64
+	for _, c := range n.children {
+		if ce := all[c]; ce != nil && c.kind != NodeBlock {
+			sum += ce.incl.Mean
+		}
+	}
+	if sum > e.incl.Mean {
+		d := sum - e.incl.Mean
+		e.incl.Mean, e.incl.Low, e.incl.High = sum, e.incl.Low+d, e.incl.High+d
+	}
 }
 
 // dropDuplicates keeps one estimate per callee of each node: a function
@@ -150,6 +169,13 @@ func (h *hunter) inclusive(n *node) *est {
 	}
 	e := &est{source: SourceRounds, from: n.rounds[0].Round, to: n.rounds[len(n.rounds)-1].Round}
 	share := func(r RoundSample) float64 { return r.InclShare }
+	if len(n.rounds) < h.cfg.MinRounds && n.why != whyBudget {
+		// Timed for a round or two only (withdrawn with an ancestor):
+		// the samples of its context are the steadier estimate.
+		if s := h.sampledUnder(n); s != nil && s.samples >= minEstimateSamples {
+			return s
+		}
+	}
 	if n.why == whyBudget && len(n.rounds) < h.cfg.MinRounds {
 		// A burst: a few rounds of an instrument so costly that the
 		// samples of its context are the better estimate, where there
@@ -371,6 +397,7 @@ func inContext(frames, fns []string, known map[string]bool) bool {
 //	own(n) = calls(n)·inside(n) + Σ calls(c)·(cost(c) − inside(c)) over n's timed children c
 //	         + Σ calls(b)·cost(b) over n's block counters b
 func (h *hunter) instrumentCost(r *Run) {
+	h.sampledCost(r)
 	if !h.cfg.RawCosts {
 		return // taken out of every reading already
 	}
@@ -395,7 +422,37 @@ func (h *hunter) instrumentCost(r *Run) {
 			}
 			own += float64(cn.Calls) * max(cost-h.insideOf(cs), 0)
 		}
-		n.InstrumentNs = min(uint64(own), n.ExclNs)
+		n.InstrumentNs = max(n.InstrumentNs, min(uint64(own), n.ExclNs))
+	}
+}
+
+// minCostSamples is how many stack samples a hunt needs before its
+// samples judge the instruments' cost in a node.
+const minCostSamples = 300
+
+// sampledCost sets InstrumentNs of the timed nodes whose exclusive share
+// the stack samples of their own context contradict: the samples that
+// caught the instruments were left out (splitOwn), so a node's own
+// sampled share is its time without them, and what its timed exclusive
+// share holds beyond it (and beyond the samples' interval, and a point)
+// is the instruments' cost that the calibration did not take out — a
+// syscall root's tracepoints, a kprobe's int3 before the optimizer made
+// it a jump.
+func (h *hunter) sampledCost(r *Run) {
+	if h.sampledCount < minCostSamples || h.sampledNs <= 0 {
+		return
+	}
+	for _, n := range h.nodes {
+		own, ok := h.ownSampled[n]
+		out := &r.Nodes[n.id]
+		if !ok || out.Kind == NodeSampled || out.Source == SourceSamples || out.TargetNs == 0 {
+			continue
+		}
+		p := own / h.sampledNs
+		half := 1.96 * math.Sqrt(p*(1-p)/float64(h.sampledCount))
+		if excess := out.Excl.Mean - p - half; excess > 0.01 {
+			out.InstrumentNs = max(out.InstrumentNs, min(uint64(excess*float64(out.TargetNs)), out.ExclNs))
+		}
 	}
 }
 
@@ -543,8 +600,9 @@ func (h *hunter) addSampledChildren() {
 			own[best] = append(own[best], s)
 		}
 	}
+	h.ownSampled = map[*node]float64{}
 	for _, n := range timed {
-		h.sampledBelow(n, own[n], 0)
+		h.ownSampled[n] = h.sampledBelow(n, own[n], 0)
 	}
 }
 
@@ -557,10 +615,15 @@ func pathFuncs(p splice.Path) []string {
 }
 
 // sampledBelow makes sampled children of n from the stacks of n's own
-// context (see addSampledChildren).
-func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) {
+// context (see addSampledChildren), and returns the thread time of those
+// stacks that stay n's own.
+func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) float64 {
+	var left float64
+	for _, s := range stacks {
+		left += s.WeightNs
+	}
 	if depth > 16 || len(stacks) == 0 {
-		return
+		return left
 	}
 	groups := map[string][]Stack{}
 	for _, s := range stacks {
@@ -586,7 +649,11 @@ func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) {
 		m.kind, m.state, m.fromSamples = NodeSampled, StateSampled, e
 		m.all.samples = e.samples
 		h.sampledBelow(m, groups[c], depth+1)
+		for _, s := range groups[c] {
+			left -= s.WeightNs
+		}
 	}
+	return left
 }
 
 // blocking reports whether fn is a scheduler function (see Blocker).

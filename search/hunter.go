@@ -105,6 +105,9 @@ type sampleStore struct {
 	// sampler sampled, which the round itself can outlast.
 	droppedNs  float64
 	sampledFor time.Duration
+	// ownSampled is, for each timed node, the thread time of the
+	// samples of its own context that no sampled child took.
+	ownSampled map[*node]float64
 }
 
 // graphInfo caches what the Graph said about one function.

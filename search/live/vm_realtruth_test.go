@@ -94,7 +94,7 @@ func huntReal(t testing.TB, c realCase) realScore {
 		}
 	}
 	f := run.Findings[0]
-	sc := realScore{name: c.name, first: strings.Join(f.Path, ";"), firstShare: f.ExclShare.Mean, sampledShare: byNode[f.Node], samples: n}
+	sc := realScore{name: c.name, first: strings.Join(f.Path, ";"), firstShare: f.ExclShare.Mean - f.InstrumentShare, sampledShare: byNode[f.Node], samples: n}
 	if top >= 0 {
 		sc.sampledTop, sc.topShare = strings.Join(run.Nodes[top].Path, ";"), byNode[top]
 	}
