@@ -37,16 +37,10 @@ var instrumentFrames = []string{
 	"kprobe_int3_handler", "__kretprobe_trampoline_handler", "perf_trace_run_bpf_submit",
 }
 
-// ownStacks drops the stacks that sampled the instruments themselves: that
+// splitOwn drops the stacks that sampled the instruments themselves (that
 // time is the hunt's overhead, which it measures and reports as such, not
-// the target's.
-func ownStacks(stacks []Stack) []Stack {
-	out, _ := splitOwn(stacks)
-	return out
-}
-
-// splitOwn returns the stacks that did not sample the instruments, and
-// the thread time the others stand for.
+// the target's) and returns the others with the thread time of the
+// dropped ones.
 func splitOwn(stacks []Stack) ([]Stack, float64) {
 	out := stacks[:0:0]
 	var dropped float64
