@@ -68,19 +68,8 @@ func TestSharedHelper(t *testing.T) {
 // in the trace.
 func checkHysteresis(t *testing.T, run *search.Run) {
 	t.Helper()
-	inserts, again := map[string]int{}, map[string]int{}
-	for _, e := range run.Trace {
-		switch e.Action {
-		case "insert":
-			inserts[e.Spec]++
-		case "insert-again":
-			again[e.Spec]++
-		}
-	}
-	for spec, n := range inserts {
-		if n > 2+again[spec] {
-			t.Errorf("%s inserted %d times with %d new reasons", spec, n, again[spec])
-		}
+	if s := searchtest.Reinserted(run); s != "" {
+		t.Errorf("inserted more than twice without a new reason: %s", s)
 	}
 }
 

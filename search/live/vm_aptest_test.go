@@ -27,6 +27,19 @@ const (
 	aptestLoad = "../../kmod/testdata/aptest-load"
 )
 
+// startLoad starts a workload and returns a channel closed when it exits
+// and a function that kills it and waits for it (call it, deferred, before
+// the next workload starts).
+func startLoad(t testing.TB, load *exec.Cmd) (<-chan struct{}, func()) {
+	t.Helper()
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { load.Wait(); close(done) }()
+	return done, func() { load.Process.Kill(); <-done }
+}
+
 // loadAptest loads the ground-truth module for the test.
 func loadAptest(t testing.TB) {
 	t.Helper()
@@ -109,12 +122,8 @@ func TestVMGroundTruth(t *testing.T) {
 func huntPlanted(t *testing.T, c plantedCase) {
 	load := exec.Command(aptestLoad, append([]string{"300"}, c.shape...)...)
 	load.Stderr = os.Stderr
-	if err := load.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { load.Wait(); close(done) }()
-	defer func() { load.Process.Kill(); <-done }()
+	done, stop := startLoad(t, load)
+	defer stop()
 	time.Sleep(500 * time.Millisecond)
 	var mu sync.Mutex
 	var snaps []snapshot

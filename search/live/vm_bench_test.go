@@ -56,12 +56,8 @@ func measureHunt(tb testing.TB) huntFigures {
 	f.baseOps = (ops() - o0) / time.Since(t0).Seconds()
 	// Under the hunt.
 	load := exec.Command(aptestLoad, "600")
-	if err := load.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { load.Wait(); close(done) }()
-	defer func() { load.Process.Kill(); <-done }()
+	done, stop := startLoad(tb, load)
+	defer stop()
 	start := time.Now()
 	theta := search.DefaultThreshold / 100
 	o1 := ops()

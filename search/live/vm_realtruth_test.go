@@ -62,12 +62,8 @@ func huntReal(t testing.TB, c realCase) realScore {
 	}
 	load := exec.Command(bin, c.args...)
 	load.Dir, load.Stderr = dir, os.Stderr
-	if err := load.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { load.Wait(); close(done) }()
-	defer func() { load.Process.Kill(); <-done }()
+	done, stop := startLoad(t, load)
+	defer stop()
 	time.Sleep(500 * time.Millisecond)
 	target := splice.Target{PIDs: []int{load.Process.Pid}}
 	stacks, sampledNs := sampleQuietly(t, target)

@@ -84,12 +84,8 @@ func treeStats(t testing.TB) map[string][2]float64 {
 func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.Run) {
 	load := exec.Command(aptestLoad, "300", "-f", tree.Path())
 	load.Stderr = os.Stderr
-	if err := load.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { load.Wait(); close(done) }()
-	defer func() { load.Process.Kill(); <-done }()
+	done, stop := startLoad(t, load)
+	defer stop()
 	time.Sleep(300 * time.Millisecond)
 	before := snapshot{at: time.Now(), stats: treeStats(t)}
 	time.Sleep(truthWindow)

@@ -84,6 +84,14 @@ func Score(run *search.Run, t *calltree.Tree, truth map[string]float64) TreeScor
 			s.ExclSum += n.Excl.Mean
 		}
 	}
+	s.Reinserted = Reinserted(run)
+	return s
+}
+
+// Reinserted names a spec the run inserted more than twice without a new
+// reason in its trace (an insert-again event), "" if none: the hunt's
+// hysteresis.
+func Reinserted(run *search.Run) string {
 	inserts, again := map[string]int{}, map[string]int{}
 	for _, e := range run.Trace {
 		switch e.Action {
@@ -93,12 +101,13 @@ func Score(run *search.Run, t *calltree.Tree, truth map[string]float64) TreeScor
 			again[e.Spec]++
 		}
 	}
+	worst := ""
 	for spec, n := range inserts {
-		if n > 2+again[spec] && (s.Reinserted == "" || spec < s.Reinserted) {
-			s.Reinserted = fmt.Sprintf("%s (%d times)", spec, n)
+		if n > 2+again[spec] && (worst == "" || spec < worst) {
+			worst = fmt.Sprintf("%s (%d times)", spec, n)
 		}
 	}
-	return s
+	return worst
 }
 
 // TieShare is how close two plants' true shares may be for either to be
