@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/autoprof/autoprof/splice"
 )
@@ -339,6 +340,33 @@ func (h *hunter) sampledUnder(n *node) *est {
 		samples: count, from: h.sampledFrom, to: h.sampledTo}
 }
 
+// sampleQuietly samples the target once more after the last round, with
+// every instrument withdrawn (for as long as Deep Start did), where the
+// hunt ended with the target still running: estimates from samples are
+// made of quiet samples only (Deep Start's and these), as the samples of
+// instrumented rounds are distorted where the instruments are (a kprobe's
+// out-of-line step and return trampoline land in the caller's frame).
+func (h *hunter) sampleQuietly() {
+	if h.cfg.Sampler == nil || h.cfg.SampleTree || h.cfg.DeepStart <= 0 || h.round == 0 {
+		return
+	}
+	if !strings.HasPrefix(h.stop, "converged") && !strings.HasPrefix(h.stop, "deadline") {
+		return // interrupted, or the target exited
+	}
+	select {
+	case <-h.cfg.Done:
+		return
+	default:
+	}
+	began := time.Now()
+	stacks, err := h.cfg.Sampler.Sample(h.ctx, h.cfg.Target, h.cfg.DeepStart)
+	if err != nil {
+		return
+	}
+	stacks, dropped := splitOwn(stacks)
+	h.keepStacks(stacks, h.sampleTargetNs(time.Since(began))-dropped, h.round+1, h.round+1)
+}
+
 // keepStacks keeps a sampling period's stacks for the estimates: stacks
 // over targetNs of the target's time, taken in rounds from to to (0 for
 // Deep Start).
@@ -448,9 +476,12 @@ func (h *hunter) sampledCost(r *Run) {
 		if !ok || out.Kind == NodeSampled || out.Source == SourceSamples || out.TargetNs == 0 {
 			continue
 		}
+		// On the CPU only: the instruments cost CPU time, and a wait is
+		// sampled less steadily than a run.
 		p := own / h.sampledNs
 		half := 1.96 * math.Sqrt(p*(1-p)/float64(h.sampledCount))
-		if excess := out.Excl.Mean - p - half; excess > 0.01 {
+		onCPU := out.Excl.Mean * (1 - float64(out.ExclOffCPUNs)/float64(max(out.ExclNs, 1)))
+		if excess := onCPU - p - half; excess > 0.01 {
 			out.InstrumentNs = max(out.InstrumentNs, min(uint64(excess*float64(out.TargetNs)), out.ExclNs))
 		}
 	}
@@ -615,12 +646,14 @@ func pathFuncs(p splice.Path) []string {
 }
 
 // sampledBelow makes sampled children of n from the stacks of n's own
-// context (see addSampledChildren), and returns the thread time of those
-// stacks that stay n's own.
+// context (see addSampledChildren), and returns the on-CPU thread time of
+// those stacks that stay n's own (for sampledCost).
 func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) float64 {
 	var left float64
 	for _, s := range stacks {
-		left += s.WeightNs
+		if s.OnCPU {
+			left += s.WeightNs
+		}
 	}
 	if depth > 16 || len(stacks) == 0 {
 		return left
@@ -650,7 +683,9 @@ func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) float64 {
 		m.all.samples = e.samples
 		h.sampledBelow(m, groups[c], depth+1)
 		for _, s := range groups[c] {
-			left -= s.WeightNs
+			if s.OnCPU {
+				left -= s.WeightNs
+			}
 		}
 	}
 	return left

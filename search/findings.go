@@ -14,6 +14,7 @@ const maxFindings = 10
 // finish turns the hunt's state into the Run.
 func (h *hunter) finish() *Run {
 	h.withdrawAll()
+	h.sampleQuietly()
 	h.addSampledChildren()
 	r := h.run
 	m := &r.Meta

@@ -292,7 +292,7 @@ func (h *hunter) wait(ctx context.Context) string {
 			d = max(left, 0)
 		}
 	}
-	if (h.cfg.SampleTree || len(h.blind) > 0 || h.saturated) && h.cfg.Sampler != nil {
+	if (h.cfg.SampleTree || len(h.blind) > 0) && h.cfg.Sampler != nil {
 		h.startSampling(ctx, d)
 	}
 	t := time.NewTimer(d)

@@ -105,7 +105,7 @@ type sampleStore struct {
 	// sampler sampled, which the round itself can outlast.
 	droppedNs  float64
 	sampledFor time.Duration
-	// ownSampled is, for each timed node, the thread time of the
+	// ownSampled is, for each timed node, the on-CPU thread time of the
 	// samples of its own context that no sampled child took.
 	ownSampled map[*node]float64
 }

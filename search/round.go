@@ -33,10 +33,6 @@ func (h *hunter) absorb(cur, prev *reading) {
 		n.cur = c
 	}
 	siteCalls := h.absorbTargets(delta.Targets)
-	threads := (cur.threads + prev.threads) / 2
-	if threads <= 0 {
-		threads = 1
-	}
 	if !h.cfg.RawCosts {
 		d = h.compensate(d, siteCalls)
 	}
@@ -49,13 +45,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 			h.record(n, d, elapsed, ops)
 		}
 	}
-	if cur.stacks != nil {
-		// The samples stand for the time the sampler sampled (a round
-		// can outlast it), less the samples that caught the instruments:
-		// shares from samples are of the target's time without them.
-		h.keepStacks(cur.stacks, max(float64(h.sampledFor)*threads-h.droppedNs, 0), h.round, h.round)
-		h.droppedNs = 0
-	}
+	h.droppedNs = 0 // the rounds' samples find targets and grow sampled trees; estimates come from quiet ones
 	if cur.stacks != nil && h.cfg.SampleTree {
 		h.absorbStacks(cur.stacks, d)
 	}
