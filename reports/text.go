@@ -48,6 +48,10 @@ func textHeader(w io.Writer, run *search.Run) {
 	if run.Overhead.OverBudget != "" {
 		fmt.Fprintf(w, "BUDGET NOT KEPT: %s\n", run.Overhead.OverBudget)
 	}
+	if o := run.Overhead; o.BaseOpsPerSec > 0 && o.HuntOpsPerSec > 0 {
+		fmt.Fprintf(w, "the workload ran %.0f operations/s under the hunt, %.0f/s with its syscalls timed only (Deep Start): %.1f%% slower\n",
+			o.HuntOpsPerSec, o.BaseOpsPerSec, o.SlowdownPct)
+	}
 }
 
 func textFindings(w io.Writer, run *search.Run) {

@@ -435,6 +435,12 @@ func (h *hunter) overhead(r *Run) {
 		o.MeasuredBy = "not measured: the instrumenter reports no run time"
 	}
 	o.WholeSubtree = h.wholeSubtree()
+	if secs := h.lastRead.Sub(h.firstRead).Seconds(); h.run.Meta.TargetOps > 0 && secs > 0 {
+		o.HuntOpsPerSec = float64(h.run.Meta.TargetOps) / secs
+		if o.BaseOpsPerSec > 0 {
+			o.SlowdownPct = max(0, 100*(1-o.HuntOpsPerSec/o.BaseOpsPerSec))
+		}
+	}
 }
 
 // wholeSubtree counts the functions a full instrumentation of the roots'

@@ -215,6 +215,7 @@ func (h *hunter) loop(ctx context.Context) {
 		h.stop = err.Error()
 		return
 	}
+	h.firstRead = prev.at
 	h.looping = true
 	for {
 		stop := h.wait(ctx)
@@ -223,6 +224,7 @@ func (h *hunter) loop(ctx context.Context) {
 			h.stop = err.Error()
 			return
 		}
+		h.lastRead = cur.at
 		h.absorb(cur, prev)
 		h.report()
 		if stop != "" {

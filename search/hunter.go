@@ -45,8 +45,10 @@ type hunter struct {
 	graph   map[string]*graphInfo  // Graph answers, by function
 	costs   map[string]float64     // cost per hit by backend (see Calibrator)
 
-	lastChange int  // the last round after which instruments changed
-	looping    bool // the rounds have begun
+	lastChange int       // the last round after which instruments changed
+	looping    bool      // the rounds have begun
+	firstRead  time.Time // the reading that opened the first round
+	lastRead   time.Time // the reading that ended the last
 	// fallbacks are the functions served by another backend than the
 	// session's, by backend, with the first refusal seen.
 	fallbacks   map[string][]string

@@ -118,6 +118,7 @@ func (h *hunter) deepStart(ctx context.Context) {
 		}
 		h.census = census
 		h.chooseRoots(h.endCensus(census), stacks, d)
+		h.baseRate(census)
 		h.closeCensus(census)
 		h.census = nil
 		if len(h.rootNodes()) > 0 {
@@ -150,6 +151,10 @@ func (h *hunter) sample(ctx context.Context, d time.Duration) ([]Stack, error) {
 type census struct {
 	live  map[string]splice.Instrument // by function
 	start *splice.Reading
+	// calls are each syscall's calls over the census, which took took:
+	// the target's operations with no function instrument.
+	calls map[string]uint64
+	took  time.Duration
 }
 
 // startCensus times every syscall of Config.Syscalls that the
@@ -201,12 +206,32 @@ func (h *hunter) endCensus(c *census) map[string]float64 {
 		return nil
 	}
 	times := map[string]float64{}
+	c.calls = map[string]uint64{}
 	for _, ctx := range delta(merged(end), merged(c.start)).Contexts {
 		if len(ctx.Path) == 1 && ctx.Kind == splice.Timer && c.live[ctx.Path[0].Func] != nil {
 			times[ctx.Path[0].Func] += float64(ctx.InclNs)
+			c.calls[ctx.Path[0].Func] += ctx.Calls
 		}
 	}
+	c.took = end.At.Sub(c.start.At)
 	return times
+}
+
+// baseRate keeps the rate at which the target made the operations of the
+// roots chosen during the census, when nothing but syscall timers was in
+// the kernel: the workload's speed before the hunt's function
+// instruments, against which the report gives its slowdown.
+func (h *hunter) baseRate(c *census) {
+	if c == nil || c.took <= 0 {
+		return
+	}
+	var ops uint64
+	for _, r := range h.rootNodes() {
+		ops += c.calls[r.fn()]
+	}
+	if ops > 0 {
+		h.run.Overhead.BaseOpsPerSec = float64(ops) / c.took.Seconds()
+	}
 }
 
 // closeCensus withdraws the census's timers that did not become roots.

@@ -219,6 +219,14 @@ type Overhead struct {
 	// the hunt took out of its readings as the instruments' own cost (see
 	// hunter.compensate); 0 with Config.RawCosts.
 	CompensatedPct float64 `json:"compensated_pct"`
+	// BaseOpsPerSec is the rate of the target's operations (calls of the
+	// roots) during Deep Start's census, with only syscall timers in the
+	// kernel; HuntOpsPerSec over the hunt's rounds; SlowdownPct how much
+	// slower the workload ran under the hunt than then (0 where either
+	// was not measured). The census's own timers cost the same in both.
+	BaseOpsPerSec float64 `json:"base_ops_per_sec,omitempty"`
+	HuntOpsPerSec float64 `json:"hunt_ops_per_sec,omitempty"`
+	SlowdownPct   float64 `json:"slowdown_pct,omitempty"`
 	// OverBudget, where not empty, says that the budget could not be
 	// kept and what the hunt did about it: reports put it on the first
 	// screen.
