@@ -34,7 +34,11 @@ func (h *hunter) absorb(cur, prev *reading) {
 	}
 	siteCalls := h.absorbTargets(delta.Targets)
 	if !h.cfg.RawCosts {
-		d = h.compensate(d, siteCalls)
+		measured := -1.0
+		if h.meter != nil {
+			measured = float64(cur.overhead - prev.overhead)
+		}
+		d = h.compensate(d, siteCalls, measured)
 	}
 	var ops uint64
 	for _, r := range h.rootNodes() {
@@ -335,8 +339,14 @@ func subMisses(a, b splice.Misses) splice.Misses {
 //
 // (the cost is on-CPU time, so off-CPU time is left as measured), which
 // keeps excl' = incl' − Σ incl' of the timed children. in(i) is measured
-// on a function that does next to nothing, an upper bound.
-func (h *hunter) compensate(d float64, siteCalls map[string]uint64) float64 {
+// on a function that does next to nothing, an upper bound. Two bounds
+// keep a calibration that overstates the costs from taking out time that
+// was the target's: the costs are scaled down to twice what the kernel
+// measured of the instruments' run time in the round, where they exceed
+// it, and d loses only what was taken out of the roots (every hit of the
+// target's falls in a root's window) and the roots' own cost outside
+// their windows.
+func (h *hunter) compensate(d float64, siteCalls map[string]uint64, measuredNs float64) float64 {
 	own := map[*node]float64{}   // cost paid in n's exclusive time
 	below := map[*node]float64{} // cost paid within n's window
 	var total float64
@@ -368,6 +378,20 @@ func (h *hunter) compensate(d float64, siteCalls map[string]uint64) float64 {
 	}
 	if total == 0 {
 		return d
+	}
+	// A calibration taken while the machine was busy can overstate the
+	// cost per hit several times over; the kernel's own measure of the
+	// instruments' run time in the round bounds it (twice that, for the
+	// trampolines and traps around the programs that it leaves out).
+	if measuredNs > 0 && total > 2*measuredNs {
+		f := 2 * measuredNs / total
+		for n := range own {
+			own[n] *= f
+		}
+		for n := range below {
+			below[n] *= f
+		}
+		total *= f
 	}
 	byDepth := append([]*node(nil), h.nodes...)
 	sort.SliceStable(byDepth, func(i, j int) bool { return len(byDepth[i].path) > len(byDepth[j].path) })
