@@ -400,28 +400,39 @@ func (h *hunter) compensate(d float64, siteCalls map[string]uint64, measuredNs f
 			below[n.parent] += below[n]
 		}
 	}
-	// The target's time loses what was taken out of its roots' windows
-	// (every hit of the target's falls in one), as clamped there, and
-	// the part of the roots' own cost outside their windows: a
-	// calibration that overstates the cost cannot take out more than the
-	// roots measured.
-	var taken float64
+	// Each node loses its costs, clamped at what it measured off the CPU
+	// and on it by itself; then, children before parents, a node keeps
+	// at least its own time and its timed children's (a calibration that
+	// overstates the costs would otherwise take out of a parent what its
+	// children kept). The target's time loses what was taken out of its
+	// roots' windows (every hit of the target's falls in one) and the
+	// part of the roots' own cost outside them.
+	before := map[*node]uint64{}
 	for _, n := range h.nodes {
 		c := &n.cur
+		before[n] = c.InclNs
 		if x := own[n]; x > 0 {
 			c.ExclNs = max(c.ExclNs-min(uint64(x), c.ExclNs), c.ExclOffCPUNs)
 		}
 		if x := below[n]; x > 0 {
-			before := c.InclNs
 			c.InclNs = max(c.InclNs-min(uint64(x), c.InclNs), c.InclOffCPUNs, c.ExclNs)
-			if n.parent == nil {
-				taken += float64(before - c.InclNs)
-			}
 		}
-		if n.parent == nil && n.cur.Calls > 0 && !n.sampled() {
-			spec := h.specFor(n)
-			taken += float64(n.cur.Calls) * max(h.costOfSpec(spec)-h.insideOf(spec), 0)
+	}
+	kids := map[*node]uint64{}
+	for _, n := range byDepth { // children before their parents
+		c := &n.cur
+		c.InclNs = min(max(c.InclNs, c.ExclNs+kids[n]), before[n])
+		if n.parent != nil && !n.sampled() {
+			kids[n.parent] += c.InclNs
 		}
+	}
+	var taken float64
+	for _, n := range h.nodes {
+		if n.parent != nil || n.cur.Calls == 0 || n.sampled() {
+			continue
+		}
+		spec := h.specFor(n)
+		taken += float64(before[n]-n.cur.InclNs) + float64(n.cur.Calls)*max(h.costOfSpec(spec)-h.insideOf(spec), 0)
 	}
 	taken = min(taken, total, 0.95*d)
 	h.compensatedNs += taken
