@@ -360,8 +360,8 @@ func (h *hunter) callSites(n *node, c string) []splice.Point {
 			continue
 		}
 		pt := splice.Point{Func: n.fn(), Offset: s.Off, Callee: c}
-		if h.check(n, splice.Spec{Point: pt, Kind: splice.Timer, Target: h.cfg.Target}) != nil {
-			return nil
+		if h.quietCheck(splice.Spec{Point: pt, Kind: splice.Timer, Target: h.cfg.Target}) != nil {
+			return nil // the callee is timed at its entry instead: no refusal to report
 		}
 		pts = append(pts, pt)
 	}
@@ -380,8 +380,15 @@ func (h *hunter) sharedWhy(n *node, c string) string {
 			return ""
 		}
 	}
-	if in := h.specs[splice.Spec{Point: splice.Point{Func: c}, Kind: splice.Timer}.String()]; in != nil && in.measured {
-		if target := h.targetRate(in); in.rate >= 2*target && in.rate > 0 {
+	entry := h.specs[splice.Spec{Point: splice.Point{Func: c}, Kind: splice.Timer}.String()]
+	if entry != nil && entry.live != nil {
+		return "" // its entry timer, live, measures this context for nothing more
+	}
+	if h.graphOf(n.fn()).callees.Elsewhere[c] {
+		return "" // n's function reaches it by a tail jump or from a .cold part too: call sites would miss those calls
+	}
+	if entry != nil && entry.measured {
+		if in, target := entry, h.targetRate(entry); in.rate >= 2*target && in.rate > 0 {
 			return fmt.Sprintf("its entry timer was hit %.0f times a second, the contexts measured called it %.0f times", in.rate, target)
 		}
 	}
@@ -416,8 +423,8 @@ func (h *hunter) targetRate(in *instrument) float64 {
 func (h *hunter) convertShared() bool {
 	changed := false
 	for _, in := range h.sortedSpecs() {
-		if in.live == nil || in.root || in.owner != nil || in.spec.Kind != splice.Timer || in.spec.IsCallSite() || h.round < in.since {
-			continue // measured over a whole round only
+		if in.live == nil || in.root || in.owner != nil || in.spec.Kind != splice.Timer || in.spec.IsCallSite() || !in.measured {
+			continue
 		}
 		target := h.targetRate(in)
 		if in.rate < 2*target || h.costPct(in) < h.cfg.BudgetPct/10 {
@@ -444,6 +451,9 @@ func (h *hunter) convertShared() bool {
 			}
 			h.event("call-site", n, in.key, &n.incl, fmt.Sprintf("hit %.0f times a second, %.0f of them in the contexts measured: timed where %s calls it instead", in.rate, target, n.parent.fn()))
 			if h.insertPlan(n.parent, p) > 0 {
+				changed = true
+			}
+			if h.allLive(pts) {
 				n.superseded = true
 				h.withdrawNode(n, "withdraw", &n.incl, "superseded by its call-site timers")
 				changed = true
@@ -455,6 +465,16 @@ func (h *hunter) convertShared() bool {
 		}
 	}
 	return changed
+}
+
+// allLive reports whether every point has a live timer.
+func (h *hunter) allLive(pts []splice.Point) bool {
+	for _, pt := range pts {
+		if in := h.specs[splice.Spec{Point: pt, Kind: splice.Timer}.String()]; in == nil || in.live == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // maxThrough bounds the callees planned through refused functions, and
@@ -520,7 +540,8 @@ const maxBlocks = 64
 // n.deferred for a later round.
 func (h *hunter) insertPlan(n *node, p plan) int {
 	inserted := 0
-	for i, path := range p.children {
+	for i := 0; i < len(p.children); i++ {
+		path := p.children[i]
 		spec := splice.Spec{Point: path[len(path)-1], Kind: splice.Timer, Target: h.cfg.Target}
 		if p.kinds[i] == NodeBlock {
 			spec.Kind = splice.Count
@@ -543,6 +564,13 @@ func (h *hunter) insertPlan(n *node, p plan) int {
 			}
 			var err error
 			if in, err = h.insert(n, spec, p.rate); err != nil {
+				if spec.IsCallSite() && !errors.Is(err, errLiveCap) && !errors.Is(err, errHysteresis) {
+					// The kernel refused the call site (a static call or
+					// jump label there): time the callee at its entry.
+					entry := splice.Point{Func: spec.Callee}
+					p.children = append(p.children, extend(n.path, entry))
+					p.kinds = append(p.kinds, NodeFunction)
+				}
 				continue
 			}
 			inserted++
@@ -601,6 +629,18 @@ func (h *hunter) hasLiveChild(n *node) bool {
 	return false
 }
 
+// quietCheck is check without the trace: for a place tried before a
+// fallback (a call site, where the entry can serve instead).
+func (h *hunter) quietCheck(spec splice.Spec) error {
+	key := spec.String()
+	if err, ok := h.refused[key]; ok {
+		return err
+	}
+	err := h.in.Check(spec)
+	h.refused[key] = err
+	return err
+}
+
 // check asks the Instrumenter whether spec could go in, remembering
 // refusals; the first refusal of a spec is traced.
 func (h *hunter) check(n *node, spec splice.Spec) error {
@@ -612,7 +652,7 @@ func (h *hunter) check(n *node, spec splice.Spec) error {
 	h.refused[key] = err
 	if err != nil {
 		h.event("refuse", n, key, nil, err.Error())
-		if errors.Is(err, splice.ErrNotSupported) && spec.Kind == splice.Timer && !IsSyscall(spec.Func) {
+		if errors.Is(err, splice.ErrNotSupported) && spec.Kind == splice.Timer && !spec.IsCallSite() && !IsSyscall(spec.Func) {
 			h.limit("no function instruments with backend %s: the tree below the roots comes from stack samples, where a sampler works", h.in.Backend())
 		}
 	}

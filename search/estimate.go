@@ -96,26 +96,56 @@ func (h *hunter) atLeastChildren(n *node, e *est, all map[*node]*est) {
 	}
 }
 
-// dropDuplicates keeps one estimate per callee of each node: a function
-// timed at its entry in one window and at its call site in another (or
-// inserted again) has two children that measured the same calls. The
-// one live at the end is kept, else the one measured last (then the one
-// measured longest); the others leave the tree with their subtrees.
+// dropDuplicates keeps one measurement of each callee of each node: a
+// function timed at its entry in one window and at its call sites in
+// another measured the same calls twice. Per callee, the call-site nodes
+// (one per call site: distinct sites measure distinct calls) stand
+// against the entry node; the side live at the end wins, else the side
+// measured last (then the longest); a point inserted again keeps its best
+// node. The others leave the tree with their subtrees.
 func (h *hunter) dropDuplicates(all map[*node]*est) {
+	drop := func(c *node) { c.subtree(func(m *node) { delete(all, m) }) }
 	for _, n := range h.nodes {
-		best := map[string]*node{}
+		byPoint := map[string]*node{} // the best node of each point
 		for _, c := range n.children {
 			if all[c] == nil || c.kind == NodeBlock {
 				continue
 			}
-			b := best[c.fn()]
-			if b == nil || better(all[c], all[b]) {
-				best[c.fn()] = c
+			key := c.point().String()
+			if b := byPoint[key]; b == nil || better(all[c], all[b]) {
+				if b != nil {
+					drop(b)
+				}
+				byPoint[key] = c
+			} else {
+				drop(c)
 			}
 		}
-		for _, c := range n.children {
-			if all[c] != nil && c.kind != NodeBlock && best[c.fn()] != c {
-				c.subtree(func(m *node) { delete(all, m) })
+		entry, sites := map[string]*node{}, map[string][]*node{}
+		for _, c := range byPoint {
+			if c.point().IsCallSite() {
+				sites[c.fn()] = append(sites[c.fn()], c)
+			} else {
+				entry[c.fn()] = c
+			}
+		}
+		for fn, e := range entry {
+			ss := sites[fn]
+			if len(ss) == 0 {
+				continue
+			}
+			best := ss[0]
+			for _, c := range ss[1:] {
+				if better(all[c], all[best]) {
+					best = c
+				}
+			}
+			if better(all[e], all[best]) {
+				for _, c := range ss {
+					drop(c)
+				}
+			} else {
+				drop(e)
 			}
 		}
 	}

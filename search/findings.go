@@ -296,11 +296,25 @@ func (h *hunter) finding(r *Run, n *Node) Finding {
 	}
 	f.InstrumentShare = n.Excl.Mean - netShare(n)
 	if n.Parent >= 0 && h.shared(n.Point.Function()) {
-		f.Owner = r.Nodes[n.Parent].Point.Function()
+		f.Owner = owner(r, n)
 		f.OverallShare = h.overallShare(r, n.Point.Function())
 	}
 	f.Verdict = h.verdict(r, n, &f)
 	return f
+}
+
+// owner is the function that calls a helper's node: the caller of its
+// call site, else its nearest ancestor of another function.
+func owner(r *Run, n *Node) string {
+	if n.Point.IsCallSite() {
+		return n.Point.Func
+	}
+	for p := n.Parent; p >= 0; p = r.Nodes[p].Parent {
+		if f := r.Nodes[p].Point.Function(); f != n.Point.Function() {
+			return f
+		}
+	}
+	return ""
 }
 
 // shared reports whether fn was measured in more than one calling

@@ -383,8 +383,9 @@ func (h *hunter) compensate(d float64, siteCalls map[string]uint64, measuredNs f
 	// cost per hit several times over; the kernel's own measure of the
 	// instruments' run time in the round bounds it (twice that, for the
 	// trampolines and traps around the programs that it leaves out).
+	f := 1.0
 	if measuredNs > 0 && total > 2*measuredNs {
-		f := 2 * measuredNs / total
+		f = 2 * measuredNs / total
 		for n := range own {
 			own[n] *= f
 		}
@@ -432,7 +433,7 @@ func (h *hunter) compensate(d float64, siteCalls map[string]uint64, measuredNs f
 			continue
 		}
 		spec := h.specFor(n)
-		taken += float64(before[n]-n.cur.InclNs) + float64(n.cur.Calls)*max(h.costOfSpec(spec)-h.insideOf(spec), 0)
+		taken += float64(before[n]-n.cur.InclNs) + f*float64(n.cur.Calls)*max(h.costOfSpec(spec)-h.insideOf(spec), 0)
 	}
 	taken = min(taken, total, 0.95*d)
 	h.compensatedNs += taken

@@ -26,9 +26,13 @@ type Graph interface {
 type Callees struct {
 	Funcs    []string // distinct callee functions, in call-site order
 	Indirect []uint64 // offsets of indirect call sites
-	// Sites are the direct calls (not tail jumps), by offset: where a
-	// callee can be timed at its call site (splice.Point.Callee).
-	Sites []CallSite
+	// Sites are the direct calls (not tail jumps) of the function's own
+	// code, by offset: where a callee can be timed at its call site
+	// (splice.Point.Callee). Elsewhere are the callees it also reaches
+	// another way (a tail jump, from a .cold part): call-site timers
+	// would miss those calls.
+	Sites     []CallSite
+	Elsewhere map[string]bool
 }
 
 // CallSite is a direct call at Off to Func.

@@ -98,7 +98,7 @@ func (s *Session) Insert(ctx context.Context, spec Spec) (Instrument, error) {
 			delete(s.res.live, in.id)
 			s.res.mu.Unlock()
 			in.detach()
-			refusals = append(refusals, fmt.Errorf("inserting %s with %s: %w", spec, b, err))
+			refusals = append(refusals, &refusal{fmt.Errorf("inserting %s with %s: %w", spec, b, err), true})
 			continue
 		}
 		for _, r := range refusals {

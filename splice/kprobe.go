@@ -21,10 +21,18 @@ import (
 // disp+base+index*scale; a retpoline thunk call through %rax means the
 // target is in rax) from pt_regs before the call executes.
 //
+// A call-site timer (Point.Callee set) is two kprobes: one on the call
+// instruction, which opens a frame, and one on the instruction the call
+// returns to, whose BPF cookie has bit 63 set (COOKIE_RETURN in
+// measure.bpf.c), which closes it; Placement.CallReturn says where the
+// second goes.
+//
 // Placement: the debugfs kprobe blacklist, the forbidden sections, and
 // instruction boundaries from callgraph's decode; the kernel then refuses
-// what else it must (ftrace site interiors, jump labels, static calls,
-// alternatives) with EILSEQ/EBUSY, before writing anything.
+// what else it must before writing anything: a place that is not an
+// instruction boundary with EILSEQ, jump-label and static-call sites,
+// BUG sites and blacklisted functions with EINVAL
+// (check_kprobe_address_safe).
 type kprobeBackend struct{}
 
 func (kprobeBackend) available() error { return features.HaveKprobe() }
@@ -88,11 +96,7 @@ const cookieReturn = 1 << 63
 // the call, which opens it (return first, so that every frame opened sees
 // its close).
 func attachCallSite(s *Session, in *instrument) error {
-	f, err := s.graph.Function(in.spec.Func)
-	if err != nil {
-		return err
-	}
-	ret, err := CallReturn(f, in.spec.Point)
+	ret, err := s.place.CallReturn(in.spec.Point)
 	if err != nil {
 		return err
 	}

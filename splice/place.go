@@ -262,20 +262,62 @@ func (p *Placement) checkCode(spec Spec, sym callgraph.Symbol) error {
 		}
 	}
 	if spec.IsCallSite() {
-		if _, err := CallReturn(f, spec.Point); err != nil {
+		if _, err := p.callReturn(f, spec.Point); err != nil {
 			return refuse(spec, ErrUnsafe, "%w", err)
 		}
 	}
 	return nil
 }
 
-// CallReturn returns the offset of the instruction a call site's call
-// returns to, where the second half of a call-site timer goes: the site
-// must be a call (not a tail jump) to the start of pt.Callee, and the
-// instruction after it must be one the callee's return alone reaches (no
-// branch targets it: a frame would be closed that no call opened), inside
-// the function's code and not padding.
-func CallReturn(f *callgraph.Function, pt Point) (uint32, error) {
+// CallReturn returns the offset of the instruction the call at call site
+// pt returns to, where the second half of a call-site timer goes (see
+// callReturn).
+func (p *Placement) CallReturn(pt Point) (uint32, error) {
+	sym, err := p.syms.Func(pt.Func)
+	if err != nil {
+		return 0, err
+	}
+	f, err := p.decode(sym)
+	if err != nil {
+		return 0, fmt.Errorf("decoding %s: %w", sym.Name, err)
+	}
+	return p.callReturn(f, pt)
+}
+
+// callReturn returns the offset of the instruction a call site's call
+// returns to. The site must be a call (not a tail jump) to the start of
+// pt.Callee, and the instruction after it one that only the callee's
+// return reaches, or a frame would be closed that no call opened: inside
+// the function's code, not padding, no branch of the function, jump table
+// or jump back from one of its .cold parts targets it, and the function
+// has no indirect jump whose targets are unknown.
+func (p *Placement) callReturn(f *callgraph.Function, pt Point) (uint32, error) {
+	ret, err := callReturnIn(f, pt)
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range f.Sites {
+		if s.Kind == callgraph.Indirect && s.Jump {
+			return 0, fmt.Errorf("%s has an indirect jump at %#x whose targets are unknown", f.Sym.Name, s.Off)
+		}
+	}
+	addr := f.Sym.Addr + uint64(ret)
+	for _, part := range p.syms.ColdParts(f.Sym) {
+		cf, err := p.decode(part)
+		if err != nil {
+			return 0, fmt.Errorf("decoding %s: %w", part.Name, err)
+		}
+		for _, e := range cf.Exits {
+			if e.Target == addr {
+				return 0, fmt.Errorf("%s+%#x, where the call returns, is also reached from %s", f.Sym.Name, ret, part.Name)
+			}
+		}
+	}
+	return ret, nil
+}
+
+// callReturnIn applies the rules of callReturn that need f alone.
+func callReturnIn(f *callgraph.Function, pt Point) (uint32, error) {
 	off := uint32(pt.Offset)
 	for _, s := range f.Sites {
 		if s.Off != off {

@@ -99,6 +99,12 @@ func (r *Reading) Sub(prev *Reading) *Reading {
 		prev = &Reading{}
 	}
 	d := &Reading{At: r.At, Misses: r.Misses.sub(prev.Misses)}
+	if r.Hits != nil {
+		d.Hits = make(map[string]uint64, len(r.Hits))
+		for k, n := range r.Hits {
+			d.Hits[k] = n - min(prev.Hits[k], n)
+		}
+	}
 	before := make(map[string]*ContextReading, len(prev.Contexts))
 	for i := range prev.Contexts {
 		c := &prev.Contexts[i]

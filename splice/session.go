@@ -171,58 +171,68 @@ func (s *Session) candidates(spec Spec) []string {
 	return []string{b}
 }
 
-// checkWith applies backend b's placement rules to spec, then asks
-// whether b works here.
+// checkWith asks whether backend b works here, then applies its
+// placement rules to spec.
 func (s *Session) checkWith(b string, spec Spec) error {
-	if err := s.place.Check(b, spec); err != nil {
-		return err
-	}
 	if err := backends[b].available(); err != nil {
-		return fmt.Errorf("%s: %w: %s: %w", spec, ErrNotSupported, b, err)
+		return &refusal{fmt.Errorf("%s: %w: %s: %w", spec, ErrNotSupported, b, err), false}
+	}
+	if err := s.place.Check(b, spec); err != nil {
+		return &refusal{err, true}
 	}
 	return nil
 }
 
-// Check reports whether spec could be inserted, without touching the
-// kernel: the placement rules of each backend that may serve it, then
-// whether that backend works here. Only a spec every candidate refuses
-// is refused, with the last one's reason (the most permissive backend's,
-// which decides whether the place is unsafe or only unsupported) and the
-// others' in its text.
-func (s *Session) Check(spec Spec) error {
-	_, err := s.firstAccepting(spec)
-	return err
+// refusal is one backend's refusal of a spec; available says whether the
+// backend works here (its placement rules refused), which decides which
+// refusal speaks for all (see joinRefusals).
+type refusal struct {
+	error
+	available bool
 }
 
-// firstAccepting returns the backends that accept spec, in order, or the
-// refusal of every candidate.
-func (s *Session) firstAccepting(spec Spec) ([]string, error) {
-	var ok []string
+func (r *refusal) Unwrap() error { return r.error }
+
+// Check reports whether spec could be inserted, without touching the
+// kernel: whether each backend that may serve it works here, then its
+// placement rules. Only a spec every candidate refuses is refused (see
+// joinRefusals).
+func (s *Session) Check(spec Spec) error {
 	var refusals []error
 	for _, b := range s.candidates(spec) {
-		if err := s.checkWith(b, spec); err != nil {
-			refusals = append(refusals, err)
-			continue
+		err := s.checkWith(b, spec)
+		if err == nil {
+			return nil
 		}
-		ok = append(ok, b)
+		refusals = append(refusals, err)
 	}
-	if len(ok) > 0 {
-		return ok, nil
-	}
-	return nil, joinRefusals(refusals)
+	return joinRefusals(refusals)
 }
 
-// joinRefusals wraps the last refusal, the others in its text.
+// joinRefusals returns the refusal that speaks for all, with the others
+// in its text: the last one of a backend that works here (whether the
+// place is unsafe or only unsupported is that backend's word: a kprobe
+// backend missing from the kernel does not make fentry's notrace
+// function merely unsupported), else the last.
 func joinRefusals(errs []error) error {
-	last := errs[len(errs)-1]
+	at := len(errs) - 1
+	for i := len(errs) - 1; i >= 0; i-- {
+		var r *refusal
+		if errors.As(errs[i], &r) && r.available {
+			at = i
+			break
+		}
+	}
 	if len(errs) == 1 {
-		return last
+		return errs[0]
 	}
 	var others []string
-	for _, e := range errs[:len(errs)-1] {
-		others = append(others, e.Error())
+	for i, e := range errs {
+		if i != at {
+			others = append(others, e.Error())
+		}
 	}
-	return fmt.Errorf("%w (also refused: %s)", last, strings.Join(others, "; "))
+	return fmt.Errorf("%w (also refused: %s)", errs[at], strings.Join(others, "; "))
 }
 
 // Overhead is what the instruments' programs cost, as the kernel measured

@@ -39,6 +39,11 @@ func (g Graph) Callees(fn string) (search.Callees, error) {
 			}
 			if e.Kind == callgraph.Direct && !e.Jump && e.From.Name == fn {
 				c.Sites = append(c.Sites, search.CallSite{Off: uint64(e.Off), Func: e.Target})
+			} else {
+				if c.Elsewhere == nil {
+					c.Elsewhere = map[string]bool{}
+				}
+				c.Elsewhere[e.Target] = true
 			}
 		}
 	}

@@ -101,3 +101,14 @@ func TestBlockedStack(t *testing.T) {
 	}
 	t.Logf("blocked stack: %v", found)
 }
+
+// TestRunnableScale: a thread that ran 3 s and waited 1 s on the run
+// queue makes each on-CPU sample stand for 4/3 of its run time.
+func TestRunnableScale(t *testing.T) {
+	if got := runnableScale([2]float64{10e9, 5e9}, [2]float64{13e9, 6e9}); got != 4.0/3 {
+		t.Errorf("scale %g, want 4/3", got)
+	}
+	if got := runnableScale([2]float64{}, [2]float64{}); got != 1 {
+		t.Errorf("scale %g where nothing ran, want 1", got)
+	}
+}

@@ -133,6 +133,7 @@ func (s *Sampler) Sample(ctx context.Context, target splice.Target, d time.Durat
 			return nil, fmt.Errorf("reading stack samples: %w", err)
 		}
 	}
+	sched0 := schedTimes(target)
 	start := time.Now()
 	end := start.Add(d)
 	last := start.Add(-s.offPeriod)
@@ -158,7 +159,7 @@ func (s *Sampler) Sample(ctx context.Context, target splice.Target, d time.Durat
 		if err != nil {
 			return nil, fmt.Errorf("reading stack samples: %w", err)
 		}
-		s.addOnCPU(p0, p1, acc)
+		s.addOnCPU(p0, p1, acc, runnableScale(sched0, schedTimes(target)))
 	}
 	out := make([]search.Stack, 0, len(acc))
 	for _, st := range acc {
@@ -178,8 +179,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// addOnCPU adds the samples taken between two profiles.
-func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack) {
+// addOnCPU adds the samples taken between two profiles, each standing
+// for 1/Freq s of a thread's time on the CPU times scale (see
+// runnableScale).
+func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack, scale float64) {
 	before := map[string]uint64{}
 	for _, st := range p0.Stacks {
 		before[addrKey(st.Addrs)] = st.Count
@@ -190,7 +193,7 @@ func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack)
 			continue
 		}
 		frames := s.fixSyscall(s.symbolize(st.Addrs), -1)
-		add(acc, frames, true, n, float64(n)*1e9/float64(s.freq))
+		add(acc, frames, true, n, scale*float64(n)*1e9/float64(s.freq))
 	}
 }
 
@@ -209,6 +212,50 @@ func (s *Sampler) pollOffCPU(target splice.Target, acc map[string]*search.Stack,
 		frames = s.fixSyscall(frames, syscallNr(dir))
 		add(acc, frames, false, 1, float64(weight))
 	}
+}
+
+// schedTimes sums, over the target's threads, the time they ran and the
+// time they waited on a run queue, runnable but not running
+// (/proc/TID/schedstat, the first two fields); zeros where it cannot be
+// read.
+func schedTimes(target splice.Target) (t [2]float64) {
+	if target.IsSystem() {
+		return t
+	}
+	ts, err := tasks(target)
+	if err != nil {
+		return t
+	}
+	for _, dir := range ts {
+		b, err := os.ReadFile(filepath.Join(dir, "schedstat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		r, err1 := strconv.ParseFloat(f[0], 64)
+		w, err2 := strconv.ParseFloat(f[1], 64)
+		if err1 == nil && err2 == nil {
+			t[0], t[1] = t[0]+r, t[1]+w
+		}
+	}
+	return t
+}
+
+// runnableScale is the factor by which on-CPU samples stand for wall
+// time: a thread preempted while runnable is sampled neither on the CPU
+// (it does not run) nor off it (it is not blocked), while a timer counts
+// that wait in whatever it interrupted. Spread over where the thread ran,
+// as preemption falls, it is (run + run-queue wait) / run over the
+// period, 1 where schedstat is unavailable.
+func runnableScale(before, after [2]float64) float64 {
+	run, wait := after[0]-before[0], after[1]-before[1]
+	if run <= 0 || wait < 0 {
+		return 1
+	}
+	return (run + wait) / run
 }
 
 // syscallNr returns the syscall a blocked thread is in, or -1.
