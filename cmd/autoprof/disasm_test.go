@@ -59,11 +59,11 @@ func TestDisasmBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"disasm"}, 2, "autoprof disasm: usage: disasm takes one FUNC (a name, MODULE:NAME or 0xADDRESS)\n"},
+		{[]string{"disasm"}, 2, "autoprof disasm: disasm takes one FUNC (a name, MODULE:NAME or 0xADDRESS)\n"},
 		{[]string{"disasm", "nosuch"}, 1, "autoprof disasm: function \"nosuch\": not in the kernel's symbol table\n"},
 		{[]string{"disasm", "0x10"}, 1, "autoprof disasm: address 0x10: not in kernel text\n"},
 		{[]string{"disasm", "0xffffffff82000000"}, 1, "autoprof disasm: address 0xffffffff82000000: not in kernel text\n"},
-		{[]string{"disasm", "--vmlinuz", "x", "--kcore", "y", "subject"}, 2, "autoprof disasm: usage: --kcore reads the running kernel, --vmlinuz an image: give one of them\n"},
+		{[]string{"disasm", "--vmlinuz", "x", "--kcore", "y", "subject"}, 2, "autoprof disasm: --kcore reads the running kernel, --vmlinuz an image: give one of them\n"},
 	} {
 		code, _, errOut := runCmd(c.args...)
 		if code != c.code || errOut != c.want {
