@@ -159,17 +159,17 @@ func (s *Session) route(spec Spec) string {
 }
 
 // Check reports whether spec could be inserted, without touching the
-// kernel: the placement rules of the backend that would serve it, then
-// whether that backend works here.
+// kernel: whether the backend that would serve it works here (caps'
+// reason where it does not), then its placement rules.
 func (s *Session) Check(spec Spec) error {
 	b := s.route(spec)
-	if err := s.place.Check(b, spec); err != nil {
-		return err
+	if _, ok := backends[b]; !ok {
+		return s.place.Check(b, spec)
 	}
 	if err := backends[b].available(); err != nil {
 		return fmt.Errorf("%s: %w: %w", spec, ErrNotSupported, err)
 	}
-	return nil
+	return s.place.Check(b, spec)
 }
 
 // Overhead is what the instruments' programs cost, as the kernel measured
