@@ -358,3 +358,37 @@ func needHunt(t *testing.T) {
 		t.Skipf("no tracepoints here: %v", err)
 	}
 }
+
+// TestHuntWholeSystem: a whole-system hunt counts on-CPU time (threads
+// asleep in futex or nanosleep all along, as this process's idle Go
+// threads are, do not make "blocked in" findings or shares over 100%);
+// with --include-idle their waits count, over all threads' time.
+func TestHuntWholeSystem(t *testing.T) {
+	needHunt(t)
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	for _, args := range [][]string{{"--duration", "4s"}, {"--duration", "4s", "--include-idle"}} {
+		run := huntRun(t, args...)
+		lim := strings.Join(run.Limitations, ";")
+		if len(args) == 2 && !strings.Contains(lim, "on-CPU time only") || len(args) == 3 && !strings.Contains(lim, "--include-idle") {
+			t.Errorf("%q: limitations %q", args, run.Limitations)
+		}
+		for _, n := range run.Nodes {
+			if n.Incl.Mean > 1.02 || n.Excl.Mean > 1.02 {
+				t.Errorf("%q: %s has %.1f%% inclusive, %.1f%% exclusive", args, strings.Join(n.Path, ";"), 100*n.Incl.Mean, 100*n.Excl.Mean)
+			}
+			if len(args) == 2 && n.ExclOffCPUNs > 0 {
+				t.Errorf("%q: %s has %d ns off-CPU", args, strings.Join(n.Path, ";"), n.ExclOffCPUNs)
+			}
+		}
+		for _, f := range run.Findings {
+			t.Logf("%q: %.1f%% %s", args, 100*f.ExclShare.Mean, f.Verdict)
+			if len(args) == 2 && strings.HasPrefix(f.Verdict, "blocked") {
+				t.Errorf("%q: an idle wait is a finding: %s", args, f.Verdict)
+			}
+		}
+	}
+}
