@@ -67,7 +67,7 @@ func runHunt(args []string, stdout io.Writer) error {
 		cfg.dir.abandon()
 		return err
 	}
-	if err := reports.Write(cfg.out, run); err != nil {
+	if err := reports.WriteWith(cfg.out, run, addresses(run)); err != nil {
 		if w != nil {
 			w.Signal(syscall.SIGTERM)
 		}
@@ -94,6 +94,17 @@ func runHunt(args []string, stdout io.Writer) error {
 		err = commandFailed(cfg.command[0], w.Err())
 	}
 	return err
+}
+
+// addresses looks up where the run's functions are in the running kernel,
+// for the profile; nil where the symbol table cannot be read.
+func addresses(run *search.Run) *reports.Addresses {
+	syms, err := liveSymbols()
+	if err != nil {
+		return nil
+	}
+	id, _ := reports.KernelBuildID()
+	return reports.AddressesOf(run, syms, id)
 }
 
 // commandFailed turns a failure of the hunted command into the error that
