@@ -31,9 +31,9 @@ func TestHelpAndVersion(t *testing.T) {
 		{[]string{"--help"}, "usage: autoprof COMMAND"},
 		{[]string{"help"}, "usage: autoprof COMMAND"},
 		{[]string{"help", "hunt"}, "usage: autoprof hunt [flags] [-- CMD ARGS...]"},
-		{[]string{"hunt", "-h"}, "-duration"},
+		{[]string{"hunt", "-h"}, "-no-inherit"},
 		{[]string{"probe", "--help"}, "usage: autoprof probe"},
-		{[]string{"disasm", "-h"}, "-vmlinuz"},
+		{[]string{"disasm", "-h"}, "-intel"},
 		{[]string{"--version"}, "autoprof "},
 		{[]string{"version"}, runtime.Version()},
 	} {
