@@ -151,8 +151,17 @@ func (w *Workload) wait() {
 	close(w.done)
 }
 
-// Done is closed when the command has exited (after Err is set).
-func (w *Workload) Done() <-chan struct{} { return w.done }
+// Done is closed when the command has exited (after Err is set), or at
+// once where the hunt never started it.
+func (w *Workload) Done() <-chan struct{} {
+	if w.done == nil {
+		return closedChan
+	}
+	return w.done
+}
+
+// closedChan is closed.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Err is what waiting for the command returned; read it after Done.
 func (w *Workload) Err() error { return w.waitErr }

@@ -80,6 +80,20 @@ func TestWorkloadKillFrozen(t *testing.T) {
 	}
 }
 
+// TestWorkloadNeverStarted: a hunt that failed before it started its
+// command (the instruments could not be opened) leaves nothing to wait for.
+func TestWorkloadNeverStarted(t *testing.T) {
+	w := &Workload{Cmd: exec.Command("true")}
+	select {
+	case <-w.Done():
+	case <-time.After(time.Second):
+		t.Fatal("Done of a command never started does not close")
+	}
+	if w.Err() != nil || w.Close() != nil {
+		t.Error("a command never started has an error")
+	}
+}
+
 // needCgroup skips a test where no cgroup can be made for a command.
 func needCgroup(t *testing.T) {
 	t.Helper()
