@@ -125,10 +125,19 @@ func TestHuntCommand(t *testing.T) {
 	if err := p.CheckValid(); err != nil || len(p.Sample) == 0 {
 		t.Errorf("profile: %v, %d samples", err, len(p.Sample))
 	}
+	addressed := 0
+	for _, l := range p.Location {
+		if l.Address != 0 && l.Address >= l.Mapping.Start && l.Address < l.Mapping.Limit {
+			addressed++
+		}
+	}
+	if addressed == 0 || p.Mapping[0].Limit == 0 {
+		t.Errorf("profile: %d of %d locations with an address, kernel mapping %+v", addressed, len(p.Location), p.Mapping[0])
+	}
 	if _, err := reports.Load(filepath.Join(out, reports.RunFile)); err != nil {
 		t.Error(err)
 	}
-	for _, name := range []string{reports.TextFile, reports.HTMLFile, reports.FindingsFile, reports.TraceFile} {
+	for _, name := range []string{reports.TextFile, reports.HTMLFile, reports.FindingsFile, reports.TraceFile, reports.AddressesFile} {
 		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
 			t.Error(err)
 		}

@@ -64,7 +64,7 @@ func TestProbeBadInput(t *testing.T) {
 }
 
 // TestProbeRuntimeErrors: what the kernel does not allow is a runtime
-// error (status 1) in caps' words, not a usage error.
+// error (status 1) in caps' words, not a usage error, in probe and hunt.
 func TestProbeRuntimeErrors(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("probing needs root")
@@ -75,9 +75,14 @@ func TestProbeRuntimeErrors(t *testing.T) {
 		if !errors.As(err, &u) {
 			t.Fatal(err)
 		}
-		code, stdout, stderr := runCmd("probe", "-o", out, "--backend", "kprobe", "--duration", "1s", "vfs_read:timer")
-		if code != 1 || stdout != "" || !strings.Contains(stderr, "--backend kprobe: kprobe unavailable: "+u.Reason) {
-			t.Errorf("--backend kprobe without kprobes: exit %d, stderr %q; want 1 and caps' reason %q", code, stderr, u.Reason)
+		for _, cmd := range []string{"probe", "hunt"} {
+			code, stdout, stderr := runCmd(cmd, "-o", out, "--backend", "kprobe", "--duration", "1s", "__x64_sys_getpid:timer")
+			if cmd == "hunt" {
+				code, stdout, stderr = runCmd(cmd, "-o", out, "--backend", "kprobe", "--duration", "1s")
+			}
+			if code != 1 || stdout != "" || !strings.Contains(stderr, "--backend kprobe: kprobe unavailable: "+u.Reason) {
+				t.Errorf("%s --backend kprobe without kprobes: exit %d, stderr %q; want 1 and caps' reason %q", cmd, code, stderr, u.Reason)
+			}
 		}
 	}
 	if features.HaveFentry() != nil && features.HaveKprobe() != nil && features.HaveTracepoint() == nil {
