@@ -78,7 +78,7 @@ func runHunt(args []string, stdout io.Writer) error {
 	} else {
 		printHunt(stdout, cfg.out, run)
 	}
-	if w == nil {
+	if w == nil || errors.Is(w.Err(), live.ErrNotStarted) {
 		return err
 	}
 	stopped := false

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,18 +19,24 @@ import (
 // Workload is a command that a hunt measures from its first instruction,
 // with the processes it starts, as perf record does with a command.
 //
-// Where cgroup v2 works, the command is started in a fresh cgroup (clone3
-// with CLONE_INTO_CGROUP) that is frozen first: it stops before its
-// first instruction (before execve), the hunt attaches its first
-// instruments (the syscall census, the --root timers) with the cgroup as
-// the target, and the first reading of them thaws it. Its children are
-// in the cgroup too, so they are measured (unless NoInherit, or with the
-// splice backend, which filters by process only: then the target is the
-// command's process). Where no cgroup can be made, the command is started
-// as it is, with its process as the target, and Limitation says what is
-// lost.
+// Where cgroup v2 works, the hunt's target is a fresh, empty cgroup: the
+// hunt attaches its first instruments (the syscall census, the --root
+// timers) to it, and the first reading of them starts the command in it
+// (clone3 with CLONE_INTO_CGROUP), so that they see its first
+// instruction and the processes it starts, which are in the cgroup too.
+//
+// Where the target must be the command's process (NoInherit, or the
+// splice backend, which filters by process only) or no cgroup can be
+// made, the command is started traced (PTRACE_TRACEME): it stops at its
+// execve before its first instruction, the hunt attaches to its pid, and
+// the first reading detaches it. Where that fails too, it starts at once
+// and Limitation says what is lost.
+//
+// (Freezing the cgroup before starting the command in it would stop the
+// child before execve; but Go's fork holds its P until the child execs,
+// and a garbage collection in that window waits for it for ever.)
 type Workload struct {
-	// Cmd is the command, not started; its SysProcAttr is set by start.
+	// Cmd is the command, not started; start sets its SysProcAttr.
 	Cmd *exec.Cmd
 	// NoInherit measures the command's process only, not its children.
 	NoInherit bool
@@ -37,122 +44,171 @@ type Workload struct {
 	// Limitation says what could not be done, "" when nothing.
 	Limitation string
 
-	cgroup   string // the fresh cgroup, "" without one
-	pid      int
-	thawOnce sync.Once
-	started  chan error // Cmd.Start's result (it returns once the child has called execve)
-	done     chan struct{}
-	waitErr  error
-	startAt  time.Time
-	endAt    time.Time
+	cgroup  string // the fresh cgroup, "" without one
+	pid     int
+	release func() error // lets the command run (start it, or detach it)
+	once    sync.Once
+	done    chan struct{}
+	waitErr error
+	startAt time.Time
+	endAt   time.Time
 }
 
-// start creates the cgroup, starts the command in it frozen and returns
-// the target to hunt; backend is the session's function backend.
+// ErrNotStarted is what Err returns for a command the hunt ended before
+// it started it (interrupted while it attached its first instruments).
+var ErrNotStarted = errors.New("not started: the hunt ended before")
+
+// start prepares the command and returns the target to hunt; backend is
+// the session's function backend. The command runs once go is called.
 func (w *Workload) start(backend string) (splice.Target, error) {
 	w.done = make(chan struct{})
-	cg, err := newCgroup()
-	if err != nil {
-		return w.startPlain(fmt.Sprintf("the command's start is not measured and its children are not followed: %v", err))
+	byPid := w.NoInherit || backend == "splice"
+	var why error
+	if !byPid {
+		cg, err := newCgroup()
+		if err == nil {
+			w.cgroup = cg
+			w.release = w.startInCgroup
+			return splice.Target{Cgroup: cg}, nil
+		}
+		why = err
 	}
-	w.cgroup = cg
-	pid, err := w.startFrozen()
-	if err != nil {
-		w.removeCgroup()
-		return splice.Target{}, err
+	if err := w.startTraced(); err == nil {
+		if backend == "splice" && !w.NoInherit {
+			w.Limitation = "the command's children are not measured: the splice backend filters by process, not by cgroup (--backend fentry or kprobe follows them)"
+		}
+		if why != nil {
+			w.Limitation = fmt.Sprintf("the command's children are not measured: %v", why)
+		}
+		return splice.Target{PIDs: []int{w.pid}}, nil
+	} else if why == nil {
+		why = err
 	}
-	w.pid = pid
-	switch {
-	case w.NoInherit:
-		return splice.Target{PIDs: []int{pid}}, nil
-	case backend == "splice":
-		w.Limitation = "the command's children are not measured: the splice backend filters by process, not by cgroup (--backend fentry or kprobe follows them)"
-		return splice.Target{PIDs: []int{pid}}, nil
-	}
-	return splice.Target{Cgroup: cg}, nil
-}
-
-// startPlain starts the command without a cgroup: its process is the
-// target, from whenever the instruments come.
-func (w *Workload) startPlain(why string) (splice.Target, error) {
-	w.Limitation = why
+	w.Limitation = fmt.Sprintf("the command's start is not measured and its children are not followed: %v", why)
 	if err := w.Cmd.Start(); err != nil {
 		return splice.Target{}, fmt.Errorf("starting %s: %w", w.Cmd.Path, err)
 	}
-	w.pid, w.startAt = w.Cmd.Process.Pid, time.Now()
-	w.thawOnce.Do(func() {})
-	go w.wait()
+	w.pid = w.Cmd.Process.Pid
+	w.once.Do(func() {}) // it runs already: nothing to let go or abandon
+	w.launched()
 	return splice.Target{PIDs: []int{w.pid}}, nil
 }
 
-// startFrozen freezes the cgroup, starts the command into it and returns
-// its pid once it is there. Cmd.Start does not return before the child
-// has called execve, which it cannot while frozen: it runs in a goroutine
-// until thaw.
-func (w *Workload) startFrozen() (int, error) {
-	if err := writeCgroup(w.cgroup, "cgroup.freeze", "1"); err != nil {
-		return 0, err
-	}
+// startInCgroup starts the command in the cgroup.
+func (w *Workload) startInCgroup() error {
 	dir, err := os.Open(w.cgroup)
 	if err != nil {
-		return 0, fmt.Errorf("opening the command's cgroup: %w", err)
+		return fmt.Errorf("opening the command's cgroup: %w", err)
 	}
+	defer dir.Close()
 	if w.Cmd.SysProcAttr == nil {
 		w.Cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	w.Cmd.SysProcAttr.UseCgroupFD, w.Cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
-	w.started = make(chan error, 1)
-	go func() {
-		err := w.Cmd.Start()
-		dir.Close()
-		w.started <- err
-	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		select {
-		case err := <-w.started: // it failed before it was in the cgroup (a started one waits for the thaw)
-			if err == nil {
-				err = errors.New("it ran before it was frozen")
-			}
-			return 0, fmt.Errorf("starting %s: %w", w.Cmd.Path, err)
-		default:
-		}
-		if pids, _ := cgroupProcs(w.cgroup); len(pids) > 0 {
-			return pids[0], nil
-		}
-		if time.Now().After(deadline) {
-			w.thaw()
-			return 0, fmt.Errorf("starting %s: it did not appear in its cgroup in 10s", w.Cmd.Path)
-		}
+	if err := w.Cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", w.Cmd.Path, err)
 	}
+	w.pid = w.Cmd.Process.Pid
+	w.launched()
+	return nil
 }
 
-// thaw lets the frozen command run (once; later calls do nothing).
-func (w *Workload) thaw() {
-	w.thawOnce.Do(func() {
-		w.startAt = time.Now()
-		if w.cgroup == "" {
+// startTraced starts the command traced, stopped at its execve; release
+// detaches it. Tracing belongs to the thread that started it: one locked
+// goroutine starts, waits for the stop and detaches.
+func (w *Workload) startTraced() error {
+	if w.Cmd.SysProcAttr == nil {
+		w.Cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	w.Cmd.SysProcAttr.Ptrace = true
+	stopped, detach, detached := make(chan error, 1), make(chan struct{}), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := w.Cmd.Start(); err != nil {
+			stopped <- err
 			return
 		}
-		writeCgroup(w.cgroup, "cgroup.freeze", "0")
-		go func() {
-			if err := <-w.started; err != nil {
-				w.waitErr, w.endAt = fmt.Errorf("starting %s: %w", w.Cmd.Path, err), time.Now()
-				close(w.done)
-				return
-			}
-			w.wait()
-		}()
+		var ws syscall.WaitStatus
+		_, err := syscall.Wait4(w.Cmd.Process.Pid, &ws, syscall.WALL, nil)
+		if err == nil && !ws.Stopped() {
+			err = fmt.Errorf("it did not stop at its execve (%v)", ws)
+		}
+		stopped <- err
+		if err != nil {
+			return
+		}
+		<-detach
+		detached <- syscall.PtraceDetach(w.Cmd.Process.Pid)
+	}()
+	if err := <-stopped; err != nil {
+		if w.Cmd.Process != nil {
+			w.Cmd.Process.Kill()
+			w.Cmd.Wait()
+		}
+		w.Cmd = rebuilt(w.Cmd)
+		return fmt.Errorf("starting %s traced: %w", w.Cmd.Path, err)
+	}
+	w.pid = w.Cmd.Process.Pid
+	w.release = func() error {
+		close(detach)
+		if err := <-detached; err != nil {
+			return fmt.Errorf("letting %s run: %w", w.Cmd.Path, err)
+		}
+		w.launched()
+		return nil
+	}
+	return nil
+}
+
+// rebuilt is a fresh copy of a command whose start failed (a Cmd starts
+// once).
+func rebuilt(c *exec.Cmd) *exec.Cmd {
+	n := exec.Command(c.Path, c.Args[1:]...)
+	n.Args, n.Env, n.Dir = c.Args, c.Env, c.Dir
+	n.Stdin, n.Stdout, n.Stderr, n.ExtraFiles = c.Stdin, c.Stdout, c.Stderr, c.ExtraFiles
+	return n
+}
+
+// launched notes that the command runs and waits for it.
+func (w *Workload) launched() {
+	w.startAt = time.Now()
+	go func() {
+		w.waitErr = w.Cmd.Wait()
+		w.endAt = time.Now()
+		close(w.done)
+	}()
+}
+
+// goOn lets the command run, once: the first reading of the hunt's
+// instruments calls it. A command that cannot be started ends the hunt
+// as one that exited would (Err says why).
+func (w *Workload) goOn() {
+	w.once.Do(func() {
+		if err := w.release(); err != nil {
+			w.waitErr, w.startAt, w.endAt = err, time.Now(), time.Now()
+			close(w.done)
+		}
 	})
 }
 
-func (w *Workload) wait() {
-	w.waitErr = w.Cmd.Wait()
-	w.endAt = time.Now()
-	close(w.done)
+// abandon ends a hunt's hold on a command it never let run: one traced
+// is killed, one not started is not started (Err is ErrNotStarted).
+func (w *Workload) abandon() {
+	w.once.Do(func() {
+		if w.Cmd.Process != nil { // traced, stopped at its execve
+			w.Cmd.Process.Kill()
+			if err := w.release(); err != nil {
+				w.launched()
+			}
+			return
+		}
+		w.waitErr = ErrNotStarted
+		close(w.done)
+	})
 }
 
 // Done is closed when the command has exited (after Err is set), or at
-// once where the hunt never started it.
+// once where the hunt never prepared it.
 func (w *Workload) Done() <-chan struct{} {
 	if w.done == nil {
 		return closedChan
@@ -166,14 +222,14 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // Err is what waiting for the command returned; read it after Done.
 func (w *Workload) Err() error { return w.waitErr }
 
-// Pid is the command's process id, 0 before the hunt started it.
+// Pid is the command's process id, 0 before it was started.
 func (w *Workload) Pid() int { return w.pid }
 
-// Ran is how long the command ran, from when it was let run to its exit
-// (or to now).
+// Ran is how long the command ran, from its start to its exit (or to
+// now).
 func (w *Workload) Ran() time.Duration {
 	select {
-	case <-w.done:
+	case <-w.Done():
 		return w.endAt.Sub(w.startAt)
 	default:
 		return time.Since(w.startAt)
@@ -184,33 +240,23 @@ func (w *Workload) Ran() time.Duration {
 // whether its children count.
 func (w *Workload) Describe() string {
 	s := fmt.Sprintf("%s (pid %d", strings.Join(w.Cmd.Args, " "), w.pid)
-	if w.cgroup != "" && !w.NoInherit && !strings.Contains(w.Limitation, "children") {
+	if w.cgroup != "" {
 		s += " and its children"
 	}
 	return s + ")"
 }
 
-// Signal sends sig to the command (and, with a cgroup, every process in
-// it); a frozen command is thawed first so that it can act on sig.
+// Signal sends sig to the command and, with a cgroup, to every process
+// in it.
 func (w *Workload) Signal(sig syscall.Signal) {
-	if w.pid == 0 {
-		return
-	}
-	if w.cgroup != "" && sig == syscall.SIGKILL {
-		writeCgroup(w.cgroup, "cgroup.kill", "1") // 5.14+; the loop below where it is missing
-	}
-	if sig != syscall.SIGKILL {
-		w.thaw()
-	}
 	pids := []int{w.pid}
 	if w.cgroup != "" {
 		pids, _ = cgroupProcs(w.cgroup)
 	}
 	for _, p := range pids {
-		syscall.Kill(p, sig)
-	}
-	if sig == syscall.SIGKILL {
-		w.thaw()
+		if p > 0 {
+			syscall.Kill(p, sig)
+		}
 	}
 }
 
@@ -220,13 +266,7 @@ func (w *Workload) Close() error {
 	if w.cgroup == "" {
 		return nil
 	}
-	w.thaw()
-	return w.removeCgroup()
-}
-
-func (w *Workload) removeCgroup() error {
 	defer func() { w.cgroup = "" }()
-	writeCgroup(w.cgroup, "cgroup.freeze", "0")
 	if pids, _ := cgroupProcs(w.cgroup); len(pids) > 0 {
 		parent := filepath.Dir(w.cgroup)
 		for _, p := range pids {
@@ -239,10 +279,9 @@ func (w *Workload) removeCgroup() error {
 	return nil
 }
 
-// newCgroup makes a fresh cgroup v2 directory beside autoprof's own: a
-// child of autoprof's cgroup, which holds processes and so has no
-// controllers delegated that would forbid it (the no-internal-processes
-// rule), or of the root.
+// newCgroup makes a fresh cgroup v2 directory as a child of autoprof's
+// own: one that holds processes, and so has no controllers delegated that
+// would forbid it (the no-internal-processes rule), or the root.
 func newCgroup() (string, error) {
 	root, err := splice.Cgroup2Root()
 	if err != nil {
@@ -261,10 +300,6 @@ func newCgroup() (string, error) {
 		}
 		if err != nil {
 			return "", fmt.Errorf("making a cgroup for the command: %w", err)
-		}
-		if _, err := os.Stat(filepath.Join(dir, "cgroup.freeze")); err != nil {
-			os.Remove(dir)
-			return "", errors.New("the cgroup v2 freezer is missing (Linux 5.2+)")
 		}
 		return dir, nil
 	}

@@ -81,21 +81,21 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 		costs = fixedCosts{c, err}
 		o.NoCalibrate = true
 	}
-	var thaw func()
+	var launch func()
 	if w := o.Workload; w != nil {
 		t, err := w.start(sess.Backend())
 		if err != nil {
 			return nil, err
 		}
-		defer w.thaw() // never left frozen
-		o.Target, o.Done, thaw = t, w.Done(), w.thaw
+		defer w.abandon() // a hunt over before its first reading
+		o.Target, o.Done, launch = t, w.Done(), w.goOn
 	} else if len(o.Target.PIDs) > 0 && o.Done == nil {
 		o.Done = splice.WatchExit(ctx, o.Target.PIDs)
 	}
 	cfg, closeAll := Config(ctx, sess, o)
 	defer closeAll()
 	cfg.Calibrator = costs
-	finish := targetCfg(&cfg, o, thaw)
+	finish := targetCfg(&cfg, o, launch)
 	run, err := search.Hunt(ctx, cfg)
 	if err == nil {
 		finish(run)

@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,12 +12,12 @@ import (
 )
 
 // targetCfg adapts a hunt's Config to its target and roots: a workload is
-// thawed by the first reading of the instruments (or the first stack
-// sample), so that what the hunt attached first measures it from its
-// first instruction; a whole-system hunt counts on-CPU time only, unless
+// let run (launch) by the first reading of the instruments (or the first
+// stack sample), so that what the hunt attached first measures it from
+// its first instruction; a whole-system hunt counts on-CPU time only, unless
 // IncludeIdle; --root functions whose code runs elsewhere are warned
 // about. The function it returns completes the run when the hunt is over.
-func targetCfg(cfg *search.Config, o Options, thaw func()) (finish func(*search.Run)) {
+func targetCfg(cfg *search.Config, o Options, launch func()) (finish func(*search.Run)) {
 	reach := rootReach(cfg.Graph, o)
 	if w := o.Workload; w != nil && w.Limitation != "" {
 		cfg.Limitations = append(cfg.Limitations, w.Limitation)
@@ -43,10 +44,10 @@ func targetCfg(cfg *search.Config, o Options, thaw func()) (finish func(*search.
 			cfg.Limitations = append(cfg.Limitations, "whole system: on-CPU time only, a share of CPUs × time; waits are not counted, as every idle thread would count (--include-idle keeps them; --pid, --cgroup or a command counts a target's waits)")
 		}
 	}
-	if thaw != nil {
-		hooks = append(hooks, func(*splice.Reading) { thaw() })
+	if launch != nil {
+		hooks = append(hooks, func(*splice.Reading) { launch() })
 		if cfg.Sampler != nil {
-			cfg.Sampler = thawingSampler{cfg.Sampler, thaw}
+			cfg.Sampler = launchingSampler{cfg.Sampler, launch}
 		}
 	}
 	if s, ok := cfg.Instrumenter.(Session); ok && len(hooks) > 0 {
@@ -156,16 +157,16 @@ func onCPUOnly(r *splice.Reading) {
 	}
 }
 
-// thawingSampler thaws the workload before its first sample: a hunt with
-// no syscall census samples before it reads any instrument.
-type thawingSampler struct {
+// launchingSampler lets the workload run before its first sample: a hunt
+// with no syscall census samples before it reads any instrument.
+type launchingSampler struct {
 	search.Sampler
-	thaw func()
+	launch func()
 }
 
 // Sample implements search.Sampler.
-func (s thawingSampler) Sample(ctx context.Context, t splice.Target, d time.Duration) ([]search.Stack, error) {
-	s.thaw()
+func (s launchingSampler) Sample(ctx context.Context, t splice.Target, d time.Duration) ([]search.Stack, error) {
+	s.launch()
 	return s.Sampler.Sample(ctx, t, d)
 }
 
@@ -180,6 +181,9 @@ func describeWorkload(run *search.Run, w *Workload, firstRound time.Time) {
 	select {
 	case <-w.Done():
 	default:
+		return
+	}
+	if errors.Is(w.Err(), ErrNotStarted) {
 		return
 	}
 	if firstRound.IsZero() || w.endAt.Before(firstRound) {
