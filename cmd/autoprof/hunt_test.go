@@ -225,6 +225,9 @@ func TestHelperProcess(t *testing.T) {
 		os.Exit(7)
 	case "quick": // TestHuntExitsBeforeFirstRound
 		return
+	case "sleep": // TestHuntWholeSystem: a process asleep all along
+		time.Sleep(time.Minute)
+		return
 	case "parent":
 		child := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 		child.Env = append(os.Environ(), "AUTOPROF_HELPER=busy")
@@ -302,7 +305,9 @@ func rootCalls(run *search.Run, fn string) uint64 {
 // --no-inherit, which hunts the command's own process only.
 func TestHuntFollowsChildren(t *testing.T) {
 	needHunt(t)
-	run := huntRun(t, append([]string{"--round", "100ms", "--"}, childWorkload(t, 6)...)...)
+	// 15 s: longer than Deep Start takes in an emulated VM (the census
+	// times some 360 syscalls), so that rounds see the child.
+	run := huntRun(t, append([]string{"--round", "100ms", "--"}, childWorkload(t, 15)...)...)
 	t.Logf("target %q, stop %q, read root %d calls, limitations %q", run.Meta.Target, run.Meta.StopReason, rootCalls(run, "__x64_sys_read"), run.Limitations)
 	if strings.Contains(strings.Join(run.Limitations, ";"), "children are not followed") {
 		t.Skipf("no cgroup here: %q", run.Limitations)
@@ -374,7 +379,8 @@ func needHunt(t *testing.T) {
 // with --include-idle their waits count, over all threads' time.
 func TestHuntWholeSystem(t *testing.T) {
 	needHunt(t)
-	sleeper := exec.Command("sleep", "30")
+	sleeper := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	sleeper.Env = append(os.Environ(), "AUTOPROF_HELPER=sleep")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
