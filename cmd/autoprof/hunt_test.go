@@ -270,6 +270,9 @@ func childWorkload(t *testing.T, seconds int) []string {
 		t.Setenv("AUTOPROF_HELPER", "busy")
 		return []string{sh, "-c", `"$0" -test.run='^TestHelperProcess$'; true`, os.Args[0]}
 	}
+	// No sh: the test VM, whose Deep Start (the census of some 360
+	// syscalls) takes about 20 s under TCG; the child must outlast it.
+	t.Setenv("AUTOPROF_HELPER_SECONDS", fmt.Sprint(3*seconds))
 	t.Setenv("AUTOPROF_HELPER", "parent")
 	return []string{os.Args[0], "-test.run=^TestHelperProcess$"}
 }

@@ -63,3 +63,20 @@ func TestSilentRoots(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+// TestIdleStack: a CPU's idle loop is dropped from a whole-system hunt's
+// samples, an interrupt taken while idle is not.
+func TestIdleStack(t *testing.T) {
+	for _, c := range []struct {
+		frames []string
+		idle   bool
+	}{
+		{[]string{"secondary_startup_64", "start_secondary", "cpu_startup_entry", "do_idle", "default_idle_call", "pv_native_safe_halt"}, true},
+		{[]string{"start_secondary", "cpu_startup_entry", "do_idle", "default_idle_call", "asm_sysvec_apic_timer_interrupt", "sysvec_apic_timer_interrupt", "__sysvec_apic_timer_interrupt", "hrtimer_interrupt"}, false},
+		{[]string{"entry_SYSCALL_64", "do_syscall_64", "__x64_sys_read", "vfs_read"}, false},
+	} {
+		if got := idleStack(c.frames); got != c.idle {
+			t.Errorf("%v: idle %v", c.frames, got)
+		}
+	}
+}
