@@ -64,8 +64,7 @@ func probe(cfg *probeConfig, stdout io.Writer) error {
 		}
 		specs[i] = p.Spec
 	}
-	warn := reachWarnings(s.Graph(), specs)
-	return probeLoop(ctx, s, cfg, warn, stdout)
+	return probeLoop(ctx, s, cfg, &reachReport{graph: s.Graph(), specs: specs}, stdout)
 }
 
 func parseProbe(args []string) (*probeConfig, error) {
@@ -191,6 +190,7 @@ func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, reac
 	if err != nil {
 		return err
 	}
+	reach.start() // once the instruments are live: it takes the CPUs for seconds
 	prev := first
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
@@ -270,18 +270,20 @@ func writeSummary(path string, sum probeSummary) error {
 // background (the callers index decodes the whole kernel) while the
 // instruments measure.
 type reachReport struct {
+	graph    *callgraph.Graph
+	specs    []splice.Spec
 	done     chan struct{}
 	warnings map[string]string
 	shown    map[string]bool
 }
 
-func reachWarnings(g *callgraph.Graph, specs []splice.Spec) *reachReport {
-	r := &reachReport{done: make(chan struct{}), shown: map[string]bool{}}
+// start works the warnings out in the background.
+func (r *reachReport) start() {
+	r.done, r.shown = make(chan struct{}), map[string]bool{}
 	go func() {
-		r.warnings = splice.ReachWarnings(g, specs)
+		r.warnings = splice.ReachWarnings(r.graph, r.specs)
 		close(r.done)
 	}()
-	return r
 }
 
 func (r *reachReport) wait() { <-r.done }
