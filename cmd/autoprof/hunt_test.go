@@ -308,9 +308,11 @@ func rootCalls(run *search.Run, fn string) uint64 {
 // --no-inherit, which hunts the command's own process only.
 func TestHuntFollowsChildren(t *testing.T) {
 	needHunt(t)
-	// 15 s: longer than Deep Start takes in an emulated VM (the census
-	// times some 360 syscalls), so that rounds see the child.
-	run := huntRun(t, append([]string{"--round", "100ms", "--"}, childWorkload(t, 15)...)...)
+	// The read root is given: Deep Start may be over before the child
+	// has started (under TCG, the parent's own start-up is all it sees).
+	// Rounds of 500 ms keep the hunt from converging before the child
+	// reads.
+	run := huntRun(t, append([]string{"--round", "500ms", "--root", "__x64_sys_read", "--"}, childWorkload(t, 15)...)...)
 	t.Logf("target %q, stop %q, read root %d calls, limitations %q", run.Meta.Target, run.Meta.StopReason, rootCalls(run, "__x64_sys_read"), run.Limitations)
 	if strings.Contains(strings.Join(run.Limitations, ";"), "children are not followed") {
 		t.Skipf("no cgroup here: %q", run.Limitations)
@@ -318,7 +320,7 @@ func TestHuntFollowsChildren(t *testing.T) {
 	if rootCalls(run, "__x64_sys_read") < 1000 || !strings.Contains(run.Meta.Target, "and its children") {
 		t.Errorf("the child's reads were not hunted: target %q, %d calls of the read root", run.Meta.Target, rootCalls(run, "__x64_sys_read"))
 	}
-	run = huntRun(t, append([]string{"--round", "100ms", "--no-inherit", "--"}, childWorkload(t, 4)...)...)
+	run = huntRun(t, append([]string{"--round", "500ms", "--root", "__x64_sys_read", "--no-inherit", "--"}, childWorkload(t, 6)...)...)
 	if n := rootCalls(run, "__x64_sys_read"); n >= 1000 || strings.Contains(run.Meta.Target, "children") {
 		t.Errorf("--no-inherit: target %q, %d calls of the read root; want the parent only", run.Meta.Target, n)
 	}
