@@ -236,14 +236,13 @@ func (w *Workload) Ran() time.Duration {
 	}
 }
 
-// Describe names the target for the run: the command, its pid and
-// whether its children count.
+// Describe names the target for the run (Meta.Command names the
+// command): its pid and whether its children count.
 func (w *Workload) Describe() string {
-	s := fmt.Sprintf("%s (pid %d", strings.Join(w.Cmd.Args, " "), w.pid)
 	if w.cgroup != "" {
-		s += " and its children"
+		return fmt.Sprintf("pid %d and its children", w.pid)
 	}
-	return s + ")"
+	return fmt.Sprintf("pid %d", w.pid)
 }
 
 // Signal sends sig to the command and, with a cgroup, to every process
