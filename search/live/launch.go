@@ -219,8 +219,15 @@ func (w *Workload) Done() <-chan struct{} {
 // closedChan is closed.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// Err is what waiting for the command returned; read it after Done.
-func (w *Workload) Err() error { return w.waitErr }
+// Err is what waiting for the command returned, nil while it runs.
+func (w *Workload) Err() error {
+	select {
+	case <-w.Done():
+		return w.waitErr
+	default:
+		return nil
+	}
+}
 
 // Pid is the command's process id, 0 before it was started.
 func (w *Workload) Pid() int { return w.pid }
