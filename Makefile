@@ -13,7 +13,7 @@ STATIC   := CGO_ENABLED=0
 all: build
 
 build:
-	$(STATIC) $(GO) build -o $(BIN)/autoprof ./cmd/autoprof
+	$(STATIC) $(GO) build -ldflags "-X main.buildCommit=$$(git rev-parse --short=12 HEAD 2>/dev/null)$$(git diff --quiet HEAD 2>/dev/null || echo +dirty)" -o $(BIN)/autoprof ./cmd/autoprof
 	$(STATIC) $(GO) build -o $(BIN)/vmtest ./internal/vmtest/cmd/vmtest
 
 # deps installs the system packages the tests and the VM need.

@@ -200,6 +200,54 @@ func (f *Function) IsCandidate(off uint32) bool {
 	return ok && in.Off < f.CodeEnd && in.Kind != KindEndbr && in.Kind != KindInt3 && !(f.Endbr && off == 0)
 }
 
+// Place says what instrument a hunt would place at an instruction: an
+// entry timer or counter, a basic-block counter, an indirect-call target
+// recorder; PlaceNone elsewhere.
+type Place string
+
+// The places of a function's instructions.
+const (
+	PlaceNone    Place = ""
+	PlaceEntry   Place = "entry"   // the function's first instruction: fentry, kprobe or splice timers and counters
+	PlaceBlock   Place = "block"   // the first instruction of a basic block other than the entry
+	PlaceTargets Place = "targets" // an indirect call site (kprobe records its targets)
+)
+
+// entryPoint is the offset an entry instrument patches: the ftrace site
+// (fentry, and kprobes, which the kernel moves past ENDBR), else the first
+// candidate instruction.
+func (f *Function) entryPoint() uint32 {
+	if f.Fentry >= 0 {
+		return uint32(f.Fentry)
+	}
+	for _, in := range f.Insts {
+		if f.IsCandidate(in.Off) {
+			return in.Off
+		}
+	}
+	return 0
+}
+
+// PlaceAt returns what a hunt would place at off: the entry, the start of
+// every other basic block before CodeEnd that is a candidate point (not
+// ENDBR, not int3 padding), and every indirect call site of the function
+// itself. Backends refuse some of these where their own rules say so
+// (package splice's Placement).
+func (f *Function) PlaceAt(off uint32) Place {
+	if off == f.entryPoint() {
+		return PlaceEntry
+	}
+	for _, s := range f.Sites {
+		if s.Off == off && s.Kind == Indirect {
+			return PlaceTargets
+		}
+	}
+	if i := sort.Search(len(f.Blocks), func(i int) bool { return f.Blocks[i].Start >= off }); i < len(f.Blocks) && f.Blocks[i].Start == off && off < f.CodeEnd && f.IsCandidate(off) {
+		return PlaceBlock
+	}
+	return PlaceNone
+}
+
 // Candidates returns every candidate instrument point.
 func (f *Function) Candidates() []uint32 {
 	var out []uint32
@@ -230,18 +278,28 @@ func (f *Function) Decoded(in Inst) (x86asm.Inst, string) {
 
 // Asm prints the instruction at in in AT&T syntax (objdump's), with
 // branch targets and RIP-relative operands named by symbol from syms.
-func (f *Function) Asm(syms *Symbols, in Inst) string {
+func (f *Function) Asm(syms *Symbols, in Inst) string { return f.AsmSyntax(syms, in, false) }
+
+// AsmSyntax is Asm in AT&T syntax (GNU, objdump's default), or in Intel
+// syntax (objdump -M intel) when intel is set.
+func (f *Function) AsmSyntax(syms *Symbols, in Inst, intel bool) string {
 	x, name := f.Decoded(in)
 	if name != "" {
 		return name
 	}
 	pc := f.Sym.Addr + uint64(in.Off)
-	text := x86asm.GNUSyntax(x, pc, func(addr uint64) (string, uint64) {
+	symname := func(addr uint64) (string, uint64) {
 		if s, _, ok := syms.Nearest(addr); ok {
 			return s.Name, s.Addr
 		}
 		return "", 0
-	})
+	}
+	var text string
+	if intel {
+		text = x86asm.IntelSyntax(x, pc, symname)
+	} else {
+		text = x86asm.GNUSyntax(x, pc, symname)
+	}
 	if rel, ok := x.Args[0].(x86asm.Rel); ok {
 		mnemonic, _, _ := strings.Cut(text, " ")
 		text = mnemonic + " " + syms.Format(uint64(int64(pc)+int64(in.Len)+int64(rel)))

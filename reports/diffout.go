@@ -165,7 +165,7 @@ func diffProfile(run *search.Run, other map[string]bool, scale func(int64) int64
 	if err := Validate(run); err != nil {
 		return nil, err
 	}
-	b := newProfileBuilder(run)
+	b := newProfileBuilder(run, nil)
 	b.name = func(pt splice.Point) string { return CanonicalName(pt.String()) }
 	b.stack = func(n *search.Node) []splice.Point {
 		var pts []splice.Point

@@ -33,6 +33,8 @@ var pageFuncs = template.FuncMap{
 		return template.CSS(fmt.Sprintf("%.1f%%", 100*math.Max(0, math.Min(1, f))))
 	},
 	"signed": signedPct,
+	// low is an interval's lower bound, never below 0 for a share.
+	"low": func(iv search.Interval) float64 { return clampShare(iv).Low },
 }
 
 var reportTmpl = template.Must(template.New("report.html.tmpl").Funcs(pageFuncs).ParseFS(htmlFS, "html/report.html.tmpl"))
@@ -63,7 +65,8 @@ type flameNode struct {
 	Excl      uint64    `json:"excl"`
 	OffCPU    uint64    `json:"offcpu"`
 	Samples   uint64    `json:"samples,omitempty"`
-	Value     uint64    `json:"value"` // the box's width: see flameNodes
+	Estimated bool      `json:"estimated,omitempty"` // values from stack samples, not measured by an instrument
+	Value     uint64    `json:"value"`               // the box's width: see flameNodes
 	PerOp     jsonFloat `json:"per_op"`
 	InclShare jsonFloat `json:"incl_share"`
 	ExclShare jsonFloat `json:"excl_share"`
@@ -121,8 +124,9 @@ func flameNodes(run *search.Run) []flameNode {
 	in := profiled(run)
 	for i, n := range run.Nodes {
 		out[i] = flameNode{ID: n.ID, Parent: n.Parent, Name: n.Point.String(), Path: n.Path, Kind: string(n.Kind),
-			Backend: n.Backend, Calls: n.Calls, Incl: n.InclNs, Excl: n.ExclNs, OffCPU: n.ExclOffCPUNs, Samples: n.Samples,
-			PerOp: jsonFloat(perOp(run, &n, n.Calls)), InclShare: jsonFloat(share(run, &n, n.InclNs)), ExclShare: jsonFloat(share(run, &n, n.ExclNs))}
+			Backend: n.Backend, Calls: n.Calls, Incl: n.InclNs, Excl: n.ExclNs, OffCPU: n.ExclOffCPUNs, Samples: inclSamples[i],
+			Estimated: estimated(&n),
+			PerOp:     jsonFloat(perOp(run, &n, n.Calls)), InclShare: jsonFloat(share(run, &n, n.InclNs)), ExclShare: jsonFloat(share(run, &n, n.ExclNs))}
 		out[i].Value = n.InclNs
 		if samples {
 			out[i].Value = inclSamples[i]
@@ -131,7 +135,8 @@ func flameNodes(run *search.Run) []flameNode {
 			out[i].Value = 0 // withdrawn: its time is in its caller's box
 		}
 		if n.Excl.N >= 2 {
-			out[i].CI = []float64{n.Excl.Low, n.Excl.High}
+			iv := clampShare(n.Excl)
+			out[i].CI = []float64{iv.Low, iv.High}
 		}
 	}
 	return out
@@ -152,18 +157,35 @@ func traceMarks(events []search.Event) []traceMark {
 // samples: no context below a root was timed, and some were sampled.
 func bySamples(run *search.Run) bool {
 	sampled := false
-	for _, n := range run.Nodes {
-		if n.Parent >= 0 && n.InclNs > 0 {
+	for i := range run.Nodes {
+		n := &run.Nodes[i]
+		if n.Parent >= 0 && !estimated(n) && n.InclNs > 0 {
 			return false
 		}
-		sampled = sampled || n.Samples > 0
+		sampled = sampled || estimated(n)
 	}
 	return sampled
 }
 
-// htmlRow is a row of the hot tree table.
+// mixed reports whether the tree holds both contexts timed by instruments
+// and contexts estimated from stack samples.
+func mixed(run *search.Run) bool {
+	var exact, est bool
+	for i := range run.Nodes {
+		if estimated(&run.Nodes[i]) {
+			est = true
+		} else {
+			exact = true
+		}
+	}
+	return exact && est
+}
+
+// htmlRow is a row of the hot tree table: exact columns, then estimated
+// ones.
 type htmlRow struct {
 	Incl, Excl, Calls, PerOp, Mean, Name, Backend string
+	Samples, EstIncl, EstExcl                     string
 	Indent                                        int
 }
 
@@ -176,33 +198,25 @@ func htmlTree(run *search.Run) []htmlRow {
 			rows = append(rows, htmlRow{Name: fmt.Sprintf("… %d more below %s", r.more, pct(HotTreeMin)), Indent: 8 + 14*r.depth})
 			continue
 		}
-		mean := math.NaN()
-		if n.Calls > 0 && n.InclNs > 0 {
-			mean = float64(n.InclNs) / float64(n.Calls)
-		}
 		name := n.Point.String()
-		switch n.Kind {
-		case search.NodeBlock:
+		if n.Kind == search.NodeBlock {
 			name += " (block)"
-		case search.NodeSampled:
-			name += fmt.Sprintf(" (sampled: %s samples)", count(inclSamples[n.ID]))
 		}
 		if n.State == "withdrawn" {
 			name += " (withdrawn)"
 		}
-		row := htmlRow{Incl: pct(share(run, n, n.InclNs)), Excl: pct(share(run, n, n.ExclNs)), Calls: count(n.Calls),
-			PerOp: ratio(perOp(run, n, n.Calls)), Mean: dur(mean), Name: name, Backend: n.Backend, Indent: 8 + 14*r.depth}
-		if n.Kind == search.NodeSampled {
-			row.Incl, row.Excl, row.Calls, row.PerOp = "—", "—", "—", "—"
-		}
-		rows = append(rows, row)
+		c := treeCells(run, n, inclSamples[n.ID])
+		rows = append(rows, htmlRow{Incl: c.incl, Excl: c.excl, Calls: c.calls, PerOp: c.perOp, Mean: c.mean,
+			Samples: c.samples, EstIncl: c.estIncl, EstExcl: c.estExcl, Name: name, Backend: n.Backend, Indent: 8 + 14*r.depth})
 	}
 	return rows
 }
 
 // WriteHTML writes report.html: one self-contained page (style, script and
 // data inline, no network) with the findings first, then a flame graph of
-// the calling-context tree drawn from exact inclusive times, the hot tree,
+// the calling-context tree drawn from inclusive times (exact where an
+// instrument timed the context, estimates from stack samples, drawn pale,
+// where none did), the hot tree with exact and estimated columns apart,
 // the search trace as a timeline, the disassembly of the findings'
 // functions with the instrumented blocks highlighted, the overhead and the
 // limitations. The tables are plain HTML; the flame graph and the timeline
@@ -219,7 +233,7 @@ func WriteHTML(w io.Writer, run *search.Run) error {
 		"Conf": level(m.Confidence), "Start": m.Start.UTC().Format("2006-01-02 15:04:05 UTC"),
 		"Findings": run.Findings, "Tree": htmlTree(run), "HotMin": pct(HotTreeMin), "Trace": run.Trace,
 		"Listings": run.Listings, "Overhead": run.Overhead, "Limitations": append(append([]string(nil), run.Limitations...), Anomalies(run)...),
-		"BySamples": bySamples(run), "CSS": css, "JS": js,
+		"BySamples": bySamples(run), "Mixed": mixed(run), "WithSamples": hasSamples(run), "CSS": css, "JS": js,
 		"Data": pageData{Mode: "report", Meta: pageMeta{Rounds: m.Rounds}, Nodes: flameNodes(run),
 			Trace: traceMarks(run.Trace), BySamples: bySamples(run)},
 	}

@@ -2,6 +2,7 @@ package reports
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,7 @@ func TestProfileShape(t *testing.T) {
 	for _, st := range p.SampleType {
 		types = append(types, st.Type+"/"+st.Unit)
 	}
-	if got := strings.Join(types, " "); got != "calls/count wall/nanoseconds cpu/nanoseconds offcpu/nanoseconds samples/count" {
+	if got := strings.Join(types, " "); got != "wall/nanoseconds cpu/nanoseconds offcpu/nanoseconds sampled_wall/nanoseconds samples/count" {
 		t.Errorf("sample types %s", got)
 	}
 	files := map[string]bool{}
@@ -87,8 +88,11 @@ func TestProfileShape(t *testing.T) {
 		if mod, _ := splitModule(n.Point.Func); mod != "" && leaf.Mapping.File != "["+mod+"]" {
 			t.Errorf("node %d: mapping %s for module %s", i, leaf.Mapping.File, mod)
 		}
-		if s.Value[1] != int64(n.ExclNs) || s.Value[2]+s.Value[3] != s.Value[1] || s.Value[0] != int64(n.Calls) {
-			t.Errorf("node %d: values %v for excl %d calls %d", i, s.Value, n.ExclNs, n.Calls)
+		if s.Value[valWall] != int64(n.ExclNs) || s.Value[valCPU]+s.Value[valOffCPU] != s.Value[valWall] || s.NumLabel["calls"][0] != int64(n.Calls) {
+			t.Errorf("node %d: values %v, calls %v for excl %d calls %d", i, s.Value, s.NumLabel["calls"], n.ExclNs, n.Calls)
+		}
+		if s.Value[valSampledWall] != 0 || s.Value[valSamples] != 0 || s.Label["values"][0] != "exact" {
+			t.Errorf("node %d: a timed node with estimates: %v %v", i, s.Value, s.Label["values"])
 		}
 		if s.Label["backend"][0] != n.Backend || !strings.Contains(s.Label["confidence"][0], "95% CI") {
 			t.Errorf("node %d: labels %v", i, s.Label)
@@ -118,7 +122,7 @@ func TestProfileCumulativeIsInclusive(t *testing.T) {
 			var cum int64
 			for _, s := range p.Sample {
 				if hasSuffixPath(s, n.Path) {
-					cum += s.Value[1]
+					cum += s.Value[valWall]
 				}
 			}
 			if uint64(cum) != n.InclNs {
@@ -149,22 +153,13 @@ func hasSuffixPath(s *profile.Sample, path []string) bool {
 // TestPprofTool runs go tool pprof on a written profile: -top must list
 // functions by exclusive time with the exact values, -top -cum must put the
 // root first with the whole time, and -tree and -traces must show the
-// calling contexts.
+// calling contexts; calls are a label, which -sample_index refuses, so
+// that pprof never adds them up into cum.
 func TestPprofTool(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool pprof: no go command in PATH")
-	}
+	pprof := pprofTool(t)
 	run := fixture(t, "read4k-6.1")
 	_, path := writeProfile(t, run)
-	pprof := func(args ...string) string {
-		out, err := exec.Command(goTool, append([]string{"tool", "pprof"}, append(args, path)...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go tool pprof %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	top := pprof("-top", "-unit=ns", "-nodecount=3")
+	top := pprof(path, "-top", "-unit=ns", "-nodecount=3")
 	rows := topRows(top)
 	if len(rows) < 3 || rows[0][1] != "copy_user_enhanced_fast_string" || rows[1][1] != "filemap_read" {
 		t.Fatalf("-top order:\n%s", top)
@@ -172,25 +167,145 @@ func TestPprofTool(t *testing.T) {
 	if rows[0][0] != itoa64(run.Nodes[12].ExclNs)+"ns" {
 		t.Errorf("-top flat of %s: %s, want %dns", rows[0][1], rows[0][0], run.Nodes[12].ExclNs)
 	}
-	cum := topRows(pprof("-top", "-cum", "-unit=ns", "-nodecount=2"))
+	cum := topRows(pprof(path, "-top", "-cum", "-unit=ns", "-nodecount=2"))
 	if len(cum) < 1 || cum[0][1] != "__x64_sys_read" || cum[0][2] != itoa64(run.Nodes[0].InclNs)+"ns" {
 		t.Errorf("-top -cum: %v, want __x64_sys_read with %dns", cum, run.Nodes[0].InclNs)
 	}
-	// Block counters have calls but no time: look for them by calls.
-	tree := pprof("-tree", "-sample_index=calls", "-nodecount=40")
-	for _, want := range []string{"copy_page_to_iter", "ext4_file_read_iter", "filemap_read+0x1a6"} {
-		if !strings.Contains(tree, want) {
-			t.Errorf("-tree lacks %s:\n%s", want, tree)
-		}
+	// Block counters have calls but no time: their samples, with the
+	// calls label, are found by kind.
+	blocks := pprof(path, "-traces", "-tagfocus=kind=block")
+	if !strings.Contains(blocks, "0   filemap_read+0x1a6") || !strings.Contains(blocks, "calls:  2915982") {
+		t.Errorf("-traces -tagfocus=kind=block lacks filemap_read+0x1a6 and its calls:\n%s", blocks)
 	}
-	traces := pprof("-traces")
-	if !strings.Contains(traces, "backend:  tracepoint") || strings.Count(traces, "-----------+") < len(run.Nodes)-1 {
+	traces := pprof(path, "-traces")
+	if !strings.Contains(traces, "backend:  tracepoint") || !strings.Contains(traces, "calls:  2915982") || strings.Count(traces, "-----------+") < len(run.Nodes)-1 {
 		t.Errorf("-traces:\n%s", traces)
 	}
-	calls := topRows(pprof("-top", "-sample_index=calls", "-cum", "-nodecount=1"))
-	if len(calls) < 1 || calls[0][1] != "__x64_sys_read" {
-		t.Errorf("-sample_index=calls -cum: %v", calls)
+	if out, err := pprofErr(path, "-top", "-sample_index=calls"); err == nil || !strings.Contains(out, `sample_index "calls" must be one of`) {
+		t.Errorf("-sample_index=calls: %v\n%s", err, out)
 	}
+}
+
+// TestPprofExactApart: where stack samples estimate what no instrument
+// timed (the development hosts), the estimates are their own sample type:
+// wall's cum of a timed root is its exact inclusive time, the sampled
+// contexts have no wall at all, sampled_wall's cum of a sampled context is
+// its estimated inclusive time, and samples' cum its stack samples. With
+// nothing timed below the roots, pprof shows the estimates by default.
+func TestPprofExactApart(t *testing.T) {
+	pprof := pprofTool(t)
+	run := fixture(t, "sampled-host")
+	p, path := writeProfile(t, run)
+	if p.DefaultSampleType != "sampled_wall" {
+		t.Errorf("default sample type %q", p.DefaultSampleType)
+	}
+	root := run.Nodes[0]
+	cum := topRows(pprof(path, "-top", "-cum", "-unit=ns", "-nodecount=1", "-sample_index=wall"))
+	if len(cum) < 1 || cum[0][1] != "__x64_sys_read" || cum[0][2] != itoa64(root.InclNs)+"ns" || cum[0][0] != itoa64(root.InclNs)+"ns" {
+		t.Errorf("-sample_index=wall -top -cum: %v, want __x64_sys_read flat and cum %dns (nothing below it timed)", cum, root.InclNs)
+	}
+	for _, n := range run.Nodes[1:] {
+		var wall, est, samples int64
+		for _, s := range p.Sample {
+			if hasSuffixPath(s, n.Path) {
+				wall += s.Value[valWall] + s.Value[valCPU] + s.Value[valOffCPU]
+				est += s.Value[valSampledWall]
+				samples += s.Value[valSamples]
+			}
+		}
+		if wall != 0 || uint64(samples) != n.Samples {
+			t.Errorf("%s: exact values %d (want none), cum samples %d (want %d)", n.Point, wall, samples, n.Samples)
+		}
+		if uint64(est) != n.InclNs {
+			t.Errorf("%s: cum sampled_wall %d, estimated inclusive %d", n.Point, est, n.InclNs)
+		}
+	}
+	top := pprof(path, "-top", "-nodecount=3")
+	if !strings.Contains(top, "Type: sampled_wall") {
+		t.Errorf("default -top:\n%s", top)
+	}
+}
+
+// TestPprofAddresses: with the addresses of the run's functions, locations
+// carry them (go tool pprof -addresses shows them) within their mappings,
+// the kernel's mapping carries its build ID, and the duration is the last
+// window's, which the values cover (pprof's total share of it is the
+// target's busy share, not diluted by the set-up).
+func TestPprofAddresses(t *testing.T) {
+	pprof := pprofTool(t)
+	run := fixture(t, "read4k-6.1")
+	addrs := &Addresses{Kernel: Range{0xffffffff81000000, 0xffffffff82000000}, BuildID: "0123abcd", Funcs: map[string]Range{},
+		Modules: map[string]Range{"ext4": {0xffffffffc0100000, 0xffffffffc0200000}}}
+	next := map[bool]Hex{false: 0xffffffff81001000, true: 0xffffffffc0101000}
+	for _, n := range run.Nodes {
+		mod, _ := splitModule(n.Point.Func)
+		if _, ok := addrs.Funcs[n.Point.Func]; !ok {
+			addrs.Funcs[n.Point.Func] = Range{next[mod != ""], next[mod != ""] + 0x800}
+			next[mod != ""] += 0x1000
+		}
+	}
+	p, err := ProfileWith(run, addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range p.Location {
+		name := l.Line[0].Function.Name
+		if l.Address == 0 || l.Address < l.Mapping.Start || l.Address >= l.Mapping.Limit {
+			t.Errorf("%s: address %#x outside its mapping %s [%#x, %#x)", name, l.Address, l.Mapping.File, l.Mapping.Start, l.Mapping.Limit)
+		}
+	}
+	if p.Mapping[0].File != KernelMapping || p.Mapping[0].BuildID != "0123abcd" {
+		t.Errorf("kernel mapping %+v", p.Mapping[0])
+	}
+	if want := int64(run.Meta.WindowRounds) * run.Meta.Round.Nanoseconds(); p.DurationNanos != want {
+		t.Errorf("duration %d ns, want the window's %d ns", p.DurationNanos, want)
+	}
+	path := filepath.Join(t.TempDir(), ProfileFile)
+	var b bytes.Buffer
+	if err := p.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	top := pprof(path, "-top", "-addresses", "-nodecount=1")
+	fa := addrs.Funcs["copy_user_enhanced_fast_string"].Start
+	if !strings.Contains(top, fmt.Sprintf("%x", uint64(fa))) {
+		t.Errorf("-top -addresses lacks copy_user_enhanced_fast_string's address %#x:\n%s", uint64(fa), top)
+	}
+}
+
+// TestConfidenceNeverNegative: a share's interval is shown from 0 when
+// Student's t reaches below it.
+func TestConfidenceNeverNegative(t *testing.T) {
+	iv := search.Interval{Mean: 0.012, Low: -0.00081, High: 0.032, N: 5}
+	if got := confidenceLabel(iv, 0.95); got != "95% CI of exclusive share: 1.2% [0.0%, 3.2%], 5 rounds" {
+		t.Errorf("label %q", got)
+	}
+	if got := ciText(iv, 0.95); got != "[0.0%, 3.2%] (95% CI, 5 rounds)" {
+		t.Errorf("text %q", got)
+	}
+}
+
+// pprofTool returns a runner of go tool pprof on a profile file.
+func pprofTool(t *testing.T) func(path string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go tool pprof: no go command in PATH")
+	}
+	return func(path string, args ...string) string {
+		t.Helper()
+		out, err := pprofErr(path, args...)
+		if err != nil {
+			t.Fatalf("go tool pprof %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+}
+
+func pprofErr(path string, args ...string) (string, error) {
+	out, err := exec.Command("go", append([]string{"tool", "pprof"}, append(args, path)...)...).CombinedOutput()
+	return string(out), err
 }
 
 var topRow = regexp.MustCompile(`^\s*(\S+)\s+\S+%\s+\S+%\s+(\S+)\s+\S+%\s+(\S+)`)

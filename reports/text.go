@@ -68,8 +68,14 @@ func textFindings(w io.Writer, run *search.Run) {
 			fmt.Fprintf(w, "    calls    %s (%s per operation)\n", count(f.Calls), ratio(f.CallsPerOp))
 			fmt.Fprintf(w, "    latency  mean %s  p50 %s  p99 %s\n", dur(f.MeanNs), dur(f.P50Ns), dur(f.P99Ns))
 		}
-		fmt.Fprintf(w, "    time     exclusive %s of the target's time %s; on-CPU %s, off-CPU %s\n",
-			pct(f.ExclShare.Mean), ciText(f.ExclShare, run.Meta.Confidence), pct(f.OnCPUShare), pct(f.OffCPUShare))
+		what := "exclusive"
+		if n := &run.Nodes[f.Node]; n.Source == search.SourceBurst {
+			what = "estimated from a few rounds' timing: exclusive"
+		} else if estimated(n) {
+			what = "estimated from stack samples: exclusive"
+		}
+		fmt.Fprintf(w, "    time     %s %s of the target's time %s; on-CPU %s, off-CPU %s\n",
+			what, pct(f.ExclShare.Mean), ciText(f.ExclShare, run.Meta.Confidence), pct(f.OnCPUShare), pct(f.OffCPUShare))
 		if s := sourceText(f); s != "" {
 			fmt.Fprintf(w, "    from     %s\n", s)
 		}
@@ -97,11 +103,13 @@ func sourceText(f search.Finding) string {
 	return ""
 }
 
-// ciText is "[11.9%, 12.7%] (95% CI, 40 rounds)".
+// ciText is "[11.9%, 12.7%] (95% CI, 40 rounds)", the lower bound never
+// below 0.
 func ciText(iv search.Interval, conf float64) string {
 	if iv.N < 2 {
 		return fmt.Sprintf("(%d round, no interval)", iv.N)
 	}
+	iv = clampShare(iv)
 	return fmt.Sprintf("[%s, %s] (%s CI, %d rounds)", pct(iv.Low), pct(iv.High), level(conf), iv.N)
 }
 
@@ -127,7 +135,7 @@ func hotTree(run *search.Run) []treeRow {
 	}
 	hot := func(i int) bool {
 		n := run.Nodes[i]
-		if n.Kind == search.NodeSampled {
+		if estimated(&n) && n.Parent >= 0 {
 			return total > 0 && float64(samples[i]) >= HotTreeMin*float64(total)
 		}
 		return run.Meta.TargetNs == 0 || n.Kind == search.NodeBlock || share(run, &n, n.InclNs) >= HotTreeMin
@@ -156,15 +164,21 @@ func hotTree(run *search.Run) []treeRow {
 	return rows
 }
 
-// inclusiveSamples returns each node's stack samples with those of its
-// descendants.
+// inclusiveSamples returns the stack samples through each node: a node
+// known from samples counts every sample whose stack passes through it
+// (Node.Samples, as the hunt counts them); a timed node, which samples do
+// not count, has those of the nodes below it.
 func inclusiveSamples(run *search.Run) []uint64 {
 	out := make([]uint64, len(run.Nodes))
-	for i := len(run.Nodes) - 1; i >= 0; i-- {
-		n := run.Nodes[i]
-		out[i] += n.Samples
+	below := make([]uint64, len(run.Nodes))
+	for i := len(run.Nodes) - 1; i >= 0; i-- { // children come after their parents
+		n := &run.Nodes[i]
+		out[i] = below[i]
+		if n.Samples > 0 || estimated(n) {
+			out[i] = n.Samples
+		}
 		if n.Parent >= 0 {
-			out[n.Parent] += out[i]
+			below[n.Parent] += out[i]
 		}
 	}
 	return out
@@ -172,8 +186,8 @@ func inclusiveSamples(run *search.Run) []uint64 {
 
 // hasSamples reports whether any node was seen by stack sampling.
 func hasSamples(run *search.Run) bool {
-	for _, n := range run.Nodes {
-		if n.Samples > 0 {
+	for i := range run.Nodes {
+		if run.Nodes[i].Samples > 0 || estimated(&run.Nodes[i]) {
 			return true
 		}
 	}
@@ -200,18 +214,14 @@ func childLists(run *search.Run) map[int][]int {
 }
 
 func textTree(w io.Writer, run *search.Run) {
-	fmt.Fprintf(w, "\nHOT TREE (inclusive share at least %s; exact values over the last window of rounds; a withdrawn node's over the rounds it was measured, its time counted in its caller's EXCL)\n", pct(HotTreeMin))
+	fmt.Fprintf(w, "\nHOT TREE (inclusive share at least %s)\n", pct(HotTreeMin))
+	fmt.Fprintf(w, "  exact columns: measured by instruments over the last window of rounds (a withdrawn node's over the rounds it was measured, its time counted in its caller's EXCL)\n")
 	withSamples := hasSamples(run)
 	samples := inclusiveSamples(run)
-	sampleCol := func(i int) string {
-		if !withSamples {
-			return ""
-		}
-		return fmt.Sprintf(" %9s", count(samples[i]))
-	}
 	head := ""
 	if withSamples {
-		head = fmt.Sprintf(" %9s", "SAMPLES")
+		fmt.Fprintf(w, "  estimated columns: from stack samples, for contexts no instrument timed (SAMPLES: those through the context)\n")
+		head = fmt.Sprintf(" | %9s %8s %8s", "SAMPLES", "EST.INCL", "EST.EXCL")
 	}
 	fmt.Fprintf(w, "  %7s %7s %12s %9s %9s%s  %s\n", "INCL", "EXCL", "CALLS", "CALLS/OP", "MEAN", head, "FUNCTION")
 	for _, r := range hotTree(run) {
@@ -220,26 +230,45 @@ func textTree(w io.Writer, run *search.Run) {
 			fmt.Fprintf(w, "  %*s  %s… %d more below %s\n", 48+len(head), "", strings.Repeat("  ", r.depth), r.more, pct(HotTreeMin))
 			continue
 		}
-		mean := math.NaN()
-		if n.Calls > 0 && n.InclNs > 0 {
-			mean = float64(n.InclNs) / float64(n.Calls)
-		}
 		name := strings.Repeat("  ", r.depth) + n.Point.String()
-		switch n.Kind {
-		case search.NodeBlock:
+		switch {
+		case n.Kind == search.NodeBlock:
 			name += " (block)"
-		case search.NodeSampled:
+		case estimated(n):
 			name += " (sampled)"
 		}
 		if n.State == "withdrawn" {
 			name += " (withdrawn)"
 		}
-		incl, excl, calls, per := pct(share(run, n, n.InclNs)), pct(share(run, n, n.ExclNs)), count(n.Calls), ratio(perOp(run, n, n.Calls))
-		if n.Kind == search.NodeSampled {
-			incl, excl, calls, per = "—", "—", "—", "—"
+		c := treeCells(run, n, samples[n.ID])
+		est := ""
+		if withSamples {
+			est = fmt.Sprintf(" | %9s %8s %8s", c.samples, c.estIncl, c.estExcl)
 		}
-		fmt.Fprintf(w, "  %7s %7s %12s %9s %9s%s  %s\n", incl, excl, calls, per, dur(mean), sampleCol(n.ID), name)
+		fmt.Fprintf(w, "  %7s %7s %12s %9s %9s%s  %s\n", c.incl, c.excl, c.calls, c.perOp, c.mean, est, name)
 	}
+}
+
+// cells are a hot tree row's values as text: the exact ones of a timed
+// node, the estimated ones of a node known from stack samples, "—" for
+// the others.
+type cells struct{ incl, excl, calls, perOp, mean, samples, estIncl, estExcl string }
+
+func treeCells(run *search.Run, n *search.Node, inclSamples uint64) cells {
+	c := cells{incl: "—", excl: "—", calls: "—", perOp: "—", mean: "—", samples: "—", estIncl: "—", estExcl: "—"}
+	if inclSamples > 0 {
+		c.samples = count(inclSamples)
+	}
+	if estimated(n) {
+		c.estIncl, c.estExcl = pct(share(run, n, n.InclNs)), pct(share(run, n, n.ExclNs))
+		return c
+	}
+	mean := math.NaN()
+	if n.Calls > 0 && n.InclNs > 0 {
+		mean = float64(n.InclNs) / float64(n.Calls)
+	}
+	c.incl, c.excl, c.calls, c.perOp, c.mean = pct(share(run, n, n.InclNs)), pct(share(run, n, n.ExclNs)), count(n.Calls), ratio(perOp(run, n, n.Calls)), dur(mean)
+	return c
 }
 
 func textOverhead(w io.Writer, o search.Overhead) {

@@ -1,6 +1,9 @@
 package reports
 
 import (
+	"bytes"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -36,5 +39,40 @@ func TestAnomalies(t *testing.T) {
 	}
 	if got := len(Anomalies(synth.Generate(synth.Fsync(1)))); got != 0 {
 		t.Errorf("%d anomalies in a consistent run", got)
+	}
+}
+
+// TestEstimatesApart: in a host hunt (syscall roots, everything below known
+// only from stack samples), text and HTML keep estimates apart from exact
+// values: the estimated contexts' values are in the estimated columns
+// only, a finding of one says it is estimated, and nothing calls the
+// sampled tree exact.
+func TestEstimatesApart(t *testing.T) {
+	run, err := Load(filepath.Join("testdata", "host-dd4k-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txt, page bytes.Buffer
+	if err := WriteText(&txt, run); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&page, run); err != nil {
+		t.Fatal(err)
+	}
+	text := txt.String()
+	if !strings.Contains(text, "time     estimated from stack samples: exclusive 13.1% of the target's time") {
+		t.Errorf("the read_zero finding is not said to be estimated:\n%s", text)
+	}
+	row := regexp.MustCompile(`(?m)^\s+—\s+—\s+—\s+—\s+—\s+\|\s+331\s+\S+%\s+\S+%\s+read_zero \(sampled\)$`)
+	if !row.MatchString(text) {
+		t.Errorf("read_zero's row has exact values or no estimates:\n%s", text)
+	}
+	for _, wrong := range []string{"Exact inclusive wall time", "values are exact"} {
+		if strings.Contains(page.String(), wrong) || strings.Contains(text, wrong) {
+			t.Errorf("a report calls estimates exact: %q", wrong)
+		}
+	}
+	if !strings.Contains(page.String(), "estimated (stack samples)") || !strings.Contains(page.String(), "Stack samples (estimates") {
+		t.Error("report.html does not mark the estimates")
 	}
 }

@@ -48,8 +48,13 @@ func Summarize(run *search.Run) Summary {
 // infinite values as null. On an error no temporary file
 // is left behind and the files already in dir stay as they were (files
 // renamed before a failing rename keep their new content).
-func Write(dir string, run *search.Run) error {
-	files, err := Render(run)
+func Write(dir string, run *search.Run) error { return WriteWith(dir, run, nil) }
+
+// WriteWith is Write with the addresses of the run's functions (see
+// Addresses; nil for none), which the profile carries and addresses.json
+// keeps for Rerender.
+func WriteWith(dir string, run *search.Run, addrs *Addresses) error {
+	files, err := RenderWith(run, addrs)
 	if err != nil {
 		return err
 	}
@@ -74,7 +79,11 @@ func Rerender(src, dir string) (*search.Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	files, err := Render(run)
+	addrs, err := loadAddresses(filepath.Dir(file))
+	if err != nil {
+		return nil, err
+	}
+	files, err := RenderWith(run, addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -84,11 +93,13 @@ func Rerender(src, dir string) (*search.Run, error) {
 	}
 	out := files[:0]
 	for _, f := range files {
-		if f.Name == RunFile {
+		if f.Name == RunFile || f.Name == AddressesFile {
 			if same {
 				continue
 			}
-			f.Data = saved
+			if f.Name == RunFile {
+				f.Data = saved
+			}
 		}
 		out = append(out, f)
 	}
@@ -120,7 +131,11 @@ type File struct {
 
 // Render renders every output of Write in memory, in the order Write
 // writes them (run.json last).
-func Render(run *search.Run) ([]File, error) {
+func Render(run *search.Run) ([]File, error) { return RenderWith(run, nil) }
+
+// RenderWith is Render with addresses (see WriteWith): the profile carries
+// them, and addresses.json comes before run.json.
+func RenderWith(run *search.Run, addrs *Addresses) ([]File, error) {
 	if err := Validate(run); err != nil {
 		return nil, err
 	}
@@ -138,7 +153,7 @@ func Render(run *search.Run) ([]File, error) {
 		render func(*bytes.Buffer) error
 	}{
 		{ProfileFile, func(b *bytes.Buffer) error {
-			p, err := Profile(run)
+			p, err := ProfileWith(run, addrs)
 			if err != nil {
 				return err
 			}
@@ -148,6 +163,12 @@ func Render(run *search.Run) ([]File, error) {
 		{HTMLFile, func(b *bytes.Buffer) error { return WriteHTML(b, run) }},
 		{FindingsFile, func(b *bytes.Buffer) error { return writeJSON(b, Summarize(run)) }},
 		{TraceFile, func(b *bytes.Buffer) error { return WriteTrace(b, run.Trace) }},
+		{AddressesFile, func(b *bytes.Buffer) error {
+			if addrs == nil {
+				return errNoFile
+			}
+			return writeJSON(b, addrs)
+		}},
 		{RunFile, func(b *bytes.Buffer) error {
 			r := *run
 			r.Format = RunFormat
@@ -155,12 +176,15 @@ func Render(run *search.Run) ([]File, error) {
 		}},
 	}
 	for _, s := range steps {
-		if err := add(s.name, s.render); err != nil {
+		if err := add(s.name, s.render); err != nil && !errors.Is(err, errNoFile) {
 			return nil, err
 		}
 	}
 	return files, nil
 }
+
+// errNoFile is what a renderer returns for an output a run does not have.
+var errNoFile = errors.New("no such output")
 
 // WriteTrace writes events as JSON Lines: one search.Event per line.
 func WriteTrace(b *bytes.Buffer, events []search.Event) error {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/pprof/profile"
+
 	"github.com/autoprof/autoprof/reports/internal/synth"
 	"github.com/autoprof/autoprof/search"
 )
@@ -136,5 +138,44 @@ func TestWriteNoPartialFile(t *testing.T) {
 		if _, err := Load(dir); err != nil {
 			t.Fatalf("reader saw a broken run.json: %v", err)
 		}
+	}
+}
+
+// TestWriteAddresses: a run written with its addresses keeps them in
+// addresses.json, and a re-rendering (in place or elsewhere) puts them in
+// the profile again; the kernel's build ID parses from ELF notes.
+func TestWriteAddresses(t *testing.T) {
+	run := fixture(t, "read4k-6.1")
+	addrs := &Addresses{Kernel: Range{0xffffffff81000000, 0xffffffff82000000}, Funcs: map[string]Range{"__x64_sys_read": {0xffffffff81234560, 0xffffffff81234600}}}
+	dir := t.TempDir()
+	if err := WriteWith(dir, run, addrs); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "again")
+	for _, to := range []string{dir, other} {
+		if _, err := Rerender(dir, to); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(filepath.Join(to, ProfileFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := profile.Parse(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, l := range p.Location {
+			found = found || l.Address == 0xffffffff81234560 && l.Line[0].Function.Name == "__x64_sys_read"
+		}
+		if !found {
+			t.Errorf("%s: no location at __x64_sys_read's address", to)
+		}
+	}
+	note := []byte{4, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 'a', 'b', 'c', 0, 0xde, 0xad, 0xbe, 0, // another note first
+		4, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 'G', 'N', 'U', 0, 0x01, 0x23, 0xab, 0xcd}
+	if id, err := parseBuildID(bytes.NewReader(note)); err != nil || id != "0123abcd" {
+		t.Errorf("build ID %q, %v", id, err)
 	}
 }

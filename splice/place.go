@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/kernel"
 )
 
@@ -29,7 +30,14 @@ type Placement struct {
 	traceableErr error
 	syscalls     *SyscallTable
 	syscallsErr  error
+	// noFunctions says why no function backend (fentry, kprobe) works
+	// here; nil where one does.
+	noFunctions error
 }
+
+// ErrNoFunction says a spec names no function of the kernel's symbol
+// table: the input is wrong, whatever the backend.
+var ErrNoFunction = errors.New("no such kernel function")
 
 // forbiddenSections are the text sections bounded by kallsyms markers that
 // no backend instruments: code that runs before the kernel is ready to
@@ -71,12 +79,16 @@ type PlacementSources struct {
 	// roots, with SyscallsErr as the reason.
 	Syscalls    *SyscallTable
 	SyscallsErr error
+	// NoFunctions says why neither fentry nor kprobe works here (caps'
+	// reasons), nil where one does: a refusal of the tracepoint backend
+	// says that it is the fallback, and why.
+	NoFunctions error
 }
 
 // NewPlacement builds the rules from a symbol table, a decoder of its
 // functions and the kernel's lists.
 func NewPlacement(syms *callgraph.Symbols, decode func(callgraph.Symbol) (*callgraph.Function, error), src PlacementSources) *Placement {
-	p := &Placement{syms: syms, decode: decode, syscalls: src.Syscalls, syscallsErr: src.SyscallsErr}
+	p := &Placement{syms: syms, decode: decode, syscalls: src.Syscalls, syscallsErr: src.SyscallsErr, noFunctions: src.NoFunctions}
 	for _, s := range forbiddenSections {
 		a, okA := syms.Symbol(s.start)
 		b, okB := syms.Symbol(s.end)
@@ -100,7 +112,7 @@ func NewPlacement(syms *callgraph.Symbols, decode func(callgraph.Symbol) (*callg
 // livePlacement reads the rules of the running kernel; it mounts debugfs
 // and tracefs where they are missing, as perf and bpftool do.
 func livePlacement(g *callgraph.Graph, syscalls *SyscallTable, syscallsErr error) *Placement {
-	src := PlacementSources{Syscalls: syscalls, SyscallsErr: syscallsErr}
+	src := PlacementSources{Syscalls: syscalls, SyscallsErr: syscallsErr, NoFunctions: noFunctionBackend()}
 	if _, err := kernel.Debugfs.Ensure(); err != nil {
 		src.BlacklistErr = err
 	} else if f, err := os.Open(kernel.Debugfs.Path + "/kprobes/blacklist"); err != nil {
@@ -120,6 +132,16 @@ func livePlacement(g *callgraph.Graph, syscalls *SyscallTable, syscallsErr error
 	return NewPlacement(g.Symbols(), g.FunctionOf, src)
 }
 
+// noFunctionBackend says why neither fentry nor kprobe works on the
+// running kernel, in caps' words; nil where one does.
+func noFunctionBackend() error {
+	fentry, kprobe := features.HaveFentry(), features.HaveKprobe()
+	if fentry == nil || kprobe == nil {
+		return nil
+	}
+	return fmt.Errorf("%w; %w", fentry, kprobe)
+}
+
 // refuse returns a refusal of spec wrapping kind (ErrUnsafe or
 // ErrNotSupported); format may wrap the cause with %w.
 func refuse(spec Spec, kind error, format string, a ...any) error {
@@ -130,13 +152,18 @@ func refuse(spec Spec, kind error, format string, a ...any) error {
 // wrapping ErrUnsafe or ErrNotSupported whose text is one line saying why.
 func (p *Placement) Check(backend string, spec Spec) error {
 	if err := checkShape(backend, spec); err != nil {
+		if backend == "tracepoint" && p.noFunctions != nil {
+			return fmt.Errorf("%w, the only backend here: %w", err, p.noFunctions)
+		}
 		return err
 	}
-	if backend == "tracepoint" {
-		return p.checkSyscall(spec)
-	}
 	sym, err := p.syms.Func(spec.Func)
-	if err != nil {
+	switch {
+	case errors.Is(err, callgraph.ErrUnknownFunction):
+		return fmt.Errorf("%s: %w: %s is not in the kernel's symbol table", spec, ErrNoFunction, spec.Func)
+	case backend == "tracepoint":
+		return p.checkSyscall(spec)
+	case err != nil:
 		return fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
 	}
 	addr := sym.Addr + spec.Offset
@@ -371,10 +398,64 @@ func (p *Placement) checkSyscall(spec Spec) error {
 		return refuse(spec, ErrNotSupported, "no syscall table: %w", p.syscallsErr)
 	}
 	if _, ok := p.syscalls.Number(spec.Func); !ok {
+		if !IsSyscallFunc(spec.Func) && p.noFunctions != nil {
+			return refuse(spec, ErrNotSupported, "%s is not a syscall function (__x64_sys_*), and only syscalls can be timed here (the tracepoint backend): %w", spec.Func, p.noFunctions)
+		}
 		if !IsSyscallFunc(spec.Func) {
-			return refuse(spec, ErrNotSupported, "%s is not a syscall function (__x64_sys_*)", spec.Func)
+			return refuse(spec, ErrNotSupported, "%s is not a syscall function (__x64_sys_*): the tracepoint backend times whole syscalls only (--backend fentry or kprobe times functions)", spec.Func)
 		}
 		return refuse(spec, ErrNotSupported, "%s is not in the syscall table", spec.Func)
 	}
 	return nil
+}
+
+// ReachWarning says where the code of a function runs when calls to the
+// function itself miss some or all of it, for an instrument at its entry:
+// GCC inlined it into callers (ksys_pread64 into __x64_sys_pread64, the
+// out-of-line copy left for the compat syscalls), or its callers call a
+// .part/.constprop/.isra copy of it. "" where nothing says so. A function
+// called only through pointers has no caller in the static graph either,
+// and the warning says so.
+func ReachWarning(spec Spec, r callgraph.Reach) string {
+	if spec.Offset != 0 || IsSyscallFunc(spec.Func) {
+		return ""
+	}
+	var copies []string
+	for _, c := range r.Copies {
+		if c.Callers > 0 {
+			copies = append(copies, fmt.Sprintf("%s (%d call sites)", c.Name, c.Callers))
+		}
+	}
+	in := strings.Join(r.InlinedInto, ", ")
+	switch {
+	case r.Callers > 0 && len(r.InlinedInto) > 0:
+		return fmt.Sprintf("%s: the compiler also inlined %s, probably into %s (each calls every function %s calls, and not %s): only the calls of its %d call sites are counted; instrument those functions too", spec, r.Func, in, r.Func, r.Func, r.Callers)
+	case r.Callers > 0:
+		return ""
+	case len(copies) > 0:
+		return fmt.Sprintf("%s: no call in the kernel's code reaches %s; its callers call the compiler's copies %s, where its code runs: instrument those to count it", spec, r.Func, strings.Join(copies, ", "))
+	case len(r.InlinedInto) > 0:
+		return fmt.Sprintf("%s: no call in the kernel's code reaches %s: the compiler inlined it where it is called, probably into %s (each calls every function it calls), and this instrument may count nothing; instrument those instead (unless it is called through a pointer)", spec, r.Func, in)
+	}
+	return fmt.Sprintf("%s: no call in the kernel's code reaches %s: it is inlined where it is called, or called only through a pointer; this instrument may count nothing", spec, r.Func)
+}
+
+// ReachWarnings returns ReachWarning for each spec at a function entry
+// that g's callers index finds unreached, by spec string. Building the
+// index decodes the whole kernel (about 2 s of CPU on current hardware).
+func ReachWarnings(g *callgraph.Graph, specs []Spec) map[string]string {
+	out := map[string]string{}
+	for _, s := range specs {
+		if s.Offset != 0 || IsSyscallFunc(s.Func) {
+			continue
+		}
+		r, err := g.Reach(s.Func)
+		if err != nil {
+			continue
+		}
+		if w := ReachWarning(s, r); w != "" {
+			out[s.String()] = w
+		}
+	}
+	return out
 }

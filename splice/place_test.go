@@ -99,8 +99,9 @@ func TestPlacementRules(t *testing.T) {
 	refused("fentry", "migrate_disable", ErrUnsafe, "deny list")
 	refused("fentry", "notraced", ErrUnsafe, "available_filter_functions")
 	refused("fentry", "vfs_read+0x9", ErrNotSupported, "use kprobe")
-	refused("kprobe", "no_such_function", ErrUnsafe, "not in the kernel's symbol table")
-	refused("tracepoint", "vfs_read:timer", ErrNotSupported, "not a syscall function")
+	refused("kprobe", "no_such_function", ErrNoFunction, "no such kernel function")
+	refused("tracepoint", "no_such_function", ErrNoFunction, "no such kernel function")
+	refused("tracepoint", "vfs_read:timer", ErrNotSupported, "not a syscall function (__x64_sys_*): the tracepoint backend times whole syscalls only (--backend fentry or kprobe times functions)")
 	refused("tracepoint", "__x64_sys_read:entry", ErrNotSupported, "whole syscalls")
 	refused("kprobe", "vfs_read+0x9:targets", ErrUnsafe, "")
 	refused("bogus", "vfs_read", ErrNotSupported, "unknown backend")
@@ -158,5 +159,46 @@ func TestLiveLists(t *testing.T) {
 			t.Errorf("%s: %v", path, err)
 		}
 		f.Close()
+	}
+}
+
+// TestPlacementNoFunctionBackend: where neither fentry nor kprobe works, a
+// function the tracepoint fallback cannot time is refused with caps'
+// reasons for both, so that probe says why only syscalls can be timed.
+func TestPlacementNoFunctionBackend(t *testing.T) {
+	syms, err := callgraph.ParseKallsyms(strings.NewReader(fixtureKallsyms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := errors.New("fentry unavailable: lockdown; kprobe unavailable: CONFIG_KPROBES is not set")
+	p := NewPlacement(syms, nil, PlacementSources{Syscalls: NewSyscallTable(map[string]int{"__x64_sys_read": 0}), NoFunctions: why})
+	err = p.Check("tracepoint", Spec{Point: Point{Func: "vfs_read"}, Kind: Timer})
+	if !errors.Is(err, ErrNotSupported) || !errors.Is(err, why) || !strings.Contains(err.Error(), "only syscalls can be timed here") {
+		t.Errorf("vfs_read:timer: %v", err)
+	}
+	if err := p.Check("tracepoint", Spec{Point: Point{Func: "__x64_sys_read"}, Kind: Timer}); err != nil {
+		t.Errorf("__x64_sys_read:timer: %v", err)
+	}
+}
+
+func TestReachWarning(t *testing.T) {
+	spec := Spec{Point: Point{Func: "ksys_pread64"}, Kind: Count}
+	for _, c := range []struct {
+		r    callgraph.Reach
+		want string
+	}{
+		{callgraph.Reach{Func: "ksys_pread64", Callers: 2}, ""},
+		{callgraph.Reach{Func: "ksys_pread64", Callers: 3, InlinedInto: []string{"__x64_sys_pread64"}}, "ksys_pread64:entry: the compiler also inlined ksys_pread64, probably into __x64_sys_pread64 (each calls every function ksys_pread64 calls, and not ksys_pread64): only the calls of its 3 call sites are counted"},
+		{callgraph.Reach{Func: "ksys_pread64", InlinedInto: []string{"__x64_sys_pread64"}}, "ksys_pread64:entry: no call in the kernel's code reaches ksys_pread64: the compiler inlined it where it is called, probably into __x64_sys_pread64"},
+		{callgraph.Reach{Func: "ksys_pread64", Copies: []callgraph.Copy{{Name: "ksys_pread64.constprop.0", Callers: 3}}}, "copies ksys_pread64.constprop.0 (3 call sites)"},
+		{callgraph.Reach{Func: "ksys_pread64"}, "called only through a pointer"},
+	} {
+		got := ReachWarning(spec, c.r)
+		if c.want == "" && got != "" || !strings.Contains(got, c.want) {
+			t.Errorf("%+v: %q, want %q", c.r, got, c.want)
+		}
+	}
+	if w := ReachWarning(Spec{Point: Point{Func: "__x64_sys_read"}, Kind: Timer}, callgraph.Reach{Func: "__x64_sys_read"}); w != "" {
+		t.Errorf("a syscall (called through the syscall table): %q", w)
 	}
 }

@@ -1,6 +1,7 @@
 package splice
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -28,39 +29,65 @@ func (p Path) String() string {
 // ContextReading is what the instruments measured in one calling context.
 // Path's last point is the instrumented point itself.
 type ContextReading struct {
-	Path Path
-	Kind Kind
+	Path Path `json:"path"`
+	Kind Kind `json:"kind"`
 	// Calls counts entries (Count, Timer) or returns (ExitCount).
-	Calls uint64
+	Calls uint64 `json:"calls"`
 	// The rest are for Timer readings only. Inclusive time runs from
 	// entry to return; exclusive time is inclusive time less the
 	// inclusive time of instrumented callees. Off-CPU time is time the
 	// thread spent switched out: inclusive off-CPU time counts it in every
 	// frame on the stack, exclusive off-CPU time only in the frame on top
 	// when the thread blocked. On-CPU time is wall less off-CPU time.
-	InclNs, ExclNs             uint64
-	InclOffCPUNs, ExclOffCPUNs uint64
+	InclNs       uint64 `json:"incl_ns"`
+	ExclNs       uint64 `json:"excl_ns"`
+	InclOffCPUNs uint64 `json:"incl_offcpu_ns"`
+	ExclOffCPUNs uint64 `json:"excl_offcpu_ns"`
 	// Hist counts calls by inclusive wall time (see HistBuckets).
-	Hist [HistBuckets]uint64
+	Hist [HistBuckets]uint64 `json:"hist"`
 }
 
 // TargetReading counts how often an indirect call site called one target
 // in one calling context.
 type TargetReading struct {
-	Path   Path   // the calling context and, last, the call site
-	Target uint64 // the address called
-	Func   string // its symbol, "" where unknown
-	Calls  uint64
+	Path   Path   `json:"path"`   // the calling context and, last, the call site
+	Target uint64 `json:"target"` // the address called
+	Func   string `json:"func"`   // its symbol, "" where unknown
+	Calls  uint64 `json:"calls"`
 }
 
 // Misses counts events the instruments could not measure. They are always
 // reported: a reading with misses is a lower bound.
 type Misses struct {
-	Recursion  uint64 // an instrument hit while one was running on the CPU (IRQ, NMI, nesting)
-	StackDepth uint64 // the shadow stack was full
-	MapFull    uint64 // no room for a new calling context or target
-	Unmatched  uint64 // a return without its entry, or an entry without its return
-	Kernel     uint64 // misses the kernel itself reported (kprobe nmissed, BPF recursion_misses)
+	Recursion  uint64 `json:"recursion"`   // an instrument hit while one was running on the CPU (IRQ, NMI, nesting)
+	StackDepth uint64 `json:"stack_depth"` // the shadow stack was full
+	MapFull    uint64 `json:"map_full"`    // no room for a new calling context or target
+	Unmatched  uint64 `json:"unmatched"`   // a return without its entry, or an entry without its return
+	Kernel     uint64 `json:"kernel"`      // misses the kernel itself reported (kprobe nmissed, BPF recursion_misses)
+}
+
+// UnmarshalJSON reads Misses as MarshalJSON writes them, and as runs saved
+// before the fields had names of their own did ("StackDepth").
+func (m *Misses) UnmarshalJSON(b []byte) error {
+	var v map[string]uint64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	for k, n := range v {
+		switch strings.ToLower(strings.ReplaceAll(k, "_", "")) {
+		case "recursion":
+			m.Recursion = n
+		case "stackdepth":
+			m.StackDepth = n
+		case "mapfull":
+			m.MapFull = n
+		case "unmatched":
+			m.Unmatched = n
+		case "kernel":
+			m.Kernel = n
+		}
+	}
+	return nil
 }
 
 // Total sums all misses.

@@ -174,8 +174,10 @@ func (s *Session) candidates(spec Spec) []string {
 // checkWith asks whether backend b works here, then applies its
 // placement rules to spec.
 func (s *Session) checkWith(b string, spec Spec) error {
-	if err := backends[b].available(); err != nil {
-		return &refusal{fmt.Errorf("%s: %w: %s: %w", spec, ErrNotSupported, b, err), false}
+	if be, ok := backends[b]; ok {
+		if err := be.available(); err != nil {
+			return &refusal{fmt.Errorf("%s: %w: %s: %w", spec, ErrNotSupported, b, err), false}
+		}
 	}
 	if err := s.place.Check(b, spec); err != nil {
 		return &refusal{err, true}

@@ -36,6 +36,24 @@ func (k Kind) String() string {
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
+// MarshalText writes a Kind by its name, as JSON and YAML show it.
+func (k Kind) MarshalText() ([]byte, error) {
+	if _, ok := kindNames[k]; !ok {
+		return nil, fmt.Errorf("unknown instrument kind %d", k)
+	}
+	return []byte(k.String()), nil
+}
+
+// UnmarshalText is the inverse of MarshalText.
+func (k *Kind) UnmarshalText(b []byte) error {
+	v, err := ParseKind(string(b))
+	if err != nil {
+		return err
+	}
+	*k = v
+	return nil
+}
+
 // ParseKind is the inverse of Kind.String.
 func ParseKind(s string) (Kind, error) {
 	for k, name := range kindNames {
@@ -53,9 +71,9 @@ func ParseKind(s string) (Kind, error) {
 // to the instruction after it, so that a callee shared by many callers
 // is measured where one caller calls it, at the cost of those calls only.
 type Point struct {
-	Func   string
-	Offset uint64
-	Callee string `json:",omitempty"`
+	Func   string `json:"func"`
+	Offset uint64 `json:"offset,omitempty"`
+	Callee string `json:"callee,omitempty"`
 }
 
 // String returns "func" or "func+0x1a", the form kernel tools use, and

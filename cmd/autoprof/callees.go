@@ -29,7 +29,7 @@ func runCallees(args []string, stdout io.Writer) error {
 	defer g.Close()
 	fn, err := g.Symbols().Lookup(pos[0])
 	if err != nil {
-		return err
+		return funcErr(pos[0], err)
 	}
 	edges, err := g.Callees(pos[0])
 	if err != nil {
@@ -70,6 +70,8 @@ type siteJSON struct {
 	Via           string       `json:"via,omitempty"`
 	Resolved      bool         `json:"resolved,omitempty"`
 	Operand       *operandJSON `json:"operand,omitempty"`
+	// Note says what disasm says of the site (see siteNote).
+	Note string `json:"note,omitempty"`
 }
 
 type operandJSON struct {
@@ -91,7 +93,7 @@ type reachedItem struct {
 
 func siteToJSON(from string, s callgraph.Site) siteJSON {
 	j := siteJSON{From: from, Off: s.Off, Kind: s.Kind.String(), Jump: s.Jump, Target: s.Target,
-		TargetOff: s.TargetOff, Via: s.Via, Resolved: s.Resolved}
+		TargetOff: s.TargetOff, Via: s.Via, Resolved: s.Resolved, Note: siteNote(s)}
 	if s.TargetAddr != 0 {
 		j.TargetAddress = hexAddr(s.TargetAddr)
 	}
@@ -156,26 +158,7 @@ func printSites(w io.Writer, sites []siteJSON) {
 		if target == "" && s.TargetAddress != "" {
 			target = s.TargetAddress
 		}
-		fmt.Fprintf(tw, "%s+%#x\t%s\t%s\t%s\n", s.From, s.Off, kind, target, siteJSONNote(s))
+		fmt.Fprintf(tw, "%s+%#x\t%s\t%s\t%s\n", s.From, s.Off, kind, target, s.Note)
 	}
 	tw.Flush()
-}
-
-func siteJSONNote(s siteJSON) string {
-	switch s.Kind {
-	case "indirect":
-		if s.Via != "" {
-			return "through " + s.Operand.Text + " (" + s.Via + ")"
-		}
-		return "through " + s.Operand.Text
-	case "static":
-		switch {
-		case !s.Resolved:
-			return s.Via + ", unresolved"
-		case s.Target == "":
-			return s.Via + ", currently NULL"
-		}
-		return s.Via
-	}
-	return ""
 }

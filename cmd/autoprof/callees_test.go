@@ -26,8 +26,8 @@ func TestCalleesBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"callees", "subject", "--depth", "0"}, 2, "autoprof callees: usage: --depth must be at least 1, got 0\n"},
-		{[]string{"callees", "nosuch"}, 1, "autoprof callees: function \"nosuch\": not in the kernel's symbol table\n"},
+		{[]string{"callees", "subject", "--depth", "0"}, 2, "autoprof callees: --depth must be at least 1, got 0\n"},
+		{[]string{"callees", "nosuch"}, 2, "autoprof callees: nosuch: no such kernel function (autoprof syms REGEX lists them)\n"},
 		{[]string{"callees", "0xffffffff81000190"}, 1, "autoprof callees: address 0xffffffff81000190: not in kernel text\n"},
 	} {
 		code, _, errOut := runCmd(c.args...)

@@ -22,7 +22,7 @@ func runCallers(args []string, stdout io.Writer) error {
 	defer g.Close()
 	fn, err := g.Symbols().Lookup(pos[0])
 	if err != nil {
-		return err
+		return funcErr(pos[0], err)
 	}
 	edges, err := g.Callers(pos[0])
 	if err != nil {

@@ -22,7 +22,7 @@ func TestCallersGolden(t *testing.T) {
 func TestCallersBadInput(t *testing.T) {
 	useFixture(t)
 	code, _, errOut := runCmd("callers", "nosuch")
-	if want := "autoprof callers: function \"nosuch\": not in the kernel's symbol table\n"; code != 1 || errOut != want {
-		t.Errorf("exit %d, stderr %q; want 1, %q", code, errOut, want)
+	if want := "autoprof callers: nosuch: no such kernel function (autoprof syms REGEX lists them)\n"; code != 2 || errOut != want {
+		t.Errorf("exit %d, stderr %q; want 2, %q", code, errOut, want)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +28,7 @@ type huntConfig struct {
 	command []string
 	out     string
 	json    bool
+	dir     *outDir // prepared by validate
 }
 
 // defaultHuntDuration bounds a hunt that has no command to end it.
@@ -50,26 +51,26 @@ func runHunt(args []string, stdout io.Writer) error {
 		case <-ctx.Done(): // the hunt is over: no goroutine stays behind
 		}
 	}()
-	var cmd *exec.Cmd
-	var w *waited
-	if len(cfg.command) > 0 {
-		cfg.opts.Launch = func() (int, <-chan struct{}, error) {
-			var err error
-			if cmd, err = startCommand(cfg, stdout); err != nil {
-				return 0, nil, err
-			}
-			w = waitDone(cmd)
-			return cmd.Process.Pid, w.done, nil
-		}
+	w := cfg.opts.Workload
+	if w != nil {
+		w.Cmd = workloadCmd(cfg, stdout)
+		defer w.Close()
 	}
 	cfg.opts.Progress = progressPrinter(os.Stderr)
+	cfg.opts.Warn = func(m string) { fmt.Fprintf(os.Stderr, "\nautoprof hunt: warning: %s\n", m) }
 	run, err := live.Hunt(ctx, cfg.opts)
 	if err != nil {
-		stopCommand(cmd, syscall.SIGKILL)
+		if w != nil {
+			w.Signal(syscall.SIGKILL)
+			<-w.Done()
+		}
+		cfg.dir.abandon()
 		return err
 	}
-	if err := reports.Write(cfg.out, run); err != nil {
-		stopCommand(cmd, syscall.SIGTERM)
+	if err := reports.WriteWith(cfg.out, run, addresses(run)); err != nil {
+		if w != nil {
+			w.Signal(syscall.SIGTERM)
+		}
 		return err
 	}
 	if cfg.json {
@@ -77,22 +78,33 @@ func runHunt(args []string, stdout io.Writer) error {
 	} else {
 		printHunt(stdout, cfg.out, run)
 	}
-	if cmd == nil {
+	if w == nil || errors.Is(w.Err(), live.ErrNotStarted) {
 		return err
 	}
 	stopped := false
-	if !closed(w.done) {
+	if !closed(w.Done()) {
 		if stopped = ctx.Err() != nil; stopped { // a signal ended the hunt
-			stopCommand(cmd, syscall.SIGTERM)
+			w.Signal(syscall.SIGTERM)
 		} else {
 			fmt.Fprintf(os.Stderr, "autoprof: the hunt is over; waiting for %s to exit\n", cfg.command[0])
 		}
-		<-w.done
+		<-w.Done()
 	}
 	if err == nil && !stopped {
-		err = commandFailed(cfg.command[0], w.err)
+		err = commandFailed(cfg.command[0], w.Err())
 	}
 	return err
+}
+
+// addresses looks up where the run's functions are in the running kernel,
+// for the profile; nil where the symbol table cannot be read.
+func addresses(run *search.Run) *reports.Addresses {
+	syms, err := liveSymbols()
+	if err != nil {
+		return nil
+	}
+	id, _ := reports.KernelBuildID()
+	return reports.AddressesOf(run, syms, id)
 }
 
 // commandFailed turns a failure of the hunted command into the error that
@@ -115,8 +127,9 @@ func parseHunt(args []string) (*huntConfig, error) {
 	cfg := &huntConfig{}
 	o := &cfg.opts
 	fs.DurationVar(&o.Duration, "duration", 0, "bound on the hunt (default: until the command exits, or "+defaultHuntDuration.String()+" without one)")
-	pid := fs.Int("pid", 0, "hunt this process (every thread of it)")
-	fs.StringVar(&o.Target.Cgroup, "cgroup", "", "hunt the tasks of this cgroup v2 directory and its descendants")
+	tf := addTargetFlags(fs)
+	noInherit := fs.Bool("no-inherit", false, "with -- CMD: measure the command's own process only, not the processes it starts")
+	fs.BoolVar(&o.IncludeIdle, "include-idle", false, "whole system: count every thread's waits, idle threads' too (default: on-CPU time only)")
 	var roots rootList
 	fs.Var(&roots, "root", "start the search at this kernel function too (repeatable)")
 	fs.StringVar(&o.Backend, "backend", "", "function backend: fentry, kprobe, splice (autoprof's module) or tracepoint (default: the best BPF backend the kernel allows)")
@@ -126,7 +139,7 @@ func parseHunt(args []string) (*huntConfig, error) {
 	fs.DurationVar(&o.Round, "round", search.DefaultRound, "length of a measurement round")
 	fs.BoolVar(&o.RawCosts, "raw-costs", false, "leave the instruments' own cost (calibrated per hit) in every share and time, as for two runs meant to be compared that instrumented the same places")
 	fs.BoolVar(&o.NoBlocks, "no-blocks", false, "stay at function level: no basic-block counters, whose cost varies from run to run (int3 until the kprobe optimizer makes it a jump); for runs meant to be compared with diff")
-	fs.StringVar(&cfg.out, "o", "autoprof-out", "directory for profile.pb.gz, report.txt, report.html, findings.json, hunt.jsonl and run.json")
+	fs.StringVar(&cfg.out, "o", "autoprof-out", "output directory (created if needed): profile.pb.gz, report.txt, report.html, findings.json, hunt.jsonl, run.json")
 	fs.BoolVar(&cfg.json, "json", false, "print a JSON summary instead of the text one")
 	var rest []string
 	for i, a := range args { // the flag package would swallow the "--"
@@ -143,38 +156,36 @@ func parseHunt(args []string) (*huntConfig, error) {
 		return nil, usageError("unexpected argument %q (a command goes after --)", pos[0])
 	}
 	o.Roots, cfg.command, o.Command = roots, rest, rest
-	if *pid != 0 {
-		o.Target.PIDs = []int{*pid}
+	if len(rest) > 0 {
+		o.Workload = &live.Workload{NoInherit: *noInherit}
+	} else if *noInherit {
+		return nil, usageError("--no-inherit: applies to a command (-- CMD) only")
 	}
-	return cfg, cfg.validate()
+	return cfg, cfg.validate(tf)
 }
 
-// validate checks the configuration before anything is started.
-func (cfg *huntConfig) validate() error {
+// validate checks the configuration before anything is started, and
+// makes the output directory ready last.
+func (cfg *huntConfig) validate(tf *targetFlags) error {
 	o := &cfg.opts
-	targets := 0
-	for _, set := range []bool{len(o.Target.PIDs) > 0, o.Target.Cgroup != "", len(cfg.command) > 0} {
-		if set {
-			targets++
-		}
-	}
 	switch {
-	case targets > 1:
+	case tf.pids != "" && tf.cgroup != "" || tf.set() && len(cfg.command) > 0:
 		return usageError("give one target: --pid, --cgroup or -- CMD")
-	case o.Duration < 0:
-		return usageError("--duration %v: must not be negative", o.Duration)
+	case o.IncludeIdle && (tf.set() || len(cfg.command) > 0):
+		return usageError("--include-idle: applies to a whole-system hunt only")
 	case o.BudgetPct <= 0 || o.BudgetPct > 100:
 		return usageError("--budget %v: want a percentage in (0, 100]", o.BudgetPct)
 	case o.ThresholdPct <= 0 || o.ThresholdPct >= 100:
 		return usageError("--threshold %v: want a percentage in (0, 100)", o.ThresholdPct)
-	case o.Round < 10*time.Millisecond:
-		return usageError("--round %v: want at least 10ms", o.Round)
 	}
-	if o.Backend != "" {
-		if err := splice.CheckBackend(o.Backend); err != nil {
-			return usageError("--%v", err)
-		}
+	if err := errors.Join(checkDuration("duration", o.Duration, 0), checkDuration("round", o.Round, 10*time.Millisecond)); err != nil {
+		return firstErr(err)
 	}
+	t, err := tf.target()
+	if err != nil {
+		return err
+	}
+	o.Target = t
 	if o.Compare != "" {
 		base, err := reports.Load(o.Compare)
 		if err != nil {
@@ -182,16 +193,6 @@ func (cfg *huntConfig) validate() error {
 		}
 		for _, pt := range reports.CompareRoots(base) {
 			o.CompareRoots = append(o.CompareRoots, pt.Func)
-		}
-	}
-	for _, p := range o.Target.PIDs {
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(p))); p <= 0 || err != nil {
-			return usageError("--pid %d: no such process", p)
-		}
-	}
-	if c := o.Target.Cgroup; c != "" {
-		if _, err := os.Stat(filepath.Join(c, "cgroup.procs")); err != nil {
-			return usageError("--cgroup %s: not a cgroup v2 directory", c)
 		}
 	}
 	for _, r := range o.Roots {
@@ -207,29 +208,22 @@ func (cfg *huntConfig) validate() error {
 	if o.Duration == 0 && len(cfg.command) == 0 {
 		o.Duration = defaultHuntDuration
 	}
-	return checkOutDir(cfg.out)
+	if err := checkBackend(o.Backend); err != nil {
+		return err
+	}
+	if err := checkFuncs("--root", o.Roots); err != nil {
+		return err
+	}
+	cfg.dir, err = prepareOutDir(cfg.out)
+	return err
 }
 
-// checkOutDir checks that the output directory can be written: it is a
-// directory, or it does not exist and its parent does.
-func checkOutDir(dir string) error {
-	if dir == "" {
-		return usageError("-o: empty directory name")
+// firstErr returns the first error of a join.
+func firstErr(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()[0]
 	}
-	st, err := os.Stat(dir)
-	switch {
-	case err == nil && !st.IsDir():
-		return usageError("-o %s: not a directory", dir)
-	case err == nil:
-		return nil
-	case !errors.Is(err, os.ErrNotExist):
-		return usageError("-o %s: %v", dir, errors.Unwrap(err))
-	}
-	parent := filepath.Dir(filepath.Clean(dir))
-	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
-		return usageError("-o %s: its parent %s is not a directory", dir, parent)
-	}
-	return nil
+	return err
 }
 
 // rootList collects repeated --root flags.
@@ -244,53 +238,24 @@ func (r *rootList) Set(s string) error {
 
 var _ flag.Value = (*rootList)(nil)
 
-// startCommand starts the workload. Its standard output goes to stderr
-// when stdout carries the JSON summary.
-func startCommand(cfg *huntConfig, stdout io.Writer) (*exec.Cmd, error) {
+// workloadCmd is the command to hunt, not started. Its standard output
+// goes to stderr when stdout carries the JSON summary.
+func workloadCmd(cfg *huntConfig, stdout io.Writer) *exec.Cmd {
 	cmd := exec.Command(cfg.command[0], cfg.command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, os.Stderr
 	if cfg.json {
 		cmd.Stdout = os.Stderr
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", cfg.command[0], err)
-	}
-	return cmd, nil
+	return cmd
 }
 
-// waited is the end of a command that waitDone waits for: done closes
-// when it has exited, and err, set before, is what Wait returned.
-type waited struct {
-	done chan struct{}
-	err  error
-}
-
-// waitDone waits for the command in the background.
-func waitDone(cmd *exec.Cmd) *waited {
-	w := &waited{done: make(chan struct{})}
-	go func() {
-		w.err = cmd.Wait()
-		close(w.done)
-	}()
-	return w
-}
-
-// closed reports whether ch has been closed, without waiting. The
-// command's exit is learnt from waitDone's channel only: cmd.ProcessState
-// belongs to the goroutine in Wait.
+// closed reports whether ch has been closed, without waiting.
 func closed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
 		return true
 	default:
 		return false
-	}
-}
-
-// stopCommand signals the workload, if it still runs.
-func stopCommand(cmd *exec.Cmd, sig syscall.Signal) {
-	if cmd != nil && cmd.Process != nil {
-		cmd.Process.Signal(sig)
 	}
 }
 
@@ -337,9 +302,12 @@ func progressLine(p search.Progress) string {
 func printHunt(w io.Writer, dir string, run *search.Run) {
 	m := run.Meta
 	fmt.Fprintf(w, "\nautoprof: hunted %s for %.1fs, %d rounds: %s\n", m.Target, m.End.Sub(m.Start).Seconds(), m.Rounds, m.StopReason)
-	if len(run.Findings) == 0 {
+	switch {
+	case len(run.Findings) == 0 && slices.ContainsFunc(run.Limitations, func(l string) bool { return strings.HasPrefix(l, live.ExitedEarly) }):
+		fmt.Fprintln(w, "no findings: the target exited before the first round (the limitations say what saw it)")
+	case len(run.Findings) == 0:
 		fmt.Fprintln(w, "no findings: nothing measurable took the target's time")
-	} else {
+	default:
 		fmt.Fprintln(w, "findings (exclusive share of the target's time, 95% interval):")
 	}
 	for i, f := range run.Findings[:min(5, len(run.Findings))] {

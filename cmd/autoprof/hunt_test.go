@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/reports"
+	"github.com/autoprof/autoprof/search"
 )
 
 // TestHuntBadInput: each bad input gives exit status 2 and a one-line
@@ -31,7 +34,12 @@ func TestHuntBadInput(t *testing.T) {
 		{[]string{"--compare", "/nonexistent/base"}, "--compare: stat /nonexistent/base"},
 		{[]string{"--compare", corrupt}, "--compare: " + filepath.Join(corrupt, reports.RunFile)},
 		{[]string{"--pid", "1", "--cgroup", "/sys/fs/cgroup"}, "one target"},
-		{[]string{"--pid", "999999999"}, "--pid 999999999"},
+		{[]string{"--pid", "999999999"}, "--pid 999999999: no such process"},
+		{[]string{"--pid", "1,999999999"}, "--pid 999999999: no such process"},
+		{[]string{"--pid", "1", "--", "true"}, "one target"},
+		{[]string{"--no-inherit"}, "--no-inherit: applies to a command"},
+		{[]string{"--include-idle", "--pid", "1"}, "--include-idle: applies to a whole-system hunt only"},
+		{[]string{"--root", "no_such_fn"}, "--root no_such_fn: no such kernel function"},
 		{[]string{"--cgroup", "/nonexistent"}, "--cgroup /nonexistent"},
 		{[]string{"--budget", "0"}, "--budget 0"},
 		{[]string{"--threshold", "100"}, "--threshold 100"},
@@ -117,10 +125,19 @@ func TestHuntCommand(t *testing.T) {
 	if err := p.CheckValid(); err != nil || len(p.Sample) == 0 {
 		t.Errorf("profile: %v, %d samples", err, len(p.Sample))
 	}
+	addressed := 0
+	for _, l := range p.Location {
+		if l.Address != 0 && l.Address >= l.Mapping.Start && l.Address < l.Mapping.Limit {
+			addressed++
+		}
+	}
+	if addressed == 0 || p.Mapping[0].Limit == 0 {
+		t.Errorf("profile: %d of %d locations with an address, kernel mapping %+v", addressed, len(p.Location), p.Mapping[0])
+	}
 	if _, err := reports.Load(filepath.Join(out, reports.RunFile)); err != nil {
 		t.Error(err)
 	}
-	for _, name := range []string{reports.TextFile, reports.HTMLFile, reports.FindingsFile, reports.TraceFile} {
+	for _, name := range []string{reports.TextFile, reports.HTMLFile, reports.FindingsFile, reports.TraceFile, reports.AddressesFile} {
 		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
 			t.Error(err)
 		}
@@ -198,12 +215,26 @@ func TestHuntInterrupt(t *testing.T) {
 
 // TestHelperProcess is the workload of the hunt tests: one-byte reads of
 // /dev/zero and writes to /dev/null for AUTOPROF_HELPER_SECONDS (default
-// 6) seconds; with AUTOPROF_HELPER=exit7, a second's sleep and exit status 7.
+// 6) seconds; with AUTOPROF_HELPER=exit7, a second's sleep and exit status
+// 7; with AUTOPROF_HELPER=parent, the busy workload in a child process,
+// waited for.
 func TestHelperProcess(t *testing.T) {
 	switch os.Getenv("AUTOPROF_HELPER") {
 	case "exit7": // TestHuntCommandFails: a workload that fails
 		time.Sleep(time.Second)
 		os.Exit(7)
+	case "quick": // TestHuntExitsBeforeFirstRound
+		return
+	case "sleep": // TestHuntWholeSystem: a process asleep all along
+		time.Sleep(time.Minute)
+		return
+	case "parent":
+		child := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+		child.Env = append(os.Environ(), "AUTOPROF_HELPER=busy")
+		if err := child.Run(); err != nil {
+			t.Fatal(err)
+		}
+		return
 	case "busy":
 	default:
 		t.Skip("a helper, run by TestHuntCommand")
@@ -225,6 +256,159 @@ func TestHelperProcess(t *testing.T) {
 		for i := 0; i < 1000; i++ {
 			syscall.Read(zero, buf)
 			syscall.Write(null, buf)
+		}
+	}
+}
+
+// childWorkload is a command whose work is done by a child process: the
+// busy helper started by sh -c (which forks, as "; true" keeps it from
+// exec'ing), or by the helper itself where there is no sh (the VM).
+func childWorkload(t *testing.T, seconds int) []string {
+	t.Helper()
+	t.Setenv("AUTOPROF_HELPER_SECONDS", fmt.Sprint(seconds))
+	if sh, err := exec.LookPath("sh"); err == nil {
+		t.Setenv("AUTOPROF_HELPER", "busy")
+		return []string{sh, "-c", `"$0" -test.run='^TestHelperProcess$'; true`, os.Args[0]}
+	}
+	// No sh: the test VM, whose Deep Start (the census of some 360
+	// syscalls) takes about 20 s under TCG; the child must outlast it.
+	t.Setenv("AUTOPROF_HELPER_SECONDS", fmt.Sprint(3*seconds))
+	t.Setenv("AUTOPROF_HELPER", "parent")
+	return []string{os.Args[0], "-test.run=^TestHelperProcess$"}
+}
+
+// huntRun hunts args and returns the saved run.
+func huntRun(t *testing.T, args ...string) *search.Run {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	code, _, stderr := runCmd(append([]string{"hunt", "-o", out}, args...)...)
+	if code != 0 {
+		t.Fatalf("hunt %q: exit %d: %s", args, code, stderr)
+	}
+	run, err := reports.Load(filepath.Join(out, reports.RunFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// rootCalls sums the calls of the root nodes of fn.
+func rootCalls(run *search.Run, fn string) uint64 {
+	var n uint64
+	for _, nd := range run.Nodes {
+		if nd.Parent < 0 && nd.Point.Func == fn {
+			n += nd.Calls
+		}
+	}
+	return n
+}
+
+// TestHuntFollowsChildren: a command's children are hunted with it (the
+// reads and writes of the busy helper that sh -c starts), unless
+// --no-inherit, which hunts the command's own process only.
+func TestHuntFollowsChildren(t *testing.T) {
+	needHunt(t)
+	// The read root is given: Deep Start may be over before the child
+	// has started (under TCG, the parent's own start-up is all it sees).
+	// Rounds of 500 ms keep the hunt from converging before the child
+	// reads.
+	run := huntRun(t, append([]string{"--round", "500ms", "--root", "__x64_sys_read", "--"}, childWorkload(t, 15)...)...)
+	t.Logf("target %q, stop %q, read root %d calls, limitations %q", run.Meta.Target, run.Meta.StopReason, rootCalls(run, "__x64_sys_read"), run.Limitations)
+	if strings.Contains(strings.Join(run.Limitations, ";"), "children are not followed") {
+		t.Skipf("no cgroup here: %q", run.Limitations)
+	}
+	if rootCalls(run, "__x64_sys_read") < 1000 || !strings.Contains(run.Meta.Target, "and its children") {
+		t.Errorf("the child's reads were not hunted: target %q, %d calls of the read root", run.Meta.Target, rootCalls(run, "__x64_sys_read"))
+	}
+	run = huntRun(t, append([]string{"--round", "500ms", "--root", "__x64_sys_read", "--no-inherit", "--"}, childWorkload(t, 6)...)...)
+	if n := rootCalls(run, "__x64_sys_read"); n >= 1000 || strings.Contains(run.Meta.Target, "children") {
+		t.Errorf("--no-inherit: target %q, %d calls of the read root; want the parent only", run.Meta.Target, n)
+	}
+}
+
+// TestHuntExitsBeforeFirstRound: a command that is over before the first
+// round is said to be, not reported as "nothing measurable".
+func TestHuntExitsBeforeFirstRound(t *testing.T) {
+	needHunt(t)
+	out := filepath.Join(t.TempDir(), "out")
+	t.Setenv("AUTOPROF_HELPER", "quick")
+	code, stdout, stderr := runCmd("hunt", "-o", out, "--", os.Args[0], "-test.run=^TestHelperProcess$")
+	if code != 0 || !strings.Contains(stdout, "no findings: the target exited before the first round") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	run, err := reports.Load(filepath.Join(out, reports.RunFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(run.Limitations, ";"), "the target exited before the first round") {
+		t.Errorf("limitations %q", run.Limitations)
+	}
+}
+
+// TestHuntPidExit: a hunt of --pid P ends when P exits, not at its
+// deadline, and says why. Rounds of 1 s keep it from converging first
+// (that takes 12 rounds of a stable tree).
+func TestHuntPidExit(t *testing.T) {
+	needHunt(t)
+	helper := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	helper.Env = append(os.Environ(), "AUTOPROF_HELPER=busy", "AUTOPROF_HELPER_SECONDS=4")
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go helper.Wait()
+	defer helper.Process.Kill()
+	start := time.Now()
+	run := huntRun(t, "--pid", fmt.Sprint(helper.Process.Pid), "--duration", "3m", "--round", "1s")
+	if run.Meta.StopReason != "the target exited" || time.Since(start) > 2*time.Minute {
+		t.Errorf("stop %q after %v; want the target's exit noticed", run.Meta.StopReason, time.Since(start))
+	}
+}
+
+// needHunt skips a test where this machine cannot hunt.
+func needHunt(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("hunting needs root")
+	}
+	if err := features.HaveSample(); err != nil {
+		t.Skipf("no stack samples here: %v", err)
+	}
+	if err := features.HaveTracepoint(); err != nil {
+		t.Skipf("no tracepoints here: %v", err)
+	}
+}
+
+// TestHuntWholeSystem: a whole-system hunt counts on-CPU time (threads
+// asleep in futex or nanosleep all along, as this process's idle Go
+// threads are, do not make "blocked in" findings or shares over 100%);
+// with --include-idle their waits count, over all threads' time.
+func TestHuntWholeSystem(t *testing.T) {
+	needHunt(t)
+	sleeper := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	sleeper.Env = append(os.Environ(), "AUTOPROF_HELPER=sleep")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	for _, args := range [][]string{{"--duration", "4s"}, {"--duration", "4s", "--include-idle"}} {
+		run := huntRun(t, args...)
+		lim := strings.Join(run.Limitations, ";")
+		if len(args) == 2 && !strings.Contains(lim, "on-CPU time only") || len(args) == 3 && !strings.Contains(lim, "--include-idle") {
+			t.Errorf("%q: limitations %q", args, run.Limitations)
+		}
+		for _, n := range run.Nodes {
+			if n.Incl.Mean > 1.02 || n.Excl.Mean > 1.02 {
+				t.Errorf("%q: %s has %.1f%% inclusive, %.1f%% exclusive", args, strings.Join(n.Path, ";"), 100*n.Incl.Mean, 100*n.Excl.Mean)
+			}
+			if len(args) == 2 && n.ExclOffCPUNs > 0 {
+				t.Errorf("%q: %s has %d ns off-CPU", args, strings.Join(n.Path, ";"), n.ExclOffCPUNs)
+			}
+		}
+		for _, f := range run.Findings {
+			t.Logf("%q: %.1f%% %s", args, 100*f.ExclShare.Mean, f.Verdict)
+			if len(args) == 2 && strings.HasPrefix(f.Verdict, "blocked") {
+				t.Errorf("%q: an idle wait is a finding: %s", args, f.Verdict)
+			}
 		}
 	}
 }

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"sort"
+	"strings"
 )
 
 // command is one subcommand: its one-line summary and its entry point.
@@ -32,19 +35,33 @@ var commands = map[string]command{
 }
 
 // errUsage marks errors that are the user's input; main prints them and
-// exits with status 2.
+// exits with status 2. Every other error (the kernel refused, a file could
+// not be written) exits with status 1.
 var errUsage = errors.New("usage")
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run runs the command line args and returns the exit status. Help goes
+// to stdout (status 0), errors to stderr as one line.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
 		}
+		args = []string{args[1], "-h"}
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version())
 		return 0
 	}
 	cmd, ok := commands[args[0]]
@@ -52,21 +69,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "autoprof: unknown command %q; run autoprof help for the list\n", args[0])
 		return 2
 	}
-	if err := cmd.run(args[1:], stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "autoprof %s: %v\n", args[0], err)
-		var st *exitStatus
-		switch {
-		case errors.Is(err, errUsage):
-			return 2
-		case errors.As(err, &st):
-			return st.code
-		}
-		return 1
+	err := cmd.run(args[1:], stdout)
+	var help *helpRequest
+	if errors.As(err, &help) {
+		help.print(stdout)
+		return 0
 	}
-	return 0
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "autoprof %s: %s\n", args[0], errorText(err))
+	var st *exitStatus
+	switch {
+	case errors.Is(err, errUsage):
+		return 2
+	case errors.As(err, &st):
+		return st.code
+	}
+	return 1
+}
+
+// errorText is err's message without the "usage: " that marks bad input
+// (the exit status says it).
+func errorText(err error) string {
+	return strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
 }
 
 func usage(w io.Writer) {
@@ -80,19 +106,64 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nrun autoprof COMMAND -h for its flags")
+	fmt.Fprintln(w, "\nautoprof help COMMAND (or autoprof COMMAND -h) lists a command's flags; autoprof --version prints the version")
 }
 
-// newFlags returns a flag set for a subcommand whose errors and help go to
-// stderr; parse it with parseFlags.
+// buildCommit is the commit the binary was built from, set by make build
+// (-ldflags -X) for builds without the go command's VCS stamp.
+var buildCommit string
+
+// version is "autoprof VERSION (commit REV[+dirty], GOVERSION)" from the
+// build information the go command embeds, or buildCommit.
+func version() string {
+	v, rev, dirty, gov := "(devel)", buildCommit, false, runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value[:min(len(s.Value), 12)]
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if rev == "" {
+		return fmt.Sprintf("autoprof %s (%s)", v, gov)
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return fmt.Sprintf("autoprof %s (commit %s, %s)", v, rev, gov)
+}
+
+// newFlags returns a flag set for a subcommand; parse it with parseFlags,
+// which turns -h into a helpRequest and a bad flag into a one-line usage
+// error.
 func newFlags(name, argsUsage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("autoprof "+name, flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: autoprof %s [flags] %s\n", name, argsUsage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), strings.TrimSpace("usage: autoprof "+name+" [flags] "+argsUsage)) }
 	return fs
+}
+
+// helpRequest is what parseFlags returns for -h: run prints the command's
+// usage and flags to stdout and exits 0.
+type helpRequest struct{ fs *flag.FlagSet }
+
+func (h *helpRequest) Error() string { return "help requested" }
+func (h *helpRequest) Unwrap() error { return flag.ErrHelp }
+
+func (h *helpRequest) print(w io.Writer) {
+	h.fs.SetOutput(w)
+	defer h.fs.SetOutput(io.Discard)
+	h.fs.Usage()
+	if c, ok := commands[strings.TrimPrefix(h.fs.Name(), "autoprof ")]; ok {
+		fmt.Fprintf(w, "\n%s\n\nflags:\n", c.summary)
+	}
+	h.fs.PrintDefaults()
 }
 
 // parseFlags parses flags anywhere among the arguments, up to a "--", and
@@ -101,9 +172,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (positional, rest []string, err
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, nil, err
+				return nil, nil, &helpRequest{fs}
 			}
-			return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, nil, usageError("%v (%s -h lists the flags)", err, fs.Name())
 		}
 		args = fs.Args()
 		if len(args) == 0 {

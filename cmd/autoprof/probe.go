@@ -9,12 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -25,15 +24,30 @@ type probeConfig struct {
 	duration time.Duration
 	interval time.Duration
 	out      string
+	dir      *outDir
 	json     bool
 	plan     []splice.Planned
 }
+
+// The files probe -o writes.
+const (
+	seriesFile  = "series.jsonl" // one record per instrument per interval
+	summaryFile = "summary.json" // what --json prints
+)
 
 func runProbe(args []string, stdout io.Writer) error {
 	cfg, err := parseProbe(args)
 	if err != nil {
 		return err
 	}
+	err = probe(cfg, stdout)
+	if err != nil {
+		cfg.dir.abandon()
+	}
+	return err
+}
+
+func probe(cfg *probeConfig, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := splice.OpenInstruments(ctx, splice.Options{Backend: cfg.backend})
@@ -41,42 +55,37 @@ func runProbe(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	for _, p := range cfg.plan {
-		if err := s.Check(p.Spec); err != nil {
+	specs := make([]splice.Spec, len(cfg.plan))
+	for i, p := range cfg.plan {
+		if err := s.Check(p.Spec); errors.Is(err, splice.ErrNoFunction) {
 			return usageError("%w", err)
+		} else if err != nil {
+			return err
 		}
+		specs[i] = p.Spec
 	}
-	return probeLoop(ctx, s, cfg, stdout)
+	return probeLoop(ctx, s, cfg, &reachReport{graph: s.Graph(), specs: specs}, stdout)
 }
 
 func parseProbe(args []string) (*probeConfig, error) {
 	fs := newFlags("probe", "SPEC... (SPEC = FUNC[+OFF][:entry|:exit|:timer|:targets])")
 	cfg := &probeConfig{}
 	fs.StringVar(&cfg.backend, "backend", "", "function backend: fentry, kprobe, splice (autoprof's module) or tracepoint (default: the best BPF backend available)")
-	pids := fs.String("pid", "", "measure only these processes (comma-separated pids)")
-	fs.StringVar(&cfg.target.Cgroup, "cgroup", "", "measure only tasks in this cgroup v2 directory")
-	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to measure (0: until interrupted)")
+	tf := addTargetFlags(fs)
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to measure (0: until interrupted, or until the --pid processes exit)")
 	fs.DurationVar(&cfg.interval, "interval", time.Second, "reading interval")
 	experiment := fs.String("experiment", "", "JSON or YAML file of instruments with launch and splashdown times")
-	fs.StringVar(&cfg.out, "o", "", "write a JSON-lines time series here (one record per instrument per interval)")
+	fs.StringVar(&cfg.out, "o", "", "output directory (created if needed): "+seriesFile+" (one record per instrument per interval) and "+summaryFile)
 	fs.BoolVar(&cfg.json, "json", false, "print a JSON summary at the end")
 	pos, _, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, err
 	}
-	if *pids != "" {
-		for _, p := range strings.Split(*pids, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(p))
-			if err != nil || n <= 0 {
-				return nil, usageError("--pid %q: not a process id", p)
-			}
-			cfg.target.PIDs = append(cfg.target.PIDs, n)
-		}
+	if cfg.target, err = tf.target(); err != nil {
+		return nil, err
 	}
-	if cfg.backend != "" {
-		if err := splice.CheckBackend(cfg.backend); err != nil {
-			return nil, usageError("--%v", err)
-		}
+	if err := checkDuration("duration", cfg.duration, 0); err != nil {
+		return nil, err
 	}
 	if cfg.interval <= 0 {
 		return nil, usageError("--interval %v: must be positive", cfg.interval)
@@ -96,6 +105,21 @@ func parseProbe(args []string) (*probeConfig, error) {
 	}
 	if len(cfg.plan) == 0 {
 		return nil, usageError("no instruments: give SPEC arguments or --experiment")
+	}
+	if err := checkBackend(cfg.backend); err != nil {
+		return nil, err
+	}
+	var funcs []string
+	for _, p := range cfg.plan {
+		funcs = append(funcs, p.Spec.Func)
+	}
+	if err := checkFuncs("SPEC", funcs); err != nil {
+		return nil, err
+	}
+	if cfg.out != "" {
+		if cfg.dir, err = prepareOutDir(cfg.out); err != nil {
+			return nil, err
+		}
 	}
 	return cfg, nil
 }
@@ -118,6 +142,8 @@ func (cfg *probeConfig) readExperiment(path string) error {
 	for i := range plan {
 		if plan[i].Spec.Target.IsSystem() {
 			plan[i].Spec.Target = cfg.target
+		} else if err := plan[i].Spec.Target.Check(); err != nil {
+			return usageError("%s: target %v", path, err)
 		}
 	}
 	cfg.plan = plan
@@ -131,15 +157,29 @@ type record struct {
 	splice.Summary
 }
 
+// probeSummary is what probe --json prints and -o writes as summary.json.
+type probeSummary struct {
+	DurationS   float64          `json:"duration_s"`
+	Instruments []splice.Summary `json:"instruments"`
+	Misses      splice.Misses    `json:"misses"`
+	// Warnings name the instruments that may count nothing (no call
+	// reaches their function) or counted nothing all through the run.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
 // probeLoop launches and splashes down instruments on schedule, reads
-// every interval, and writes the outputs. An interrupt ends it early; the
-// outputs are still written.
-func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, stdout io.Writer) error {
-	out, err := newSeries(cfg.out)
+// every interval, and writes the outputs. An interrupt, or the exit of
+// every --pid process, ends it early; the outputs are still written.
+func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, reach *reachReport, stdout io.Writer) error {
+	out, err := newSeries(cfg.out, seriesFile)
 	if err != nil {
 		return err
 	}
 	defer out.abort()
+	var gone <-chan struct{}
+	if len(cfg.target.PIDs) > 0 {
+		gone = splice.WatchExit(ctx, cfg.target.PIDs)
+	}
 	start := time.Now()
 	sched := splice.NewSchedule(s, cfg.plan)
 	defer sched.CloseAll()
@@ -150,13 +190,17 @@ func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, stdo
 	if err != nil {
 		return err
 	}
+	reach.start() // once the instruments are live: it takes the CPUs for seconds
 	prev := first
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
 	tty := isTerminal(stdout)
 	for done := false; !done; {
+		reach.announce(sched.Launched())
 		select {
 		case <-ctx.Done():
+			done = true
+		case <-gone:
 			done = true
 		case <-tick.C:
 		}
@@ -186,16 +230,95 @@ func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, stdo
 	if err := out.commit(); err != nil {
 		return err
 	}
+	reach.wait()
+	reach.announce(sched.Launched())
 	total := splice.WithIdle(splice.Summarize(prev.Sub(first), prev.At.Sub(start)), sched.Launched())
+	sum := probeSummary{DurationS: prev.At.Sub(start).Seconds(), Instruments: total, Misses: prev.Misses, Warnings: reach.notes(total)}
+	if cfg.out != "" {
+		if err := writeSummary(filepath.Join(cfg.out, summaryFile), sum); err != nil {
+			return err
+		}
+	}
 	if cfg.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"duration_s": prev.At.Sub(start).Seconds(), "instruments": total, "misses": prev.Misses})
+		return writeJSON(stdout, sum)
 	}
 	if !tty {
 		printTable(stdout, prev.At.Sub(start), total)
 	}
+	for _, w := range sum.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return nil
+}
+
+// writeSummary writes summary.json beside the series, renamed into place.
+func writeSummary(path string, sum probeSummary) error {
+	out, err := newSeries(filepath.Dir(path), filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer out.abort()
+	enc := json.NewEncoder(out.f)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(sum); err != nil {
+		return fmt.Errorf("output %s: %w", path, err)
+	}
+	return out.commit()
+}
+
+// reachReport holds the warnings of splice.ReachWarnings, computed in the
+// background (the callers index decodes the whole kernel) while the
+// instruments measure.
+type reachReport struct {
+	graph    *callgraph.Graph
+	specs    []splice.Spec
+	done     chan struct{}
+	warnings map[string]string
+	shown    map[string]bool
+}
+
+// start works the warnings out in the background.
+func (r *reachReport) start() {
+	r.done, r.shown = make(chan struct{}), map[string]bool{}
+	go func() {
+		r.warnings = splice.ReachWarnings(r.graph, r.specs)
+		close(r.done)
+	}()
+}
+
+func (r *reachReport) wait() { <-r.done }
+
+// announce prints, once each, the warnings of the launched instruments
+// that are known by now.
+func (r *reachReport) announce(launched []string) {
+	select {
+	case <-r.done:
+	default:
+		return
+	}
+	for _, name := range launched {
+		if w := r.warnings[name]; w != "" && !r.shown[name] {
+			r.shown[name] = true
+			fmt.Fprintf(os.Stderr, "autoprof probe: warning: %s\n", w)
+		}
+	}
+}
+
+// notes are the summary's warnings: every instrument that counted nothing
+// all through the run, with why where the static graph says.
+func (r *reachReport) notes(total []splice.Summary) []string {
+	var out []string
+	for _, s := range total {
+		if s.Calls != 0 {
+			continue
+		}
+		n := s.Instrument + " counted no call all through the run"
+		if w := r.warnings[s.Instrument]; w != "" {
+			n += " (" + w + ")"
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func isTerminal(w io.Writer) bool {
@@ -235,20 +358,22 @@ func pct(v float64, base uint64) string {
 	return fmt.Sprintf("%.0f%%", 100*v)
 }
 
-// series writes the JSON-lines time series to a temporary file beside the
-// output and renames it into place at the end, so that an earlier output
-// is never truncated by a run that fails.
+// series writes an output file to a temporary file in the output
+// directory and renames it into place at the end, so that an earlier
+// output is never truncated by a run that fails.
 type series struct {
 	path string
 	f    *os.File
 	enc  *json.Encoder
 }
 
-func newSeries(path string) (*series, error) {
-	if path == "" {
+// newSeries opens the output name in dir; with no dir it writes nothing.
+func newSeries(dir, name string) (*series, error) {
+	if dir == "" {
 		return &series{}, nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	path := filepath.Join(dir, name)
+	f, err := os.CreateTemp(dir, "."+name+".*")
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, err)
 	}

@@ -30,8 +30,8 @@ func TestSymsBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"syms", "("}, 2, "autoprof syms: usage: bad REGEX \"(\": error parsing regexp: missing closing ): `(`\n"},
-		{[]string{"syms", "a", "b"}, 2, "autoprof syms: usage: syms takes at most one REGEX, got \"a b\"\n"},
+		{[]string{"syms", "("}, 2, "autoprof syms: bad REGEX \"(\": error parsing regexp: missing closing ): `(`\n"},
+		{[]string{"syms", "a", "b"}, 2, "autoprof syms: syms takes at most one REGEX, got \"a b\"\n"},
 		{[]string{"syms", "--system-map", "x"}, 2, ""},
 	} {
 		code, _, errOut := runCmd(c.args...)

@@ -103,3 +103,16 @@ func TestProbesAgreeWithKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestBackend: Backend answers what Probe reports for the same name.
+func TestBackend(t *testing.T) {
+	for _, c := range Probe().Capabilities {
+		err := Backend(c.Name)
+		if (err == nil) != c.Available {
+			t.Errorf("%s: Backend says %v, Probe says available=%v", c.Name, err, c.Available)
+		}
+	}
+	if err := Backend("magic"); err == nil {
+		t.Error("an unknown name has no error")
+	}
+}

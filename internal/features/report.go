@@ -49,3 +49,15 @@ func Probe() *Report {
 	}
 	return r
 }
+
+// Backend returns the probe of the backend or text reader named as caps
+// names it: nil where it works here, an *Unavailable saying why not, and
+// an error for a name caps does not know.
+func Backend(name string) error {
+	for _, c := range checks {
+		if c.name == name {
+			return c.have()
+		}
+	}
+	return errors.New("no capability named " + name)
+}

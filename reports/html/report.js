@@ -76,6 +76,7 @@
       if (n.kind === "block") return "hsl(50,80%,70%)";
       const off = n.excl > 0 ? n.offcpu / n.excl : 0;
       const hue = 18 + 190 * off;
+      if (n.estimated) return "hsl(" + hue.toFixed(0) + ",60%," + (74 + hash(n.name) % 6) + "%)"; // pale: an estimate
       return "hsl(" + hue.toFixed(0) + "," + (70 + hash(n.name) % 20) + "%," + (55 + hash(n.name) % 12) + "%)";
     }
     function label(n) {
@@ -90,6 +91,14 @@
         if (n.note) lines.push(n.note);
         return lines.join("\n");
       }
+      if (n.estimated) {
+        lines.push("estimated from " + num(n.samples) + " stack samples (no instrument timed it)");
+        lines.push("inclusive ~ " + dur(n.incl) + "  " + pct(n.incl_share));
+        lines.push("exclusive ~ " + dur(n.excl) + "  " + pct(n.excl_share));
+        lines.push(n.kind + ", " + (n.backend || "—"));
+        return lines.join("\n");
+      }
+      lines.push("exact, measured by an instrument");
       lines.push("calls       " + num(n.calls) + (isFinite(n.per_op) ? "  (" + n.per_op.toPrecision(3) + " per op)" : ""));
       lines.push("inclusive   " + dur(n.incl) + "  " + pct(n.incl_share));
       lines.push("exclusive   " + dur(n.excl) + "  " + pct(n.excl_share) + (n.ci ? "  CI [" + pct(n.ci[0]) + ", " + pct(n.ci[1]) + "]" : ""));
@@ -125,7 +134,8 @@
         if (w > 30) {
           const t = el("text", { x: (x + 3).toFixed(2), y: d * rowH + 13 }, g);
           const fit = Math.floor((w - 6) / 6.6);
-          t.textContent = n.name.length > fit ? n.name.slice(0, Math.max(0, fit - 1)) + "…" : n.name;
+          const name = (n.estimated ? "~" : "") + n.name;
+          t.textContent = name.length > fit ? name.slice(0, Math.max(0, fit - 1)) + "…" : name;
         }
         g.addEventListener("mousemove", function (ev) { showTip(ev, label(n)); });
         g.addEventListener("mouseleave", hideTip);

@@ -44,12 +44,20 @@ type Options struct {
 	RawCosts bool
 	// NoBlocks: no basic-block counters (see search.Config.NoBlocks).
 	NoBlocks bool
-	Done     <-chan struct{}
-	// Launch, if set, starts the workload once the instruments are open
-	// and calibrated, so that none of its run goes unmeasured; it returns
-	// the workload's pid and a channel closed when it exits, which become
-	// Target and Done.
-	Launch   func() (pid int, done <-chan struct{}, err error)
+	// Done, when closed, ends the hunt (the target has gone). A hunt of
+	// --pid processes without one ends when they have all exited.
+	Done <-chan struct{}
+	// Workload, if set, is a command to start and hunt from its first
+	// instruction (with its children unless Workload.NoInherit); it
+	// becomes Target and Done.
+	Workload *Workload
+	// IncludeIdle keeps the waits of every thread in a whole-system hunt,
+	// whose shares are then of all threads' time; without it a
+	// whole-system hunt counts on-CPU time, a share of CPUs × time.
+	IncludeIdle bool
+	// Warn, if set, is told what the user should know at once: a --root
+	// function whose code runs elsewhere (splice.ReachWarning).
+	Warn     func(string)
 	Progress func(search.Progress)
 	OnRead   func(round int, opens bool) // see search.Config.OnRead
 }
@@ -73,17 +81,26 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 		costs = fixedCosts{c, err}
 		o.NoCalibrate = true
 	}
-	if o.Launch != nil {
-		pid, done, err := o.Launch()
+	var launch func()
+	if w := o.Workload; w != nil {
+		t, err := w.start(sess.Backend())
 		if err != nil {
 			return nil, err
 		}
-		o.Target, o.Done = splice.Target{PIDs: []int{pid}}, done
+		defer w.abandon() // a hunt over before its first reading
+		o.Target, o.Done, launch = t, w.Done(), w.goOn
+	} else if len(o.Target.PIDs) > 0 && o.Done == nil {
+		o.Done = splice.WatchExit(ctx, o.Target.PIDs)
 	}
 	cfg, closeAll := Config(ctx, sess, o)
 	defer closeAll()
 	cfg.Calibrator = costs
-	return search.Hunt(ctx, cfg)
+	finish := targetCfg(&cfg, o, launch)
+	run, err := search.Hunt(ctx, cfg)
+	if err == nil {
+		finish(run)
+	}
+	return run, err
 }
 
 // fixedCosts is a Calibrator that answers what a calibration measured

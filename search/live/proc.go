@@ -58,7 +58,7 @@ func blocked(state byte) bool { return state == 'S' || state == 'D' }
 func tasks(t splice.Target) ([]string, error) {
 	switch {
 	case t.Cgroup != "":
-		tids, err := cgroupThreads(t.Cgroup)
+		tids, err := cgroupThreads(t.CgroupDir())
 		if err != nil {
 			return nil, err
 		}

@@ -33,7 +33,10 @@ type Sampler struct {
 	tails     map[string]string
 	offCPU    bool
 	offPeriod time.Duration
-	closed    bool
+	// system drops the idle task's samples (see idleStack): a whole-system
+	// hunt counts the time of threads that do work.
+	system bool
+	closed bool
 }
 
 // SamplerOptions configure OpenSampler.
@@ -53,7 +56,7 @@ func OpenSampler(ctx context.Context, sess splice.Instruments, o SamplerOptions)
 	if o.Period == 0 {
 		o.Period = 10 * time.Millisecond
 	}
-	s := &Sampler{freq: o.Freq, syms: sess.Graph().Symbols(), table: sess.Syscalls(), offPeriod: o.Period}
+	s := &Sampler{freq: o.Freq, syms: sess.Graph().Symbols(), table: sess.Syscalls(), offPeriod: o.Period, system: o.Target.IsSystem()}
 	s.tails = syscallTails(sess.Graph())
 	s.offCPU = !o.Target.IsSystem() && procStacks(o.Target)
 	on, err := splice.OpenSampler(ctx, splice.SamplerOptions{Freq: o.Freq, Target: o.Target})
@@ -193,6 +196,9 @@ func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack,
 			continue
 		}
 		frames := s.fixSyscall(s.symbolize(st.Addrs), -1)
+		if s.system && idleStack(frames) {
+			continue
+		}
 		add(acc, frames, true, n, scale*float64(n)*1e9/float64(s.freq))
 	}
 }
@@ -333,4 +339,33 @@ func (s *Sampler) fixSyscall(frames []string, nr int) []string {
 	}
 	out := append(append(append([]string(nil), frames[:at+1]...), name), frames[at+1:]...)
 	return out
+}
+
+// idleStack reports whether an on-CPU stack is a CPU's idle loop (do_idle,
+// the idle task) and not an interrupt it took while idle: the whole
+// system's idle CPUs are no thread's work.
+func idleStack(frames []string) bool {
+	idle := false
+	for _, f := range frames {
+		switch {
+		case f == "do_idle":
+			idle = true
+		case idle && isInterruptFrame(f):
+			return false
+		}
+	}
+	return idle
+}
+
+// interruptPrefixes start the names of the kernel's interrupt and softirq
+// entry and handling functions.
+var interruptPrefixes = []string{"asm_sysvec_", "asm_common_interrupt", "sysvec_", "__sysvec_", "common_interrupt", "handle_softirqs", "__do_softirq", "irq_exit", "__irq_exit_rcu"}
+
+func isInterruptFrame(f string) bool {
+	for _, p := range interruptPrefixes {
+		if strings.HasPrefix(f, p) {
+			return true
+		}
+	}
+	return false
 }

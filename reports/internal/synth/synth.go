@@ -432,17 +432,43 @@ func listing(run *search.Run, node int) search.Listing {
 // OnlySampled turns run into what a hunt gets where no function instrument
 // works (the development hosts: no kprobes, no fentry): the roots are
 // still timed by syscall tracepoints, but everything below them is known
-// only from stack samples at 4 kHz of on-CPU time, with no calls, times or
-// rounds. There are no findings and no listings.
+// only from stack samples at 4 kHz of on-CPU time, with no calls or
+// rounds, and times estimated from the samples (250 µs each); a root's
+// exclusive time is what the estimates below it leave. There are no
+// findings and no listings.
 func OnlySampled(run *search.Run) {
+	// A node's samples are those whose stack passes through it, as the
+	// hunt counts them: its own and its descendants'.
+	samples := make([]uint64, len(run.Nodes))
+	for i := len(run.Nodes) - 1; i >= 0; i-- {
+		n := run.Nodes[i]
+		samples[i] += (n.ExclNs - n.ExclOffCPUNs) / 250000
+		if n.Parent >= 0 {
+			samples[n.Parent] += samples[i]
+		}
+	}
+	const perSample = 250000 // ns
+	own := make([]uint64, len(run.Nodes))
+	for i, n := range run.Nodes {
+		own[i] = (n.ExclNs - n.ExclOffCPUNs) / perSample
+	}
+	for i := range run.Nodes {
+		if r := &run.Nodes[i]; r.Parent < 0 {
+			r.ExclNs, r.ExclOffCPUNs = r.InclNs, r.InclOffCPUNs
+		}
+	}
 	for i := range run.Nodes {
 		n := &run.Nodes[i]
 		if n.Parent < 0 {
 			continue
 		}
-		samples := (n.ExclNs - n.ExclOffCPUNs) / 250000
 		*n = search.Node{ID: n.ID, Parent: n.Parent, Point: n.Point, Kind: search.NodeSampled, Backend: "sample",
-			Path: n.Path, Samples: samples, State: "sampled", InWindow: true, TargetNs: n.TargetNs}
+			Path: n.Path, Samples: samples[i], State: "sampled", InWindow: true, TargetNs: n.TargetNs,
+			InclNs: samples[i] * perSample, ExclNs: own[i] * perSample}
+		if p := &run.Nodes[n.Parent]; p.Parent < 0 {
+			p.ExclNs -= min(p.ExclNs, n.InclNs)
+			p.ExclOffCPUNs = min(p.ExclOffCPUNs, p.ExclNs)
+		}
 	}
 	run.Meta.Backend = "sample"
 	run.Findings, run.Listings = nil, nil
