@@ -1,6 +1,7 @@
 package live
 
 import (
+	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/kmod/stacks"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -110,5 +112,32 @@ func TestRunnableScale(t *testing.T) {
 	}
 	if got := runnableScale([2]float64{}, [2]float64{}); got != 1 {
 		t.Errorf("scale %g where nothing ran, want 1", got)
+	}
+}
+
+// TestOnCPUWeight: samples share out the target's CPU and run-queue time
+// as schedstat counts it, whatever the rate the sampling timer achieved;
+// never less than the nominal 1/Freq s (times the run-queue scale).
+func TestOnCPUWeight(t *testing.T) {
+	s := &Sampler{freq: 100} // 10 ms a sample
+	prof := func(kernel, user, lost uint64) *splice.Profile {
+		return &splice.Profile{Stacks: []stacks.Stack{{Count: kernel}}, User: user, Lost: lost}
+	}
+	p0 := prof(10, 5, 0)
+	// 3 s on the CPU, 1 s waiting; 100 samples where 300 were due: each
+	// stands for 40 ms.
+	p1 := prof(80, 30, 5)
+	if got := s.onCPUWeight(p0, p1, [2]float64{10e9, 5e9}, [2]float64{13e9, 6e9}); got != 40e6 {
+		t.Errorf("weight %g ns, want 40 ms (4 s over 100 samples)", got)
+	}
+	// 400 samples (threads that exited took their schedstat with them):
+	// the nominal 10 ms times 4/3.
+	p1 = prof(310, 100, 5)
+	if got, want := s.onCPUWeight(p0, p1, [2]float64{10e9, 5e9}, [2]float64{13e9, 6e9}), 4.0/3*10e6; math.Abs(got-want) > 1 {
+		t.Errorf("weight %g ns, want %g (nominal)", got, want)
+	}
+	// No schedstat (a whole-system target): nominal.
+	if got := s.onCPUWeight(p0, p1, [2]float64{}, [2]float64{}); got != 10e6 {
+		t.Errorf("weight %g ns without schedstat, want 10 ms", got)
 	}
 }

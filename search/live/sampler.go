@@ -19,8 +19,9 @@ import (
 // the sample backend (perf cpu-clock with kernel call chains, filtered to
 // the target in the kernel) and, for a pid or cgroup target, off-CPU
 // stacks: every OffPeriod, the kernel stack (/proc/TID/stack) of each of
-// the target's threads that is blocked. Each on-CPU sample stands for
-// 1/Freq s of a thread's time, each off-CPU one for OffPeriod. Where a
+// the target's threads that is blocked. The on-CPU samples share out the
+// target's time on the CPU (see onCPUWeight), each off-CPU one stands for
+// the time since the last poll. Where a
 // stack lacks the syscall entry function (a tail call), it is put back:
 // from /proc/TID/syscall for off-CPU stacks, and from the call graph for
 // on-CPU ones when exactly one syscall entry function tail-calls the
@@ -162,7 +163,7 @@ func (s *Sampler) Sample(ctx context.Context, target splice.Target, d time.Durat
 		if err != nil {
 			return nil, fmt.Errorf("reading stack samples: %w", err)
 		}
-		s.addOnCPU(p0, p1, acc, runnableScale(sched0, schedTimes(target)))
+		s.addOnCPU(p0, p1, acc, s.onCPUWeight(p0, p1, sched0, schedTimes(target)))
 	}
 	out := make([]search.Stack, 0, len(acc))
 	for _, st := range acc {
@@ -182,10 +183,31 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// onCPUWeight is the wall time in nanoseconds that each on-CPU sample
+// taken between two profiles stands for: the target's time on the CPU and
+// waiting on a run queue over the period (schedstat), spread over all its
+// samples (kernel, user and lost), so that samples give proportions and
+// the kernel's own accounting the amount. A sampling timer fires less
+// often than asked (under emulation, on a loaded machine, perf's
+// throttling), and 1/Freq s a sample then undercounts the time: the
+// stat-storm VM hunt's samples covered a third of the time its syscall
+// timer measured. Where schedstat cannot be read (a whole-system target)
+// or gives less than the nominal rate (threads exited in the period took
+// their time with them), it is 1/Freq s times runnableScale.
+func (s *Sampler) onCPUWeight(p0, p1 *splice.Profile, before, after [2]float64) float64 {
+	nominal := runnableScale(before, after) * 1e9 / float64(s.freq)
+	n := p1.Total() + p1.User + p1.Lost
+	n -= min(n, p0.Total()+p0.User+p0.Lost)
+	cpu := (after[0] - before[0]) + (after[1] - before[1])
+	if n == 0 || cpu <= 0 {
+		return nominal
+	}
+	return max(nominal, cpu/float64(n))
+}
+
 // addOnCPU adds the samples taken between two profiles, each standing
-// for 1/Freq s of a thread's time on the CPU times scale (see
-// runnableScale).
-func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack, scale float64) {
+// for weight nanoseconds of a thread's time (see onCPUWeight).
+func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack, weight float64) {
 	before := map[string]uint64{}
 	for _, st := range p0.Stacks {
 		before[addrKey(st.Addrs)] = st.Count
@@ -199,7 +221,7 @@ func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack,
 		if s.system && idleStack(frames) {
 			continue
 		}
-		add(acc, frames, true, n, scale*float64(n)*1e9/float64(s.freq))
+		add(acc, frames, true, n, weight*float64(n))
 	}
 }
 
