@@ -203,6 +203,7 @@ func (s *SpliceSession) connect(ctx context.Context, opts SpliceOptions) error {
 		return err
 	}
 	s.layout = layoutOf(s.dev.Info())
+	s.cat.setOurs(patch.Span{Start: s.layout.PoolStart, End: s.layout.PoolEnd})
 	s.beat = startBeating(s.dev, deadman/4)
 	return nil
 }

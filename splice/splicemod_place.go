@@ -114,6 +114,15 @@ func (c *spliceCatalogue) refreshKprobes() error {
 	return nil
 }
 
+// setOurs tells the placement rules where the module's trampolines lie:
+// jumps there are our own splices, not another patcher's.
+func (c *spliceCatalogue) setOurs(pool patch.Span) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tables.Ours = pool
+	c.windows = map[catalogueKey]catalogueEntry{}
+}
+
 // window returns the window of spec, from the catalogue or checked now.
 func (c *spliceCatalogue) window(spec Spec) (*patch.Window, error) {
 	key := catalogueKey{fn: spec.Func, off: spec.Offset, entry: spec.Offset == 0}

@@ -84,7 +84,7 @@ func EntrySite(f *callgraph.Function) (uint32, error) {
 // off is ignored and the window goes at EntrySite: it must then not be a
 // branch target, so that it runs exactly once per call.
 func SelectWindow(f *callgraph.Function, cold []*callgraph.Function, off uint32, entry bool, t *Tables) (*Window, error) {
-	if err := checkFunction(f, cold); err != nil {
+	if err := checkFunction(f, cold, t); err != nil {
 		return nil, err
 	}
 	if entry {
@@ -98,7 +98,7 @@ func SelectWindow(f *callgraph.Function, cold []*callgraph.Function, off uint32,
 	if err := w.collect(f); err != nil {
 		return nil, err
 	}
-	if err := w.checkTargets(f, cold); err != nil {
+	if err := w.checkTargets(f, cold, t); err != nil {
 		return nil, err
 	}
 	if err := w.checkTables(f, t); err != nil {
@@ -111,7 +111,7 @@ func SelectWindow(f *callgraph.Function, cold []*callgraph.Function, off uint32,
 }
 
 // checkFunction applies the rules about the whole function.
-func checkFunction(f *callgraph.Function, cold []*callgraph.Function) error {
+func checkFunction(f *callgraph.Function, cold []*callgraph.Function, t *Tables) error {
 	if f.Sym.Module != "" {
 		return refusef(f, "a function of module %s (only the core kernel's tables are read)", f.Sym.Module)
 	}
@@ -129,8 +129,76 @@ func checkFunction(f *callgraph.Function, cold []*callgraph.Function) error {
 				return refusef(f, "%s jumps through %s at +%#x", part.Sym.Name, s.Via, s.Off)
 			}
 		}
+		if err := checkForeign(f, part, t); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// checkForeign refuses a function that holds another patcher's bytes: a
+// registered kprobe anywhere in it (its int3, or an optprobe's jmp, makes
+// the decode of what follows a guess), an int3 in the middle of its code
+// (a breakpoint kprobes/list does not show yet), or a jump out of the
+// kernel's text that is not one of ours (an optprobe's, or another
+// splicer's). Linux's can_probe() decodes through kprobes' int3s by
+// recovering the bytes they replaced; autoprof, which cannot, refuses.
+func checkForeign(f, part *callgraph.Function, t *Tables) error {
+	if t == nil {
+		return nil // refused later, for want of tables
+	}
+	if a, ok := firstIn(t.Kprobes, part.Sym.Addr, part.Sym.Addr+uint64(len(part.Code))); ok {
+		return refusef(f, "a kprobe sits in %s at +%#x", part.Sym.Name, a-part.Sym.Addr)
+	}
+	prev := callgraph.KindJump // the function's start follows no instruction
+	for _, in := range part.Insts {
+		if in.Off >= part.CodeEnd {
+			break
+		}
+		switch in.Kind {
+		case callgraph.KindInt3:
+			if !ends(prev) {
+				return refusef(f, "%s has an int3 in its code at +%#x (another's breakpoint)", part.Sym.Name, in.Off)
+			}
+		case callgraph.KindJump, callgraph.KindCondJump:
+			// An alternative's jump as built (into .altinstr_aux, init
+			// text) is rewritten at boot: the image shows it, never the
+			// running kernel.
+			at := part.Sym.Addr + uint64(in.Off)
+			if _, alt := spanMeets(t.Alts, at, at+uint64(in.Len)); alt {
+				break
+			}
+			to, ok := jumpTarget(part, in)
+			if ok && !t.Text.contains(to) && !t.Ours.contains(to) && t.Text != (Span{}) {
+				return refusef(f, "%s jumps out of the kernel's text at +%#x, to %#x (another patcher's jump: an optprobe's?)", part.Sym.Name, in.Off, to)
+			}
+		}
+		prev = in.Kind
+	}
+	return nil
+}
+
+// ends reports whether an instruction of kind k never falls through, so
+// that int3 may follow it as padding (the SLS barrier).
+func ends(k callgraph.InstKind) bool {
+	switch k {
+	case callgraph.KindJump, callgraph.KindIndirectJump, callgraph.KindRet, callgraph.KindInt3, callgraph.KindStop:
+		return true
+	}
+	return false
+}
+
+// jumpTarget returns the absolute target of the direct jump in.
+func jumpTarget(f *callgraph.Function, in callgraph.Inst) (uint64, bool) {
+	d, err := x86asm.Decode(f.Code[in.Off:in.End()], 64)
+	if err != nil {
+		return 0, false
+	}
+	rel, ok := d.Args[0].(x86asm.Rel)
+	if !ok {
+		return 0, false
+	}
+	return f.Sym.Addr + uint64(in.End()) + uint64(int64(rel)), true
 }
 
 // collect gathers whole instructions from the site until JumpLen bytes.
@@ -180,8 +248,11 @@ func (w *Window) checkInst(f *callgraph.Function, in callgraph.Inst) error {
 
 // checkTargets refuses a window that a branch can enter after its first
 // byte (SAFETY A.3: no direct jump into (site, site+len]); an entry window
-// may not be a branch target at all.
-func (w *Window) checkTargets(f *callgraph.Function, cold []*callgraph.Function) error {
+// may not be a branch target at all. The branches are the function's own,
+// its .cold parts', and those the kernel's tables add (tb.Targets: jump
+// labels once flipped, alternatives' replacements, static calls,
+// exception fixups).
+func (w *Window) checkTargets(f *callgraph.Function, cold []*callgraph.Function, tb *Tables) error {
 	lo, hi := w.Off+1, w.Off+uint32(w.Len())
 	if w.Entry {
 		lo = w.Off
@@ -191,9 +262,14 @@ func (w *Window) checkTargets(f *callgraph.Function, cold []*callgraph.Function)
 			return refusef(f, "a branch inside the function reaches +%#x, in the window", t)
 		}
 	}
+	base := f.Sym.Addr
+	if tb != nil {
+		if a, ok := firstIn(tb.Targets, base+uint64(lo), base+uint64(hi)+1); ok {
+			return refusef(f, "+%#x, in the window, is a branch target the kernel's tables name (a jump label's, an alternative's, a static call or an exception fixup)", a-base)
+		}
+	}
 	// A .cold part jumps back into its parent: callgraph records that as
 	// an exit, or as a jump into the middle of the parent.
-	base := f.Sym.Addr
 	in := func(a uint64) bool { return base+uint64(lo) <= a && a <= base+uint64(hi) }
 	for _, part := range cold {
 		for _, e := range part.Exits {
@@ -233,9 +309,6 @@ func (w *Window) checkTables(f *callgraph.Function, t *Tables) error {
 	}
 	if anyIn(t.StaticCalls, start, end) {
 		return refusef(f, "the window holds a static call")
-	}
-	if anyIn(t.Kprobes, start, end) {
-		return refusef(f, "a kprobe sits in the window")
 	}
 	return nil
 }

@@ -134,6 +134,7 @@ func TestRefusals(t *testing.T) {
 		{"paravirt", join(nop5, push3, movRBP, ret), 0, true, &Tables{Paravirt: []Span{{fnAddr + 9, fnAddr + 12}}}, "paravirt"},
 		{"smp lock", join(nop5, push3, movRBP, ret), 0, true, &Tables{SMPLocks: []uint64{fnAddr + 6}}, "lock prefix"},
 		{"kprobe", join(nop5, push3, movRBP, ret), 0, true, &Tables{Kprobes: []uint64{fnAddr + 5}}, "kprobe"},
+		{"kprobe elsewhere in the function", join(nop5, push3, movRBP, xorEAX, ret), 0, true, &Tables{Kprobes: []uint64{fnAddr + 13}}, "kprobe sits in fn at +0xd"},
 		{"no tables", join(nop5, push3, movRBP, ret), 0, true, nil, "no kernel tables"},
 		{"endbr", join(endbr, nop5, push3, ret), 0, false, &Tables{}, "ENDBR"},
 	} {
@@ -181,5 +182,54 @@ func TestFlagsLive(t *testing.T) {
 	}
 	if !w.FlagsLive {
 		t.Error("flags dead before a je that reads them")
+	}
+}
+
+// TestJumpLabelTarget (issue 14, defect 3): a static key's jump lands
+// inside the window. The decode of the function shows only the nop at the
+// jump label's site, not where it jumps once the key flips; the table
+// does.
+func TestJumpLabelTarget(t *testing.T) {
+	// +5: push3 (5 bytes), +10: mov %rsp,%rbp, +13: nop5 (the jump label),
+	// +18: ret.
+	f := function(t, join(nop5, push3, movRBP, nop5, ret, int3x4))
+	tb := &Tables{JumpLabels: []uint64{fnAddr + 13}, Targets: []uint64{fnAddr + 7}}
+	_, err := SelectWindow(f, nil, 0, true, tb)
+	mustRefuse(t, err, "+0x7, in the window, is a branch target")
+	// At +0x5 a block window ends at +0xa: a target at +0xb is outside.
+	tb.Targets = []uint64{fnAddr + 11}
+	if _, err := SelectWindow(f, nil, 5, false, tb); err != nil {
+		t.Errorf("a target past the window: %v", err)
+	}
+}
+
+// TestForeignBytes (issue 14, defect 4): another patcher's bytes in the
+// function make its decode a guess. A kprobe's int3 over the first byte
+// of push %r15 (41 57) leaves 57 (push %rdi) to be decoded in its place:
+// a window at the probe's address + 1 must be refused, whether or not
+// kprobes/list has been read.
+func TestForeignBytes(t *testing.T) {
+	probed := join(nop5, []byte{0xcc, 0x57, 0x41, 0x56, 0x55}, movRBP, xorEAX, ret, int3x4)
+	text := Span{0xffffffff81000000, 0xffffffff82000000}
+	for _, tb := range []*Tables{{Text: text, Kprobes: []uint64{fnAddr + 5}}, {Text: text}} {
+		_, err := SelectWindow(function(t, probed), nil, 6, false, tb)
+		if tb.Kprobes != nil {
+			mustRefuse(t, err, "kprobe sits in fn at +0x5")
+		} else {
+			mustRefuse(t, err, "int3 in its code at +0x5")
+		}
+	}
+	// An optprobe's jmp into the kprobe slots, out of the kernel's text.
+	opt := join(nop5, []byte{0xe9, 0x00, 0x00, 0x00, 0x40}, movRBP, xorEAX, ret, int3x4)
+	_, err := SelectWindow(function(t, opt), nil, 10, false, &Tables{Text: text})
+	mustRefuse(t, err, "jumps out of the kernel's text at +0x5")
+	// The same jump into the splice module's pool is ours.
+	ours := &Tables{Text: text, Ours: Span{fnAddr + 10 + 0x40000000, fnAddr + 10 + 0x40001000}}
+	if _, err := SelectWindow(function(t, opt), nil, 10, false, ours); err != nil {
+		t.Errorf("a function holding one of our jumps: %v", err)
+	}
+	// int3 after a return is padding, not a breakpoint.
+	if _, err := SelectWindow(function(t, join(nop5, push3, movRBP, ret, int3x4, xorEAX, ret)), nil, 0, true, &Tables{Text: text}); err != nil {
+		t.Errorf("int3 padding after ret: %v", err)
 	}
 }
