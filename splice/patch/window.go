@@ -16,7 +16,8 @@ const JumpLen = 5
 const MaxWindow = 19
 
 // Window is a place a splice can go: whole instructions of one function,
-// at least JumpLen bytes, that may all run displaced.
+// at least JumpLen bytes, that may all run displaced; or one of its
+// returns (a return window).
 type Window struct {
 	Func  callgraph.Symbol
 	Off   uint32      // the site: offset of the first displaced instruction
@@ -25,9 +26,36 @@ type Window struct {
 	// the ftrace site): the return address is at the top of the stack,
 	// and the arithmetic flags are dead (no C function reads them).
 	Entry bool
+	// Return is set for a return window: a return (jmp to the return
+	// thunk, or ret and the int3s after it) or a tail call (jmp or jcc to
+	// another function's start), where the frames of the function's
+	// timers end. Its instruction does not run displaced: the trampoline
+	// does what it does, after the exit handler.
+	Return bool
 	// FlagsLive is set when the flags may be read after the site: the
 	// instrument must save them.
 	FlagsLive bool
+}
+
+// Role is what a window is to its function, the values of enum ap_role.
+type Role uint8
+
+// The roles.
+const (
+	RoleBlock  Role = 1 // whole instructions inside the function: counters
+	RoleEntry  Role = 2 // the entry window: any instrument
+	RoleReturn Role = 3 // a return window: no instrument
+)
+
+// Role returns the window's role.
+func (w *Window) Role() Role {
+	switch {
+	case w.Return:
+		return RoleReturn
+	case w.Entry:
+		return RoleEntry
+	}
+	return RoleBlock
 }
 
 // Addr returns the site's address.
@@ -337,4 +365,110 @@ func (w *Window) following(f *callgraph.Function) []x86asm.Inst {
 		at = in.End()
 	}
 	return out
+}
+
+// ExitWindows returns the return windows of f and its .cold parts: a
+// window at each return (a jmp to the return thunk; or a ret, where the
+// kernel wrote ret and int3s over one) and at each tail call (a jmp or
+// jcc with a 32-bit displacement to another function's start). A timer
+// needs every one of them: an exit without its window would leave its
+// frame open. f is refused where one of them cannot take a window, or
+// where it has none (it never returns).
+func ExitWindows(f *callgraph.Function, cold []*callgraph.Function, t *Tables) ([]*Window, error) {
+	if err := checkFunction(f, cold, t); err != nil {
+		return nil, err
+	}
+	var out []*Window
+	for _, part := range append([]*callgraph.Function{f}, cold...) {
+		ws, err := partExits(f, part, t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ws...)
+	}
+	if len(out) == 0 {
+		return nil, refusef(f, "it never returns (no return, no tail call): a timer's frame would never end")
+	}
+	return out, nil
+}
+
+// partExits returns the return windows of one part of f.
+func partExits(f, part *callgraph.Function, t *Tables) ([]*Window, error) {
+	var out []*Window
+	for _, off := range part.Returns {
+		w, err := returnWindow(f, part, off, t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	for _, s := range part.Sites {
+		if !s.Jump {
+			continue
+		}
+		if s.Kind != callgraph.Tail || s.TargetOff != 0 || s.Target == "" {
+			return nil, refusef(f, "%s leaves by a %s jump at +%#x, where no return window can go", part.Sym.Name, s.Kind, s.Off)
+		}
+		w, err := returnWindow(f, part, s.Off, t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// returnWindow makes the return window at off of part, a part of f.
+func returnWindow(f, part *callgraph.Function, off uint32, t *Tables) (*Window, error) {
+	in, ok := part.Inst(off)
+	if !ok {
+		return nil, refusef(f, "%s: no instruction at +%#x", part.Sym.Name, off)
+	}
+	code := part.Code[off:]
+	n := int(in.Len)
+	switch {
+	case in.Kind == callgraph.KindRet:
+		if len(code) < JumpLen || string(code[:JumpLen]) != "\xc3\xcc\xcc\xcc\xcc" {
+			return nil, refusef(f, "%s returns at +%#x with a ret not followed by 4 int3s: no room for a jump", part.Sym.Name, off)
+		}
+		n = JumpLen
+	case n == JumpLen && code[0] == 0xe9, n == 6 && code[0] == 0x0f && code[1]&0xf0 == 0x80:
+	default:
+		return nil, refusef(f, "%s leaves at +%#x by an instruction of %d bytes: no room for a jump", part.Sym.Name, off, n)
+	}
+	w := &Window{Func: part.Sym, Off: off, Return: true}
+	for at := 0; at < n; {
+		d, err := Decode(code[at:n], part.Sym.Addr+uint64(off)+uint64(at))
+		if err != nil {
+			return nil, refusef(f, "%v", err)
+		}
+		w.Insts = append(w.Insts, d)
+		at += d.Inst.Len
+	}
+	for _, tg := range part.Targets {
+		if tg > off && tg < off+uint32(n) {
+			return nil, refusef(f, "a branch reaches +%#x, inside the return at +%#x", tg, off)
+		}
+	}
+	if err := w.checkTables(part, t); err != nil {
+		return nil, err
+	}
+	if a, ok := firstIn(t.Targets, w.Addr()+1, w.Addr()+uint64(n)); ok {
+		return nil, refusef(f, "%#x, inside the return at +%#x, is a branch target the kernel's tables name", a, off)
+	}
+	return w, nil
+}
+
+// ExitTarget returns where a return window's jump goes (the return thunk,
+// or the function tail-called), and whether it has one (a ret has none).
+func (w *Window) ExitTarget() (uint64, bool) {
+	if !w.Return || len(w.Insts) == 0 {
+		return 0, false
+	}
+	d := w.Insts[0]
+	rel, ok := d.Inst.Args[0].(x86asm.Rel)
+	if !ok {
+		return 0, false
+	}
+	return d.Addr + uint64(d.Inst.Len) + uint64(int64(rel)), true
 }

@@ -2,6 +2,7 @@ package patch
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ const (
 var testSyms = func() *callgraph.Symbols {
 	s, err := callgraph.ParseKallsyms(strings.NewReader(`ffffffff81000000 T _stext
 ffffffff81000010 T __fentry__
+ffffffff81000020 T __x86_return_thunk
 ffffffff81001000 T fn
 ffffffff81001800 T other
 ffffffff81002000 t fn.cold
@@ -231,5 +233,75 @@ func TestForeignBytes(t *testing.T) {
 	// int3 after a return is padding, not a breakpoint.
 	if _, err := SelectWindow(function(t, join(nop5, push3, movRBP, ret, int3x4, xorEAX, ret)), nil, 0, true, &Tables{Text: text}); err != nil {
 		t.Errorf("int3 padding after ret: %v", err)
+	}
+}
+
+// jmpTo returns a jmp rel32 at addr to target.
+func jmpTo(addr, target uint64) []byte {
+	d := int32(int64(target - (addr + 5)))
+	return []byte{0xe9, byte(d), byte(d >> 8), byte(d >> 16), byte(d >> 24)}
+}
+
+// TestExitWindows: a timer's frames end at every return and tail call of
+// its function: a jmp to the return thunk, a ret the kernel padded with
+// int3s, a tail call; a 2-byte tail call has no room for a jump.
+func TestExitWindows(t *testing.T) {
+	// +5: cmp; +8: je +0x14; +10: jmp __x86_return_thunk; +15: ret+int3s;
+	// +20: jmp other.
+	code := join(nop5, cmpEDI, []byte{0x74, 0x0a}, jmpTo(fnAddr+10, 0xffffffff81000020),
+		ret, int3x4, jmpTo(fnAddr+20, 0xffffffff81001800))
+	ws, err := ExitWindows(function(t, code), nil, &Tables{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range ws {
+		to, _ := w.ExitTarget()
+		got = append(got, fmt.Sprintf("+%#x/%d->%#x", w.Off, w.Len(), to))
+		if w.Role() != RoleReturn {
+			t.Errorf("+%#x: role %d, want a return window", w.Off, w.Role())
+		}
+	}
+	want := "+0xa/5->0xffffffff81000020 +0xf/5->0x0 +0x14/5->0xffffffff81001800"
+	if strings.Join(got, " ") != want {
+		t.Errorf("windows %v, want %s", got, want)
+	}
+	b, err := Build(ws[2], nil, testLayout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _ = b.Apply(testLayout.PoolStart, nil, nil)
+	text := strings.Join(disasm(t, code, testLayout.PoolStart), "; ")
+	if !strings.Contains(text, "push %rdi; callq 0xffffffffc03f0080; pop %rdi; jmpq 0xffffffff81001800; int3") {
+		t.Errorf("a tail call's trampoline: %s", text)
+	}
+	// A 2-byte jmp to other's start, from just before it.
+	short := functionAt(t, "fn", 0xffffffff810017f0, join(nop5, cmpEDI, []byte{0xeb, 0x06}, int3x4))
+	_, err = ExitWindows(short, nil, &Tables{})
+	mustRefuse(t, err, "an instruction of 2 bytes")
+	_, err = ExitWindows(function(t, join(nop5, cmpEDI, ret, xorEAX, ret)), nil, &Tables{})
+	mustRefuse(t, err, "ret not followed by 4 int3s")
+}
+
+// TestMovablePrefixes: the prefixes a displaced instruction may have are
+// the module's: lock, operand size, %gs.
+func TestMovablePrefixes(t *testing.T) {
+	for _, c := range []struct {
+		code []byte
+		ok   bool
+	}{
+		{[]byte{0xf0, 0x48, 0x0f, 0xb1, 0x17}, true},              // lock cmpxchg %rdx,(%rdi)
+		{[]byte{0x65, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0}, true},  // mov %gs:0,%rax
+		{[]byte{0x64, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0}, false}, // %fs
+		{[]byte{0x3e, 0x48, 0x89, 0xf8}, false},                   // ds (notrack)
+		{[]byte{0x67, 0x8b, 0x07}, false},                         // address size
+	} {
+		d, err := Decode(c.code, fnAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.CheckMovable(); (err == nil) != c.ok {
+			t.Errorf("% x: %v, want movable %v", c.code, err, c.ok)
+		}
 	}
 }
