@@ -357,14 +357,6 @@ func checkSpliceShape(spec Spec) error {
 	return nil
 }
 
-func pids32(p []int) []int32 {
-	out := make([]int32, len(p))
-	for i, v := range p {
-		out[i] = int32(v)
-	}
-	return out
-}
-
 func (s *SpliceSession) alive() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

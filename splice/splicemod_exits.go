@@ -34,6 +34,10 @@ func (s *SpliceSession) openExits(specs []Spec) (opened []string, failed map[str
 		if live {
 			continue
 		}
+		if _, err := s.plan(Spec{Point: spec.Point, Kind: Count, Target: spec.Target}); err != nil {
+			failed[spec.Func] = err // the place itself is refused
+			continue
+		}
 		ws, err := s.returnRequests(spec, &batch, &owner)
 		if err != nil {
 			failed[spec.Func] = err

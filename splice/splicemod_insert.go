@@ -25,6 +25,7 @@ func (s *SpliceSession) Insert(ctx context.Context, spec Spec) (Instrument, erro
 type spliceSite struct {
 	w     *patch.Window
 	insts []*splicedInst
+	req   splicer.Splice // the module's answer: where the trampoline went, what it decided
 }
 
 // siteOrder orders a site's instruments: timers, then counters, then exit
@@ -236,7 +237,7 @@ func (s *SpliceSession) request(c *siteChange) error {
 
 // commit records a site the module made live, and its new instruments.
 func (s *SpliceSession) commit(c *siteChange, out []Instrument) {
-	site := &spliceSite{w: c.w}
+	site := &spliceSite{w: c.w, req: c.req}
 	byID := map[uint32]*splicedInst{}
 	for _, in := range c.keep {
 		byID[in.id] = in
@@ -329,19 +330,19 @@ func (s *SpliceSession) isAlias(addr uint64, name string) bool {
 // spliceErr explains the module's refusal of a splice.
 func spliceErr(spec Spec, sp splicer.Splice) error {
 	errno := syscall.Errno(-sp.Err)
+	why := ""
+	if w := sp.Why(); w != "" {
+		why = " (the module: " + w + ")"
+	}
 	switch errno {
-	case syscall.EBUSY:
-		return fmt.Errorf("%s: %w: the bytes at the site are not the ones analysed, another splice holds them, or another patcher's bytes are in its function (nothing written): %w", spec, ErrUnsafe, errno)
-	case syscall.EPERM:
-		return fmt.Errorf("%s: %w: the module refuses the site (outside core kernel text, blacklisted, text another patcher owns, exception-table entries, or an instruction that cannot run displaced): %w", spec, ErrUnsafe, errno)
-	case syscall.EILSEQ:
-		return fmt.Errorf("%s: %w: the kernel's decoder does not find the window at instruction boundaries of its function: %w", spec, ErrUnsafe, errno)
+	case syscall.EBUSY, syscall.EPERM, syscall.EILSEQ, syscall.ENOEXEC:
+		return fmt.Errorf("%s: %w: the module refuses the site%s, nothing written: %w", spec, ErrUnsafe, why, errno)
 	case syscall.ENOENT, syscall.ERANGE:
 		return fmt.Errorf("%s: %w: kallsyms does not place the window inside %s (found %q): %w", spec, ErrUnsafe, spec.Func, sp.FoundName(), errno)
 	case syscall.ENOSPC:
 		return fmt.Errorf("%s: %w: the module's trampoline slots or instrument ids are all used: %w", spec, ErrNotSupported, errno)
 	}
-	return fmt.Errorf("%s: splicing: %w", spec, errno)
+	return fmt.Errorf("%s: splicing%s: %w", spec, why, errno)
 }
 
 // Spec returns the instrument's spec.
@@ -416,4 +417,67 @@ func (in *splicedInst) stillLive(err error) error {
 	in.closed = false
 	in.s.mu.Unlock()
 	return err
+}
+
+// WithdrawAll withdraws instruments of the session in as few module calls
+// as it can: every site all of whose instruments are among ins goes in one
+// batch, with the return windows no instrument left needs in another; a
+// site that other instruments still hold gets a trampoline without these,
+// one call each (Close). The errors of instruments that stay live are
+// joined; an instrument closed already is skipped.
+func (s *SpliceSession) WithdrawAll(ins []Instrument) error {
+	whole, exits, partial := s.takeWhole(ins)
+	var errs []error
+	if len(whole) > 0 {
+		s.op.Lock()
+		_, err := s.dev.Withdraw(whole)
+		s.op.Unlock()
+		if err != nil && !errors.Is(err, splicer.ErrRemoved) {
+			errs = append(errs, fmt.Errorf("withdrawing %d sites: %w", len(whole), err))
+		}
+	}
+	s.op.Lock()
+	for fn, n := range exits {
+		errs = append(errs, s.releaseExits(fn, n))
+	}
+	s.op.Unlock()
+	for _, in := range partial {
+		if err := in.Close(); err != nil && !errors.Is(err, ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// takeWhole marks closed the instruments among ins whose sites go whole,
+// and forgets those sites: it returns their addresses, the timers and exit
+// counters among them by function, and the instruments left to Close.
+func (s *SpliceSession) takeWhole(ins []Instrument) (whole []uint64, exits map[string]int, partial []*splicedInst) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byAddr := map[uint64][]*splicedInst{}
+	for _, i := range ins {
+		si, ok := i.(*splicedInst)
+		if !ok || si == nil || si.s != s || si.closed || s.closed {
+			continue
+		}
+		byAddr[si.addr] = append(byAddr[si.addr], si)
+	}
+	exits = map[string]int{}
+	for addr, list := range byAddr {
+		site := s.sites[addr]
+		if site == nil || len(list) != len(site.insts) {
+			partial = append(partial, list...)
+			continue
+		}
+		whole = append(whole, addr)
+		delete(s.sites, addr)
+		for _, in := range list {
+			in.closed = true
+			if in.spec.Kind == Timer || in.spec.Kind == ExitCount {
+				exits[in.spec.Func]++
+			}
+		}
+	}
+	return whole, exits, partial
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -279,4 +280,13 @@ func (s *Splice) SetName(name string) error {
 // ENOENT.
 func (s *Splice) FoundName() string {
 	return string(bytes.TrimRight(s.Found[:], "\x00"))
+}
+
+// Why returns the module's reason for refusing a splice, "" where it gave
+// none.
+func (s *Splice) Why() string {
+	if s.Err == 0 || s.Err == -int32(syscall.ENOENT) {
+		return ""
+	}
+	return s.FoundName()
 }

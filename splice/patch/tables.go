@@ -401,7 +401,10 @@ func parseRelSites(b []byte, base uint64, size int, inText func(uint64) bool, wh
 }
 
 // ParseKprobeList parses debugfs kprobes/list ("ADDR  TYPE  SYMBOL+OFF
-// [FLAGS]" per registered kprobe) into the probed addresses.
+// [FLAGS]" per registered kprobe) into the probed addresses whose bytes a
+// kprobe writes: an int3, or an optprobe's jmp. A kprobe on the ftrace
+// site ([FTRACE]) writes none: ftrace calls it from the site that it owns
+// anyway.
 func ParseKprobeList(r io.Reader) ([]uint64, error) {
 	var out []uint64
 	sc := bufio.NewScanner(r)
@@ -413,6 +416,9 @@ func ParseKprobeList(r io.Reader) ([]uint64, error) {
 		a, err := strconv.ParseUint(f[0], 16, 64)
 		if err != nil {
 			return nil, fmt.Errorf("kprobes/list line %d: %q: want ADDRESS TYPE SYMBOL", line, sc.Text())
+		}
+		if strings.Contains(sc.Text(), "[FTRACE]") {
+			continue
 		}
 		out = append(out, a)
 	}

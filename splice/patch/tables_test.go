@@ -67,9 +67,9 @@ func TestParseRelSitesAndKprobes(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != fnAddr+9 {
 		t.Errorf("static call sites %x, %v; want the one in text", got, err)
 	}
-	kp, err := ParseKprobeList(strings.NewReader("ffffffff81001005  k  fn+0x5    [FTRACE]\nffffffff81000010  r  other+0x0\n"))
-	if err != nil || len(kp) != 2 || kp[0] != 0xffffffff81000010 {
-		t.Errorf("kprobes %x, %v", kp, err)
+	kp, err := ParseKprobeList(strings.NewReader("ffffffff81001005  k  fn+0x5    [FTRACE]\nffffffff81000010  r  other+0x0\nffffffff81000020  k  other+0x10  [OPTIMIZED]\n"))
+	if err != nil || len(kp) != 2 || kp[0] != 0xffffffff81000010 || kp[1] != 0xffffffff81000020 {
+		t.Errorf("kprobes %x, %v; want the two that write bytes, not the one on the ftrace site", kp, err)
 	}
 	if _, err := ParseKprobeList(strings.NewReader("nonsense\n")); err == nil {
 		t.Error("a line without an address parses")

@@ -541,14 +541,9 @@ static long ap_ioc_insert(struct ap_session *s, void __user *arg)
 	}
 	mutex_lock(&ap_op_lock);
 	/* Slots withdrawn a moment ago come back after RCU-tasks. */
-	mutex_lock(&ap_lock);
-	if (ap_short(b.n)) {
-		mutex_unlock(&ap_lock);
-		ap_reclaim_flush();
-	} else {
-		mutex_unlock(&ap_lock);
-	}
-	err = ap_insert(s, sp, b.n);
+	err = ap_reclaim_wait(b.n);
+	if (!err)
+		err = ap_insert(s, sp, b.n);
 	mutex_unlock(&ap_op_lock);
 	if (err >= 0) {
 		b.done = err;

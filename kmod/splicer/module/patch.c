@@ -449,11 +449,14 @@ static int ap_prepare(struct ap_splice *sp, u8 *buf, u32 *fresh)
 		return err;
 	if (sp->flags & AP_F_REPLACE) {
 		old = ap_site_of(sp->addr);
-		if (!old || old->state != AP_S_LIVE)
+		if (!old || old->state != AP_S_LIVE) {
+			strscpy(sp->found, "no live site to replace", AP_NAME_LEN);
 			return -ENOENT;
+		}
 		if (old->len != sp->len || old->role != sp->role || memcmp(old->orig, sp->orig, sp->len))
 			return -EBUSY;
 	} else if (ap_overlaps(sp->addr, sp->len)) {
+		strscpy(sp->found, "overlaps another site", AP_NAME_LEN);
 		return -EBUSY;
 	}
 	err = ap_check_site(sp, &w);
@@ -560,6 +563,7 @@ static bool ap_prepare_arm(struct ap_splice *sp, u8 *buf, int *slot)
 	sp->tramp = 0;
 	sp->tramp_len = 0;
 	sp->out = 0;
+	memset(sp->found, 0, sizeof(sp->found));
 	*slot = ap_prepare(sp, buf, &fresh);
 	sp->err = *slot < 0 ? *slot : 0;
 	if (*slot < 0)
@@ -567,6 +571,7 @@ static bool ap_prepare_arm(struct ap_splice *sp, u8 *buf, int *slot)
 	s = &ap_sites[*slot];
 	if (memcmp((void *)s->addr, ap_expect(s), s->len)) {
 		sp->err = -EBUSY;
+		strscpy(sp->found, "the window does not hold the bytes expected", AP_NAME_LEN);
 		ap_unprepare(s, sp, fresh);
 		*slot = -1;
 		return false;
@@ -904,6 +909,32 @@ void ap_reclaim_flush(void)
 {
 	flush_work(&ap_reclaim_work);
 	ap_reclaim_fn(NULL);
+}
+
+/*
+ * ap_reclaim_wait waits, killably and for at most ten seconds, until n
+ * slots of each kind are free: the reclaim worker frees them after
+ * RCU-tasks. -EINTR on a fatal signal (kill -9 of the controller must not
+ * wait for a grace period), -ENOSPC when they do not come free.
+ */
+int ap_reclaim_wait(u32 n)
+{
+	unsigned long until = jiffies + 10 * HZ;
+	bool short_;
+
+	for (;;) {
+		mutex_lock(&ap_lock);
+		short_ = ap_short(n);
+		mutex_unlock(&ap_lock);
+		if (!short_)
+			return 0;
+		if (time_after(jiffies, until))
+			return -ENOSPC;
+		queue_work(ap_wq, &ap_reclaim_work);
+		schedule_timeout_killable(HZ / 50);
+		if (fatal_signal_pending(current))
+			return -EINTR;
+	}
 }
 
 /*

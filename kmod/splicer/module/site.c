@@ -322,6 +322,13 @@ static int ap_check_return(const struct ap_splice *sp, struct ap_window *w)
 	return -EPERM;
 }
 
+/* ap_refuse returns err, saying why in the request's found field. */
+static int ap_refuse(struct ap_splice *sp, int err, const char *why)
+{
+	strscpy(sp->found, why, AP_NAME_LEN);
+	return err;
+}
+
 /* ap_check_role applies what the window's role requires. */
 static int ap_check_role(struct ap_splice *sp, struct ap_window *w)
 {
@@ -330,16 +337,22 @@ static int ap_check_role(struct ap_splice *sp, struct ap_window *w)
 	w->entry = ap_entry_site(w);
 	switch (sp->role) {
 	case AP_ENTRY:
-		return w->entry && sp->addr == w->func + w->entry ? 0 : -EPERM;
+		if (!w->entry || sp->addr != w->func + w->entry)
+			return ap_refuse(sp, -EPERM, "not the function's entry site");
+		return 0;
 	case AP_BLOCK:
 		for (i = 0; i < sp->ninst; i++)
 			if (sp->insts[i].kind != AP_COUNT)
-				return -EINVAL;
-		return sp->addr < w->func + w->entry ? -EPERM : 0;
+				return ap_refuse(sp, -EINVAL, "a timer or exit counter at a block window");
+		if (sp->addr < w->func + w->entry)
+			return ap_refuse(sp, -EPERM, "before the entry site (ENDBR, ftrace)");
+		return 0;
 	case AP_RETURN:
-		return ap_check_return(sp, w);
+		if (ap_check_return(sp, w))
+			return ap_refuse(sp, -EPERM, "not a return or a tail call");
+		return 0;
 	}
-	return -EINVAL;
+	return ap_refuse(sp, -EINVAL, "no such role");
 }
 
 /*
@@ -357,17 +370,28 @@ int ap_check_site(struct ap_splice *sp, struct ap_window *w)
 	err = err ?: ap_check_role(sp, w);
 	if (err)
 		return err;
-	if (ap_kprobe_blacklisted(w->func) || ap_kprobe_blacklisted(sp->addr) ||
-	    ap_extable_meets(w->func, w->func + w->size) || ap_reserved(sp->addr, end - 1))
-		return -EPERM;
+	if (ap_kprobe_blacklisted(w->func) || ap_kprobe_blacklisted(sp->addr))
+		return ap_refuse(sp, -EPERM, "on the kprobe blacklist");
+	if (ap_extable_meets(w->func, w->func + w->size))
+		return ap_refuse(sp, -EPERM, "the function has exception-table entries");
+	if (ap_reserved(sp->addr, end - 1))
+		return ap_refuse(sp, -EPERM, "text another patcher owns (jump label, static call, ftrace, alternative)");
 	k.lo = sp->addr + 1;
 	k.hi = sp->role == AP_RETURN ? end - 1 : end;
 	if (ap_jump_target_in(k.lo, k.hi))
-		return -EPERM;
+		return ap_refuse(sp, -EPERM, "a jump label's target is in the window");
 	err = ap_our_windows(w->func, w->func + w->size, &k);
 	if (err)
 		return err;
 	err = ap_walk_function(sp, w, &k);
 	kfree(k.skip);
+	switch (err) {
+	case -EILSEQ:
+		return ap_refuse(sp, err, "the decoder does not find the window at instruction boundaries");
+	case -EBUSY:
+		return ap_refuse(sp, err, "another patcher's int3 or jump in the function");
+	case -EPERM:
+		return ap_refuse(sp, err, "an indirect jump, or a branch into the window");
+	}
 	return err;
 }

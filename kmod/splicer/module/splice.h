@@ -174,6 +174,7 @@ void ap_withdraw_all(u32 state);
 void ap_check_sites(void);
 bool ap_broken(void);
 void ap_reclaim_flush(void);
+int ap_reclaim_wait(u32 n);
 bool ap_short(u32 n);
 void ap_read_inst(struct ap_inst_read *r);
 void ap_reset_insts(void);

@@ -500,7 +500,7 @@ static void ap_body(struct ap_emit *e, const struct ap_splice *sp)
 	while (off < sp->len && !e->err) {
 		if (ap_insn_decode(&insn, sp->orig + off, sp->len - off) ||
 		    !ap_insn_movable(&insn)) {
-			e->err = -EPERM;
+			e->err = -ENOEXEC;	/* an instruction that cannot run displaced */
 			return;
 		}
 		ap_relocate(e, &insn, sp->orig + off, sp->addr + off);

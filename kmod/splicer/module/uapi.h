@@ -162,7 +162,7 @@ struct ap_splice {
 	__u64 tramp;		/* where the trampoline went */
 	__u32 tramp_len;
 	__u32 pad2;
-	char found[AP_NAME_LEN];	/* on -ENOENT: the name kallsyms gave */
+	char found[AP_NAME_LEN];	/* on -ENOENT: the name kallsyms gave; else why */
 };
 
 /* A batch: AP_IOC_INSERT (struct ap_splice[n]), AP_IOC_WITHDRAW (__u64 sites[n]). */
