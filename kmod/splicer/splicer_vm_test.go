@@ -162,14 +162,18 @@ func TestVMWithdrawTwice(t *testing.T) {
 // withdrawn, so that a session outlives the id space. The module gets 16
 // instrument slots; 400 insert/withdraw cycles each take a fresh id. Before,
 // ids only grew, and the 16th insertion was refused. An id is never given
-// twice: the old one reads withdrawn with its final count.
+// twice: the old one reads withdrawn with its final count. 100 cycles with
+// -short.
 func TestVMIDsReused(t *testing.T) {
 	e := newEnv(t)
 	e.load(t, Params{MaxInsts: 16})
 	d := e.open(t, 10*time.Second, 1)
 	w := e.blockWindows(t, "__x64_sys_getpid", 1)[0]
 	seen := map[uint32]bool{}
-	const cycles = 400
+	cycles := 400
+	if testing.Short() {
+		cycles = 100
+	}
 	for i := 0; i < cycles; i++ {
 		sp := e.insert(t, d, e.request(w, InstReq{Kind: Count}))[0]
 		id := sp.Insts[0].ID

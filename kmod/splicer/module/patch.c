@@ -524,6 +524,8 @@ static void ap_arm(struct ap_site *s)
 static void ap_disarm(struct ap_site *s)
 {
 	ap_poke(s->addr, ap_expect(s), INT3_INSN_SIZE);
+	if (s->replaces >= 0)
+		ap_sites[s->replaces].covered = 0;
 }
 
 /*
@@ -580,6 +582,8 @@ static bool ap_prepare_arm(struct ap_splice *sp, u8 *buf, int *slot)
 		WRITE_ONCE(ap_inst_of(s->ids[i])->state, AP_LIVE);
 	ap_arm(s);
 	s->state = AP_S_ARMED;
+	if (s->replaces >= 0)
+		ap_sites[s->replaces].covered = 1;	/* its jump's first byte is our int3 now */
 	return s->replaces < 0 && ap_several(sp);
 }
 
@@ -853,7 +857,7 @@ void ap_check_sites(void)
 
 	mutex_lock(ap_k.text_mutex);
 	for (i = 0; i < AP_POOL_SLOTS; i++)
-		if (ap_sites[i].state == AP_S_LIVE && ap_changed(&ap_sites[i]))
+		if (ap_sites[i].state == AP_S_LIVE && !ap_sites[i].covered && ap_changed(&ap_sites[i]))
 			ap_mark_broken(&ap_sites[i]);
 	mutex_unlock(ap_k.text_mutex);
 }

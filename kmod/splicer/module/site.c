@@ -190,17 +190,28 @@ static int ap_check_branch(const struct insn *insn, unsigned long at, const stru
 	if (ap_ours(to))
 		return 0;
 	if (!ap_core_text(to))
-		return -EBUSY;	/* another patcher's jump (an optprobe's) */
+		return -EXDEV;	/* another patcher's jump (an optprobe's) */
 	if (!ap_lookup(to, buf, &off, &size) && !off && !strncmp(buf, "__x86_indirect_", 15))
 		return -EPERM;	/* through a retpoline thunk */
 	return 0;
+}
+
+/* ap_padding reports whether [at, end) is all int3: the padding after a function's code. */
+static bool ap_padding(unsigned long at, unsigned long end)
+{
+	for (; at < end; at++)
+		if (*(u8 *)at != INT3_INSN_OPCODE)
+			return false;
+	return true;
 }
 
 /*
  * ap_walk_function decodes the function's live bytes from its start to
  * its end, stepping over our own windows, and checks each instruction
  * (see the top of this file). The window must start and end at
- * instruction boundaries.
+ * instruction boundaries. An int3 that does not follow an instruction that
+ * never falls through is another's breakpoint, unless only int3s follow it
+ * to the end: the padding after a call that does not return.
  */
 static int ap_walk_function(const struct ap_splice *sp, const struct ap_window *w, struct ap_walk *k)
 {
@@ -227,8 +238,11 @@ static int ap_walk_function(const struct ap_splice *sp, const struct ap_window *
 				return -EILSEQ;
 			break;	/* what follows the code is not the window's concern */
 		}
-		if (insn.opcode.nbytes == 1 && insn.opcode.bytes[0] == INT3_INSN_OPCODE && !after_end)
-			return -EBUSY;	/* another's breakpoint */
+		if (insn.opcode.nbytes == 1 && insn.opcode.bytes[0] == INT3_INSN_OPCODE && !after_end) {
+			if (!ap_padding(at, end))
+				return -EBUSY;	/* another's breakpoint */
+			break;
+		}
 		err = ap_check_branch(&insn, at, k);
 		if (err)
 			return err;
@@ -389,7 +403,9 @@ int ap_check_site(struct ap_splice *sp, struct ap_window *w)
 	case -EILSEQ:
 		return ap_refuse(sp, err, "the decoder does not find the window at instruction boundaries");
 	case -EBUSY:
-		return ap_refuse(sp, err, "another patcher's int3 or jump in the function");
+		return ap_refuse(sp, err, "another's int3 in the function's code (a kprobe?)");
+	case -EXDEV:
+		return ap_refuse(sp, -EBUSY, "a jump out of the kernel's text in the function (an optprobe?)");
 	case -EPERM:
 		return ap_refuse(sp, err, "an indirect jump, or a branch into the window");
 	}

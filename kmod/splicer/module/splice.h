@@ -94,6 +94,7 @@ struct ap_site {
 	u8 len, role;
 	u8 state;		/* enum ap_site_state */
 	u8 out;			/* AP_O_* */
+	u8 covered;		/* live, with a replacement armed over its first byte */
 	int replaces;		/* armed over the jump of this live slot, or -1 */
 	u32 ninst;
 	u32 ids[AP_SITE_INSTS];
