@@ -212,14 +212,16 @@ static __always_inline bool ap_live(u32 id)
  * ap_trim drops the frames at the top of the thread's shadow stack whose
  * instrument was withdrawn (or whose session ended) while they were open:
  * their ends will not be seen, and they must not be the parent of what
- * comes next.
+ * comes next. Those of this session are misses; an ended session's are
+ * not this one's concern.
  */
 static __always_inline void ap_trim(struct ap_thread *t)
 {
-	u32 d = t->depth;
+	u32 d = t->depth, gen = READ_ONCE(ap_gen);
 
-	while (d && (t->f[d - 1].gen != READ_ONCE(ap_gen) || !ap_live(t->f[d - 1].inst))) {
-		ap_miss(AP_M_UNMATCHED);
+	while (d && (t->f[d - 1].gen != gen || !ap_live(t->f[d - 1].inst))) {
+		if (t->f[d - 1].gen == gen)
+			ap_miss(AP_M_UNMATCHED);
 		d--;
 	}
 	WRITE_ONCE(t->depth, d);
@@ -422,7 +424,7 @@ __visible notrace void ap_exit(unsigned long *slot)
 	struct ap_frame f;
 	bool nested;
 	u64 t0;
-	int i;
+	int i, d;
 
 	if (in_nmi())
 		return;	/* no frame begins in NMI */
@@ -435,7 +437,9 @@ __visible notrace void ap_exit(unsigned long *slot)
 			break;
 	if (i < 0)
 		goto out;	/* no frame began here: its entry was a miss */
-	this_cpu_add(ap_misses[AP_M_UNMATCHED], t->depth - 1 - i);
+	for (d = i + 1; d < (int)t->depth; d++)
+		if (t->f[d].gen == READ_ONCE(ap_gen))
+			ap_miss(AP_M_UNMATCHED);	/* ended unseen above it */
 	while (i >= 0 && t->f[i].slot == slot) {
 		f = t->f[i];
 		WRITE_ONCE(t->depth, i);
@@ -547,12 +551,17 @@ u64 ap_handler_ns(void)
 	return ap_ns(sum);
 }
 
-/* ap_measure_reset clears contexts and statistics for a new session. */
+/* ap_measure_reset clears contexts, statistics and misses for a new session. */
 void ap_measure_reset(void)
 {
+	int cpu, i;
+
 	WRITE_ONCE(ap_gen, ap_gen + 1);
 	/* No handler still works with the old generation: they run preempt-off. */
 	synchronize_rcu();
+	for_each_possible_cpu(cpu)
+		for (i = 0; i < AP_M_N; i++)
+			per_cpu(ap_misses[i], cpu) = 0;
 	memset(ap_ctx_hash, 0, (ap_ctx_hash_mask + 1) * sizeof(*ap_ctx_hash));
 	memset(ap_mem, 0, ap_mem_size);
 	ap_hdr->magic = AP_MAGIC;

@@ -449,7 +449,7 @@ static int ap_prepare(struct ap_splice *sp, u8 *buf, u32 *fresh)
 		return err;
 	if (sp->flags & AP_F_REPLACE) {
 		old = ap_site_of(sp->addr);
-		if (!old || old->state != AP_S_LIVE) {
+		if (!old || old->state != AP_S_LIVE || old->covered) {
 			strscpy(sp->found, "no live site to replace", AP_NAME_LEN);
 			return -ENOENT;
 		}

@@ -39,9 +39,10 @@
 .endm
 
 /*
- * At a function's entry and at its returns the arithmetic flags are dead
- * (no C function takes or returns them), and the handlers change neither
- * IF nor DF: RFLAGS needs restoring only where AC was set. popfq is slow.
+ * At a function's entry the arithmetic flags are dead (no C function takes
+ * them; site.c checks that an entry window follows the ftrace site of a
+ * compiled function), and the handlers change neither IF nor DF: RFLAGS
+ * needs restoring only where AC was set. popfq is slow.
  */
 .macro AP_CLAC_IF_AC flags, name
 	testl $X86_EFLAGS_AC, \flags(%rsp)
@@ -97,14 +98,15 @@ SYM_FUNC_END(ap_stub_enter)
 /*
  * ap_stub_exit: called from a return window, where the stack pointer was
  * at the return address: above the return into the trampoline and the
- * saved %rdi, as for ap_stub_enter.
+ * saved %rdi, as for ap_stub_enter. A tail call's target is only known to
+ * start a function by kallsyms, so RFLAGS comes back whole.
  */
 SYM_FUNC_START(ap_stub_exit)
 	AP_SAVE
 	AP_CLAC_IF_AC 64, ap_clac_exit
 	leaq 88(%rsp), %rdi
 	call ap_exit
-	AP_RESTORE_AT_EDGE
+	AP_RESTORE
 	RET
 SYM_FUNC_END(ap_stub_exit)
 
