@@ -19,6 +19,9 @@ type TreeScore struct {
 	// one within TieShare of it (a tie within what the truth's own
 	// measurement and the emulator's drift can tell apart).
 	FirstRight bool
+	// FirstIsPlant: the first finding names a plant, any of them (not a
+	// caller of the cost, not the instruments' own cost).
+	FirstIsPlant bool
 	// AllInTopFive: every plant of 10% or more is among the first five
 	// findings; Missing names those that are not.
 	AllInTopFive bool
@@ -49,7 +52,11 @@ func Score(run *search.Run, t *calltree.Tree, truth map[string]float64) TreeScor
 		f := run.Findings[0]
 		s.Top = fmt.Sprintf("%s %.1f%%", f.Path[len(f.Path)-1], 100*f.ExclShare.Mean)
 		for _, p := range t.Plants {
-			if truth[p.Stat] >= truth[top.Stat]-TieShare && t.Matches(p, f.Path) {
+			if !t.Matches(p, f.Path) {
+				continue
+			}
+			s.FirstIsPlant = true
+			if truth[p.Stat] >= truth[top.Stat]-TieShare {
 				s.FirstRight = true
 			}
 		}
