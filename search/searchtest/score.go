@@ -136,12 +136,13 @@ func topPlant(t *calltree.Tree, truth map[string]float64) calltree.Plant {
 }
 
 // TruthTable prints the scores of a set of hunts, one line each, and a
-// summary line: trees hunted, first finding right, every plant of 10% or
-// more in the first five, mean share error, largest exclusive sum,
+// summary line: trees hunted, first finding right (and how many first
+// findings name any plant), every plant of 10% or more in the first five,
+// mean share error, largest exclusive sum,
 // instruments and rounds to the first right finding.
 func TruthTable(w io.Writer, title string, scores []TreeScore) {
 	fmt.Fprintf(w, "%s\n%-6s %-8s %-5s %-5s %6s %6s %6s %5s %6s  %s\n", title, "tree", "backend", "first", "top5", "err", "maxerr", "sum", "inst", "right@", "first finding / missing")
-	var right, all, inst, rr, nrr int
+	var right, plant, all, inst, rr, nrr int
 	var errSum, sumMax float64
 	for _, s := range scores {
 		note := s.Top
@@ -152,6 +153,9 @@ func TruthTable(w io.Writer, title string, scores []TreeScore) {
 			100*s.ShareErr, 100*s.MaxShareErr, 100*s.ExclSum, s.Instruments, s.FirstRightRound, note)
 		if s.FirstRight {
 			right++
+		}
+		if s.FirstIsPlant {
+			plant++
 		}
 		if s.AllInTopFive {
 			all++
@@ -165,6 +169,6 @@ func TruthTable(w io.Writer, title string, scores []TreeScore) {
 		}
 	}
 	n := max(len(scores), 1)
-	fmt.Fprintf(w, "trees %d, first right %d, all plants >= 10%% in top five %d, mean share error %.1f points, largest exclusive sum %.1f%%, instruments %.1f per hunt, rounds to first right %.1f\n",
-		len(scores), right, all, 100*errSum/float64(n), 100*sumMax, float64(inst)/float64(n), float64(rr)/float64(max(nrr, 1)))
+	fmt.Fprintf(w, "trees %d, first right %d (a plant %d), all plants >= 10%% in top five %d, mean share error %.1f points, largest exclusive sum %.1f%%, instruments %.1f per hunt, rounds to first right %.1f\n",
+		len(scores), right, plant, all, 100*errSum/float64(n), 100*sumMax, float64(inst)/float64(n), float64(rr)/float64(max(nrr, 1)))
 }
