@@ -128,6 +128,44 @@ func TestCompensation(t *testing.T) {
 	}
 }
 
+// TestCompensationScaled: the calibration ran the instruments four times
+// faster than the hunt does (an idle machine then, a busy one now), so
+// every calibrated cost is a quarter of the real one. Where the
+// calibration measured the programs' run time per hit too (a quarter of
+// each hit's cost here), the kernel's run time in each round scales the
+// costs back: the top finding holds the planted share within 3 points and
+// the hunt takes out about four times what it takes out without that
+// measure (where it leaves three quarters of the cost in).
+func TestCompensationScaled(t *testing.T) {
+	for _, shape := range []string{"many", "cpu"} {
+		t.Run(shape, func(t *testing.T) {
+			var taken [2]float64
+			for i, runShare := range []float64{0.25, 0} {
+				synctest.Test(t, func(t *testing.T) {
+					k, truth := searchtest.Planted(shape, 1)
+					k.ProbeEffect, k.CostPerHitNs, k.InsideNs = true, 2000, 800
+					k.CalibrationSpeed, k.RunShare = 4, runShare
+					k.Start()
+					run := hunt(t, k, func(c *search.Config) { c.BudgetPct = 50 })
+					top := run.Findings[0]
+					taken[i] = run.Overhead.CompensatedPct
+					t.Logf("run share %v: top %s %.1f%% (planted %.1f%%), %.2f%% of the target's time compensated",
+						runShare, top.Path[len(top.Path)-1], 100*top.ExclShare.Mean, 100*truth.Share, taken[i])
+					if runShare > 0 {
+						checkPlanted(t, run, k, truth)
+						if d := math.Abs(top.ExclShare.Mean - truth.Share); d > 0.03 {
+							t.Errorf("scaled: top share %.1f points from the planted", 100*d)
+						}
+					}
+				})
+			}
+			if taken[0] < 3*taken[1] {
+				t.Errorf("compensated %.2f%% of the target's time with the run-time scale, %.2f%% without: want about four times as much", taken[0], taken[1])
+			}
+		})
+	}
+}
+
 // TestSampledTargets hunts the planted call through a function pointer
 // from its syscall root, without Deep Start, with a backend that captures
 // no indirect-call targets (splice): the targets come from the stacks

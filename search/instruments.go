@@ -261,6 +261,34 @@ func (h *hunter) costOfSpec(spec splice.Spec) float64 {
 	return h.costOf(b)
 }
 
+// BPFCostKey is the key under which a Calibrator gives, beside a cost
+// per hit (key "fentry", "kprobe:count", ...), the kernel's measure of the
+// instrument's programs' run time per hit in the same loops (BPF run-time
+// statistics). The programs are part of the cost, measured by the kernel
+// in every round: their run time in a round against what the calibration
+// predicts of it for the round's hits tells how much faster or slower the
+// machine runs the instruments now than during the calibration, which
+// compensate applies to the costs (a calibration on a busy machine
+// overstated fentry 13 times; an emulator's kprobe ran 40 times its
+// calibration when the other guest on its host was busy).
+func BPFCostKey(key string) string { return "bpf:" + key }
+
+// bpfOfSpec returns the programs' calibrated run time per hit of spec's
+// instrument (see BPFCostKey), keyed as costOfSpec keys the cost.
+func (h *hunter) bpfOfSpec(spec splice.Spec) (float64, bool) {
+	b := h.backendOf(spec)
+	if spec.Kind != splice.Timer || spec.IsCallSite() {
+		if v, ok := h.costs[BPFCostKey(b+":count")]; ok {
+			if spec.IsCallSite() {
+				return 2 * v, true
+			}
+			return v, true
+		}
+	}
+	v, ok := h.costs[BPFCostKey(b)]
+	return v, ok
+}
+
 // insideOf returns the part of a timer's cost per hit that falls inside
 // its own window ("BACKEND:inside"), 0 where not calibrated.
 func (h *hunter) insideOf(spec splice.Spec) float64 {

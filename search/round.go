@@ -38,7 +38,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 		if h.meter != nil {
 			measured = float64(cur.overhead - prev.overhead)
 		}
-		d = h.compensate(d, siteCalls, measured)
+		d = h.compensate(d, siteCalls, delta.Hits, measured)
 	}
 	var ops uint64
 	for _, r := range h.rootNodes() {
@@ -314,6 +314,40 @@ func subMisses(a, b splice.Misses) splice.Misses {
 	}
 }
 
+// maxCostScale bounds costScale's factor either way: a round's run time
+// that strays further from the calibration's prediction is taken for a
+// fault of the reading, not the machine's speed.
+const maxCostScale = 50
+
+// costScale is the factor by which the calibrated costs per hit are to be
+// scaled in a round: the programs' run time the kernel measured in the
+// round over the sum, over the live instruments, of their hits (every
+// task's: a program runs for each) times their calibrated run time per
+// hit (BPFCostKey). ok is false where that cannot be known: no
+// measurement, an instrument whose run time per hit was not calibrated,
+// or no hit.
+func (h *hunter) costScale(hits map[string]uint64, measuredNs float64) (f float64, ok bool) {
+	if measuredNs <= 0 || hits == nil {
+		return 1, false
+	}
+	var predicted float64
+	for _, in := range h.specs {
+		n, counted := hits[in.key]
+		if !counted || n == 0 {
+			continue
+		}
+		per, ok := h.bpfOfSpec(in.spec)
+		if !ok {
+			return 1, false
+		}
+		predicted += float64(n) * per
+	}
+	if predicted <= 0 {
+		return 1, false
+	}
+	return min(max(measuredNs/predicted, 1.0/maxCostScale), maxCostScale), true
+}
+
 // compensate takes the instruments' own cost out of one round's readings
 // (Paradyn's instrumentation cost accounting) and returns the target's
 // time without it. Every hit of an instrument costs its backend's
@@ -339,14 +373,16 @@ func subMisses(a, b splice.Misses) splice.Misses {
 //
 // (the cost is on-CPU time, so off-CPU time is left as measured), which
 // keeps excl' = incl' − Σ incl' of the timed children. in(i) is measured
-// on a function that does next to nothing, an upper bound. Two bounds
-// keep a calibration that overstates the costs from taking out time that
-// was the target's: the costs are scaled down to twice what the kernel
-// measured of the instruments' run time in the round, where they exceed
-// it, and d loses only what was taken out of the roots (every hit of the
-// target's falls in a root's window) and the roots' own cost outside
+// on a function that does next to nothing, an upper bound. The costs
+// follow the machine's speed: where the calibration measured the
+// programs' run time per hit too (BPFCostKey), every cost is scaled by
+// the programs' run time the kernel measured in the round over what the
+// calibration predicts for the round's hits (see costScale); elsewhere a
+// calibration that overstates the costs is bounded by twice that run
+// time. And d loses only what was taken out of the roots (every hit of
+// the target's falls in a root's window) and the roots' own cost outside
 // their windows.
-func (h *hunter) compensate(d float64, siteCalls map[string]uint64, measuredNs float64) float64 {
+func (h *hunter) compensate(d float64, siteCalls, hits map[string]uint64, measuredNs float64) float64 {
 	own := map[*node]float64{}   // cost paid in n's exclusive time
 	below := map[*node]float64{} // cost paid within n's window
 	var total float64
@@ -380,12 +416,16 @@ func (h *hunter) compensate(d float64, siteCalls map[string]uint64, measuredNs f
 		return d
 	}
 	// A calibration taken while the machine was busy can overstate the
-	// cost per hit several times over; the kernel's own measure of the
-	// instruments' run time in the round bounds it (twice that, for the
-	// trampolines and traps around the programs that it leaves out).
-	f := 1.0
-	if measuredNs > 0 && total > 2*measuredNs {
+	// cost per hit several times over, or understate it as much when the
+	// machine is busier now; the kernel's own measure of the
+	// instruments' run time in the round scales it (costScale), or,
+	// without a calibrated run time per hit, bounds it (twice that, for
+	// the trampolines and traps around the programs that it leaves out).
+	f, scaled := h.costScale(hits, measuredNs)
+	if !scaled && measuredNs > 0 && total > 2*measuredNs {
 		f = 2 * measuredNs / total
+	}
+	if f != 1 {
 		for n := range own {
 			own[n] *= f
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -79,10 +80,16 @@ func (c Calibrator) Calibrate(ctx context.Context, in splice.Instrumenter) (map[
 		if _, done := costs[key]; done {
 			continue
 		}
-		if c, ok := c.cost(ctx, in, p, loop); ok {
+		if c, bpf, ok := c.cost(ctx, in, p, loop); ok {
 			costs[key] = c
+			if bpf > 0 {
+				costs[search.BPFCostKey(key)] = bpf
+			}
 			if _, ok := costs[p.backend]; !ok {
 				costs[p.backend] = c // where the backend serves counters only (kprobe beside fentry)
+				if bpf > 0 {
+					costs[search.BPFCostKey(p.backend)] = bpf
+				}
 			}
 		}
 	}
@@ -170,26 +177,37 @@ func (c Calibrator) timedMean(ctx context.Context, in splice.Instrumenter, spec 
 const calibrationRuns = 7
 
 // cost times the loop without and with the instrument, alternating, and
-// returns the median added time over the hits counted. (The kernel's own
-// measure of the programs' run time is no floor: with its clock reads it
-// can exceed what the instruments add to the loop, many times over under
-// an emulator, and it holds every program of the session.)
-func (c Calibrator) cost(ctx context.Context, in splice.Instrumenter, p probe, loop func() time.Duration) (float64, bool) {
-	if _, h, err := c.measure(ctx, in, p, loop); err != nil || h < uint64(c.n()) {
-		return 0, false // not on the path of every pread: try the next
+// returns the median added time over the hits counted, and the median of
+// the kernel's measure of the programs' run time over the same hits (0
+// where the kernel does not measure it). (That run time is no floor for
+// the cost: with its clock reads it can exceed what the instruments add
+// to the loop, many times over under an emulator. It is the yardstick
+// by which the hunt scales the costs to the machine's speed in each
+// round: see search.BPFCostKey.)
+func (c Calibrator) cost(ctx context.Context, in splice.Instrumenter, p probe, loop func() time.Duration) (cost, bpf float64, ok bool) {
+	if _, h, _, err := c.measure(ctx, in, p, loop); err != nil || h < uint64(c.n()) {
+		return 0, 0, false // not on the path of every pread: try the next
 	}
-	var diffs []float64
+	var diffs, runs []float64
 	for i := 0; i < calibrationRuns; i++ {
 		loop() // warm: the instrument's withdrawal is done with
 		base := loop()
-		t, h, err := c.measure(ctx, in, p, loop)
+		t, h, run, err := c.measure(ctx, in, p, loop)
 		if err != nil || h == 0 {
-			return 0, false
+			return 0, 0, false
 		}
 		diffs = append(diffs, float64(t-base)/float64(h))
+		runs = append(runs, float64(run)/float64(h))
 	}
 	sort.Float64s(diffs)
-	return max(diffs[len(diffs)/2], 1), true
+	sort.Float64s(runs)
+	return max(diffs[len(diffs)/2], 1), runs[len(runs)/2], true
+}
+
+// runTimer is an instrumenter that measures its programs' run time
+// (search.OverheadMeter).
+type runTimer interface {
+	Overhead() (time.Duration, error)
 }
 
 // probe is one instrument to calibrate.
@@ -263,27 +281,40 @@ func (c Calibrator) reach(fn string, depth int) []string {
 }
 
 // measure times the loop with one instrument, after one untimed loop, and
-// returns the time and the hits the instrument counted.
-func (c Calibrator) measure(ctx context.Context, in splice.Instrumenter, p probe, loop func() time.Duration) (time.Duration, uint64, error) {
+// returns the time, the hits the instrument counted and the kernel's
+// measure of its programs' run time over the loop (0 where unmeasured).
+func (c Calibrator) measure(ctx context.Context, in splice.Instrumenter, p probe, loop func() time.Duration) (time.Duration, uint64, time.Duration, error) {
 	live, err := in.Insert(ctx, p.spec)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer live.Close()
 	// Warm: the kernel finishes the insertion (text patching, RCU) and
 	// an emulator translates the new code before the timed loop.
 	loop()
+	rt, _ := in.(runTimer)
+	var run0, run1 time.Duration
+	if rt != nil {
+		if run0, err = rt.Overhead(); err != nil {
+			rt = nil
+		}
+	}
 	before, err := in.Read()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	t := loop()
 	after, err := in.Read()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
+	}
+	if rt != nil {
+		if run1, err = rt.Overhead(); err != nil || run1 < run0 {
+			run1 = run0
+		}
 	}
 	hits := calls(after, p.spec) - min(calls(before, p.spec), calls(after, p.spec))
-	return t, hits, nil
+	return t, hits, run1 - run0, nil
 }
 
 // calls sums the calls of every context of a reading whose point and kind

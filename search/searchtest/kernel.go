@@ -77,6 +77,16 @@ type Kernel struct {
 	// ProbeEffect, falls inside its own window (between its clock
 	// reads); Calibrate reports it.
 	InsideNs float64
+	// CalibrationSpeed is how many times faster than during the hunt the
+	// machine ran the instruments while Calibrate measured them (0: as
+	// fast): Calibrate reports the costs divided by it, as a calibration
+	// on an idle machine does for a hunt on a busy one.
+	CalibrationSpeed float64
+	// RunShare is the part of a hit's cost that its programs' run time
+	// is, as the kernel's BPF run-time statistics measure it (0: all of
+	// it). Where it is set, Overhead reports that part only and Calibrate
+	// reports the run time per hit too (search.BPFCostKey).
+	RunShare float64
 	// Noise is the relative jitter of every cost, drawn per function per
 	// reading.
 	Noise float64
@@ -322,14 +332,29 @@ func (k *Kernel) Overhead() (time.Duration, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.advance(time.Now())
-	return time.Duration(k.allHits * k.CostPerHitNs), nil
+	return time.Duration(k.allHits * k.CostPerHitNs * k.runShare()), nil
 }
 
-// Calibrate implements search.Calibrator: the kernel knows its cost.
+func (k *Kernel) runShare() float64 {
+	if k.RunShare == 0 {
+		return 1
+	}
+	return k.RunShare
+}
+
+// Calibrate implements search.Calibrator: the kernel knows its cost, at
+// CalibrationSpeed.
 func (k *Kernel) Calibrate(context.Context, splice.Instrumenter) (map[string]float64, error) {
-	c := map[string]float64{k.BackendName: k.CostPerHitNs}
+	speed := k.CalibrationSpeed
+	if speed == 0 {
+		speed = 1
+	}
+	c := map[string]float64{k.BackendName: k.CostPerHitNs / speed}
 	if k.InsideNs > 0 {
-		c[k.BackendName+":inside"] = k.InsideNs
+		c[k.BackendName+":inside"] = k.InsideNs / speed
+	}
+	if k.RunShare > 0 {
+		c[search.BPFCostKey(k.BackendName)] = k.CostPerHitNs * k.RunShare / speed
 	}
 	return c, nil
 }
