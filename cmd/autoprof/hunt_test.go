@@ -327,21 +327,32 @@ func TestHuntFollowsChildren(t *testing.T) {
 }
 
 // TestHuntExitsBeforeFirstRound: a command that is over before the first
-// round is said to be, not reported as "nothing measurable".
+// round is said to be, not reported as "nothing measurable"; one that
+// ends in the first round gets its Deep Start samples as findings.
 func TestHuntExitsBeforeFirstRound(t *testing.T) {
 	needHunt(t)
 	out := filepath.Join(t.TempDir(), "out")
 	t.Setenv("AUTOPROF_HELPER", "quick")
 	code, stdout, stderr := runCmd("hunt", "-o", out, "--", os.Args[0], "-test.run=^TestHelperProcess$")
-	if code != 0 || !strings.Contains(stdout, "no findings: the target exited before the first round") {
+	if code != 0 {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 	run, err := reports.Load(filepath.Join(out, reports.RunFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Join(run.Limitations, ";"), "the target exited before the first round") {
-		t.Errorf("limitations %q", run.Limitations)
+	switch {
+	case strings.Contains(stdout, "no findings: the target exited before the first round"):
+		if !strings.Contains(strings.Join(run.Limitations, ";"), "the target exited before the first round") {
+			t.Errorf("limitations %q", run.Limitations)
+		}
+	case run.Meta.Rounds == 1 && run.Meta.StopReason == "the target exited" && len(run.Findings) > 0:
+		// On a slow machine (TCG with the other guest busy) the
+		// helper's start outlasted Deep Start: the first round ended
+		// with it, and Deep Start's samples name where it ran.
+		t.Logf("the helper outlived Deep Start; %d findings from its samples, the first %s", len(run.Findings), run.Findings[0].Verdict)
+	default:
+		t.Fatalf("neither 'exited before the first round' nor findings from one round: %d rounds, stop %q, stdout %q", run.Meta.Rounds, run.Meta.StopReason, stdout)
 	}
 }
 
