@@ -8,7 +8,6 @@ import (
 	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // MeanCI returns the mean of x with its two-sided confidence interval at
@@ -208,33 +207,4 @@ func BenjaminiHochberg(p []float64) []float64 {
 		next = v
 	}
 	return q
-}
-
-// HistQuantile returns the q-quantile (0 ≤ q ≤ 1) of a log2 latency
-// histogram in nanoseconds (see splice.HistBuckets: bucket i holds times t
-// with bits.Len64(t) == i, that is [2^(i−1), 2^i) for i ≥ 1). Within its
-// bucket the quantile is interpolated linearly between the bucket's
-// bounds, so it is exact to within a factor of two. An empty histogram
-// gives NaN.
-func HistQuantile(h [splice.HistBuckets]uint64, q float64) float64 {
-	total := histTotal(h[:])
-	if total == 0 {
-		return math.NaN()
-	}
-	rank := q * total
-	var seen float64
-	for i, c := range h {
-		if c == 0 {
-			continue
-		}
-		if seen+float64(c) >= rank {
-			if i == 0 {
-				return 0
-			}
-			lo := math.Ldexp(1, i-1)
-			return lo + lo*(rank-seen)/float64(c)
-		}
-		seen += float64(c)
-	}
-	return math.Ldexp(1, len(h)-1)
 }

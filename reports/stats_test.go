@@ -3,8 +3,6 @@ package reports
 import (
 	"math"
 	"testing"
-
-	"github.com/autoprof/autoprof/splice"
 )
 
 func near(t *testing.T, what string, got, want, tol float64) {
@@ -111,17 +109,5 @@ func TestBenjaminiHochberg(t *testing.T) {
 	q := BenjaminiHochberg(p)
 	for i := range want {
 		near(t, "q", q[i], want[i], 1e-12)
-	}
-}
-
-func TestHistQuantile(t *testing.T) {
-	var h [splice.HistBuckets]uint64
-	h[11] = 100 // [1024, 2048) ns
-	near(t, "p50", HistQuantile(h, 0.5), 1536, 1e-9)
-	near(t, "p0", HistQuantile(h, 0), 1024, 1e-9)
-	h[21] = 100 // [1 Mi, 2 Mi)
-	near(t, "p75", HistQuantile(h, 0.75), 1<<20+1<<19, 1e-6)
-	if q := HistQuantile([splice.HistBuckets]uint64{}, 0.5); !math.IsNaN(q) {
-		t.Errorf("empty: %v", q)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/autoprof/autoprof/splice"
 )
 
 // maxFindings bounds the findings of a run.
@@ -285,10 +287,10 @@ func (h *hunter) finding(r *Run, n *Node) Finding {
 	if n.RootCalls > 0 {
 		f.CallsPerOp = float64(n.Calls) / float64(n.RootCalls)
 	}
+	f.P50Ns = splice.HistQuantile(&n.Hist, 0.5)
+	f.P99Ns = splice.HistQuantile(&n.Hist, 0.99)
 	if n.Calls > 0 {
 		f.MeanNs = float64(n.InclNs) / float64(n.Calls)
-		f.P50Ns = HistQuantile(&n.Hist, 0.5)
-		f.P99Ns = HistQuantile(&n.Hist, 0.99)
 	}
 	if n.ExclNs > 0 {
 		f.OffCPUShare = float64(n.ExclOffCPUNs) / float64(n.ExclNs)

@@ -5,8 +5,6 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
-
-	"github.com/autoprof/autoprof/splice"
 )
 
 // NewInterval returns the mean of the per-round values xs with its
@@ -48,51 +46,3 @@ func (iv Interval) Above(x float64) bool { return iv.N >= 2 && iv.Low > x }
 
 // Below reports whether the interval lies wholly below x.
 func (iv Interval) Below(x float64) bool { return iv.N >= 2 && iv.High < x }
-
-// histLow returns the smallest wall time, in ns, that bucket i of a
-// splice log2 histogram holds: 0 for bucket 0, else 2^(i-1).
-func histLow(i int) float64 {
-	if i == 0 {
-		return 0
-	}
-	return math.Ldexp(1, i-1)
-}
-
-// HistQuantile returns the q-quantile (0 ≤ q ≤ 1) of the call durations
-// that a log2 histogram counts (see splice.HistBuckets: bucket i ≥ 1 holds
-// durations t with 2^(i-1) ≤ t < 2^i ns). It finds the bucket i in which
-// the cumulative count first reaches q·N and interpolates linearly inside
-// it:
-//
-//	Q(q) = lo(i) + (hi(i) − lo(i)) · (q·N − C(i−1)) / n(i)
-//
-// where C(i−1) is the count below the bucket and n(i) its own count, so
-// the error is at most the bucket's width (a factor of two). It returns 0
-// for an empty histogram.
-func HistQuantile(h *[splice.HistBuckets]uint64, q float64) float64 {
-	var total uint64
-	for _, c := range h {
-		total += c
-	}
-	if total == 0 {
-		return 0
-	}
-	rank := q * float64(total)
-	var below float64
-	for i, c := range h {
-		if c == 0 {
-			continue
-		}
-		if below+float64(c) >= rank {
-			lo := histLow(i)
-			hi := math.Ldexp(1, i)
-			if i == 0 {
-				hi = 1
-			}
-			frac := (rank - below) / float64(c)
-			return lo + (hi-lo)*math.Max(0, frac)
-		}
-		below += float64(c)
-	}
-	return math.Ldexp(1, len(h)-1)
-}

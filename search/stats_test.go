@@ -3,8 +3,6 @@ package search
 import (
 	"math"
 	"testing"
-
-	"github.com/autoprof/autoprof/splice"
 )
 
 // TestNewInterval compares with reference values: for 1..5 the mean is 3,
@@ -30,23 +28,5 @@ func TestNewInterval(t *testing.T) {
 	}
 	if iv := NewInterval(nil, 0.95); iv != (Interval{}) {
 		t.Errorf("no values give %+v", iv)
-	}
-}
-
-func TestHistQuantile(t *testing.T) {
-	var h [splice.HistBuckets]uint64
-	if q := HistQuantile(&h, 0.5); q != 0 {
-		t.Errorf("empty histogram: %v", q)
-	}
-	h[11] = 100 // [1024, 2048) ns
-	if q := HistQuantile(&h, 0.5); q != 1536 {
-		t.Errorf("median of one bucket = %v, want its middle 1536", q)
-	}
-	h[21] = 1 // one call of about 1 ms
-	if q := HistQuantile(&h, 0.99); q < 1024 || q >= 2048 {
-		t.Errorf("p99 of 100 fast calls and 1 slow = %v, want in the fast bucket", q)
-	}
-	if q := HistQuantile(&h, 1); q < 1<<20 || q > 1<<21 {
-		t.Errorf("max = %v, want in [2^20, 2^21]", q)
 	}
 }

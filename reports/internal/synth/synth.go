@@ -329,7 +329,7 @@ func findings(run *search.Run) []search.Finding {
 		f := search.Finding{Node: i, Path: n.Path, Calls: n.Calls,
 			CallsPerOp: float64(n.Calls) / float64(n.RootCalls),
 			MeanNs:     float64(n.InclNs) / float64(n.Calls),
-			P50Ns:      quantile(n.Hist, 0.5), P99Ns: quantile(n.Hist, 0.99),
+			P50Ns:      splice.HistQuantile(&n.Hist, 0.5), P99Ns: splice.HistQuantile(&n.Hist, 0.99),
 			ExclShare:   n.Excl,
 			OffCPUShare: float64(n.ExclOffCPUNs) / float64(n.ExclNs)}
 		f.OnCPUShare = 1 - f.OffCPUShare
@@ -344,23 +344,6 @@ func findings(run *search.Run) []search.Finding {
 		out = append(out, f)
 	}
 	return out
-}
-
-func quantile(h [splice.HistBuckets]uint64, q float64) float64 {
-	var total uint64
-	for _, c := range h {
-		total += c
-	}
-	rank := q * float64(total)
-	var seen float64
-	for i, c := range h {
-		if seen+float64(c) >= rank && c > 0 {
-			lo := math.Ldexp(1, i-1)
-			return lo + lo*(rank-seen)/float64(c)
-		}
-		seen += float64(c)
-	}
-	return 0
 }
 
 // trace writes the decisions the search would have made: roots inserted
