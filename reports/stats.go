@@ -6,31 +6,7 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
-
-	"github.com/autoprof/autoprof/search"
 )
-
-// MeanCI returns the mean of x with its two-sided confidence interval at
-// level conf (0.95 for 95%), from Student's t distribution:
-//
-//	x̄ ± t_{n−1, (1+conf)/2} · s/√n
-//
-// where s is the sample standard deviation (n−1 denominator). With fewer
-// than two values the interval is the mean itself; with none, all fields
-// are zero.
-func MeanCI(x []float64, conf float64) search.Interval {
-	n := len(x)
-	if n == 0 {
-		return search.Interval{}
-	}
-	mean, variance := stat.MeanVariance(x, nil)
-	if n < 2 {
-		return search.Interval{Mean: mean, Low: mean, High: mean, N: n}
-	}
-	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(n - 1)}.Quantile((1 + conf) / 2)
-	h := t * math.Sqrt(variance/float64(n))
-	return search.Interval{Mean: mean, Low: mean - h, High: mean + h, N: n}
-}
 
 // Welch is the result of WelchTest: the change of the mean from a base
 // sample to a new one, its confidence interval and the p-value of the test.

@@ -124,7 +124,6 @@ func (h *hunter) export(n *node) Node {
 		out.Incl = h.windowInterval(n, func(r RoundSample) float64 { return r.InclShare })
 		out.Excl = h.windowInterval(n, func(r RoundSample) float64 { return r.ExclShare })
 	}
-	out.Incl, out.Excl = finite(out.Incl), finite(out.Excl)
 	return out
 }
 
@@ -149,7 +148,7 @@ func (h *hunter) consistent(r *Run) {
 		if e.source == SourceSamples && out.Samples == 0 {
 			out.Samples = e.samples
 		}
-		out.Incl, out.Excl = finite(e.incl), finite(e.excl)
+		out.Incl, out.Excl = e.incl, e.excl
 		if out.TargetNs == 0 {
 			continue
 		}
@@ -180,18 +179,6 @@ func (h *hunter) windowInterval(n *node, share func(RoundSample) float64) Interv
 		xs = append(xs, 0)
 	}
 	return NewInterval(xs, h.cfg.Confidence)
-}
-
-// finite replaces the infinite bounds of a one-round interval by the mean,
-// so that the Run encodes as JSON; N still says 1.
-func finite(iv Interval) Interval {
-	if math.IsInf(iv.Low, 0) || math.IsNaN(iv.Low) {
-		iv.Low = iv.Mean
-	}
-	if math.IsInf(iv.High, 0) || math.IsNaN(iv.High) {
-		iv.High = iv.Mean
-	}
-	return iv
 }
 
 // scaleSampled fits sampled nodes to the exact times of their roots: a

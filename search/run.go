@@ -276,3 +276,17 @@ func (f *Finding) UnmarshalJSON(b []byte) error {
 	*f = Finding(p)
 	return nil
 }
+
+// UnmarshalJSON reads an Interval as reports writes it, where the
+// unbounded interval of one round (NewInterval) has null bounds, since
+// JSON cannot hold infinities: a null bound reads back as unbounded, not
+// as 0.
+func (iv *Interval) UnmarshalJSON(b []byte) error {
+	type plain Interval
+	p := plain{Low: math.Inf(-1), High: math.Inf(1)}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*iv = Interval(p)
+	return nil
+}

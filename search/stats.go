@@ -13,9 +13,13 @@ import (
 //	mean ± t(1-(1-level)/2; n-1) · s/√n
 //
 // where s is the sample standard deviation (n-1 in the denominator) and
-// t(p; ν) the p-quantile of Student's t with ν degrees of freedom. With one
-// value the interval is unbounded (−Inf, +Inf); with none it is the zero
-// Interval. Rounds are treated as independent draws of the node's share:
+// t(p; ν) the p-quantile of Student's t with ν degrees of freedom. One
+// value carries no information about the spread: its interval is
+// unbounded (−Inf, +Inf), which Above and Below never call significant,
+// the reports print as "—" and run.json holds as null bounds (see
+// Interval.UnmarshalJSON); it is never [mean, mean], which would claim no
+// spread at all. With no values it is the zero Interval (N == 0).
+// Rounds are treated as independent draws of the node's share:
 // a round is long (hundreds of milliseconds, thousands of calls) compared
 // with any one call.
 func NewInterval(xs []float64, level float64) Interval {
