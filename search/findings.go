@@ -408,10 +408,8 @@ func (h *hunter) hottestBlock(r *Run, n *Node) string {
 // opName names the operation a root stands for: "write()" for a syscall
 // entry, "call of F" otherwise.
 func opName(root string) string {
-	for _, p := range syscallPrefixes {
-		if s, ok := strings.CutPrefix(root, p); ok {
-			return s + "()"
-		}
+	if name, _, ok := splice.Syscall(root); ok {
+		return name + "()"
 	}
 	return "call of " + root
 }
