@@ -193,7 +193,7 @@ func (h *hunter) endCensus(c *census) map[string]float64 {
 	}
 	times := map[string]float64{}
 	c.calls = map[string]uint64{}
-	for _, ctx := range delta(merged(end), merged(c.start)).Contexts {
+	for _, ctx := range merged(end).Sub(merged(c.start)).Contexts {
 		if len(ctx.Path) == 1 && ctx.Kind == splice.Timer && c.live[ctx.Path[0].Func] != nil {
 			times[ctx.Path[0].Func] += float64(ctx.InclNs)
 			c.calls[ctx.Path[0].Func] += ctx.Calls
