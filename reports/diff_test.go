@@ -560,3 +560,23 @@ func TestDiffDifferentRefinement(t *testing.T) {
 		t.Errorf("filemap_read's plain exclusive share grew by only %.4f", d)
 	}
 }
+
+// TestDiffFindingQuantiles checks that the diff gives every finding's node
+// the p50 and p99 the finding gives (both are splice.HistQuantile), after
+// the run went through run.json.
+func TestDiffFindingQuantiles(t *testing.T) {
+	for _, name := range []string{"read4k-6.1", "fsync-6.1", "vm-6.12-read64k"} {
+		run, err := Load(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range run.Findings {
+			s := side(run, f.Node)
+			if !sameQuantile(s.P50Ns, f.P50Ns) || !sameQuantile(s.P99Ns, f.P99Ns) {
+				t.Errorf("%s: %s: diff p50/p99 %v/%v, finding %v/%v", name, s.Point, s.P50Ns, s.P99Ns, f.P50Ns, f.P99Ns)
+			}
+		}
+	}
+}
+
+func sameQuantile(a, b float64) bool { return a == b || math.IsNaN(a) && math.IsNaN(b) }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"reflect"
 	"strings"
@@ -118,8 +119,22 @@ func jsonValue(v reflect.Value) any {
 	case reflect.Struct:
 		out := map[string]any{}
 		t := v.Type()
+		// An embedded struct without a tag has its fields flattened
+		// into the outer object, as encoding/json does; the outer
+		// struct's own fields win.
 		for i := range t.NumField() {
 			f := t.Field(i)
+			if f.Anonymous && f.Tag.Get("json") == "" && f.Type.Kind() == reflect.Struct {
+				if m, ok := jsonValue(v.Field(i)).(map[string]any); ok {
+					maps.Copy(out, m)
+				}
+			}
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Anonymous && f.Tag.Get("json") == "" && f.Type.Kind() == reflect.Struct {
+				continue
+			}
 			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
 			if !f.IsExported() || name == "-" {
 				continue

@@ -54,23 +54,23 @@ func pageAssets() (template.CSS, template.JS) {
 
 // flameNode is a node as the page's script reads it.
 type flameNode struct {
-	ID        int       `json:"id"`
-	Parent    int       `json:"parent"`
-	Name      string    `json:"name"`
-	Path      []string  `json:"path"`
-	Kind      string    `json:"kind"`
-	Backend   string    `json:"backend,omitempty"`
-	Calls     uint64    `json:"calls"`
-	Incl      uint64    `json:"incl"`
-	Excl      uint64    `json:"excl"`
-	OffCPU    uint64    `json:"offcpu"`
-	Samples   uint64    `json:"samples,omitempty"`
-	Estimated bool      `json:"estimated,omitempty"` // values from stack samples, not measured by an instrument
-	Value     uint64    `json:"value"`               // the box's width: see flameNodes
-	PerOp     jsonFloat `json:"per_op"`
-	InclShare jsonFloat `json:"incl_share"`
-	ExclShare jsonFloat `json:"excl_share"`
-	CI        []float64 `json:"ci,omitempty"` // exclusive share's interval
+	ID        int         `json:"id"`
+	Parent    int         `json:"parent"`
+	Name      string      `json:"name"`
+	Path      []string    `json:"path"`
+	Kind      string      `json:"kind"`
+	Backend   string      `json:"backend,omitempty"`
+	Calls     uint64      `json:"calls"`
+	Incl      uint64      `json:"incl"`
+	Excl      uint64      `json:"excl"`
+	OffCPU    uint64      `json:"offcpu"`
+	Samples   uint64      `json:"samples,omitempty"`
+	Estimated bool        `json:"estimated,omitempty"` // values from stack samples, not measured by an instrument
+	Value     uint64      `json:"value"`               // the box's width: see flameNodes
+	PerOp     jsonFloat   `json:"per_op"`
+	InclShare jsonFloat   `json:"incl_share"`
+	ExclShare jsonFloat   `json:"excl_share"`
+	CI        []jsonFloat `json:"ci,omitempty"` // exclusive share's interval
 	// Diff pages only.
 	Sig      bool      `json:"sig,omitempty"`
 	Change   jsonFloat `json:"change,omitempty"`
@@ -106,12 +106,12 @@ type pageMeta struct {
 }
 
 type traceMark struct {
-	Round  int       `json:"round"`
-	Action string    `json:"action"`
-	Node   int       `json:"node"`
-	Spec   string    `json:"spec,omitempty"`
-	Reason string    `json:"reason"`
-	Stat   []float64 `json:"stat,omitempty"` // mean, low, high
+	Round  int         `json:"round"`
+	Action string      `json:"action"`
+	Node   int         `json:"node"`
+	Spec   string      `json:"spec,omitempty"`
+	Reason string      `json:"reason"`
+	Stat   []jsonFloat `json:"stat,omitempty"` // mean, low, high
 }
 
 // flameNodes returns the nodes for the page's script. A node's value, the
@@ -136,7 +136,7 @@ func flameNodes(run *search.Run) []flameNode {
 		}
 		if n.Excl.N >= 2 {
 			iv := clampShare(n.Excl)
-			out[i].CI = []float64{iv.Low, iv.High}
+			out[i].CI = []jsonFloat{jsonFloat(iv.Low), jsonFloat(iv.High)}
 		}
 	}
 	return out
@@ -147,7 +147,7 @@ func traceMarks(events []search.Event) []traceMark {
 	for i, e := range events {
 		out[i] = traceMark{Round: e.Round, Action: e.Action, Node: e.Node, Spec: e.Spec, Reason: e.Reason}
 		if e.Stat != nil {
-			out[i].Stat = []float64{e.Stat.Mean, e.Stat.Low, e.Stat.High}
+			out[i].Stat = []jsonFloat{jsonFloat(e.Stat.Mean), jsonFloat(e.Stat.Low), jsonFloat(e.Stat.High)}
 		}
 	}
 	return out

@@ -296,8 +296,11 @@ func (b *profileBuilder) add(n *search.Node, scale func(int64) int64) {
 // "95% CI of exclusive share: 12.31% [11.90%, 12.72%], 40 rounds". A
 // share is never negative: a lower bound below 0 is written 0.
 func confidenceLabel(iv search.Interval, conf float64) string {
-	if iv.N == 0 {
+	switch iv.N {
+	case 0:
 		return "no rounds measured"
+	case 1:
+		return fmt.Sprintf("exclusive share: %s, 1 round: no interval", pct(iv.Mean))
 	}
 	iv = clampShare(iv)
 	return fmt.Sprintf("%s CI of exclusive share: %s [%s, %s], %d rounds",

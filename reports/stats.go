@@ -6,32 +6,7 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
-
-	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
-
-// MeanCI returns the mean of x with its two-sided confidence interval at
-// level conf (0.95 for 95%), from Student's t distribution:
-//
-//	x̄ ± t_{n−1, (1+conf)/2} · s/√n
-//
-// where s is the sample standard deviation (n−1 denominator). With fewer
-// than two values the interval is the mean itself; with none, all fields
-// are zero.
-func MeanCI(x []float64, conf float64) search.Interval {
-	n := len(x)
-	if n == 0 {
-		return search.Interval{}
-	}
-	mean, variance := stat.MeanVariance(x, nil)
-	if n < 2 {
-		return search.Interval{Mean: mean, Low: mean, High: mean, N: n}
-	}
-	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(n - 1)}.Quantile((1 + conf) / 2)
-	h := t * math.Sqrt(variance/float64(n))
-	return search.Interval{Mean: mean, Low: mean - h, High: mean + h, N: n}
-}
 
 // Welch is the result of WelchTest: the change of the mean from a base
 // sample to a new one, its confidence interval and the p-value of the test.
@@ -208,33 +183,4 @@ func BenjaminiHochberg(p []float64) []float64 {
 		next = v
 	}
 	return q
-}
-
-// HistQuantile returns the q-quantile (0 ≤ q ≤ 1) of a log2 latency
-// histogram in nanoseconds (see splice.HistBuckets: bucket i holds times t
-// with bits.Len64(t) == i, that is [2^(i−1), 2^i) for i ≥ 1). Within its
-// bucket the quantile is interpolated linearly between the bucket's
-// bounds, so it is exact to within a factor of two. An empty histogram
-// gives NaN.
-func HistQuantile(h [splice.HistBuckets]uint64, q float64) float64 {
-	total := histTotal(h[:])
-	if total == 0 {
-		return math.NaN()
-	}
-	rank := q * total
-	var seen float64
-	for i, c := range h {
-		if c == 0 {
-			continue
-		}
-		if seen+float64(c) >= rank {
-			if i == 0 {
-				return 0
-			}
-			lo := math.Ldexp(1, i-1)
-			return lo + lo*(rank-seen)/float64(c)
-		}
-		seen += float64(c)
-	}
-	return math.Ldexp(1, len(h)-1)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -199,9 +200,17 @@ func WriteTrace(b *bytes.Buffer, events []search.Event) error {
 
 // writeJSON writes v as indented JSON, with NaN and infinities (which JSON
 // cannot hold) as null, so that a run with one undefined statistic is
-// still saved; null reads back as 0.
+// still saved; search's Finding and Interval read null back as what it
+// stood for (NaN, unbounded).
 func writeJSON(b *bytes.Buffer, v any) error {
-	enc := json.NewEncoder(b)
+	return WriteJSON(b, v)
+}
+
+// WriteJSON writes v to w as indented JSON as the saved run's files are
+// written: NaN and infinities as null. Commands print their --json
+// summaries with it.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(jsonValue(reflect.ValueOf(v)))
 }

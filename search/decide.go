@@ -652,7 +652,7 @@ func (h *hunter) check(n *node, spec splice.Spec) error {
 	h.refused[key] = err
 	if err != nil {
 		h.event("refuse", n, key, nil, err.Error())
-		if errors.Is(err, splice.ErrNotSupported) && spec.Kind == splice.Timer && !spec.IsCallSite() && !IsSyscall(spec.Func) {
+		if errors.Is(err, splice.ErrNotSupported) && spec.Kind == splice.Timer && !spec.IsCallSite() && !splice.IsSyscall(spec.Func) {
 			h.limit("no function instruments with backend %s: the tree below the roots comes from stack samples, where a sampler works", h.in.Backend())
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/autoprof/autoprof/splice"
 )
 
 // maxFindings bounds the findings of a run.
@@ -122,7 +124,6 @@ func (h *hunter) export(n *node) Node {
 		out.Incl = h.windowInterval(n, func(r RoundSample) float64 { return r.InclShare })
 		out.Excl = h.windowInterval(n, func(r RoundSample) float64 { return r.ExclShare })
 	}
-	out.Incl, out.Excl = finite(out.Incl), finite(out.Excl)
 	return out
 }
 
@@ -147,7 +148,7 @@ func (h *hunter) consistent(r *Run) {
 		if e.source == SourceSamples && out.Samples == 0 {
 			out.Samples = e.samples
 		}
-		out.Incl, out.Excl = finite(e.incl), finite(e.excl)
+		out.Incl, out.Excl = e.incl, e.excl
 		if out.TargetNs == 0 {
 			continue
 		}
@@ -178,18 +179,6 @@ func (h *hunter) windowInterval(n *node, share func(RoundSample) float64) Interv
 		xs = append(xs, 0)
 	}
 	return NewInterval(xs, h.cfg.Confidence)
-}
-
-// finite replaces the infinite bounds of a one-round interval by the mean,
-// so that the Run encodes as JSON; N still says 1.
-func finite(iv Interval) Interval {
-	if math.IsInf(iv.Low, 0) || math.IsNaN(iv.Low) {
-		iv.Low = iv.Mean
-	}
-	if math.IsInf(iv.High, 0) || math.IsNaN(iv.High) {
-		iv.High = iv.Mean
-	}
-	return iv
 }
 
 // scaleSampled fits sampled nodes to the exact times of their roots: a
@@ -285,10 +274,10 @@ func (h *hunter) finding(r *Run, n *Node) Finding {
 	if n.RootCalls > 0 {
 		f.CallsPerOp = float64(n.Calls) / float64(n.RootCalls)
 	}
+	f.P50Ns = splice.HistQuantile(&n.Hist, 0.5)
+	f.P99Ns = splice.HistQuantile(&n.Hist, 0.99)
 	if n.Calls > 0 {
 		f.MeanNs = float64(n.InclNs) / float64(n.Calls)
-		f.P50Ns = HistQuantile(&n.Hist, 0.5)
-		f.P99Ns = HistQuantile(&n.Hist, 0.99)
 	}
 	if n.ExclNs > 0 {
 		f.OffCPUShare = float64(n.ExclOffCPUNs) / float64(n.ExclNs)
@@ -419,10 +408,8 @@ func (h *hunter) hottestBlock(r *Run, n *Node) string {
 // opName names the operation a root stands for: "write()" for a syscall
 // entry, "call of F" otherwise.
 func opName(root string) string {
-	for _, p := range syscallPrefixes {
-		if s, ok := strings.CutPrefix(root, p); ok {
-			return s + "()"
-		}
+	if name, _, ok := splice.Syscall(root); ok {
+		return name + "()"
 	}
 	return "call of " + root
 }

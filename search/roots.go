@@ -14,10 +14,6 @@ import (
 // maxRoots bounds the roots Deep Start chooses.
 const maxRoots = 8
 
-// syscallPrefixes start the names of the kernel's syscall entry functions
-// (SYSCALL_DEFINE wrappers, arch/x86/include/asm/syscall_wrapper.h).
-var syscallPrefixes = []string{"__x64_sys_", "__ia32_sys_", "__x32_compat_sys_", "__ia32_compat_sys_"}
-
 // dispatchers are the kernel functions that run interrupt and softirq
 // handlers; in a stack, the frame after the innermost of them is the
 // handler the interrupted task was charged for.
@@ -57,16 +53,6 @@ func splitOwn(stacks []Stack) ([]Stack, float64) {
 func isInstrumentFrame(f string) bool {
 	for _, p := range instrumentFrames {
 		if strings.HasPrefix(f, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// IsSyscall reports whether fn is a syscall entry function.
-func IsSyscall(fn string) bool {
-	for _, p := range syscallPrefixes {
-		if strings.HasPrefix(fn, p) {
 			return true
 		}
 	}
@@ -207,7 +193,7 @@ func (h *hunter) endCensus(c *census) map[string]float64 {
 	}
 	times := map[string]float64{}
 	c.calls = map[string]uint64{}
-	for _, ctx := range delta(merged(end), merged(c.start)).Contexts {
+	for _, ctx := range merged(end).Sub(merged(c.start)).Contexts {
 		if len(ctx.Path) == 1 && ctx.Kind == splice.Timer && c.live[ctx.Path[0].Func] != nil {
 			times[ctx.Path[0].Func] += float64(ctx.InclNs)
 			c.calls[ctx.Path[0].Func] += ctx.Calls
@@ -270,7 +256,7 @@ func (h *hunter) chooseRoots(census map[string]float64, stacks []Stack, d time.D
 		how[f] = "census: the syscall's timer measured"
 	}
 	for _, s := range stacks {
-		if i := h.rootIndex(s.Frames); i >= 0 && !(census != nil && IsSyscall(s.Frames[i])) {
+		if i := h.rootIndex(s.Frames); i >= 0 && !(census != nil && splice.IsSyscall(s.Frames[i])) {
 			weight[s.Frames[i]] += s.WeightNs
 			how[s.Frames[i]] = "Deep Start: stack samples put"
 		}
@@ -325,7 +311,7 @@ func (h *hunter) rootIndex(frames []string) int {
 		}
 	}
 	for i, f := range frames {
-		if IsSyscall(f) {
+		if splice.IsSyscall(f) {
 			if ok(f) {
 				return i
 			}

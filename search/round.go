@@ -19,7 +19,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 	if d <= 0 {
 		d = float64(elapsed)
 	}
-	delta := delta(cur.Reading, prev.Reading)
+	delta := cur.Reading.Sub(prev.Reading)
 	h.run.Misses = addMisses(h.run.Misses, delta.Misses)
 	for _, n := range h.nodes {
 		n.cur = splice.ContextReading{}
@@ -251,67 +251,6 @@ func merged(r *splice.Reading) *splice.Reading {
 		out.Targets = append(out.Targets, t)
 	}
 	return out
-}
-
-// delta returns the activity between two merged readings: cur less prev,
-// path by path. A context whose calls went down (the contexts of a
-// withdrawn instrument left the reading while a new instrument on the same
-// point counts on) gives no activity for the round rather than a wrapped
-// or doubled count: the hunt undercounts one round rather than overcount.
-func delta(cur, prev *splice.Reading) *splice.Reading {
-	before := map[string]*splice.ContextReading{}
-	for i := range prev.Contexts {
-		c := &prev.Contexts[i]
-		before[c.Path.String()+":"+c.Kind.String()] = c
-	}
-	d := &splice.Reading{At: cur.At, Misses: subMisses(cur.Misses, prev.Misses)}
-	if cur.Hits != nil {
-		d.Hits = make(map[string]uint64, len(cur.Hits))
-		for k, n := range cur.Hits {
-			d.Hits[k] = n - min(prev.Hits[k], n)
-		}
-	}
-	for _, c := range cur.Contexts {
-		p := before[c.Path.String()+":"+c.Kind.String()]
-		if p != nil && (p.Calls > c.Calls || p.InclNs > c.InclNs) {
-			continue
-		}
-		if p != nil {
-			c.Calls -= p.Calls
-			c.InclNs -= p.InclNs
-			c.ExclNs -= min(p.ExclNs, c.ExclNs)
-			c.InclOffCPUNs -= min(p.InclOffCPUNs, c.InclOffCPUNs)
-			c.ExclOffCPUNs -= min(p.ExclOffCPUNs, c.ExclOffCPUNs)
-			for i := range c.Hist {
-				c.Hist[i] -= min(p.Hist[i], c.Hist[i])
-			}
-		}
-		if c.Calls != 0 || c.InclNs != 0 {
-			d.Contexts = append(d.Contexts, c)
-		}
-	}
-	tb := map[string]uint64{}
-	for _, t := range prev.Targets {
-		tb[t.Path.String()+">"+t.Func+">"+fmt.Sprint(t.Target)] = t.Calls
-	}
-	for _, t := range cur.Targets {
-		t.Calls -= min(tb[t.Path.String()+">"+t.Func+">"+fmt.Sprint(t.Target)], t.Calls)
-		if t.Calls != 0 {
-			d.Targets = append(d.Targets, t)
-		}
-	}
-	return d
-}
-
-func subMisses(a, b splice.Misses) splice.Misses {
-	sub := func(x, y uint64) uint64 { return x - min(x, y) }
-	return splice.Misses{
-		Recursion:  sub(a.Recursion, b.Recursion),
-		StackDepth: sub(a.StackDepth, b.StackDepth),
-		MapFull:    sub(a.MapFull, b.MapFull),
-		Unmatched:  sub(a.Unmatched, b.Unmatched),
-		Kernel:     sub(a.Kernel, b.Kernel),
-	}
 }
 
 // maxCostScale bounds costScale's factor either way: a round's run time

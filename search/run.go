@@ -1,6 +1,8 @@
 package search
 
 import (
+	"encoding/json"
+	"math"
 	"time"
 
 	"github.com/autoprof/autoprof/splice"
@@ -168,11 +170,13 @@ type Interval struct {
 
 // Finding is a node with a large exclusive share, explained.
 type Finding struct {
-	Node        int      `json:"node"`
-	Path        []string `json:"path"`
-	Calls       uint64   `json:"calls"`
-	CallsPerOp  float64  `json:"calls_per_op"` // calls per target operation
-	MeanNs      float64  `json:"mean_ns"`
+	Node       int      `json:"node"`
+	Path       []string `json:"path"`
+	Calls      uint64   `json:"calls"`
+	CallsPerOp float64  `json:"calls_per_op"` // calls per target operation
+	MeanNs     float64  `json:"mean_ns"`
+	// P50Ns and P99Ns are the node's splice.HistQuantile: NaN where its
+	// histogram counts nothing, written as null (see UnmarshalJSON).
 	P50Ns       float64  `json:"p50_ns"`
 	P99Ns       float64  `json:"p99_ns"`
 	ExclShare   Interval `json:"excl_share"`
@@ -258,4 +262,31 @@ type ListingLine struct {
 	BlockStart   bool   `json:"block_start,omitempty"`  // first instruction of a basic block
 	Instrumented bool   `json:"instrumented,omitempty"` // an instrument sat here
 	Calls        uint64 `json:"calls,omitempty"`        // what it counted
+}
+
+// UnmarshalJSON reads a Finding as reports writes it, where a quantile of
+// no calls (NaN, which JSON cannot hold) is null: null reads back as NaN,
+// not as a quantile of 0 ns.
+func (f *Finding) UnmarshalJSON(b []byte) error {
+	type plain Finding
+	p := plain{P50Ns: math.NaN(), P99Ns: math.NaN()}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*f = Finding(p)
+	return nil
+}
+
+// UnmarshalJSON reads an Interval as reports writes it, where the
+// unbounded interval of one round (NewInterval) has null bounds, since
+// JSON cannot hold infinities: a null bound reads back as unbounded, not
+// as 0.
+func (iv *Interval) UnmarshalJSON(b []byte) error {
+	type plain Interval
+	p := plain{Low: math.Inf(-1), High: math.Inf(1)}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*iv = Interval(p)
+	return nil
 }

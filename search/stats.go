@@ -5,8 +5,6 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
-
-	"github.com/autoprof/autoprof/splice"
 )
 
 // NewInterval returns the mean of the per-round values xs with its
@@ -15,9 +13,13 @@ import (
 //	mean ± t(1-(1-level)/2; n-1) · s/√n
 //
 // where s is the sample standard deviation (n-1 in the denominator) and
-// t(p; ν) the p-quantile of Student's t with ν degrees of freedom. With one
-// value the interval is unbounded (−Inf, +Inf); with none it is the zero
-// Interval. Rounds are treated as independent draws of the node's share:
+// t(p; ν) the p-quantile of Student's t with ν degrees of freedom. One
+// value carries no information about the spread: its interval is
+// unbounded (−Inf, +Inf), which Above and Below never call significant,
+// the reports print as "—" and run.json holds as null bounds (see
+// Interval.UnmarshalJSON); it is never [mean, mean], which would claim no
+// spread at all. With no values it is the zero Interval (N == 0).
+// Rounds are treated as independent draws of the node's share:
 // a round is long (hundreds of milliseconds, thousands of calls) compared
 // with any one call.
 func NewInterval(xs []float64, level float64) Interval {
@@ -48,51 +50,3 @@ func (iv Interval) Above(x float64) bool { return iv.N >= 2 && iv.Low > x }
 
 // Below reports whether the interval lies wholly below x.
 func (iv Interval) Below(x float64) bool { return iv.N >= 2 && iv.High < x }
-
-// histLow returns the smallest wall time, in ns, that bucket i of a
-// splice log2 histogram holds: 0 for bucket 0, else 2^(i-1).
-func histLow(i int) float64 {
-	if i == 0 {
-		return 0
-	}
-	return math.Ldexp(1, i-1)
-}
-
-// HistQuantile returns the q-quantile (0 ≤ q ≤ 1) of the call durations
-// that a log2 histogram counts (see splice.HistBuckets: bucket i ≥ 1 holds
-// durations t with 2^(i-1) ≤ t < 2^i ns). It finds the bucket i in which
-// the cumulative count first reaches q·N and interpolates linearly inside
-// it:
-//
-//	Q(q) = lo(i) + (hi(i) − lo(i)) · (q·N − C(i−1)) / n(i)
-//
-// where C(i−1) is the count below the bucket and n(i) its own count, so
-// the error is at most the bucket's width (a factor of two). It returns 0
-// for an empty histogram.
-func HistQuantile(h *[splice.HistBuckets]uint64, q float64) float64 {
-	var total uint64
-	for _, c := range h {
-		total += c
-	}
-	if total == 0 {
-		return 0
-	}
-	rank := q * float64(total)
-	var below float64
-	for i, c := range h {
-		if c == 0 {
-			continue
-		}
-		if below+float64(c) >= rank {
-			lo := histLow(i)
-			hi := math.Ldexp(1, i)
-			if i == 0 {
-				hi = 1
-			}
-			frac := (rank - below) / float64(c)
-			return lo + (hi-lo)*math.Max(0, frac)
-		}
-		below += float64(c)
-	}
-	return math.Ldexp(1, len(h)-1)
-}

@@ -407,10 +407,10 @@ func (p *Placement) checkSyscall(spec Spec) error {
 		return refuse(spec, ErrNotSupported, "no syscall table: %w", p.syscallsErr)
 	}
 	if _, ok := p.syscalls.Number(spec.Func); !ok {
-		if !IsSyscallFunc(spec.Func) && p.noFunctions != nil {
+		if !IsSyscall64(spec.Func) && p.noFunctions != nil {
 			return refuse(spec, ErrNotSupported, "%s is not a syscall function (__x64_sys_*), and only syscalls can be timed here (the tracepoint backend): %w", spec.Func, p.noFunctions)
 		}
-		if !IsSyscallFunc(spec.Func) {
+		if !IsSyscall64(spec.Func) {
 			return refuse(spec, ErrNotSupported, "%s is not a syscall function (__x64_sys_*): the tracepoint backend times whole syscalls only (--backend fentry or kprobe times functions)", spec.Func)
 		}
 		return refuse(spec, ErrNotSupported, "%s is not in the syscall table", spec.Func)
@@ -426,7 +426,7 @@ func (p *Placement) checkSyscall(spec Spec) error {
 // called only through pointers has no caller in the static graph either,
 // and the warning says so.
 func ReachWarning(spec Spec, r callgraph.Reach) string {
-	if spec.Offset != 0 || IsSyscallFunc(spec.Func) {
+	if spec.Offset != 0 || IsSyscall(spec.Func) {
 		return ""
 	}
 	var copies []string
@@ -455,7 +455,7 @@ func ReachWarning(spec Spec, r callgraph.Reach) string {
 func ReachWarnings(g *callgraph.Graph, specs []Spec) map[string]string {
 	out := map[string]string{}
 	for _, s := range specs {
-		if s.Offset != 0 || IsSyscallFunc(s.Func) {
+		if s.Offset != 0 || IsSyscall(s.Func) {
 			continue
 		}
 		r, err := g.Reach(s.Func)

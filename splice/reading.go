@@ -95,15 +95,21 @@ func (m Misses) Total() uint64 {
 	return m.Recursion + m.StackDepth + m.MapFull + m.Unmatched + m.Kernel
 }
 
+// sub is m less o, field by field, 0 where a count went down.
 func (m Misses) sub(o Misses) Misses {
 	return Misses{
-		Recursion:  m.Recursion - o.Recursion,
-		StackDepth: m.StackDepth - o.StackDepth,
-		MapFull:    m.MapFull - o.MapFull,
-		Unmatched:  m.Unmatched - o.Unmatched,
-		Kernel:     m.Kernel - o.Kernel,
+		Recursion:  less(m.Recursion, o.Recursion),
+		StackDepth: less(m.StackDepth, o.StackDepth),
+		MapFull:    less(m.MapFull, o.MapFull),
+		Unmatched:  less(m.Unmatched, o.Unmatched),
+		Kernel:     less(m.Kernel, o.Kernel),
 	}
 }
+
+// less is x − y for two readings of a counter, 0 where the counter went
+// down (it was reset, or another instrument now counts there), never a
+// wrapped-around difference.
+func less(x, y uint64) uint64 { return x - min(x, y) }
 
 // Reading is a cumulative snapshot of every instrument of an Instrumenter.
 type Reading struct {
@@ -120,7 +126,12 @@ type Reading struct {
 
 // Sub returns the change from prev to r: the activity of one interval.
 // Contexts and targets missing from prev count from zero; those with no
-// activity in the interval are left out.
+// activity in the interval are left out. Counts are unsigned, so a count
+// that went down (an instrument withdrawn, and another on the same point
+// counting from zero) would wrap around to an enormous difference: a
+// context whose calls or inclusive time went down gives no activity for
+// the interval, and every other count that went down gives 0 (see less).
+// The interval is undercounted rather than overcounted.
 func (r *Reading) Sub(prev *Reading) *Reading {
 	if prev == nil {
 		prev = &Reading{}
@@ -129,7 +140,7 @@ func (r *Reading) Sub(prev *Reading) *Reading {
 	if r.Hits != nil {
 		d.Hits = make(map[string]uint64, len(r.Hits))
 		for k, n := range r.Hits {
-			d.Hits[k] = n - min(prev.Hits[k], n)
+			d.Hits[k] = less(n, prev.Hits[k])
 		}
 	}
 	before := make(map[string]*ContextReading, len(prev.Contexts))
@@ -139,6 +150,9 @@ func (r *Reading) Sub(prev *Reading) *Reading {
 	}
 	for _, c := range r.Contexts {
 		if p := before[contextKey(c.Path, c.Kind)]; p != nil {
+			if p.Calls > c.Calls || p.InclNs > c.InclNs {
+				continue
+			}
 			c = c.sub(p)
 		}
 		if c.Calls != 0 || c.InclNs != 0 {
@@ -150,7 +164,7 @@ func (r *Reading) Sub(prev *Reading) *Reading {
 		targets[targetKey(t)] = t.Calls
 	}
 	for _, t := range r.Targets {
-		t.Calls -= targets[targetKey(t)]
+		t.Calls = less(t.Calls, targets[targetKey(t)])
 		if t.Calls != 0 {
 			d.Targets = append(d.Targets, t)
 		}
@@ -159,13 +173,13 @@ func (r *Reading) Sub(prev *Reading) *Reading {
 }
 
 func (c ContextReading) sub(p *ContextReading) ContextReading {
-	c.Calls -= p.Calls
-	c.InclNs -= p.InclNs
-	c.ExclNs -= p.ExclNs
-	c.InclOffCPUNs -= p.InclOffCPUNs
-	c.ExclOffCPUNs -= p.ExclOffCPUNs
+	c.Calls = less(c.Calls, p.Calls)
+	c.InclNs = less(c.InclNs, p.InclNs)
+	c.ExclNs = less(c.ExclNs, p.ExclNs)
+	c.InclOffCPUNs = less(c.InclOffCPUNs, p.InclOffCPUNs)
+	c.ExclOffCPUNs = less(c.ExclOffCPUNs, p.ExclOffCPUNs)
 	for i := range c.Hist {
-		c.Hist[i] -= p.Hist[i]
+		c.Hist[i] = less(c.Hist[i], p.Hist[i])
 	}
 	return c
 }

@@ -154,7 +154,7 @@ func (s *Session) route(spec Spec) string {
 			return "tracepoint"
 		}
 	}
-	if IsSyscallFunc(spec.Func) && spec.Kind == Timer && spec.Offset == 0 {
+	if IsSyscall64(spec.Func) && spec.Kind == Timer && spec.Offset == 0 {
 		return "tracepoint"
 	}
 	if s.backend == "fentry" && (spec.Offset != 0 || spec.Kind == Targets) {

@@ -6,42 +6,15 @@ import (
 	"time"
 )
 
-// Quantile estimates the q-quantile (0..1) of inclusive wall time in ns
-// from the log2 histogram: the bucket holding it is found by count, and
-// the value interpolated linearly inside the bucket [2^(i-1), 2^i).
-func (c ContextReading) Quantile(q float64) float64 {
-	var total uint64
-	for _, h := range c.Hist {
-		total += h
-	}
-	if total == 0 {
-		return 0
-	}
-	rank := q * float64(total)
-	var seen float64
-	for i, h := range c.Hist {
-		if h == 0 {
-			continue
-		}
-		if seen+float64(h) >= rank {
-			if i == 0 {
-				return 0
-			}
-			lo := math.Ldexp(1, i-1)
-			return lo + lo*(rank-seen)/float64(h)
-		}
-		seen += float64(h)
-	}
-	return math.Ldexp(1, HistBuckets-1)
-}
-
 // Summary is one instrument's activity over an interval (or a whole run):
 // its contexts added up.
 type Summary struct {
-	Instrument   string           `json:"instrument"` // the spec, "vfs_read:timer"
-	Calls        uint64           `json:"calls"`
-	CallsPerSec  float64          `json:"calls_per_s"`
-	MeanNs       float64          `json:"mean_ns,omitempty"`
+	Instrument  string  `json:"instrument"` // the spec, "vfs_read:timer"
+	Calls       uint64  `json:"calls"`
+	CallsPerSec float64 `json:"calls_per_s"`
+	MeanNs      float64 `json:"mean_ns,omitempty"`
+	// P50Ns and P99Ns are HistQuantile's, 0 (and left out) where the
+	// histogram counts nothing.
 	P50Ns        float64          `json:"p50_ns,omitempty"`
 	P99Ns        float64          `json:"p99_ns,omitempty"`
 	InclNs       uint64           `json:"incl_ns,omitempty"`
@@ -96,7 +69,7 @@ func Summarize(r *Reading, over time.Duration) []Summary {
 			s.Calls, s.InclNs, s.ExclNs = m.Calls, m.InclNs, m.ExclNs
 			if m.Kind == Timer && m.Calls > 0 {
 				s.MeanNs = float64(m.InclNs) / float64(m.Calls)
-				s.P50Ns, s.P99Ns = m.Quantile(0.5), m.Quantile(0.99)
+				s.P50Ns, s.P99Ns = absentAsZero(HistQuantile(&m.Hist, 0.5)), absentAsZero(HistQuantile(&m.Hist, 0.99))
 			}
 			if m.InclNs > 0 {
 				s.OffCPUShare = float64(m.InclOffCPUNs) / float64(m.InclNs)
@@ -110,4 +83,13 @@ func Summarize(r *Reading, over time.Duration) []Summary {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Instrument < out[j].Instrument })
 	return out
+}
+
+// absentAsZero turns a quantile of no data (NaN) into 0, which the
+// Summary's omitempty leaves out of its JSON.
+func absentAsZero(q float64) float64 {
+	if math.IsNaN(q) {
+		return 0
+	}
+	return q
 }

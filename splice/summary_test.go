@@ -5,21 +5,6 @@ import (
 	"time"
 )
 
-func TestQuantile(t *testing.T) {
-	var c ContextReading
-	c.Hist[11] = 98 // [1024, 2048)
-	c.Hist[21] = 2  // [2^20, 2^21)
-	if q := c.Quantile(0.5); q < 1024 || q >= 2048 {
-		t.Errorf("p50 = %v, want in [1024, 2048)", q)
-	}
-	if q := c.Quantile(0.99); q < 1<<20 || q >= 1<<21 {
-		t.Errorf("p99 = %v, want in [2^20, 2^21)", q)
-	}
-	if (ContextReading{}).Quantile(0.5) != 0 {
-		t.Error("empty histogram")
-	}
-}
-
 func TestSummarize(t *testing.T) {
 	vr := Point{Func: "vfs_read"}
 	r := &Reading{Contexts: []ContextReading{

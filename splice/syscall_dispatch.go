@@ -203,7 +203,7 @@ func dispatchRegister(fn *callgraph.Function) (x86asm.Reg, error) {
 // blockSyscall is the syscall function a block calls or tail-calls.
 func blockSyscall(fn *callgraph.Function, b *callgraph.Block) string {
 	for _, s := range fn.Sites {
-		if s.Off >= b.Start && s.Off < b.End && IsSyscallFunc(s.Target) && !strings.HasSuffix(s.Target, "_sys_ni_syscall") {
+		if s.Off >= b.Start && s.Off < b.End && IsSyscall64(s.Target) && !strings.HasSuffix(s.Target, "_sys_ni_syscall") {
 			return s.Target
 		}
 	}

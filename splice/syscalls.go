@@ -78,7 +78,7 @@ func parseSyscallTable(b []byte, syms *callgraph.Symbols) (*SyscallTable, error)
 		}
 		name := ""
 		for _, a := range syms.Aliases(addr) {
-			if IsSyscallFunc(a.Name) && (name == "" || strings.HasPrefix(a.Name, "__x64_sys_")) {
+			if _, native, ok := Syscall(a.Name); ok && IsSyscall64(a.Name) && (name == "" || native) {
 				name = a.Name
 			}
 		}
@@ -107,12 +107,48 @@ func NewSyscallTable(byName map[string]int) *SyscallTable {
 	return t
 }
 
-// IsSyscallFunc reports whether name has the form of a syscall entry
-// point: __x64_sys_NAME, or __ia32_sys_NAME, which some kernels call from
-// the 64-bit dispatch too for syscalls without arguments (one function
-// serves both ABIs there).
-func IsSyscallFunc(name string) bool {
-	return strings.HasPrefix(name, "__x64_sys_") || strings.HasPrefix(name, "__ia32_sys_")
+// syscallABIs are the kernel's syscall entry functions, one prefix per
+// ABI (the SYSCALL_DEFINE wrappers of
+// arch/x86/include/asm/syscall_wrapper.h), native first. dispatch64 says
+// the 64-bit dispatch (sys_call_table, x64_sys_call) may call them:
+// __x64_sys_ always, __ia32_sys_ on kernels that serve syscalls without
+// arguments with one function for both ABIs.
+var syscallABIs = []struct {
+	prefix     string
+	dispatch64 bool
+}{
+	{"__x64_sys_", true}, {"__ia32_sys_", true}, {"__x32_compat_sys_", false}, {"__ia32_compat_sys_", false},
+}
+
+// Syscall takes apart the name of a syscall entry function: the syscall
+// it serves and whether it is the native x86-64 entry ("read", true for
+// __x64_sys_read; "read", false for __ia32_sys_read). ok is false for
+// any other function.
+func Syscall(fn string) (name string, native, ok bool) {
+	for i, abi := range syscallABIs {
+		if name, ok := strings.CutPrefix(fn, abi.prefix); ok {
+			return name, i == 0, true
+		}
+	}
+	return "", false, false
+}
+
+// IsSyscall reports whether fn is a syscall entry function of any ABI.
+func IsSyscall(fn string) bool {
+	_, _, ok := Syscall(fn)
+	return ok
+}
+
+// IsSyscall64 reports whether fn is a syscall entry function that the
+// 64-bit dispatch may call: those the tracepoint backend times, by their
+// number in sys_call_table.
+func IsSyscall64(fn string) bool {
+	for _, abi := range syscallABIs {
+		if strings.HasPrefix(fn, abi.prefix) {
+			return abi.dispatch64
+		}
+	}
+	return false
 }
 
 // Number returns the syscall number of a function ("__x64_sys_read"). The
@@ -126,10 +162,13 @@ func (t *SyscallTable) Number(fn string) (int, bool) {
 	if nr, ok := t.byName[fn]; ok {
 		return nr, true
 	}
-	for _, pair := range [][2]string{{"__x64_sys_", "__ia32_sys_"}, {"__ia32_sys_", "__x64_sys_"}} {
-		if short, ok := strings.CutPrefix(fn, pair[0]); ok {
-			nr, ok := t.byName[pair[1]+short]
-			return nr, ok
+	name, _, ok := Syscall(fn)
+	if !ok || !IsSyscall64(fn) {
+		return 0, false
+	}
+	for _, abi := range syscallABIs {
+		if nr, ok := t.byName[abi.prefix+name]; ok && abi.dispatch64 {
+			return nr, true
 		}
 	}
 	return 0, false

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -347,7 +346,5 @@ type huntJSON struct {
 }
 
 func printHuntJSON(w io.Writer, dir string, run *search.Run) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(huntJSON{Summary: reports.Summarize(run), Out: dir, Profile: filepath.Join(dir, reports.ProfileFile)})
+	return reports.WriteJSON(w, huntJSON{Summary: reports.Summarize(run), Out: dir, Profile: filepath.Join(dir, reports.ProfileFile)})
 }

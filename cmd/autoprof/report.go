@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -34,9 +33,7 @@ func runReport(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(reports.Summarize(run))
+		return reports.WriteJSON(stdout, reports.Summarize(run))
 	}
 	return reports.WriteText(stdout, run)
 }

@@ -252,7 +252,8 @@ func (s Session) Overhead() (time.Duration, error) {
 func (s Session) BackendOf(spec splice.Spec) string { return backendOf(s.Instruments, spec) }
 
 // backendOf names the backend that serves spec: with the BPF backends,
-// syscall root timers go to tracepoint, and with fentry, offsets and
+// timers of the syscall entry functions the 64-bit dispatch calls
+// (splice.IsSyscall64) go to tracepoint, and with fentry, offsets and
 // indirect-call targets go to kprobe (see splice.Options.Backend); the
 // splice backend serves everything it accepts itself.
 func backendOf(in splice.Instrumenter, spec splice.Spec) string {
@@ -260,7 +261,7 @@ func backendOf(in splice.Instrumenter, spec splice.Spec) string {
 	switch {
 	case b == "splice":
 		return b
-	case spec.Kind == splice.Timer && spec.Offset == 0 && search.IsSyscall(spec.Func):
+	case spec.Kind == splice.Timer && spec.Offset == 0 && splice.IsSyscall64(spec.Func):
 		return "tracepoint"
 	case b == "fentry" && (spec.Offset != 0 || spec.Kind == splice.Targets):
 		return "kprobe"

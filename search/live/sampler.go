@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -97,14 +96,17 @@ func (s *Sampler) Close() error {
 	return s.on.Close()
 }
 
-// syscallTails maps each function that exactly one syscall entry function
-// tail-calls to that syscall entry function. The entry functions are
-// taken from the symbol table, so that this works where the syscall table
-// cannot be read.
+// syscallTails maps each function that exactly one native x86-64 syscall
+// entry function tail-calls to that syscall entry function. The entry
+// functions are taken from the symbol table, so that this works where the
+// syscall table cannot be read.
 func syscallTails(g *callgraph.Graph) map[string]string {
 	tails := map[string]string{}
 	count := map[string]int{}
-	for _, sym := range g.Symbols().Match(syscallEntry) {
+	for _, sym := range g.Symbols().Functions() {
+		if _, native, ok := splice.Syscall(sym.Name); !ok || !native {
+			continue
+		}
 		edges, err := g.Callees(sym.Name)
 		if err != nil {
 			continue
@@ -123,9 +125,6 @@ func syscallTails(g *callgraph.Graph) map[string]string {
 	}
 	return tails
 }
-
-// syscallEntry matches the names of x86-64 syscall entry functions.
-var syscallEntry = regexp.MustCompile(`^__x64_sys_`)
 
 // Sample implements search.Sampler.
 func (s *Sampler) Sample(ctx context.Context, target splice.Target, d time.Duration) ([]search.Stack, error) {
@@ -340,7 +339,7 @@ func (s *Sampler) symbolize(addrs []uint64) []string {
 func (s *Sampler) fixSyscall(frames []string, nr int) []string {
 	at := -1
 	for i, f := range frames {
-		if search.IsSyscall(f) {
+		if splice.IsSyscall(f) {
 			return frames
 		}
 		if search.IsSyscallDispatcher(f) {

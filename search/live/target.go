@@ -69,7 +69,7 @@ func rootReach(g search.Graph, o Options) <-chan map[string]string {
 	lg, ok := g.(Graph)
 	var specs []splice.Spec
 	for _, r := range o.Roots {
-		if !search.IsSyscall(r) {
+		if !splice.IsSyscall(r) {
 			specs = append(specs, splice.Spec{Point: splice.Point{Func: r}, Kind: splice.Timer})
 		}
 	}

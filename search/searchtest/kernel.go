@@ -714,7 +714,7 @@ func (k *Kernel) InclNs(fn string) float64 {
 func (k *Kernel) Syscalls() []string {
 	var out []string
 	for name := range k.Funcs {
-		if search.IsSyscall(name) {
+		if splice.IsSyscall(name) {
 			out = append(out, name)
 		}
 	}

@@ -269,8 +269,8 @@ func (g *gen) finish(run *search.Run) {
 				}
 			}
 		}
-		n.Excl = ci(rounds, func(s search.RoundSample) float64 { return s.ExclShare })
-		n.Incl = ci(rounds, func(s search.RoundSample) float64 { return s.InclShare })
+		n.Excl = ci(rounds, run.Meta.Confidence, func(s search.RoundSample) float64 { return s.ExclShare })
+		n.Incl = ci(rounds, run.Meta.Confidence, func(s search.RoundSample) float64 { return s.InclShare })
 	}
 	run.Findings = findings(run)
 	run.Trace = trace(run)
@@ -293,26 +293,12 @@ func (g *gen) finish(run *search.Run) {
 	}
 }
 
-func ci(rs []search.RoundSample, v func(search.RoundSample) float64) search.Interval {
-	n := float64(len(rs))
-	if n == 0 {
-		return search.Interval{}
+func ci(rs []search.RoundSample, conf float64, v func(search.RoundSample) float64) search.Interval {
+	xs := make([]float64, len(rs))
+	for i, r := range rs {
+		xs[i] = v(r)
 	}
-	var sum, sq float64
-	for _, r := range rs {
-		sum += v(r)
-	}
-	mean := sum / n
-	if len(rs) < 2 {
-		return search.Interval{Mean: mean, Low: mean, High: mean, N: len(rs)}
-	}
-	for _, r := range rs {
-		sq += (v(r) - mean) * (v(r) - mean)
-	}
-	// 2.0 approximates t_{n−1,0.975} for the round counts used here; the
-	// generator must not depend on the package under test.
-	h := 2.0 * math.Sqrt(sq/(n-1)/n)
-	return search.Interval{Mean: mean, Low: mean - h, High: mean + h, N: len(rs)}
+	return search.NewInterval(xs, conf)
 }
 
 func findings(run *search.Run) []search.Finding {
@@ -329,7 +315,7 @@ func findings(run *search.Run) []search.Finding {
 		f := search.Finding{Node: i, Path: n.Path, Calls: n.Calls,
 			CallsPerOp: float64(n.Calls) / float64(n.RootCalls),
 			MeanNs:     float64(n.InclNs) / float64(n.Calls),
-			P50Ns:      quantile(n.Hist, 0.5), P99Ns: quantile(n.Hist, 0.99),
+			P50Ns:      splice.HistQuantile(&n.Hist, 0.5), P99Ns: splice.HistQuantile(&n.Hist, 0.99),
 			ExclShare:   n.Excl,
 			OffCPUShare: float64(n.ExclOffCPUNs) / float64(n.ExclNs)}
 		f.OnCPUShare = 1 - f.OffCPUShare
@@ -344,23 +330,6 @@ func findings(run *search.Run) []search.Finding {
 		out = append(out, f)
 	}
 	return out
-}
-
-func quantile(h [splice.HistBuckets]uint64, q float64) float64 {
-	var total uint64
-	for _, c := range h {
-		total += c
-	}
-	rank := q * float64(total)
-	var seen float64
-	for i, c := range h {
-		if seen+float64(c) >= rank && c > 0 {
-			lo := math.Ldexp(1, i-1)
-			return lo + lo*(rank-seen)/float64(c)
-		}
-		seen += float64(c)
-	}
-	return 0
 }
 
 // trace writes the decisions the search would have made: roots inserted
