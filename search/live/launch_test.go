@@ -20,7 +20,7 @@ func TestWorkloadStartsOnGo(t *testing.T) {
 	needRoot(t)
 	for _, noInherit := range []bool{false, true} {
 		out := filepath.Join(t.TempDir(), "out")
-		w := &Workload{Cmd: exec.Command("sh", "-c", "echo started > "+out+"; sh -c 'echo child >> "+out+"'"), NoInherit: noInherit}
+		w := &Workload{Cmd: helperCommand("write " + out), NoInherit: noInherit}
 		target, err := w.start("fentry")
 		if err != nil {
 			t.Fatal(err)
@@ -70,7 +70,7 @@ func TestWorkloadStartsOnGo(t *testing.T) {
 func TestWorkloadAbandon(t *testing.T) {
 	needRoot(t)
 	for _, noInherit := range []bool{false, true} {
-		w := &Workload{Cmd: exec.Command("sleep", "60"), NoInherit: noInherit}
+		w := &Workload{Cmd: helperCommand("sleep"), NoInherit: noInherit}
 		if _, err := w.start("tracepoint"); err != nil {
 			t.Fatal(err)
 		}
@@ -90,10 +90,10 @@ func TestWorkloadAbandon(t *testing.T) {
 	}
 }
 
-// TestWorkloadStartUnderGC starts commands both ways many times while
-// another goroutine collects garbage all along: a command held before its
-// execve inside Go's fork (a frozen cgroup did that) deadlocks the first
-// collection that starts meanwhile.
+// TestWorkloadStartUnderGC starts commands both ways many times (20 with
+// -short) while another goroutine collects garbage all along: a command
+// held before its execve inside Go's fork (a frozen cgroup did that)
+// deadlocks the first collection that starts meanwhile.
 func TestWorkloadStartUnderGC(t *testing.T) {
 	needRoot(t)
 	stop := make(chan struct{})
@@ -108,8 +108,12 @@ func TestWorkloadStartUnderGC(t *testing.T) {
 			}
 		}
 	}()
-	for i := 0; i < 100; i++ {
-		w := &Workload{Cmd: exec.Command("true"), NoInherit: i%2 == 1}
+	n := 100
+	if testing.Short() {
+		n = 20 // each start is a Go program's under the emulator
+	}
+	for i := 0; i < n; i++ {
+		w := &Workload{Cmd: helperCommand("true"), NoInherit: i%2 == 1}
 		if _, err := w.start("fentry"); err != nil {
 			t.Fatal(err)
 		}
