@@ -62,12 +62,12 @@ func vmHunt(t *testing.T, name string, size, n int) string {
 	// hunt, made 700 of shmem_file_read_iter's 1,239 µs; function timers
 	// cost both hunts alike. (diff allows for block counters as far as
 	// their calibration and the runs' timings bound them:
-	// TestDiffBlockCounters.) The instruments' cost is taken out (the
-	// default): with it left in (--raw-costs) the 64 KiB hunt's
-	// __rcu_read_lock, called 86 times a read against 12 at 4 KiB, made
-	// +202 µs a read of its timer's own cost on 6.1, ranked above the
-	// copy.
-	code, out, errs := runCmd("hunt", "--duration", "3m", "--budget", "50", "--threshold", "10", "--no-blocks", "-o", dir, "--", apload, "read", strconv.Itoa(size), strconv.Itoa(n))
+	// TestDiffBlockCounters.) --raw-costs: runs compared time for time
+	// that instrumented the same places are better off with the cost
+	// left in, equal on both sides, than with two calibrations' errors
+	// (compensated, two 4 KiB hunts on 6.12 disagreed on vfs_read's
+	// exclusive time, 0 and 19 µs, where one had withdrawn its callees).
+	code, out, errs := runCmd("hunt", "--duration", "3m", "--budget", "50", "--threshold", "10", "--no-blocks", "--raw-costs", "-o", dir, "--", apload, "read", strconv.Itoa(size), strconv.Itoa(n))
 	if code != 0 {
 		t.Fatalf("hunt %s: exit %d\n%s\n%s", name, code, out, errs)
 	}
@@ -162,9 +162,24 @@ func TestVMDiffReads(t *testing.T) {
 	copyFns := map[string]bool{"copy_user_enhanced_fast_string": true, "copy_user_generic_string": true,
 		"copy_user_generic_unrolled": true, "rep_movs_alternative": true, "copy_page_to_iter": true, "_copy_to_iter": true,
 		"shmem_file_read_iter": true, "filemap_read": true, "generic_file_read_iter": true, "filemap_get_pages": true}
-	top := min(3, c.Significant)
+	// With the cost left in, a context whose time per call is within
+	// twice its timer's calibrated cost is its timer's time, and its
+	// change is its change of calls (6.1's 64 KiB hunt timed
+	// __rcu_read_lock 86 times a read against 12 at 4 KiB: +202 µs a
+	// read, ranked above the copy): those are passed over, and logged.
+	newRun := load(big)
+	var ranked []reports.NodeDiff
+	for _, n := range c.Nodes[:c.Significant] {
+		node := newRun.Nodes[n.New.Node]
+		if cost := newRun.Overhead.CostPerHitNs[node.Backend]; cost > 0 && n.New.MeanNs <= 2*cost {
+			t.Logf("passed over: %s, %.0f ns a call against its timer's %.0f ns", strings.Join(n.Path, ";"), n.New.MeanNs, cost)
+			continue
+		}
+		ranked = append(ranked, n)
+	}
+	top := min(3, len(ranked))
 	copyFirst := false
-	for _, n := range c.Nodes[:top] {
+	for _, n := range ranked[:top] {
 		if !strings.Contains(n.Path[0], "sys_pread64") {
 			t.Errorf("4 KiB vs 64 KiB: %s ranked among the first %d, not on the read path", strings.Join(n.Path, ";"), top)
 		}
