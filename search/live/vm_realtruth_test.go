@@ -48,7 +48,7 @@ type realScore struct {
 	// within 5 points of it; agree: named, and its share within 5 points
 	// of the samples'.
 	named, agree bool
-	samples                  uint64
+	samples      uint64
 }
 
 // huntReal runs one real workload: stack samples of it without any
