@@ -58,7 +58,13 @@ var forbiddenSections = []struct{ start, end, name string }{
 
 // bpfDenyList is btf_id_deny in the kernel's kernel/bpf/verifier.c (6.1
 // to 6.18): functions the verifier refuses to trace with fentry/fexit
-// because the trampoline itself calls them.
+// because the trampoline itself calls them. autoprof refuses kprobes in
+// them too (a call site that calls one is fine: it counts one caller's
+// calls): the trampolines of its own fentry instruments call them, and a kprobe
+// there counts those calls as the target's (6.1's pingpong hunt timed
+// __rcu_read_lock by kprobe after fentry refused it, and found it called
+// 14 times a read in pipe_read; the function tracer counted twice the
+// kprobe's calls, half of them the trampolines').
 var bpfDenyList = map[string]bool{
 	"migrate_disable": true, "migrate_enable": true, "rcu_read_unlock_strict": true,
 	"preempt_count_add": true, "preempt_count_sub": true,
@@ -240,6 +246,9 @@ func (p *Placement) checkFentry(spec Spec, sym callgraph.Symbol) error {
 }
 
 func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) error {
+	if bpfDenyList[sym.Name] {
+		return refuse(spec, ErrUnsafe, "%s is called by the BPF trampolines of autoprof's own instruments (BPF's deny list, btf_id_deny): a kprobe there would count their calls", sym.Name)
+	}
 	if p.blacklistErr != nil {
 		return refuse(spec, ErrNotSupported, "cannot read the kprobe blacklist: %w", p.blacklistErr)
 	}

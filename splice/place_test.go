@@ -84,7 +84,6 @@ func TestPlacementRules(t *testing.T) {
 	ok("kprobe", "vfs_read")
 	ok("kprobe", "vfs_read+0x9")
 	ok("kprobe", "vfs_read+0xd:targets")
-	ok("kprobe", "migrate_disable")
 	ok("tracepoint", "__x64_sys_read:timer")
 	refused("kprobe", "vfs_read+0xb", ErrUnsafe, "not an instruction boundary")
 	refused("kprobe", "vfs_read+0x5", ErrUnsafe, "not an instruction boundary") // inside the ftrace nop
@@ -100,6 +99,7 @@ func TestPlacementRules(t *testing.T) {
 	// A clone goes with its base (within_kprobe_blacklist; nmi_handle.part.0 on 6.12).
 	refused("kprobe", "blacklisted_fn.part.0", ErrUnsafe, "clone of blacklisted_fn")
 	refused("fentry", "migrate_disable", ErrUnsafe, "deny list")
+	refused("kprobe", "migrate_disable", ErrUnsafe, "BPF trampolines of autoprof's own instruments")
 	refused("fentry", "notraced", ErrUnsafe, "available_filter_functions")
 	refused("fentry", "vfs_read+0x9", ErrNotSupported, "use kprobe")
 	refused("kprobe", "no_such_function", ErrNoFunction, "no such kernel function")

@@ -231,8 +231,8 @@ func timedRates(run *search.Run, iterRoot string) (rates, iters map[string]float
 	calls := map[string]float64{}
 	rounds := map[string]map[int]bool{}
 	for _, n := range run.Nodes {
-		if n.Kind != search.NodeFunction && n.Kind != search.NodeTarget {
-			continue
+		if n.Kind != search.NodeFunction && n.Kind != search.NodeTarget || n.Point.IsCallSite() {
+			continue // a call site counts one caller's calls: the function tracer counts them all
 		}
 		fn := n.Point.Func
 		if rounds[fn] == nil {
