@@ -76,9 +76,10 @@ func TestPctOf(t *testing.T) {
 }
 
 // TestDecisionRules checks the withdrawal and refinement rules on
-// hand-made nodes: an interval wholly below θ withdraws, wholly above
-// refines (callees first, blocks once refined with nothing deferred),
-// straddling does nothing, and candidates come most valuable first.
+// hand-made nodes: an interval wholly below θ withdraws (a root's never),
+// wholly above refines (callees first, blocks once refined with nothing
+// deferred), straddling does nothing, and candidates come most valuable
+// first.
 func TestDecisionRules(t *testing.T) {
 	iv := func(lo, hi float64) Interval { return Interval{Mean: (lo + hi) / 2, Low: lo, High: hi, N: 5} }
 	cold := &node{id: 1, incl: iv(0.01, 0.03)}
@@ -88,7 +89,8 @@ func TestDecisionRules(t *testing.T) {
 	leaf := &node{id: 5, incl: iv(0.4, 0.5), excl: iv(0.35, 0.45), refined: true}
 	deferred := &node{id: 6, incl: iv(0.3, 0.4), refined: true, deferred: []splice.Point{{Func: "f"}}}
 	young := &node{id: 7, incl: iv(0.5, 0.6)}
-	nodes := []*node{cold, straddle, hot, hotter, leaf, deferred, young}
+	coldRoot := &node{id: 8, kind: NodeRoot, incl: iv(0.001, 0.002)}
+	nodes := []*node{cold, straddle, hot, hotter, leaf, deferred, young, coldRoot}
 	decidable := func(n *node) bool { return n != young }
 	if got := coldNodes(nodes, 0.05, decidable); len(got) != 1 || got[0] != cold {
 		t.Errorf("cold nodes %v, want node 1", ids(got))

@@ -109,11 +109,16 @@ func (h *hunter) withdrawCounted() bool {
 }
 
 // coldNodes returns the nodes the withdrawal rule takes: those the rules
-// may act on (decidable) whose inclusive interval lies wholly below θ.
+// may act on (decidable) whose inclusive interval lies wholly below θ,
+// roots aside. A root stays however cold, as it stays over the budget:
+// its calls are the target's operations that every share and count per
+// operation is taken over (a cold fsync root withdrawn after three
+// rounds of 161 left the fsync workload's run with 7,121 of its 566,572
+// fsyncs).
 func coldNodes(nodes []*node, theta float64, decidable func(*node) bool) []*node {
 	var out []*node
 	for _, n := range nodes {
-		if decidable(n) && n.incl.Below(theta) {
+		if n.kind != NodeRoot && decidable(n) && n.incl.Below(theta) {
 			out = append(out, n)
 		}
 	}
