@@ -27,6 +27,11 @@ func TestHelperProcess(t *testing.T) {
 	if args[0] == "controller" {
 		runController(args[1:])
 	}
+	if args[0] == "linger" { // linger MS: live MS ms, then exit (TestWatchExit)
+		ms, _ := strconv.Atoi(args[1])
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		os.Exit(0)
+	}
 	runtime.LockOSThread()
 	prep := helperPrep(args)
 	ready := os.NewFile(4, "ready")

@@ -64,7 +64,10 @@ func TestParseCgroup2Mount(t *testing.T) {
 // TestWatchExit: WatchExit closes its channel once the process has gone, not
 // before.
 func TestWatchExit(t *testing.T) {
-	cmd := exec.Command("sleep", "0.3")
+	// The test binary itself (the test VMs have no sleep), for 1 s: its
+	// start takes a few hundred ms under the emulator.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), helperEnv+"=linger 1000")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
