@@ -31,12 +31,17 @@ type workloadCase struct {
 	roots map[string]uint64 // syscall entry function → calls per iteration
 	iter  string            // the root that counts iterations
 	under string            // a function the top finding's path must hold
+	// short is the part of the full size the workload runs with -short
+	// (0: half).
+	short float64
 }
 
 var workloadCases = []workloadCase{
-	{"pingpong", []string{"pingpong", "0"}, 0, map[string]uint64{"__x64_sys_write": 1, "__x64_sys_read": 1}, "__x64_sys_write", "pipe_read"},
-	{"stat", []string{"stat", "24", "0"}, 0, map[string]uint64{"__x64_sys_newstat": 1}, "__x64_sys_newstat", ""},
-	{"fsync", []string{"fsync", "0"}, 0, map[string]uint64{"__x64_sys_pwrite64": 1, "__x64_sys_fsync": 1}, "__x64_sys_pwrite64", ""},
+	{"pingpong", []string{"pingpong", "0"}, 0, map[string]uint64{"__x64_sys_write": 1, "__x64_sys_read": 1}, "__x64_sys_write", "pipe_read", 0},
+	{"stat", []string{"stat", "24", "0"}, 0, map[string]uint64{"__x64_sys_newstat": 1}, "__x64_sys_newstat", "", 0},
+	// A quarter with -short: half (566,000 iterations) ran six minutes
+	// under the hunt on 6.1 and outlasted search/live's 20 on 6.12.
+	{"fsync", []string{"fsync", "0"}, 0, map[string]uint64{"__x64_sys_pwrite64": 1, "__x64_sys_fsync": 1}, "__x64_sys_pwrite64", "", 0.25},
 }
 
 // ftraceIterations is how many iterations the traced second run makes.
@@ -77,17 +82,20 @@ const workloadSeconds = 12
 
 // sized returns c with its iterations set so that the workload runs about
 // scale×workloadSeconds alone on this machine (TCG speeds vary by kernel),
-// and at least scale×300,000 iterations (a quarter with -short: under a
-// hunt at CI's budget and threshold the fsync workload of 566,000
-// iterations ran six minutes on 6.1 and outlasted the package's 20 on
-// 6.12). The rate is the faster of two timed runs: the first warms the
-// caches and the emulator's translations.
+// and at least scale×300,000 iterations (c.short of that with -short; a
+// quarter of it left the ping-pong's hunt 12 rounds, too few to reach
+// pipe_read). The rate is the faster of two timed runs: the first warms
+// the caches and the emulator's translations.
 func sized(t *testing.T, c workloadCase, scale float64) workloadCase {
 	t.Helper()
 	const probe = 10000
-	secs, least := scale*workloadSeconds, uint64(scale*300000)
+	secs, least := scale*workloadSeconds, scale*300000
 	if testing.Short() {
-		secs, least = secs/4, least/4
+		part := c.short
+		if part == 0 {
+			part = 0.5
+		}
+		secs, least = secs*part, least*part
 	}
 	best := time.Duration(math.MaxInt64)
 	for range 2 {
@@ -100,7 +108,7 @@ func sized(t *testing.T, c workloadCase, scale float64) workloadCase {
 		}
 		best = min(best, time.Since(start))
 	}
-	c.n = max(least, uint64(float64(probe)*secs/max(best.Seconds(), 0.01)))
+	c.n = max(uint64(least), uint64(float64(probe)*secs/max(best.Seconds(), 0.01)))
 	c.args = withIterations(c.args, c.n)
 	return c
 }
