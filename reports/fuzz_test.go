@@ -19,7 +19,7 @@ func FuzzDecodeRun(f *testing.F) {
 	run := synth.Generate(spec)
 	run.Format = RunFormat
 	var b bytes.Buffer
-	if err := writeJSON(&b, run); err != nil {
+	if err := WriteJSON(&b, run); err != nil {
 		f.Fatal(err)
 	}
 	good := b.Bytes()

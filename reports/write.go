@@ -162,18 +162,18 @@ func RenderWith(run *search.Run, addrs *Addresses) ([]File, error) {
 		}},
 		{TextFile, func(b *bytes.Buffer) error { return WriteText(b, run) }},
 		{HTMLFile, func(b *bytes.Buffer) error { return WriteHTML(b, run) }},
-		{FindingsFile, func(b *bytes.Buffer) error { return writeJSON(b, Summarize(run)) }},
+		{FindingsFile, func(b *bytes.Buffer) error { return WriteJSON(b, Summarize(run)) }},
 		{TraceFile, func(b *bytes.Buffer) error { return WriteTrace(b, run.Trace) }},
 		{AddressesFile, func(b *bytes.Buffer) error {
 			if addrs == nil {
 				return errNoFile
 			}
-			return writeJSON(b, addrs)
+			return WriteJSON(b, addrs)
 		}},
 		{RunFile, func(b *bytes.Buffer) error {
 			r := *run
 			r.Format = RunFormat
-			return writeJSON(b, &r)
+			return WriteJSON(b, &r)
 		}},
 	}
 	for _, s := range steps {
@@ -198,17 +198,11 @@ func WriteTrace(b *bytes.Buffer, events []search.Event) error {
 	return nil
 }
 
-// writeJSON writes v as indented JSON, with NaN and infinities (which JSON
-// cannot hold) as null, so that a run with one undefined statistic is
-// still saved; search's Finding and Interval read null back as what it
-// stood for (NaN, unbounded).
-func writeJSON(b *bytes.Buffer, v any) error {
-	return WriteJSON(b, v)
-}
-
-// WriteJSON writes v to w as indented JSON as the saved run's files are
-// written: NaN and infinities as null. Commands print their --json
-// summaries with it.
+// WriteJSON writes v to w as indented JSON, with NaN and infinities
+// (which JSON cannot hold) as null, so that a run with one undefined
+// statistic is still saved; search's Finding and Interval read null back
+// as what it stood for (NaN, unbounded). The saved run's files and the
+// commands' --json summaries are written with it.
 func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -248,17 +248,10 @@ func (h *hunter) costOf(backend string) float64 {
 // counters (a kprobe at the call and one at its return), else its
 // backend's.
 func (h *hunter) costOfSpec(spec splice.Spec) float64 {
-	b := h.backendOf(spec)
-	count, ok := h.costs[b+":count"]
-	switch {
-	case spec.IsCallSite() && ok:
-		return 2 * count
-	case spec.IsCallSite():
-		return h.costOf(b)
-	case spec.Kind != splice.Timer && ok:
-		return count
+	if v, ok := h.perHit(spec, func(k string) string { return k }); ok {
+		return v
 	}
-	return h.costOf(b)
+	return h.costOf(h.backendOf(spec))
 }
 
 // BPFCostKey is the key under which a Calibrator gives, beside a cost
@@ -274,18 +267,26 @@ func (h *hunter) costOfSpec(spec splice.Spec) float64 {
 func BPFCostKey(key string) string { return "bpf:" + key }
 
 // bpfOfSpec returns the programs' calibrated run time per hit of spec's
-// instrument (see BPFCostKey), keyed as costOfSpec keys the cost.
+// instrument (see BPFCostKey), chosen as costOfSpec chooses the cost.
 func (h *hunter) bpfOfSpec(spec splice.Spec) (float64, bool) {
+	return h.perHit(spec, BPFCostKey)
+}
+
+// perHit looks up a calibrated figure per hit of spec's instrument under
+// key(name): its backend's counters' ("BACKEND:count") for a counter, a
+// target recorder or a call-site timer (two counters), where calibrated,
+// else its backend's; ok is false where neither was calibrated.
+func (h *hunter) perHit(spec splice.Spec, key func(string) string) (float64, bool) {
 	b := h.backendOf(spec)
 	if spec.Kind != splice.Timer || spec.IsCallSite() {
-		if v, ok := h.costs[BPFCostKey(b+":count")]; ok {
+		if v, ok := h.costs[key(b+":count")]; ok {
 			if spec.IsCallSite() {
 				return 2 * v, true
 			}
 			return v, true
 		}
 	}
-	v, ok := h.costs[BPFCostKey(b)]
+	v, ok := h.costs[key(b)]
 	return v, ok
 }
 
