@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -334,5 +335,43 @@ func checkFindingsAgree(t *testing.T, run *search.Run) {
 		if strings.HasPrefix(f.Verdict, "CPU-bound") && f.OnCPUShare <= 0 || strings.HasPrefix(f.Verdict, "blocked") && f.OffCPUShare <= 0 {
 			t.Errorf("%s: verdict %q with on-CPU %.2f, off-CPU %.2f of its exclusive time", strings.Join(f.Path, ";"), f.Verdict, f.OnCPUShare, f.OffCPUShare)
 		}
+	}
+}
+
+// TestExitDuringDeepStart: a target that exits before the first round
+// opens was seen only by Deep Start's stack samples; the hunt reports
+// what they show, labelled as estimates from samples, with the planted
+// bottleneck first (issue 15: a short command got "no findings").
+func TestExitDuringDeepStart(t *testing.T) {
+	for _, shape := range []string{"cpu", "sleep", "deep"} {
+		t.Run(shape, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				k, truth := searchtest.Planted(shape, 1)
+				k.Start()
+				done := make(chan struct{})
+				time.AfterFunc(time.Second, func() { close(done) })
+				run := hunt(t, k, func(c *search.Config) { c.Done = done; c.DeepStart = 2 * time.Second })
+				if run.Meta.StopReason != "the target exited" {
+					t.Errorf("stop %q", run.Meta.StopReason)
+				}
+				if len(run.Findings) == 0 {
+					t.Fatalf("no findings from Deep Start's samples")
+				}
+				f := run.Findings[0]
+				n := run.Nodes[f.Node]
+				t.Logf("first: %s %.1f%% (truth %s %.1f%%): %s", n.Point.Function(), 100*f.ExclShare.Mean, truth.Func, 100*truth.Share, f.Verdict)
+				if n.Point.Function() != truth.Func || !strings.Contains(f.Verdict, truth.Verdict) {
+					t.Errorf("first finding %s (%q), want %s, %s", n.Point.Function(), f.Verdict, truth.Func, truth.Verdict)
+				}
+				if math.Abs(f.ExclShare.Mean-truth.Share) > 0.1 {
+					t.Errorf("%s: %.1f%%, truth %.1f%%", truth.Func, 100*f.ExclShare.Mean, 100*truth.Share)
+				}
+				for _, f := range run.Findings {
+					if !strings.Contains(f.Verdict, "estimated from") {
+						t.Errorf("finding %q not labelled an estimate from samples", f.Verdict)
+					}
+				}
+			})
+		})
 	}
 }

@@ -182,6 +182,8 @@ func (h *hunter) inclusive(n *node) *est {
 		return n.fromSamples
 	case n.sampled():
 		return h.sampledEstimate(n)
+	case h.samplesOnly:
+		return h.sampledUnder(n)
 	case h.inWindow(n):
 		w := h.reportedWindow()
 		e := &est{source: SourceWindow, from: w.start, to: w.end}

@@ -17,6 +17,7 @@ const maxFindings = 10
 func (h *hunter) finish() *Run {
 	h.withdrawAll()
 	h.sampleQuietly()
+	h.samplesOnly = h.onlySamples()
 	h.addSampledChildren()
 	r := h.run
 	m := &r.Meta
@@ -45,6 +46,23 @@ func (h *hunter) finish() *Run {
 	h.unexplained(r)
 	h.listings(r)
 	return r
+}
+
+// onlySamples reports whether the hunt's estimates must all come from
+// its stack samples: the target exited before any instrument counted one
+// of its calls (before the first round opened, or in it), so that the
+// rounds measured nothing of it and Deep Start's samples are all that saw
+// it.
+func (h *hunter) onlySamples() bool {
+	if h.sampledNs <= 0 || h.stop != stopExited {
+		return false
+	}
+	for _, n := range h.nodes {
+		if n.all.calls > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // opsBy says what an operation of the target is.
@@ -149,6 +167,9 @@ func (h *hunter) consistent(r *Run) {
 			out.Samples = e.samples
 		}
 		out.Incl, out.Excl = e.incl, e.excl
+		if h.samplesOnly {
+			out.TargetNs = uint64(h.sampledNs) // the time the samples covered
+		}
 		if out.TargetNs == 0 {
 			continue
 		}
@@ -367,6 +388,8 @@ func (h *hunter) verdict(r *Run, n *Node, f *Finding) string {
 	switch {
 	case n.State == StateSampled || n.Source == SourceSamples && n.Kind == NodeSampled:
 		v += fmt.Sprintf(" (estimated from %d stack samples)", n.Samples)
+	case h.samplesOnly:
+		v += fmt.Sprintf(" (estimated from %d stack samples: the target exited before any instrument counted a call)", n.Samples)
 	case n.Source == SourceSamples:
 		v += fmt.Sprintf(" (share estimated from %d stack samples: timing it exactly cost more than the budget; calls counted exactly)", n.Samples)
 	case n.Source == SourceBurst:

@@ -304,7 +304,7 @@ func (h *hunter) wait(ctx context.Context) string {
 	case <-ctx.Done():
 		stop = "interrupted: " + context.Cause(ctx).Error()
 	case <-h.cfg.Done:
-		stop = "the target exited"
+		stop = stopExited
 	case <-t.C:
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			stop = "deadline reached"
@@ -313,6 +313,9 @@ func (h *hunter) wait(ctx context.Context) string {
 	h.round++
 	return stop
 }
+
+// stopExited is the stop reason of a hunt whose target exited.
+const stopExited = "the target exited"
 
 func (h *hunter) deadline() time.Time {
 	if h.cfg.Duration <= 0 {

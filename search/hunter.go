@@ -107,6 +107,10 @@ type sampleStore struct {
 	// sampler sampled, which the round itself can outlast.
 	droppedNs  float64
 	sampledFor time.Duration
+	// samplesOnly is set by finish where the target exited before any
+	// instrument counted a call of it (see onlySamples): every estimate
+	// is then made of the samples.
+	samplesOnly bool
 	// ownSampled is, for each timed node, the on-CPU thread time of the
 	// samples of its own context that no sampled child took.
 	ownSampled map[*node]float64

@@ -237,7 +237,7 @@ func (h *hunter) stopNow(ctx context.Context) string {
 	case <-ctx.Done():
 		return "interrupted: " + context.Cause(ctx).Error()
 	case <-h.cfg.Done:
-		return "the target exited"
+		return stopExited
 	default:
 	}
 	if dl := h.deadline(); !dl.IsZero() && !time.Now().Before(dl) {
