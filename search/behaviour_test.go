@@ -375,3 +375,42 @@ func TestExitDuringDeepStart(t *testing.T) {
 		})
 	}
 }
+
+// TestSampledChainAddsUp: below an exactly timed root that nothing else
+// can be timed under, the samples make a chain of sampled children; each
+// one's exclusive share is what its own sampled children leave of its
+// inclusive share, so that the tree's exclusive shares add up to at most
+// the whole (6.1 VM: copy_page_to_iter, _copy_to_iter and
+// copy_user_enhanced_fast_string, one chain, each reported 80% exclusive).
+func TestSampledChainAddsUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("deep", 2)
+		k.OnlyRoots = true
+		k.Start()
+		run := hunt(t, k, func(c *search.Config) { c.Duration = 20 * time.Second })
+		var sum float64
+		sampled := 0
+		for _, n := range run.Nodes {
+			if n.Kind == search.NodeBlock || n.State == search.StateSuperseded {
+				continue
+			}
+			sum += n.Excl.Mean
+			if n.Kind == search.NodeSampled {
+				sampled++
+			}
+			if n.Excl.Mean > n.Incl.Mean+1e-9 {
+				t.Errorf("%s: exclusive %.1f%% over inclusive %.1f%%", strings.Join(n.Path, ";"), 100*n.Excl.Mean, 100*n.Incl.Mean)
+			}
+		}
+		t.Logf("%d sampled nodes, exclusive shares add up to %.1f%%; first finding %s", sampled, 100*sum, run.Findings[0].Verdict)
+		if sampled < len(truth.Path) {
+			t.Errorf("%d sampled nodes, want the chain of %d below the root", sampled, len(truth.Path))
+		}
+		if sum > 1.02 {
+			t.Errorf("exclusive shares add up to %.1f%%", 100*sum)
+		}
+		if f := run.Findings[0]; run.Nodes[f.Node].Point.Function() != truth.Func || !strings.Contains(f.Verdict, truth.Verdict) {
+			t.Errorf("first finding %q, want %s", f.Verdict, truth.Func)
+		}
+	})
+}

@@ -295,7 +295,7 @@ func (h *hunter) exclusive(n *node, e *est, all map[*node]*est) {
 		if e.source == SourceWindow && ce.source == SourceWindow {
 			continue // measured together: already out of n's exclusive time
 		}
-		if e.source == SourceSamples && n.kind == NodeSampled && ce.source == SourceSamples {
+		if e.source == SourceSamples && n.kind == NodeSampled && ce.source == SourceSamples && n.fromSamples == nil {
 			continue // sampled together: likewise
 		}
 		mean -= ce.incl.Mean

@@ -167,8 +167,13 @@ func (h *hunter) consistent(r *Run) {
 			out.Samples = e.samples
 		}
 		out.Incl, out.Excl = e.incl, e.excl
-		if h.samplesOnly {
+		switch {
+		case h.samplesOnly:
 			out.TargetNs = uint64(h.sampledNs) // the time the samples covered
+		case out.TargetNs == 0 && e.source == SourceSamples && out.Parent >= 0:
+			// A context only the samples saw: its share is of the
+			// time its parent's is of.
+			out.TargetNs = r.Nodes[out.Parent].TargetNs
 		}
 		if out.TargetNs == 0 {
 			continue

@@ -406,15 +406,21 @@ func (h *hunter) compensate(d float64, siteCalls, hits map[string]uint64, measur
 			kids[n.parent] += c.InclNs
 		}
 	}
-	var taken float64
+	var taken, roots float64
 	for _, n := range h.nodes {
 		if n.parent != nil || n.cur.Calls == 0 || n.sampled() {
 			continue
 		}
 		spec := h.specFor(n)
 		taken += float64(before[n]-n.cur.InclNs) + f*float64(n.cur.Calls)*max(h.costOfSpec(spec)-h.insideOf(spec), 0)
+		roots += float64(n.cur.InclNs)
 	}
-	taken = min(taken, total, 0.95*d)
+	// The roots' windows, less what was taken out of them, still fit in
+	// what is left of the target's time: a calibration that overstates
+	// the cost outside them (the costScale scales the programs' run time,
+	// not the traps around them) cannot leave the roots more time than
+	// the target had.
+	taken = min(taken, total, 0.95*d, max(d-roots, 0))
 	h.compensatedNs += taken
 	return d - taken
 }

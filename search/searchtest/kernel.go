@@ -82,6 +82,11 @@ type Kernel struct {
 	// fast): Calibrate reports the costs divided by it, as a calibration
 	// on an idle machine does for a hunt on a busy one.
 	CalibrationSpeed float64
+	// CalibrationOverstates multiplies the cost per hit Calibrate reports
+	// (not the programs' run time, RunShare): a calibration whose
+	// machine was busy with something else while it timed the hits, as
+	// the run time the kernel measures is not (0: 1).
+	CalibrationOverstates float64
 	// RunShare is the part of a hit's cost that its programs' run time
 	// is, as the kernel's BPF run-time statistics measure it (0: all of
 	// it). Where it is set, Overhead reports that part only and Calibrate
@@ -349,7 +354,7 @@ func (k *Kernel) Calibrate(context.Context, splice.Instrumenter) (map[string]flo
 	if speed == 0 {
 		speed = 1
 	}
-	c := map[string]float64{k.BackendName: k.CostPerHitNs / speed}
+	c := map[string]float64{k.BackendName: k.CostPerHitNs / speed * max(k.CalibrationOverstates, 1)}
 	if k.InsideNs > 0 {
 		c[k.BackendName+":inside"] = k.InsideNs / speed
 	}
