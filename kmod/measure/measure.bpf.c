@@ -24,6 +24,7 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 
 #define MAX_DEPTH 32
 #define HIST 41
@@ -536,6 +537,7 @@ int kretprobe_hit(struct pt_regs *ctx)
 // kernel's BTF (the ___ap suffix is dropped when matching).
 struct task_struct___ap {
 	int pid;
+	unsigned int __state;
 } __attribute__((preserve_access_index));
 
 struct pt_regs___ap {
@@ -595,18 +597,27 @@ int sys_exit(__u64 *ctx)
 }
 
 // sched_switch(bool preempt, struct task_struct *prev, struct task_struct
-// *next, ...) stamps the switch-out of prev (the current task) and charges
-// next's time off the CPU to the frame on top of its stack.
+// *next, ...) stamps the switch-out of prev (the current task) where it
+// blocks, and charges next's time off the CPU to the frame on top of its
+// stack. A task switched out still runnable (preempted, or yielding in
+// cond_resched: its state is TASK_RUNNING, 0) waits on a run queue, not
+// for an event: that wait stays in its frames' on-CPU time, as the stack
+// sampler spreads it over the on-CPU samples, so that preemption is never
+// reported as blocking.
 SEC("tp_btf/sched_switch")
 int sched_switch(__u64 *ctx)
 {
+	struct task_struct___ap *prev = (void *)ctx[1];
 	struct task_struct___ap *next = (void *)ctx[2];
 	__u32 *g = guard_enter();
 	if (!g)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
+	int runnable = (ctx[0] & 1) != 0;
+	if (!runnable && bpf_core_field_exists(prev->__state))
+		runnable = prev->__state == 0;
 	struct thread *t = thread_of(bpf_get_current_pid_tgid(), 0);
-	if (t && t->depth)
+	if (t && t->depth && !runnable)
 		t->out_at = now;
 	__u32 tid = next->pid;
 	t = tid ? thread_of(tid, 0) : 0;

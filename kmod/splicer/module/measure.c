@@ -432,7 +432,14 @@ out:
 }
 NOKPROBE_SYMBOL(ap_count);
 
-/* sched_switch: stamp prev's switch-out, charge next's time off the CPU. */
+/*
+ * sched_switch: stamp prev's switch-out where it blocks, charge next's time
+ * off the CPU. A task switched out still runnable (preempted, or yielding
+ * in cond_resched with its state TASK_RUNNING) waits on a run queue, not
+ * for an event: that wait stays in its frames' on-CPU time, as in the BPF
+ * backends (measure.bpf.c), so that preemption is never reported as
+ * blocking.
+ */
 static notrace void ap_on_switch(void *data, bool preempt, struct task_struct *prev,
 				 struct task_struct *next, unsigned int prev_state)
 {
@@ -444,7 +451,7 @@ static notrace void ap_on_switch(void *data, bool preempt, struct task_struct *p
 		goto out;
 	now = ap_now();
 	t = ap_thread_find(prev, false);
-	if (t && t->depth)
+	if (t && t->depth && !preempt && prev_state != TASK_RUNNING)
 		t->out_at = now;
 	t = ap_thread_find(next, false);
 	if (t && t->out_at) {
