@@ -153,11 +153,9 @@ func costBelow(run *search.Run, i int, in []bool, bounds costBounds) map[string]
 // it runs late (after an RCU-tasks grace period, re-armed by every
 // probe registered meanwhile) and not where another probe lies within
 // the jump's five bytes: the same counter can cost one run an int3 and
-// the other a jump (under TCG: vfs_read's exclusive time 45 µs against
-// 15 µs per pread64 in two runs of one workload, five more counters in
-// the first, more than those five could cost). Timers of one backend
-// cost both runs alike. sub is for inclusive time, excl for exclusive
-// time.
+// the other a jump (docs/reports.md, "Statistics"). Timers of one
+// backend cost both runs alike. sub is for inclusive time, excl for
+// exclusive time.
 func explainingCost(this, other map[string]instrumentCost) instrumentCost {
 	var d instrumentCost
 	for p, c := range this {
@@ -174,18 +172,17 @@ func explainingCost(this, other map[string]instrumentCost) instrumentCost {
 // than the shortest mean on-CPU time per call that any timer of its
 // backend measured (over minTimedCalls calls) in runs of one kernel on
 // one host; and a function's block counters together cost it no more
-// than its exclusive on-CPU time per operation in that run. Calibrations
-// exceed them: under TCG a calibrated fentry hit was three times the
-// shortest timed call, and kprobe counters, calibrated as int3 probes
-// before the optimizer turns them into jumps, cost next to nothing in
-// the workload.
+// than its exclusive on-CPU time per operation in that run. A calibration
+// can exceed them: it measures the backend apart from the workload (a
+// kprobe counter before the optimizer turns it into a jump); see
+// docs/reports.md, "Statistics", for what was measured.
 type costBounds struct {
 	inside map[string]float64              // backend → bound on a timer's inside part
 	count  map[*search.Run]map[int]float64 // run → function node → bound on each of its block counters
 	// countCal is, by backend, the largest calibration of a block
 	// counter among the runs of one kernel on one host: calibrations of
-	// one probe scatter (under TCG 2.3 µs and 7.4 µs in two hunts of one
-	// workload), and the margin wants the most one can cost.
+	// one probe scatter from hunt to hunt, and the margin wants the most
+	// one can cost.
 	countCal map[string]float64
 	sameHost map[*search.Run]bool // runs of the first run's kernel and host
 }
