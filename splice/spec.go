@@ -190,18 +190,19 @@ func (s Spec) String() string { return s.Point.String() + ":" + s.Kind.String() 
 
 // ParseSpec parses the command-line form FUNC[+OFF][:entry|:exit|:timer|:targets]
 // and CALLEE@FUNC+OFF[:timer], where a function may be MODULE:FUNC. The
-// kind is what follows the last colon when that names a kind, so
-// "ext4:ext4_file_read_iter" is a module's function and
-// "ext4:ext4_file_read_iter:timer" the same spec as Spec.String writes it.
-// The kind defaults to timer for a function entry or a call site and to
-// entry (a count) for an offset inside a function.
+// kind is what follows the last colon, so a spec that names a module's
+// function writes its kind ("ext4:ext4_file_read_iter:timer", as
+// Spec.String does): "vfs_read:timr" is a misspelt kind, not a module's
+// function. Without a colon the kind defaults to timer for a function
+// entry or a call site and to entry (a count) for an offset inside a
+// function.
 func ParseSpec(s string) (Spec, error) {
 	where, kind, hasKind := cutKind(s)
-	p, err := ParsePoint(where)
-	if i := strings.LastIndexByte(s, ':'); err != nil && !hasKind && i >= 0 {
-		_, kindErr := ParseKind(s[i+1:])
-		return Spec{}, fmt.Errorf("%w (or %w)", err, kindErr)
+	if i := strings.LastIndexByte(s, ':'); !hasKind && i >= 0 {
+		_, err := ParseKind(s[i+1:])
+		return Spec{}, fmt.Errorf("instrument %q: %w (a module's function takes its kind: MODULE:FUNC:KIND)", s, err)
 	}
+	p, err := ParsePoint(where)
 	if err != nil {
 		return Spec{}, err
 	}

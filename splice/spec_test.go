@@ -17,14 +17,15 @@ func TestSpecRoundTrip(t *testing.T) {
 		{"vfs_read+26", "vfs_read+0x1a:entry", Spec{Point: Point{Func: "vfs_read", Offset: 0x1a}, Kind: Count}},
 		{"vfs_read+0x1a:targets", "vfs_read+0x1a:targets", Spec{Point: Point{Func: "vfs_read", Offset: 0x1a}, Kind: Targets}},
 		{"callee@caller+0x9", "callee@caller+0x9:timer", Spec{Point: Point{Func: "caller", Offset: 9, Callee: "callee"}, Kind: Timer}},
-		{"ext4:ext4_file_read_iter", "ext4:ext4_file_read_iter:timer", Spec{Point: Point{Func: "ext4:ext4_file_read_iter"}, Kind: Timer}},
+		{"ext4:ext4_file_read_iter:timer", "ext4:ext4_file_read_iter:timer", Spec{Point: Point{Func: "ext4:ext4_file_read_iter"}, Kind: Timer}},
 		{"ext4:ext4_file_read_iter:entry", "ext4:ext4_file_read_iter:entry", Spec{Point: Point{Func: "ext4:ext4_file_read_iter"}, Kind: Count}},
-		{"ext4:ext4_file_read_iter+0x20", "ext4:ext4_file_read_iter+0x20:entry", Spec{Point: Point{Func: "ext4:ext4_file_read_iter", Offset: 0x20}, Kind: Count}},
+		{"ext4:ext4_file_read_iter+32:entry", "ext4:ext4_file_read_iter+0x20:entry", Spec{Point: Point{Func: "ext4:ext4_file_read_iter", Offset: 0x20}, Kind: Count}},
 		{"ext4:ext4_file_read_iter+0x20:targets", "ext4:ext4_file_read_iter+0x20:targets", Spec{Point: Point{Func: "ext4:ext4_file_read_iter", Offset: 0x20}, Kind: Targets}},
-		{"jbd2:jbd2_journal_start@ext4:ext4_dirty_inode+0x30", "jbd2:jbd2_journal_start@ext4:ext4_dirty_inode+0x30:timer",
+		{"jbd2:jbd2_journal_start@ext4:ext4_dirty_inode+0x30:timer", "jbd2:jbd2_journal_start@ext4:ext4_dirty_inode+0x30:timer",
 			Spec{Point: Point{Func: "ext4:ext4_dirty_inode", Offset: 0x30, Callee: "jbd2:jbd2_journal_start"}, Kind: Timer}},
 		{"mod:timer:timer", "mod:timer:timer", Spec{Point: Point{Func: "mod:timer"}, Kind: Timer}},
 		{"mod:timer", "mod:timer", Spec{Point: Point{Func: "mod"}, Kind: Timer}},
+		{"callee@mod:caller+9:timer", "callee@mod:caller+0x9:timer", Spec{Point: Point{Func: "mod:caller", Offset: 9, Callee: "callee"}, Kind: Timer}},
 	} {
 		spec, err := ParseSpec(c.in)
 		if err != nil || spec.Point != c.spec.Point || spec.Kind != c.spec.Kind {
@@ -43,16 +44,19 @@ func TestSpecRoundTrip(t *testing.T) {
 
 func TestParseSpecErrors(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                      "no function name",
-		"vfs_read+zz":           `offset "zz" is not a number`,
-		"vfs_read+0x1a:bogus":   `or instrument kind "bogus"`,
-		"a:b:c":                 `function "a:b:c": want FUNC or MODULE:FUNC`,
-		":vfs_read":             "want FUNC or MODULE:FUNC",
-		"ext4::timer":           "want FUNC or MODULE:FUNC",
-		"callee@caller":         "needs the call's offset",
-		"callee@caller+9:entry": "a call site takes a timer",
-		"vfs_read+0x1a:timer":   "a timer needs a function entry",
-		"m:@caller+9":           "want FUNC or MODULE:FUNC",
+		"":                         "no function name",
+		"vfs_read+zz":              `offset "zz" is not a number`,
+		"vfs_read+0x1a:bogus":      `instrument kind "bogus"`,
+		"vfs_read:timr":            `instrument kind "timr"`,
+		"ext4:ext4_file_read_iter": "a module's function takes its kind: MODULE:FUNC:KIND",
+		"m:c@m:f+9":                "a module's function takes its kind",
+		"a:b:c:timer":              `function "a:b:c": want FUNC or MODULE:FUNC`,
+		":vfs_read:entry":          "want FUNC or MODULE:FUNC",
+		"ext4::timer":              "want FUNC or MODULE:FUNC",
+		"callee@caller":            "needs the call's offset",
+		"callee@caller+9:entry":    "a call site takes a timer",
+		"vfs_read+0x1a:timer":      "a timer needs a function entry",
+		"m:@caller+9:timer":        "want FUNC or MODULE:FUNC",
 	} {
 		_, err := ParseSpec(in)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -63,7 +67,7 @@ func TestParseSpecErrors(t *testing.T) {
 
 func FuzzParseSpec(f *testing.F) {
 	for _, s := range []string{"vfs_read", "vfs_read+0x1a", "a:timer", "b+12:targets", "x:exit",
-		"ext4:ext4_file_read_iter:timer", "m:f+0x10", "c@m:f+0x9", "m:c@f+9:timer"} {
+		"ext4:ext4_file_read_iter:timer", "m:f+0x10:entry", "c@m:f+0x9:timer", "m:c@f+9:timer", "vfs_read:timr"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
