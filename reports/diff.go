@@ -22,11 +22,13 @@ type DiffOptions struct {
 	Alpha float64 `json:"alpha"`
 	// Confidence is the level of the intervals (default 1 − Alpha).
 	Confidence float64 `json:"confidence"`
-	// MinShare is the smallest change of a share of the target's time
-	// worth reporting, as a fraction (default 0.001, 0.1 percentage point).
+	// MinShare is the smallest change of a time per operation worth
+	// reporting, as a fraction of the base's target time per operation
+	// (default 0.001, 0.1%), and the share of the target's time below
+	// which changes of calls per operation and latency do not count.
 	MinShare float64 `json:"min_share"`
 	// MinRelative is the smallest change worth reporting relative to the
-	// base value, for shares and calls per operation (default 0.05, 5%),
+	// base value, for times and calls per operation (default 0.05, 5%),
 	// and the smallest shift of a latency distribution, as |A − ½|.
 	// Two runs of one workload differ by a few percent from cache layout
 	// and frequency alone; this margin keeps those out of the findings.
@@ -61,7 +63,7 @@ type Comparison struct {
 	Options DiffOptions `json:"options"`
 	// Nodes are the matched contexts: the significant changes first,
 	// ranked by effect size (see Diff), then the others by the size of
-	// their change in exclusive share.
+	// their change in exclusive time.
 	Nodes []NodeDiff `json:"nodes"`
 	// Removed are the base's contexts that match none of the new run's,
 	// Added the new run's that match none of the base's; each by
@@ -74,16 +76,13 @@ type Comparison struct {
 	NewNodes  int `json:"new_nodes"`
 	// MatchedShareBase and MatchedShareNew are the fractions of each run's
 	// exclusive time (over all nodes) that lies in matched contexts.
-	MatchedShareBase float64 `json:"matched_share_base"`
-	MatchedShareNew  float64 `json:"matched_share_new"`
-	Renamed          int     `json:"renamed"`     // matched through a rename
-	Inlined          int     `json:"inlined"`     // matched across an inlined frame
-	Replaced         int     `json:"replaced"`    // paired as the only unmatched callees of a matched caller
-	Significant      int     `json:"significant"` // matched contexts with a significant change
-	// PerOp says that times were compared per operation, like with like
-	// (both runs record each round's target time; see compareNode).
-	PerOp    bool     `json:"per_op,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
+	MatchedShareBase float64  `json:"matched_share_base"`
+	MatchedShareNew  float64  `json:"matched_share_new"`
+	Renamed          int      `json:"renamed"`     // matched through a rename
+	Inlined          int      `json:"inlined"`     // matched across an inlined frame
+	Replaced         int      `json:"replaced"`    // paired as the only unmatched callees of a matched caller
+	Significant      int      `json:"significant"` // matched contexts with a significant change
+	Warnings         []string `json:"warnings,omitempty"`
 }
 
 // RunInfo identifies one side of a comparison.
@@ -133,8 +132,7 @@ type Change struct {
 	P              float64 `json:"p"`
 	Q              float64 `json:"q"`
 	Significant    bool    `json:"significant"`
-	// Unit is that of a time: UnitShare (a share of the target's time)
-	// or UnitNsPerOp; "" for calls per operation.
+	// Unit is UnitNsPerOp for a time, "" for calls per operation.
 	Unit string `json:"unit,omitempty"`
 }
 
@@ -176,8 +174,8 @@ type NodeDiff struct {
 	PerOp    Change        `json:"calls_per_op"`
 	Latency  LatencyChange `json:"latency"`
 	// Alike says that both runs measured the context with the same
-	// instruments below it, so that its times were tested (runs that
-	// compare per operation; see Diff).
+	// instruments below it, so that its times were tested with the plain
+	// margins (see compareNode).
 	Alike bool `json:"alike,omitempty"`
 	// Significant is true when any of the changes is.
 	Significant bool `json:"significant"`
@@ -215,23 +213,22 @@ type Unmatched struct {
 // callee was inlined in the other run, its time is in the caller there.
 //
 // For each matched context, Welch's t-test (WelchTest) compares the
-// per-round values of its exclusive share (relative to the callees matched
-// in both runs: see commonExcl), inclusive, on-CPU and off-CPU shares
-// of the target's time and of its calls per target operation, with the
-// margin max(MinShare, MinRelative·|base|) for shares and
-// MinRelative·|base| for calls per operation; HistRankTest compares its
-// latency histograms with margin MinRelative. All p-values of all
+// per-round values of its exclusive, inclusive, on-CPU and off-CPU times
+// per operation of its root, over each run's last window (the rounds in
+// which the instruments did not change, when it has at least minWindow
+// rounds), with the margin max(MinRelative·|base|, MinShare·the base's
+// time per operation), widened for contexts measured with other
+// instruments below them by what those can cost (see compareNode); and
+// its calls per operation over every round, with the margin
+// MinRelative·|base|. HistRankTest compares the latency histograms of
+// contexts measured alike, with margin MinRelative. All p-values of all
 // contexts are adjusted together by BenjaminiHochberg; a change is
 // significant when its q ≤ Alpha. Changes of calls per operation and of
 // latency do not count for contexts holding less than MinShare of the
-// target's time in both runs. Exclusive, on-CPU and off-CPU shares are
-// compared over each run's last window (the rounds in which the
-// instruments did not change, when it has at least minWindow rounds):
-// they depend on which callees were measured. Inclusive shares, calls per
-// operation and latency do not, and use every round. Significant contexts are ranked by
-// effect size: the absolute change of exclusive share where that change
-// is significant, then of inclusive share, then the relative change of
-// calls per operation, then the latency shift |A − ½|.
+// target's time in both runs. Significant contexts are ranked by effect
+// size: the absolute change of exclusive time where that change is
+// significant, then of inclusive time, then the relative change of calls
+// per operation, then the latency shift |A − ½|.
 //
 // Diff fails with ErrNothingInCommon when no context matches.
 func Diff(base, new *search.Run, opts DiffOptions) (*Comparison, error) {
@@ -248,17 +245,9 @@ func Diff(base, new *search.Run, opts DiffOptions) (*Comparison, error) {
 		return nil, fmt.Errorf("%w: base roots %s, new roots %s", ErrNothingInCommon, rootNames(base), rootNames(new))
 	}
 	c.Warnings = warnings(base, new)
-	c.PerOp = perOpTimes(base, new)
-	wb, wn := windowRounds(base), windowRounds(new)
-	kids := matchedKids(base, new, pairs)
-	lb, ln := liveKids(base), liveKids(new)
-	var ic *instrumentContext
-	if c.PerOp {
-		x := newInstrumentContext(base, new)
-		ic = &x
-	}
+	cmp := newComparer(base, new, opts)
 	for _, p := range pairs {
-		d := compareNode(base, new, p[0], p[1], wb, wn, kids[p], lb, ln, ic, opts)
+		d := cmp.compareNode(p[0], p[1])
 		d.Match, d.Note = notes[p].match, notes[p].note
 		c.Nodes = append(c.Nodes, d)
 		switch d.Match {

@@ -34,25 +34,21 @@ func perRound(rounds []search.RoundSample, v func(search.RoundSample) (float64, 
 	return out
 }
 
-// metrics are the per-round values compared. Exclusive ones (exclusive,
-// on-CPU and off-CPU shares) depend on which callees were instrumented in
-// the round, so they are compared over the last window only (where it has
-// minWindow rounds); inclusive shares and calls per operation do not, so
-// they use every round the node was measured in. In runs that record each
-// round's target time the times are compared per operation instead (see
-// compareNode).
+// metrics are the per-round values compared: four times, which compare
+// per operation of the node's root over each run's last window (see
+// compareNode), and calls per operation, which do not depend on what was
+// instrumented and use every round the node was measured in.
 var metrics = []struct {
-	name      string
-	share     bool
-	exclusive bool
-	value     func(search.RoundSample) (float64, bool)
-	field     func(*NodeDiff) *Change
+	name  string
+	time  bool
+	value func(search.RoundSample) (float64, bool)
+	field func(*NodeDiff) *Change
 }{
-	{"excl", true, true, func(r search.RoundSample) (float64, bool) { return r.ExclShare, true }, func(d *NodeDiff) *Change { return &d.Excl }},
-	{"incl", true, false, func(r search.RoundSample) (float64, bool) { return r.InclShare, true }, func(d *NodeDiff) *Change { return &d.Incl }},
-	{"oncpu", true, true, func(r search.RoundSample) (float64, bool) { return r.OnCPUShare, true }, func(d *NodeDiff) *Change { return &d.OnCPU }},
-	{"offcpu", true, true, func(r search.RoundSample) (float64, bool) { return r.OffCPU, true }, func(d *NodeDiff) *Change { return &d.OffCPU }},
-	{"calls/op", false, false, func(r search.RoundSample) (float64, bool) {
+	{"excl", true, func(r search.RoundSample) (float64, bool) { return r.ExclShare, true }, func(d *NodeDiff) *Change { return &d.Excl }},
+	{"incl", true, func(r search.RoundSample) (float64, bool) { return r.InclShare, true }, func(d *NodeDiff) *Change { return &d.Incl }},
+	{"oncpu", true, func(r search.RoundSample) (float64, bool) { return r.OnCPUShare, true }, func(d *NodeDiff) *Change { return &d.OnCPU }},
+	{"offcpu", true, func(r search.RoundSample) (float64, bool) { return r.OffCPU, true }, func(d *NodeDiff) *Change { return &d.OffCPU }},
+	{"calls/op", false, func(r search.RoundSample) (float64, bool) {
 		ops := roundOps(r)
 		return float64(r.Calls) / float64(ops), ops > 0
 	}, func(d *NodeDiff) *Change { return &d.PerOp }},
@@ -67,29 +63,8 @@ func roundOps(r search.RoundSample) uint64 {
 	return r.TargetOps
 }
 
-// UnitShare and UnitNsPerOp are the units of a Change of time: a share
-// of the target's time, or nanoseconds per operation.
-const (
-	UnitShare   = "share"
-	UnitNsPerOp = "ns/op"
-)
-
-// perOpTimes reports whether both runs record each round's target time,
-// so that times compare per operation.
-func perOpTimes(base, new *search.Run) bool {
-	return roundTimes(base) && roundTimes(new)
-}
-
-func roundTimes(run *search.Run) bool {
-	for _, n := range run.Nodes {
-		for _, r := range n.Rounds {
-			if r.TargetNs > 0 {
-				return true
-			}
-		}
-	}
-	return false
-}
+// UnitNsPerOp is the unit of a Change of time: nanoseconds per operation.
+const UnitNsPerOp = "ns/op"
 
 // nsPerOp turns a per-round share into the round's nanoseconds per
 // operation.
@@ -178,11 +153,9 @@ func costBelow(run *search.Run, i int, in []bool, bounds costBounds) map[string]
 // it runs late (after an RCU-tasks grace period, re-armed by every
 // probe registered meanwhile) and not where another probe lies within
 // the jump's five bytes: the same counter can cost one run an int3 and
-// the other a jump (under TCG: vfs_read's exclusive time 45 µs against
-// 15 µs per pread64 in two runs of one workload, five more counters in
-// the first, more than those five could cost). Timers of one backend
-// cost both runs alike. sub is for inclusive time, excl for exclusive
-// time.
+// the other a jump (docs/reports.md, "Statistics"). Timers of one
+// backend cost both runs alike. sub is for inclusive time, excl for
+// exclusive time.
 func explainingCost(this, other map[string]instrumentCost) instrumentCost {
 	var d instrumentCost
 	for p, c := range this {
@@ -199,18 +172,17 @@ func explainingCost(this, other map[string]instrumentCost) instrumentCost {
 // than the shortest mean on-CPU time per call that any timer of its
 // backend measured (over minTimedCalls calls) in runs of one kernel on
 // one host; and a function's block counters together cost it no more
-// than its exclusive on-CPU time per operation in that run. Calibrations
-// exceed them: under TCG a calibrated fentry hit was three times the
-// shortest timed call, and kprobe counters, calibrated as int3 probes
-// before the optimizer turns them into jumps, cost next to nothing in
-// the workload.
+// than its exclusive on-CPU time per operation in that run. A calibration
+// can exceed them: it measures the backend apart from the workload (a
+// kprobe counter before the optimizer turns it into a jump); see
+// docs/reports.md, "Statistics", for what was measured.
 type costBounds struct {
 	inside map[string]float64              // backend → bound on a timer's inside part
 	count  map[*search.Run]map[int]float64 // run → function node → bound on each of its block counters
 	// countCal is, by backend, the largest calibration of a block
 	// counter among the runs of one kernel on one host: calibrations of
-	// one probe scatter (under TCG 2.3 µs and 7.4 µs in two hunts of one
-	// workload), and the margin wants the most one can cost.
+	// one probe scatter from hunt to hunt, and the margin wants the most
+	// one can cost.
 	countCal map[string]float64
 	sameHost map[*search.Run]bool // runs of the first run's kernel and host
 }
@@ -345,70 +317,6 @@ func windowRounds(run *search.Run) []int {
 	return out
 }
 
-// matchedKids maps each pair to the pairs of its children that both runs
-// measured to the end (in their last windows): a callee withdrawn in
-// either run counts in its caller's exclusive time in both.
-func matchedKids(base, new *search.Run, pairs [][2]int) map[[2]int][][2]int {
-	out := map[[2]int][][2]int{}
-	inB, inN := profiled(base), profiled(new)
-	for _, c := range pairs {
-		pb, pn := base.Nodes[c[0]].Parent, new.Nodes[c[1]].Parent
-		if pb >= 0 && pn >= 0 && inB[c[0]] && inN[c[1]] {
-			out[[2]int{pb, pn}] = append(out[[2]int{pb, pn}], c)
-		}
-	}
-	return out
-}
-
-// liveKids counts each node's children measured to the end (in the last
-// window; all children of a run that marks no window).
-func liveKids(run *search.Run) map[int]int {
-	in := profiled(run)
-	out := map[int]int{}
-	for i, n := range run.Nodes {
-		if n.Parent >= 0 && in[i] {
-			out[n.Parent]++
-		}
-	}
-	return out
-}
-
-// commonExcl returns, for each run, a matched node's per-round exclusive
-// share relative to the callees matched in both runs: its inclusive share
-// less those callees' inclusive shares, in the rounds where the node and
-// all those callees were measured. Two hunts seldom instrument the same
-// callees (each refines where its own statistics point), and a node's
-// plain exclusive time holds whatever callees were not measured; this
-// compares like with like. ok is false when either run has fewer than two
-// such rounds; then the plain exclusive shares are compared.
-func commonExcl(base, new *search.Run, b, n int, kids [][2]int) (xb, xn []float64, ok bool) {
-	side := func(run *search.Run, node int, which int) []float64 {
-		at := make([]map[int]float64, len(kids))
-		for k, c := range kids {
-			at[k] = map[int]float64{}
-			for _, r := range run.Nodes[c[which]].Rounds {
-				at[k][r.Round] = r.InclShare
-			}
-		}
-		var out []float64
-	rounds:
-		for _, r := range run.Nodes[node].Rounds {
-			v := r.InclShare
-			for k := range kids {
-				s, measured := at[k][r.Round]
-				if !measured {
-					continue rounds
-				}
-				v -= s
-			}
-			out = append(out, v)
-		}
-		return out
-	}
-	xb, xn = side(base, b, 0), side(new, n, 1)
-	return xb, xn, len(xb) >= 2 && len(xn) >= 2
-}
-
 // minWindow is the fewest rounds a last window needs for exclusive shares
 // to be compared over it alone; with fewer, they use every round.
 const minWindow = 3
@@ -463,101 +371,54 @@ func roundsOf(run *search.Run, i int, window []int) []search.RoundSample {
 	return out
 }
 
-// compareNode compares one matched pair. In runs that record each
-// round's target time (perOpTimes; then the caller passes ic), the times (inclusive, exclusive,
-// on-CPU, off-CPU) compare per operation, over each run's last window
-// (where the instruments were the same throughout). An instrument costs
-// time where it is hit, so a context's time holds the cost of every
-// instrument below it, and two hunts that refined differently would
-// disagree about it with nothing changed in the kernel; shares would
-// moreover move with every instrument anywhere. So where the two runs
-// measured a context with other instruments below it (not alike), a
-// change of its times is significant only beyond what instruments can
-// have added to the run that is slower (explainingCost: the instruments
-// only it has below the context and its block counters; every such
-// instrument for inclusive time, the part of a direct child's outside its
-// window for exclusive and on-CPU time, none for off-CPU time), by the
-// run's calibration within the bounds the runs' own timings set
-// (costBounds). Calibrations under emulation are too uncertain to
-// subtract, so the cost widens the margin instead:
+// comparer is what compareNode needs of the two runs as a whole, derived
+// once per comparison.
+type comparer struct {
+	base, new *search.Run
+	wb, wn    []int  // each run's last window (windowRounds)
+	inB, inN  []bool // the nodes each run measured to the end (profiled)
+	bounds    costBounds
+	opts      DiffOptions
+}
+
+func newComparer(base, new *search.Run, opts DiffOptions) *comparer {
+	return &comparer{base: base, new: new, wb: windowRounds(base), wn: windowRounds(new),
+		inB: profiled(base), inN: profiled(new), bounds: boundCosts(base, new), opts: opts}
+}
+
+// compareNode compares the matched pair (b, n). Its times (inclusive,
+// exclusive, on-CPU, off-CPU) compare per operation over each run's last
+// window, where the instruments were the same throughout: shares would
+// move with every instrument anywhere. An instrument costs time where it
+// is hit, so a context's time holds the cost of every instrument below it,
+// and two hunts that refined differently would disagree about it with
+// nothing changed in the kernel. So where the two runs measured a context
+// with other instruments below it (not alike), a change of its times is
+// significant only beyond what instruments can have added to the slower
+// run (explainingCost: for inclusive time every instrument only it has
+// below the context, and its block counters; for exclusive and on-CPU time
+// the part of a direct child's instrument outside its window; none for
+// off-CPU time), by the run's calibration within the bounds the runs' own
+// timings set (costBounds). Calibrations are too uncertain to subtract, so
+// the cost widens the margin instead:
 //
 //	margin = max(MinRelative·|base mean|, MinShare·base time per op,
 //	             cost(slower run's instruments))   (unlike pairs)
 //
-// Latency histograms compare only alike pairs. Older runs compare shares
-// as before.
-func compareNode(base, new *search.Run, b, n int, wb, wn []int, kids [][2]int, lb, ln map[int]int, ic *instrumentContext, o DiffOptions) NodeDiff {
-	if ic != nil {
-		return comparePerOp(base, new, b, n, wb, wn, *ic, o)
-	}
+// Latency histograms compare only alike pairs.
+func (c *comparer) compareNode(b, n int) NodeDiff {
+	base, new, o := c.base, c.new, c.opts
 	nb, nn := base.Nodes[b], new.Nodes[n]
 	d := NodeDiff{Path: nn.Path, BasePath: nb.Path, Base: side(base, b), New: side(new, n)}
-	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
-	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
-	same := lb[b] == len(kids) && ln[n] == len(kids) // the same callees measured to the end
-	for _, m := range metrics {
-		xb, xn := perRound(ab, m.value), perRound(an, m.value)
-		if m.exclusive {
-			xb, xn = perRound(rb, m.value), perRound(rn, m.value)
-		}
-		if m.name == "excl" {
-			if cb, cn, ok := commonExcl(base, new, b, n, kids); ok {
-				xb, xn = cb, cn
-			} else if !same {
-				xb, xn = nil, nil
-			}
-		} else if m.exclusive && !same {
-			// Exclusive times over different sets of measured callees
-			// do not compare: not tested.
-			xb, xn = nil, nil
-		}
-		var mean float64
-		if len(xb) > 0 {
-			mean = math.Abs(sum(xb) / float64(len(xb)))
-		}
-		margin := o.MinRelative * mean
-		if m.share {
-			margin = math.Max(o.MinShare, margin)
-		}
-		w := WelchTest(xb, xn, o.Confidence, margin)
-		c := Change{Base: w.Base, New: w.New, Diff: w.Diff, Low: w.Low, High: w.High, Margin: margin, P: w.P, Q: math.NaN()}
-		if m.share {
-			c.Unit = UnitShare
-		}
-		*m.field(&d) = c
-	}
-	r := HistRankTest(nb.Hist[:], nn.Hist[:], len(ab), len(an), o.MinRelative)
-	d.Latency = LatencyChange{A: r.A, P: r.P, Q: math.NaN()}
-	return d
-}
-
-// instrumentContext is what comparePerOp needs of the two runs as a
-// whole, derived once per comparison: the nodes each measured to the end
-// (profiled) and the bounds their timings set on instrument costs.
-type instrumentContext struct {
-	inB, inN []bool
-	bounds   costBounds
-}
-
-func newInstrumentContext(base, new *search.Run) instrumentContext {
-	return instrumentContext{inB: profiled(base), inN: profiled(new), bounds: boundCosts(base, new)}
-}
-
-// comparePerOp is compareNode for runs that record each round's target
-// time.
-func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, ic instrumentContext, o DiffOptions) NodeDiff {
-	nb, nn := base.Nodes[b], new.Nodes[n]
-	d := NodeDiff{Path: nn.Path, BasePath: nb.Path, Base: side(base, b), New: side(new, n)}
-	inB, inN := ic.inB, ic.inN
-	like := alike(base, new, b, n, inB, inN)
+	like := alike(base, new, b, n, c.inB, c.inN)
 	d.Alike = like
-	cb, cn := costBelow(base, b, inB, ic.bounds), costBelow(new, n, inN, ic.bounds)
+	cb, cn := costBelow(base, b, c.inB, c.bounds), costBelow(new, n, c.inN, c.bounds)
 	up, down := explainingCost(cn, cb), explainingCost(cb, cn) // what can make new slower, and base
-	rb, rn := roundsOf(base, b, wb), roundsOf(new, n, wn)
-	ab, an := allRounds(base, b, wb), allRounds(new, n, wn)
+	rb, rn := roundsOf(base, b, c.wb), roundsOf(new, n, c.wn)
+	ab, an := allRounds(base, b, c.wb), allRounds(new, n, c.wn)
 	opNs := float64(base.Meta.TargetNs) / float64(max(base.Meta.TargetOps, 1)) // the base's time per operation
 	for _, m := range metrics {
-		if !m.share { // calls per operation: what instruments cost does not change them
+		if !m.time { // calls per operation: what instruments cost does not change them
 			xb, xn := perRound(ab, m.value), perRound(an, m.value)
 			var mean float64
 			if len(xb) > 0 {
@@ -579,15 +440,15 @@ func comparePerOp(base, new *search.Run, b, n int, wb, wn []int, ic instrumentCo
 		margin := math.Max(o.MinRelative*mean, o.MinShare*opNs)
 		var cost float64
 		if !like {
-			c := up
+			slower := up
 			if len(xn) > 0 && sum(xn)/float64(len(xn)) < sum(xb)/float64(max(len(xb), 1)) {
-				c = down
+				slower = down
 			}
 			switch m.name {
 			case "incl":
-				cost = c.sub
+				cost = slower.sub
 			case "excl", "oncpu":
-				cost = c.excl
+				cost = slower.excl
 			}
 			margin = math.Max(margin, cost)
 		}

@@ -217,19 +217,19 @@ const DiffTextNotSignificant = 15
 func WriteDiffText(w io.Writer, c *Comparison) error {
 	bw := bufio.NewWriter(w)
 	diffHeader(bw, c)
-	fmt.Fprintf(bw, "\nSIGNIFICANT CHANGES (%d, ranked by change of exclusive %s)\n", c.Significant, timeWord(c))
+	fmt.Fprintf(bw, "\nSIGNIFICANT CHANGES (%d, ranked by change of exclusive %s)\n", c.Significant, "time per operation")
 	if c.Significant == 0 {
 		fmt.Fprintf(bw, "  none at a false discovery rate of %s\n", level(c.Options.Alpha))
 	}
 	for i := range c.Nodes[:c.Significant] {
-		diffNodeText(bw, i+1, &c.Nodes[i], c)
+		diffNodeText(bw, i+1, &c.Nodes[i])
 	}
 	rest := c.Nodes[c.Significant:]
 	if len(rest) > 0 {
-		fmt.Fprintf(bw, "\nNOT SIGNIFICANT (%d matched contexts; the largest changes of exclusive %s)\n", len(rest), timeWord(c))
+		fmt.Fprintf(bw, "\nNOT SIGNIFICANT (%d matched contexts; the largest changes of exclusive %s)\n", len(rest), "time per operation")
 		fmt.Fprintf(bw, "  %8s %8s %10s %10s  %s\n", "EXCL", "→ EXCL", "Δ", "q", "FUNCTION")
 		for _, d := range rest[:min(len(rest), DiffTextNotSignificant)] {
-			fmt.Fprintf(bw, "  %8s %8s %10s %10s  %s%s\n", value(d.Excl, d.Excl.Base), value(d.Excl, d.Excl.New), change(d.Excl, d.Excl.Diff), pval(d.Excl.Q), nodeLabel(&d), untested(c, &d))
+			fmt.Fprintf(bw, "  %8s %8s %10s %10s  %s%s\n", value(d.Excl.Base), value(d.Excl.New), change(d.Excl.Diff), pval(d.Excl.Q), nodeLabel(&d), untested(&d))
 		}
 		if len(rest) > DiffTextNotSignificant {
 			fmt.Fprintf(bw, "  … %d more in diff.json and diff.html\n", len(rest)-DiffTextNotSignificant)
@@ -259,42 +259,22 @@ func diffHeader(w io.Writer, c *Comparison) {
 	fmt.Fprintf(w, "matched %d contexts: %d of %d in base (%s of its exclusive time), %d of %d in new (%s); %d renamed, %d across inlined frames, %d replaced\n",
 		c.Matched, c.Matched, c.BaseNodes, pct(c.MatchedShareBase), c.Matched, c.NewNodes, pct(c.MatchedShareNew), c.Renamed, c.Inlined, c.Replaced)
 	o := c.Options
-	if c.PerOp {
-		fmt.Fprintf(w, "tests: Welch's t on per-round times per operation (over each run's last window, only for contexts measured with the same\n")
-		fmt.Fprintf(w, "  instruments below them: an instrument's cost is in every time above it) and calls per operation, Mann–Whitney on latency histograms;\n")
-		fmt.Fprintf(w, "  Benjamini–Hochberg at a false discovery rate of %s; %s intervals; changes within max(%s of the base's time per operation, %s of base) are not called significant\n",
-			level(o.Alpha), level(o.Confidence), level(o.MinShare), level(o.MinRelative))
-		return
-	}
-	fmt.Fprintf(w, "tests: Welch's t on per-round shares and calls per operation, Mann–Whitney on latency histograms (rounds as replicates);\n")
-	fmt.Fprintf(w, "  Benjamini–Hochberg at a false discovery rate of %s; %s intervals; changes within max(%s, %s of base) are not called significant\n",
-		level(o.Alpha), level(o.Confidence), pp(o.MinShare), level(o.MinRelative))
+	fmt.Fprintf(w, "tests: Welch's t on per-round times per operation (over each run's last window, only for contexts measured with the same\n")
+	fmt.Fprintf(w, "  instruments below them: an instrument's cost is in every time above it) and calls per operation, Mann–Whitney on latency histograms;\n")
+	fmt.Fprintf(w, "  Benjamini–Hochberg at a false discovery rate of %s; %s intervals; changes within max(%s of the base's time per operation, %s of base) are not called significant\n",
+		level(o.Alpha), level(o.Confidence), level(o.MinShare), level(o.MinRelative))
 }
 
-// timeWord names what the times of c are compared as.
-func timeWord(c *Comparison) string {
-	if c.PerOp {
-		return "time per operation"
+// value formats a time per operation.
+func value(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
 	}
-	return "share"
+	return dur(v)
 }
 
-// value formats a value of change c in its unit.
-func value(c Change, v float64) string {
-	if c.Unit == UnitNsPerOp {
-		if math.IsNaN(v) {
-			return "—"
-		}
-		return dur(v)
-	}
-	return pct(v)
-}
-
-// change formats a difference of change c in its unit, with its sign.
-func change(c Change, v float64) string {
-	if c.Unit != UnitNsPerOp {
-		return signedPct(v)
-	}
+// change formats a difference of times per operation, with its sign.
+func change(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "—"
@@ -304,16 +284,14 @@ func change(c Change, v float64) string {
 	return "+" + dur(v)
 }
 
-// untested marks a context whose times were not tested.
-func untested(c *Comparison, d *NodeDiff) string {
-	if c.PerOp && !d.Alike {
+// untested marks a context whose times were not tested with the plain
+// margins.
+func untested(d *NodeDiff) string {
+	if !d.Alike {
 		return "  (instrumented differently below: times tested beyond what those instruments cost)"
 	}
 	return ""
 }
-
-// pp formats a fraction in percentage points.
-func pp(f float64) string { return strings.TrimSuffix(signedPct(f), " pp")[1:] + " pp" }
 
 func pval(q float64) string {
 	switch {
@@ -335,21 +313,21 @@ func nodeLabel(d *NodeDiff) string {
 	return s
 }
 
-func diffNodeText(w io.Writer, i int, d *NodeDiff, cmp *Comparison) {
+func diffNodeText(w io.Writer, i int, d *NodeDiff) {
 	fmt.Fprintf(w, "%2d. %s\n", i, d.New.Point)
-	fmt.Fprintf(w, "    path      %s%s\n", nodeLabel(d), untested(cmp, d))
-	share := func(name string, c Change) {
+	fmt.Fprintf(w, "    path      %s%s\n", nodeLabel(d), untested(d))
+	timeLine := func(name string, c Change) {
 		mark := ""
 		if c.Significant {
 			mark = "  *"
 		}
-		fmt.Fprintf(w, "    %-9s %7s → %-7s %10s [%s, %s]  q=%s%s\n", name, value(c, c.Base), value(c, c.New), change(c, c.Diff),
-			change(c, c.Low), change(c, c.High), pval(c.Q), mark)
+		fmt.Fprintf(w, "    %-9s %7s → %-7s %10s [%s, %s]  q=%s%s\n", name, value(c.Base), value(c.New), change(c.Diff),
+			change(c.Low), change(c.High), pval(c.Q), mark)
 	}
-	share("excl", d.Excl)
-	share("incl", d.Incl)
-	share("on-CPU", d.OnCPU)
-	share("off-CPU", d.OffCPU)
+	timeLine("excl", d.Excl)
+	timeLine("incl", d.Incl)
+	timeLine("on-CPU", d.OnCPU)
+	timeLine("off-CPU", d.OffCPU)
 	mark := ""
 	if d.PerOp.Significant {
 		mark = "  *"

@@ -25,8 +25,9 @@ func FuzzDecodeRun(f *testing.F) {
 	good := b.Bytes()
 	f.Add(good)
 	f.Add(good[:len(good)/2])
+	f.Add([]byte(`{"format":"autoprof-run/2","meta":{"confidence":0.95},"nodes":[{"id":0,"parent":-1,"point":{"Func":"f"},"path":["f"]}]}`))
+	f.Add([]byte(`{"format":"autoprof-run/2","meta":{"confidence":0.95},"nodes":[{"id":0,"parent":0}]}`))
 	f.Add([]byte(`{"format":"autoprof-run/1","meta":{"confidence":0.95},"nodes":[{"id":0,"parent":-1,"point":{"Func":"f"},"path":["f"]}]}`))
-	f.Add([]byte(`{"format":"autoprof-run/1","meta":{"confidence":0.95},"nodes":[{"id":0,"parent":0}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		run, err := decodeRun(data)
 		if err != nil {

@@ -250,8 +250,8 @@ func signedPct(f float64) string {
 
 var diffTmpl = template.Must(template.New("diff.html.tmpl").Funcs(pageFuncs).Funcs(template.FuncMap{
 	"pval": pval,
-	"val":  value,  // a value of a Change, in its unit
-	"chg":  change, // a difference of a Change, in its unit, signed
+	"val":  value,  // a time per operation of a Change
+	"chg":  change, // a difference of times per operation, signed
 	// dir is the CSS class of a change: up, down, or ns (not significant).
 	"dir": func(c Change) string {
 		switch {
@@ -278,21 +278,16 @@ func WriteDiffHTML(w io.Writer, c *Comparison, new *search.Run) error {
 	opNs := float64(c.Base.TargetNs) / float64(max(c.Base.TargetOps, 1))
 	for _, d := range c.Nodes {
 		n := &nodes[d.New.Node]
-		n.Added, n.Sig, n.Change = false, d.Excl.Significant, jsonFloat(d.Excl.Diff)
-		n.BaseIncl, n.BaseExcl, n.Note = jsonFloat(d.Incl.Base), jsonFloat(d.Excl.Base), d.Note
-		n.InclShare, n.ExclShare = jsonFloat(d.Incl.New), jsonFloat(d.Excl.New)
-		if d.Excl.Unit == UnitNsPerOp {
-			// The flame graph colours by a share: the change per
-			// operation as a share of the base's time per operation.
-			n.Change = jsonFloat(d.Excl.Diff / opNs)
-			n.BaseIncl, n.BaseExcl = jsonFloat(d.Base.InclShare), jsonFloat(d.Base.ExclShare)
-			n.InclShare, n.ExclShare = jsonFloat(d.New.InclShare), jsonFloat(d.New.ExclShare)
-		}
+		// The flame graph colours by a share: the change per operation
+		// as a share of the base's time per operation.
+		n.Added, n.Sig, n.Change, n.Note = false, d.Excl.Significant, jsonFloat(d.Excl.Diff/opNs), d.Note
+		n.BaseIncl, n.BaseExcl = jsonFloat(d.Base.InclShare), jsonFloat(d.Base.ExclShare)
+		n.InclShare, n.ExclShare = jsonFloat(d.New.InclShare), jsonFloat(d.New.ExclShare)
 	}
 	view := map[string]any{
 		"C": c, "BaseLine": runLine(c.Base), "NewLine": runLine(c.New),
 		"Alpha": level(c.Options.Alpha), "Conf": level(c.Options.Confidence),
-		"MinShare": pp(c.Options.MinShare), "MinRel": level(c.Options.MinRelative),
+		"MinShare": level(c.Options.MinShare), "MinRel": level(c.Options.MinRelative),
 		"Sig": c.Nodes[:c.Significant], "Rest": c.Nodes[c.Significant:], "CSS": css, "JS": js,
 		"Data": pageData{Mode: "diff", Meta: pageMeta{Rounds: new.Meta.Rounds}, Nodes: nodes, BySamples: bySamples(new)},
 	}

@@ -9,14 +9,21 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/autoprof/autoprof/search"
 )
 
 // RunFormat is the value of search.Run.Format that this package writes
-// and reads.
-const RunFormat = "autoprof-run/1"
+// and reads. autoprof-run/2 records each round's target time
+// (search.RoundSample.TargetNs), which Diff needs to compare times per
+// operation; runs of autoprof-run/1 are refused (ErrOldRun).
+const RunFormat = "autoprof-run/2"
+
+// oldFormats are the formats of earlier autoprofs, which Load refuses
+// with ErrOldRun.
+var oldFormats = []string{"autoprof-run/1"}
 
 // RunFile is the name of the saved run in an output directory.
 const RunFile = "run.json"
@@ -28,6 +35,11 @@ const MaxRounds = 1 << 24
 // ErrInvalidRun is matched by errors.Is when a saved run is corrupt,
 // truncated, of another format, or inconsistent.
 var ErrInvalidRun = errors.New("not a valid autoprof run")
+
+// ErrOldRun is matched by errors.Is when a saved run was written by an
+// earlier autoprof, in a format this one no longer reads. It wraps
+// ErrInvalidRun.
+var ErrOldRun = fmt.Errorf("re-run the hunt with this autoprof: %w", ErrInvalidRun)
 
 // Load reads a saved run. path is an output directory of autoprof hunt (or
 // of Write), its run.json, or any other file in that directory (such as
@@ -91,6 +103,9 @@ func decodeRun(data []byte) (*search.Run, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fmt.Errorf("empty file: %w", ErrInvalidRun)
 	}
+	if err := refuseOld(data); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var run search.Run
@@ -110,6 +125,19 @@ func decodeRun(data []byte) (*search.Run, error) {
 		return nil, err
 	}
 	return &run, nil
+}
+
+// refuseOld refuses a run of an older format before its layout is
+// decoded, so that the error says what to do rather than which field no
+// longer exists.
+func refuseOld(data []byte) error {
+	var stamp struct {
+		Format string `json:"format"`
+	}
+	if json.Unmarshal(data, &stamp) != nil || !slices.Contains(oldFormats, stamp.Format) {
+		return nil // decodeRun says what else is wrong
+	}
+	return fmt.Errorf("format %q is an earlier autoprof's, this one reads %q: %w", stamp.Format, RunFormat, ErrOldRun)
 }
 
 // jsonProblem describes a decoding error in one line.

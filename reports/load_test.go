@@ -72,6 +72,7 @@ func TestLoadBad(t *testing.T) {
 		{"trailing", RunFile, append(append([]byte{}, good...), []byte(`{"x":1}`)...), "data after the run"},
 		{"no format", RunFile, edit(func(r *search.Run) { r.Format = "" }), "no format stamp"},
 		{"other format", RunFile, edit(func(r *search.Run) { r.Format = "autoprof-run/9" }), `format "autoprof-run/9"`},
+		{"old format", RunFile, edit(func(r *search.Run) { r.Format = "autoprof-run/1" }), `format "autoprof-run/1" is an earlier autoprof's, this one reads "autoprof-run/2": re-run the hunt with this autoprof`},
 		{"bad parent", RunFile, edit(func(r *search.Run) { r.Nodes[3].Parent = 7 }), "node 3: parent 7"},
 		{"bad id", RunFile, edit(func(r *search.Run) { r.Nodes[2].ID = 9 }), "node 2: id 9"},
 		{"bad path", RunFile, edit(func(r *search.Run) { r.Nodes[5].Path[0] = "x" }), "node 5: path"},
@@ -97,6 +98,9 @@ func TestLoadBad(t *testing.T) {
 			}
 			if !errors.Is(err, ErrInvalidRun) {
 				t.Errorf("error %q does not match ErrInvalidRun", msg)
+			}
+			if old := c.name == "old format"; errors.Is(err, ErrOldRun) != old {
+				t.Errorf("error %q: errors.Is(err, ErrOldRun) = %v, want %v", msg, !old, old)
 			}
 		})
 	}

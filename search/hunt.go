@@ -60,9 +60,8 @@ type Config struct {
 	// (kprobes at func+off) where a function's own code holds a
 	// significant share. A block counter costs an int3 until the kprobe
 	// optimizer turns it into a jump, so its cost in the times above it
-	// differs from one hunt to the next (under TCG 3.6 µs and 0.5 µs a
-	// hit in two hunts of one workload); runs meant to be compared time
-	// for time do better without them.
+	// differs from one hunt to the next (docs/reports.md, "In the VM");
+	// runs meant to be compared time for time do better without them.
 	NoBlocks bool
 	// Calibrator measures the backends' cost per hit at start-up; without
 	// one (or where it fails) DefaultCostNs are assumed.

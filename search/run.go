@@ -13,7 +13,7 @@ import (
 // other outputs so that a run can be re-rendered and compared later
 // without measuring again. Every field is plain data.
 type Run struct {
-	// Format names the layout of run.json ("autoprof-run/1"); reports.Write
+	// Format names the layout of run.json (reports.RunFormat); reports.Write
 	// sets it and reports.Load refuses a file without it or with another
 	// value, so that a stray JSON file is not read as a run.
 	Format   string    `json:"format"`
@@ -155,7 +155,7 @@ type RoundSample struct {
 	OnCPUShare float64 `json:"oncpu"`  // exclusive on-CPU time / target time
 	OffCPU     float64 `json:"offcpu"` // exclusive off-CPU time / target time
 	// TargetNs is the target's time in the round, the shares'
-	// denominator (0 in runs saved before it was recorded).
+	// denominator.
 	TargetNs float64 `json:"target_ns,omitempty"`
 }
 

@@ -73,19 +73,3 @@ func FuzzParseExperiment(f *testing.F) {
 		}
 	})
 }
-
-func FuzzParseSpec(f *testing.F) {
-	for _, s := range []string{"vfs_read", "vfs_read+0x1a", "a:timer", "b+12:targets", "x:exit"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		spec, err := ParseSpec(s)
-		if err != nil {
-			return
-		}
-		again, err := ParseSpec(spec.String())
-		if err != nil || again.Point != spec.Point || again.Kind != spec.Kind {
-			t.Fatalf("%q -> %s -> %+v, %v", s, spec, again, err)
-		}
-	})
-}

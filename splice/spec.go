@@ -102,7 +102,8 @@ func (p Point) Function() string {
 func (p Point) IsCallSite() bool { return p.Callee != "" }
 
 // ParsePoint parses "func", "func+OFF" (OFF decimal or 0x-prefixed hex)
-// and the call site "callee@func+OFF".
+// and the call site "callee@func+OFF". A function of a module is written
+// MODULE:FUNC, as kprobes and callgraph.Symbols.Func take it.
 func ParsePoint(s string) (Point, error) {
 	var p Point
 	where := s
@@ -117,6 +118,11 @@ func ParsePoint(s string) (Point, error) {
 		return Point{}, fmt.Errorf("instrument point %q: no function name", s)
 	}
 	p.Func = name
+	for _, fn := range []string{p.Callee, p.Func} {
+		if err := checkFuncName(fn); fn != "" && err != nil {
+			return Point{}, fmt.Errorf("instrument point %q: %w", s, err)
+		}
+	}
 	if hasOff {
 		v, err := strconv.ParseUint(off, 0, 32)
 		if err != nil {
@@ -128,6 +134,15 @@ func ParsePoint(s string) (Point, error) {
 		return Point{}, fmt.Errorf("instrument point %q: a call site needs the call's offset (callee@func+OFF)", s)
 	}
 	return p, nil
+}
+
+// checkFuncName accepts FUNC and MODULE:FUNC, neither part empty.
+func checkFuncName(fn string) error {
+	module, bare, hasModule := strings.Cut(fn, ":")
+	if hasModule && (module == "" || bare == "" || strings.Contains(bare, ":")) {
+		return fmt.Errorf("function %q: want FUNC or MODULE:FUNC", fn)
+	}
+	return nil
 }
 
 // Target says whose execution an instrument measures. The zero value means
@@ -170,15 +185,23 @@ type Spec struct {
 	Target Target
 }
 
-// String returns the SPEC form "func[+off]:kind".
+// String returns the SPEC form "func[+off]:kind", which ParseSpec reads back.
 func (s Spec) String() string { return s.Point.String() + ":" + s.Kind.String() }
 
 // ParseSpec parses the command-line form FUNC[+OFF][:entry|:exit|:timer|:targets]
-// and CALLEE@FUNC+OFF[:timer]. The kind defaults to timer for a function
+// and CALLEE@FUNC+OFF[:timer], where a function may be MODULE:FUNC. The
+// kind is what follows the last colon, so a spec that names a module's
+// function writes its kind ("ext4:ext4_file_read_iter:timer", as
+// Spec.String does): "vfs_read:timr" is a misspelt kind, not a module's
+// function. Without a colon the kind defaults to timer for a function
 // entry or a call site and to entry (a count) for an offset inside a
 // function.
 func ParseSpec(s string) (Spec, error) {
-	where, kind, hasKind := strings.Cut(s, ":")
+	where, kind, hasKind := cutKind(s)
+	if i := strings.LastIndexByte(s, ':'); !hasKind && i >= 0 {
+		_, err := ParseKind(s[i+1:])
+		return Spec{}, fmt.Errorf("instrument %q: %w (a module's function takes its kind: MODULE:FUNC:KIND)", s, err)
+	}
 	p, err := ParsePoint(where)
 	if err != nil {
 		return Spec{}, err
@@ -188,15 +211,35 @@ func ParseSpec(s string) (Spec, error) {
 		spec.Kind = Count
 	}
 	if hasKind {
-		if spec.Kind, err = ParseKind(kind); err != nil {
-			return Spec{}, fmt.Errorf("instrument %q: %w", s, err)
-		}
+		spec.Kind = kind
 	}
-	if p.IsCallSite() && spec.Kind != Timer {
-		return Spec{}, fmt.Errorf("instrument %q: a call site takes a timer, not a %s", s, spec.Kind)
-	}
-	if p.Offset != 0 && !p.IsCallSite() && (spec.Kind == Timer || spec.Kind == ExitCount) {
-		return Spec{}, fmt.Errorf("instrument %q: a %s needs a function entry or a call site, not an offset", s, spec.Kind)
+	if err := spec.checkKind(); err != nil {
+		return Spec{}, fmt.Errorf("instrument %q: %w", s, err)
 	}
 	return spec, nil
+}
+
+// checkKind refuses the kinds a point cannot take: a call site takes only
+// a timer, and an offset inside a function neither a timer nor an exit count.
+func (s Spec) checkKind() error {
+	if s.IsCallSite() && s.Kind != Timer {
+		return fmt.Errorf("a call site takes a timer, not a %s", s.Kind)
+	}
+	if s.Offset != 0 && !s.IsCallSite() && (s.Kind == Timer || s.Kind == ExitCount) {
+		return fmt.Errorf("a %s needs a function entry or a call site, not an offset", s.Kind)
+	}
+	return nil
+}
+
+// cutKind splits s at its last colon when what follows names a kind.
+func cutKind(s string) (where string, kind Kind, ok bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return s, 0, false
+	}
+	k, err := ParseKind(s[i+1:])
+	if err != nil {
+		return s, 0, false
+	}
+	return s[:i], k, true
 }

@@ -3,8 +3,7 @@ package splice
 import (
 	"fmt"
 	"math"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -25,21 +24,15 @@ import (
 // not (which a taken `je` elsewhere on the path ruled out).
 type interval struct {
 	lo, hi uint64
-	not    string // excluded values inside lo..hi, as a sorted set key
+	not    []uint64 // excluded values inside lo..hi, sorted, each once
 }
 
 var fullInterval = interval{lo: 0, hi: math.MaxUint32}
 
-func (iv interval) excluded() []uint64 {
-	if iv.not == "" {
-		return nil
-	}
-	var out []uint64
-	for _, f := range strings.Split(iv.not, ",") {
-		v, _ := strconv.ParseUint(f, 10, 64)
-		out = append(out, v)
-	}
-	return out
+// equal reports whether iv and o hold the same values as written (bounds
+// and exclusions alike).
+func (iv interval) equal(o interval) bool {
+	return iv.lo == o.lo && iv.hi == o.hi && slices.Equal(iv.not, o.not)
 }
 
 // value returns the interval's only member, if it has exactly one.
@@ -47,32 +40,24 @@ func (iv interval) value() (uint64, bool) {
 	if iv.lo > iv.hi || iv.hi-iv.lo > 64 {
 		return 0, false
 	}
-	left := map[uint64]bool{}
+	var only uint64
+	n := 0
 	for v := iv.lo; v <= iv.hi; v++ {
-		left[v] = true
+		if _, excluded := slices.BinarySearch(iv.not, v); !excluded {
+			only, n = v, n+1
+		}
 	}
-	for _, v := range iv.excluded() {
-		delete(left, v)
-	}
-	if len(left) != 1 {
-		return 0, false
-	}
-	for v := range left {
-		return v, true
-	}
-	return 0, false
+	return only, n == 1
 }
 
 // clamp intersects the interval with lo..hi.
 func (iv interval) clamp(lo, hi uint64) interval {
 	out := interval{lo: max(lo, iv.lo), hi: min(hi, iv.hi)}
-	var keep []string
-	for _, v := range iv.excluded() {
+	for _, v := range iv.not {
 		if v >= out.lo && v <= out.hi {
-			keep = append(keep, strconv.FormatUint(v, 10))
+			out.not = append(out.not, v)
 		}
 	}
-	out.not = strings.Join(keep, ",")
 	return out
 }
 
@@ -81,15 +66,10 @@ func (iv interval) without(k uint64) interval {
 	if k < iv.lo || k > iv.hi {
 		return iv
 	}
-	ex := append(iv.excluded(), k)
-	sort.Slice(ex, func(i, j int) bool { return ex[i] < ex[j] })
-	s := make([]string, 0, len(ex))
-	for i, v := range ex {
-		if i == 0 || v != ex[i-1] {
-			s = append(s, strconv.FormatUint(v, 10))
-		}
+	i, found := slices.BinarySearch(iv.not, k)
+	if !found {
+		iv.not = slices.Insert(slices.Clone(iv.not), i, k)
 	}
-	iv.not = strings.Join(s, ",")
 	return iv
 }
 
@@ -138,7 +118,7 @@ func syscallsFromDispatch(fn *callgraph.Function) (*SyscallTable, error) {
 	var walk func(start uint32, iv interval, flags *x86asm.Inst)
 	walk = func(start uint32, iv interval, flags *x86asm.Inst) {
 		if old, ok := seen[start]; ok {
-			if old == iv {
+			if old.equal(iv) {
 				return
 			}
 			// Two paths join: keep what both allow, soundly widened.

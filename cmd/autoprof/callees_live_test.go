@@ -85,7 +85,7 @@ func commandSites(t *testing.T, args ...string) map[uint32]string {
 	if code != 0 {
 		t.Fatalf("autoprof callees %v: exit %d: %s", args, code, errOut)
 	}
-	var c calleesJSON
+	var c callsJSON
 	if err := json.Unmarshal([]byte(out), &c); err != nil {
 		t.Fatal(err)
 	}

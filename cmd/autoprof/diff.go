@@ -14,7 +14,7 @@ func runDiff(args []string, stdout io.Writer) error {
 	out := fs.String("o", "", "write diff.txt, diff.html, diff.json, base.pb.gz and new.pb.gz into this directory")
 	asJSON := fs.Bool("json", false, "print diff.json instead of diff.txt")
 	alpha := fs.Float64("alpha", 0.05, "false discovery rate of the Benjamini–Hochberg correction")
-	minShare := fs.Float64("min-share", 0.1, "smallest change of a share worth reporting, in percentage points")
+	minShare := fs.Float64("min-share", 0.1, "smallest change of a time per operation worth reporting, in percent of the base's time per operation")
 	minRel := fs.Float64("min-relative", 5, "smallest change worth reporting, in percent of the base value")
 	pos, _, err := parseFlags(fs, args)
 	if err != nil {

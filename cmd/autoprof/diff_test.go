@@ -39,7 +39,7 @@ func TestDiffCommand(t *testing.T) {
 func TestDiffBadInput(t *testing.T) {
 	good := fixtureRun(t, "read4k-6.1")
 	corrupt := fixtureRun(t, "read64k-6.1")
-	os.WriteFile(filepath.Join(corrupt, reports.RunFile), []byte(`{"format": "autoprof-run/1", "meta": {`), 0o644)
+	os.WriteFile(filepath.Join(corrupt, reports.RunFile), []byte(`{"format": "autoprof-run/2", "meta": {`), 0o644)
 	other := fixtureRun(t, "fsync-6.1")
 	for _, c := range []struct {
 		name string

@@ -89,7 +89,7 @@ func TestDisasmCalleesAgree(t *testing.T) {
 		}
 	}
 	_, out, _ = runCmd("callees", "subject", "--json")
-	var c calleesJSON
+	var c callsJSON
 	if err := json.Unmarshal([]byte(out), &c); err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ func probe(cfg *probeConfig, stdout io.Writer) error {
 }
 
 func parseProbe(args []string) (*probeConfig, error) {
-	fs := newFlags("probe", "SPEC... (SPEC = FUNC[+OFF][:entry|:exit|:timer|:targets])")
+	fs := newFlags("probe", "SPEC... (SPEC = FUNC[+OFF][:entry|:exit|:timer|:targets], MODULE:FUNC[+OFF]:KIND)")
 	cfg := &probeConfig{}
 	fs.StringVar(&cfg.backend, "backend", "", "function backend: fentry, kprobe, splice (autoprof's module) or tracepoint (default: the best BPF backend available)")
 	tf := addTargetFlags(fs)

@@ -56,6 +56,7 @@ type Instrument struct {
 	Operand Operand  // Targets only
 }
 
+// The filter flags of an instrument: F_* in measure.bpf.c.
 const (
 	filterPIDs   = 1
 	filterCgroup = 2

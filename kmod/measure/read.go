@@ -104,9 +104,18 @@ type Misses struct {
 	Recursion, StackDepth, MapFull, Unmatched uint64
 }
 
+// The miss counters' indices in the misses map: M_* in measure.bpf.c.
+const (
+	missRecursion = iota
+	missDepth
+	missMapFull
+	missUnmatched
+	missN // how many there are
+)
+
 // Misses reads the miss counters.
 func (m *Model) Misses() (Misses, error) {
-	var v [4]uint64
+	var v [missN]uint64
 	per := make([]uint64, m.ncpu)
 	for i := range v {
 		if err := m.objs.Misses.Lookup(uint32(i), &per); err != nil {
@@ -116,7 +125,7 @@ func (m *Model) Misses() (Misses, error) {
 			v[i] += n
 		}
 	}
-	return Misses{Recursion: v[0], StackDepth: v[1], MapFull: v[2], Unmatched: v[3]}, nil
+	return Misses{Recursion: v[missRecursion], StackDepth: v[missDepth], MapFull: v[missMapFull], Unmatched: v[missUnmatched]}, nil
 }
 
 // Threads returns the number of threads that hold a shadow stack now.

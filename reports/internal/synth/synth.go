@@ -53,10 +53,7 @@ type Spec struct {
 	// Elsewhere is the fraction of the target's time outside the roots
 	// (user space, untraced kernel entries).
 	Elsewhere float64
-	// RoundTimes records each round's target time in its samples, as
-	// hunts do since they compare per operation (reports.Diff).
-	RoundTimes bool
-	Nodes      []Node
+	Nodes     []Node
 }
 
 // Generate simulates the hunt that s describes. The same Spec gives the
@@ -199,10 +196,7 @@ func (g *gen) addRound(i, r int, ops, target, calls, incl, excl, off uint64) {
 	t := float64(target)
 	n.Rounds = append(n.Rounds, search.RoundSample{Round: r, Calls: calls, TargetOps: ops, RootCalls: ops,
 		InclShare: float64(incl) / t, ExclShare: float64(excl) / t,
-		OnCPUShare: float64(excl-off) / t, OffCPU: float64(off) / t})
-	if g.s.RoundTimes {
-		n.Rounds[len(n.Rounds)-1].TargetNs = t
-	}
+		OnCPUShare: float64(excl-off) / t, OffCPU: float64(off) / t, TargetNs: t})
 	withdrawn := g.s.Nodes[i].WithdrawAt != 0
 	if !withdrawn && r < g.window {
 		return // before the last window: in the rounds, not in the totals
