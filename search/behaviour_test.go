@@ -414,3 +414,48 @@ func TestSampledChainAddsUp(t *testing.T) {
 		}
 	})
 }
+
+// TestSampledTreeDiff: two host-style hunts (syscalls timed, the tree from
+// samples) of one planted kernel, the second with its planted function
+// twice as slow: each sampled round carries its operations, so that the
+// diff compares the sampled contexts per operation and ranks the planted
+// one first.
+func TestSampledTreeDiff(t *testing.T) {
+	var runs [2]*search.Run
+	var truth searchtest.Truth
+	for i, slower := range []float64{1, 2} {
+		synctest.Test(t, func(t *testing.T) {
+			var k *searchtest.Kernel
+			k, truth = searchtest.Planted("cpu", 2)
+			k.Funcs[truth.Func].OnNs *= slower
+			k.OnlyRoots = true
+			k.Start()
+			runs[i] = hunt(t, k, func(c *search.Config) {
+				c.SampleTree = true
+				c.Syscalls = k.Syscalls()
+				c.Duration = 20 * time.Second
+			})
+		})
+	}
+	for _, n := range runs[0].Nodes {
+		if n.Kind == search.NodeSampled && n.Point.Function() == truth.Func {
+			for _, r := range n.Rounds {
+				if r.TargetOps == 0 || r.RootCalls == 0 {
+					t.Fatalf("%s: round %d of a sampled node without its operations: %+v", truth.Func, r.Round, r)
+				}
+			}
+		}
+	}
+	c, err := reports.Diff(runs[0], runs[1], reports.DiffOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Significant == 0 {
+		t.Fatalf("no significant change; %d of %d matched", c.Matched, c.BaseNodes)
+	}
+	first := c.Nodes[0]
+	t.Logf("first change: %s, %+v", strings.Join(first.Path, ";"), first.Excl)
+	if first.Path[len(first.Path)-1] != truth.Func {
+		t.Errorf("first change %s, want the planted %s", strings.Join(first.Path, ";"), truth.Func)
+	}
+}

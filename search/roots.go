@@ -497,7 +497,8 @@ func (h *hunter) hotCallees(fn string) map[string]float64 {
 // below it gets a node of kind NodeSampled whose inclusive time is the
 // weight of the stacks through it and whose exclusive time is the weight
 // of the stacks that end in it; a sampled root is measured the same way.
-func (h *hunter) absorbStacks(stacks []Stack, d float64) {
+// ops is the round's operations of the target (its timed roots' calls).
+func (h *hunter) absorbStacks(stacks []Stack, d float64, ops uint64) {
 	round := h.sampledRound(stacks)
 	under := map[*node]*stackAcc{} // root → what its sampled children take
 	for _, n := range h.nodes {
@@ -508,7 +509,7 @@ func (h *hunter) absorbStacks(stacks []Stack, d float64) {
 		if a == nil {
 			a = &stackAcc{}
 		}
-		h.recordSampled(n, a, d)
+		h.recordSampled(n, a, d, ops)
 		if p := n.parent; p != nil && p.kind == NodeRoot && !p.sampled() {
 			u := under[p]
 			if u == nil {
@@ -578,8 +579,14 @@ func (a *stackAcc) add(s Stack, last bool) {
 }
 
 // recordSampled adds a sampled node's round (a, of the target's d ns) to
-// its totals and its rounds.
-func (h *hunter) recordSampled(n *node, a *stackAcc, d float64) {
+// its totals and its rounds, with the round's operations (ops, and its
+// root's calls where the root is timed), so that its times per operation
+// compare across runs as a timed node's do.
+func (h *hunter) recordSampled(n *node, a *stackAcc, d float64, ops uint64) {
+	var rootCalls uint64
+	if r := n.root(); !r.sampled() {
+		rootCalls = r.cur.Calls
+	}
 	tots := []*totals{&n.all}
 	if h.inWindowRound() {
 		tots = append(tots, &n.win)
@@ -594,6 +601,8 @@ func (h *hunter) recordSampled(n *node, a *stackAcc, d float64) {
 	}
 	n.rounds = append(n.rounds, RoundSample{
 		Round:      h.round,
+		TargetOps:  ops,
+		RootCalls:  rootCalls,
 		InclShare:  (a.incl + a.inclOff) / d,
 		ExclShare:  (a.excl + a.exclOff) / d,
 		OnCPUShare: a.excl / d,

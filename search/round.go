@@ -51,7 +51,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 	}
 	h.droppedNs = 0 // the rounds' samples find targets and grow sampled trees; estimates come from quiet ones
 	if cur.stacks != nil && h.cfg.SampleTree {
-		h.absorbStacks(cur.stacks, d)
+		h.absorbStacks(cur.stacks, d, ops)
 	}
 	for _, n := range h.nodes { // in id order: the trace is deterministic
 		if !h.blind[n] {
