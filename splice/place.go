@@ -255,6 +255,15 @@ func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) er
 	if r, ok := rangeHolding(p.blacklist, addr); ok {
 		return refuse(spec, ErrUnsafe, "%s is on the kprobe blacklist (%s)", spec.Point, r.Name)
 	}
+	// A suffixed clone (foo.part.0, foo.constprop.0) is blacklisted with its
+	// base, as within_kprobe_blacklist() judges it.
+	if base, _, suffixed := strings.Cut(sym.Name, "."); suffixed {
+		if b, err := p.syms.Func(base); err == nil {
+			if r, ok := rangeHolding(p.blacklist, b.Addr); ok {
+				return refuse(spec, ErrUnsafe, "%s is a clone of %s, on the kprobe blacklist", sym.Name, r.Name)
+			}
+		}
+	}
 	// Kprobe events (the perf kprobe PMU included) refuse any place in a
 	// function without an ftrace location unless the kernel is built with
 	// CONFIG_KPROBE_EVENTS_ON_NOTRACE, which distro kernels are not:

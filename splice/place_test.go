@@ -25,6 +25,7 @@ ffffffff81002100 T __entry_text_start
 ffffffff81002100 T entry_SYSCALL_64
 ffffffff81002200 T __entry_text_end
 ffffffff81002200 T blacklisted_fn
+ffffffff81002280 t blacklisted_fn.part.0
 ffffffff81002300 T __x64_sys_read
 ffffffff81002400 T _etext
 `
@@ -33,8 +34,8 @@ ffffffff81002400 T _etext
 // ret; int3 padding.
 var fixtureCode = []byte{0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5, 0xff, 0xd0, 0xc3}
 
-const fixtureBlacklist = "0xffffffff81002200-0xffffffff81002300\tblacklisted_fn\n"
-const fixtureTraceable = "vfs_read\nrw_verify_area\nmigrate_disable\nexc_page_fault\nblacklisted_fn\n"
+const fixtureBlacklist = "0xffffffff81002200-0xffffffff81002280\tblacklisted_fn\n"
+const fixtureTraceable = "vfs_read\nrw_verify_area\nmigrate_disable\nexc_page_fault\nblacklisted_fn\nblacklisted_fn.part.0\n"
 
 func fixturePlacement(t *testing.T) *Placement {
 	t.Helper()
@@ -95,6 +96,8 @@ func TestPlacementRules(t *testing.T) {
 	refused("kprobe", "startup_64", ErrUnsafe, "not in kernel text") // below _stext
 	refused("kprobe", "notraced", ErrUnsafe, "available_filter_functions")
 	refused("kprobe", "blacklisted_fn", ErrUnsafe, "kprobe blacklist")
+	// A clone goes with its base (within_kprobe_blacklist; nmi_handle.part.0 on 6.12).
+	refused("kprobe", "blacklisted_fn.part.0", ErrUnsafe, "clone of blacklisted_fn")
 	refused("fentry", "migrate_disable", ErrUnsafe, "deny list")
 	refused("kprobe", "migrate_disable", ErrUnsafe, "BPF trampolines of autoprof's own instruments")
 	refused("fentry", "notraced", ErrUnsafe, "available_filter_functions")

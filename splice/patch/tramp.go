@@ -29,6 +29,7 @@ type Instrument struct {
 type Layout struct {
 	PoolStart, PoolEnd uint64 // trampolines lie in [PoolStart, PoolEnd)
 	StubEnter          uint64 // entry handler stub of timers and exit counters
+	StubExit           uint64 // handler stub of return windows
 	StubCount          uint64 // slow path of counters
 	// GSCurrent and GSRootTask are %gs offsets: of the current task
 	// pointer, and of the task the fast path may count for. TaskTgid is
@@ -51,7 +52,18 @@ func (l Layout) fastPath() bool {
 // first, then counters, then exit counters: a function's own timer frame
 // is then open for the counts at its entry and its returns, as it is for
 // the counters of its other blocks.
+//
+// A return window's trampoline (no instrument) calls the exit stub, then
+// does what the window's instruction did: return, jump to the return
+// thunk, tail-call (a conditional tail call tests its condition first).
+//
+// The splice module builds the same bytes itself (kmod/splicer/module/
+// tramp.c); Build is their reference, which the tests run in a harness and
+// the VM tests compare with what the module wrote.
 func Build(w *Window, insts []Instrument, l Layout) (*Blob, error) {
+	if w.Return {
+		return buildReturn(w, l)
+	}
 	if len(insts) == 0 {
 		return nil, fmt.Errorf("%s+%#x: no instrument to build a trampoline for", w.Func.Name, w.Off)
 	}
@@ -95,6 +107,27 @@ func Build(w *Window, insts []Instrument, l Layout) (*Blob, error) {
 }
 
 func label(name string, i int) string { return name + strconv.Itoa(i) }
+
+// buildReturn encodes a return window's trampoline.
+func buildReturn(w *Window, l Layout) (*Blob, error) {
+	var a Asm
+	d := w.Insts[0]
+	cc := d.Inst.Len == 6 // jcc rel32: a conditional tail call
+	if cc {
+		a.Jcc(Cond(d.Code[1]&0xf^1), "not")
+	}
+	a.Push(RDI).CallAbs(l.StubExit).Pop(RDI)
+	if target, ok := w.ExitTarget(); ok {
+		a.JmpAbs(target)
+	} else {
+		a.Bytes(0xc3) // ret
+	}
+	a.Int3()
+	if cc {
+		a.Label("not").JmpAbs(w.Addr() + uint64(w.Len())).Int3()
+	}
+	return a.Encode()
+}
 
 // buildCount emits counter i's entry and reports whether it has a slow
 // path to emit after the body. The fast path counts in the root context

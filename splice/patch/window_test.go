@@ -2,6 +2,7 @@ package patch
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ const (
 var testSyms = func() *callgraph.Symbols {
 	s, err := callgraph.ParseKallsyms(strings.NewReader(`ffffffff81000000 T _stext
 ffffffff81000010 T __fentry__
+ffffffff81000020 T __x86_return_thunk
 ffffffff81001000 T fn
 ffffffff81001800 T other
 ffffffff81002000 t fn.cold
@@ -134,6 +136,7 @@ func TestRefusals(t *testing.T) {
 		{"paravirt", join(nop5, push3, movRBP, ret), 0, true, &Tables{Paravirt: []Span{{fnAddr + 9, fnAddr + 12}}}, "paravirt"},
 		{"smp lock", join(nop5, push3, movRBP, ret), 0, true, &Tables{SMPLocks: []uint64{fnAddr + 6}}, "lock prefix"},
 		{"kprobe", join(nop5, push3, movRBP, ret), 0, true, &Tables{Kprobes: []uint64{fnAddr + 5}}, "kprobe"},
+		{"kprobe elsewhere in the function", join(nop5, push3, movRBP, xorEAX, ret), 0, true, &Tables{Kprobes: []uint64{fnAddr + 13}}, "kprobe sits in fn at +0xd"},
 		{"no tables", join(nop5, push3, movRBP, ret), 0, true, nil, "no kernel tables"},
 		{"endbr", join(endbr, nop5, push3, ret), 0, false, &Tables{}, "ENDBR"},
 	} {
@@ -181,5 +184,124 @@ func TestFlagsLive(t *testing.T) {
 	}
 	if !w.FlagsLive {
 		t.Error("flags dead before a je that reads them")
+	}
+}
+
+// TestJumpLabelTarget (issue 14, defect 3): a static key's jump lands
+// inside the window. The decode of the function shows only the nop at the
+// jump label's site, not where it jumps once the key flips; the table
+// does.
+func TestJumpLabelTarget(t *testing.T) {
+	// +5: push3 (5 bytes), +10: mov %rsp,%rbp, +13: nop5 (the jump label),
+	// +18: ret.
+	f := function(t, join(nop5, push3, movRBP, nop5, ret, int3x4))
+	tb := &Tables{JumpLabels: []uint64{fnAddr + 13}, Targets: []uint64{fnAddr + 7}}
+	_, err := SelectWindow(f, nil, 0, true, tb)
+	mustRefuse(t, err, "+0x7, in the window, is a branch target")
+	// At +0x5 a block window ends at +0xa: a target at +0xb is outside.
+	tb.Targets = []uint64{fnAddr + 11}
+	if _, err := SelectWindow(f, nil, 5, false, tb); err != nil {
+		t.Errorf("a target past the window: %v", err)
+	}
+}
+
+// TestForeignBytes (issue 14, defect 4): another patcher's bytes in the
+// function make its decode a guess. A kprobe's int3 over the first byte
+// of push %r15 (41 57) leaves 57 (push %rdi) to be decoded in its place:
+// a window at the probe's address + 1 must be refused, whether or not
+// kprobes/list has been read.
+func TestForeignBytes(t *testing.T) {
+	probed := join(nop5, []byte{0xcc, 0x57, 0x41, 0x56, 0x55}, movRBP, xorEAX, ret, int3x4)
+	text := Span{0xffffffff81000000, 0xffffffff82000000}
+	for _, tb := range []*Tables{{Text: text, Kprobes: []uint64{fnAddr + 5}}, {Text: text}} {
+		_, err := SelectWindow(function(t, probed), nil, 6, false, tb)
+		if tb.Kprobes != nil {
+			mustRefuse(t, err, "kprobe sits in fn at +0x5")
+		} else {
+			mustRefuse(t, err, "int3 in its code at +0x5")
+		}
+	}
+	// An optprobe's jmp into the kprobe slots, out of the kernel's text.
+	opt := join(nop5, []byte{0xe9, 0x00, 0x00, 0x00, 0x40}, movRBP, xorEAX, ret, int3x4)
+	_, err := SelectWindow(function(t, opt), nil, 10, false, &Tables{Text: text})
+	mustRefuse(t, err, "jumps out of the kernel's text at +0x5")
+	// The same jump into the splice module's pool is ours.
+	ours := &Tables{Text: text, Ours: Span{fnAddr + 10 + 0x40000000, fnAddr + 10 + 0x40001000}}
+	if _, err := SelectWindow(function(t, opt), nil, 10, false, ours); err != nil {
+		t.Errorf("a function holding one of our jumps: %v", err)
+	}
+	// int3 after a return is padding, not a breakpoint.
+	if _, err := SelectWindow(function(t, join(nop5, push3, movRBP, ret, int3x4, xorEAX, ret)), nil, 0, true, &Tables{Text: text}); err != nil {
+		t.Errorf("int3 padding after ret: %v", err)
+	}
+}
+
+// jmpTo returns a jmp rel32 at addr to target.
+func jmpTo(addr, target uint64) []byte {
+	d := int32(int64(target - (addr + 5)))
+	return []byte{0xe9, byte(d), byte(d >> 8), byte(d >> 16), byte(d >> 24)}
+}
+
+// TestExitWindows: a timer's frames end at every return and tail call of
+// its function: a jmp to the return thunk, a ret the kernel padded with
+// int3s, a tail call; a 2-byte tail call has no room for a jump.
+func TestExitWindows(t *testing.T) {
+	// +5: cmp; +8: je +0x14; +10: jmp __x86_return_thunk; +15: ret+int3s;
+	// +20: jmp other.
+	code := join(nop5, cmpEDI, []byte{0x74, 0x0a}, jmpTo(fnAddr+10, 0xffffffff81000020),
+		ret, int3x4, jmpTo(fnAddr+20, 0xffffffff81001800))
+	ws, err := ExitWindows(function(t, code), nil, &Tables{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range ws {
+		to, _ := w.ExitTarget()
+		got = append(got, fmt.Sprintf("+%#x/%d->%#x", w.Off, w.Len(), to))
+		if w.Role() != RoleReturn {
+			t.Errorf("+%#x: role %d, want a return window", w.Off, w.Role())
+		}
+	}
+	want := "+0xa/5->0xffffffff81000020 +0xf/5->0x0 +0x14/5->0xffffffff81001800"
+	if strings.Join(got, " ") != want {
+		t.Errorf("windows %v, want %s", got, want)
+	}
+	b, err := Build(ws[2], nil, testLayout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _ = b.Apply(testLayout.PoolStart, nil, nil)
+	text := strings.Join(disasm(t, code, testLayout.PoolStart), "; ")
+	if !strings.Contains(text, "push %rdi; callq 0xffffffffc03f0080; pop %rdi; jmpq 0xffffffff81001800; int3") {
+		t.Errorf("a tail call's trampoline: %s", text)
+	}
+	// A 2-byte jmp to other's start, from just before it.
+	short := functionAt(t, "fn", 0xffffffff810017f0, join(nop5, cmpEDI, []byte{0xeb, 0x06}, int3x4))
+	_, err = ExitWindows(short, nil, &Tables{})
+	mustRefuse(t, err, "an instruction of 2 bytes")
+	_, err = ExitWindows(function(t, join(nop5, cmpEDI, ret, xorEAX, ret)), nil, &Tables{})
+	mustRefuse(t, err, "ret not followed by 4 int3s")
+}
+
+// TestMovablePrefixes: the prefixes a displaced instruction may have are
+// the module's: lock, operand size, %gs.
+func TestMovablePrefixes(t *testing.T) {
+	for _, c := range []struct {
+		code []byte
+		ok   bool
+	}{
+		{[]byte{0xf0, 0x48, 0x0f, 0xb1, 0x17}, true},              // lock cmpxchg %rdx,(%rdi)
+		{[]byte{0x65, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0}, true},  // mov %gs:0,%rax
+		{[]byte{0x64, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0}, false}, // %fs
+		{[]byte{0x3e, 0x48, 0x89, 0xf8}, false},                   // ds (notrack)
+		{[]byte{0x67, 0x8b, 0x07}, false},                         // address size
+	} {
+		d, err := Decode(c.code, fnAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.CheckMovable(); (err == nil) != c.ok {
+			t.Errorf("% x: %v, want movable %v", c.code, err, c.ok)
+		}
 	}
 }
