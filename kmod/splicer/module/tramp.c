@@ -244,6 +244,10 @@ static enum ap_flags ap_flags_of(const struct insn *insn)
 	if (insn->opcode.nbytes != 2 || op[0] != 0x0f)
 		return AP_FL_OTHER;
 	switch (op[1]) {
+	case 0x0d:		/* prefetchw */
+		return ap_modrm_reg(insn) == 1 ? AP_FL_NONE : AP_FL_OTHER;
+	case 0x18:		/* prefetchnta, prefetcht0-2 */
+		return ap_modrm_reg(insn) < 4 ? AP_FL_NONE : AP_FL_OTHER;
 	case 0x1f: case 0xb6: case 0xb7: case 0xbe: case 0xbf: case 0xc8 ... 0xcf:
 		return AP_FL_NONE;
 	case 0x40 ... 0x4f: case 0x80 ... 0x9f:
