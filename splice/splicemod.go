@@ -266,6 +266,7 @@ func layoutOf(in splicer.Info) patch.Layout {
 	return patch.Layout{
 		PoolStart: in.PoolStart, PoolEnd: in.PoolEnd,
 		StubEnter: in.StubEnter, StubExit: in.StubExit, StubCount: in.StubCount,
+		StubExitFlags: in.StubExitFlags, StubCountFlags: in.StubCountFlags,
 		GSCurrent: int64(in.GSCurrent), GSRootTask: int64(in.GSRootTask), TaskTgid: int64(in.TaskTgid),
 		MaxBlob: int(in.SlotSize),
 	}

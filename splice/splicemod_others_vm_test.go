@@ -569,3 +569,114 @@ func flipTracepoint(t *testing.T, tp string, stop chan struct{}, n *atomic.Int64
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// cmpxchg16bWindows finds, in the allocator's fast path of fn, the
+// windows around its per-CPU cmpxchg16b: before, a block window with dead
+// flags whose jump back is followed, with no branch, by an add, sub or cmp
+// and then the cmpxchg16b; after, the first block window past it.
+func cmpxchg16bWindows(s *SpliceSession, fn string) (before, after *patch.Window, ok bool) {
+	f, err := s.Graph().Function(fn)
+	if err != nil {
+		return nil, nil, false
+	}
+	var ops []x86asm.Inst
+	var offs []uint32
+	for _, in := range f.Insts {
+		d, err := x86asm.Decode(f.Code[in.Off:], 64)
+		if err != nil {
+			return nil, nil, false
+		}
+		ops, offs = append(ops, d), append(offs, in.Off)
+	}
+	window := func(off uint32) *patch.Window {
+		w, err := s.cat.window(Spec{Point: Point{Func: fn, Offset: uint64(off)}, Kind: Count})
+		if err != nil {
+			return nil
+		}
+		return w
+	}
+	for c, in := range ops {
+		if in.Op != x86asm.CMPXCHG16B {
+			continue
+		}
+		start := 0
+		for i := c - 1; i >= 0; i-- {
+			if ops[i].Op == x86asm.CALL || ops[i].Op == x86asm.JMP || ops[i].Op == x86asm.RET || strings.HasPrefix(ops[i].Op.String(), "J") {
+				start = i + 1
+				break
+			}
+		}
+		for i := start; i < c && before == nil; i++ {
+			w := window(offs[i])
+			if w == nil || w.FlagsLive {
+				continue
+			}
+			for j := i; j < c; j++ {
+				if offs[j] >= w.Off+uint32(w.Len()) && (ops[j].Op == x86asm.ADD || ops[j].Op == x86asm.SUB || ops[j].Op == x86asm.CMP) {
+					before = w
+					break
+				}
+			}
+		}
+		for i := c + 1; i < len(ops) && before != nil && after == nil; i++ {
+			after = window(offs[i])
+		}
+		if before != nil && after != nil {
+			return before, after, true
+		}
+		before, after = nil, nil
+	}
+	return nil, nil, false
+}
+
+// TestVMSpliceFlagsState (issue 14, found by the soak): a counter's
+// trampoline gives back RFLAGS as the code had them, in the emulator too.
+// QEMU's TCG before 8.0 computes cmpxchg16b's flags from the last flags
+// operation it recorded, not from the one that ran; after a popfq that is
+// the whole saved RFLAGS, and an add between our jump back and the
+// cmpxchg16b makes it the add's operand: reserved bits, TF and NT set at
+// random, then a double fault (the soak's, twice, in the allocator). The
+// stubs now give RFLAGS back with popfq only where the flags are live.
+// Counters on both sides of the allocator's cmpxchg16b, filtered to two
+// processes so that every hit takes the slow path into the stub, count
+// while every CPU allocates; no oops or WARN, both count.
+func TestVMSpliceFlagsState(t *testing.T) {
+	s := openSplice(t, 0)
+	var fn string
+	var before, after *patch.Window
+	for _, name := range []string{"kmem_cache_alloc_noprof", "kmem_cache_alloc"} {
+		if b, a, ok := cmpxchg16bWindows(s, name); ok {
+			fn, before, after = name, b, a
+			break
+		}
+	}
+	if fn == "" {
+		t.Fatal("no block windows around a cmpxchg16b in the allocator")
+	}
+	t.Logf("%s: counters at +%#x (%d bytes) and +%#x (%d bytes)", fn, before.Off, before.Len(), after.Off, after.Len())
+	tg := Target{PIDs: []int{os.Getpid(), 1}}
+	insertAll(t, s, Spec{Point: Point{Func: fn, Offset: uint64(before.Off)}, Kind: Count, Target: tg},
+		Spec{Point: Point{Func: fn, Offset: uint64(after.Off)}, Kind: Count, Target: tg})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { soakLoad(stop); close(done) }()
+	time.Sleep(5 * time.Second)
+	close(stop)
+	<-done
+	r, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReading(t, r)
+	for _, off := range []uint32{before.Off, after.Off} {
+		var n uint64
+		for _, c := range r.Contexts {
+			if p := c.Path[len(c.Path)-1]; p.Func == fn && p.Offset == uint64(off) {
+				n += c.Calls
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s+%#x: counted nothing", fn, off)
+		}
+	}
+}

@@ -141,6 +141,10 @@ func checkTramp(t *testing.T, s *SpliceSession, text callgraph.Text, in *spliced
 		}
 		w.FlagsLive = sp.Out&splicer.OutFlags != 0
 	}
+	if w.Role() == patch.RoleReturn && w.FlagsLive != (sp.Out&splicer.OutFlags != 0) {
+		// Both decide by the bytes the part starts with (compiledStart, ap_entry_site).
+		t.Errorf("%s: return window with flags live %v in splice/patch, %v in the module", in.spec, w.FlagsLive, !w.FlagsLive)
+	}
 	insts := []patch.Instrument{{Kind: patch.Kind(in.spec.Kind), PIDs: pids32(in.spec.Target.PIDs)}}
 	b, err := patch.Build(&w, insts, s.layout)
 	if err != nil {

@@ -159,6 +159,7 @@ func layout(in Info) patch.Layout {
 	return patch.Layout{
 		PoolStart: in.PoolStart, PoolEnd: in.PoolEnd,
 		StubEnter: in.StubEnter, StubExit: in.StubExit, StubCount: in.StubCount,
+		StubExitFlags: in.StubExitFlags, StubCountFlags: in.StubCountFlags,
 		GSCurrent: int64(in.GSCurrent), GSRootTask: int64(in.GSRootTask), TaskTgid: int64(in.TaskTgid),
 		MaxBlob: int(in.SlotSize),
 	}
@@ -178,6 +179,10 @@ func (e *vmEnv) checkTramp(t *testing.T, d *Device, w *patch.Window, insts []pat
 		if w.FlagsLive && !ref.FlagsLive {
 			t.Errorf("%s+%#x: the module found the flags dead where splice/patch finds them live", w.Func.Name, w.Off)
 		}
+	}
+	if w.Role() == patch.RoleReturn && w.FlagsLive != (sp.Out&OutFlags != 0) {
+		// Both decide by the bytes the part starts with (compiledStart, ap_entry_site).
+		t.Errorf("%s+%#x: return window with flags live %v in splice/patch, %v in the module", w.Func.Name, w.Off, w.FlagsLive, !w.FlagsLive)
 	}
 	b, err := patch.Build(&ref, insts, layout(d.Info()))
 	if err != nil {

@@ -267,8 +267,162 @@ func TestReturnSites(t *testing.T) {
 				}
 			}
 			t.Logf("%d returns in .text, %d of them the stubs', every one listed", n, stubs)
-			if stubs != 3 {
-				t.Errorf("%d returns in the stubs, want 3", stubs)
+			if stubs != 5 {
+				t.Errorf("%d returns in the stubs, want 5 (enter, exit, exit_flags, count, count_flags)", stubs)
+			}
+		})
+	}
+}
+
+// TestStubFlags (issue 14, found by the soak): the stubs that serve
+// windows with dead flags (a function's entry and returns, block windows
+// whose next instructions write every flag first) run no popfq: AC comes
+// back by STAC. The _flags stubs, for live flags, rebuild RFLAGS from the
+// saved arithmetic flags and AC and the rest as it is, then popfq. Before,
+// every stub but the entry's ran popfq on the word pushfq had saved: QEMU's
+// TCG before 8.0 then took that word for the flags that the allocator's
+// per-CPU cmpxchg16b starts from, leaving TF, NT and reserved bits set at
+// random, and a stub after it loaded them (TestVMSpliceFlagsState).
+func TestStubFlags(t *testing.T) {
+	const saved = 0x408d5 // CF, PF, AF, ZF, SF, OF and AC
+	for _, series := range []string{"6.1", "6.12"} {
+		t.Run(series, func(t *testing.T) {
+			_, ko := debianKo(t, series)
+			byFn := map[string][]x86asm.Inst{}
+			for _, in := range koCode(t, ko) {
+				if strings.HasPrefix(in.fn, "ap_stub_") {
+					byFn[in.fn] = append(byFn[in.fn], in.inst)
+				}
+			}
+			for fn, live := range map[string]bool{
+				"ap_stub_enter": false, "ap_stub_exit": false, "ap_stub_count": false,
+				"ap_stub_exit_flags": true, "ap_stub_count_flags": true,
+			} {
+				insts := byFn[fn]
+				if len(insts) == 0 {
+					t.Errorf("%s: not in the module", fn)
+					continue
+				}
+				popf, masked := 0, false
+				for _, in := range insts {
+					switch {
+					case in.Op == x86asm.POPFQ:
+						popf++
+					case in.Op == x86asm.AND && popf == 0:
+						m, ok := in.Args[0].(x86asm.Mem)
+						imm, ok2 := in.Args[1].(x86asm.Imm)
+						masked = masked || ok && ok2 && m.Base == x86asm.RSP && m.Disp == 8 && imm == saved
+					}
+				}
+				if !live && popf != 0 {
+					t.Errorf("%s: %d popfq where the flags are dead", fn, popf)
+				}
+				if live && (popf != 1 || !masked) {
+					t.Errorf("%s: %d popfq, saved word masked to the arithmetic flags and AC: %v; want one, masked", fn, popf, masked)
+				}
+			}
+		})
+	}
+}
+
+// TestSMAPSites: every stub clears AC before it calls C and gives it back
+// as it was. The CLAC and STAC are 3-byte nops in the object, named
+// ap_clac_* and ap_stac_*, that ap_synthesize_clac (patch.c) turns into
+// CLAC and STAC under SMAP: each must be a nop of 3 bytes, each must be
+// on patch.c's list of the right kind (a site left off stays a nop, and
+// the handler runs inside the user-access region; a STAC listed as CLAC
+// leaves the code after the trampoline without AC, and its next user
+// access faults), a stub for dead flags must CLAC before its call and
+// STAC after it, both only where the saved AC is set (a test of AC in the
+// saved RFLAGS, then a jump over the 3 bytes), and a _flags stub must
+// CLAC before its call (its popfq gives AC back).
+func TestSMAPSites(t *testing.T) {
+	src, err := sources.ReadFile("module/patch.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := func(array string) map[string]bool {
+		s := string(src)
+		i := strings.Index(s, "u8 *"+array+"[] = {")
+		if i < 0 {
+			t.Fatalf("patch.c: no array %s", array)
+		}
+		s = s[i+len("u8 *"+array+"[] = {"):]
+		s = s[:strings.Index(s, "}")]
+		out := map[string]bool{}
+		for _, name := range strings.Split(s, ",") {
+			out[strings.TrimSpace(name)] = true
+		}
+		return out
+	}
+	clacs, stacs := listed("clacs"), listed("stacs")
+	for _, series := range []string{"6.1", "6.12"} {
+		t.Run(series, func(t *testing.T) {
+			_, ko := debianKo(t, series)
+			syms, err := ko.Symbols()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sites := map[uint64]string{} // offset in .text to the site's name
+			for _, s := range syms {
+				if strings.HasPrefix(s.Name, "ap_clac_") || strings.HasPrefix(s.Name, "ap_stac_") {
+					if int(s.Section) >= len(ko.Sections) || ko.Sections[s.Section].Name != ".text" {
+						t.Errorf("%s: not in .text", s.Name)
+						continue
+					}
+					sites[s.Value] = s.Name
+				}
+			}
+			text := ko.Section(".text")
+			code, err := text.Data()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off, name := range sites {
+				if b := code[off : off+3]; b[0] != 0x0f || b[1] != 0x1f || b[2] != 0x00 {
+					t.Errorf("%s: % x, want the 3-byte nop 0f 1f 00", name, b)
+				}
+				clac := strings.HasPrefix(name, "ap_clac_")
+				if clac && !clacs[name] || !clac && !stacs[name] {
+					t.Errorf("%s: not in patch.c's list of %s sites", name, map[bool]string{true: "CLAC", false: "STAC"}[clac])
+				}
+			}
+			byFn := map[string][]koInst{}
+			for _, in := range koCode(t, ko) {
+				if in.sec == text && strings.HasPrefix(in.fn, "ap_stub_") {
+					byFn[in.fn] = append(byFn[in.fn], in)
+				}
+			}
+			for fn, dead := range map[string]bool{
+				"ap_stub_enter": true, "ap_stub_exit": true, "ap_stub_count": true,
+				"ap_stub_exit_flags": false, "ap_stub_count_flags": false,
+			} {
+				insts := byFn[fn]
+				var got []string // the sites, and the call, in order
+				for i, in := range insts {
+					if in.inst.Op == x86asm.CALL {
+						got = append(got, "call")
+					}
+					name, ok := sites[in.off]
+					if !ok {
+						continue
+					}
+					kind := name[:len("ap_clac_")]
+					guarded := i >= 2 && insts[i-1].inst.Op == x86asm.JE &&
+						insts[i-1].inst.Args[0] == x86asm.Rel(3) &&
+						insts[i-2].inst.Op == x86asm.TEST && insts[i-2].inst.Args[1] == x86asm.Imm(0x40000)
+					if guarded {
+						kind += "if_ac"
+					}
+					got = append(got, kind)
+				}
+				want := "ap_clac_ call"
+				if dead {
+					want = "ap_clac_if_ac call ap_stac_if_ac"
+				}
+				if strings.Join(got, " ") != want {
+					t.Errorf("%s: %q, want %q", fn, strings.Join(got, " "), want)
+				}
 			}
 		})
 	}

@@ -8,7 +8,7 @@ import "unsafe"
 
 // Limits of the interface (AP_* in uapi.h).
 const (
-	abi        = 3
+	abi        = 4
 	MaxDepth   = 32 // shadow stack frames per thread
 	MaxWindow  = 32 // bytes of one splice window
 	MaxPIDs    = 8  // thread groups of one instrument's filter
@@ -85,6 +85,7 @@ type Info struct {
 	SMAP                                  uint32
 	PoolStart, PoolEnd                    uint64
 	StubEnter, StubExit, StubCount        uint64
+	StubExitFlags, StubCountFlags         uint64
 	GSCurrent, GSRootTask, TaskTgid       uint64
 	MapSize, CtxOffset, CPUOffset, Stride uint64
 }
@@ -110,8 +111,9 @@ type InstReq struct {
 // FlagReplace marks a splice that replaces the trampoline of a live site.
 const FlagReplace = 1
 
-// OutFlags says that the module found the flags live after a block
-// window: its counters save them.
+// OutFlags says that the module found the flags live after a window: a
+// block window's counters save them, a return window's stub gives them
+// back.
 const OutFlags = 1
 
 // Splice is struct ap_splice: one window to splice, its role, the

@@ -42,6 +42,8 @@ func TestLayout(t *testing.T) {
 		{"offsetof(struct ap_splice, found)", unsafe.Offsetof(Splice{}.Found)},
 		{"offsetof(struct ap_hello, max_overhead_ppm)", unsafe.Offsetof(hello{}.MaxOverheadPPM)},
 		{"offsetof(struct ap_info, stub_exit)", unsafe.Offsetof(Info{}.StubExit)},
+		{"offsetof(struct ap_info, stub_count_flags)", unsafe.Offsetof(Info{}.StubCountFlags)},
+		{"offsetof(struct ap_info, gs_current)", unsafe.Offsetof(Info{}.GSCurrent)},
 		{"sizeof(struct ap_batch)", unsafe.Sizeof(batch{})},
 		{"sizeof(struct ap_inst_read)", unsafe.Sizeof(InstRead{})},
 		{"offsetof(struct ap_inst_read, fast)", unsafe.Offsetof(InstRead{}.Fast)},

@@ -29,8 +29,14 @@ type Instrument struct {
 type Layout struct {
 	PoolStart, PoolEnd uint64 // trampolines lie in [PoolStart, PoolEnd)
 	StubEnter          uint64 // entry handler stub of timers and exit counters
-	StubExit           uint64 // handler stub of return windows
-	StubCount          uint64 // slow path of counters
+	StubExit           uint64 // handler stub of return windows, flags dead
+	StubCount          uint64 // slow path of counters, flags dead
+	// StubExitFlags and StubCountFlags give the arithmetic flags and AC
+	// back (popfq), for windows where the flags may be live
+	// (Window.FlagsLive). The others give back AC alone (a conditional
+	// STAC): popfq is slow, and QEMU's TCG before 8.0 mistakes the flags
+	// of a cmpxchg16b that follows one (kmod/splicer/module/stubs.S).
+	StubExitFlags, StubCountFlags uint64
 	// GSCurrent and GSRootTask are %gs offsets: of the current task
 	// pointer, and of the task the fast path may count for. TaskTgid is
 	// the offset of tgid in struct task_struct.
@@ -116,7 +122,11 @@ func buildReturn(w *Window, l Layout) (*Blob, error) {
 	if cc {
 		a.Jcc(Cond(d.Code[1]&0xf^1), "not")
 	}
-	a.Push(RDI).CallAbs(l.StubExit).Pop(RDI)
+	stub := l.StubExit
+	if w.FlagsLive {
+		stub = l.StubExitFlags
+	}
+	a.Push(RDI).CallAbs(stub).Pop(RDI)
 	if target, ok := w.ExitTarget(); ok {
 		a.JmpAbs(target)
 	} else {
@@ -137,7 +147,7 @@ func buildReturn(w *Window, l Layout) (*Blob, error) {
 // processes to filter, every hit calls the module.
 func buildCount(a *Asm, w *Window, i int, pids []int32, l Layout) bool {
 	if len(pids) > 1 || !l.fastPath() {
-		a.Push(RDI).MovID(RDI, i).CallAbs(l.StubCount).Pop(RDI)
+		a.Push(RDI).MovID(RDI, i).CallAbs(l.countStub(w)).Pop(RDI)
 		return false
 	}
 	if w.FlagsLive {
@@ -157,6 +167,14 @@ func buildCount(a *Asm, w *Window, i int, pids []int32, l Layout) bool {
 	return true
 }
 
+// countStub returns the stub counters at w call.
+func (l Layout) countStub(w *Window) uint64 {
+	if w.FlagsLive {
+		return l.StubCountFlags
+	}
+	return l.StubCount
+}
+
 // buildCountSlow emits counter i's call into the module, after the body:
 // flags and %rax restored first, %rdi carries the id; then back to the
 // next instrument.
@@ -165,7 +183,7 @@ func buildCountSlow(a *Asm, w *Window, i int, l Layout) {
 	if w.FlagsLive {
 		a.Popf()
 	}
-	a.Push(RDI).MovID(RDI, i).CallAbs(l.StubCount).Pop(RDI).Jmp(label("next", i))
+	a.Push(RDI).MovID(RDI, i).CallAbs(l.countStub(w)).Pop(RDI).Jmp(label("next", i))
 }
 
 // checkReach checks that every displacement fits wherever in the pool the

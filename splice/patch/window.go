@@ -33,7 +33,10 @@ type Window struct {
 	// does what it does, after the exit handler.
 	Return bool
 	// FlagsLive is set when the flags may be read after the site: the
-	// instrument must save them.
+	// instrument must save them. At a return window, it is set unless
+	// the part holding it starts as a compiled function does (ENDBR or
+	// its seal, then the ftrace site): then its callers, by the C ABI,
+	// read no flags it leaves.
 	FlagsLive bool
 }
 
@@ -436,7 +439,7 @@ func returnWindow(f, part *callgraph.Function, off uint32, t *Tables) (*Window, 
 	default:
 		return nil, refusef(f, "%s leaves at +%#x by an instruction of %d bytes: no room for a jump", part.Sym.Name, off, n)
 	}
-	w := &Window{Func: part.Sym, Off: off, Return: true}
+	w := &Window{Func: part.Sym, Off: off, Return: true, FlagsLive: !compiledStart(part.Code)}
 	for at := 0; at < n; {
 		d, err := Decode(code[at:n], part.Sym.Addr+uint64(off)+uint64(at))
 		if err != nil {
@@ -457,6 +460,24 @@ func returnWindow(f, part *callgraph.Function, off uint32, t *Tables) (*Window, 
 		return nil, refusef(f, "%#x, inside the return at +%#x, is a branch target the kernel's tables name", a, off)
 	}
 	return w, nil
+}
+
+// compiledStart reports whether code starts as a compiled, traceable
+// function does: ENDBR (or the nop that seals it) if any, then the ftrace
+// site, a 5-byte nop or a call. The splice module decides a return
+// window's flags by the same bytes (ap_entry_site).
+func compiledStart(code []byte) bool {
+	off := 0
+	if len(code) >= 4 {
+		switch string(code[:4]) {
+		case "\xf3\x0f\x1e\xfa", "\x66\x0f\x1f\x00", "\x0f\x1f\x40\xd6":
+			off = 4
+		}
+	}
+	if len(code) < off+JumpLen {
+		return false
+	}
+	return string(code[off:off+JumpLen]) == "\x0f\x1f\x44\x00\x00" || code[off] == 0xe8
 }
 
 // ExitTarget returns where a return window's jump goes (the return thunk,

@@ -283,6 +283,60 @@ func TestExitWindows(t *testing.T) {
 	mustRefuse(t, err, "ret not followed by 4 int3s")
 }
 
+// TestReturnWindowFlags: a return window's flags are dead where its part
+// starts as a compiled function does (ENDBR or its seal, then the ftrace
+// site): its callers, by the C ABI, read no flags it leaves, and its
+// trampoline calls the exit stub that gives back only AC. A .cold part
+// does not start so (nor does asm code), and its return windows call the
+// stub that gives the flags back. The module decides by the same bytes
+// (ap_entry_site); the VM tests compare the two.
+func TestReturnWindowFlags(t *testing.T) {
+	f := function(t, join(nop5, cmpEDI, ret, int3x4))
+	cold := functionAt(t, "fn.cold", coldAddr, join(cmpEDI, ret, int3x4))
+	ws, err := ExitWindows(f, []*callgraph.Function{cold}, &Tables{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 2 {
+		t.Fatalf("%d return windows, want 2", len(ws))
+	}
+	for _, c := range []struct {
+		w    *Window
+		live bool
+		stub uint64
+	}{{ws[0], false, testLayout.StubExit}, {ws[1], true, testLayout.StubExitFlags}} {
+		if c.w.FlagsLive != c.live {
+			t.Errorf("%s+%#x: flags live %v, want %v", c.w.Func.Name, c.w.Off, c.w.FlagsLive, c.live)
+		}
+		b, err := Build(c.w, nil, testLayout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _ := b.Apply(testLayout.PoolStart, nil, nil)
+		text := strings.Join(disasm(t, code, testLayout.PoolStart), "; ")
+		if want := fmt.Sprintf("push %%rdi; callq %#x; pop %%rdi; retq", c.stub); !strings.Contains(text, want) {
+			t.Errorf("%s+%#x: trampoline %s, want %s", c.w.Func.Name, c.w.Off, text, want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		code []byte
+		want bool
+	}{
+		{"the ftrace nop", join(nop5, ret), true},
+		{"ENDBR, the ftrace nop", join(endbr, nop5, ret), true},
+		{"ENDBR sealed (6.4+), the ftrace call", join([]byte{0x66, 0x0f, 0x1f, 0x00}, []byte{0xe8, 0, 0, 0, 0}, ret), true},
+		{"ENDBR sealed (6.2, 6.3), the ftrace nop", join([]byte{0x0f, 0x1f, 0x40, 0xd6}, nop5), true},
+		{"no ftrace site", join(cmpEDI, ret, int3x4), false},
+		{"ENDBR, no ftrace site", join(endbr, cmpEDI, ret, int3x4), false},
+		{"ENDBR, then too short", join(endbr, ret), false},
+	} {
+		if got := compiledStart(c.code); got != c.want {
+			t.Errorf("%s: compiledStart %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 // TestMovablePrefixes: the prefixes a displaced instruction may have are
 // the module's: lock, operand size, %gs.
 func TestMovablePrefixes(t *testing.T) {

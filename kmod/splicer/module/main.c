@@ -454,6 +454,8 @@ static long ap_info(void __user *arg)
 		.stub_enter = (unsigned long)ap_stub_enter,
 		.stub_exit = (unsigned long)ap_stub_exit,
 		.stub_count = (unsigned long)ap_stub_count,
+		.stub_exit_flags = (unsigned long)ap_stub_exit_flags,
+		.stub_count_flags = (unsigned long)ap_stub_count_flags,
 		.gs_current = ap_gs_current_off(),
 		.gs_root_task = (unsigned long)&ap_root_task,
 		.task_tgid = offsetof(struct task_struct, tgid),

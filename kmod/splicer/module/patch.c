@@ -957,17 +957,26 @@ void ap_reset_insts(void)
 	xa_destroy(&ap_retired);
 }
 
-/* ap_synthesize_clac turns the stubs' nops into CLAC under SMAP. */
+/*
+ * ap_synthesize_clac turns the stubs' nops into CLAC and STAC under SMAP
+ * (stubs.S), as optprobes' synthesize_clac does; without SMAP both are
+ * undefined instructions, and AC gates nothing in the kernel.
+ */
 static void ap_synthesize_clac(void)
 {
-	static const u8 clac[3] = { 0x0f, 0x01, 0xca };
+	static const u8 clac[3] = { 0x0f, 0x01, 0xca }, stac[3] = { 0x0f, 0x01, 0xcb };
+	u8 *clacs[] = { ap_clac_enter, ap_clac_exit, ap_clac_exit_flags, ap_clac_count,
+			ap_clac_count_flags };
+	u8 *stacs[] = { ap_stac_enter, ap_stac_exit, ap_stac_count };
+	int i;
 
 	if (!boot_cpu_has(X86_FEATURE_SMAP))
 		return;
 	mutex_lock(ap_k.text_mutex);
-	ap_poke((unsigned long)ap_clac_enter, clac, sizeof(clac));
-	ap_poke((unsigned long)ap_clac_exit, clac, sizeof(clac));
-	ap_poke((unsigned long)ap_clac_count, clac, sizeof(clac));
+	for (i = 0; i < ARRAY_SIZE(clacs); i++)
+		ap_poke((unsigned long)clacs[i], clac, sizeof(clac));
+	for (i = 0; i < ARRAY_SIZE(stacs); i++)
+		ap_poke((unsigned long)stacs[i], stac, sizeof(stac));
 	mutex_unlock(ap_k.text_mutex);
 	ap_sync();
 }

@@ -139,8 +139,12 @@ static __always_inline struct ap_inst *ap_inst_of(u32 id)
 extern u8 ap_pool[], ap_pool_end[];
 void ap_stub_enter(void);
 void ap_stub_exit(void);
+void ap_stub_exit_flags(void);
 void ap_stub_count(void);
-extern u8 ap_clac_enter[], ap_clac_exit[], ap_clac_count[];
+void ap_stub_count_flags(void);
+extern u8 ap_clac_enter[], ap_clac_exit[], ap_clac_exit_flags[];
+extern u8 ap_clac_count[], ap_clac_count_flags[];
+extern u8 ap_stac_enter[], ap_stac_exit[], ap_stac_count[];
 
 /* site.c */
 struct ap_window {

@@ -19,9 +19,18 @@
  * A return window's (a return, or a tail call: the frames of the
  * function's timers end here, popped by the stack pointer):
  *	[j!cc .Lnot]				(a conditional tail call)
- *	push %rdi; call ap_stub_exit; pop %rdi
+ *	push %rdi; call ap_stub_exit[_flags]; pop %rdi
  *	the return or the tail call, as the window holds it; int3
  *	[.Lnot: jmp site+len; int3]
+ *
+ * Where the flags may be live after the window (AP_O_FLAGS), the counters
+ * save them and call ap_stub_count_flags, and a return window calls
+ * ap_stub_exit_flags: those give the arithmetic flags and AC back with
+ * popfq, which the other stubs avoid (they give back AC alone, see
+ * stubs.S). A return window's flags are dead where its part starts with
+ * an ftrace site (ap_entry_site): a compiled function, called by the C
+ * ABI, which keeps no flags across a call. A .cold part, or code that is
+ * not compiled C, has none: its flags count as live.
  *
  * They are byte for byte what splice/patch.Build encodes (whose tests run
  * such code in a harness); the VM tests compare the two.
@@ -244,6 +253,10 @@ static enum ap_flags ap_flags_of(const struct insn *insn)
 	if (insn->opcode.nbytes != 2 || op[0] != 0x0f)
 		return AP_FL_OTHER;
 	switch (op[1]) {
+	case 0x0d:		/* prefetchw */
+		return ap_modrm_reg(insn) == 1 ? AP_FL_NONE : AP_FL_OTHER;
+	case 0x18:		/* prefetchnta, prefetcht0-2 */
+		return ap_modrm_reg(insn) < 4 ? AP_FL_NONE : AP_FL_OTHER;
 	case 0x1f: case 0xb6: case 0xb7: case 0xbe: case 0xbf: case 0xc8 ... 0xcf:
 		return AP_FL_NONE;
 	case 0x40 ... 0x4f: case 0x80 ... 0x9f:
@@ -447,6 +460,12 @@ static void ap_count_fast(struct ap_emit *e, int i, const struct ap_inst *in, bo
 	ap_place(e, L_NEXT(i));
 }
 
+/* ap_count_stub returns the stub a counter calls: the _flags one where the flags are live. */
+static unsigned long ap_count_stub(bool flags)
+{
+	return flags ? (unsigned long)ap_stub_count_flags : (unsigned long)ap_stub_count;
+}
+
 /* ap_count_slow emits counter i's slow path, after the body. */
 static void ap_count_slow(struct ap_emit *e, int i, const struct ap_inst *in, bool flags)
 {
@@ -454,7 +473,7 @@ static void ap_count_slow(struct ap_emit *e, int i, const struct ap_inst *in, bo
 	ap_byte(e, POP_RAX);
 	if (flags)
 		ap_byte(e, POPF);
-	ap_call_stub(e, (unsigned long)ap_stub_count, &in->id);
+	ap_call_stub(e, ap_count_stub(flags), &in->id);
 	ap_jmp_label(e, L_NEXT(i));
 }
 
@@ -511,11 +530,12 @@ static void ap_body(struct ap_emit *e, const struct ap_splice *sp)
 }
 
 /* ap_return emits a return window's trampoline (see the top of this file). */
-static void ap_return(struct ap_emit *e, const struct ap_splice *sp, const struct ap_window *w)
+static void ap_return(struct ap_emit *e, const struct ap_splice *sp, const struct ap_window *w,
+		      bool flags)
 {
 	if (w->form == AP_RET_TAIL_CC)
 		ap_jcc_label(e, w->cc ^ 1, L_NOT);
-	ap_call_stub(e, (unsigned long)ap_stub_exit, NULL);
+	ap_call_stub(e, flags ? (unsigned long)ap_stub_exit_flags : (unsigned long)ap_stub_exit, NULL);
 	if (w->form == AP_RET_PLAIN)
 		ap_byte(e, RET_INSN_OPCODE);
 	else
@@ -544,13 +564,15 @@ int ap_build(u8 *buf, unsigned long at, const struct ap_splice *sp,
 	memset(e.label, -1, sizeof(e.label));
 	memset(buf, INT3_INSN_OPCODE, AP_SLOT_SIZE);
 	*out = 0;
-	if (sp->role == AP_RETURN) {
-		ap_return(&e, sp, w);
-		goto done;
-	}
-	if (sp->role == AP_BLOCK && !ap_flags_dead(sp->addr, w->func + w->size)) {
-		flags = true;
+	if (sp->role == AP_RETURN)
+		flags = !w->entry;
+	else if (sp->role == AP_BLOCK)
+		flags = !ap_flags_dead(sp->addr, w->func + w->size);
+	if (flags)
 		*out |= AP_O_FLAGS;
+	if (sp->role == AP_RETURN) {
+		ap_return(&e, sp, w, flags);
+		goto done;
 	}
 	for (i = 0; i < sp->ninst; i++) {
 		const struct ap_inst *in = insts[i];
@@ -558,7 +580,7 @@ int ap_build(u8 *buf, unsigned long at, const struct ap_splice *sp,
 		if (ap_has_fast(in))
 			ap_count_fast(&e, i, in, flags);
 		else if (in->kind == AP_COUNT)
-			ap_call_stub(&e, (unsigned long)ap_stub_count, &in->id);
+			ap_call_stub(&e, ap_count_stub(flags), &in->id);
 		else
 			ap_call_stub(&e, (unsigned long)ap_stub_enter, &in->id);
 	}

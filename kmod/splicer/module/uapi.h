@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define AP_ABI		3
+#define AP_ABI		4
 #define AP_PROC_NAME	"autoprof_splice"	/* in /proc */
 
 #define AP_HIST		41	/* log2 buckets of inclusive ns, as splice.HistBuckets */
@@ -105,8 +105,10 @@ struct ap_info {
 	__u32 smap;		/* the CPU has SMAP (the stubs do CLAC) */
 	__u64 pool_start, pool_end;	/* trampolines lie in [pool_start, pool_end) */
 	__u64 stub_enter;	/* what entry windows of timers and exit counters call */
-	__u64 stub_exit;	/* what return windows call */
-	__u64 stub_count;	/* slow path of counters */
+	__u64 stub_exit;	/* what return windows of compiled functions call */
+	__u64 stub_count;	/* slow path of counters where the flags are dead */
+	__u64 stub_exit_flags;	/* what other return windows call: flags kept */
+	__u64 stub_count_flags;	/* slow path of counters where the flags are live */
 	__u64 gs_current;	/* %gs offset of the current task pointer */
 	__u64 gs_root_task;	/* %gs offset of the "at root context" task */
 	__u64 task_tgid;	/* offsetof(struct task_struct, tgid) */
@@ -135,7 +137,10 @@ struct ap_inst_req {
 /* AP_F_REPLACE: the site is spliced already; its trampoline is replaced. */
 #define AP_F_REPLACE 1
 
-/* AP_O_FLAGS: the module found the flags live after a block window: its counters save them. */
+/*
+ * AP_O_FLAGS: the module found the flags live after the window: a block
+ * window's counters save them, a return window's stub gives them back.
+ */
 #define AP_O_FLAGS 1
 
 /*
