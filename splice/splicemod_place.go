@@ -168,11 +168,25 @@ func (c *spliceCatalogue) checkExits(spec Spec) ([]*patch.Window, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws, err := patch.ExitWindows(f, cold, c.tables)
+	ws, err := patch.ExitWindows(f, cold, c.tables, c.tailCallee)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
 	}
 	return ws, nil
+}
+
+// tailCallee decodes a function that a timed function tail-calls, where
+// the rules let its returns take windows: a timer's frames end there.
+func (c *spliceCatalogue) tailCallee(name string) (*callgraph.Function, []*callgraph.Function, error) {
+	spec := Spec{Point: Point{Func: name}, Kind: ExitCount}
+	sym, err := c.graph.Symbols().Func(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+	}
+	if err := c.rules(spec, sym); err != nil {
+		return nil, nil, err
+	}
+	return c.decode(spec, sym)
 }
 
 // decode returns sym's function and its .cold parts, decoded.
@@ -192,22 +206,19 @@ func (c *spliceCatalogue) decode(spec Spec, sym callgraph.Symbol) (*callgraph.Fu
 	return f, cold, nil
 }
 
-// check applies every rule of the splice backend to spec's place.
-func (c *spliceCatalogue) check(spec Spec) (*patch.Window, error) {
-	sym, err := c.graph.Symbols().Func(spec.Func)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
-	}
+// rules applies the lists of what the splice backend keeps out of to
+// spec's place in sym.
+func (c *spliceCatalogue) rules(spec Spec, sym callgraph.Symbol) error {
 	if sym.Module != "" {
-		return nil, refuse(spec, ErrNotSupported, "the splice backend instruments the core kernel only, not module %s", sym.Module)
+		return refuse(spec, ErrNotSupported, "the splice backend instruments the core kernel only, not module %s", sym.Module)
 	}
 	if spec.Offset >= sym.Size {
-		return nil, refuse(spec, ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
+		return refuse(spec, ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
 	}
 	addr := sym.Addr + spec.Offset
 	for _, s := range c.place.sections {
 		if s.Start <= addr && addr < s.End {
-			return nil, refuse(spec, ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
+			return refuse(spec, ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
 		}
 	}
 	// The kprobe blacklist names what must never be entered from a
@@ -215,9 +226,18 @@ func (c *spliceCatalogue) check(spec Spec) (*patch.Window, error) {
 	// BPF's deny list are what tracing must stay out of: a splice keeps
 	// out of all of them.
 	if err := c.place.checkKprobe(spec, sym, sym.Addr); err != nil {
-		return nil, err
+		return err
 	}
-	if err := c.place.checkFentry(spec, sym); err != nil {
+	return c.place.checkFentry(spec, sym)
+}
+
+// check applies every rule of the splice backend to spec's place.
+func (c *spliceCatalogue) check(spec Spec) (*patch.Window, error) {
+	sym, err := c.graph.Symbols().Func(spec.Func)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+	}
+	if err := c.rules(spec, sym); err != nil {
 		return nil, err
 	}
 	f, cold, err := c.decode(spec, sym)

@@ -104,6 +104,24 @@ func (e *vmEnv) function(t *testing.T, name string) *callgraph.Function {
 	return f
 }
 
+// callee decodes a function that a tail call enters, with its .cold
+// parts, for patch.ExitWindows.
+func (e *vmEnv) callee(name string) (*callgraph.Function, []*callgraph.Function, error) {
+	f, err := e.g.Function(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cold []*callgraph.Function
+	for _, part := range e.g.Symbols().ColdParts(f.Sym) {
+		c, err := e.g.FunctionOf(part)
+		if err != nil {
+			return nil, nil, err
+		}
+		cold = append(cold, c)
+	}
+	return f, cold, nil
+}
+
 // request returns the module's request for window w with instruments
 // insts (ids 0 for new ones).
 func (e *vmEnv) request(w *patch.Window, insts ...InstReq) Splice {

@@ -230,7 +230,7 @@ func TestVMIoctlFuzz(t *testing.T) {
 		if w, err := patch.SelectWindow(f, nil, 0, true, e.tables); err == nil {
 			z.ws = append(z.ws, w)
 		}
-		if ws, err := patch.ExitWindows(f, nil, e.tables); err == nil {
+		if ws, err := patch.ExitWindows(f, nil, e.tables, e.callee); err == nil {
 			z.ws = append(z.ws, ws...)
 		}
 		z.ws = append(z.ws, e.blockWindows(t, fn, 8)...)

@@ -31,7 +31,7 @@ func TestVMSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rets, err := patch.ExitWindows(f, nil, e.tables)
+	rets, err := patch.ExitWindows(f, nil, e.tables, e.callee)
 	if err != nil {
 		t.Fatal(err)
 	}

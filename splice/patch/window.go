@@ -27,10 +27,13 @@ type Window struct {
 	// and the arithmetic flags are dead (no C function reads them).
 	Entry bool
 	// Return is set for a return window: a return (jmp to the return
-	// thunk, or ret and the int3s after it) or a tail call (jmp or jcc to
-	// another function's start), where the frames of the function's
-	// timers end. Its instruction does not run displaced: the trampoline
-	// does what it does, after the exit handler.
+	// thunk, or ret and the int3s after it), where the frames of timers
+	// and exit counters keyed by its stack slot end (see ExitWindows).
+	// Its instruction does not run displaced: the trampoline does what it
+	// does, after the exit handler. The module and Build also take a
+	// window at a tail call (jmp or jcc to another function's start), but
+	// ExitWindows gives none: a frame ending there would miss the
+	// callee's time.
 	Return bool
 	// FlagsLive is set when the flags may be read after the site: the
 	// instrument must save them. At a return window, it is set unless
@@ -370,41 +373,116 @@ func (w *Window) following(f *callgraph.Function) []x86asm.Inst {
 	return out
 }
 
-// ExitWindows returns the return windows of f and its .cold parts: a
-// window at each return (a jmp to the return thunk; or a ret, where the
-// kernel wrote ret and int3s over one) and at each tail call (a jmp or
-// jcc with a 32-bit displacement to another function's start). A timer
-// needs every one of them: an exit without its window would leave its
-// frame open. f is refused where one of them cannot take a window, or
-// where it has none (it never returns).
-func ExitWindows(f *callgraph.Function, cold []*callgraph.Function, t *Tables) ([]*Window, error) {
-	if err := checkFunction(f, cold, t); err != nil {
+// Callee decodes a function that a tail call enters, with its .cold
+// parts, once the placement rules of the backend allow return windows in
+// it (a return window splices it as a timer's would).
+type Callee func(name string) (*callgraph.Function, []*callgraph.Function, error)
+
+// Bounds of the tail calls a timer's returns follow: how many functions
+// deep, and how many return windows in all.
+const (
+	maxTailDepth   = 4
+	maxExitWindows = 64
+)
+
+// ExitWindows returns the return windows that end the frames of f's
+// timers and exit counters: a window at each return of f and its .cold
+// parts (a jmp to the return thunk; or a ret, where the kernel wrote ret
+// and int3s over one), and, where f leaves by a tail call (a jmp or jcc
+// to another function's start), the return windows of the function it
+// enters, and so on down its own tail calls. A tail call pops nothing:
+// the slot of f's return address, the key of f's frames, is popped when
+// the callee returns, so f's frames end there, with the callee's time in
+// them, as a kretprobe's or fexit's would; the callee's returns end only
+// the frames keyed by their own stack slot, so its calls from elsewhere
+// end nothing of f. A window at the tail call itself would end f's frame
+// before the callee ran. Without callee (nil), f is refused where it
+// leaves by a tail call. f is refused where one of its exits cannot take
+// a window, or where it has none (it never returns).
+func ExitWindows(f *callgraph.Function, cold []*callgraph.Function, t *Tables, callee Callee) ([]*Window, error) {
+	x := exitWalk{t: t, callee: callee, seen: map[string]bool{f.Sym.Name: true}, at: map[uint64]bool{}}
+	if err := x.add(f, cold, 0); err != nil {
 		return nil, err
 	}
-	var out []*Window
-	for _, part := range append([]*callgraph.Function{f}, cold...) {
-		ws, err := partExits(f, part, t)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ws...)
-	}
-	if len(out) == 0 {
-		return nil, refusef(f, "it never returns (no return, no tail call): a timer's frame would never end")
-	}
-	return out, nil
+	return x.out, nil
 }
 
-// partExits returns the return windows of one part of f.
-func partExits(f, part *callgraph.Function, t *Tables) ([]*Window, error) {
-	var out []*Window
+// exitWalk gathers the return windows of a function and of the functions
+// it tail-calls.
+type exitWalk struct {
+	t      *Tables
+	callee Callee
+	seen   map[string]bool // functions walked
+	at     map[uint64]bool // windows gathered, by address
+	out    []*Window
+}
+
+// add gathers the return windows of f (depth tail calls below the timed
+// function) and of its tail callees.
+func (x *exitWalk) add(f *callgraph.Function, cold []*callgraph.Function, depth int) error {
+	if err := checkFunction(f, cold, x.t); err != nil {
+		return err
+	}
+	var tails []callgraph.Site
+	n := len(x.out)
+	for _, part := range append([]*callgraph.Function{f}, cold...) {
+		ts, err := x.partExits(f, part)
+		if err != nil {
+			return err
+		}
+		tails = append(tails, ts...)
+	}
+	if len(x.out) == n && len(tails) == 0 {
+		return refusef(f, "it never returns (no return, no tail call): a timer's frame would never end")
+	}
+	for _, s := range tails {
+		if err := x.tail(f, s, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tail gathers the return windows of the function that f's tail call s
+// enters.
+func (x *exitWalk) tail(f *callgraph.Function, s callgraph.Site, depth int) error {
+	why := fmt.Sprintf("leaves by a tail call to %s at +%#x: a timer ending at its returns would miss %s's time", s.Target, s.Off, s.Target)
+	switch {
+	case x.seen[s.Target]:
+		return nil
+	case x.callee == nil:
+		return refusef(f, "%s (time %s instead, or use kprobe or fentry)", why, s.Target)
+	case depth+1 >= maxTailDepth:
+		return refusef(f, "%s, and its frames would end at the returns of tail calls %d deep, more than %d", why, depth+1, maxTailDepth-1)
+	}
+	x.seen[s.Target] = true
+	g, gcold, err := x.callee(s.Target)
+	if err == nil {
+		err = x.add(g, gcold, depth+1)
+	}
+	if err != nil {
+		return refusef(f, "%s, and its frames cannot end at %s's returns: %v", why, s.Target, err)
+	}
+	if len(x.out) > maxExitWindows {
+		return refusef(f, "its frames would end at more than %d returns, through its tail calls", maxExitWindows)
+	}
+	return nil
+}
+
+// partExits gathers the return windows of one part of f, and returns its
+// tail calls.
+func (x *exitWalk) partExits(f, part *callgraph.Function) ([]callgraph.Site, error) {
 	for _, off := range part.Returns {
-		w, err := returnWindow(f, part, off, t)
+		w, err := returnWindow(f, part, off, x.t)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, w)
+		if !x.at[w.Addr()] {
+			x.at[w.Addr()] = true
+			x.out = append(x.out, w)
+		}
 	}
+	var tails []callgraph.Site
 	for _, s := range part.Sites {
 		if !s.Jump {
 			continue
@@ -412,13 +490,9 @@ func partExits(f, part *callgraph.Function, t *Tables) ([]*Window, error) {
 		if s.Kind != callgraph.Tail || s.TargetOff != 0 || s.Target == "" {
 			return nil, refusef(f, "%s leaves by a %s jump at +%#x, where no return window can go", part.Sym.Name, s.Kind, s.Off)
 		}
-		w, err := returnWindow(f, part, s.Off, t)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
+		tails = append(tails, s)
 	}
-	return out, nil
+	return tails, nil
 }
 
 // returnWindow makes the return window at off of part, a part of f.
