@@ -56,9 +56,10 @@ const SpliceModuleEnv = splicer.ModuleEnv
 // The session names places (a window, its role) and instrument kinds; the
 // module checks each window itself and builds its trampoline. A timer or
 // an exit counter takes its function's entry window and a return window at
-// each of the function's returns and tail calls, shared by all of them:
-// no return address is replaced, so stacks taken inside a timed function
-// show its real caller.
+// each of the function's returns, and at each return of the functions it
+// tail-calls (see patch.ExitWindows), shared by all of them: no return
+// address is replaced, so stacks taken inside a timed function show its
+// real caller.
 //
 // Every splice belongs to the session's open file of the module's control
 // file: Close, or the death of the process, withdraws them all; so do the
@@ -85,7 +86,11 @@ type SpliceSession struct {
 	specs  map[uint32]*splicedInst // every instrument, by module id
 	sites  map[uint64]*spliceSite  // live block and entry windows, by address
 	exits  map[string]*exitSet     // return windows of the timed functions, by spec name
-	kname  map[uint64]string       // kallsyms' name of a function, where it differs
+	// retUsers counts the exit sets that hold each live return window,
+	// by address: a function's tail callee has the same returns as the
+	// callee has when it is timed itself.
+	retUsers map[uint64]int
+	kname    map[uint64]string // kallsyms' name of a function, where it differs
 }
 
 // splicedInst is one instrument of a SpliceSession.
@@ -123,7 +128,7 @@ func OpenSplice(ctx context.Context, opts SpliceOptions) (*SpliceSession, error)
 
 func newSpliceSession(g *callgraph.Graph) *SpliceSession {
 	return &SpliceSession{graph: g, specs: map[uint32]*splicedInst{}, sites: map[uint64]*spliceSite{},
-		exits: map[string]*exitSet{}, kname: map[uint64]string{}}
+		exits: map[string]*exitSet{}, retUsers: map[uint64]int{}, kname: map[uint64]string{}}
 }
 
 // spliceBeat is a session's heartbeat, apart from the session so that a

@@ -16,14 +16,17 @@ type exitSet struct {
 }
 
 // openExits splices the return windows of the functions that specs time
-// for the first time, in one batch. opened names the functions whose
-// windows went live here; failed says why the others could not be timed.
-// err is set only where the module took nothing.
+// for the first time, in one batch; a window that is live already (the
+// return of a function one of them tail-calls, timed itself) is shared.
+// opened names the functions whose windows went live here; failed says
+// why the others could not be timed. err is set only where the module
+// took nothing.
 func (s *SpliceSession) openExits(specs []Spec) (opened []string, failed map[string]error, err error) {
 	failed = map[string]error{}
 	var batch []splicer.Splice
-	var owner []string
+	requested := map[uint64]bool{}
 	wanted := map[string][]*patch.Window{}
+	var order []string
 	for _, spec := range specs {
 		if spec.Kind != Timer && spec.Kind != ExitCount || wanted[spec.Func] != nil || failed[spec.Func] != nil {
 			continue
@@ -38,38 +41,42 @@ func (s *SpliceSession) openExits(specs []Spec) (opened []string, failed map[str
 			failed[spec.Func] = err // the place itself is refused
 			continue
 		}
-		ws, err := s.returnRequests(spec, &batch, &owner)
+		ws, err := s.returnRequests(spec, &batch, requested)
 		if err != nil {
 			failed[spec.Func] = err
 			continue
 		}
 		wanted[spec.Func] = ws
+		order = append(order, spec.Func)
 	}
 	if len(batch) == 0 {
-		return nil, failed, nil
+		return s.keepExits(order, wanted, failed), failed, nil
 	}
 	if taken, err := s.insertBatch(batch); !taken {
 		return nil, nil, err
 	}
-	var strays []uint64 // live windows of functions that cannot be timed
-	for i, sp := range batch {
-		if sp.Err != 0 && failed[owner[i]] == nil {
-			failed[owner[i]] = fmt.Errorf("%s: its return at %#x: %w", owner[i], sp.Addr, spliceErr(Spec{Point: Point{Func: owner[i]}, Kind: Timer}, sp))
+	refused := map[uint64]splicer.Splice{}
+	for _, sp := range batch {
+		if sp.Err != 0 {
+			refused[sp.Addr] = sp
 		}
 	}
-	for i, sp := range batch {
-		if sp.Err == 0 && failed[owner[i]] != nil {
+	for _, fn := range order {
+		for _, w := range wanted[fn] {
+			if sp, ok := refused[w.Addr()]; ok && failed[fn] == nil {
+				failed[fn] = fmt.Errorf("%s: its return at %s+%#x: %w", fn, w.Func.Name, w.Off, spliceErr(Spec{Point: Point{Func: fn}, Kind: Timer}, sp))
+			}
+		}
+	}
+	opened = s.keepExits(order, wanted, failed)
+	var strays []uint64 // live windows only functions that cannot be timed wanted
+	s.mu.Lock()
+	for _, sp := range batch {
+		if sp.Err == 0 && s.retUsers[sp.Addr] == 0 {
 			strays = append(strays, sp.Addr)
 		}
 	}
-	for fn, ws := range wanted {
-		if failed[fn] == nil {
-			s.mu.Lock()
-			s.exits[fn] = &exitSet{windows: ws}
-			s.mu.Unlock()
-			opened = append(opened, fn)
-		}
-	}
+	s.mu.Unlock()
 	if len(strays) > 0 {
 		if _, err := s.dev.Withdraw(strays); err != nil && !errors.Is(err, splicer.ErrRemoved) {
 			return opened, failed, fmt.Errorf("withdrawing the returns of functions that could not be timed: %w", err)
@@ -78,9 +85,27 @@ func (s *SpliceSession) openExits(specs []Spec) (opened []string, failed map[str
 	return opened, failed, nil
 }
 
-// returnRequests adds the module's requests for the return windows of
-// spec's function to batch.
-func (s *SpliceSession) returnRequests(spec Spec, batch *[]splicer.Splice, owner *[]string) ([]*patch.Window, error) {
+// keepExits records the exit sets of the functions in order that did not
+// fail, and returns their names.
+func (s *SpliceSession) keepExits(order []string, wanted map[string][]*patch.Window, failed map[string]error) (opened []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, fn := range order {
+		if failed[fn] != nil {
+			continue
+		}
+		s.exits[fn] = &exitSet{windows: wanted[fn]}
+		for _, w := range wanted[fn] {
+			s.retUsers[w.Addr()]++
+		}
+		opened = append(opened, fn)
+	}
+	return opened
+}
+
+// returnRequests adds to batch the module's requests for the return
+// windows of spec's function that are neither live nor requested already.
+func (s *SpliceSession) returnRequests(spec Spec, batch *[]splicer.Splice, requested map[uint64]bool) ([]*patch.Window, error) {
 	ws, err := s.cat.exits(spec)
 	if err != nil {
 		return nil, err
@@ -89,12 +114,20 @@ func (s *SpliceSession) returnRequests(spec Spec, batch *[]splicer.Splice, owner
 		if other := s.overlapping(w, w.Addr()); other != "" {
 			return nil, refuse(spec, ErrUnsafe, "its return at %s+%#x overlaps the window of %s", w.Func.Name, w.Off, other)
 		}
+	}
+	for _, w := range ws {
+		s.mu.Lock()
+		live := s.retUsers[w.Addr()] > 0
+		s.mu.Unlock()
+		if live || requested[w.Addr()] {
+			continue
+		}
 		var sp splicer.Splice
 		if err := s.newRequest(w, &sp); err != nil {
 			return nil, refuse(spec, ErrNotSupported, "%w", err)
 		}
 		*batch = append(*batch, sp)
-		*owner = append(*owner, spec.Func)
+		requested[w.Addr()] = true
 	}
 	return ws, nil
 }
@@ -123,10 +156,16 @@ func (s *SpliceSession) releaseExits(fn string, n int) error {
 		return nil
 	}
 	delete(s.exits, fn)
+	var addrs []uint64 // the windows no other function's set holds
+	for _, w := range set.windows {
+		if s.retUsers[w.Addr()]--; s.retUsers[w.Addr()] <= 0 {
+			delete(s.retUsers, w.Addr())
+			addrs = append(addrs, w.Addr())
+		}
+	}
 	s.mu.Unlock()
-	addrs := make([]uint64, len(set.windows))
-	for i, w := range set.windows {
-		addrs[i] = w.Addr()
+	if len(addrs) == 0 {
+		return nil
 	}
 	if _, err := s.dev.Withdraw(addrs); err != nil && !errors.Is(err, splicer.ErrRemoved) {
 		return fmt.Errorf("withdrawing the returns of %s: %w", fn, err)
