@@ -18,6 +18,7 @@ ffffffff81001000 T vfs_read
 ffffffff81001100 T rw_verify_area
 ffffffff81001200 T migrate_disable
 ffffffff81001300 t notraced
+ffffffff81001400 t __do_sys_read
 ffffffff81002000 T __noinstr_text_start
 ffffffff81002000 T exc_page_fault
 ffffffff81002100 T __noinstr_text_end
@@ -203,5 +204,34 @@ func TestReachWarning(t *testing.T) {
 	}
 	if w := ReachWarning(Spec{Point: Point{Func: "__x64_sys_read"}, Kind: Timer}, callgraph.Reach{Func: "__x64_sys_read"}); w != "" {
 		t.Errorf("a syscall (called through the syscall table): %q", w)
+	}
+}
+
+// TestTailCalleeRules: the returns of a function a timed one tail-calls
+// take the rules of a timed function, but for a syscall's body
+// (__do_sys_*), notrace only because the kernel's inline implies notrace
+// (6.1's and 6.12's __x64_sys_newstat tail-call __do_sys_newstat).
+func TestTailCalleeRules(t *testing.T) {
+	p := fixturePlacement(t)
+	for _, c := range []struct {
+		fn, refusal string
+	}{
+		{"rw_verify_area", ""},
+		{"__do_sys_read", ""},
+		{"notraced", "not in available_filter_functions"},
+		{"migrate_disable", "BPF trampolines"},
+		{"blacklisted_fn", "kprobe blacklist"},
+	} {
+		sym, err := p.syms.Func(c.fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.checkTailCallee(Spec{Point: Point{Func: c.fn}, Kind: ExitCount}, sym)
+		switch {
+		case c.refusal == "" && err != nil:
+			t.Errorf("%s: %v", c.fn, err)
+		case c.refusal != "" && (err == nil || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), c.refusal)):
+			t.Errorf("%s: %v, want a refusal saying %q", c.fn, err, c.refusal)
+		}
 	}
 }

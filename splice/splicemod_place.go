@@ -183,7 +183,10 @@ func (c *spliceCatalogue) tailCallee(name string) (*callgraph.Function, []*callg
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
 	}
-	if err := c.rules(spec, sym); err != nil {
+	if err := c.inSections(spec, sym); err != nil {
+		return nil, nil, err
+	}
+	if err := c.place.checkTailCallee(spec, sym); err != nil {
 		return nil, nil, err
 	}
 	return c.decode(spec, sym)
@@ -209,6 +212,22 @@ func (c *spliceCatalogue) decode(spec Spec, sym callgraph.Symbol) (*callgraph.Fu
 // rules applies the lists of what the splice backend keeps out of to
 // spec's place in sym.
 func (c *spliceCatalogue) rules(spec Spec, sym callgraph.Symbol) error {
+	if err := c.inSections(spec, sym); err != nil {
+		return err
+	}
+	// The kprobe blacklist names what must never be entered from a
+	// probe; notrace functions (not in available_filter_functions) and
+	// BPF's deny list are what tracing must stay out of: a splice keeps
+	// out of all of them.
+	if err := c.place.checkKprobe(spec, sym, sym.Addr); err != nil {
+		return err
+	}
+	return c.place.checkFentry(spec, sym)
+}
+
+// inSections refuses a place in a module, past sym's end, or in a section
+// that is never instrumented.
+func (c *spliceCatalogue) inSections(spec Spec, sym callgraph.Symbol) error {
 	if sym.Module != "" {
 		return refuse(spec, ErrNotSupported, "the splice backend instruments the core kernel only, not module %s", sym.Module)
 	}
@@ -221,14 +240,7 @@ func (c *spliceCatalogue) rules(spec Spec, sym callgraph.Symbol) error {
 			return refuse(spec, ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
 		}
 	}
-	// The kprobe blacklist names what must never be entered from a
-	// probe; notrace functions (not in available_filter_functions) and
-	// BPF's deny list are what tracing must stay out of: a splice keeps
-	// out of all of them.
-	if err := c.place.checkKprobe(spec, sym, sym.Addr); err != nil {
-		return err
-	}
-	return c.place.checkFentry(spec, sym)
+	return nil
 }
 
 // check applies every rule of the splice backend to spec's place.
