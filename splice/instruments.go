@@ -34,9 +34,18 @@ var (
 // OpenInstruments opens the session that serves opts.Backend: the splice
 // module for "splice" (opts.Graph is shared; the BPF-only options do not
 // apply), the BPF backends otherwise.
+//
+// The hunt keeps the instruments' cost under its own budget from what
+// Overhead reports; the splice module's kill switch is the backstop for a
+// controller that stops doing so, and gets opts.MaxOverhead (0: the whole
+// of the CPUs, so that it never overrides the hunt's budget).
 func OpenInstruments(ctx context.Context, opts Options) (Instruments, error) {
 	if opts.Backend == "splice" {
-		s, err := OpenSplice(ctx, SpliceOptions{Graph: opts.Graph})
+		max := opts.MaxOverhead
+		if max == 0 {
+			max = 1
+		}
+		s, err := OpenSplice(ctx, SpliceOptions{Graph: opts.Graph, MaxOverhead: max})
 		if err != nil {
 			return nil, err
 		}

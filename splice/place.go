@@ -246,6 +246,31 @@ func (p *Placement) checkFentry(spec Spec, sym callgraph.Symbol) error {
 }
 
 func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) error {
+	if err := p.checkBlacklist(spec, sym, addr); err != nil {
+		return err
+	}
+	return p.checkTraceable(spec, sym)
+}
+
+// checkTailCallee applies the rules for return windows in sym, a function
+// a timed function tail-calls (the splice backend's timers end at its
+// returns): BPF's deny list, the kprobe blacklist, and the traceable
+// functions, except for a syscall's body (__do_sys_*), which is notrace
+// only because SYSCALL_DEFINE declares it static inline (the kernel's
+// inline implies notrace) and runs where its __x64_sys_* wrapper runs.
+func (p *Placement) checkTailCallee(spec Spec, sym callgraph.Symbol) error {
+	if strings.HasPrefix(sym.Name, "__do_sys_") {
+		return p.checkBlacklist(spec, sym, sym.Addr)
+	}
+	if err := p.checkKprobe(spec, sym, sym.Addr); err != nil {
+		return err
+	}
+	return p.checkFentry(spec, sym)
+}
+
+// checkBlacklist refuses addr in sym where BPF's deny list or the kprobe
+// blacklist names it.
+func (p *Placement) checkBlacklist(spec Spec, sym callgraph.Symbol, addr uint64) error {
 	if bpfDenyList[sym.Name] {
 		return refuse(spec, ErrUnsafe, "%s is called by the BPF trampolines of autoprof's own instruments (BPF's deny list, btf_id_deny): a kprobe there would count their calls", sym.Name)
 	}
@@ -255,6 +280,20 @@ func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) er
 	if r, ok := rangeHolding(p.blacklist, addr); ok {
 		return refuse(spec, ErrUnsafe, "%s is on the kprobe blacklist (%s)", spec.Point, r.Name)
 	}
+	// A suffixed clone (foo.part.0, foo.constprop.0) is blacklisted with its
+	// base, as within_kprobe_blacklist() judges it.
+	if base, _, suffixed := strings.Cut(sym.Name, "."); suffixed {
+		if b, err := p.syms.Func(base); err == nil {
+			if r, ok := rangeHolding(p.blacklist, b.Addr); ok {
+				return refuse(spec, ErrUnsafe, "%s is a clone of %s, on the kprobe blacklist", sym.Name, r.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// checkTraceable refuses sym where it has no ftrace location.
+func (p *Placement) checkTraceable(spec Spec, sym callgraph.Symbol) error {
 	// Kprobe events (the perf kprobe PMU included) refuse any place in a
 	// function without an ftrace location unless the kernel is built with
 	// CONFIG_KPROBE_EVENTS_ON_NOTRACE, which distro kernels are not:

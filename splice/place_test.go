@@ -18,6 +18,7 @@ ffffffff81001000 T vfs_read
 ffffffff81001100 T rw_verify_area
 ffffffff81001200 T migrate_disable
 ffffffff81001300 t notraced
+ffffffff81001400 t __do_sys_read
 ffffffff81002000 T __noinstr_text_start
 ffffffff81002000 T exc_page_fault
 ffffffff81002100 T __noinstr_text_end
@@ -25,6 +26,7 @@ ffffffff81002100 T __entry_text_start
 ffffffff81002100 T entry_SYSCALL_64
 ffffffff81002200 T __entry_text_end
 ffffffff81002200 T blacklisted_fn
+ffffffff81002280 t blacklisted_fn.part.0
 ffffffff81002300 T __x64_sys_read
 ffffffff81002400 T _etext
 `
@@ -33,8 +35,8 @@ ffffffff81002400 T _etext
 // ret; int3 padding.
 var fixtureCode = []byte{0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5, 0xff, 0xd0, 0xc3}
 
-const fixtureBlacklist = "0xffffffff81002200-0xffffffff81002300\tblacklisted_fn\n"
-const fixtureTraceable = "vfs_read\nrw_verify_area\nmigrate_disable\nexc_page_fault\nblacklisted_fn\n"
+const fixtureBlacklist = "0xffffffff81002200-0xffffffff81002280\tblacklisted_fn\n"
+const fixtureTraceable = "vfs_read\nrw_verify_area\nmigrate_disable\nexc_page_fault\nblacklisted_fn\nblacklisted_fn.part.0\n"
 
 func fixturePlacement(t *testing.T) *Placement {
 	t.Helper()
@@ -95,6 +97,8 @@ func TestPlacementRules(t *testing.T) {
 	refused("kprobe", "startup_64", ErrUnsafe, "not in kernel text") // below _stext
 	refused("kprobe", "notraced", ErrUnsafe, "available_filter_functions")
 	refused("kprobe", "blacklisted_fn", ErrUnsafe, "kprobe blacklist")
+	// A clone goes with its base (within_kprobe_blacklist; nmi_handle.part.0 on 6.12).
+	refused("kprobe", "blacklisted_fn.part.0", ErrUnsafe, "clone of blacklisted_fn")
 	refused("fentry", "migrate_disable", ErrUnsafe, "deny list")
 	refused("kprobe", "migrate_disable", ErrUnsafe, "BPF trampolines of autoprof's own instruments")
 	refused("fentry", "notraced", ErrUnsafe, "available_filter_functions")
@@ -200,5 +204,34 @@ func TestReachWarning(t *testing.T) {
 	}
 	if w := ReachWarning(Spec{Point: Point{Func: "__x64_sys_read"}, Kind: Timer}, callgraph.Reach{Func: "__x64_sys_read"}); w != "" {
 		t.Errorf("a syscall (called through the syscall table): %q", w)
+	}
+}
+
+// TestTailCalleeRules: the returns of a function a timed one tail-calls
+// take the rules of a timed function, but for a syscall's body
+// (__do_sys_*), notrace only because the kernel's inline implies notrace
+// (6.1's and 6.12's __x64_sys_newstat tail-call __do_sys_newstat).
+func TestTailCalleeRules(t *testing.T) {
+	p := fixturePlacement(t)
+	for _, c := range []struct {
+		fn, refusal string
+	}{
+		{"rw_verify_area", ""},
+		{"__do_sys_read", ""},
+		{"notraced", "not in available_filter_functions"},
+		{"migrate_disable", "BPF trampolines"},
+		{"blacklisted_fn", "kprobe blacklist"},
+	} {
+		sym, err := p.syms.Func(c.fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.checkTailCallee(Spec{Point: Point{Func: c.fn}, Kind: ExitCount}, sym)
+		switch {
+		case c.refusal == "" && err != nil:
+			t.Errorf("%s: %v", c.fn, err)
+		case c.refusal != "" && (err == nil || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), c.refusal)):
+			t.Errorf("%s: %v, want a refusal saying %q", c.fn, err, c.refusal)
+		}
 	}
 }

@@ -33,6 +33,10 @@ type Options struct {
 	Syscalls *SyscallTable
 	// MaxLive caps live instruments (default 4096): Insert refuses more.
 	MaxLive int
+	// MaxOverhead is the splice backend's kill switch: the share of all
+	// CPUs, over a second, past which the module withdraws everything by
+	// itself (see OpenInstruments).
+	MaxOverhead float64
 }
 
 // Session is an Instrumenter over one loaded measurement model: every

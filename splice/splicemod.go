@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +34,10 @@ type SpliceOptions struct {
 	// Deadman is how long the module waits for a heartbeat before it
 	// withdraws everything: 0 means 10 s; at most 30 s.
 	Deadman time.Duration
+	// MaxOverhead is the share of all CPUs the module's handlers may take
+	// over a second before its kill switch withdraws everything, in
+	// (0, 1]; 0 means splicer.DefaultMaxOverhead (5%).
+	MaxOverhead float64
 	// Limits of the module's tables (0: its defaults).
 	MaxContexts, MaxThreads int
 }
@@ -50,10 +53,19 @@ const SpliceModuleEnv = splicer.ModuleEnv
 // shadow stacks, interned contexts, off-CPU time from the scheduler
 // tracepoint, log2 histograms, misses).
 //
+// The session names places (a window, its role) and instrument kinds; the
+// module checks each window itself and builds its trampoline. A timer or
+// an exit counter takes its function's entry window and a return window at
+// each of the function's returns, and at each return of the functions it
+// tail-calls (see patch.ExitWindows), shared by all of them: no return
+// address is replaced, so stacks taken inside a timed function show its
+// real caller.
+//
 // Every splice belongs to the session's open file of the module's control
 // file: Close, or the death of the process, withdraws them all; so do the
-// module's dead-man switch when the heartbeat stops, and rmmod. It is safe
-// for concurrent use.
+// module's dead-man switch when the heartbeat stops, its overhead kill
+// switch when its handlers take more than MaxOverhead of the CPUs, and
+// rmmod. It is safe for concurrent use.
 type SpliceSession struct {
 	graph    *callgraph.Graph
 	ownGraph bool
@@ -72,9 +84,13 @@ type SpliceSession struct {
 	mu     sync.Mutex
 	closed bool
 	specs  map[uint32]*splicedInst // every instrument, by module id
-	sites  map[uint64]*spliceSite  // live sites, by address
-	kname  map[uint64]string       // kallsyms' name of a function, where it differs
-	maxID  uint32
+	sites  map[uint64]*spliceSite  // live block and entry windows, by address
+	exits  map[string]*exitSet     // return windows of the timed functions, by spec name
+	// retUsers counts the exit sets that hold each live return window,
+	// by address: a function's tail callee has the same returns as the
+	// callee has when it is timed itself.
+	retUsers map[uint64]int
+	kname    map[uint64]string // kallsyms' name of a function, where it differs
 }
 
 // splicedInst is one instrument of a SpliceSession.
@@ -111,7 +127,8 @@ func OpenSplice(ctx context.Context, opts SpliceOptions) (*SpliceSession, error)
 }
 
 func newSpliceSession(g *callgraph.Graph) *SpliceSession {
-	return &SpliceSession{graph: g, specs: map[uint32]*splicedInst{}, sites: map[uint64]*spliceSite{}, kname: map[uint64]string{}}
+	return &SpliceSession{graph: g, specs: map[uint32]*splicedInst{}, sites: map[uint64]*spliceSite{},
+		exits: map[string]*exitSet{}, retUsers: map[uint64]int{}, kname: map[uint64]string{}}
 }
 
 // spliceBeat is a session's heartbeat, apart from the session so that a
@@ -154,6 +171,8 @@ func (b *spliceBeat) run(ctx context.Context, every time.Duration) {
 			switch {
 			case errors.Is(err, kernel.ETIMEDOUT):
 				dead = fmt.Errorf("the splice module's dead-man switch withdrew every instrument: %w", err)
+			case errors.Is(err, syscall.EOVERFLOW):
+				dead = fmt.Errorf("the splice module's overhead kill switch withdrew every instrument (its handlers took too much of the CPUs): %w", err)
 			case errors.Is(err, splicer.ErrRemoved):
 				dead = err
 			}
@@ -199,10 +218,11 @@ func (s *SpliceSession) connect(ctx context.Context, opts SpliceOptions) error {
 	if deadman <= 0 {
 		deadman = 10 * time.Second
 	}
-	if err := s.dev.Hello(id, deadman); err != nil {
+	if err := s.dev.Hello(id, deadman, opts.MaxOverhead); err != nil {
 		return err
 	}
 	s.layout = layoutOf(s.dev.Info())
+	s.cat.setOurs(patch.Span{Start: s.layout.PoolStart, End: s.layout.PoolEnd})
 	s.beat = startBeating(s.dev, deadman/4)
 	return nil
 }
@@ -245,12 +265,15 @@ func (s *SpliceSession) load(ctx context.Context, id splicer.Identity, opts Spli
 	return nil
 }
 
+// layoutOf returns what splice/patch's reference encoder needs to build
+// the trampolines the module builds.
 func layoutOf(in splicer.Info) patch.Layout {
 	return patch.Layout{
 		PoolStart: in.PoolStart, PoolEnd: in.PoolEnd,
-		StubEnter: in.StubEnter, StubCount: in.StubCount,
+		StubEnter: in.StubEnter, StubExit: in.StubExit, StubCount: in.StubCount,
+		StubExitFlags: in.StubExitFlags, StubCountFlags: in.StubCountFlags,
 		GSCurrent: int64(in.GSCurrent), GSRootTask: int64(in.GSRootTask), TaskTgid: int64(in.TaskTgid),
-		MaxBlob: splicer.MaxBlob,
+		MaxBlob: int(in.SlotSize),
 	}
 }
 
@@ -270,14 +293,19 @@ func (s *SpliceSession) Syscalls() *SyscallTable {
 	return s.syscalls
 }
 
-// Overhead reports no kernel-measured run time: splice instruments run no
-// BPF program, and timing their own handlers would cost as much as they
-// do. Enabled is false.
+// Overhead reports the time the module's handlers have taken since the
+// session began, summed over CPUs: what its overhead kill switch measures.
+// The counters' inline fast path (one per-CPU increment in the root
+// context) is not timed; Runs is 0.
 func (s *SpliceSession) Overhead() (Overhead, error) {
 	if err := s.alive(); err != nil {
 		return Overhead{}, err
 	}
-	return Overhead{}, nil
+	st, err := s.dev.Status()
+	if err != nil {
+		return Overhead{}, err
+	}
+	return Overhead{RunNs: st.HandlerNs, Enabled: true}, nil
 }
 
 // Check reports whether spec could be inserted, without touching the
@@ -287,8 +315,9 @@ func (s *SpliceSession) Check(spec Spec) error {
 	return err
 }
 
-// plan checks spec and encodes its trampoline.
-func (s *SpliceSession) plan(spec Spec) (*patch.Blob, error) {
+// plan checks spec: its window, and a timer's or exit counter's return
+// windows.
+func (s *SpliceSession) plan(spec Spec) (*patch.Window, error) {
 	if err := checkSpliceShape(spec); err != nil {
 		return nil, err
 	}
@@ -296,14 +325,12 @@ func (s *SpliceSession) plan(spec Spec) (*patch.Blob, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.cat.returns(spec); err != nil {
-		return nil, err
+	if spec.Kind == Timer || spec.Kind == ExitCount {
+		if _, err := s.cat.exits(spec); err != nil {
+			return nil, err
+		}
 	}
-	b, err := patch.Build(w, []patch.Instrument{{Kind: patch.Kind(spec.Kind), PIDs: pids32(spec.Target.PIDs)}}, s.layout)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
-	}
-	return b, nil
+	return w, nil
 }
 
 // checkSpliceShape refuses what the splice backend cannot do anywhere.
@@ -336,331 +363,6 @@ func checkSpliceShape(spec Spec) error {
 	return nil
 }
 
-func pids32(p []int) []int32 {
-	out := make([]int32, len(p))
-	for i, v := range p {
-		out[i] = int32(v)
-	}
-	return out
-}
-
-// Insert checks spec and makes it live.
-func (s *SpliceSession) Insert(ctx context.Context, spec Spec) (Instrument, error) {
-	ins, err := s.InsertAll(ctx, []Spec{spec})
-	if err != nil {
-		return nil, err
-	}
-	return ins[0], nil
-}
-
-// spliceSite is a spliced window and the live instruments its trampoline
-// runs, in order (see siteOrder).
-type spliceSite struct {
-	w     *patch.Window
-	insts []*splicedInst
-}
-
-// siteOrder orders a site's instruments: timers, then counters, then exit
-// counters, so that the function's own timer frame is open for both
-// counts, as for the counters of its other blocks (see patch.Build).
-func siteOrder(k Kind) int {
-	switch k {
-	case Timer:
-		return 0
-	case Count:
-		return 1
-	}
-	return 2
-}
-
-// siteChange is a site as a batch would leave it.
-type siteChange struct {
-	addr  uint64
-	w     *patch.Window
-	keep  []*splicedInst // live instruments that stay
-	added []Spec         // new instruments
-	index []int          // added[i] is specs[index[i]]
-	req   splicer.Splice
-}
-
-// InsertAll inserts specs in one batch: the module waits for one RCU-tasks
-// grace period for all of them, where Insert waits for one each. The
-// instrument of a spec that failed is nil, and the error joins every
-// failure. Up to splicer.SiteInsts instruments share one place.
-func (s *SpliceSession) InsertAll(ctx context.Context, specs []Spec) ([]Instrument, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := s.alive(); err != nil {
-		return nil, err
-	}
-	s.op.Lock()
-	defer s.op.Unlock()
-	out := make([]Instrument, len(specs))
-	var errs []error
-	changes := map[uint64]*siteChange{}
-	var order []uint64
-	for i, spec := range specs {
-		c, err := s.stage(changes, spec)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if len(c.added) == 0 {
-			order = append(order, c.addr)
-		}
-		c.added = append(c.added, spec)
-		c.index = append(c.index, i)
-	}
-	var batch []splicer.Splice
-	var staged []*siteChange
-	for _, addr := range order {
-		c := changes[addr]
-		if err := s.request(c); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		batch = append(batch, c.req)
-		staged = append(staged, c)
-	}
-	if len(batch) > 0 {
-		if taken, err := s.insertBatch(batch); !taken {
-			return nil, err
-		} else if err != nil {
-			errs = append(errs, err) // the retried splices are refused, the others are live
-		}
-	}
-	for k, c := range staged {
-		c.req = batch[k]
-		if c.req.Err != 0 {
-			for _, spec := range c.added {
-				errs = append(errs, spliceErr(spec, c.req))
-			}
-			continue
-		}
-		s.commit(c, out)
-	}
-	return out, errors.Join(errs...)
-}
-
-// stage adds spec to the change of its site.
-func (s *SpliceSession) stage(changes map[uint64]*siteChange, spec Spec) (*siteChange, error) {
-	if err := checkSpliceShape(spec); err != nil {
-		return nil, err
-	}
-	w, err := s.cat.window(spec)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cat.returns(spec); err != nil {
-		return nil, err
-	}
-	addr := w.Addr()
-	c := changes[addr]
-	if c == nil {
-		c = &siteChange{addr: addr, w: w}
-		s.mu.Lock()
-		site := s.sites[addr]
-		s.mu.Unlock()
-		if site != nil {
-			c.w, c.keep = site.w, site.insts
-		}
-		if other := s.overlapping(w, addr); other != "" {
-			return nil, refuse(spec, ErrUnsafe, "its window overlaps the one of %s", other)
-		}
-		changes[addr] = c
-	}
-	if w.Entry && !c.w.Entry {
-		if len(c.keep) > 0 {
-			return nil, refuse(spec, ErrNotSupported, "a block counter holds the same place, spliced without the entry's guarantees")
-		}
-		c.w = w
-	}
-	if len(c.keep)+len(c.added) >= splicer.SiteInsts {
-		return nil, refuse(spec, ErrNotSupported, "%d instruments hold this place already, the most one place takes", splicer.SiteInsts)
-	}
-	return c, nil
-}
-
-// overlapping names the instrument of another live site that w overlaps.
-func (s *SpliceSession) overlapping(w *patch.Window, addr uint64) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for a, site := range s.sites {
-		if a != addr && a < addr+uint64(w.Len()) && addr < a+uint64(site.w.Len()) {
-			return site.insts[0].spec.String()
-		}
-	}
-	return ""
-}
-
-// request encodes the trampoline of a site change and the module's request.
-func (s *SpliceSession) request(c *siteChange) error {
-	type member struct {
-		spec Spec
-		id   uint32
-	}
-	var all []member
-	first := Spec{Point: Point{Func: c.w.Func.Name, Offset: uint64(c.w.Off)}}
-	if len(c.added) > 0 {
-		first = c.added[0]
-	}
-	for _, in := range c.keep {
-		all = append(all, member{in.spec, in.id})
-	}
-	for _, spec := range c.added {
-		all = append(all, member{spec, 0})
-	}
-	sort.SliceStable(all, func(i, j int) bool { return siteOrder(all[i].spec.Kind) < siteOrder(all[j].spec.Kind) })
-	insts := make([]patch.Instrument, len(all))
-	for i, m := range all {
-		insts[i] = patch.Instrument{Kind: patch.Kind(m.spec.Kind), PIDs: pids32(m.spec.Target.PIDs)}
-	}
-	b, err := patch.Build(c.w, insts, s.layout)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %w", first, ErrUnsafe, err)
-	}
-	if len(b.Relocs) > splicer.MaxRelocs || len(b.Code) > splicer.MaxBlob {
-		return refuse(first, ErrNotSupported, "a trampoline of %d bytes and %d relocations does not fit the module's", len(b.Code), len(b.Relocs))
-	}
-	sp := &c.req
-	sp.Addr, sp.Func = c.w.Addr(), c.w.Func.Addr
-	s.mu.Lock()
-	name, ok := s.kname[c.w.Func.Addr]
-	s.mu.Unlock()
-	if !ok {
-		name = c.w.Func.Name
-	}
-	if err := sp.SetName(name); err != nil {
-		return refuse(first, ErrNotSupported, "%w", err)
-	}
-	sp.Len, sp.NInsns = uint8(c.w.Len()), uint8(len(c.w.Insts))
-	copy(sp.Orig[:], c.w.Orig())
-	sp.BlobLen = uint16(copy(sp.Blob[:], b.Code))
-	for i, r := range b.Relocs {
-		sp.Relocs[i] = splicer.Reloc{Off: r.Off, End: r.End, Kind: uint32(r.Kind), Target: r.Target}
-	}
-	sp.NRelocs = uint32(len(b.Relocs))
-	if len(c.keep) > 0 {
-		sp.Flags = splicer.FlagReplace
-	}
-	sp.NInst = uint32(len(all))
-	for i, m := range all {
-		r := &sp.Insts[i]
-		r.Kind, r.ID, r.NPIDs = splicer.Kind(m.spec.Kind), m.id, uint32(len(m.spec.Target.PIDs))
-		for k, p := range m.spec.Target.PIDs {
-			r.PIDs[k] = int32(p)
-		}
-	}
-	return nil
-}
-
-// commit records a site the module made live, and its new instruments.
-func (s *SpliceSession) commit(c *siteChange, out []Instrument) {
-	site := &spliceSite{w: c.w}
-	byID := map[uint32]*splicedInst{}
-	for _, in := range c.keep {
-		byID[in.id] = in
-	}
-	taken := make([]bool, len(c.added))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := uint32(0); i < c.req.NInst; i++ {
-		r := c.req.Insts[i]
-		in := byID[r.ID]
-		if in == nil {
-			// New ones of a kind come back in the order they were added
-			// (request's sort is stable).
-			for k, spec := range c.added {
-				if !taken[k] && Kind(r.Kind) == spec.Kind {
-					taken[k] = true
-					in = &splicedInst{s: s, id: r.ID, spec: spec, addr: c.addr}
-					out[c.index[k]] = in
-					break
-				}
-			}
-		}
-		if in == nil {
-			continue
-		}
-		s.specs[in.id] = in
-		s.maxID = max(s.maxID, in.id)
-		site.insts = append(site.insts, in)
-	}
-	s.sites[c.addr] = site
-}
-
-// insertBatch hands the batch to the module; a splice refused because
-// kallsyms names its function by an alias is retried with that name.
-// taken says whether the module took the batch: then each splice's Err
-// says whether it is live, even when err reports that the retry failed
-// (the retried splices keep their first refusal).
-func (s *SpliceSession) insertBatch(batch []splicer.Splice) (taken bool, err error) {
-	if err := s.cat.refreshKprobes(); err != nil {
-		return false, err
-	}
-	if _, err := s.dev.Insert(batch); err != nil {
-		return false, err
-	}
-	var retry []int
-	for i := range batch {
-		sp := &batch[i]
-		if sp.Err != -int32(syscall.ENOENT) || !s.isAlias(sp.Func, sp.FoundName()) {
-			continue
-		}
-		s.mu.Lock()
-		s.kname[sp.Func] = sp.FoundName()
-		s.mu.Unlock()
-		sp.SetName(sp.FoundName())
-		retry = append(retry, i)
-	}
-	if len(retry) == 0 {
-		return true, nil
-	}
-	again := make([]splicer.Splice, len(retry))
-	for k, i := range retry {
-		again[k] = batch[i]
-		for j := range again[k].Insts {
-			if again[k].Insts[j].ID != 0 && batch[i].Flags&splicer.FlagReplace == 0 {
-				again[k].Insts[j].ID = 0 // ids handed out by the refused try are not ours
-			}
-		}
-	}
-	if _, err := s.dev.Insert(again); err != nil {
-		return true, fmt.Errorf("splicing again under kallsyms' names: %w", err)
-	}
-	for k, i := range retry {
-		batch[i] = again[k]
-	}
-	return true, nil
-}
-
-// isAlias reports whether name is a symbol at addr.
-func (s *SpliceSession) isAlias(addr uint64, name string) bool {
-	for _, a := range s.graph.Symbols().Aliases(addr) {
-		if a.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// spliceErr explains the module's refusal of a splice.
-func spliceErr(spec Spec, sp splicer.Splice) error {
-	errno := syscall.Errno(-sp.Err)
-	switch errno {
-	case syscall.EBUSY:
-		return fmt.Errorf("%s: %w: the bytes at the site are not the ones analysed, or another splice holds them (nothing written): %w", spec, ErrUnsafe, errno)
-	case syscall.EPERM:
-		return fmt.Errorf("%s: %w: the module refuses the site (outside core kernel text, or its function has exception-table entries): %w", spec, ErrUnsafe, errno)
-	case syscall.ENOENT, syscall.ERANGE:
-		return fmt.Errorf("%s: %w: kallsyms does not place the window inside %s (found %q): %w", spec, ErrUnsafe, spec.Func, sp.FoundName(), errno)
-	case syscall.ENOSPC:
-		return fmt.Errorf("%s: %w: the module's trampoline slots or instrument ids are all used: %w", spec, ErrNotSupported, errno)
-	}
-	return fmt.Errorf("%s: splicing: %w", spec, errno)
-}
-
 func (s *SpliceSession) alive() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -668,70 +370,6 @@ func (s *SpliceSession) alive() error {
 		return ErrClosed
 	}
 	return s.beat.err()
-}
-
-// Spec returns the instrument's spec.
-func (in *splicedInst) Spec() Spec { return in.spec }
-
-// Close withdraws the instrument: the site is spliced out, or, where
-// other instruments share it, its trampoline is replaced by one without
-// this instrument. A second call returns ErrClosed.
-func (in *splicedInst) Close() error {
-	s := in.s
-	s.op.Lock()
-	defer s.op.Unlock()
-	s.mu.Lock()
-	if in.closed || s.closed {
-		s.mu.Unlock()
-		return ErrClosed
-	}
-	in.closed = true
-	site := s.sites[in.addr]
-	s.mu.Unlock()
-	if site == nil {
-		return nil // withdrawn with its site already (the dead-man switch, rmmod)
-	}
-	var keep []*splicedInst
-	for _, o := range site.insts {
-		if o != in {
-			keep = append(keep, o)
-		}
-	}
-	if len(keep) == 0 {
-		if _, err := s.dev.Withdraw([]uint64{in.addr}); err != nil && !errors.Is(err, splicer.ErrRemoved) {
-			return in.stillLive(fmt.Errorf("withdrawing %s: %w", in.spec, err))
-		}
-		s.mu.Lock()
-		delete(s.sites, in.addr)
-		s.mu.Unlock()
-		return nil
-	}
-	c := &siteChange{addr: in.addr, w: site.w, keep: keep}
-	if err := s.request(c); err != nil {
-		return in.stillLive(fmt.Errorf("withdrawing %s: %w", in.spec, err))
-	}
-	batch := []splicer.Splice{c.req}
-	if _, err := s.insertBatch(batch); errors.Is(err, splicer.ErrRemoved) {
-		return nil // the module withdrew everything as it went
-	} else if err != nil {
-		return in.stillLive(fmt.Errorf("withdrawing %s: %w", in.spec, err))
-	}
-	if batch[0].Err != 0 {
-		return in.stillLive(fmt.Errorf("withdrawing %s: %w", in.spec, spliceErr(in.spec, batch[0])))
-	}
-	c.req = batch[0]
-	s.commit(c, nil)
-	return nil
-}
-
-// stillLive undoes Close's mark after the module refused to withdraw the
-// instrument, which stays live and in its site (a later Close may try
-// again; the session's end withdraws it in any case), and returns err.
-func (in *splicedInst) stillLive(err error) error {
-	in.s.mu.Lock()
-	in.closed = false
-	in.s.mu.Unlock()
-	return err
 }
 
 // Close withdraws every instrument (closing the module's device does) and

@@ -31,10 +31,12 @@ const spliceHelperEnv = "AUTOPROF_SPLICE_HELPER"
 // stop: it opens a splice session with a dead-man timeout, inserts count
 // counters at the entries of the first functions that pass Check, writes
 // their sites ("ADDR ORIG" lines, ORIG the window's original bytes in
-// hex, then "ready") on fd 3, and waits.
+// hex, then "ready") on fd 3, and waits; with a third argument "churn" it
+// withdraws and inserts them again and again meanwhile (each insertion
+// waits for RCU-tasks: their windows hold several instructions).
 func TestSpliceHelperProcess(t *testing.T) {
 	args := strings.Fields(os.Getenv(spliceHelperEnv))
-	if len(args) != 2 {
+	if len(args) != 2 && len(args) != 3 {
 		t.Skip("not a splice helper")
 	}
 	count, _ := strconv.Atoi(args[0])
@@ -54,7 +56,16 @@ func TestSpliceHelperProcess(t *testing.T) {
 	}
 	fmt.Fprintln(out, "ready")
 	for {
-		time.Sleep(50 * time.Millisecond)
+		if len(args) == 3 {
+			for _, in := range ins {
+				if in != nil {
+					in.Close()
+				}
+			}
+			ins, _ = s.InsertAll(context.Background(), specs)
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
 		if err := s.alive(); err != nil {
 			fmt.Fprintf(out, "dead %v\n", err)
 			out.Close()
@@ -90,14 +101,14 @@ type spliceHelper struct {
 	sites map[uint64][]byte // address → original bytes of the window
 }
 
-func startSpliceHelper(t *testing.T, count int, deadman time.Duration) *spliceHelper {
+func startSpliceHelper(t *testing.T, count int, deadman time.Duration, mode ...string) *spliceHelper {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSpliceHelperProcess$")
-	cmd.Env = append(os.Environ(), spliceHelperEnv+"="+strconv.Itoa(count)+" "+deadman.String())
+	cmd.Env = append(os.Environ(), spliceHelperEnv+"="+strings.Join(append([]string{strconv.Itoa(count), deadman.String()}, mode...), " "))
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

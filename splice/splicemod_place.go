@@ -30,11 +30,13 @@ type catalogueKey struct {
 	fn    string
 	off   uint64
 	entry bool
+	exits bool // the function's return windows
 }
 
 type catalogueEntry struct {
-	w   *patch.Window
-	err error
+	w     *patch.Window
+	exits []*patch.Window
+	err   error
 }
 
 // newSpliceCatalogue reads the kernel's rules: the placement lists (kprobe
@@ -114,6 +116,15 @@ func (c *spliceCatalogue) refreshKprobes() error {
 	return nil
 }
 
+// setOurs tells the placement rules where the module's trampolines lie:
+// jumps there are our own splices, not another patcher's.
+func (c *spliceCatalogue) setOurs(pool patch.Span) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tables.Ours = pool
+	c.windows = map[catalogueKey]catalogueEntry{}
+}
+
 // window returns the window of spec, from the catalogue or checked now.
 func (c *spliceCatalogue) window(spec Spec) (*patch.Window, error) {
 	key := catalogueKey{fn: spec.Func, off: spec.Offset, entry: spec.Offset == 0}
@@ -125,35 +136,111 @@ func (c *spliceCatalogue) window(spec Spec) (*patch.Window, error) {
 	}
 	w, err := c.check(spec)
 	c.mu.Lock()
-	c.windows[key] = catalogueEntry{w, err}
+	c.windows[key] = catalogueEntry{w: w, err: err}
 	c.mu.Unlock()
 	return w, err
 }
 
-// returns refuses a timer or exit counter on a function that never
-// returns (no ret, no return thunk, no tail call): its frame would stay
-// on the thread's shadow stack, and pin the module, for good.
-func (c *spliceCatalogue) returns(spec Spec) error {
-	if spec.Kind != Timer && spec.Kind != ExitCount {
-		return nil
+// exits returns the return windows of spec's function, from the
+// catalogue or checked now: a timer or exit counter needs all of them.
+func (c *spliceCatalogue) exits(spec Spec) ([]*patch.Window, error) {
+	key := catalogueKey{fn: spec.Func, exits: true}
+	c.mu.Lock()
+	e, ok := c.windows[key]
+	c.mu.Unlock()
+	if ok {
+		return e.exits, e.err
 	}
+	ws, err := c.checkExits(spec)
+	c.mu.Lock()
+	c.windows[key] = catalogueEntry{exits: ws, err: err}
+	c.mu.Unlock()
+	return ws, err
+}
+
+// checkExits finds the return windows of spec's function and its .cold parts.
+func (c *spliceCatalogue) checkExits(spec Spec) ([]*patch.Window, error) {
 	sym, err := c.graph.Symbols().Func(spec.Func)
 	if err != nil {
-		return fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
 	}
+	f, cold, err := c.decode(spec, sym)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := patch.ExitWindows(f, cold, c.tables, c.tailCallee)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+	}
+	return ws, nil
+}
+
+// tailCallee decodes a function that a timed function tail-calls, where
+// the rules let its returns take windows: a timer's frames end there.
+func (c *spliceCatalogue) tailCallee(name string) (*callgraph.Function, []*callgraph.Function, error) {
+	spec := Spec{Point: Point{Func: name}, Kind: ExitCount}
+	sym, err := c.graph.Symbols().Func(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+	}
+	if err := c.inSections(spec, sym); err != nil {
+		return nil, nil, err
+	}
+	if err := c.place.checkTailCallee(spec, sym); err != nil {
+		return nil, nil, err
+	}
+	return c.decode(spec, sym)
+}
+
+// decode returns sym's function and its .cold parts, decoded.
+func (c *spliceCatalogue) decode(spec Spec, sym callgraph.Symbol) (*callgraph.Function, []*callgraph.Function, error) {
 	f, err := c.graph.FunctionOf(sym)
 	if err != nil {
-		return fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+		return nil, nil, fmt.Errorf("%s: %w: decoding %s: %w", spec, ErrUnsafe, sym.Name, err)
 	}
-	if len(f.Returns) > 0 {
-		return nil
+	var cold []*callgraph.Function
+	for _, part := range c.graph.Symbols().ColdParts(sym) {
+		cf, err := c.graph.FunctionOf(part)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w: decoding %s: %w", spec, ErrUnsafe, part.Name, err)
+		}
+		cold = append(cold, cf)
 	}
-	for _, s := range f.Sites {
-		if s.Jump {
-			return nil
+	return f, cold, nil
+}
+
+// rules applies the lists of what the splice backend keeps out of to
+// spec's place in sym.
+func (c *spliceCatalogue) rules(spec Spec, sym callgraph.Symbol) error {
+	if err := c.inSections(spec, sym); err != nil {
+		return err
+	}
+	// The kprobe blacklist names what must never be entered from a
+	// probe; notrace functions (not in available_filter_functions) and
+	// BPF's deny list are what tracing must stay out of: a splice keeps
+	// out of all of them.
+	if err := c.place.checkKprobe(spec, sym, sym.Addr); err != nil {
+		return err
+	}
+	return c.place.checkFentry(spec, sym)
+}
+
+// inSections refuses a place in a module, past sym's end, or in a section
+// that is never instrumented.
+func (c *spliceCatalogue) inSections(spec Spec, sym callgraph.Symbol) error {
+	if sym.Module != "" {
+		return refuse(spec, ErrNotSupported, "the splice backend instruments the core kernel only, not module %s", sym.Module)
+	}
+	if spec.Offset >= sym.Size {
+		return refuse(spec, ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
+	}
+	addr := sym.Addr + spec.Offset
+	for _, s := range c.place.sections {
+		if s.Start <= addr && addr < s.End {
+			return refuse(spec, ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
 		}
 	}
-	return refuse(spec, ErrUnsafe, "%s never returns: a timer's frame would outlive the session", sym.Name)
+	return nil
 }
 
 // check applies every rule of the splice backend to spec's place.
@@ -162,39 +249,12 @@ func (c *spliceCatalogue) check(spec Spec) (*patch.Window, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
 	}
-	if sym.Module != "" {
-		return nil, refuse(spec, ErrNotSupported, "the splice backend instruments the core kernel only, not module %s", sym.Module)
-	}
-	if spec.Offset >= sym.Size {
-		return nil, refuse(spec, ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
-	}
-	addr := sym.Addr + spec.Offset
-	for _, s := range c.place.sections {
-		if s.Start <= addr && addr < s.End {
-			return nil, refuse(spec, ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
-		}
-	}
-	// The kprobe blacklist names what must never be entered from a
-	// probe; notrace functions (not in available_filter_functions) and
-	// BPF's deny list are what tracing must stay out of: a splice keeps
-	// out of all of them.
-	if err := c.place.checkKprobe(spec, sym, sym.Addr); err != nil {
+	if err := c.rules(spec, sym); err != nil {
 		return nil, err
 	}
-	if err := c.place.checkFentry(spec, sym); err != nil {
-		return nil, err
-	}
-	f, err := c.graph.FunctionOf(sym)
+	f, cold, err := c.decode(spec, sym)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: decoding %s: %w", spec, ErrUnsafe, sym.Name, err)
-	}
-	var cold []*callgraph.Function
-	for _, part := range c.graph.Symbols().ColdParts(sym) {
-		cf, err := c.graph.FunctionOf(part)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w: decoding %s: %w", spec, ErrUnsafe, part.Name, err)
-		}
-		cold = append(cold, cf)
+		return nil, err
 	}
 	w, err := patch.SelectWindow(f, cold, uint32(spec.Offset), spec.Offset == 0, c.tables)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/kmod/splicer"
+	"github.com/autoprof/autoprof/splice/patch"
 )
 
 // sweepFuncs are the functions of the live offset sweep: every kind the
@@ -100,6 +101,7 @@ func TestVMSpliceSweep(t *testing.T) {
 			ins := insertAll(t, s, specs...)
 			inserted += len(ins)
 			for _, in := range ins {
+				checkTramp(t, s, text, in.(*splicedInst))
 				in.Close()
 			}
 		}
@@ -120,6 +122,45 @@ func TestVMSpliceSweep(t *testing.T) {
 	if taking*10 < funcs*8 || accepted < 10*funcs || inserted < 5*funcs {
 		t.Errorf("%d of %d functions took a splice, %d offsets accepted, %d spliced: want at least 80%% of the functions, 10 and 5 offsets a function", taking, funcs, accepted, inserted)
 	}
+}
+
+// checkTramp compares the trampoline the module built for in's site with
+// splice/patch's reference encoder's.
+func checkTramp(t *testing.T, s *SpliceSession, text callgraph.Text, in *splicedInst) {
+	t.Helper()
+	site := s.sites[in.addr]
+	sp := site.req
+	code := make([]byte, sp.TrampLen)
+	if err := text.ReadAt(code, sp.Tramp); err != nil {
+		t.Fatal(err)
+	}
+	w := *site.w
+	if w.Role() == patch.RoleBlock {
+		if w.FlagsLive && sp.Out&splicer.OutFlags == 0 {
+			t.Errorf("%s: the module found the flags dead where splice/patch finds them live", in.spec)
+		}
+		w.FlagsLive = sp.Out&splicer.OutFlags != 0
+	}
+	if w.Role() == patch.RoleReturn && w.FlagsLive != (sp.Out&splicer.OutFlags != 0) {
+		// Both decide by the bytes the part starts with (compiledStart, ap_entry_site).
+		t.Errorf("%s: return window with flags live %v in splice/patch, %v in the module", in.spec, w.FlagsLive, !w.FlagsLive)
+	}
+	insts := []patch.Instrument{{Kind: patch.Kind(in.spec.Kind), PIDs: pids32(in.spec.Target.PIDs)}}
+	b, err := patch.Build(&w, insts, s.layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Match(code, sp.Tramp, []uint32{in.id}); err != nil {
+		t.Errorf("%s: the module's trampoline differs from splice/patch's: %v", in.spec, err)
+	}
+}
+
+func pids32(p []int) []int32 {
+	out := make([]int32, len(p))
+	for i, v := range p {
+		out[i] = int32(v)
+	}
+	return out
 }
 
 // blacklisted lists functions every rule refuses: the kprobe blacklist,

@@ -2,6 +2,7 @@ package splice
 
 import (
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/autoprof/autoprof/kmod/splicer"
@@ -18,12 +19,14 @@ func (s *SpliceSession) Read() (*Reading, error) {
 		return nil, ErrClosed
 	}
 	specs := make(map[uint32]Spec, len(s.specs))
+	ids := make([]uint32, 0, len(s.specs))
 	for id, in := range s.specs {
 		specs[id] = in.spec
+		ids = append(ids, id)
 	}
-	n := s.maxID
 	s.mu.Unlock()
-	insts, misses, err := s.dev.Instruments(int(n))
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	insts, misses, err := s.dev.Instruments(ids)
 	if err != nil {
 		return nil, err
 	}
@@ -55,9 +58,9 @@ func (s *SpliceSession) Read() (*Reading, error) {
 			Hist: st.Hist,
 		})
 	}
-	for id := uint32(1); id <= n; id++ {
+	for k, id := range ids {
 		spec, ok := specs[id]
-		fast := insts[id-1].Fast
+		fast := insts[k].Fast
 		if !ok || spec.Kind != Count || fast == 0 {
 			continue
 		}
@@ -71,18 +74,18 @@ func (s *SpliceSession) Read() (*Reading, error) {
 }
 
 // State returns the module's state of an instrument of this session:
-// live, withdrawn, withdrawn by the dead-man switch, or broken (its site
-// changed underneath, so it was left in place).
+// live, withdrawn, withdrawn by the dead-man or the overhead switch, or
+// broken (its site changed underneath, so it was left in place).
 func (s *SpliceSession) State(in Instrument) (splicer.State, error) {
 	si, ok := in.(*splicedInst)
 	if !ok || si.s != s {
 		return 0, fmt.Errorf("%s: not an instrument of this splice session", in.Spec())
 	}
-	insts, _, err := s.dev.Instruments(int(si.id))
+	insts, _, err := s.dev.Instruments([]uint32{si.id})
 	if err != nil {
 		return 0, err
 	}
-	return insts[si.id-1].State, nil
+	return insts[0].State, nil
 }
 
 // splicePaths turns the module's context ids into paths, memoized.

@@ -28,6 +28,7 @@ func openSplice(t testing.TB, deadman time.Duration) *SpliceSession {
 	t.Helper()
 	s, err := OpenSplice(context.Background(), SpliceOptions{
 		Module: spliceBuild(t, "autoprof_splice.ko"), Image: spliceBuild(t, "vmlinuz"), Deadman: deadman,
+		MaxOverhead: 1, // the tests load every CPU on purpose; TestVMSpliceOverhead tests the switch
 	})
 	if err != nil {
 		t.Fatalf("opening a splice session: %v", err)
@@ -53,7 +54,7 @@ func reopenSplice(t testing.TB, prev *SpliceSession) *SpliceSession {
 	keepGraph(t, prev)
 	s := newSpliceSession(prev.graph)
 	s.cat = prev.cat
-	if err := s.connect(context.Background(), SpliceOptions{Module: spliceBuild(t, "autoprof_splice.ko")}); err != nil {
+	if err := s.connect(context.Background(), SpliceOptions{Module: spliceBuild(t, "autoprof_splice.ko"), MaxOverhead: 1}); err != nil {
 		t.Fatalf("opening a splice session: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -90,10 +91,16 @@ func (d *Device) file() (*os.File, error) {
 	return d.f, nil
 }
 
+// DefaultMaxOverhead is the share of all CPUs the module lets its handlers
+// take, over a second, before its kill switch withdraws everything, where
+// the controller asks for no other (SAFETY D.20).
+const DefaultMaxOverhead = 0.05
+
 // Hello starts the session for the kernel the controller analysed: the
 // module checks id, resets its statistics and arms the dead-man switch
-// (deadman 0: the module's maximum, 30 s).
-func (d *Device) Hello(id Identity, deadman time.Duration) error {
+// (deadman 0: the module's maximum, 30 s) and the overhead kill switch
+// (maxOverhead, a share of all CPUs in (0, 1]; 0: DefaultMaxOverhead).
+func (d *Device) Hello(id Identity, deadman time.Duration, maxOverhead float64) error {
 	f, err := d.file()
 	if err != nil {
 		return err
@@ -106,6 +113,10 @@ func (d *Device) Hello(id Identity, deadman time.Duration) error {
 	copy(h.BuildID[:], id.BuildID)
 	h.BuildIDLen = uint8(len(id.BuildID))
 	h.DeadmanMs = uint32(deadman / time.Millisecond)
+	if maxOverhead < 0 || maxOverhead > 1 {
+		return fmt.Errorf("overhead limit %g: want a share of the CPUs in (0, 1]", maxOverhead)
+	}
+	h.MaxOverheadPPM = uint32(maxOverhead * 1e6)
 	if err := ioctl(f, iocHello, unsafe.Pointer(&h)); err != nil {
 		if errors.Is(err, kernel.ESTALE) {
 			return fmt.Errorf("%s refuses: the running kernel is not %s: %w", ModuleName, id, err)
@@ -151,7 +162,8 @@ func (d *Device) Withdraw(addrs []uint64) (int, error) {
 }
 
 // Beat tells the dead-man switch the controller is alive. An error
-// wrapping kernel.ETIMEDOUT says the switch has fired: everything was
+// wrapping kernel.ETIMEDOUT says the dead-man switch has fired, one
+// wrapping kernel.EOVERFLOW the overhead kill switch: everything was
 // withdrawn.
 func (d *Device) Beat() error {
 	f, err := d.file()
@@ -161,19 +173,40 @@ func (d *Device) Beat() error {
 	return ioctl(f, iocBeat, nil)
 }
 
-// Instruments returns the state and fast-path counts of instruments
-// 1..n, and the misses summed over CPUs.
-func (d *Device) Instruments(n int) ([]InstRead, [numMisses]uint64, error) {
-	out := make([]InstRead, n+1)
+// Instruments returns the state and fast-path counts of the instruments
+// ids, and the misses summed over CPUs. An id the module does not know
+// (of another session) reads as Free.
+func (d *Device) Instruments(ids []uint32) ([]InstRead, [numMisses]uint64, error) {
+	if len(ids) > MaxRead {
+		return nil, [numMisses]uint64{}, fmt.Errorf("reading %d instruments: the module reads %d at a time", len(ids), MaxRead)
+	}
+	out := make([]InstRead, len(ids)+1)
+	for i, id := range ids {
+		out[i].ID = id
+	}
 	f, err := d.file()
 	if err != nil {
 		return nil, [numMisses]uint64{}, err
 	}
-	r := readArgs{Ptr: uint64(uintptr(unsafe.Pointer(&out[0]))), N: uint32(n)}
+	r := readArgs{Ptr: uint64(uintptr(unsafe.Pointer(&out[0]))), N: uint32(len(ids))}
 	if err := ioctl(f, iocReadAll, unsafe.Pointer(&r), out); err != nil {
 		return nil, r.Misses, fmt.Errorf("reading instruments: %w", err)
 	}
-	return out[:n], r.Misses, nil
+	return out[:len(ids)], r.Misses, nil
+}
+
+// Status returns what the instruments have cost so far, as the module's
+// overhead kill switch measures it.
+func (d *Device) Status() (Status, error) {
+	var st Status
+	f, err := d.file()
+	if err != nil {
+		return st, err
+	}
+	if err := ioctl(f, iocStatus, unsafe.Pointer(&st)); err != nil {
+		return st, fmt.Errorf("reading the module's status: %w", err)
+	}
+	return st, nil
 }
 
 // Contexts returns the context table: entry i is context i+1.
@@ -247,4 +280,13 @@ func (s *Splice) SetName(name string) error {
 // ENOENT.
 func (s *Splice) FoundName() string {
 	return string(bytes.TrimRight(s.Found[:], "\x00"))
+}
+
+// Why returns the module's reason for refusing a splice, "" where it gave
+// none.
+func (s *Splice) Why() string {
+	if s.Err == 0 || s.Err == -int32(syscall.ENOENT) {
+		return ""
+	}
+	return s.FoundName()
 }

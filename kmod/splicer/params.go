@@ -81,35 +81,55 @@ func align4(n uint64) uint64 { return (n + 3) &^ 3 }
 // checks against kallsyms before it trusts it.
 type Params struct {
 	Identity
-	TextPoke, TextMutex, BuildIDAddr, SearchExtable uint64
-	Stext, Etext                                    uint64
+	// Addrs holds the internals' addresses, by parameter (see Internals).
+	Addrs        map[string]uint64
+	Stext, Etext uint64
 	// Sizes of the module's tables (0: the module's defaults).
 	MaxInsts, MaxCtxs, MaxThreads int
 }
 
-// internals are the symbols the module needs, by parameter.
-var internals = []struct {
-	param, symbol string
-	field         func(*Params) *uint64
-}{
-	{"text_poke", "text_poke", func(p *Params) *uint64 { return &p.TextPoke }},
-	{"text_mutex", "text_mutex", func(p *Params) *uint64 { return &p.TextMutex }},
-	{"vmlinux_build_id", "vmlinux_build_id", func(p *Params) *uint64 { return &p.BuildIDAddr }},
-	{"search_exception_tables", "search_exception_tables", func(p *Params) *uint64 { return &p.SearchExtable }},
+// Internal is a kernel symbol the module needs, and the parameter that
+// passes its address.
+type Internal struct {
+	Param, Symbol string
+	// Func marks a function. The module calls it through a static call
+	// that it retargets at load: a direct call, never one through a
+	// pointer, which a kernel with IBT faults where it sealed the
+	// function's ENDBR (TestNoIndirectCalls).
+	Func bool
+}
+
+// Internals are the kernel symbols the module needs: data it reads, and
+// functions it calls.
+var Internals = []Internal{
+	{"text_mutex", "text_mutex", false},
+	{"vmlinux_build_id", "vmlinux_build_id", false},
+	{"start_ex_table", "__start___ex_table", false},
+	{"stop_ex_table", "__stop___ex_table", false},
+	{"start_jump_table", "__start___jump_table", false},
+	{"stop_jump_table", "__stop___jump_table", false},
+	{"x86_return_thunk", "x86_return_thunk", false},
+	{"text_poke", "text_poke", true},
+	{"insn_decode", "insn_decode", true},
+	{"jump_label_text_reserved", "jump_label_text_reserved", true},
+	{"static_call_text_reserved", "static_call_text_reserved", true},
+	{"ftrace_text_reserved", "ftrace_text_reserved", true},
+	{"alternatives_text_reserved", "alternatives_text_reserved", true},
+	{"within_kprobe_blacklist", "within_kprobe_blacklist", true},
 }
 
 // NewParams resolves the module's parameters from the kernel's symbols.
 func NewParams(id Identity, syms *callgraph.Symbols) (Params, error) {
-	p := Params{Identity: id}
+	p := Params{Identity: id, Addrs: map[string]uint64{}}
 	if len(id.BuildID) != 20 {
 		return p, fmt.Errorf("build id of %d bytes: the module checks 20-byte (SHA-1) ids", len(id.BuildID))
 	}
-	for _, in := range internals {
-		s, ok := syms.Symbol(in.symbol)
+	for _, in := range Internals {
+		s, ok := syms.Symbol(in.Symbol)
 		if !ok || s.Addr == 0 {
-			return p, fmt.Errorf("the kernel has no symbol %s, which the splice module needs", in.symbol)
+			return p, fmt.Errorf("the kernel has no symbol %s, which the splice module needs", in.Symbol)
 		}
-		*in.field(&p) = s.Addr
+		p.Addrs[in.Param] = s.Addr
 	}
 	var ok bool
 	p.Stext, p.Etext, ok = syms.CoreText()
@@ -126,8 +146,8 @@ func (p Params) String() string {
 		"build_id=" + hex.EncodeToString(p.BuildID),
 		fmt.Sprintf("stext=%d etext=%d", p.Stext, p.Etext),
 	}
-	for _, in := range internals {
-		args = append(args, fmt.Sprintf("%s=%d", in.param, *in.field(&p)))
+	for _, in := range Internals {
+		args = append(args, fmt.Sprintf("%s=%d", in.Param, p.Addrs[in.Param]))
 	}
 	for _, n := range []struct {
 		name string

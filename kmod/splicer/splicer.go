@@ -2,11 +2,14 @@
 // module that splices counters and timers into live kernel text (its C
 // sources are in module/, see module/main.c).
 //
-// The module reaches the unexported kernel internals it needs (text_poke,
-// text_mutex, search_exception_tables) only through addresses this loader
-// passes in, each checked inside the module against kallsyms, and it
-// refuses to load on a kernel whose release or vmlinux build id differ from
-// what the loader measured. Everything it splices belongs to an open file
+// The module reaches the unexported kernel internals it needs (Internals:
+// text_poke, insn_decode, the kernel's *_text_reserved() checks, text_mutex,
+// the exception and jump tables...) only through addresses this loader
+// passes in, each checked inside the module against kallsyms; it calls the
+// functions through static calls it retargets at load, never through a
+// pointer. It refuses to load on a kernel whose release or vmlinux build id
+// differ from what the loader measured, to a caller without CAP_SYS_MODULE,
+// and under lockdown. Everything it splices belongs to an open file
 // of its control file (/proc/autoprof_splice): closing it, or the death of
 // the process holding it, withdraws every splice; so do the dead-man switch
 // when the holder stops calling in, and rmmod.

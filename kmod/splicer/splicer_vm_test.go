@@ -3,162 +3,254 @@
 package splicer
 
 import (
-	"bytes"
-	"path/filepath"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/splice/patch"
 )
 
-// builtModule is where vmtest.json puts the module built for the guest.
-func builtModule(t *testing.T, id Identity) string {
-	return filepath.Join("build", id.Release, ModuleName+".ko")
-}
-
-func layoutOf(in Info) patch.Layout {
-	return patch.Layout{
-		PoolStart: in.PoolStart, PoolEnd: in.PoolEnd,
-		StubEnter: in.StubEnter, StubCount: in.StubCount,
-		GSCurrent: int64(in.GSCurrent), GSRootTask: int64(in.GSRootTask), TaskTgid: int64(in.TaskTgid),
-		MaxBlob: MaxBlob,
-	}
-}
-
+// TestVMSmoke: a counter at the entry of getpid, then a timer beside it
+// (its returns first), each counting what they should, each trampoline
+// the bytes splice/patch's reference encoder builds; every window holds
+// its original bytes again after the withdrawal.
 func TestVMSmoke(t *testing.T) {
-	id, err := RunningIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := callgraph.OpenLive()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	p, err := NewParams(id, g.Symbols())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Load(builtModule(t, id), p); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := Unload(); err != nil {
-			t.Errorf("unload: %v", err)
-		}
-	}()
-	d, err := Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	e := loadEnv(t)
+	d := e.open(t, 5*time.Second, 1)
 	t.Logf("info %+v", d.Info())
-	if err := d.Hello(id, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	tables, err := patch.ReadTables(g.Symbols(), g.Text())
+	t.Logf("tables: %d extable, %d alternatives, %d jump labels, %d static calls, %d returns, %d targets",
+		len(e.tables.Extable), len(e.tables.Alts), len(e.tables.JumpLabels), len(e.tables.StaticCalls),
+		len(e.tables.ReturnSites), len(e.tables.Targets))
+	f := e.function(t, "__x64_sys_getpid")
+	entry, err := patch.SelectWindow(f, nil, 0, true, e.tables)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("tables: %d extable, %d alternatives, %d paravirt, %d jump labels, %d static calls",
-		len(tables.Extable), len(tables.Alts), len(tables.Paravirt), len(tables.JumpLabels), len(tables.StaticCalls))
-	f, err := g.Function("__x64_sys_getpid")
+	rets, err := patch.ExitWindows(f, nil, e.tables, e.callee)
 	if err != nil {
 		t.Fatal(err)
-	}
-	w, err := patch.SelectWindow(f, nil, 0, true, tables)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, in := range w.Insts {
-		t.Logf("displaced: %s", in)
 	}
 	me := int32(syscall.Getpid())
-	lay := layoutOf(d.Info())
-	// splice builds the request for the site w with insts (ids: 0 for new).
-	splice := func(insts []patch.Instrument, ids []uint32, replace bool) Splice {
-		blob, err := patch.Build(w, insts, lay)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sp Splice
-		sp.Addr, sp.Func = w.Addr(), f.Sym.Addr
-		sp.SetName(f.Sym.Name)
-		sp.Len, sp.NInsns = uint8(w.Len()), uint8(len(w.Insts))
-		copy(sp.Orig[:], w.Orig())
-		sp.BlobLen = uint16(copy(sp.Blob[:], blob.Code))
-		for i, r := range blob.Relocs {
-			sp.Relocs[i] = Reloc{Off: r.Off, End: r.End, Kind: uint32(r.Kind), Target: r.Target}
-		}
-		sp.NRelocs = uint32(len(blob.Relocs))
-		sp.NInst = uint32(len(insts))
-		for i, in := range insts {
-			sp.Insts[i] = InstReq{Kind: Kind(in.Kind), ID: ids[i], NPIDs: 1}
-			sp.Insts[i].PIDs[0] = me
-		}
-		if replace {
-			sp.Flags = FlagReplace
-		}
-		return sp
+	filter := func(k Kind, id uint32) InstReq {
+		r := InstReq{Kind: k, ID: id, NPIDs: 1}
+		r.PIDs[0] = me
+		return r
 	}
-	insert := func(sp Splice) Splice {
-		t.Helper()
-		splices := []Splice{sp}
-		n, err := d.Insert(splices)
-		if err == nil && splices[0].Err == -int32(syscall.ENOENT) {
-			// kallsyms names an alias of the function at this address.
-			t.Logf("the kernel calls it %s", splices[0].FoundName())
-			sp.SetName(splices[0].FoundName())
-			splices = []Splice{sp}
-			n, err = d.Insert(splices)
-		}
-		if err != nil || n != 1 {
-			t.Fatalf("insert: %d live, %v, splice err %d (%s)", n, err, splices[0].Err, splices[0].FoundName())
-		}
-		return splices[0]
+	var reqs []Splice
+	for _, w := range rets {
+		reqs = append(reqs, e.request(w))
 	}
-	got := insert(splice([]patch.Instrument{{Kind: patch.Count, PIDs: []int32{me}}}, []uint32{0}, false))
+	reqs = e.insert(t, d, reqs...)
+	for i, w := range rets {
+		e.checkTramp(t, d, w, nil, reqs[i])
+		t.Logf("return at %s+%#x: % x", w.Func.Name, w.Off, w.Orig())
+	}
+	got := e.insert(t, d, e.request(entry, filter(Count, 0)))[0]
 	count := got.Insts[0].ID
-	t.Logf("spliced %s+%#x (%d bytes) to %#x, counter %d", f.Sym.Name, w.Off, w.Len(), got.Tramp, count)
+	pinned := []patch.Instrument{{Kind: patch.Count, PIDs: []int32{me}}}
+	e.checkTramp(t, d, entry, pinned, got)
 	const calls = 1000
 	for i := 0; i < calls; i++ {
 		syscall.Getpid()
 	}
-	// The same site, now with a timer too: the jump is retargeted.
-	got = insert(splice([]patch.Instrument{{Kind: patch.Count, PIDs: []int32{me}}, {Kind: patch.Timer, PIDs: []int32{me}}}, []uint32{count, 0}, true))
-	timer := got.Insts[1].ID
-	if got.Insts[0].ID != count {
-		t.Fatalf("the counter came back as %d, want %d", got.Insts[0].ID, count)
+	// The same site with a timer too, first: the jump is retargeted.
+	rep := e.request(entry, filter(Timer, 0), filter(Count, count))
+	rep.Flags = FlagReplace
+	got = e.insert(t, d, rep)[0]
+	timer := got.Insts[0].ID
+	if got.Insts[1].ID != count {
+		t.Fatalf("the counter came back as %d, want %d", got.Insts[1].ID, count)
 	}
+	e.checkTramp(t, d, entry, append([]patch.Instrument{{Kind: patch.Timer, PIDs: []int32{me}}}, pinned...), got)
 	for i := 0; i < calls; i++ {
 		syscall.Getpid()
 	}
-	insts, misses, err := d.Instruments(int(timer))
+	insts, misses, err := d.Instruments([]uint32{count, timer})
 	if err != nil {
 		t.Fatal(err)
 	}
+	total := map[uint32]uint64{count: insts[0].Fast}
 	ctxs, _ := d.Contexts()
-	total := map[uint32]uint64{count: insts[count-1].Fast}
 	for i, c := range ctxs {
 		s, _ := d.Stats(uint32(i + 1))
-		t.Logf("context %d: %+v calls %d incl %d ns, hist %v", i+1, c, s.Calls, s.Incl, s.Hist)
+		t.Logf("context %d: %+v calls %d incl %d ns", i+1, c, s.Calls, s.Incl)
 		total[c.Inst] += s.Calls
 	}
-	t.Logf("fast %d, totals %v, misses %v", insts[count-1].Fast, total, misses)
+	t.Logf("fast %d, totals %v, misses %v", insts[0].Fast, total, misses)
 	// The Go runtime of this process calls getpid now and then too.
 	if total[count] < 2*calls || total[count] > 2*calls+10 || total[timer] < calls || total[timer] > calls+10 {
 		t.Errorf("counted %d calls and timed %d, want %d and %d", total[count], total[timer], 2*calls, calls)
 	}
-	if n, err := d.Withdraw([]uint64{w.Addr()}); err != nil || n != 1 {
-		t.Fatalf("withdraw: %d, %v", n, err)
+	addrs := []uint64{entry.Addr()}
+	for _, w := range rets {
+		addrs = append(addrs, w.Addr())
 	}
-	now := make([]byte, w.Len())
-	if err := g.Text().ReadAt(now, w.Addr()); err != nil {
+	if n, err := d.Withdraw(addrs); err != nil || n != len(addrs) {
+		t.Fatalf("withdraw: %d of %d, %v", n, len(addrs), err)
+	}
+	e.restored(t, append(rets, entry)...)
+}
+
+// rootCalls returns the calls the slow path of counter id counted in the
+// root context.
+func (d *Device) rootCalls(t *testing.T, id uint32) uint64 {
+	ctxs, err := d.Contexts()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(now, w.Orig()) {
-		t.Errorf("after withdrawal the site holds % x, want % x", now, w.Orig())
+	var n uint64
+	for i, c := range ctxs {
+		if c.Parent == 0 && c.Inst == id {
+			s, err := d.Stats(uint32(i + 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += s.Calls
+		}
+	}
+	return n
+}
+
+// blockWindows returns up to n one-counter block windows of fn.
+func (e *vmEnv) blockWindows(t *testing.T, fn string, n int) []*patch.Window {
+	f := e.function(t, fn)
+	var out []*patch.Window
+	end := uint32(0)
+	for off := uint32(1); off < uint32(len(f.Code)) && len(out) < n; off++ {
+		w, err := patch.SelectWindow(f, nil, off, false, e.tables)
+		if err == nil && off >= end {
+			out = append(out, w)
+			end = off + uint32(w.Len())
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s has no block window", fn)
+	}
+	return out
+}
+
+// TestVMWithdrawTwice (issue 14, defect 9): an address twice in one
+// withdrawal batch is one withdrawal. Before, the second saw the int3 the
+// first had written, took the site as changed underneath and pinned the
+// module for good.
+func TestVMWithdrawTwice(t *testing.T) {
+	e := loadEnv(t)
+	d := e.open(t, 5*time.Second, 1)
+	w := e.blockWindows(t, "vfs_read", 1)[0]
+	sp := e.insert(t, d, e.request(w, InstReq{Kind: Count}))[0]
+	n, err := d.Withdraw([]uint64{w.Addr(), w.Addr(), w.Addr()})
+	if err != nil || n != 1 {
+		t.Fatalf("withdrawing one site named three times: %d, %v; want 1", n, err)
+	}
+	e.restored(t, w)
+	insts, _, err := d.Instruments([]uint32{sp.Insts[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if insts[0].State != Withdrawn {
+		t.Errorf("the counter is %s, want withdrawn", insts[0].State)
+	}
+	// The module is not pinned: the cleanup unloads it.
+}
+
+// TestVMIDsReused (issue 14, defect 9): instrument ids are reused once
+// withdrawn, so that a session outlives the id space. The module gets 16
+// instrument slots; 400 insert/withdraw cycles each take a fresh id. Before,
+// ids only grew, and the 16th insertion was refused. An id is never given
+// twice: the old one reads withdrawn with its final count. 100 cycles with
+// -short.
+func TestVMIDsReused(t *testing.T) {
+	e := newEnv(t)
+	e.load(t, Params{MaxInsts: 16})
+	d := e.open(t, 10*time.Second, 1)
+	w := e.blockWindows(t, "__x64_sys_getpid", 1)[0]
+	seen := map[uint32]bool{}
+	cycles := 400
+	if testing.Short() {
+		cycles = 100
+	}
+	for i := 0; i < cycles; i++ {
+		sp := e.insert(t, d, e.request(w, InstReq{Kind: Count}))[0]
+		id := sp.Insts[0].ID
+		if seen[id] {
+			t.Fatalf("cycle %d: id %#x given twice", i, id)
+		}
+		seen[id] = true
+		for k := 0; k < 3; k++ {
+			syscall.Getpid()
+		}
+		if n, err := d.Withdraw([]uint64{w.Addr()}); err != nil || n != 1 {
+			t.Fatalf("cycle %d: withdraw %d, %v", i, n, err)
+		}
+	}
+	var ids []uint32
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	insts, _, err := d.Instruments(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range insts {
+		// A hit the fast path does not take counts in the root context.
+		if n := in.Fast + d.rootCalls(t, in.ID); in.State != Withdrawn || n < 3 {
+			t.Fatalf("instrument %#x: %s with %d counts, want withdrawn with 3 or more", in.ID, in.State, n)
+		}
+	}
+	t.Logf("%d cycles through 16 instrument slots, %d distinct ids", cycles, len(seen))
+}
+
+// capHelperEnv makes the test binary open the control file with the
+// capabilities it was started with and print the errno (TestVMCapability).
+const capHelperEnv = "AUTOPROF_SPLICE_CAP_HELPER"
+
+func TestCapHelperProcess(t *testing.T) {
+	if os.Getenv(capHelperEnv) == "" {
+		t.Skip("not a capability helper")
+	}
+	f, err := os.OpenFile(ControlPath, os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+		fmt.Println("opened")
+		return
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		fmt.Println("errno", int(errno))
+		return
+	}
+	fmt.Println("error", err)
+}
+
+// TestVMCapability (issue 14, defect 6): the control file writes kernel
+// text, as loading a module does: a process holding CAP_SYS_ADMIN (and
+// CAP_DAC_OVERRIDE to get past the file's mode) but not CAP_SYS_MODULE is
+// refused, with EPERM. Before, CAP_SYS_ADMIN was enough.
+func TestVMCapability(t *testing.T) {
+	loadEnv(t)
+	run := func(caps ...uintptr) string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCapHelperProcess$")
+		cmd.Env = append(os.Environ(), capHelperEnv+"=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Credential:  &syscall.Credential{Uid: 65534, Gid: 65534},
+			AmbientCaps: caps,
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the helper: %v\n%s", err, out)
+		}
+		return strings.SplitN(string(out), "\n", 2)[0]
+	}
+	const capDacOverride, capSysModule, capSysAdmin = 1, 16, 21
+	if got := run(capSysAdmin, capDacOverride); got != fmt.Sprintf("errno %d", syscall.EPERM) {
+		t.Errorf("with CAP_SYS_ADMIN, without CAP_SYS_MODULE: %q, want errno %d (EPERM)", got, syscall.EPERM)
+	}
+	if got := run(capSysModule, capDacOverride); !strings.HasPrefix(got, "opened") {
+		t.Errorf("with CAP_SYS_MODULE: %q, want the file opened", got)
 	}
 }

@@ -8,14 +8,13 @@ import "unsafe"
 
 // Limits of the interface (AP_* in uapi.h).
 const (
-	abi        = 2
-	MaxDepth   = 32  // shadow stack frames per thread
-	MaxWindow  = 32  // bytes of one splice window
-	MaxBlob    = 480 // bytes of one trampoline
-	MaxRelocs  = 24
-	MaxPIDs    = 8 // thread groups of one instrument's filter
-	SiteInsts  = 4 // instruments sharing one site
+	abi        = 4
+	MaxDepth   = 32 // shadow stack frames per thread
+	MaxWindow  = 32 // bytes of one splice window
+	MaxPIDs    = 8  // thread groups of one instrument's filter
+	SiteInsts  = 4  // instruments sharing one site
 	nameLen    = 128
+	MaxRead    = 1 << 20 // instruments one Instruments call reports
 	HistSize   = 41
 	statsWords = 5 + HistSize
 	magic      = 0x61707370696365
@@ -31,6 +30,17 @@ const (
 	Timer     Kind = 3
 )
 
+// Role is enum ap_role: what a window is to its function, which decides
+// what may go there.
+type Role uint8
+
+// Window roles.
+const (
+	Block  Role = 1 // whole instructions inside a function: counters
+	Entry  Role = 2 // right after ENDBR and the ftrace site: any kind
+	Return Role = 3 // a return or a tail call: no instrument; timers' frames end there
+)
+
 // State is enum ap_state: where an instrument is in its life.
 type State uint32
 
@@ -41,9 +51,10 @@ const (
 	Withdrawn State = 2
 	Deadman   State = 3 // withdrawn by the dead-man switch
 	Broken    State = 4 // its site changed underneath; left alone
+	Overload  State = 5 // withdrawn by the overhead kill switch
 )
 
-var stateNames = [...]string{"free", "live", "withdrawn", "withdrawn by the dead-man switch", "broken"}
+var stateNames = [...]string{"unknown", "live", "withdrawn", "withdrawn by the dead-man switch", "broken", "withdrawn by the overhead kill switch"}
 
 // String names the state.
 func (s State) String() string {
@@ -62,13 +73,6 @@ const (
 	numMisses
 )
 
-// Reloc is struct ap_reloc.
-type Reloc struct {
-	Off, End uint16
-	Kind     uint32
-	Target   uint64
-}
-
 // Info is struct ap_info: the module's limits, where its code is and the
 // layout of its statistics.
 type Info struct {
@@ -80,17 +84,20 @@ type Info struct {
 	SlotSize                              uint32
 	SMAP                                  uint32
 	PoolStart, PoolEnd                    uint64
-	StubEnter, StubCount, ExitTramp       uint64
+	StubEnter, StubExit, StubCount        uint64
+	StubExitFlags, StubCountFlags         uint64
 	GSCurrent, GSRootTask, TaskTgid       uint64
 	MapSize, CtxOffset, CPUOffset, Stride uint64
 }
 
 type hello struct {
-	Release    [65]byte
-	BuildIDLen uint8
-	BuildID    [20]byte
-	_          [2]byte
-	DeadmanMs  uint32
+	Release        [65]byte
+	BuildIDLen     uint8
+	BuildID        [20]byte
+	_              [2]byte
+	DeadmanMs      uint32
+	MaxOverheadPPM uint32
+	_              uint32
 }
 
 // InstReq is struct ap_inst_req: one instrument of a site.
@@ -104,27 +111,33 @@ type InstReq struct {
 // FlagReplace marks a splice that replaces the trampoline of a live site.
 const FlagReplace = 1
 
-// Splice is struct ap_splice: one site to splice, the instruments its
-// trampoline runs, and what became of it.
+// OutFlags says that the module found the flags live after a window: a
+// block window's counters save them, a return window's stub gives them
+// back.
+const OutFlags = 1
+
+// Splice is struct ap_splice: one window to splice, its role, the
+// instruments its trampoline runs (the module builds it), and what became
+// of it.
 type Splice struct {
-	Addr    uint64
-	Func    uint64
-	Name    [nameLen]byte
-	Len     uint8
-	NInsns  uint8
-	BlobLen uint16
-	Flags   uint32
-	NInst   uint32
-	_       uint32
-	Insts   [SiteInsts]InstReq
-	Orig    [MaxWindow]byte
-	Blob    [MaxBlob]byte
-	Relocs  [MaxRelocs]Reloc
-	NRelocs uint32
+	Addr  uint64
+	Func  uint64
+	Name  [nameLen]byte
+	Len   uint8
+	Role  Role
+	_     uint16
+	Flags uint32
+	NInst uint32
+	_     uint32
+	Insts [SiteInsts]InstReq
+	Orig  [MaxWindow]byte
 	// Out:
-	Err   int32
-	Tramp uint64
-	Found [nameLen]byte
+	Err      int32
+	Out      uint32
+	Tramp    uint64
+	TrampLen uint32
+	_        uint32
+	Found    [nameLen]byte
 }
 
 type batch struct {
@@ -133,11 +146,23 @@ type batch struct {
 	Done uint32
 }
 
-// InstRead is struct ap_inst_read.
+// InstRead is struct ap_inst_read: an instrument's id in, the rest out.
 type InstRead struct {
-	Fast  uint64
+	ID    uint32
 	State State
 	Kind  Kind
+	_     uint32
+	Fast  uint64
+}
+
+// Status is struct ap_status: what the instruments cost, as the module's
+// overhead kill switch measures it (time in its handlers; the counters'
+// inline fast path is not timed), and whether a switch fired.
+type Status struct {
+	HandlerNs, ElapsedNs uint64
+	LastPPM, LimitPPM    uint32 // of all CPUs' time, over the last window checked; the limit
+	Dead                 State  // 0, Deadman or Overload
+	_                    uint32
 }
 
 type readArgs struct {
@@ -184,4 +209,5 @@ var (
 	iocWithdraw = ioc(iocRead|iocWrite, 4, unsafe.Sizeof(batch{}))
 	iocBeat     = ioc(iocNone, 5, 0)
 	iocReadAll  = ioc(iocRead|iocWrite, 6, unsafe.Sizeof(readArgs{}))
+	iocStatus   = ioc(iocRead, 7, unsafe.Sizeof(Status{}))
 )

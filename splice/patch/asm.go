@@ -91,6 +91,33 @@ func (b *Blob) Apply(base uint64, ids []uint32, slots []uint64) ([]byte, error) 
 	return out, nil
 }
 
+// Match reports how code differs from the blob resolved for a trampoline
+// at base whose instruments have ids, nil where it does not: the splice
+// module builds its trampolines itself, and its tests compare them with
+// this reference. The counters' slot fields (their per-CPU offsets, which
+// only the module knows) are taken from code.
+func (b *Blob) Match(code []byte, base uint64, ids []uint32) error {
+	slots := make([]uint64, len(ids))
+	for _, r := range b.Relocs {
+		if r.Kind == Slot64 && int(r.End) < len(slots) && int(r.Off)+8 <= len(code) {
+			slots[r.End] = binary.LittleEndian.Uint64(code[r.Off:])
+		}
+	}
+	want, err := b.Apply(base, ids, slots)
+	if err != nil {
+		return err
+	}
+	if len(code) != len(want) {
+		return fmt.Errorf("%d bytes, the reference %d", len(code), len(want))
+	}
+	for i := range want {
+		if code[i] != want[i] {
+			return fmt.Errorf("byte %#x is %#02x, the reference's %#02x (% x, want % x)", i, code[i], want[i], code, want)
+		}
+	}
+	return nil
+}
+
 // ErrRange says a displacement does not fit in a signed 32-bit field.
 var ErrRange = errors.New("displacement out of the signed 32-bit range")
 

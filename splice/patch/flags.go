@@ -24,7 +24,8 @@ func init() {
 	}
 	set(flagsNone, x86asm.MOV, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD, x86asm.LEA,
 		x86asm.PUSH, x86asm.POP, x86asm.NOP, x86asm.XCHG, x86asm.BSWAP, x86asm.NOT,
-		x86asm.CBW, x86asm.CWDE, x86asm.CDQE, x86asm.CWD, x86asm.CDQ, x86asm.CQO)
+		x86asm.CBW, x86asm.CWDE, x86asm.CDQE, x86asm.CWD, x86asm.CDQ, x86asm.CQO,
+		x86asm.PREFETCHNTA, x86asm.PREFETCHT0, x86asm.PREFETCHT1, x86asm.PREFETCHT2, x86asm.PREFETCHW)
 	set(flagsWriteAll, x86asm.ADD, x86asm.SUB, x86asm.AND, x86asm.OR, x86asm.XOR,
 		x86asm.CMP, x86asm.TEST, x86asm.NEG, x86asm.IMUL, x86asm.MUL, x86asm.XADD,
 		x86asm.CMPXCHG)

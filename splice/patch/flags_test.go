@@ -23,6 +23,7 @@ func TestFlagsDead(t *testing.T) {
 		shl1 = dec(0x48, 0xc1, 0xe0, 0x01) // shl $1,%rax
 		shlc = dec(0x48, 0xd3, 0xe0)       // shl %cl,%rax
 		call = dec(0xe8, 0, 0, 0, 0)
+		pref = dec(0x0f, 0x18, 0x0c, 0x03) // prefetcht0 (%rbx,%rax,1)
 	)
 	for _, c := range []struct {
 		name string
@@ -37,6 +38,8 @@ func TestFlagsDead(t *testing.T) {
 		{"shl by 1 writes", []x86asm.Inst{shl1}, true},
 		{"shl by cl may not", []x86asm.Inst{shlc, cmp}, false},
 		{"a call is unknown", []x86asm.Inst{call, cmp}, false},
+		// The allocator after its cmpxchg16b: mov, prefetcht0, mov, test.
+		{"prefetch neither reads nor writes", []x86asm.Inst{mov, pref, mov, cmp}, true},
 		{"the end comes first", []x86asm.Inst{mov}, false},
 	} {
 		if got := FlagsDead(c.seq); got != c.dead {

@@ -73,9 +73,23 @@ func (d Displaced) Target() (uint64, bool) {
 	return d.Addr + uint64(d.Inst.Len) + uint64(int64(disp)), true
 }
 
+// movablePrefixes are the legacy prefixes a displaced instruction may
+// have: lock, operand size and %gs (as the module's ap_insn_movable).
+var movablePrefixes = map[byte]bool{0xf0: true, 0x66: true, 0x65: true}
+
 // CheckMovable refuses an instruction that cannot run displaced.
 func (d Displaced) CheckMovable() error {
 	in := d.Inst
+	for _, b := range d.Code {
+		switch b {
+		case 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3:
+			if !movablePrefixes[b] {
+				return fmt.Errorf("%s at %#x: %w: prefix %#02x", d, d.Addr, ErrRefused, b)
+			}
+			continue
+		}
+		break
+	}
 	if !movable[in.Op] {
 		return fmt.Errorf("%s at %#x: %w: a %s cannot run out of place", d, d.Addr, ErrRefused, in.Op)
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/arch/x86/x86asm"
+
 	"github.com/autoprof/autoprof/callgraph"
 )
 
@@ -17,6 +19,9 @@ type Span struct{ Start, End uint64 }
 
 // overlaps reports whether s meets [start, end).
 func (s Span) overlaps(start, end uint64) bool { return s.Start < end && start < s.End }
+
+// contains reports whether a lies in s.
+func (s Span) contains(a uint64) bool { return s.Start <= a && a < s.End }
 
 // ExEntry is one exception-table entry: a faulting instruction and where
 // its fault goes.
@@ -41,6 +46,22 @@ type Tables struct {
 	JumpLabels  []uint64  // jump-label sites (a nop or a jmp each)
 	StaticCalls []uint64  // static-call sites
 	Kprobes     []uint64  // addresses of registered kprobes
+	// Targets are the places control reaches by a branch that no decode
+	// of a function's own code shows: where a jump label jumps once its
+	// key flips (jump_entry.target), where the jumps of an alternative's
+	// replacement go (the kernel keeps their absolute targets when it
+	// applies one), static-call sites (rewritten to a call, a jmp or a
+	// ret) and exception-table fixups. A window may not hold one after
+	// its first byte (SAFETY A.3).
+	Targets []uint64
+	// ReturnSites are the returns the image lists (.return_sites: each a
+	// jmp __x86_return_thunk as built, rewritten at boot to the return
+	// the kernel chose): where a timer's frame ends. From the image.
+	ReturnSites []uint64
+	// Text is the core kernel's text, [_stext, _etext); Ours is where the
+	// splice module's trampolines lie. A jump from a function to neither
+	// is another patcher's.
+	Text, Ours Span
 	// FromImage says whether AddImage added the alternative sites.
 	FromImage bool
 }
@@ -95,26 +116,45 @@ func ReadTables(syms *callgraph.Symbols, text callgraph.Text) (*Tables, error) {
 		return nil, fmt.Errorf("reading the kernel's tables: no _stext/_etext in the symbol table")
 	}
 	inText := func(a uint64) bool { return stext <= a && a < etext }
-	t := &Tables{}
+	t := &Tables{Text: Span{stext, etext}}
 	err := readTables(syms, text, []tableReader{
 		{"__start___ex_table", "__stop___ex_table", func(b []byte, base uint64) (err error) {
 			t.Extable, err = ParseExtable(b, base)
 			return err
 		}},
 		{"__start___jump_table", "__stop___jump_table", func(b []byte, base uint64) (err error) {
-			t.JumpLabels, err = parseRelSites(b, base, 16, inText, "jump table")
+			var targets []uint64
+			t.JumpLabels, targets, err = ParseJumpTable(b, base, inText)
+			t.Targets = append(t.Targets, targets...)
 			return err
 		}},
 		{"__start_static_call_sites", "__stop_static_call_sites", func(b []byte, base uint64) (err error) {
 			t.StaticCalls, err = parseRelSites(b, base, 8, inText, "static call sites")
+			t.Targets = append(t.Targets, t.StaticCalls...)
 			return err
 		}},
 	})
 	if err != nil {
 		return nil, err
 	}
+	for _, e := range t.Extable {
+		t.Targets = append(t.Targets, e.Fixup)
+	}
+	t.Targets = sortedSet(t.Targets)
 	t.SMPLocks = readSMPLocks(syms, text, inText)
 	return t, nil
+}
+
+// sortedSet sorts a and drops duplicates.
+func sortedSet(a []uint64) []uint64 {
+	sort.Slice(a, func(i, j int) bool { return a[i] < a[j] })
+	out := a[:0]
+	for i, v := range a {
+		if i == 0 || v != a[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // readSMPLocks reads the SMP lock sites where the kernel kept them: each
@@ -167,7 +207,9 @@ func (t *Tables) AddImage(im *callgraph.Image, syms *callgraph.Symbols) error {
 	inText := func(a uint64) bool { return stext <= a && a < etext }
 	initStart, initEnd, hasInit := symbolRange(isyms, "_sinittext", "_einittext")
 	inKernel := func(a uint64) bool { return inText(a) || hasInit && initStart <= a && a < initEnd }
-	var alts, pv []Span
+	var alts []Alternative
+	var pv []Span
+	var rets []uint64
 	err = readTables(isyms, im, []tableReader{
 		{"__alt_instructions", "__alt_instructions_end", func(b []byte, base uint64) (err error) {
 			alts, err = ParseAlternatives(b, base, inText, inKernel)
@@ -175,6 +217,10 @@ func (t *Tables) AddImage(im *callgraph.Image, syms *callgraph.Symbols) error {
 		}},
 		{"__parainstructions", "__parainstructions_end", func(b []byte, base uint64) (err error) {
 			pv, err = ParseParavirt(b, inText)
+			return err
+		}},
+		{"__return_sites", "__return_sites_end", func(b []byte, base uint64) (err error) {
+			rets, err = parseRelSites(b, base, 4, inText, "return sites")
 			return err
 		}},
 	})
@@ -188,7 +234,22 @@ func (t *Tables) AddImage(im *callgraph.Image, syms *callgraph.Symbols) error {
 		}
 		return s
 	}
-	t.Alts, t.Paravirt, t.FromImage = shift(alts), shift(pv), true
+	var sites []Span
+	for _, a := range alts {
+		sites = append(sites, a.Site)
+		targets, err := a.Targets(im)
+		if err != nil {
+			return fmt.Errorf("%s: %w", im, err)
+		}
+		for _, tg := range targets {
+			t.Targets = append(t.Targets, tg+delta)
+		}
+	}
+	for i := range rets {
+		rets[i] += delta
+	}
+	t.Targets = sortedSet(t.Targets)
+	t.Alts, t.Paravirt, t.ReturnSites, t.FromImage = shift(sites), shift(pv), rets, true
 	return nil
 }
 
@@ -210,35 +271,97 @@ func ParseExtable(b []byte, base uint64) ([]ExEntry, error) {
 	return out, nil
 }
 
+// Alternative is one entry of the alternatives table: the site the
+// kernel may rewrite, and the replacement it may write there.
+type Alternative struct {
+	Site, Repl Span
+}
+
 // ParseAlternatives parses struct alt_instr entries: s32 instr_offset,
 // s32 repl_offset, the CPU feature (16 bits until 6.2, 32 bits of feature
 // and flags after), u8 instrlen, u8 replacementlen. The entry size (12 or
 // 14 bytes) is the one under which every site lies in the kernel's text or
-// init text (inKernel); the sites in text (inText) are returned.
-func ParseAlternatives(b []byte, base uint64, inText, inKernel func(uint64) bool) ([]Span, error) {
+// init text (inKernel); the entries whose sites are in text (inText) are
+// returned, by site.
+func ParseAlternatives(b []byte, base uint64, inText, inKernel func(uint64) bool) ([]Alternative, error) {
 	for _, size := range []int{14, 12} {
 		if len(b)%size != 0 {
 			continue
 		}
-		var out []Span
+		var out []Alternative
 		ok := true
 		for i := 0; i < len(b); i += size {
 			start := base + uint64(i) + uint64(s32(b[i:]))
-			n := uint64(b[i+size-2])
+			repl := base + uint64(i) + 4 + uint64(s32(b[i+4:]))
+			n, rn := uint64(b[i+size-2]), uint64(b[i+size-1])
 			if !inKernel(start) {
 				ok = false
 				break
 			}
 			if inText(start) {
-				out = append(out, Span{start, start + n})
+				out = append(out, Alternative{Site: Span{start, start + n}, Repl: Span{repl, repl + rn}})
 			}
 		}
 		if ok {
-			sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+			sort.Slice(out, func(i, j int) bool { return out[i].Site.Start < out[j].Site.Start })
 			return out, nil
 		}
 	}
 	return nil, fmt.Errorf("alternatives table of %d bytes: neither 12- nor 14-byte entries land in kernel text", len(b))
+}
+
+// Targets returns where the direct jumps and calls of the replacement go
+// outside the replacement itself: the kernel rewrites their displacements
+// when it applies the replacement (apply_relocation), so that in the site
+// they reach the same absolute addresses, branch targets that the site's
+// own code as built does not show (a jump to the replacement's end stays
+// in the site, as need_reloc() has it). The replacement is read from text (the
+// image: replacements are init data).
+func (a Alternative) Targets(text callgraph.Text) ([]uint64, error) {
+	code := make([]byte, a.Repl.End-a.Repl.Start)
+	if len(code) == 0 {
+		return nil, nil
+	}
+	if err := text.ReadAt(code, a.Repl.Start); err != nil {
+		return nil, fmt.Errorf("replacement of the alternative at %#x: %w", a.Site.Start, err)
+	}
+	var out []uint64
+	for off := 0; off < len(code); {
+		in, err := x86asm.Decode(code[off:], 64)
+		if err != nil || in.Len == 0 {
+			break // data or a new encoding: the rest has no branch x86asm knows
+		}
+		end := a.Repl.Start + uint64(off+in.Len)
+		if rel, ok := in.Args[0].(x86asm.Rel); ok {
+			if to := end + uint64(int64(rel)); to < a.Repl.Start || to > a.Repl.End {
+				out = append(out, to)
+			}
+		}
+		off += in.Len
+	}
+	return out, nil
+}
+
+// ParseJumpTable parses struct jump_entry entries (s32 code, s32 target,
+// long key; code and target relative to their own fields): the sites, and
+// the targets an enabled key jumps to. Entries outside text (freed init
+// text) are dropped.
+func ParseJumpTable(b []byte, base uint64, inText func(uint64) bool) (sites, targets []uint64, err error) {
+	const size = 16
+	if len(b)%size != 0 {
+		return nil, nil, fmt.Errorf("jump table of %d bytes: not a whole number of %d-byte entries", len(b), size)
+	}
+	for i := 0; i < len(b); i += size {
+		code := base + uint64(i) + uint64(s32(b[i:]))
+		target := base + uint64(i) + 4 + uint64(s32(b[i+4:]))
+		if inText(code) {
+			sites = append(sites, code)
+			targets = append(targets, target)
+		}
+	}
+	sort.Slice(sites, func(i, j int) bool { return sites[i] < sites[j] })
+	sort.Slice(targets, func(i, j int) bool { return targets[i] < targets[j] })
+	return sites, targets, nil
 }
 
 // ParseParavirt parses struct paravirt_patch_site entries (u8 *instr,
@@ -278,7 +401,10 @@ func parseRelSites(b []byte, base uint64, size int, inText func(uint64) bool, wh
 }
 
 // ParseKprobeList parses debugfs kprobes/list ("ADDR  TYPE  SYMBOL+OFF
-// [FLAGS]" per registered kprobe) into the probed addresses.
+// [FLAGS]" per registered kprobe) into the probed addresses whose bytes a
+// kprobe writes: an int3, or an optprobe's jmp. A kprobe on the ftrace
+// site ([FTRACE]) writes none: ftrace calls it from the site that it owns
+// anyway.
 func ParseKprobeList(r io.Reader) ([]uint64, error) {
 	var out []uint64
 	sc := bufio.NewScanner(r)
@@ -291,6 +417,9 @@ func ParseKprobeList(r io.Reader) ([]uint64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kprobes/list line %d: %q: want ADDRESS TYPE SYMBOL", line, sc.Text())
 		}
+		if strings.Contains(sc.Text(), "[FTRACE]") {
+			continue
+		}
 		out = append(out, a)
 	}
 	if err := sc.Err(); err != nil {
@@ -302,8 +431,17 @@ func ParseKprobeList(r io.Reader) ([]uint64, error) {
 
 // anyIn reports whether a sorted list holds an address in [start, end).
 func anyIn(sorted []uint64, start, end uint64) bool {
+	_, ok := firstIn(sorted, start, end)
+	return ok
+}
+
+// firstIn returns the first address of a sorted list in [start, end).
+func firstIn(sorted []uint64, start, end uint64) (uint64, bool) {
 	i := sort.Search(len(sorted), func(i int) bool { return sorted[i] >= start })
-	return i < len(sorted) && sorted[i] < end
+	if i < len(sorted) && sorted[i] < end {
+		return sorted[i], true
+	}
+	return 0, false
 }
 
 // spanMeets reports whether a sorted list of spans, none longer than 255

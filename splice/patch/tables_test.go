@@ -50,7 +50,7 @@ func TestParseAlternatives(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%d-byte entries: %v", size, err)
 		}
-		if len(got) != 84/size || got[0] != (Span{fnAddr + 0x10, fnAddr + 0x15}) {
+		if len(got) != 84/size || got[0].Site != (Span{fnAddr + 0x10, fnAddr + 0x15}) {
 			t.Errorf("%d-byte entries: %+v", size, got)
 		}
 	}
@@ -67,9 +67,9 @@ func TestParseRelSitesAndKprobes(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != fnAddr+9 {
 		t.Errorf("static call sites %x, %v; want the one in text", got, err)
 	}
-	kp, err := ParseKprobeList(strings.NewReader("ffffffff81001005  k  fn+0x5    [FTRACE]\nffffffff81000010  r  other+0x0\n"))
-	if err != nil || len(kp) != 2 || kp[0] != 0xffffffff81000010 {
-		t.Errorf("kprobes %x, %v", kp, err)
+	kp, err := ParseKprobeList(strings.NewReader("ffffffff81001005  k  fn+0x5    [FTRACE]\nffffffff81000010  r  other+0x0\nffffffff81000020  k  other+0x10  [OPTIMIZED]\n"))
+	if err != nil || len(kp) != 2 || kp[0] != 0xffffffff81000010 || kp[1] != 0xffffffff81000020 {
+		t.Errorf("kprobes %x, %v; want the two that write bytes, not the one on the ftrace site", kp, err)
 	}
 	if _, err := ParseKprobeList(strings.NewReader("nonsense\n")); err == nil {
 		t.Error("a line without an address parses")
@@ -113,5 +113,45 @@ ffffffff82300004 R __smp_locks_end
 	text.Add(fnAddr, b)
 	if tb, err = ReadTables(syms, &text); err == nil && (len(tb.SMPLocks) != 1 || tb.SMPLocks[0] != fnAddr+0x30) {
 		t.Errorf("the lock prefix at fn+0x30 is not among %x", tb.SMPLocks)
+	}
+}
+
+// TestParseJumpTable reads both fields of struct jump_entry that point
+// into text: the site, and where it jumps once its key flips.
+func TestParseJumpTable(t *testing.T) {
+	const base = 0xffffffff82100000
+	inText := func(a uint64) bool { return a >= 0xffffffff81000000 && a < 0xffffffff82000000 }
+	var b []byte
+	b = append(append(b, rel(base, fnAddr+0x20)...), rel(base+4, fnAddr+0x47)...)
+	b = append(b, make([]byte, 8)...) // the key
+	b = append(append(b, rel(base+16, 0xffffffff83000000)...), rel(base+20, fnAddr+0x10)...)
+	b = append(b, make([]byte, 8)...)
+	sites, targets, err := ParseJumpTable(b, base, inText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sites) != 1 || sites[0] != fnAddr+0x20 || len(targets) != 1 || targets[0] != fnAddr+0x47 {
+		t.Errorf("sites %x, targets %x; want the site in text and its target", sites, targets)
+	}
+	if _, _, err := ParseJumpTable(b[:20], base, inText); err == nil {
+		t.Error("a torn entry parses")
+	}
+}
+
+// TestAlternativeTargets: a jump of a replacement keeps its absolute
+// target when the kernel applies it; a jump inside the replacement is no
+// target of the site's function.
+func TestAlternativeTargets(t *testing.T) {
+	const repl = 0xffffffff83000000
+	var text callgraph.MemText
+	// jmp fn+0x33 (e9 rel32), then jmp .+0 inside the replacement (eb 00).
+	text.Add(repl, append(append([]byte{0xe9}, rel(repl+5, fnAddr+0x33)...), 0xeb, 0x00))
+	a := Alternative{Site: Span{fnAddr + 0x10, fnAddr + 0x17}, Repl: Span{repl, repl + 7}}
+	got, err := a.Targets(&text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != fnAddr+0x33 {
+		t.Errorf("targets %x, want fn+0x33 only", got)
 	}
 }

@@ -29,7 +29,14 @@ type Instrument struct {
 type Layout struct {
 	PoolStart, PoolEnd uint64 // trampolines lie in [PoolStart, PoolEnd)
 	StubEnter          uint64 // entry handler stub of timers and exit counters
-	StubCount          uint64 // slow path of counters
+	StubExit           uint64 // handler stub of return windows, flags dead
+	StubCount          uint64 // slow path of counters, flags dead
+	// StubExitFlags and StubCountFlags give the arithmetic flags and AC
+	// back (popfq), for windows where the flags may be live
+	// (Window.FlagsLive). The others give back AC alone (a conditional
+	// STAC): popfq is slow, and QEMU's TCG before 8.0 mistakes the flags
+	// of a cmpxchg16b that follows one (kmod/splicer/module/stubs.S).
+	StubExitFlags, StubCountFlags uint64
 	// GSCurrent and GSRootTask are %gs offsets: of the current task
 	// pointer, and of the task the fast path may count for. TaskTgid is
 	// the offset of tgid in struct task_struct.
@@ -51,7 +58,18 @@ func (l Layout) fastPath() bool {
 // first, then counters, then exit counters: a function's own timer frame
 // is then open for the counts at its entry and its returns, as it is for
 // the counters of its other blocks.
+//
+// A return window's trampoline (no instrument) calls the exit stub, then
+// does what the window's instruction did: return, jump to the return
+// thunk, tail-call (a conditional tail call tests its condition first).
+//
+// The splice module builds the same bytes itself (kmod/splicer/module/
+// tramp.c); Build is their reference, which the tests run in a harness and
+// the VM tests compare with what the module wrote.
 func Build(w *Window, insts []Instrument, l Layout) (*Blob, error) {
+	if w.Return {
+		return buildReturn(w, l)
+	}
 	if len(insts) == 0 {
 		return nil, fmt.Errorf("%s+%#x: no instrument to build a trampoline for", w.Func.Name, w.Off)
 	}
@@ -96,6 +114,31 @@ func Build(w *Window, insts []Instrument, l Layout) (*Blob, error) {
 
 func label(name string, i int) string { return name + strconv.Itoa(i) }
 
+// buildReturn encodes a return window's trampoline.
+func buildReturn(w *Window, l Layout) (*Blob, error) {
+	var a Asm
+	d := w.Insts[0]
+	cc := d.Inst.Len == 6 // jcc rel32: a conditional tail call
+	if cc {
+		a.Jcc(Cond(d.Code[1]&0xf^1), "not")
+	}
+	stub := l.StubExit
+	if w.FlagsLive {
+		stub = l.StubExitFlags
+	}
+	a.Push(RDI).CallAbs(stub).Pop(RDI)
+	if target, ok := w.ExitTarget(); ok {
+		a.JmpAbs(target)
+	} else {
+		a.Bytes(0xc3) // ret
+	}
+	a.Int3()
+	if cc {
+		a.Label("not").JmpAbs(w.Addr() + uint64(w.Len())).Int3()
+	}
+	return a.Encode()
+}
+
 // buildCount emits counter i's entry and reports whether it has a slow
 // path to emit after the body. The fast path counts in the root context
 // with one per-CPU increment: when the current task is the one the module
@@ -104,7 +147,7 @@ func label(name string, i int) string { return name + strconv.Itoa(i) }
 // processes to filter, every hit calls the module.
 func buildCount(a *Asm, w *Window, i int, pids []int32, l Layout) bool {
 	if len(pids) > 1 || !l.fastPath() {
-		a.Push(RDI).MovID(RDI, i).CallAbs(l.StubCount).Pop(RDI)
+		a.Push(RDI).MovID(RDI, i).CallAbs(l.countStub(w)).Pop(RDI)
 		return false
 	}
 	if w.FlagsLive {
@@ -124,6 +167,14 @@ func buildCount(a *Asm, w *Window, i int, pids []int32, l Layout) bool {
 	return true
 }
 
+// countStub returns the stub counters at w call.
+func (l Layout) countStub(w *Window) uint64 {
+	if w.FlagsLive {
+		return l.StubCountFlags
+	}
+	return l.StubCount
+}
+
 // buildCountSlow emits counter i's call into the module, after the body:
 // flags and %rax restored first, %rdi carries the id; then back to the
 // next instrument.
@@ -132,7 +183,7 @@ func buildCountSlow(a *Asm, w *Window, i int, l Layout) {
 	if w.FlagsLive {
 		a.Popf()
 	}
-	a.Push(RDI).MovID(RDI, i).CallAbs(l.StubCount).Pop(RDI).Jmp(label("next", i))
+	a.Push(RDI).MovID(RDI, i).CallAbs(l.countStub(w)).Pop(RDI).Jmp(label("next", i))
 }
 
 // checkReach checks that every displacement fits wherever in the pool the

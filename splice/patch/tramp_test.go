@@ -9,7 +9,8 @@ import (
 
 var testLayout = Layout{
 	PoolStart: 0xffffffffc0400000, PoolEnd: 0xffffffffc0500000,
-	StubEnter: 0xffffffffc03f0000, StubCount: 0xffffffffc03f0040,
+	StubEnter: 0xffffffffc03f0000, StubCount: 0xffffffffc03f0040, StubExit: 0xffffffffc03f0080,
+	StubExitFlags: 0xffffffffc03f00c0, StubCountFlags: 0xffffffffc03f0100,
 	GSCurrent: 0x1fb80, GSRootTask: 0x35040, TaskTgid: 0x974, MaxBlob: 480,
 }
 

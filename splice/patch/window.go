@@ -16,7 +16,8 @@ const JumpLen = 5
 const MaxWindow = 19
 
 // Window is a place a splice can go: whole instructions of one function,
-// at least JumpLen bytes, that may all run displaced.
+// at least JumpLen bytes, that may all run displaced; or one of its
+// returns (a return window).
 type Window struct {
 	Func  callgraph.Symbol
 	Off   uint32      // the site: offset of the first displaced instruction
@@ -25,9 +26,42 @@ type Window struct {
 	// the ftrace site): the return address is at the top of the stack,
 	// and the arithmetic flags are dead (no C function reads them).
 	Entry bool
+	// Return is set for a return window: a return (jmp to the return
+	// thunk, or ret and the int3s after it), where the frames of timers
+	// and exit counters keyed by its stack slot end (see ExitWindows).
+	// Its instruction does not run displaced: the trampoline does what it
+	// does, after the exit handler. The module and Build also take a
+	// window at a tail call (jmp or jcc to another function's start), but
+	// ExitWindows gives none: a frame ending there would miss the
+	// callee's time.
+	Return bool
 	// FlagsLive is set when the flags may be read after the site: the
-	// instrument must save them.
+	// instrument must save them. At a return window, it is set unless
+	// the part holding it starts as a compiled function does (ENDBR or
+	// its seal, then the ftrace site): then its callers, by the C ABI,
+	// read no flags it leaves.
 	FlagsLive bool
+}
+
+// Role is what a window is to its function, the values of enum ap_role.
+type Role uint8
+
+// The roles.
+const (
+	RoleBlock  Role = 1 // whole instructions inside the function: counters
+	RoleEntry  Role = 2 // the entry window: any instrument
+	RoleReturn Role = 3 // a return window: no instrument
+)
+
+// Role returns the window's role.
+func (w *Window) Role() Role {
+	switch {
+	case w.Return:
+		return RoleReturn
+	case w.Entry:
+		return RoleEntry
+	}
+	return RoleBlock
 }
 
 // Addr returns the site's address.
@@ -84,7 +118,7 @@ func EntrySite(f *callgraph.Function) (uint32, error) {
 // off is ignored and the window goes at EntrySite: it must then not be a
 // branch target, so that it runs exactly once per call.
 func SelectWindow(f *callgraph.Function, cold []*callgraph.Function, off uint32, entry bool, t *Tables) (*Window, error) {
-	if err := checkFunction(f, cold); err != nil {
+	if err := checkFunction(f, cold, t); err != nil {
 		return nil, err
 	}
 	if entry {
@@ -98,7 +132,7 @@ func SelectWindow(f *callgraph.Function, cold []*callgraph.Function, off uint32,
 	if err := w.collect(f); err != nil {
 		return nil, err
 	}
-	if err := w.checkTargets(f, cold); err != nil {
+	if err := w.checkTargets(f, cold, t); err != nil {
 		return nil, err
 	}
 	if err := w.checkTables(f, t); err != nil {
@@ -111,7 +145,7 @@ func SelectWindow(f *callgraph.Function, cold []*callgraph.Function, off uint32,
 }
 
 // checkFunction applies the rules about the whole function.
-func checkFunction(f *callgraph.Function, cold []*callgraph.Function) error {
+func checkFunction(f *callgraph.Function, cold []*callgraph.Function, t *Tables) error {
 	if f.Sym.Module != "" {
 		return refusef(f, "a function of module %s (only the core kernel's tables are read)", f.Sym.Module)
 	}
@@ -129,8 +163,76 @@ func checkFunction(f *callgraph.Function, cold []*callgraph.Function) error {
 				return refusef(f, "%s jumps through %s at +%#x", part.Sym.Name, s.Via, s.Off)
 			}
 		}
+		if err := checkForeign(f, part, t); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// checkForeign refuses a function that holds another patcher's bytes: a
+// registered kprobe anywhere in it (its int3, or an optprobe's jmp, makes
+// the decode of what follows a guess), an int3 in the middle of its code
+// (a breakpoint kprobes/list does not show yet), or a jump out of the
+// kernel's text that is not one of ours (an optprobe's, or another
+// splicer's). Linux's can_probe() decodes through kprobes' int3s by
+// recovering the bytes they replaced; autoprof, which cannot, refuses.
+func checkForeign(f, part *callgraph.Function, t *Tables) error {
+	if t == nil {
+		return nil // refused later, for want of tables
+	}
+	if a, ok := firstIn(t.Kprobes, part.Sym.Addr, part.Sym.Addr+uint64(len(part.Code))); ok {
+		return refusef(f, "a kprobe sits in %s at +%#x", part.Sym.Name, a-part.Sym.Addr)
+	}
+	prev := callgraph.KindJump // the function's start follows no instruction
+	for _, in := range part.Insts {
+		if in.Off >= part.CodeEnd {
+			break
+		}
+		switch in.Kind {
+		case callgraph.KindInt3:
+			if !ends(prev) {
+				return refusef(f, "%s has an int3 in its code at +%#x (another's breakpoint)", part.Sym.Name, in.Off)
+			}
+		case callgraph.KindJump, callgraph.KindCondJump:
+			// An alternative's jump as built (into .altinstr_aux, init
+			// text) is rewritten at boot: the image shows it, never the
+			// running kernel.
+			at := part.Sym.Addr + uint64(in.Off)
+			if _, alt := spanMeets(t.Alts, at, at+uint64(in.Len)); alt {
+				break
+			}
+			to, ok := jumpTarget(part, in)
+			if ok && !t.Text.contains(to) && !t.Ours.contains(to) && t.Text != (Span{}) {
+				return refusef(f, "%s jumps out of the kernel's text at +%#x, to %#x (another patcher's jump: an optprobe's?)", part.Sym.Name, in.Off, to)
+			}
+		}
+		prev = in.Kind
+	}
+	return nil
+}
+
+// ends reports whether an instruction of kind k never falls through, so
+// that int3 may follow it as padding (the SLS barrier).
+func ends(k callgraph.InstKind) bool {
+	switch k {
+	case callgraph.KindJump, callgraph.KindIndirectJump, callgraph.KindRet, callgraph.KindInt3, callgraph.KindStop:
+		return true
+	}
+	return false
+}
+
+// jumpTarget returns the absolute target of the direct jump in.
+func jumpTarget(f *callgraph.Function, in callgraph.Inst) (uint64, bool) {
+	d, err := x86asm.Decode(f.Code[in.Off:in.End()], 64)
+	if err != nil {
+		return 0, false
+	}
+	rel, ok := d.Args[0].(x86asm.Rel)
+	if !ok {
+		return 0, false
+	}
+	return f.Sym.Addr + uint64(in.End()) + uint64(int64(rel)), true
 }
 
 // collect gathers whole instructions from the site until JumpLen bytes.
@@ -180,8 +282,11 @@ func (w *Window) checkInst(f *callgraph.Function, in callgraph.Inst) error {
 
 // checkTargets refuses a window that a branch can enter after its first
 // byte (SAFETY A.3: no direct jump into (site, site+len]); an entry window
-// may not be a branch target at all.
-func (w *Window) checkTargets(f *callgraph.Function, cold []*callgraph.Function) error {
+// may not be a branch target at all. The branches are the function's own,
+// its .cold parts', and those the kernel's tables add (tb.Targets: jump
+// labels once flipped, alternatives' replacements, static calls,
+// exception fixups).
+func (w *Window) checkTargets(f *callgraph.Function, cold []*callgraph.Function, tb *Tables) error {
 	lo, hi := w.Off+1, w.Off+uint32(w.Len())
 	if w.Entry {
 		lo = w.Off
@@ -191,9 +296,14 @@ func (w *Window) checkTargets(f *callgraph.Function, cold []*callgraph.Function)
 			return refusef(f, "a branch inside the function reaches +%#x, in the window", t)
 		}
 	}
+	base := f.Sym.Addr
+	if tb != nil {
+		if a, ok := firstIn(tb.Targets, base+uint64(lo), base+uint64(hi)+1); ok {
+			return refusef(f, "+%#x, in the window, is a branch target the kernel's tables name (a jump label's, an alternative's, a static call or an exception fixup)", a-base)
+		}
+	}
 	// A .cold part jumps back into its parent: callgraph records that as
 	// an exit, or as a jump into the middle of the parent.
-	base := f.Sym.Addr
 	in := func(a uint64) bool { return base+uint64(lo) <= a && a <= base+uint64(hi) }
 	for _, part := range cold {
 		for _, e := range part.Exits {
@@ -234,9 +344,6 @@ func (w *Window) checkTables(f *callgraph.Function, t *Tables) error {
 	if anyIn(t.StaticCalls, start, end) {
 		return refusef(f, "the window holds a static call")
 	}
-	if anyIn(t.Kprobes, start, end) {
-		return refusef(f, "a kprobe sits in the window")
-	}
 	return nil
 }
 
@@ -264,4 +371,199 @@ func (w *Window) following(f *callgraph.Function) []x86asm.Inst {
 		at = in.End()
 	}
 	return out
+}
+
+// Callee decodes a function that a tail call enters, with its .cold
+// parts, once the placement rules of the backend allow return windows in
+// it (a return window splices it as a timer's would).
+type Callee func(name string) (*callgraph.Function, []*callgraph.Function, error)
+
+// Bounds of the tail calls a timer's returns follow: how many functions
+// deep, and how many return windows in all.
+const (
+	maxTailDepth   = 4
+	maxExitWindows = 64
+)
+
+// ExitWindows returns the return windows that end the frames of f's
+// timers and exit counters: a window at each return of f and its .cold
+// parts (a jmp to the return thunk; or a ret, where the kernel wrote ret
+// and int3s over one), and, where f leaves by a tail call (a jmp or jcc
+// to another function's start), the return windows of the function it
+// enters, and so on down its own tail calls. A tail call pops nothing:
+// the slot of f's return address, the key of f's frames, is popped when
+// the callee returns, so f's frames end there, with the callee's time in
+// them, as a kretprobe's or fexit's would; the callee's returns end only
+// the frames keyed by their own stack slot, so its calls from elsewhere
+// end nothing of f. A window at the tail call itself would end f's frame
+// before the callee ran. Without callee (nil), f is refused where it
+// leaves by a tail call. f is refused where one of its exits cannot take
+// a window, or where it has none (it never returns).
+func ExitWindows(f *callgraph.Function, cold []*callgraph.Function, t *Tables, callee Callee) ([]*Window, error) {
+	x := exitWalk{t: t, callee: callee, seen: map[string]bool{f.Sym.Name: true}, at: map[uint64]bool{}}
+	if err := x.add(f, cold, 0); err != nil {
+		return nil, err
+	}
+	return x.out, nil
+}
+
+// exitWalk gathers the return windows of a function and of the functions
+// it tail-calls.
+type exitWalk struct {
+	t      *Tables
+	callee Callee
+	seen   map[string]bool // functions walked
+	at     map[uint64]bool // windows gathered, by address
+	out    []*Window
+}
+
+// add gathers the return windows of f (depth tail calls below the timed
+// function) and of its tail callees.
+func (x *exitWalk) add(f *callgraph.Function, cold []*callgraph.Function, depth int) error {
+	if err := checkFunction(f, cold, x.t); err != nil {
+		return err
+	}
+	var tails []callgraph.Site
+	n := len(x.out)
+	for _, part := range append([]*callgraph.Function{f}, cold...) {
+		ts, err := x.partExits(f, part)
+		if err != nil {
+			return err
+		}
+		tails = append(tails, ts...)
+	}
+	if len(x.out) == n && len(tails) == 0 {
+		return refusef(f, "it never returns (no return, no tail call): a timer's frame would never end")
+	}
+	for _, s := range tails {
+		if err := x.tail(f, s, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tail gathers the return windows of the function that f's tail call s
+// enters.
+func (x *exitWalk) tail(f *callgraph.Function, s callgraph.Site, depth int) error {
+	why := fmt.Sprintf("leaves by a tail call to %s at +%#x: a timer ending at its returns would miss %s's time", s.Target, s.Off, s.Target)
+	switch {
+	case x.seen[s.Target]:
+		return nil
+	case x.callee == nil:
+		return refusef(f, "%s (time %s instead, or use kprobe or fentry)", why, s.Target)
+	case depth+1 >= maxTailDepth:
+		return refusef(f, "%s, and its frames would end at the returns of tail calls %d deep, more than %d", why, depth+1, maxTailDepth-1)
+	}
+	x.seen[s.Target] = true
+	g, gcold, err := x.callee(s.Target)
+	if err == nil {
+		err = x.add(g, gcold, depth+1)
+	}
+	if err != nil {
+		return refusef(f, "%s, and its frames cannot end at %s's returns: %v", why, s.Target, err)
+	}
+	if len(x.out) > maxExitWindows {
+		return refusef(f, "its frames would end at more than %d returns, through its tail calls", maxExitWindows)
+	}
+	return nil
+}
+
+// partExits gathers the return windows of one part of f, and returns its
+// tail calls.
+func (x *exitWalk) partExits(f, part *callgraph.Function) ([]callgraph.Site, error) {
+	for _, off := range part.Returns {
+		w, err := returnWindow(f, part, off, x.t)
+		if err != nil {
+			return nil, err
+		}
+		if !x.at[w.Addr()] {
+			x.at[w.Addr()] = true
+			x.out = append(x.out, w)
+		}
+	}
+	var tails []callgraph.Site
+	for _, s := range part.Sites {
+		if !s.Jump {
+			continue
+		}
+		if s.Kind != callgraph.Tail || s.TargetOff != 0 || s.Target == "" {
+			return nil, refusef(f, "%s leaves by a %s jump at +%#x, where no return window can go", part.Sym.Name, s.Kind, s.Off)
+		}
+		tails = append(tails, s)
+	}
+	return tails, nil
+}
+
+// returnWindow makes the return window at off of part, a part of f.
+func returnWindow(f, part *callgraph.Function, off uint32, t *Tables) (*Window, error) {
+	in, ok := part.Inst(off)
+	if !ok {
+		return nil, refusef(f, "%s: no instruction at +%#x", part.Sym.Name, off)
+	}
+	code := part.Code[off:]
+	n := int(in.Len)
+	switch {
+	case in.Kind == callgraph.KindRet:
+		if len(code) < JumpLen || string(code[:JumpLen]) != "\xc3\xcc\xcc\xcc\xcc" {
+			return nil, refusef(f, "%s returns at +%#x with a ret not followed by 4 int3s: no room for a jump", part.Sym.Name, off)
+		}
+		n = JumpLen
+	case n == JumpLen && code[0] == 0xe9, n == 6 && code[0] == 0x0f && code[1]&0xf0 == 0x80:
+	default:
+		return nil, refusef(f, "%s leaves at +%#x by an instruction of %d bytes: no room for a jump", part.Sym.Name, off, n)
+	}
+	w := &Window{Func: part.Sym, Off: off, Return: true, FlagsLive: !compiledStart(part.Code)}
+	for at := 0; at < n; {
+		d, err := Decode(code[at:n], part.Sym.Addr+uint64(off)+uint64(at))
+		if err != nil {
+			return nil, refusef(f, "%v", err)
+		}
+		w.Insts = append(w.Insts, d)
+		at += d.Inst.Len
+	}
+	for _, tg := range part.Targets {
+		if tg > off && tg < off+uint32(n) {
+			return nil, refusef(f, "a branch reaches +%#x, inside the return at +%#x", tg, off)
+		}
+	}
+	if err := w.checkTables(part, t); err != nil {
+		return nil, err
+	}
+	if a, ok := firstIn(t.Targets, w.Addr()+1, w.Addr()+uint64(n)); ok {
+		return nil, refusef(f, "%#x, inside the return at +%#x, is a branch target the kernel's tables name", a, off)
+	}
+	return w, nil
+}
+
+// compiledStart reports whether code starts as a compiled, traceable
+// function does: ENDBR (or the nop that seals it) if any, then the ftrace
+// site, a 5-byte nop or a call. The splice module decides a return
+// window's flags by the same bytes (ap_entry_site).
+func compiledStart(code []byte) bool {
+	off := 0
+	if len(code) >= 4 {
+		switch string(code[:4]) {
+		case "\xf3\x0f\x1e\xfa", "\x66\x0f\x1f\x00", "\x0f\x1f\x40\xd6":
+			off = 4
+		}
+	}
+	if len(code) < off+JumpLen {
+		return false
+	}
+	return string(code[off:off+JumpLen]) == "\x0f\x1f\x44\x00\x00" || code[off] == 0xe8
+}
+
+// ExitTarget returns where a return window's jump goes (the return thunk,
+// or the function tail-called), and whether it has one (a ret has none).
+func (w *Window) ExitTarget() (uint64, bool) {
+	if !w.Return || len(w.Insts) == 0 {
+		return 0, false
+	}
+	d := w.Insts[0]
+	rel, ok := d.Inst.Args[0].(x86asm.Rel)
+	if !ok {
+		return 0, false
+	}
+	return d.Addr + uint64(d.Inst.Len) + uint64(int64(rel)), true
 }

@@ -5,8 +5,20 @@
  *
  * main.c: the parameters the loader passes (the kernel's identity and the
  * addresses of the unexported internals the splicer needs, each checked
- * here against kallsyms), the control file /proc/autoprof_splice, sessions
- * and the dead-man switch.
+ * here against kallsyms), the control file /proc/autoprof_splice, sessions,
+ * and the two switches that withdraw everything by themselves: the
+ * dead-man switch (no heartbeat) and the overhead kill switch (the
+ * handlers take too much of the CPUs).
+ *
+ * The unexported kernel functions the module uses are reached through
+ * static calls retargeted here at load (static_call_update): direct calls,
+ * never an indirect call into the kernel. Under IBT the kernel seals the
+ * ENDBR of every function whose address it never takes (insn_decode and
+ * the *_text_reserved() checks among them), and an indirect call there
+ * faults; the static calls' trampolines and inline sites jump directly.
+ *
+ * Only a holder of CAP_SYS_MODULE may open the control file, and not under
+ * lockdown: a session writes kernel text, as a module or a debugger would.
  *
  * The control file is a proc entry, not a device, so that an open session
  * does not hold the module: procfs tracks the files open on an entry, and
@@ -30,8 +42,12 @@
 #include <linux/workqueue.h>
 #include <linux/version.h>
 #include <linux/capability.h>
+#include <linux/security.h>
+#include <linux/static_call.h>
+#include <linux/ktime.h>
 #include <asm/cpufeature.h>
 #include <asm/current.h>
+#include <asm/ibt.h>
 
 #include "splice.h"
 
@@ -42,19 +58,106 @@ static char *build_id = "";
 module_param(build_id, charp, 0400);
 MODULE_PARM_DESC(build_id, "GNU build id of that kernel's vmlinux, in hex");
 
-static unsigned long text_poke_addr, text_mutex_addr, build_id_addr;
-static unsigned long search_extable_addr, stext_addr, etext_addr;
-module_param_named(text_poke, text_poke_addr, ulong, 0400);
+static unsigned long text_mutex_addr, build_id_addr, stext_addr, etext_addr;
+static unsigned long ex_start_addr, ex_stop_addr, jump_start_addr, jump_stop_addr, thunk_addr;
 module_param_named(text_mutex, text_mutex_addr, ulong, 0400);
 module_param_named(vmlinux_build_id, build_id_addr, ulong, 0400);
-module_param_named(search_exception_tables, search_extable_addr, ulong, 0400);
 module_param_named(stext, stext_addr, ulong, 0400);
 module_param_named(etext, etext_addr, ulong, 0400);
+module_param_named(start_ex_table, ex_start_addr, ulong, 0400);
+module_param_named(stop_ex_table, ex_stop_addr, ulong, 0400);
+module_param_named(start_jump_table, jump_start_addr, ulong, 0400);
+module_param_named(stop_jump_table, jump_stop_addr, ulong, 0400);
+module_param_named(x86_return_thunk, thunk_addr, ulong, 0400);
 
-u32 ap_max_insts = 65536, ap_max_ctxs = 16384, ap_max_threads = 4096;
+static unsigned long text_poke_addr, insn_decode_addr, jump_label_addr, static_call_addr;
+static unsigned long ftrace_addr, alternatives_addr, blacklist_addr;
+module_param_named(text_poke, text_poke_addr, ulong, 0400);
+module_param_named(insn_decode, insn_decode_addr, ulong, 0400);
+module_param_named(jump_label_text_reserved, jump_label_addr, ulong, 0400);
+module_param_named(static_call_text_reserved, static_call_addr, ulong, 0400);
+module_param_named(ftrace_text_reserved, ftrace_addr, ulong, 0400);
+module_param_named(alternatives_text_reserved, alternatives_addr, ulong, 0400);
+module_param_named(within_kprobe_blacklist, blacklist_addr, ulong, 0400);
+
+u32 ap_max_insts = AP_MAX_INSTS, ap_max_ctxs = 16384, ap_max_threads = 4096;
 module_param_named(max_insts, ap_max_insts, uint, 0400);
 module_param_named(max_ctxs, ap_max_ctxs, uint, 0400);
 module_param_named(max_threads, ap_max_threads, uint, 0400);
+
+/*
+ * The kernel functions, as static calls. Until main.c links them, each
+ * answers as a refusal would.
+ */
+static void *ap_unlinked_poke(void *addr, const void *opcode, size_t len) { return NULL; }
+static int ap_unlinked_decode(struct insn *insn, const void *kaddr, int len, enum insn_mode m) { return -EINVAL; }
+static int ap_unlinked_reserved(void *start, void *end) { return 1; }
+static int ap_unlinked_ftrace(const void *start, const void *end) { return 1; }
+static bool ap_unlinked_blacklist(unsigned long addr) { return true; }
+
+DEFINE_STATIC_CALL(ap_k_text_poke, ap_unlinked_poke);
+DEFINE_STATIC_CALL(ap_k_insn_decode, ap_unlinked_decode);
+DEFINE_STATIC_CALL(ap_k_jump_label, ap_unlinked_reserved);
+DEFINE_STATIC_CALL(ap_k_static_call, ap_unlinked_reserved);
+DEFINE_STATIC_CALL(ap_k_ftrace, ap_unlinked_ftrace);
+DEFINE_STATIC_CALL(ap_k_alternatives, ap_unlinked_reserved);
+DEFINE_STATIC_CALL(ap_k_blacklist, ap_unlinked_blacklist);
+
+void *ap_text_poke(void *addr, const void *opcode, size_t len)
+{
+	return static_call(ap_k_text_poke)(addr, opcode, len);
+}
+
+int ap_insn_decode(struct insn *insn, const void *kaddr, int len)
+{
+	return static_call(ap_k_insn_decode)(insn, kaddr, len, INSN_MODE_64);
+}
+
+int ap_jump_label_reserved(void *start, void *end)
+{
+	return static_call(ap_k_jump_label)(start, end);
+}
+
+int ap_static_call_reserved(void *start, void *end)
+{
+	return static_call(ap_k_static_call)(start, end);
+}
+
+int ap_ftrace_reserved(const void *start, const void *end)
+{
+	return static_call(ap_k_ftrace)(start, end);
+}
+
+int ap_alternatives_reserved(void *start, void *end)
+{
+	return static_call(ap_k_alternatives)(start, end);
+}
+
+bool ap_kprobe_blacklisted(unsigned long addr)
+{
+	return static_call(ap_k_blacklist)(addr);
+}
+
+/* The kernel functions by parameter: the symbol, and the static call it links. */
+struct ap_func {
+	const char *name;
+	unsigned long *addr;
+	struct static_call_key *key;
+	void *tramp;
+};
+
+#define AP_FUNC(sym, param, call) \
+	{ #sym, &param, &STATIC_CALL_KEY(call), STATIC_CALL_TRAMP_ADDR(call) }
+
+static const struct ap_func ap_funcs[] = {
+	AP_FUNC(text_poke, text_poke_addr, ap_k_text_poke),
+	AP_FUNC(insn_decode, insn_decode_addr, ap_k_insn_decode),
+	AP_FUNC(jump_label_text_reserved, jump_label_addr, ap_k_jump_label),
+	AP_FUNC(static_call_text_reserved, static_call_addr, ap_k_static_call),
+	AP_FUNC(ftrace_text_reserved, ftrace_addr, ap_k_ftrace),
+	AP_FUNC(alternatives_text_reserved, alternatives_addr, ap_k_alternatives),
+	AP_FUNC(within_kprobe_blacklist, blacklist_addr, ap_k_blacklist),
+};
 
 struct ap_kernel ap_k;
 DEFINE_MUTEX(ap_lock);
@@ -96,31 +199,100 @@ static bool ap_in_core(unsigned long addr)
 	return strchr(buf, '+') && !strchr(buf, ' ');
 }
 
-static int ap_check_addresses(void)
+/*
+ * ap_is_entry checks that a function the module calls starts the way an
+ * IBT kernel starts functions: with ENDBR, or with the nop that seals it
+ * (the module's calls are direct: a sealed entry is as good). A kernel
+ * without IBT marks no entry.
+ */
+static int ap_is_entry(unsigned long addr, const char *name)
 {
-	unsigned long self = (unsigned long)ap_check_addresses;
-	int err;
+	u32 first;
 
-	err = ap_is_sym(text_poke_addr, "text_poke");
-	err = err ?: ap_is_sym(text_mutex_addr, "text_mutex");
-	err = err ?: ap_is_sym(build_id_addr, "vmlinux_build_id");
-	err = err ?: ap_is_sym(search_extable_addr, "search_exception_tables");
+	if (!cpu_feature_enabled(X86_FEATURE_IBT))
+		return 0;
+	memcpy(&first, (void *)addr, sizeof(first));
+	if (is_endbr(first))
+		return 0;
+	pr_err("%s at %px starts with neither ENDBR nor its seal (%08x)\n", name, (void *)addr, first);
+	return -EINVAL;
+}
+
+/* ap_in_text reports whether addr is in the core kernel's text. */
+static bool ap_in_text(unsigned long addr)
+{
+	return addr >= stext_addr && addr < etext_addr;
+}
+
+/* ap_table checks the bounds of a table of entries of size bytes. */
+static bool ap_table(unsigned long start, unsigned long stop, size_t size)
+{
+	return start <= stop && stop - start <= SZ_16M && (stop - start) % size == 0;
+}
+
+static int ap_check_data(void)
+{
+	/*
+	 * The ends of the tables are checked by their size: kallsyms may name
+	 * another symbol at the same address (__stop___jump_table is
+	 * __start_static_call_sites).
+	 */
+	static const struct {
+		const char *name;
+		unsigned long *addr;
+	} data[] = {
+		{ "text_mutex", &text_mutex_addr },
+		{ "vmlinux_build_id", &build_id_addr },
+		{ "__start___ex_table", &ex_start_addr },
+		{ "__start___jump_table", &jump_start_addr },
+		{ "x86_return_thunk", &thunk_addr },
+	};
+	unsigned long self = (unsigned long)ap_check_data;
+	int err = 0;
+	u32 i;
+
+	for (i = 0; i < ARRAY_SIZE(data) && !err; i++)
+		err = ap_is_sym(*data[i].addr, data[i].name);
 	if (err)
 		return err;
 	if (!stext_addr || stext_addr >= etext_addr || etext_addr - stext_addr > SZ_1G ||
-	    text_poke_addr < stext_addr || text_poke_addr >= etext_addr ||
-	    search_extable_addr < stext_addr || search_extable_addr >= etext_addr ||
-	    (self >= stext_addr && self < etext_addr) ||
-	    !ap_in_core(stext_addr) || !ap_in_core(etext_addr - 1)) {
+	    ap_in_text(self) || !ap_in_core(stext_addr) || !ap_in_core(etext_addr - 1) ||
+	    !ap_table(ex_start_addr, ex_stop_addr, sizeof(struct exception_table_entry)) ||
+	    !ap_table(jump_start_addr, jump_stop_addr, sizeof(struct jump_entry))) {
 		pr_err("kernel text [%px, %px) is not the core kernel's\n",
 		       (void *)stext_addr, (void *)etext_addr);
 		return -EINVAL;
 	}
-	ap_k.text_poke = (void *)text_poke_addr;
 	ap_k.text_mutex = (struct mutex *)text_mutex_addr;
-	ap_k.search_extable = (void *)search_extable_addr;
 	ap_k.stext = stext_addr;
 	ap_k.etext = etext_addr;
+	ap_k.ex_start = (void *)ex_start_addr;
+	ap_k.ex_stop = (void *)ex_stop_addr;
+	ap_k.jump_start = (void *)jump_start_addr;
+	ap_k.jump_stop = (void *)jump_stop_addr;
+	ap_k.return_thunk = (void *)thunk_addr;
+	return 0;
+}
+
+/*
+ * ap_link checks each kernel function's address (kallsyms names it, it is
+ * in core text, it starts as a function) and retargets its static call.
+ */
+static int ap_link(void)
+{
+	const struct ap_func *f;
+	int err;
+
+	for (f = ap_funcs; f < ap_funcs + ARRAY_SIZE(ap_funcs); f++) {
+		err = ap_is_sym(*f->addr, f->name);
+		if (!err && !ap_in_text(*f->addr))
+			err = -EINVAL;
+		err = err ?: ap_is_entry(*f->addr, f->name);
+		if (err)
+			return err;
+	}
+	for (f = ap_funcs; f < ap_funcs + ARRAY_SIZE(ap_funcs); f++)
+		__static_call_update(f->key, f->tramp, (void *)*f->addr);
 	return 0;
 }
 
@@ -138,7 +310,7 @@ static int ap_identity(const char *rel, const u8 *bid, size_t len)
 	return 0;
 }
 
-static unsigned long ap_gs_current(void)
+unsigned long ap_gs_current_off(void)
 {
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0) && LINUX_VERSION_CODE < KERNEL_VERSION(6, 15, 0)
 	return (unsigned long)&pcpu_hot.current_task;
@@ -152,20 +324,58 @@ static void ap_beat(struct ap_session *s)
 	WRITE_ONCE(s->last_beat, jiffies);
 }
 
-/* The dead-man switch: no heartbeat for s->deadman, everything goes. */
+#define AP_DEFAULT_OVERHEAD_PPM	50000	/* 5% of all CPUs (SAFETY D.20) */
+#define AP_OVERHEAD_WINDOW_NS	NSEC_PER_SEC
+
+/* The overhead kill switch's window: since when, and the handler time then. */
+static u64 ap_window_at, ap_window_handler;
+static u32 ap_last_ppm;
+
+/*
+ * ap_overloaded reports, once a window of a second has passed, whether
+ * the handlers took more than the session's share of all CPUs in it.
+ */
+static bool ap_overloaded(struct ap_session *s)
+{
+	u64 now = ktime_get_ns(), handler = ap_handler_ns(), span = now - ap_window_at;
+
+	if (span < AP_OVERHEAD_WINDOW_NS)
+		return false;
+	ap_last_ppm = div64_u64((handler - ap_window_handler) * 1000000,
+				span * num_online_cpus());
+	ap_window_at = now;
+	ap_window_handler = handler;
+	return ap_last_ppm > s->limit_ppm;
+}
+
+/* ap_kill withdraws everything of session s by itself: state is why. */
+static void ap_kill(struct ap_session *s, u32 state)
+{
+	ap_withdraw_all(state);
+	WRITE_ONCE(s->dead, state);
+}
+
+/*
+ * The dead-man work, at least four times a second: it gives up the sites
+ * changed underneath, and withdraws everything when the controller has not
+ * called in for s->deadman or when the handlers cost too much.
+ */
 static void ap_deadman_fn(struct work_struct *w)
 {
 	struct ap_session *s;
 
 	mutex_lock(&ap_lock);
 	s = ap_cur;
-	if (s && !s->dead && s->deadman) {
+	if (s && s->gen && !s->dead) {
 		ap_check_sites();
 		if (time_after(jiffies, READ_ONCE(s->last_beat) + s->deadman)) {
 			pr_warn("no heartbeat for %u ms: withdrawing every splice\n",
 				jiffies_to_msecs(s->deadman));
-			ap_withdraw_all(AP_DEADMAN);
-			s->dead = true;
+			ap_kill(s, AP_DEADMAN);
+		} else if (ap_overloaded(s)) {
+			pr_warn("the instruments took %u ppm of the CPUs, over the limit of %u: withdrawing every splice\n",
+				ap_last_ppm, s->limit_ppm);
+			ap_kill(s, AP_OVERLOAD);
 		} else {
 			schedule_delayed_work(&ap_deadman_work,
 					      min_t(unsigned long, s->deadman / 4, HZ / 4) + 1);
@@ -174,12 +384,22 @@ static void ap_deadman_fn(struct work_struct *w)
 	mutex_unlock(&ap_lock);
 }
 
+/* ap_allowed refuses a caller that may not write kernel text. */
+static int ap_allowed(void)
+{
+	if (!capable(CAP_SYS_MODULE))
+		return -EPERM;
+	return security_locked_down(LOCKDOWN_DBG_WRITE_KERNEL);
+}
+
 static int ap_open(struct inode *inode, struct file *file)
 {
 	struct ap_session *s;
+	int err;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
+	err = ap_allowed();
+	if (err)
+		return err;
 	s = kzalloc(sizeof(*s), GFP_KERNEL);
 	if (!s)
 		return -ENOMEM;
@@ -195,6 +415,10 @@ static int ap_open(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/*
+ * ap_release ends a session: on close, on the death of its process, and
+ * (through proc_remove) on rmmod. No ioctl of the file is in progress.
+ */
 static int ap_release(struct inode *inode, struct file *file)
 {
 	struct ap_session *s = file->private_data;
@@ -202,10 +426,6 @@ static int ap_release(struct inode *inode, struct file *file)
 	cancel_delayed_work_sync(&ap_deadman_work);
 	mutex_lock(&ap_lock);
 	ap_withdraw_all(AP_WITHDRAWN);
-	mutex_unlock(&ap_lock);
-	/* Still ours (ap_cur) until no return comes back through the module. */
-	ap_unhook_frames();
-	mutex_lock(&ap_lock);
 	ap_cur = NULL;
 	mutex_unlock(&ap_lock);
 	kfree(s);
@@ -220,7 +440,7 @@ static long ap_info(void __user *arg)
 		.splice_size = sizeof(struct ap_splice),
 		.stats_size = sizeof(struct ap_stats),
 		.ncpus = nr_cpu_ids,
-		.max_insts = ap_max_insts,
+		.max_insts = ap_max_insts - 1,
 		.max_live = AP_POOL_SLOTS,
 		.max_counters = AP_FAST_SLOTS,
 		.site_insts = AP_SITE_INSTS,
@@ -230,11 +450,13 @@ static long ap_info(void __user *arg)
 		.slot_size = AP_SLOT_SIZE,
 		.smap = boot_cpu_has(X86_FEATURE_SMAP),
 		.pool_start = (unsigned long)ap_pool,
-		.pool_end = (unsigned long)ap_pool + AP_POOL_SLOTS * AP_SLOT_SIZE,
+		.pool_end = (unsigned long)ap_pool_end,
 		.stub_enter = (unsigned long)ap_stub_enter,
+		.stub_exit = (unsigned long)ap_stub_exit,
 		.stub_count = (unsigned long)ap_stub_count,
-		.exit_tramp = (unsigned long)ap_exit_tramp,
-		.gs_current = ap_gs_current(),
+		.stub_exit_flags = (unsigned long)ap_stub_exit_flags,
+		.stub_count_flags = (unsigned long)ap_stub_count_flags,
+		.gs_current = ap_gs_current_off(),
 		.gs_root_task = (unsigned long)&ap_root_task,
 		.task_tgid = offsetof(struct task_struct, tgid),
 		.map_size = ap_area_size(),
@@ -257,6 +479,8 @@ static long ap_hello(struct ap_session *s, void __user *arg)
 	err = ap_identity(h.release, h.build_id, h.build_id_len);
 	if (err)
 		return err;
+	if (h.max_overhead_ppm > 1000000)
+		return -EINVAL;
 	ap_reclaim_flush();
 	mutex_lock(&ap_lock);
 	if (s->gen) {
@@ -264,27 +488,38 @@ static long ap_hello(struct ap_session *s, void __user *arg)
 		return -EALREADY;
 	}
 	ap_measure_reset();
-	memset(ap_insts, 0, array_size(ap_max_insts, sizeof(*ap_insts)));
-	ap_reset_retired();
+	ap_reset_insts();
 	s->gen = ap_gen;
-	s->next_id = 1;
 	s->deadman = msecs_to_jiffies(min_t(u32, h.deadman_ms ?: AP_DEADMAN_MAX_MS,
 					    AP_DEADMAN_MAX_MS));
+	s->limit_ppm = h.max_overhead_ppm ?: AP_DEFAULT_OVERHEAD_PPM;
+	s->start_ns = ktime_get_ns();
+	s->start_handler = ap_handler_ns();
+	ap_window_at = s->start_ns;
+	ap_window_handler = s->start_handler;
+	ap_last_ppm = 0;
 	ap_beat(s);
 	schedule_delayed_work(&ap_deadman_work, s->deadman / 4 + 1);
 	mutex_unlock(&ap_lock);
 	return 0;
 }
 
-/* ap_ready says whether the session may splice now. */
-static int ap_ready(struct ap_session *s)
+/* ap_ready says whether session s may splice now. */
+int ap_ready(struct ap_session *s)
 {
 	if (!s->gen)
 		return -ENOTCONN;	/* no AP_IOC_HELLO yet */
-	if (s->dead)
+	switch (READ_ONCE(s->dead)) {
+	case AP_DEADMAN:
 		return -ETIMEDOUT;	/* the dead-man switch fired */
+	case AP_OVERLOAD:
+		return -EOVERFLOW;	/* the overhead kill switch fired */
+	}
 	return 0;
 }
+
+/* Insertions and withdrawals, one at a time (the switches and release() need only ap_lock). */
+static DEFINE_MUTEX(ap_op_lock);
 
 static long ap_ioc_insert(struct ap_session *s, void __user *arg)
 {
@@ -292,6 +527,9 @@ static long ap_ioc_insert(struct ap_session *s, void __user *arg)
 	struct ap_splice *sp;
 	long err;
 
+	err = ap_allowed();
+	if (err)
+		return err;
 	if (copy_from_user(&b, arg, sizeof(b)))
 		return -EFAULT;
 	if (b.n == 0 || b.n > AP_POOL_SLOTS)
@@ -303,22 +541,16 @@ static long ap_ioc_insert(struct ap_session *s, void __user *arg)
 		err = -EFAULT;
 		goto out;
 	}
+	mutex_lock(&ap_op_lock);
 	/* Slots withdrawn a moment ago come back after RCU-tasks. */
-	mutex_lock(&ap_lock);
-	if (ap_short(b.n)) {
-		mutex_unlock(&ap_lock);
-		ap_reclaim_flush();
-		mutex_lock(&ap_lock);
+	err = ap_reclaim_wait(b.n);
+	if (!err)
+		err = ap_insert(s, sp, b.n);
+	mutex_unlock(&ap_op_lock);
+	if (err >= 0) {
+		b.done = err;
+		err = 0;
 	}
-	err = ap_ready(s);
-	if (!err) {
-		err = ap_insert(sp, b.n);
-		if (err >= 0) {
-			b.done = err;
-			err = 0;
-		}
-	}
-	mutex_unlock(&ap_lock);
 	if (!err && (copy_to_user(u64_to_user_ptr(b.ptr), sp, b.n * sizeof(*sp)) ||
 		     copy_to_user(arg, &b, sizeof(b))))
 		err = -EFAULT;
@@ -344,12 +576,14 @@ static long ap_ioc_withdraw(struct ap_session *s, void __user *arg)
 		err = -EFAULT;
 		goto out;
 	}
+	mutex_lock(&ap_op_lock);
 	mutex_lock(&ap_lock);
 	if (!s->gen)
 		err = -ENOTCONN;
 	else
 		b.done = ap_withdraw(addrs, b.n, AP_WITHDRAWN);
 	mutex_unlock(&ap_lock);
+	mutex_unlock(&ap_op_lock);
 	if (!err && copy_to_user(arg, &b, sizeof(b)))
 		err = -EFAULT;
 out:
@@ -367,17 +601,18 @@ static long ap_ioc_read(struct ap_session *s, void __user *arg)
 
 	if (copy_from_user(&r, arg, sizeof(r)))
 		return -EFAULT;
-	if (r.n >= ap_max_insts)
+	if (r.n > AP_MAX_READ)
 		return -EINVAL;
-	out = kvcalloc(r.n + 1, sizeof(*out), GFP_KERNEL);
+	out = kvcalloc(r.n ?: 1, sizeof(*out), GFP_KERNEL);
 	if (!out)
 		return -ENOMEM;
-	mutex_lock(&ap_lock);
-	for (i = 1; i <= r.n; i++) {
-		out[i - 1].fast = ap_fast_sum(i);
-		out[i - 1].state = ap_insts[i].state;
-		out[i - 1].kind = ap_insts[i].kind;
+	if (r.n && copy_from_user(out, u64_to_user_ptr(r.ptr), r.n * sizeof(*out))) {
+		err = -EFAULT;
+		goto out;
 	}
+	mutex_lock(&ap_lock);
+	for (i = 0; i < r.n; i++)
+		ap_read_inst(&out[i]);
 	memset(r.misses, 0, sizeof(r.misses));
 	for_each_possible_cpu(cpu)
 		for (i = 0; i < AP_M_N; i++)
@@ -387,10 +622,31 @@ static long ap_ioc_read(struct ap_session *s, void __user *arg)
 		err = -EFAULT;
 	else if (copy_to_user(arg, &r, sizeof(r)))
 		err = -EFAULT;
+out:
 	kvfree(out);
 	return err;
 }
 
+static long ap_ioc_status(struct ap_session *s, void __user *arg)
+{
+	struct ap_status st = {};
+
+	mutex_lock(&ap_lock);
+	if (s->gen) {
+		st.handler_ns = ap_handler_ns() - s->start_handler;
+		st.elapsed_ns = ktime_get_ns() - s->start_ns;
+		st.last_ppm = ap_last_ppm;
+		st.limit_ppm = s->limit_ppm;
+		st.dead = s->dead;
+	}
+	mutex_unlock(&ap_lock);
+	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
+}
+
+/*
+ * ap_ioctl validates the request (the whole command: number, direction
+ * and size) before anything else; a request of another size is ENOTTY.
+ */
 static long ap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct ap_session *s = file->private_data;
@@ -408,9 +664,11 @@ static long ap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case AP_IOC_WITHDRAW:
 		return ap_ioc_withdraw(s, p);
 	case AP_IOC_BEAT:
-		return s->gen ? (READ_ONCE(s->dead) ? -ETIMEDOUT : 0) : -ENOTCONN;
+		return ap_ready(s);
 	case AP_IOC_READ:
 		return ap_ioc_read(s, p);
+	case AP_IOC_STATUS:
+		return ap_ioc_status(s, p);
 	}
 	return -ENOTTY;
 }
@@ -458,7 +716,7 @@ static int ap_check_percpu(void)
 	int ok;
 
 	preempt_disable();
-	cur = per_cpu_ptr((struct task_struct * __percpu *)ap_gs_current(), smp_processor_id());
+	cur = per_cpu_ptr((struct task_struct * __percpu *)ap_gs_current_off(), smp_processor_id());
 	ok = *cur == current;
 	preempt_enable();
 	if (!ok) {
@@ -476,15 +734,18 @@ static int __init ap_init(void)
 		pr_err("stubs.S and splice.h disagree on the pool's size\n");
 		return -EINVAL;
 	}
-	if (ap_max_insts < 2 || ap_max_insts > 65536 || ap_max_ctxs < 2 ||
+	if (ap_max_insts < 2 || ap_max_insts > AP_MAX_INSTS || ap_max_ctxs < 2 ||
 	    ap_max_ctxs > (1 << 24) || ap_max_threads < 1 || ap_max_threads > (1 << 20))
 		return -EINVAL;
-	err = ap_parse_build_id();
-	err = err ?: ap_check_addresses();
+	err = ap_allowed();
+	err = err ?: ap_parse_build_id();
+	err = err ?: ap_check_data();
 	err = err ?: ap_identity(release, ap_build_id, sizeof(ap_build_id));
 	err = err ?: ap_check_percpu();
+	err = err ?: ap_link();
 	if (err)
 		return err;
+	ap_tramp_init();
 	ap_insts = vzalloc(array_size(ap_max_insts, sizeof(*ap_insts)));
 	if (!ap_insts)
 		return -ENOMEM;
@@ -516,14 +777,14 @@ static void __exit ap_exit_module(void)
 {
 	/*
 	 * An open session is released here (procfs calls ap_release): its
-	 * splices are withdrawn and its outstanding returns put back.
+	 * splices are withdrawn. No return address was ever replaced, so no
+	 * task sleeping in a timed function can come back into the module.
 	 */
 	proc_remove(ap_proc);
 	cancel_delayed_work_sync(&ap_deadman_work);
 	mutex_lock(&ap_lock);
 	ap_withdraw_all(AP_WITHDRAWN);	/* nothing is live: release() ran */
 	mutex_unlock(&ap_lock);
-	ap_unhook_frames();
 	if (ap_broken()) {
 		/*
 		 * A site changed underneath since the last dead-man tick, seen

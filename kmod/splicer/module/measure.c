@@ -11,13 +11,18 @@
  * to the interrupted task. A per-CPU guard turns a hit that interrupts a
  * handler on the same CPU (or any hit in NMI) into a recursion miss.
  *
- * Exits are seen by hijacking the return address, as kretprobes do: a
- * timer's entry handler saves the caller's return address in the frame and
- * replaces it with ap_exit_tramp; the exit handler pops the frame and
- * returns the saved address.
- * When a session ends with frames outstanding (a task asleep inside a timed
- * function), ap_unhook_frames puts the saved addresses back on the stacks,
- * so that no return comes through the module any more and nothing pins it.
+ * No return address is ever replaced: a timer's frame begins at its
+ * function's entry window, keyed by the address of the return address
+ * (the stack pointer there), and ends at whichever of the function's
+ * return windows runs with the stack pointer at that address. So every
+ * unwinder (/proc/PID/stack, perf, BPF, livepatch's reliable check) and
+ * _RET_IP_ see the real caller, and no task can ever return into the
+ * module. A frame whose end was not seen (its return windows withdrawn
+ * while the task slept inside, a task that died inside) is dropped as a
+ * miss when it is found stale: under a frame that ends, at the same place
+ * as a new one, or when its instrument is gone. A task's shadow stack goes
+ * only once the task is freed (sched_process_free, where kretprobes free
+ * theirs), never while it may still run.
  *
  * Nothing here sleeps, takes a lock or calls a function that can be
  * traced; every function is notrace and on the kprobe blacklist.
@@ -29,14 +34,10 @@
 #include <linux/hash.h>
 #include <linux/kprobes.h>
 #include <linux/tracepoint.h>
-#include <linux/workqueue.h>
 #include <linux/sched/clock.h>
 #include <linux/rcupdate.h>
 #include <linux/preempt.h>
 #include <linux/math64.h>
-#include <linux/stop_machine.h>
-#include <linux/uaccess.h>
-#include <linux/sched/task_stack.h>
 #include <asm/tsc.h>
 #include <asm/msr.h>
 
@@ -50,16 +51,15 @@ struct ap_frame {
 	u64 child;		/* inclusive time of instrumented children */
 	u64 off_incl;		/* off-CPU time in this frame and below */
 	u64 off_excl;		/* off-CPU time while this frame was on top */
-	unsigned long *slot;	/* where the return address was */
-	unsigned long ret;	/* the return address */
+	unsigned long *slot;	/* where the return address is: the frame's key */
 	u32 ctx;		/* the context children see */
 	u32 inst;
 	u32 gen;		/* the session that pushed it */
-	u32 unhooked;		/* ap_unhook_frames put ret back at slot */
+	u32 pad;
 };
 
 struct ap_thread {
-	struct task_struct *task;	/* key: NULL empty, AP_TOMB dead */
+	struct task_struct *task;	/* key: NULL empty, AP_TOMB freed */
 	u32 depth;
 	u32 pad;
 	u64 out_at;			/* switched out at, 0 while running */
@@ -68,7 +68,7 @@ struct ap_thread {
 
 static struct ap_thread *ap_threads;
 static u32 ap_threads_mask;
-static u64 *ap_ctx_hash;		/* key << 24 | ctx id */
+static u32 *ap_ctx_hash;		/* context ids, by hash of their key */
 static u32 ap_ctx_hash_mask;
 
 static void *ap_mem;			/* the area user space maps */
@@ -79,8 +79,9 @@ static struct ap_ctx *ap_ctxtab;
 static DEFINE_PER_CPU(int, ap_busy);
 DEFINE_PER_CPU(struct task_struct *, ap_root_task);
 DEFINE_PER_CPU(u64, ap_misses[AP_M_N]);
+DEFINE_PER_CPU(u64, ap_handler_time);
 
-static struct tracepoint *ap_tp_switch, *ap_tp_exit;
+static struct tracepoint *ap_tp_switch, *ap_tp_free;
 
 /*
  * The clock: the TSC where it is constant and synchronized (two rdtscs
@@ -154,15 +155,18 @@ static notrace struct ap_thread *ap_thread_find(struct task_struct *task, bool c
 }
 NOKPROBE_SYMBOL(ap_thread_find);
 
-/* ap_intern returns the id of context (parent, inst), 0 when full. */
+/*
+ * ap_intern returns the id of context (parent, inst), 0 when full. The
+ * hash table holds context ids; a context's key is its entry in the
+ * context table, written before the id is published.
+ */
 static notrace u32 ap_intern(u32 parent, u32 inst)
 {
-	u64 key = (u64)parent << 16 | inst;
-	u32 h = hash_64(key, 32), i, id = 0;
+	u32 h = hash_64((u64)parent << 32 | inst, 32), i, id = 0;
 
 	for (i = 0; i < AP_PROBES; i++, h++) {
-		u64 *slot = &ap_ctx_hash[h & ap_ctx_hash_mask];
-		u64 e = READ_ONCE(*slot);
+		u32 *slot = &ap_ctx_hash[h & ap_ctx_hash_mask];
+		u32 e = READ_ONCE(*slot);
 
 		if (!e) {
 			if (!id) {
@@ -175,14 +179,14 @@ static notrace u32 ap_intern(u32 parent, u32 inst)
 				WRITE_ONCE(ap_ctxtab[id].inst, inst);
 				smp_wmb();
 			}
-			e = cmpxchg(slot, 0, key << 24 | id);
+			e = cmpxchg(slot, 0, id);
 			if (!e)
 				return id;
 		}
-		if ((e >> 24) == key) {
+		if (READ_ONCE(ap_ctxtab[e].parent) == parent && READ_ONCE(ap_ctxtab[e].inst) == inst) {
 			if (id)	/* lost a race: the id stays unused */
 				WRITE_ONCE(ap_ctxtab[id].inst, 0);
-			return e & 0xffffff;
+			return e;
 		}
 	}
 	ap_miss(AP_M_MAPFULL);
@@ -194,6 +198,33 @@ static __always_inline struct ap_stats *ap_stats_of(u32 ctx)
 {
 	return (struct ap_stats *)(ap_mem + ap_cpu_off +
 				   raw_smp_processor_id() * ap_stride) + ctx;
+}
+
+/* ap_live reports whether instrument id is live now (whatever its filter). */
+static __always_inline bool ap_live(u32 id)
+{
+	struct ap_inst *in = ap_inst_of(id);
+
+	return in && READ_ONCE(in->state) == AP_LIVE;
+}
+
+/*
+ * ap_trim drops the frames at the top of the thread's shadow stack whose
+ * instrument was withdrawn (or whose session ended) while they were open:
+ * their ends will not be seen, and they must not be the parent of what
+ * comes next. Those of this session are misses; an ended session's are
+ * not this one's concern.
+ */
+static __always_inline void ap_trim(struct ap_thread *t)
+{
+	u32 d = t->depth, gen = READ_ONCE(ap_gen);
+
+	while (d && (t->f[d - 1].gen != gen || !ap_live(t->f[d - 1].inst))) {
+		if (t->f[d - 1].gen == gen)
+			ap_miss(AP_M_UNMATCHED);
+		d--;
+	}
+	WRITE_ONCE(t->depth, d);
 }
 
 /* ap_top returns the context the thread's next frame would sit in. */
@@ -232,12 +263,9 @@ static __always_inline bool ap_wanted(struct ap_inst *in)
 
 static __always_inline struct ap_inst *ap_live_inst(u32 id)
 {
-	struct ap_inst *in;
+	struct ap_inst *in = ap_inst_of(id);
 
-	if (id == 0 || id >= ap_max_insts)
-		return NULL;
-	in = &ap_insts[id];
-	if (READ_ONCE(in->state) != AP_LIVE || !ap_wanted(in))
+	if (!in || READ_ONCE(in->state) != AP_LIVE || !ap_wanted(in))
 		return NULL;
 	return in;
 }
@@ -251,16 +279,49 @@ static __always_inline bool ap_guard(void)
 	return false;
 }
 
+/* ap_leave ends a handler that began at t0. */
+static __always_inline void ap_leave(u64 t0)
+{
+	this_cpu_add(ap_handler_time, ap_now() - t0);
+	this_cpu_dec(ap_busy);
+	preempt_enable_notrace();
+}
+
+/* ap_delta returns now - then, 0 where a clock read on another CPU runs ahead. */
+static __always_inline u64 ap_delta(u64 now, u64 then)
+{
+	return (s64)(now - then) > 0 ? now - then : 0;
+}
+
+/*
+ * ap_unwind_to drops a frame of instrument id at slot, and every frame
+ * above it: the same instrument entered again with the return address at
+ * the same place means its last end went unseen.
+ */
+static __always_inline void ap_unwind_to(struct ap_thread *t, u32 id, unsigned long *slot)
+{
+	int i;
+
+	for (i = (int)t->depth - 1; i >= 0; i--) {
+		if (t->f[i].slot == slot && t->f[i].inst == id) {
+			this_cpu_add(ap_misses[AP_M_UNMATCHED], t->depth - i);
+			WRITE_ONCE(t->depth, i);
+			return;
+		}
+	}
+}
+
 /*
  * ap_enter is the entry handler of timers and exit counters, called by
- * ap_stub_enter with the instrument id and the address of the return
- * address of the instrumented function.
+ * ap_stub_enter with the instrument id and the address of the instrumented
+ * function's return address: the key of the frame it pushes.
  */
 __visible notrace void ap_enter(u32 id, unsigned long *slot)
 {
 	struct ap_inst *in;
 	struct ap_thread *t;
 	struct ap_frame *f;
+	u64 t0;
 	u32 ctx;
 
 	if (in_nmi()) {
@@ -268,6 +329,7 @@ __visible notrace void ap_enter(u32 id, unsigned long *slot)
 		return;
 	}
 	preempt_disable_notrace();
+	t0 = ap_now();
 	if (!ap_guard())
 		goto out;
 	in = ap_live_inst(id);
@@ -278,17 +340,10 @@ __visible notrace void ap_enter(u32 id, unsigned long *slot)
 		ap_miss(AP_M_MAPFULL);
 		goto out;
 	}
+	ap_trim(t);
+	ap_unwind_to(t, id, slot);
 	if (t->depth >= AP_MAX_DEPTH) {
 		ap_miss(AP_M_DEPTH);
-		goto out;
-	}
-	/*
-	 * Entered again without a call (a jump back to the entry): no second
-	 * frame. Another instrument of the same site stacks its frame.
-	 */
-	if (READ_ONCE(*slot) == (unsigned long)ap_exit_tramp && t->depth &&
-	    t->f[t->depth - 1].slot == slot && t->f[t->depth - 1].inst == id) {
-		ap_miss(AP_M_UNMATCHED);
 		goto out;
 	}
 	ctx = ap_top(t);
@@ -305,31 +360,28 @@ __visible notrace void ap_enter(u32 id, unsigned long *slot)
 	f->off_incl = 0;
 	f->off_excl = 0;
 	f->slot = slot;
-	f->ret = *slot;
-	f->unhooked = 0;
 	barrier();
 	WRITE_ONCE(t->depth, t->depth + 1);
-	*slot = (unsigned long)ap_exit_tramp;
 	ap_set_root(t);
 	f->start = ap_now();
 out:
-	this_cpu_dec(ap_busy);
-	preempt_enable_notrace();
+	ap_leave(t0);
 }
 NOKPROBE_SYMBOL(ap_enter);
 
-/* ap_charge records the return of frame f, which was at index at. */
+/* ap_charge records the end of frame f, which was at index at. */
 static notrace void ap_charge(struct ap_thread *t, struct ap_frame *f, u32 at, u64 now)
 {
-	struct ap_inst *in = &ap_insts[f->inst];
 	struct ap_frame *p = at ? &t->f[at - 1] : NULL;
+	struct ap_inst *in;
 	struct ap_stats *s;
 	u64 incl, excl;
 	u32 ctx;
 
 	if (f->gen != ap_gen)
 		return;
-	if (READ_ONCE(in->state) != AP_LIVE) {
+	in = ap_inst_of(f->inst);
+	if (!in || READ_ONCE(in->state) != AP_LIVE) {
 		ap_miss(AP_M_UNMATCHED);
 		return;
 	}
@@ -345,7 +397,7 @@ static notrace void ap_charge(struct ap_thread *t, struct ap_frame *f, u32 at, u
 		}
 		return;
 	}
-	incl = now - f->start;
+	incl = ap_delta(now, f->start);
 	excl = incl > f->child ? incl - f->child : 0;
 	s = ap_stats_of(f->ctx);
 	s->calls++;
@@ -362,47 +414,44 @@ static notrace void ap_charge(struct ap_thread *t, struct ap_frame *f, u32 at, u
 NOKPROBE_SYMBOL(ap_charge);
 
 /*
- * ap_exit is where hijacked returns land (through ap_exit_tramp): sp is
- * the stack pointer after the return, so the return address was at sp - 1.
- * It pops the frame and returns the address to go back to.
+ * ap_exit is the handler of return windows, called by ap_stub_exit with
+ * the stack pointer at the return (or tail call): the frames keyed by it
+ * end, the ones above them went stale.
  */
-__visible notrace unsigned long ap_exit(unsigned long *sp)
+__visible notrace void ap_exit(unsigned long *slot)
 {
-	unsigned long *slot = sp - 1, ret;
 	struct ap_thread *t;
 	struct ap_frame f;
 	bool nested;
-	u64 now;
-	int i;
+	u64 t0;
+	int i, d;
 
+	if (in_nmi())
+		return;	/* no frame begins in NMI */
 	preempt_disable_notrace();
+	t0 = ap_now();
 	nested = this_cpu_inc_return(ap_busy) != 1;
-	now = ap_now();
 	t = ap_thread_find(current, false);
 	for (i = t ? (int)t->depth - 1 : -1; i >= 0; i--)
 		if (t->f[i].slot == slot)
 			break;
-	/*
-	 * Every hijacked return has its frame: frames are removed only here
-	 * and when the task dies (it never returns then).
-	 */
-	BUG_ON(i < 0);
-	f = t->f[i];
-	ret = f.ret;
-	if (i != t->depth - 1) {
-		/* Returns above it were lost: keep their frames, they still return. */
-		ap_miss(AP_M_UNMATCHED);
-		memmove(&t->f[i], &t->f[i + 1], (t->depth - 1 - i) * sizeof(f));
+	if (i < 0)
+		goto out;	/* no frame began here: its entry was a miss */
+	for (d = i + 1; d < (int)t->depth; d++)
+		if (t->f[d].gen == READ_ONCE(ap_gen))
+			ap_miss(AP_M_UNMATCHED);	/* ended unseen above it */
+	while (i >= 0 && t->f[i].slot == slot) {
+		f = t->f[i];
+		WRITE_ONCE(t->depth, i);
+		if (nested)
+			ap_miss(AP_M_RECURSION);
+		else
+			ap_charge(t, &f, i, t0);
+		i--;
 	}
-	WRITE_ONCE(t->depth, t->depth - 1);
-	if (nested)
-		ap_miss(AP_M_RECURSION);
-	else
-		ap_charge(t, &f, i, now);
 	ap_set_root(t);
-	this_cpu_dec(ap_busy);
-	preempt_enable_notrace();
-	return ret;
+out:
+	ap_leave(t0);
 }
 NOKPROBE_SYMBOL(ap_exit);
 
@@ -411,24 +460,27 @@ __visible notrace void ap_count(u32 id)
 {
 	struct ap_thread *t;
 	u32 ctx;
+	u64 t0;
 
 	if (in_nmi()) {
 		ap_miss(AP_M_RECURSION);
 		return;
 	}
 	preempt_disable_notrace();
+	t0 = ap_now();
 	if (!ap_guard())
 		goto out;
 	if (!ap_live_inst(id))
 		goto out;
 	t = ap_thread_find(current, false);
+	if (t)
+		ap_trim(t);
 	ctx = ap_intern(ap_top(t), id);
 	if (ctx)
 		ap_stats_of(ctx)->calls++;
 	ap_set_root(t);
 out:
-	this_cpu_dec(ap_busy);
-	preempt_enable_notrace();
+	ap_leave(t0);
 }
 NOKPROBE_SYMBOL(ap_count);
 
@@ -447,9 +499,9 @@ static notrace void ap_on_switch(void *data, bool preempt, struct task_struct *p
 	u64 now;
 
 	this_cpu_write(ap_root_task, NULL);
+	now = ap_now();
 	if (!ap_guard())
 		goto out;
-	now = ap_now();
 	t = ap_thread_find(prev, false);
 	if (t && t->depth && !preempt && prev_state != TASK_RUNNING)
 		t->out_at = now;
@@ -457,148 +509,67 @@ static notrace void ap_on_switch(void *data, bool preempt, struct task_struct *p
 	if (t && t->out_at) {
 		if (t->depth) {
 			struct ap_frame *f = &t->f[t->depth - 1];
+			u64 off = ap_delta(now, t->out_at);
 
-			f->off_incl += now - t->out_at;
-			f->off_excl += now - t->out_at;
+			f->off_incl += off;
+			f->off_excl += off;
 		}
 		t->out_at = 0;
 	}
 out:
+	this_cpu_add(ap_handler_time, ap_now() - now);
 	this_cpu_dec(ap_busy);
 }
 NOKPROBE_SYMBOL(ap_on_switch);
 
-/* sched_process_exit: the dying task's frames never return. */
-static notrace void ap_on_exit(void *data, struct task_struct *p)
+/*
+ * sched_process_free: the task is gone (its last reference is being
+ * dropped, after RCU), so its shadow stack can go: a slot freed any
+ * earlier could be claimed by a task whose frames it still holds.
+ */
+static notrace void ap_on_free(void *data, struct task_struct *p)
 {
 	struct ap_thread *t;
 
-	this_cpu_inc(ap_busy);
 	t = ap_thread_find(p, false);
 	if (t) {
-		t->depth = 0;
+		WRITE_ONCE(t->depth, 0);
 		smp_store_release(&t->task, AP_TOMB);
 	}
-	this_cpu_dec(ap_busy);
 }
-NOKPROBE_SYMBOL(ap_on_exit);
+NOKPROBE_SYMBOL(ap_on_free);
 
 static void ap_find_tp(struct tracepoint *tp, void *priv)
 {
 	if (!strcmp(tp->name, "sched_switch"))
 		ap_tp_switch = tp;
-	else if (!strcmp(tp->name, "sched_process_exit"))
-		ap_tp_exit = tp;
+	else if (!strcmp(tp->name, "sched_process_free"))
+		ap_tp_free = tp;
 }
 
-
-/*
- * Putting hijacked returns back. When a session ends (its file is closed,
- * its process killed, or the module removed under it) some tasks may sleep
- * inside timed functions, their return addresses on the stack pointing at
- * ap_exit_tramp. Rather than keep the module until they wake (which may be
- * never), the saved return addresses are written back in place:
- *
- * 1. Under stop_machine no task runs, and none is inside a handler (they run
- *    preempt-off). For every frame whose slot, in its task's stack above
- *    the task's saved stack pointer, still holds ap_exit_tramp, the slot
- *    gets the saved address back and the frame is marked. A task that has
- *    already returned into ap_exit_tramp and was preempted before its first
- *    instruction may still find ap_exit_tramp in its (now dead) slot (where
- *    the interrupt frame did not land on it): the slot gets the saved
- *    address too, which ap_exit_tramp's first push overwrites, and the task
- *    pops its frame, still there, as usual. Once ap_exit_tramp has started,
- *    the slot holds 0, then the saved address: never ap_exit_tramp. This
- *    pass is also the barrier after the withdrawal: a task that hijacked a
- *    return just before the instruments were withdrawn has its frame by
- *    now, and one that had not yet sees them withdrawn.
- * 2. RCU-tasks (and _rude, for the idle tasks) waits until every task that
- *    was preempted inside the module's text has left it: only those still
- *    needed a frame.
- * 3. Under stop_machine again every shadow stack is emptied. No return can
- *    land in ap_exit_tramp any more: the instruments were withdrawn first,
- *    and only a live instrument's entry hijacks a return.
- */
-struct ap_unhook {
-	u32 restored;	/* slots given their return address back */
-	u32 frames;	/* frames on the shadow stacks */
-};
-
-static int ap_unhook_fn(void *data)
+/* ap_handler_ns returns the time spent in the handlers so far, all CPUs. */
+u64 ap_handler_ns(void)
 {
-	struct ap_unhook *u = data;
-	unsigned long lo, hi;
-	u32 i, d;
+	u64 sum = 0;
+	int cpu;
 
-	for (i = 0; i <= ap_threads_mask; i++) {
-		struct ap_thread *t = &ap_threads[i];
-		struct task_struct *k = READ_ONCE(t->task);
-
-		if (!k || k == AP_TOMB)
-			continue;
-		/* A task on a CPU (a stopper) saved no stack pointer of now. */
-		hi = (unsigned long)task_stack_page(k) + THREAD_SIZE;
-		lo = READ_ONCE(k->on_cpu) ? hi - THREAD_SIZE : k->thread.sp;
-		/* Top down: a slot used again belongs to its newest frame. */
-		for (d = t->depth; d-- > 0;) {
-			struct ap_frame *f = &t->f[d];
-			unsigned long v, a = (unsigned long)f->slot;
-
-			u->frames++;
-			/* Not live on its stack (an interrupt's, returned long ago). */
-			if (a < lo || a + sizeof(v) > hi)
-				continue;
-			if (f->unhooked || get_kernel_nofault(v, f->slot) ||
-			    v != (unsigned long)ap_exit_tramp)
-				continue;
-			WRITE_ONCE(*f->slot, f->ret);
-			f->unhooked = 1;
-			u->restored++;
-		}
-	}
-	return 0;
+	for_each_possible_cpu(cpu)
+		sum += per_cpu(ap_handler_time, cpu);
+	return ap_ns(sum);
 }
 
-static int ap_purge_fn(void *data)
-{
-	u32 i;
-
-	for (i = 0; i <= ap_threads_mask; i++) {
-		struct ap_thread *t = &ap_threads[i];
-		struct task_struct *k = READ_ONCE(t->task);
-
-		if (k && k != AP_TOMB) {
-			t->depth = 0;
-			t->out_at = 0;
-		}
-	}
-	return 0;
-}
-
-/*
- * ap_unhook_frames puts every outstanding hijacked return back (see above).
- * Every instrument must be withdrawn; it sleeps.
- */
-void ap_unhook_frames(void)
-{
-	struct ap_unhook u = {};
-
-	stop_machine(ap_unhook_fn, &u, NULL);
-	if (!u.frames)
-		return;
-	synchronize_rcu_tasks();
-	synchronize_rcu_tasks_rude();
-	stop_machine(ap_purge_fn, NULL, NULL);
-	pr_info("put %u hijacked returns back (%u frames outstanding)\n", u.restored, u.frames);
-}
-
-/* ap_measure_reset clears contexts and statistics for a new session. */
+/* ap_measure_reset clears contexts, statistics and misses for a new session. */
 void ap_measure_reset(void)
 {
+	int cpu, i;
+
 	WRITE_ONCE(ap_gen, ap_gen + 1);
 	/* No handler still works with the old generation: they run preempt-off. */
 	synchronize_rcu();
-	memset(ap_ctx_hash, 0, (ap_ctx_hash_mask + 1) * sizeof(u64));
+	for_each_possible_cpu(cpu)
+		for (i = 0; i < AP_M_N; i++)
+			per_cpu(ap_misses[i], cpu) = 0;
+	memset(ap_ctx_hash, 0, (ap_ctx_hash_mask + 1) * sizeof(*ap_ctx_hash));
 	memset(ap_mem, 0, ap_mem_size);
 	ap_hdr->magic = AP_MAGIC;
 	ap_hdr->gen = ap_gen;
@@ -611,7 +582,7 @@ int ap_measure_init(void)
 	int err;
 
 	ap_threads = vzalloc(array_size(nthreads, sizeof(*ap_threads)));
-	ap_ctx_hash = vzalloc(array_size(nhash, sizeof(u64)));
+	ap_ctx_hash = vzalloc(array_size(nhash, sizeof(*ap_ctx_hash)));
 	ap_ctx_off = PAGE_SIZE;
 	ap_cpu_off = PAGE_ALIGN(ap_ctx_off + ap_max_ctxs * sizeof(struct ap_ctx));
 	ap_stride = PAGE_ALIGN(ap_max_ctxs * sizeof(struct ap_stats));
@@ -630,17 +601,17 @@ int ap_measure_init(void)
 	pr_info("timing with %s\n", ap_tsc ? "the TSC" : "sched_clock()");
 
 	for_each_kernel_tracepoint(ap_find_tp, NULL);
-	if (!ap_tp_switch || !ap_tp_exit) {
-		pr_err("no sched_switch or sched_process_exit tracepoint\n");
+	if (!ap_tp_switch || !ap_tp_free) {
+		pr_err("no sched_switch or sched_process_free tracepoint\n");
 		err = -ENOENT;
 		goto fail;
 	}
-	err = tracepoint_probe_register(ap_tp_exit, ap_on_exit, NULL);
+	err = tracepoint_probe_register(ap_tp_free, ap_on_free, NULL);
 	if (err)
 		goto fail;
 	err = tracepoint_probe_register(ap_tp_switch, ap_on_switch, NULL);
 	if (err) {
-		tracepoint_probe_unregister(ap_tp_exit, ap_on_exit, NULL);
+		tracepoint_probe_unregister(ap_tp_free, ap_on_free, NULL);
 		goto fail;
 	}
 	return 0;
@@ -654,7 +625,7 @@ fail:
 void ap_measure_exit(void)
 {
 	tracepoint_probe_unregister(ap_tp_switch, ap_on_switch, NULL);
-	tracepoint_probe_unregister(ap_tp_exit, ap_on_exit, NULL);
+	tracepoint_probe_unregister(ap_tp_free, ap_on_free, NULL);
 	tracepoint_synchronize_unregister();
 	vfree(ap_mem);
 	vfree(ap_ctx_hash);

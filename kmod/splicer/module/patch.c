@@ -1,118 +1,136 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * patch.c - splicing jumps in and out of live kernel text.
+ * patch.c - instrument ids, trampoline slots, and splicing jumps in and
+ * out of live kernel text, in the phases of optprobes
+ * (arch/x86/kernel/kprobes/opt.c: prepare, optimize, unoptimize).
  *
- * A splice replaces a window of whole instructions (at least 5 bytes) at
- * a site with "jmp trampoline". The trampoline, written by the controller
- * and relocated here, runs the instrument, then the displaced instructions
- * (relocated), then jumps back to the end of the window.
- *
- * In (the order of optprobes, arch/x86/kernel/kprobes/opt.c):
- *  1. write the trampoline into a free slot of the pool (our own module
+ * In (ap_insert):
+ *  1. prepare (ap_lock, text_mutex): validate the request before touching
+ *     anything, check the site (site.c), claim the instruments' ids, build
+ *     the trampoline (tramp.c) into a free slot of the pool (our own module
  *     text, so within +-2 GiB of every kernel site);
- *  2. under text_mutex, compare the window with the bytes the controller
- *     expects, and write int3 at its first byte; sync every CPU. A CPU
- *     that hits the int3 is sent to the trampoline (ap_int3_notify), so
- *     from now on nobody enters bytes 1.. of the window;
- *  3. when the window holds more than one instruction, wait for RCU-tasks
- *     (and RCU-tasks-rude for idle tasks), so that no task preempted or
- *     interrupted inside the window is still there;
- *  4. under text_mutex again, check int3 and the rest of the window are
- *     still as left, write bytes 1..4 of the jump, sync, write byte 0,
- *     sync (the int3 protocol of text_poke_bp);
- *  5. retire the int3 redirect after an RCU grace period.
+ *  2. arm: compare the window with the bytes the request expects, write
+ *     int3 at its first byte, sync every CPU. A CPU that hits the int3 is
+ *     sent to the trampoline (ap_int3_notify), so from now on nobody enters
+ *     bytes 1.. of the window;
+ *  3. quiesce, with no lock held and killable: when a window holds more
+ *     than one instruction, wait for RCU-tasks and RCU-tasks-rude, so that
+ *     no task preempted or interrupted inside it is still there. The
+ *     dead-man and overhead switches, release() and rmmod may withdraw
+ *     everything meanwhile, armed windows included;
+ *  4. commit (ap_lock, text_mutex): check the int3 and the rest of the
+ *     window are still as left, write bytes 1..4 of the jump, sync, byte 0,
+ *     sync (the int3 protocol of text_poke_bp); then nops over the rest of
+ *     the window, sync, so that a decoder walking the function (kprobes'
+ *     can_probe(), ours) stays in step after the jump;
+ *  5. retire the int3 redirects.
  *
- * Out is the reverse: int3 over the jump's first byte, sync, the original
- * bytes 1..4, sync, the original byte 0, sync. The trampoline slot is
- * reused only after RCU-tasks (no task preempted in it) and RCU-tasks-rude.
+ * Out (ap_withdraw): the whole window must still hold the jump and the
+ * nops; int3 over the first byte, sync, the original bytes 1..len-1, sync,
+ * byte 0, sync. A trampoline slot and an instrument id are reused only
+ * after RCU-tasks (no task preempted in a trampoline) and RCU-tasks-rude.
  * A site whose bytes changed underneath is never written again, and its
- * trampoline is never reused.
+ * trampoline and ids are never reused.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/module.h>
 #include <linux/kdebug.h>
-#include <linux/kallsyms.h>
 #include <linux/kprobes.h>
 #include <linux/notifier.h>
 #include <linux/ptrace.h>
 #include <linux/rcupdate.h>
+#include <linux/refcount.h>
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/string.h>
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
+#include <linux/xarray.h>
+#include <asm/nops.h>
 #include <asm/sync_core.h>
-#include <asm/cpufeature.h>
+#include <asm/text-patching.h>
 
 #include "splice.h"
-
-#define AP_INT3 0xcc
-#define AP_JMP	0xe9
 
 static struct ap_site ap_sites[AP_POOL_SLOTS];
 static unsigned long ap_int3_addr[AP_POOL_SLOTS];	/* redirected sites, by slot */
 static atomic_t ap_int3_n;
-u64 __percpu *ap_fast;		/* [AP_FAST_SLOTS] */
+
+u64 __percpu *ap_fast;				/* [AP_FAST_SLOTS] */
 static u32 ap_fast_owner[AP_FAST_SLOTS];	/* instrument id, 0 when free */
-static u64 *ap_retired;		/* fast counts of reclaimed slots, by instrument */
+static u32 ap_free_fast = AP_FAST_SLOTS;
+
+static u16 *ap_inc;		/* incarnation of each instrument slot */
+static u32 ap_free_insts, ap_next_inst;
+
+/* What AP_IOC_READ says of an instrument whose slot was reused. */
+struct ap_retired {
+	u64 fast;
+	u32 state, kind;
+};
+static DEFINE_XARRAY(ap_retired);
 
 /*
- * Trampoline slots and counter slots withdrawn but maybe still executed:
- * reclaimed after RCU-tasks.
+ * Trampoline slots and instrument slots withdrawn but maybe still used by
+ * a task preempted in a trampoline: reclaimed after RCU-tasks.
  */
 static unsigned long ap_pending[BITS_TO_LONGS(AP_POOL_SLOTS)];
-static unsigned long ap_fast_pending[BITS_TO_LONGS(AP_FAST_SLOTS)];
+static unsigned long *ap_inst_pending;
 static DEFINE_MUTEX(ap_reclaim_lock);
 static void ap_reclaim_fn(struct work_struct *w);
 static DECLARE_WORK(ap_reclaim_work, ap_reclaim_fn);
+static struct workqueue_struct *ap_wq;
 
 /*
- * ap_pin_broken keeps the module loaded for good: a site that changed
+ * ap_pinned keeps the module loaded for good: a site that changed
  * underneath may still jump into its trampoline, which lives in our text.
  */
 static bool ap_pinned;
 
-static void ap_pin_broken(void)
-{
-	if (!ap_pinned) {
-		__module_get(THIS_MODULE);
-		ap_pinned = true;
-	}
-}
-
-/* ap_broken reports whether a site changed underneath (the module is pinned). */
 bool ap_broken(void)
 {
 	return ap_pinned;
 }
 
-/* ap_jump_changed reports whether site s no longer holds our jump. */
-static bool ap_jump_changed(const struct ap_site *s)
+struct ap_site *ap_site_of_slot(u32 slot)
 {
-	return memcmp((void *)s->addr, s->jmp, 5);
-}
-
-/* ap_mark_broken gives up site s, whose jump is not ours any more. */
-static void ap_mark_broken(struct ap_site *s)
-{
-	u32 j;
-
-	pr_warn("%pS changed underneath, leaving it\n", (void *)s->addr);
-	for (j = 0; j < s->ninst; j++)
-		WRITE_ONCE(ap_insts[s->ids[j]].state, AP_BROKEN);
-	s->live = 0;
-	ap_pin_broken();
-}
-
-static inline void ap_put32(u8 *p, u32 v)
-{
-	memcpy(p, &v, sizeof(v));
+	return &ap_sites[slot];
 }
 
 static inline u8 *ap_tramp(u32 slot)
 {
 	return ap_pool + (unsigned long)slot * AP_SLOT_SIZE;
+}
+
+static int ap_slot_of(const struct ap_site *s)
+{
+	return s - ap_sites;
+}
+
+/* ap_site_of returns the site (not free) at addr, or NULL. */
+struct ap_site *ap_site_of(unsigned long addr)
+{
+	u32 i;
+
+	for (i = 0; i < AP_POOL_SLOTS; i++)
+		if (ap_sites[i].state != AP_S_FREE && ap_sites[i].addr == addr)
+			return &ap_sites[i];
+	return NULL;
+}
+
+/* ap_overlaps reports whether [addr, addr+len) meets a site that is not free. */
+static bool ap_overlaps(unsigned long addr, u32 len)
+{
+	u32 i;
+
+	for (i = 0; i < AP_POOL_SLOTS; i++) {
+		struct ap_site *s = &ap_sites[i];
+
+		if (s->state != AP_S_FREE && addr < s->addr + s->len && s->addr < addr + len)
+			return true;
+	}
+	return false;
 }
 
 /* ap_int3_notify sends a CPU that hit one of our int3s to the trampoline. */
@@ -124,7 +142,7 @@ static notrace int ap_int3_notify(struct notifier_block *nb, unsigned long val, 
 
 	if (val != DIE_INT3 || user_mode(args->regs) || !atomic_read(&ap_int3_n))
 		return NOTIFY_DONE;
-	addr = args->regs->ip - 1;
+	addr = args->regs->ip - INT3_INSN_SIZE;
 	for (i = 0; i < AP_POOL_SLOTS; i++) {
 		if (READ_ONCE(ap_int3_addr[i]) == addr) {
 			args->regs->ip = (unsigned long)ap_tramp(i);
@@ -153,282 +171,246 @@ static void ap_sync(void)
 
 static void ap_poke(unsigned long addr, const void *bytes, size_t len)
 {
-	ap_k.text_poke((void *)addr, bytes, len);
+	ap_text_poke((void *)addr, bytes, len);
+}
+
+/* ap_mark_broken gives up site s, whose bytes are not ours any more. */
+static void ap_mark_broken(struct ap_site *s)
+{
+	u32 j;
+
+	pr_warn("%pS changed underneath, leaving it\n", (void *)s->addr);
+	for (j = 0; j < s->ninst; j++) {
+		struct ap_inst *in = ap_inst_of(s->ids[j]);
+
+		if (in)
+			WRITE_ONCE(in->state, AP_BROKEN);
+	}
+	s->state = AP_S_BROKEN;
+	if (!ap_pinned) {
+		__module_get(THIS_MODULE);
+		ap_pinned = true;
+	}
+}
+
+/* ap_changed reports whether a live site no longer holds all of its jump and nops. */
+static bool ap_changed(const struct ap_site *s)
+{
+	return memcmp((void *)s->addr, s->live, s->len);
+}
+
+/* Instrument ids. */
+
+/* ap_new_inst gives request r a fresh id (one is free: ap_claim_insts counted). */
+static u32 ap_new_inst(const struct ap_inst_req *r)
+{
+	struct ap_inst *in;
+	u32 slot = ap_next_inst, i;
+
+	do {
+		slot = slot + 1 < ap_max_insts ? slot + 1 : 1;
+	} while (ap_insts[slot].id || test_bit(slot, ap_inst_pending));
+	ap_next_inst = slot;
+	ap_free_insts--;
+	in = &ap_insts[slot];
+	in->kind = r->kind;
+	in->state = AP_FREE;
+	in->fast = AP_NONE;
+	in->npids = r->npids;
+	memcpy(in->pids, r->pids, sizeof(in->pids));
+	if (r->kind == AP_COUNT && r->npids <= 1) {
+		for (i = 0; ap_fast_owner[i]; i++)
+			;
+		in->fast = i;
+		ap_free_fast--;
+	}
+	WRITE_ONCE(in->id, slot | (u32)ap_inc[slot] << AP_ID_SLOT_BITS);
+	if (in->fast != AP_NONE)
+		ap_fast_owner[in->fast] = in->id;
+	return in->id;
+}
+
+/* ap_fast_count returns the fast-path counts of instrument in. */
+static u64 ap_fast_count(const struct ap_inst *in)
+{
+	u64 sum = 0;
+	int cpu;
+
+	if (in->fast != AP_NONE && ap_fast_owner[in->fast] == in->id)
+		for_each_possible_cpu(cpu)
+			sum += *per_cpu_ptr(ap_fast + in->fast, cpu);
+	return sum;
 }
 
 /*
- * ap_check_site checks a site against what the kernel itself says: the
- * function kallsyms names at addr must be the one claimed, the window must
- * lie inside it, in core kernel text, and the function must have no
- * exception-table entry (fixup code may jump into it).
+ * ap_free_inst frees the slot of an instrument nothing can run any more:
+ * never published, or withdrawn and past RCU-tasks. Where it was live,
+ * what AP_IOC_READ says of it is kept by its id; false when there is no
+ * memory for that (the slot stays pending).
  */
-static int ap_check_site(struct ap_splice *sp)
+static bool ap_free_inst(u32 slot, bool published)
 {
-	char buf[KSYM_SYMBOL_LEN];
-	unsigned long off, size, a;
-	char *plus, *slash;
+	struct ap_inst *in = &ap_insts[slot];
+	struct ap_retired *r;
+	int cpu;
 
-	if (sp->addr < ap_k.stext || sp->addr + sp->len > ap_k.etext)
-		return -EPERM;
-	sprint_symbol(buf, sp->addr);
-	plus = strrchr(buf, '+');
-	slash = strrchr(buf, '/');
-	if (!plus || !slash || slash < plus || strchr(slash, ' '))
-		return -EPERM;	/* no symbol, or a module's ("... [mod]") */
-	*plus = 0;
-	*slash = 0;
-	if (kstrtoul(plus + 1, 16, &off) || kstrtoul(slash + 1, 16, &size))
-		return -EPERM;
-	sp->name[AP_NAME_LEN - 1] = 0;
-	if (strcmp(buf, sp->name)) {
-		strscpy(sp->found, buf, AP_NAME_LEN);
-		return -ENOENT;
+	if (published) {
+		r = kmalloc(sizeof(*r), GFP_KERNEL);
+		if (!r)
+			return false;
+		r->fast = ap_fast_count(in);
+		r->state = in->state;
+		r->kind = in->kind;
+		if (xa_is_err(xa_store(&ap_retired, in->id, r, GFP_KERNEL))) {
+			kfree(r);
+			return false;
+		}
 	}
-	if (sp->addr - off != sp->func || off + sp->len > size)
-		return -ERANGE;
-	for (a = sp->func; a < sp->func + size; a++)
-		if (ap_k.search_extable(a))
-			return -EPERM;
+	if (in->fast != AP_NONE) {
+		for_each_possible_cpu(cpu)
+			*per_cpu_ptr(ap_fast + in->fast, cpu) = 0;
+		ap_fast_owner[in->fast] = 0;
+		ap_free_fast++;
+	}
+	WRITE_ONCE(in->id, 0);
+	ap_inc[slot]++;
+	ap_free_insts++;
+	return true;
+}
+
+/* ap_retire_inst withdraws a live instrument: its slot is reclaimed after RCU-tasks. */
+static void ap_retire_inst(u32 id, u32 state)
+{
+	struct ap_inst *in = ap_inst_of(id);
+
+	if (!in || in->state == AP_BROKEN)
+		return;
+	WRITE_ONCE(in->state, state);
+	set_bit(ap_id_slot(id), ap_inst_pending);
+}
+
+/* ap_read_inst fills in what AP_IOC_READ says of instrument r->id. */
+void ap_read_inst(struct ap_inst_read *r)
+{
+	struct ap_inst *in = ap_inst_of(r->id);
+	struct ap_retired *old;
+
+	r->pad = 0;
+	if (in) {
+		r->state = in->state;
+		r->kind = in->kind;
+		r->fast = ap_fast_count(in);
+	} else if ((old = xa_load(&ap_retired, r->id))) {
+		r->state = old->state;
+		r->kind = old->kind;
+		r->fast = old->fast;
+	} else {
+		r->state = AP_FREE;
+		r->kind = 0;
+		r->fast = 0;
+	}
+}
+
+/*
+ * ap_claim_insts checks the instruments of sp, then gives the new ones
+ * ids (and counters their fast slots): every id in the request must be one
+ * the replaced site (old) holds, of the same kind, and appear once, before
+ * anything is claimed. fresh gets a bit for each instrument claimed here.
+ */
+static int ap_claim_insts(struct ap_splice *sp, const struct ap_site *old, u32 *fresh)
+{
+	u32 i, j, nfresh = 0, nfast = 0;
+
+	*fresh = 0;
+	for (i = 0; i < sp->ninst; i++) {
+		const struct ap_inst_req *r = &sp->insts[i];
+		const struct ap_inst *in;
+
+		if (r->kind < AP_COUNT || r->kind > AP_TIMER || r->npids > AP_MAX_PIDS)
+			return -EINVAL;
+		if (!r->id) {
+			nfresh++;
+			nfast += r->kind == AP_COUNT && r->npids <= 1;
+			continue;
+		}
+		for (j = 0; old && j < old->ninst && old->ids[j] != r->id; j++)
+			;
+		in = ap_inst_of(r->id);
+		if (!old || j == old->ninst || !in || in->kind != r->kind || in->state != AP_LIVE)
+			return -EINVAL;
+		for (j = 0; j < i; j++)
+			if (sp->insts[j].id == r->id)
+				return -EINVAL;
+	}
+	if (nfresh > ap_free_insts || nfast > ap_free_fast)
+		return -ENOSPC;
+	for (i = 0; i < sp->ninst; i++) {
+		if (!sp->insts[i].id) {
+			sp->insts[i].id = ap_new_inst(&sp->insts[i]);
+			*fresh |= BIT(i);
+		}
+	}
 	return 0;
 }
 
-/* ap_site_at returns the slot of the busy site at addr, or -1. */
-static int ap_site_at(unsigned long addr)
+/* ap_unclaim frees the ids ap_claim_insts gave that were never published. */
+static void ap_unclaim(struct ap_splice *sp, u32 fresh)
 {
 	u32 i;
 
-	for (i = 0; i < AP_POOL_SLOTS; i++)
-		if (ap_sites[i].busy && ap_sites[i].addr == addr)
-			return i;
-	return -1;
-}
-
-/* ap_overlaps reports whether [addr, addr+len) meets a busy site other than skip. */
-static bool ap_overlaps(unsigned long addr, u32 len, int skip)
-{
-	u32 i;
-
-	for (i = 0; i < AP_POOL_SLOTS; i++) {
-		struct ap_site *s = &ap_sites[i];
-
-		if ((int)i != skip && s->busy && addr < s->addr + s->len && s->addr < addr + len)
-			return true;
+	for (i = 0; i < sp->ninst; i++) {
+		if (fresh & BIT(i)) {
+			ap_free_inst(ap_id_slot(sp->insts[i].id), false);
+			sp->insts[i].id = 0;
+		}
 	}
-	return false;
 }
+
+/* ap_validate refuses a malformed request before anything is looked up. */
+static int ap_validate(const struct ap_splice *sp)
+{
+	if (sp->len < JMP32_INSN_SIZE || sp->len > AP_MAX_WINDOW || sp->flags & ~AP_F_REPLACE ||
+	    sp->role < AP_BLOCK || sp->role > AP_RETURN || sp->ninst > AP_SITE_INSTS ||
+	    (!sp->ninst) != (sp->role == AP_RETURN))
+		return -EINVAL;
+	return 0;
+}
+
+/* Trampoline slots. */
 
 static int ap_alloc_slot(void)
 {
 	u32 i;
 
 	for (i = 0; i < AP_POOL_SLOTS; i++)
-		if (!ap_sites[i].busy && !test_bit(i, ap_pending))
+		if (ap_sites[i].state == AP_S_FREE && !test_bit(i, ap_pending))
 			return i;
 	return -ENOSPC;
 }
 
-static int ap_alloc_fast(u32 id)
+/* ap_fill_nops writes n bytes of the kernel's nops. */
+static void ap_fill_nops(u8 *p, unsigned int n)
 {
-	u32 i;
+	static const u8 nops[ASM_NOP_MAX][ASM_NOP_MAX] = {
+		{ BYTES_NOP1 }, { BYTES_NOP2 }, { BYTES_NOP3 }, { BYTES_NOP4 },
+		{ BYTES_NOP5 }, { BYTES_NOP6 }, { BYTES_NOP7 }, { BYTES_NOP8 },
+	};
 
-	for (i = 0; i < AP_FAST_SLOTS; i++) {
-		if (!ap_fast_owner[i] && !test_bit(i, ap_fast_pending)) {
-			ap_fast_owner[i] = id;
-			return i;
-		}
+	while (n) {
+		unsigned int k = min_t(unsigned int, n, ASM_NOP_MAX);
+
+		memcpy(p, nops[k - 1], k);
+		p += k;
+		n -= k;
 	}
-	return -ENOSPC;
-}
-
-/* ap_relocate applies the relocations of sp to out, for slot. */
-static int ap_relocate(struct ap_splice *sp, u8 *out, u32 slot)
-{
-	unsigned long tramp = (unsigned long)ap_tramp(slot);
-	u32 i;
-
-	memset(out, AP_INT3, AP_SLOT_SIZE);
-	memcpy(out, sp->blob, sp->blob_len);
-	for (i = 0; i < sp->nrelocs; i++) {
-		struct ap_reloc *r = &sp->relocs[i];
-		struct ap_inst *in;
-		s64 d;
-		u64 v;
-
-		switch (r->kind) {
-		case AP_R_PC32:
-			if (r->off + 4 > r->end || r->end > sp->blob_len)
-				return -EINVAL;
-			d = (s64)(r->target - (tramp + r->end));
-			if (d != (s32)d)
-				return -ERANGE;
-			ap_put32(out + r->off, (u32)(s32)d);
-			break;
-		case AP_R_ID32:
-			if (r->off + 4 > sp->blob_len || r->end >= sp->ninst)
-				return -EINVAL;
-			ap_put32(out + r->off, sp->insts[r->end].id);
-			break;
-		case AP_R_SLOT64:
-			if (r->off + 8 > sp->blob_len || r->end >= sp->ninst)
-				return -EINVAL;
-			in = &ap_insts[sp->insts[r->end].id];
-			if (in->fast == AP_NONE)
-				return -EINVAL;
-			/* A __percpu address is the %gs offset of its copy. */
-			v = (u64)(unsigned long)(ap_fast + in->fast);
-			memcpy(out + r->off, &v, sizeof(v));
-			break;
-		default:
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
-/*
- * ap_claim_insts checks the instruments of sp and gives the new ones ids
- * (and counters their fast slots). A replacing splice may list again only
- * instruments of the site it replaces (old).
- */
-static int ap_claim_insts(struct ap_splice *sp, struct ap_site *old)
-{
-	struct ap_session *ss = ap_cur;
-	u32 i, j, fresh = 0;
-
-	if (!sp->ninst || sp->ninst > AP_SITE_INSTS)
-		return -EINVAL;
-	for (i = 0; i < sp->ninst; i++) {
-		struct ap_inst_req *r = &sp->insts[i];
-
-		if (r->kind < AP_COUNT || r->kind > AP_TIMER || r->npids > AP_MAX_PIDS)
-			return -EINVAL;
-		if (!r->id) {
-			fresh++;
-			continue;
-		}
-		if (!old)
-			return -EINVAL;
-		for (j = 0; j < old->ninst && old->ids[j] != r->id; j++)
-			;
-		if (j == old->ninst || ap_insts[r->id].kind != r->kind)
-			return -EINVAL;
-	}
-	if (ss->next_id + fresh > ap_max_insts)
-		return -ENOSPC;
-	for (i = 0; i < sp->ninst; i++) {
-		struct ap_inst_req *r = &sp->insts[i];
-		struct ap_inst *in;
-		int fast = AP_NONE;
-
-		if (r->id)
-			continue;
-		if (r->kind == AP_COUNT) {
-			fast = ap_alloc_fast(ss->next_id);
-			if (fast < 0)
-				return fast;	/* the ids claimed so far stay unused */
-		}
-		r->id = ss->next_id++;
-		in = &ap_insts[r->id];
-		in->kind = r->kind;
-		in->state = AP_FREE;
-		in->fast = fast;
-		in->npids = r->npids;
-		memcpy(in->pids, r->pids, sizeof(in->pids));
-	}
-	return 0;
-}
-
-static void ap_retire_inst(u32 id, u32 state);
-
-/* ap_unclaim withdraws the instruments ap_claim_insts gave ids to. */
-static void ap_unclaim(struct ap_splice *sp)
-{
-	u32 i;
-
-	for (i = 0; i < sp->ninst && i < AP_SITE_INSTS; i++) {
-		struct ap_inst_req *r = &sp->insts[i];
-
-		if (r->id && ap_insts[r->id].state == AP_FREE)
-			ap_retire_inst(r->id, AP_WITHDRAWN);
-	}
-}
-
-/* ap_prepare validates one splice and readies its slot and trampoline. */
-static int ap_prepare(struct ap_splice *sp, u8 *tramp, int *oldslot)
-{
-	struct ap_site *site, *old = NULL;
-	int slot, err;
-	long d;
-	u32 i;
-
-	*oldslot = -1;
-	if (sp->len < 5 || sp->len > AP_MAX_WINDOW || !sp->ninsns || sp->ninsns > sp->len ||
-	    sp->blob_len == 0 || sp->blob_len > AP_MAX_BLOB || sp->nrelocs > AP_MAX_RELOCS ||
-	    sp->flags & ~AP_F_REPLACE)
-		return -EINVAL;
-	err = ap_check_site(sp);
-	if (err)
-		return err;
-	if (sp->flags & AP_F_REPLACE) {
-		*oldslot = ap_site_at(sp->addr);
-		if (*oldslot < 0 || !ap_sites[*oldslot].live)
-			return -ENOENT;
-		old = &ap_sites[*oldslot];
-		if (old->len != sp->len || memcmp(old->orig, sp->orig, sp->len))
-			return -EBUSY;
-	} else if (ap_overlaps(sp->addr, sp->len, -1) ||
-		   memcmp((void *)sp->addr, sp->orig, sp->len)) {
-		return -EBUSY;
-	}
-	slot = ap_alloc_slot();
-	if (slot < 0)
-		return slot;
-	d = (long)ap_tramp(slot) - (long)(sp->addr + 5);
-	if (d != (s32)d)
-		return -ERANGE;
-	err = ap_claim_insts(sp, old);
-	if (!err)
-		err = ap_relocate(sp, tramp, slot);
-	if (err) {
-		ap_unclaim(sp);
-		return err;
-	}
-	site = &ap_sites[slot];
-	memset(site, 0, sizeof(*site));
-	site->addr = sp->addr;
-	site->len = sp->len;
-	site->ninsns = sp->ninsns;
-	memcpy(site->orig, sp->orig, sp->len);
-	site->jmp[0] = AP_JMP;
-	ap_put32(&site->jmp[1], (u32)(s32)d);
-	site->ninst = sp->ninst;
-	for (i = 0; i < sp->ninst; i++)
-		site->ids[i] = sp->insts[i].id;
-	site->busy = 1;
-	sp->tramp = (unsigned long)ap_tramp(slot);
-	return slot;
-}
-
-/*
- * ap_retire_inst withdraws an instrument: its counter slot is reclaimed
- * with the trampolines, after RCU-tasks.
- */
-static void ap_retire_inst(u32 id, u32 state)
-{
-	struct ap_inst *in = &ap_insts[id];
-
-	WRITE_ONCE(in->state, state);
-	if (in->fast != AP_NONE)
-		set_bit(in->fast, ap_fast_pending);
 }
 
 /*
  * ap_drop_site gives back a slot whose trampoline may have been entered:
- * it is reused after RCU-tasks. The instruments not in keep are retired.
+ * it is reused after RCU-tasks. Its instruments not in keep are retired.
  */
-static void ap_drop_site(u32 slot, const struct ap_site *keep, u32 state)
+static void ap_drop_site(struct ap_site *s, const struct ap_site *keep, u32 state)
 {
-	struct ap_site *s = &ap_sites[slot];
 	u32 i, j;
 
 	for (i = 0; i < s->ninst; i++) {
@@ -437,9 +419,113 @@ static void ap_drop_site(u32 slot, const struct ap_site *keep, u32 state)
 		if (!keep || j == keep->ninst)
 			ap_retire_inst(s->ids[i], state);
 	}
-	s->busy = 0;
-	s->live = 0;
-	set_bit(slot, ap_pending);
+	s->state = AP_S_FREE;
+	set_bit(ap_slot_of(s), ap_pending);
+}
+
+/* ap_unprepare gives back a slot whose trampoline was never reachable. */
+static void ap_unprepare(struct ap_site *s, struct ap_splice *sp, u32 fresh)
+{
+	ap_unclaim(sp, fresh);
+	s->state = AP_S_FREE;
+}
+
+/*
+ * ap_prepare validates one splice, checks its site, claims its ids and
+ * writes its trampoline into a free slot (phase 1).
+ */
+static int ap_prepare(struct ap_splice *sp, u8 *buf, u32 *fresh)
+{
+	const struct ap_inst *insts[AP_SITE_INSTS];
+	struct ap_site *s, *old = NULL;
+	struct ap_window w;
+	int slot, len, err;
+	long d;
+	u32 i;
+	u8 out;
+
+	err = ap_validate(sp);
+	if (err)
+		return err;
+	if (sp->flags & AP_F_REPLACE) {
+		old = ap_site_of(sp->addr);
+		if (!old || old->state != AP_S_LIVE || old->covered) {
+			strscpy(sp->found, "no live site to replace", AP_NAME_LEN);
+			return -ENOENT;
+		}
+		if (old->len != sp->len || old->role != sp->role || memcmp(old->orig, sp->orig, sp->len))
+			return -EBUSY;
+	} else if (ap_overlaps(sp->addr, sp->len)) {
+		strscpy(sp->found, "overlaps another site", AP_NAME_LEN);
+		return -EBUSY;
+	}
+	err = ap_check_site(sp, &w);
+	if (err)
+		return err;
+	slot = ap_alloc_slot();
+	if (slot < 0)
+		return slot;
+	d = (long)ap_tramp(slot) - (long)(sp->addr + JMP32_INSN_SIZE);
+	if (d != (s32)d)
+		return -ERANGE;
+	err = ap_claim_insts(sp, old, fresh);
+	if (err)
+		return err;
+	for (i = 0; i < sp->ninst; i++)
+		insts[i] = ap_inst_of(sp->insts[i].id);
+	len = ap_build(buf, (unsigned long)ap_tramp(slot), sp, &w, insts, &out);
+	if (len < 0) {
+		ap_unclaim(sp, *fresh);
+		return len;
+	}
+	s = &ap_sites[slot];
+	memset(s, 0, sizeof(*s));
+	s->addr = sp->addr;
+	s->len = sp->len;
+	s->role = sp->role;
+	s->out = out;
+	s->replaces = old ? ap_slot_of(old) : -1;
+	s->ninst = sp->ninst;
+	for (i = 0; i < sp->ninst; i++)
+		s->ids[i] = sp->insts[i].id;
+	memcpy(s->orig, sp->orig, sp->len);
+	s->live[0] = JMP32_INSN_OPCODE;
+	memcpy(&s->live[1], &(s32){ d }, DISP32_SIZE);
+	if (old)
+		memcpy(s->live + JMP32_INSN_SIZE, old->live + JMP32_INSN_SIZE, sp->len - JMP32_INSN_SIZE);
+	else
+		ap_fill_nops(s->live + JMP32_INSN_SIZE, sp->len - JMP32_INSN_SIZE);
+	s->state = AP_S_READY;
+	ap_poke((unsigned long)ap_tramp(slot), buf, AP_SLOT_SIZE);
+	sp->tramp = (unsigned long)ap_tramp(slot);
+	sp->tramp_len = len;
+	sp->out = out;
+	return slot;
+}
+
+/* ap_expect returns what a prepared site's window holds before its jump: the original or the old jump. */
+static const u8 *ap_expect(const struct ap_site *s)
+{
+	return s->replaces >= 0 ? ap_sites[s->replaces].live : s->orig;
+}
+
+/* ap_arm writes int3 over the first byte of site s, redirected to its trampoline. */
+static void ap_arm(struct ap_site *s)
+{
+	const u8 int3 = INT3_INSN_OPCODE;
+
+	WRITE_ONCE(ap_int3_addr[ap_slot_of(s)], s->addr);
+	atomic_inc(&ap_int3_n);
+	smp_wmb();
+	ap_poke(s->addr, &int3, INT3_INSN_SIZE);
+}
+
+/* ap_disarm puts back what an armed site's first byte held. */
+static void ap_disarm(struct ap_site *s)
+{
+	ap_poke(s->addr, ap_expect(s), INT3_INSN_SIZE);
+	if (s->replaces >= 0)
+		ap_sites[s->replaces].covered = 0;
 }
 
 /*
@@ -448,307 +534,378 @@ static void ap_drop_site(u32 slot, const struct ap_site *keep, u32 state)
  * interrupts off (an NMI's too), so a CPU that took the IPI has finished
  * any it was in, and none can enter another at these sites.
  */
-static void ap_retire(const u32 *slots, u32 n)
+static void ap_retire(const int *slots, u32 n)
 {
 	u32 i;
 
-	for (i = 0; i < n; i++) {
-		WRITE_ONCE(ap_int3_addr[slots[i]], 0);
-		atomic_dec(&ap_int3_n);
-	}
+	for (i = 0; i < n; i++)
+		if (slots[i] >= 0 && xchg(&ap_int3_addr[slots[i]], 0))
+			atomic_dec(&ap_int3_n);
 }
 
-/* ap_arm writes int3 over the first byte of site s, redirected to slot. */
-static void ap_arm(struct ap_site *s, u32 slot)
+/* ap_several reports whether a window holds more than one instruction a task may stop in. */
+static bool ap_several(const struct ap_splice *sp)
 {
-	const u8 int3 = AP_INT3;
+	struct insn insn;
 
-	WRITE_ONCE(ap_int3_addr[slot], s->addr);
-	atomic_inc(&ap_int3_n);
-	smp_wmb();
-	ap_poke(s->addr, &int3, 1);
+	if (sp->role == AP_RETURN)
+		return false;	/* one instruction, or ret and padding never run */
+	return ap_insn_decode(&insn, sp->orig, sp->len) || insn.length < sp->len;
 }
-
-/* Progress of one splice of a batch through ap_insert. */
-enum { AP_S_NONE, AP_S_READY, AP_S_ARMED, AP_S_LIVE };
-
-struct ap_op {
-	int slot, oldslot;
-	u8 st;
-};
 
 /*
- * ap_insert splices a batch in. Each splice gets its own err; the return
- * value is how many were made live. Called with ap_lock held.
+ * ap_prepare_arm runs phases 1 and 2 for one splice; slot gets its slot,
+ * -1 when refused. It reports whether the window needs quiescence.
  */
-int ap_insert(struct ap_splice *sp, u32 n)
+static bool ap_prepare_arm(struct ap_splice *sp, u8 *buf, int *slot)
 {
-	bool quiesce = false;
-	u32 i, narmed = 0;
-	struct ap_op *op;
-	u32 *armed;
-	u8 *tramp;
-	int live = 0;
+	struct ap_site *s;
+	u32 fresh = 0, i;
 
-	op = kcalloc(n, sizeof(*op), GFP_KERNEL);
-	armed = kcalloc(n, sizeof(*armed), GFP_KERNEL);
-	tramp = kmalloc(AP_SLOT_SIZE, GFP_KERNEL);
-	if (!op || !armed || !tramp) {
-		kfree(op);
-		kfree(armed);
-		kfree(tramp);
-		return -ENOMEM;
+	sp->tramp = 0;
+	sp->tramp_len = 0;
+	sp->out = 0;
+	memset(sp->found, 0, sizeof(sp->found));
+	*slot = ap_prepare(sp, buf, &fresh);
+	sp->err = *slot < 0 ? *slot : 0;
+	if (*slot < 0)
+		return false;
+	s = &ap_sites[*slot];
+	if (memcmp((void *)s->addr, ap_expect(s), s->len)) {
+		sp->err = -EBUSY;
+		strscpy(sp->found, "the window does not hold the bytes expected", AP_NAME_LEN);
+		ap_unprepare(s, sp, fresh);
+		*slot = -1;
+		return false;
 	}
-	mutex_lock(ap_k.text_mutex);
-	/* 1. The trampolines. */
-	for (i = 0; i < n; i++) {
-		int slot;
+	for (i = 0; i < s->ninst; i++)
+		WRITE_ONCE(ap_inst_of(s->ids[i])->state, AP_LIVE);
+	ap_arm(s);
+	s->state = AP_S_ARMED;
+	if (s->replaces >= 0)
+		ap_sites[s->replaces].covered = 1;	/* its jump's first byte is our int3 now */
+	return s->replaces < 0 && ap_several(sp);
+}
 
-		sp[i].tramp = 0;
-		slot = ap_prepare(&sp[i], tramp, &op[i].oldslot);
-		sp[i].err = slot < 0 ? slot : 0;
-		if (slot < 0)
-			continue;
-		op[i].slot = slot;
-		ap_poke(sp[i].tramp, tramp, AP_SLOT_SIZE);
-		op[i].st = AP_S_READY;
-	}
-	/*
-	 * 2. Compare, then arm the int3s: a CPU that hits one goes to the new
-	 * trampoline, equivalent to the old code or the old trampoline.
-	 */
-	for (i = 0; i < n; i++) {
-		struct ap_site *s = &ap_sites[op[i].slot];
-		const u8 *expect = s->orig;
-		u32 j;
+/*
+ * ap_quiesce waits until no task can be inside a window armed before:
+ * RCU-tasks (every task has since switched voluntarily or run in user
+ * space) and RCU-tasks-rude (idle tasks, CPUs where RCU is not watching).
+ * The wait runs in a worker so that a fatal signal ends it here (-EINTR):
+ * kill -9 of the controller releases its session at once.
+ */
+struct ap_gp {
+	struct work_struct work;
+	struct completion done;
+	refcount_t ref;
+};
 
-		if (op[i].st != AP_S_READY)
-			continue;
-		if (op[i].oldslot >= 0)
-			expect = ap_sites[op[i].oldslot].jmp;
-		if (memcmp((void *)s->addr, expect, op[i].oldslot >= 0 ? 5 : s->len)) {
-			sp[i].err = -EBUSY;
-			s->busy = 0;
-			for (j = 0; j < s->ninst; j++)
-				if (ap_insts[s->ids[j]].state == AP_FREE)
-					ap_retire_inst(s->ids[j], AP_WITHDRAWN);
-			op[i].st = AP_S_NONE;
-			continue;
-		}
-		for (j = 0; j < s->ninst; j++)
-			WRITE_ONCE(ap_insts[s->ids[j]].state, AP_LIVE);
-		ap_arm(s, op[i].slot);
-		armed[narmed++] = op[i].slot;
-		op[i].st = AP_S_ARMED;
-		quiesce |= op[i].oldslot < 0 && s->ninsns > 1;
-	}
-	mutex_unlock(ap_k.text_mutex);
-	ap_sync();
-	/* 3. Nobody may still be inside a new window of several instructions. */
-	if (quiesce) {
+static void ap_gp_put(struct ap_gp *gp)
+{
+	if (refcount_dec_and_test(&gp->ref))
+		kfree(gp);
+}
+
+static void ap_gp_fn(struct work_struct *work)
+{
+	struct ap_gp *gp = container_of(work, struct ap_gp, work);
+
+	synchronize_rcu_tasks();
+	synchronize_rcu_tasks_rude();
+	complete(&gp->done);
+	ap_gp_put(gp);
+}
+
+static int ap_quiesce(void)
+{
+	struct ap_gp *gp = kmalloc(sizeof(*gp), GFP_KERNEL);
+	int err;
+
+	if (!gp) {
 		synchronize_rcu_tasks();
 		synchronize_rcu_tasks_rude();
+		return 0;
 	}
-	/* 4. The jump: compare again, bytes 1..4, then byte 0. */
-	mutex_lock(ap_k.text_mutex);
-	for (i = 0; i < n; i++) {
-		struct ap_site *s = &ap_sites[op[i].slot];
-		const u8 *tail = s->orig;
+	INIT_WORK(&gp->work, ap_gp_fn);
+	init_completion(&gp->done);
+	refcount_set(&gp->ref, 2);
+	queue_work(ap_wq, &gp->work);
+	err = wait_for_completion_killable(&gp->done);
+	ap_gp_put(gp);
+	return err ? -EINTR : 0;
+}
 
-		if (op[i].st != AP_S_ARMED)
+/*
+ * ap_commit writes the jumps of the armed sites among slots (phase 4),
+ * and gives back the ones whose bytes changed meanwhile. It returns how
+ * many went live.
+ */
+static int ap_commit(struct ap_splice *sp, int *slots, u32 n)
+{
+	u32 i;
+	int live = 0;
+
+	for (i = 0; i < n; i++) {
+		struct ap_site *s;
+
+		if (slots[i] < 0)
 			continue;
-		if (op[i].oldslot >= 0)
-			tail = ap_sites[op[i].oldslot].jmp;
-		if (*(u8 *)s->addr != AP_INT3 || memcmp((void *)s->addr + 1, tail + 1, 4) ||
-		    (op[i].oldslot < 0 && memcmp((void *)s->addr + 5, s->orig + 5, s->len - 5))) {
-			if (*(u8 *)s->addr == AP_INT3)
-				ap_poke(s->addr, tail, 1);
-			sp[i].err = -EBUSY;
+		s = &ap_sites[slots[i]];
+		if (s->state != AP_S_ARMED) {
+			sp[i].err = -ECANCELED;	/* withdrawn meanwhile */
 			continue;
 		}
-		ap_poke(s->addr + 1, s->jmp + 1, 4);
-		op[i].st = AP_S_LIVE;
+		if (*(u8 *)s->addr != INT3_INSN_OPCODE ||
+		    memcmp((void *)s->addr + 1, ap_expect(s) + 1, s->len - 1)) {
+			if (*(u8 *)s->addr == INT3_INSN_OPCODE)
+				ap_disarm(s);
+			sp[i].err = -EBUSY;
+			ap_drop_site(s, s->replaces >= 0 ? &ap_sites[s->replaces] : NULL, AP_WITHDRAWN);
+			continue;
+		}
+		ap_poke(s->addr + 1, s->live + 1, DISP32_SIZE);
+		s->state = AP_S_LIVE;
 	}
 	ap_sync();
+	for (i = 0; i < n; i++)
+		if (slots[i] >= 0 && ap_sites[slots[i]].state == AP_S_LIVE && !sp[i].err)
+			ap_poke(sp[i].addr, ap_sites[slots[i]].live, 1);
+	ap_sync();
 	for (i = 0; i < n; i++) {
-		struct ap_site *s = &ap_sites[op[i].slot];
+		struct ap_site *s = slots[i] >= 0 ? &ap_sites[slots[i]] : NULL;
 
-		if (op[i].st != AP_S_LIVE)
+		if (!s || s->state != AP_S_LIVE || sp[i].err)
 			continue;
-		ap_poke(s->addr, s->jmp, 1);
-		s->live = 1;
+		if (s->replaces < 0 && s->len > JMP32_INSN_SIZE)
+			ap_poke(s->addr + JMP32_INSN_SIZE, s->live + JMP32_INSN_SIZE,
+				s->len - JMP32_INSN_SIZE);
+		if (s->replaces >= 0)
+			ap_drop_site(&ap_sites[s->replaces], s, AP_WITHDRAWN);
+		s->replaces = -1;
 		live++;
 	}
 	ap_sync();
-	mutex_unlock(ap_k.text_mutex);
-	/* 5. Retire the redirects, and what the batch replaced or failed. */
-	ap_retire(armed, narmed);
-	for (i = 0; i < n; i++) {
-		if (op[i].st == AP_S_LIVE && op[i].oldslot >= 0)
-			ap_drop_site(op[i].oldslot, &ap_sites[op[i].slot], AP_WITHDRAWN);
-		else if (op[i].st == AP_S_ARMED && op[i].oldslot >= 0)
-			ap_drop_site(op[i].slot, &ap_sites[op[i].oldslot], AP_WITHDRAWN);
-		else if (op[i].st == AP_S_ARMED)
-			ap_drop_site(op[i].slot, NULL, AP_WITHDRAWN);
-	}
-	kfree(op);
-	kfree(armed);
-	kfree(tramp);
-	if (!bitmap_empty(ap_pending, AP_POOL_SLOTS))
-		schedule_work(&ap_reclaim_work);
 	return live;
 }
 
 /*
- * ap_withdraw splices the sites at addrs out, leaving their instruments
- * in state; the return value is how many sites were withdrawn. Called with
- * ap_lock held.
+ * ap_abort disarms the armed sites among slots: the insertion was cut
+ * short (a fatal signal, or a switch withdrew everything meanwhile).
+ */
+static void ap_abort(struct ap_splice *sp, int *slots, u32 n, int err)
+{
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		struct ap_site *s = slots[i] >= 0 ? &ap_sites[slots[i]] : NULL;
+
+		if (!s)
+			continue;
+		sp[i].err = err;
+		if (s->state != AP_S_ARMED)
+			continue;	/* disarmed by ap_withdraw_all */
+		ap_disarm(s);
+		ap_drop_site(s, s->replaces >= 0 ? &ap_sites[s->replaces] : NULL, AP_WITHDRAWN);
+	}
+	ap_sync();
+}
+
+/*
+ * ap_insert splices a batch in for session ss. Each splice gets its own
+ * err; the return value is how many were made live. Called with neither
+ * ap_lock nor text_mutex held.
+ */
+int ap_insert(struct ap_session *ss, struct ap_splice *sp, u32 n)
+{
+	bool quiesce = false;
+	int *slots, live = 0, err = 0;
+	u8 *buf;
+	u32 i;
+
+	slots = kcalloc(n, sizeof(*slots), GFP_KERNEL);
+	buf = kmalloc(AP_SLOT_SIZE, GFP_KERNEL);
+	if (!slots || !buf) {
+		kfree(slots);
+		kfree(buf);
+		return -ENOMEM;
+	}
+	mutex_lock(&ap_lock);
+	err = ap_ready(ss);
+	if (err) {
+		mutex_unlock(&ap_lock);
+		goto out;
+	}
+	mutex_lock(ap_k.text_mutex);
+	for (i = 0; i < n; i++)
+		quiesce |= ap_prepare_arm(&sp[i], buf, &slots[i]);
+	ap_sync();
+	mutex_unlock(ap_k.text_mutex);
+	mutex_unlock(&ap_lock);
+
+	if (quiesce)
+		err = ap_quiesce();
+
+	mutex_lock(&ap_lock);
+	mutex_lock(ap_k.text_mutex);
+	if (err || ss->dead)
+		ap_abort(sp, slots, n, err ?: -ECANCELED);
+	else
+		live = ap_commit(sp, slots, n);
+	mutex_unlock(ap_k.text_mutex);
+	ap_retire(slots, n);
+	mutex_unlock(&ap_lock);
+	if (!bitmap_empty(ap_pending, AP_POOL_SLOTS))
+		queue_work(ap_wq, &ap_reclaim_work);
+out:
+	kfree(slots);
+	kfree(buf);
+	return err ?: live;
+}
+
+/*
+ * ap_withdraw splices the live sites at addrs out, leaving their
+ * instruments in state; an address listed twice counts once. It returns
+ * how many sites were withdrawn. Called with ap_lock held.
  */
 u32 ap_withdraw(const u64 *addrs, u32 n, u32 state)
 {
 	/* Static, under ap_lock: withdrawing must not fail for want of memory. */
-	static u32 slots[AP_POOL_SLOTS];
-	u32 i, nslots = 0, done = 0;
+	static int slots[AP_POOL_SLOTS];
+	static DECLARE_BITMAP(seen, AP_POOL_SLOTS);
+	u32 i, nslots = 0;
 
+	bitmap_zero(seen, AP_POOL_SLOTS);
 	mutex_lock(ap_k.text_mutex);
 	for (i = 0; i < n; i++) {
-		int slot = ap_site_at(addrs[i]);
-		struct ap_site *s;
+		struct ap_site *s = ap_site_of(addrs[i]);
 
-		if (slot < 0 || !ap_sites[slot].live)
+		if (!s || s->state != AP_S_LIVE || test_and_set_bit(ap_slot_of(s), seen))
 			continue;
-		s = &ap_sites[slot];
-		if (ap_jump_changed(s)) {
-			/* Not our jump any more: never touch it again. */
-			ap_mark_broken(s);
+		if (ap_changed(s)) {
+			ap_mark_broken(s);	/* not ours any more: never touched again */
 			continue;
 		}
-		ap_arm(s, slot);
-		slots[nslots++] = slot;
+		ap_arm(s);
+		slots[nslots++] = ap_slot_of(s);
 	}
 	ap_sync();
 	for (i = 0; i < nslots; i++) {
 		struct ap_site *s = &ap_sites[slots[i]];
 
-		ap_poke(s->addr + 1, s->orig + 1, 4);
+		ap_poke(s->addr + 1, s->orig + 1, s->len - 1);
 	}
 	ap_sync();
 	for (i = 0; i < nslots; i++) {
 		struct ap_site *s = &ap_sites[slots[i]];
 
 		ap_poke(s->addr, s->orig, 1);
-		s->live = 0;
-		done++;
 	}
 	ap_sync();
 	mutex_unlock(ap_k.text_mutex);
 	ap_retire(slots, nslots);
 	for (i = 0; i < nslots; i++)
-		ap_drop_site(slots[i], NULL, state);
+		ap_drop_site(&ap_sites[slots[i]], NULL, state);
 	if (nslots)
-		schedule_work(&ap_reclaim_work);
-	return done;
+		queue_work(ap_wq, &ap_reclaim_work);
+	return nslots;
 }
 
-/* ap_withdraw_all withdraws every live site. Called with ap_lock held. */
+/*
+ * ap_withdraw_all withdraws every site: first the ones armed by an
+ * insertion waiting for quiescence (their first byte back), then the live
+ * ones. Called with ap_lock held.
+ */
 void ap_withdraw_all(u32 state)
 {
 	static u64 addrs[AP_POOL_SLOTS];	/* under ap_lock, as in ap_withdraw */
-	u32 i, n = 0;
+	static int armed[AP_POOL_SLOTS];
+	u32 i, n = 0, narmed = 0;
 
+	mutex_lock(ap_k.text_mutex);
+	for (i = 0; i < AP_POOL_SLOTS; i++) {
+		struct ap_site *s = &ap_sites[i];
+
+		if (s->state == AP_S_ARMED) {
+			ap_disarm(s);
+			armed[narmed++] = i;
+		}
+	}
+	ap_sync();
+	mutex_unlock(ap_k.text_mutex);
+	ap_retire(armed, narmed);
+	for (i = 0; i < narmed; i++) {
+		struct ap_site *s = &ap_sites[armed[i]];
+
+		ap_drop_site(s, s->replaces >= 0 ? &ap_sites[s->replaces] : NULL, state);
+	}
 	for (i = 0; i < AP_POOL_SLOTS; i++)
-		if (ap_sites[i].live)
+		if (ap_sites[i].state == AP_S_LIVE)
 			addrs[n++] = ap_sites[i].addr;
 	ap_withdraw(addrs, n, state);
 }
 
 /*
- * ap_check_sites gives up every live site whose jump was changed
- * underneath (by another patcher), pinning the module at once: the dead-man
- * work calls it on every tick, so that rmmod is refused rather than noticing
- * the change only while the module goes, too late to stay. Called with
- * ap_lock held.
+ * ap_check_sites gives up every live site whose bytes were changed
+ * underneath (by another patcher), pinning the module at once: the
+ * dead-man work calls it on every tick, so that rmmod is refused rather
+ * than noticing the change only while the module goes, too late to stay.
+ * Called with ap_lock held.
  */
 void ap_check_sites(void)
 {
 	u32 i;
 
-	for (i = 0; i < AP_POOL_SLOTS; i++) {
-		struct ap_site *s = &ap_sites[i];
-
-		if (s->live && ap_jump_changed(s))
-			ap_mark_broken(s);
-	}
-}
-
-/* ap_fast_sum returns the fast-path counts of instrument id. */
-u64 ap_fast_sum(u32 id)
-{
-	struct ap_inst *in = &ap_insts[id];
-	u64 sum = ap_retired[id];
-	int cpu;
-
-	if (in->kind == AP_COUNT && in->fast < AP_FAST_SLOTS && ap_fast_owner[in->fast] == id)
-		for_each_possible_cpu(cpu)
-			sum += *per_cpu_ptr(ap_fast + in->fast, cpu);
-	return sum;
+	mutex_lock(ap_k.text_mutex);
+	for (i = 0; i < AP_POOL_SLOTS; i++)
+		if (ap_sites[i].state == AP_S_LIVE && !ap_sites[i].covered && ap_changed(&ap_sites[i]))
+			ap_mark_broken(&ap_sites[i]);
+	mutex_unlock(ap_k.text_mutex);
 }
 
 /*
- * ap_reclaim_fn frees the slots whose trampolines may still be executed,
- * and the counter slots of withdrawn counters: after RCU-tasks no task is
- * preempted inside a trampoline, after RCU-tasks-rude no idle task is
- * interrupted inside one. A counter's fast counts are folded into its
- * retired count.
+ * ap_reclaim_fn frees the trampoline slots and instrument slots that may
+ * still be in use: after RCU-tasks no task is preempted inside a
+ * trampoline (or between a trampoline's call and its handler's reading of
+ * the instrument), after RCU-tasks-rude no idle task is interrupted there.
  */
 static void ap_reclaim_fn(struct work_struct *w)
 {
 	DECLARE_BITMAP(slots, AP_POOL_SLOTS);
-	DECLARE_BITMAP(fast, AP_FAST_SLOTS);
+	unsigned long *insts;
 	u32 i;
 
+	insts = bitmap_zalloc(ap_max_insts, GFP_KERNEL);
+	if (!insts)
+		return;
 	mutex_lock(&ap_reclaim_lock);
 	mutex_lock(&ap_lock);
 	bitmap_copy(slots, ap_pending, AP_POOL_SLOTS);
-	bitmap_copy(fast, ap_fast_pending, AP_FAST_SLOTS);
+	bitmap_copy(insts, ap_inst_pending, ap_max_insts);
 	mutex_unlock(&ap_lock);
-	if (bitmap_empty(slots, AP_POOL_SLOTS) && bitmap_empty(fast, AP_FAST_SLOTS))
+	if (bitmap_empty(slots, AP_POOL_SLOTS) && bitmap_empty(insts, ap_max_insts))
 		goto out;
 	synchronize_rcu_tasks();
 	synchronize_rcu_tasks_rude();
 	mutex_lock(&ap_lock);
 	for_each_set_bit(i, slots, AP_POOL_SLOTS)
 		clear_bit(i, ap_pending);
-	for_each_set_bit(i, fast, AP_FAST_SLOTS) {
-		u32 owner = ap_fast_owner[i];
-		int cpu;
-
-		for_each_possible_cpu(cpu) {
-			u64 *c = per_cpu_ptr(ap_fast + i, cpu);
-
-			ap_retired[owner] += *c;
-			*c = 0;
-		}
-		if (ap_insts[owner].fast == i)
-			ap_insts[owner].fast = AP_NONE;
-		ap_fast_owner[i] = 0;
-		clear_bit(i, ap_fast_pending);
-	}
+	for_each_set_bit(i, insts, ap_max_insts)
+		if (ap_free_inst(i, true))
+			clear_bit(i, ap_inst_pending);
 	mutex_unlock(&ap_lock);
 out:
 	mutex_unlock(&ap_reclaim_lock);
+	bitmap_free(insts);
 }
 
 /* ap_short reports whether fewer than n slots are free of each kind. */
 bool ap_short(u32 n)
 {
-	u32 i, slots = 0, fast = 0;
+	u32 i, slots = 0;
 
 	for (i = 0; i < AP_POOL_SLOTS; i++)
-		slots += !ap_sites[i].busy && !test_bit(i, ap_pending);
-	for (i = 0; i < AP_FAST_SLOTS; i++)
-		fast += !ap_fast_owner[i] && !test_bit(i, ap_fast_pending);
-	return slots < n || fast < n;
+		slots += ap_sites[i].state == AP_S_FREE && !test_bit(i, ap_pending);
+	return slots < n || ap_free_insts < n || ap_free_fast < n;
 }
 
 /* ap_reclaim_flush waits until every withdrawn slot is free again. */
@@ -758,44 +915,93 @@ void ap_reclaim_flush(void)
 	ap_reclaim_fn(NULL);
 }
 
-/* ap_reset_retired forgets the fast counts of a finished session. */
-void ap_reset_retired(void)
+/*
+ * ap_reclaim_wait waits, killably and for at most ten seconds, until n
+ * slots of each kind are free: the reclaim worker frees them after
+ * RCU-tasks. -EINTR on a fatal signal (kill -9 of the controller must not
+ * wait for a grace period), -ENOSPC when they do not come free.
+ */
+int ap_reclaim_wait(u32 n)
 {
-	memset(ap_retired, 0, ap_max_insts * sizeof(u64));
+	unsigned long until = jiffies + 10 * HZ;
+	bool short_;
+
+	for (;;) {
+		mutex_lock(&ap_lock);
+		short_ = ap_short(n);
+		mutex_unlock(&ap_lock);
+		if (!short_)
+			return 0;
+		if (time_after(jiffies, until))
+			return -ENOSPC;
+		queue_work(ap_wq, &ap_reclaim_work);
+		schedule_timeout_killable(HZ / 50);
+		if (fatal_signal_pending(current))
+			return -EINTR;
+	}
 }
 
-/* ap_synthesize_clac turns the stubs' nops into CLAC under SMAP. */
+/*
+ * ap_reset_insts forgets a finished session's instruments. Their slots
+ * are free (ap_reclaim_flush ran) but for those of broken sites, which
+ * stay as they are; incarnations go on, so that no id of the new session
+ * equals an old one.
+ */
+void ap_reset_insts(void)
+{
+	struct ap_retired *r;
+	unsigned long id;
+
+	xa_for_each(&ap_retired, id, r)
+		kfree(r);
+	xa_destroy(&ap_retired);
+}
+
+/*
+ * ap_synthesize_clac turns the stubs' nops into CLAC and STAC under SMAP
+ * (stubs.S), as optprobes' synthesize_clac does; without SMAP both are
+ * undefined instructions, and AC gates nothing in the kernel.
+ */
 static void ap_synthesize_clac(void)
 {
-	static const u8 clac[3] = { 0x0f, 0x01, 0xca };
+	static const u8 clac[3] = { 0x0f, 0x01, 0xca }, stac[3] = { 0x0f, 0x01, 0xcb };
+	u8 *clacs[] = { ap_clac_enter, ap_clac_exit, ap_clac_exit_flags, ap_clac_count,
+			ap_clac_count_flags };
+	u8 *stacs[] = { ap_stac_enter, ap_stac_exit, ap_stac_count };
+	int i;
 
 	if (!boot_cpu_has(X86_FEATURE_SMAP))
 		return;
 	mutex_lock(ap_k.text_mutex);
-	ap_poke((unsigned long)ap_clac_enter, clac, sizeof(clac));
-	ap_poke((unsigned long)ap_clac_count, clac, sizeof(clac));
-	ap_poke((unsigned long)ap_clac_exit, clac, sizeof(clac));
+	for (i = 0; i < ARRAY_SIZE(clacs); i++)
+		ap_poke((unsigned long)clacs[i], clac, sizeof(clac));
+	for (i = 0; i < ARRAY_SIZE(stacs); i++)
+		ap_poke((unsigned long)stacs[i], stac, sizeof(stac));
 	mutex_unlock(ap_k.text_mutex);
 	ap_sync();
 }
 
 int ap_patch_init(void)
 {
-	int err;
+	int err = -ENOMEM;
 
 	ap_fast = __alloc_percpu(AP_FAST_SLOTS * sizeof(u64), PAGE_SIZE);
-	ap_retired = vzalloc(array_size(ap_max_insts, sizeof(u64)));
-	if (!ap_fast || !ap_retired) {
-		free_percpu(ap_fast);
-		vfree(ap_retired);
-		return -ENOMEM;
-	}
+	ap_inc = vzalloc(array_size(ap_max_insts, sizeof(*ap_inc)));
+	ap_inst_pending = bitmap_zalloc(ap_max_insts, GFP_KERNEL);
+	ap_wq = alloc_workqueue("autoprof_splice", WQ_UNBOUND, 0);
+	if (!ap_fast || !ap_inc || !ap_inst_pending || !ap_wq)
+		goto fail;
+	ap_free_insts = ap_max_insts - 1;	/* slot 0 is no instrument */
 	ap_synthesize_clac();
 	err = register_die_notifier(&ap_int3_nb);
-	if (err) {
-		free_percpu(ap_fast);
-		vfree(ap_retired);
-	}
+	if (!err)
+		return 0;
+fail:
+	if (ap_wq)
+		destroy_workqueue(ap_wq);
+	bitmap_free(ap_inst_pending);
+	vfree(ap_inc);
+	free_percpu(ap_fast);
 	return err;
 }
 
@@ -804,10 +1010,13 @@ void ap_patch_exit(void)
 	u32 i;
 
 	ap_reclaim_flush();
+	destroy_workqueue(ap_wq);	/* waits for every quiescence worker */
 	for (i = 0; i < AP_POOL_SLOTS; i++)
-		if (ap_sites[i].busy)
+		if (ap_sites[i].state != AP_S_FREE)
 			pr_err("%pS still spliced at unload\n", (void *)ap_sites[i].addr);
 	unregister_die_notifier(&ap_int3_nb);
+	ap_reset_insts();
+	bitmap_free(ap_inst_pending);
+	vfree(ap_inc);
 	free_percpu(ap_fast);
-	vfree(ap_retired);
 }

@@ -8,7 +8,10 @@
  *
  * A session is one open file of /proc/autoprof_splice: it owns every splice
  * made through it, and closing the file (or the death of its process, the
- * dead-man timer, or rmmod) withdraws them all.
+ * dead-man timer, the overhead kill switch, or rmmod) withdraws them all.
+ *
+ * The controller names places and instrument kinds, never code: the module
+ * decodes each window itself, checks it and builds its trampoline.
  */
 #ifndef AUTOPROF_SPLICE_UAPI_H
 #define AUTOPROF_SPLICE_UAPI_H
@@ -16,40 +19,35 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define AP_ABI		2
+#define AP_ABI		4
 #define AP_PROC_NAME	"autoprof_splice"	/* in /proc */
 
 #define AP_HIST		41	/* log2 buckets of inclusive ns, as splice.HistBuckets */
 #define AP_MAX_DEPTH	32	/* shadow stack frames per thread */
 #define AP_MAX_WINDOW	32	/* bytes of one splice window */
-#define AP_MAX_BLOB	480	/* bytes of one trampoline */
-#define AP_MAX_RELOCS	24
 #define AP_MAX_PIDS	8	/* thread-group ids of one instrument's filter */
 #define AP_SITE_INSTS	4	/* instruments sharing one site */
 #define AP_NAME_LEN	128
+#define AP_MAX_READ	(1 << 20)	/* instruments one AP_IOC_READ reports */
 
 /* Instrument kinds, the values of splice.Kind. */
 enum ap_kind {
 	AP_COUNT = 1,	/* count executions of the site */
-	AP_EXIT = 2,	/* count returns of the function (return address hijack) */
+	AP_EXIT = 2,	/* count returns of the function */
 	AP_TIMER = 3,	/* time entry to return, push a context frame */
 };
 
 /*
- * Relocations the module applies to a trampoline once it knows where the
- * trampoline goes and which ids and counter slots its instruments have.
+ * What a window is to its function, which decides what may go there. A
+ * timer or an exit counter needs its function's entry window and a return
+ * window at each of its returns and tail calls: a frame begins at the entry
+ * and ends at the return whose stack pointer is the entry's, so that no
+ * return address is ever replaced and every unwinder sees the real caller.
  */
-enum ap_reloc_kind {
-	AP_R_PC32 = 1,	 /* s32 at off = target - (trampoline + end) */
-	AP_R_ID32 = 2,	 /* u32 at off = id of instrument number end of the site */
-	AP_R_SLOT64 = 3, /* u64 at off = %gs offset of that instrument's counter */
-};
-
-struct ap_reloc {
-	__u16 off;	/* where the field is in the blob */
-	__u16 end;	/* PC32: end of the instruction; ID32, SLOT64: instrument index */
-	__u32 kind;
-	__u64 target;	/* AP_R_PC32: the absolute address meant */
+enum ap_role {
+	AP_BLOCK = 1,	/* whole instructions inside a function: counters */
+	AP_ENTRY = 2,	/* the first ones after ENDBR and the ftrace site: any kind */
+	AP_RETURN = 3,	/* a return or a tail call: no instrument, frames end here */
 };
 
 /* Misses, per CPU, the order of splice.Misses. */
@@ -57,7 +55,7 @@ enum ap_miss {
 	AP_M_RECURSION,	/* a hit while a handler ran on the CPU, or in NMI */
 	AP_M_DEPTH,	/* the shadow stack was full */
 	AP_M_MAPFULL,	/* no room for a thread or a context */
-	AP_M_UNMATCHED,	/* a return whose instrument was withdrawn, ... */
+	AP_M_UNMATCHED,	/* a frame that ended without its return being seen */
 	AP_M_N,
 };
 
@@ -69,7 +67,7 @@ struct ap_stats {
 	__u64 hist[AP_HIST];
 };
 
-/* One entry of the context table: context id -> (parent context, instrument). */
+/* One entry of the context table: context id -> (parent context, instrument id). */
 struct ap_ctx {
 	__u32 parent;
 	__u32 inst;
@@ -85,9 +83,10 @@ struct ap_header {
 #define AP_MAGIC 0x61707370696365ULL	/* "apspice" */
 
 /*
- * What the module tells the controller: its limits, where its code is (the
- * trampolines call and jump to it), the %gs offsets the counter fast path
- * reads, and the layout of the area that mmap maps read-only.
+ * What the module tells the controller: its limits, where its trampolines
+ * lie (a jump there from kernel text is one of ours), what they call and
+ * read (for tests that compare them with splice/patch's reference
+ * encoder), and the layout of the area that mmap maps read-only.
  *
  * Area layout: the header page; the context table (max_ctxs entries of
  * struct ap_ctx) at ctx_offset; then, for CPU c, max_ctxs struct ap_stats
@@ -97,7 +96,7 @@ struct ap_info {
 	__u32 abi;
 	__u32 info_size, splice_size, stats_size;	/* sizeof the structures */
 	__u32 ncpus;		/* nr_cpu_ids */
-	__u32 max_insts;	/* instrument ids are 1..max_insts-1 */
+	__u32 max_insts;	/* instruments live at once */
 	__u32 max_live;		/* trampoline slots (sites) */
 	__u32 max_counters;	/* counter fast-path slots */
 	__u32 site_insts;	/* instruments per site */
@@ -105,9 +104,11 @@ struct ap_info {
 	__u32 slot_size;	/* bytes of one trampoline slot */
 	__u32 smap;		/* the CPU has SMAP (the stubs do CLAC) */
 	__u64 pool_start, pool_end;	/* trampolines lie in [pool_start, pool_end) */
-	__u64 stub_enter;	/* entry stub of timers and exit counters */
-	__u64 stub_count;	/* slow path of counters */
-	__u64 exit_tramp;	/* where hijacked returns go */
+	__u64 stub_enter;	/* what entry windows of timers and exit counters call */
+	__u64 stub_exit;	/* what return windows of compiled functions call */
+	__u64 stub_count;	/* slow path of counters where the flags are dead */
+	__u64 stub_exit_flags;	/* what other return windows call: flags kept */
+	__u64 stub_count_flags;	/* slow path of counters where the flags are live */
 	__u64 gs_current;	/* %gs offset of the current task pointer */
 	__u64 gs_root_task;	/* %gs offset of the "at root context" task */
 	__u64 task_tgid;	/* offsetof(struct task_struct, tgid) */
@@ -121,6 +122,8 @@ struct ap_hello {
 	__u8 build_id[20];	/* GNU build id of vmlinux, /sys/kernel/notes */
 	__u8 pad[2];
 	__u32 deadman_ms;	/* withdraw all after this long without a heartbeat */
+	__u32 max_overhead_ppm;	/* withdraw all when the handlers take more of the CPUs (0: 5%) */
+	__u32 pad2;
 };
 
 /* One instrument of a site. */
@@ -135,30 +138,36 @@ struct ap_inst_req {
 #define AP_F_REPLACE 1
 
 /*
- * One splice: where, what was there, and the trampoline to jump to, which
- * runs the site's instruments in order. With AP_F_REPLACE, the live jump
- * at addr is retargeted to the new trampoline; the site's instruments not
- * listed again are withdrawn.
+ * AP_O_FLAGS: the module found the flags live after the window: a block
+ * window's counters save them, a return window's stub gives them back.
+ */
+#define AP_O_FLAGS 1
+
+/*
+ * One splice: where, in which function, what the window holds and which
+ * instruments go there. With AP_F_REPLACE, the live jump at addr is
+ * retargeted to a new trampoline; the site's instruments not listed again
+ * are withdrawn.
  */
 struct ap_splice {
 	__u64 addr;		/* the site: the first byte of the window */
-	__u64 func;		/* the function holding it */
-	char name[AP_NAME_LEN];	/* the function's name, as kallsyms prints it */
-	__u8 len;		/* window length, >= 5 */
-	__u8 ninsns;		/* instructions in the window */
-	__u16 blob_len;
+	__u64 func;		/* the function (or .cold part) holding it */
+	char name[AP_NAME_LEN];	/* its name, as kallsyms prints it */
+	__u8 len;		/* window length: whole instructions, >= 5 */
+	__u8 role;		/* enum ap_role */
+	__u16 pad0;
 	__u32 flags;
 	__u32 ninst;
-	__u32 pad;
+	__u32 pad1;
 	struct ap_inst_req insts[AP_SITE_INSTS];
 	__u8 orig[AP_MAX_WINDOW];	/* the bytes expected at addr */
-	__u8 blob[AP_MAX_BLOB];		/* the trampoline, before relocation */
-	struct ap_reloc relocs[AP_MAX_RELOCS];
-	__u32 nrelocs;
 	/* Out: */
 	__s32 err;		/* 0 or a negative errno for this splice */
+	__u32 out;		/* AP_O_* */
 	__u64 tramp;		/* where the trampoline went */
-	char found[AP_NAME_LEN];	/* on -ENOENT: the name kallsyms gave */
+	__u32 tramp_len;
+	__u32 pad2;
+	char found[AP_NAME_LEN];	/* on -ENOENT: the name kallsyms gave; else why */
 };
 
 /* A batch: AP_IOC_INSERT (struct ap_splice[n]), AP_IOC_WITHDRAW (__u64 sites[n]). */
@@ -170,21 +179,24 @@ struct ap_batch {
 
 /* Instrument states, as AP_IOC_READ reports them. */
 enum ap_state {
-	AP_FREE = 0,
+	AP_FREE = 0,		/* no such instrument in this session */
 	AP_LIVE = 1,
 	AP_WITHDRAWN = 2,
 	AP_DEADMAN = 3,		/* withdrawn by the dead-man switch */
 	AP_BROKEN = 4,		/* the site changed underneath: left alone */
+	AP_OVERLOAD = 5,	/* withdrawn by the overhead kill switch */
 };
 
-/* AP_IOC_READ fills n of these, for instrument ids 1..n. */
+/* One instrument of AP_IOC_READ: its id in, the rest out. */
 struct ap_inst_read {
-	__u64 fast;		/* root-context counts of the counter fast path */
+	__u32 id;
 	__u32 state;
 	__u32 kind;
+	__u32 pad;
+	__u64 fast;		/* root-context counts of the counter fast path */
 };
 
-/* AP_IOC_READ: the instruments, then the misses summed over CPUs. */
+/* AP_IOC_READ: the instruments asked for, then the misses summed over CPUs. */
 struct ap_read {
 	__u64 ptr;		/* struct ap_inst_read[n] */
 	__u32 n;
@@ -192,12 +204,27 @@ struct ap_read {
 	__u64 misses[AP_M_N];
 };
 
+/*
+ * AP_IOC_STATUS: what the instruments cost, as the overhead kill switch
+ * measures it: time in the module's handlers (the counters' inline fast
+ * path is not timed), summed over CPUs.
+ */
+struct ap_status {
+	__u64 handler_ns;	/* since the session began */
+	__u64 elapsed_ns;	/* since the session began */
+	__u32 last_ppm;		/* of all CPUs' time, over the last window checked */
+	__u32 limit_ppm;
+	__u32 dead;		/* why everything was withdrawn: 0, AP_DEADMAN, AP_OVERLOAD */
+	__u32 pad;
+};
+
 #define AP_IOC_MAGIC	0xAF
 #define AP_IOC_INFO	_IOR(AP_IOC_MAGIC, 1, struct ap_info)
 #define AP_IOC_HELLO	_IOW(AP_IOC_MAGIC, 2, struct ap_hello)
 #define AP_IOC_INSERT	_IOWR(AP_IOC_MAGIC, 3, struct ap_batch)
 #define AP_IOC_WITHDRAW	_IOWR(AP_IOC_MAGIC, 4, struct ap_batch)
-#define AP_IOC_BEAT	_IO(AP_IOC_MAGIC, 5)
+#define AP_IOC_BEAT	_IO(AP_IOC_MAGIC, 5)	/* -ETIMEDOUT: dead-man fired; -EOVERFLOW: kill switch */
 #define AP_IOC_READ	_IOWR(AP_IOC_MAGIC, 6, struct ap_read)
+#define AP_IOC_STATUS	_IOR(AP_IOC_MAGIC, 7, struct ap_status)
 
 #endif

@@ -1,0 +1,682 @@
+//go:build vm
+
+package splice
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/kmod/splicer"
+	"github.com/autoprof/autoprof/splice/patch"
+)
+
+// desyncs reports whether a decoder walking f through a jump at w, with
+// the rest of w's old bytes left behind it, would lose step: the old tail
+// does not decode to an instruction boundary at the window's end.
+func desyncs(f *callgraph.Function, w *patch.Window) bool {
+	code := append([]byte(nil), f.Code...)
+	copy(code[w.Off:], []byte{0xe9, 0, 0, 0, 0})
+	at := int(w.Off) + patch.JumpLen
+	for at < int(w.Off)+w.Len() {
+		in, err := x86asm.Decode(code[at:], 64)
+		if err != nil {
+			return true
+		}
+		at += in.Len
+	}
+	return at != int(w.Off)+w.Len()
+}
+
+// desyncWindow finds a block window of several instructions, on the read
+// path, whose old tail would throw a decoder out of step after our jump,
+// and whose next instruction a kprobe can take.
+func desyncWindow(t *testing.T, s *SpliceSession) (string, *patch.Window) {
+	t.Helper()
+	for _, fn := range []string{"vfs_read", "ksys_read", "rw_verify_area", "__x64_sys_pread64", "ksys_pread64", "filemap_read"} {
+		f, err := s.Graph().Function(fn)
+		if err != nil {
+			continue
+		}
+		for off := uint32(1); off < uint32(len(f.Code)) && off < 512; off++ {
+			w, err := s.cat.window(Spec{Point: Point{Func: fn, Offset: uint64(off)}, Kind: Count})
+			if err != nil || len(w.Insts) < 2 || !desyncs(f, w) {
+				continue
+			}
+			next, ok := f.Inst(w.Off + uint32(w.Len()))
+			if ok && next.Kind == callgraph.KindOther {
+				return fn, w
+			}
+		}
+	}
+	t.Fatal("no window on the read path whose old tail would throw a decoder out of step")
+	return "", nil
+}
+
+// TestVMSpliceKprobe (issue 14, defect 4): a splice and kprobes on the
+// same function, in both orders.
+//
+// Splice first: the window is several instructions whose old tail, left
+// after our jump, would not decode in step. The module fills it with nops
+// once the jump is live, so that kprobes' can_probe(), which decodes the
+// function from its start, accepts a kprobe right after the window
+// (before, it refused it: EILSEQ); a kprobe on the function's entry, on the
+// ftrace site, goes in too; withdrawing the splice restores the whole
+// window and leaves the kprobes counting.
+//
+// Kprobe first, in the function's body: the catalogue refuses the function
+// (kprobes/list), and so does the module when asked directly (its walk of
+// the function meets the int3, or the optprobe's jump).
+func TestVMSpliceKprobe(t *testing.T) {
+	s := openSplice(t, 0)
+	text := liveText(t)
+	fn, w := desyncWindow(t, s)
+	after := uint64(w.Off) + uint64(w.Len())
+	t.Logf("%s+%#x: %d bytes, %d instructions; a kprobe at +%#x", fn, w.Off, w.Len(), len(w.Insts), after)
+	file := tmpFile(t)
+	h := startHelper(t, fmt.Sprintf("pread %d %s", 500, file))
+	tg := pid(h.Pid)
+	block := Spec{Point: Point{Func: fn, Offset: uint64(w.Off)}, Kind: Count, Target: tg}
+	ins := insertAll(t, s, block)
+	kp := openSession(t, "kprobe")
+	kins := insert(t, kp, Spec{Point: Point{Func: fn, Offset: after}, Kind: Count, Target: tg},
+		Spec{Point: Point{Func: fn}, Kind: Count, Target: tg})
+	h.Go(t)
+	sr, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := kp.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReading(t, sr)
+	logReading(t, kr)
+	got := map[string]uint64{}
+	for _, r := range append(sr.Contexts, kr.Contexts...) {
+		got[r.Path.String()] += r.Calls
+	}
+	if got[block.Point.String()] == 0 || got[fmt.Sprintf("%s+%#x", fn, after)] == 0 {
+		t.Errorf("the splice or the kprobe after it counted nothing: %v", got)
+	}
+	if err := ins[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, w.Len())
+	if err := text.ReadAt(b, w.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, w.Orig()) {
+		t.Fatalf("after the withdrawal the window holds % x, want % x", b, w.Orig())
+	}
+	if st, err := s.State(ins[0]); err != nil || st != splicer.Withdrawn {
+		t.Fatalf("the withdrawn counter is %v (%v), want withdrawn", st, err)
+	}
+	for _, k := range kins[1:] {
+		k.Close()
+	}
+
+	// The kprobe after the window is still there, in the body. The
+	// catalogue rereads kprobes/list before each batch; Check reads it here.
+	if err := s.cat.refreshKprobes(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(block); err == nil || !strings.Contains(err.Error(), "kprobe") {
+		t.Fatalf("a splice in a function holding a kprobe: %v, want a refusal naming the kprobe", err)
+	}
+	c := &siteChange{addr: w.Addr(), w: w, added: []Spec{block}}
+	if err := s.request(c); err != nil {
+		t.Fatal(err)
+	}
+	batch := []splicer.Splice{c.req}
+	if _, err := s.insertBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	if batch[0].Err != -int32(syscall.EBUSY) {
+		t.Fatalf("the module, asked directly to splice a function holding a kprobe: errno %d (%s), want EBUSY", -batch[0].Err, batch[0].Why())
+	}
+	t.Logf("the module refuses: %s", batch[0].Why())
+	kins[0].Close()
+}
+
+// TestVMSpliceStack (issue 14, defect 8): a stack taken inside a timed
+// function names its real caller and goes on to the system call's entry:
+// no return address is replaced. The test thread times the functions on
+// its own path through a read of /proc/thread-self/stack (vfs_read and
+// seq_read_iter, the timed functions on the stack the kernel prints), and
+// reads it. Before, every timed function returned to the module's exit
+// trampoline, where the unwinder stopped.
+func TestVMSpliceStack(t *testing.T) {
+	s := openSplice(t, 0)
+	var specs []Spec
+	for _, fn := range []string{"vfs_read", "seq_read_iter", "seq_read", "ksys_read"} {
+		if sp := timer(fn, pid(os.Getpid())); s.Check(sp) == nil {
+			specs = append(specs, sp)
+		}
+	}
+	if len(specs) < 2 {
+		t.Fatalf("only %d functions of the read path take a timer here", len(specs))
+	}
+	insertAll(t, s, specs...)
+	runtime.LockOSThread()
+	stack, err := os.ReadFile("/proc/thread-self/stack")
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the stack of a read through %d timed functions:\n%s", len(specs), stack)
+	lines := strings.Split(strings.TrimSpace(string(stack)), "\n")
+	for _, l := range lines {
+		if strings.Contains(l, "autoprof") || strings.Contains(l, "ap_") {
+			t.Errorf("the stack shows the module: %s", l)
+		}
+	}
+	for _, sp := range specs {
+		at := -1
+		for i, l := range lines {
+			if strings.Contains(l, " "+sp.Func+"+") {
+				at = i
+			}
+		}
+		if at < 0 || at+1 >= len(lines) {
+			t.Errorf("the stack does not show the timed %s and its caller", sp.Func)
+			continue
+		}
+		// A direct caller must be the next frame; one calling through a
+		// pointer (seq_read from vfs_read) the graph does not list.
+		callers, err := s.Graph().Callers(sp.Func)
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct, ok := false, false
+		for _, c := range callers {
+			for _, name := range []string{c.From.Name, c.From.Parent} {
+				in := name != "" && strings.Contains(string(stack), " "+name+"+")
+				direct = direct || in
+				ok = ok || in && strings.Contains(lines[at+1], " "+name+"+")
+			}
+		}
+		if direct && !ok {
+			t.Errorf("the frame after %s is %q, not its caller", sp.Func, lines[at+1])
+		}
+	}
+	if !strings.Contains(string(stack), "entry_SYSCALL_64") {
+		t.Error("the stack stops before the system call's entry")
+	}
+}
+
+// TestVMSpliceOverhead (issue 14, defect 9; SAFETY D.20): timers on
+// getpid's path while every CPU calls getpid, with a limit of 2% of the
+// CPUs for the handlers: the module's kill switch withdraws everything by
+// itself within two of its one-second windows, the session learns why,
+// the instruments read as withdrawn by it, and every site holds its
+// original bytes again.
+func TestVMSpliceOverhead(t *testing.T) {
+	s, err := OpenSplice(context.Background(), SpliceOptions{
+		Module: spliceBuild(t, "autoprof_splice.ko"), Image: spliceBuild(t, "vmlinuz"), MaxOverhead: 0.02,
+		Deadman: 2 * time.Second, // a beat every 500 ms: the session learns soon
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	text := liveText(t)
+	var specs []Spec
+	for _, fn := range []string{"__x64_sys_getpid", "__task_pid_nr_ns"} {
+		if sp := timer(fn, Target{}); s.Check(sp) == nil {
+			specs = append(specs, sp)
+		}
+	}
+	if len(specs) == 0 {
+		t.Fatal("no function of getpid's path takes a timer")
+	}
+	ins := insertAll(t, s, specs...)
+	sites := map[uint64][]byte{}
+	for a, site := range s.sites {
+		sites[a] = site.w.Orig()
+	}
+	stop := make(chan struct{})
+	wg := hammer(stop, nil)
+	start := time.Now()
+	for {
+		st, err := s.dev.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Dead != 0 {
+			t.Logf("the kill switch fired after %v: the handlers took %d ppm of the CPUs (limit %d), %v in all",
+				time.Since(start).Round(time.Millisecond), st.LastPPM, st.LimitPPM, time.Duration(st.HandlerNs))
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("the kill switch did not fire in 3 s (last window: %d ppm of the CPUs, limit %d)", st.LastPPM, st.LimitPPM)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	time.Sleep(time.Second) // the next heartbeat
+	if err := s.alive(); !errors.Is(err, syscall.EOVERFLOW) {
+		t.Errorf("the session ended with %v, want the overhead switch's EOVERFLOW", err)
+	}
+	for _, in := range ins {
+		if st, err := s.State(in); err != nil || st != splicer.Overload {
+			t.Errorf("%s: %v (%v), want withdrawn by the overhead switch", in.Spec(), st, err)
+		}
+	}
+	if n := spliced(t, text, sites); n != 0 {
+		t.Errorf("%d of %d sites still spliced", n, len(sites))
+	}
+}
+
+// TestVMSpliceKill9Quiesce (issue 14, defect 9): a controller inserting
+// windows of several instructions over and over (each insertion waits for
+// RCU-tasks) is killed, five times (three with -short): every site is
+// restored and the module takes a new session within a second each time.
+// The wait no longer holds ap_lock and ends on the fatal signal; before,
+// release() waited for it.
+func TestVMSpliceKill9Quiesce(t *testing.T) {
+	text := liveText(t)
+	kills := 5
+	if testing.Short() {
+		kills = 3
+	}
+	for i := 0; i < kills; i++ {
+		h := startSpliceHelper(t, 20, 10*time.Second, "churn")
+		time.Sleep(time.Duration(200+100*i) * time.Millisecond)
+		start := time.Now()
+		h.cmd.Process.Kill()
+		for {
+			d, err := splicer.Open()
+			if err == nil {
+				d.Close()
+				if spliced(t, text, h.sites) == 0 {
+					break
+				}
+			}
+			if time.Since(start) > time.Second {
+				t.Fatalf("kill %d: %d sites spliced, the module busy (%v), 1 s after kill -9", i, spliced(t, text, h.sites), err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("kill %d: all withdrawn and the module free after %v", i, time.Since(start).Round(time.Millisecond))
+		h.cmd.Wait()
+	}
+}
+
+// exitingHelpers starts n helpers that sleep in nanosleep and kills them.
+func exitingHelpers(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		h := startHelper(t, "sleep 1 10000")
+		go h.start.Write([]byte{1})
+		waitNanosleep(t, h.Pid)
+		h.cmd.Process.Kill()
+		h.cmd.Wait()
+	}
+}
+
+// TestVMSpliceTaskExits (issue 14, defect 5): tasks die while timed
+// functions are on their stacks: killed asleep in a timed nanosleep
+// function, and, where a function of the signal path takes a timer, inside
+// it (the task exits from it and never returns). Each task's shadow stack
+// goes only once the task is freed; none is lost, none leaks: with 64
+// thread slots, 80 deaths later a new task's every call is counted. No
+// oops (the harness fails the run on one). Before, a return after the
+// task's exit tracepoint found no frame and the module BUGged.
+func TestVMSpliceTaskExits(t *testing.T) {
+	if splicer.Loaded() {
+		if err := unloadSplicer(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := OpenSplice(context.Background(), SpliceOptions{
+		Module: spliceBuild(t, "autoprof_splice.ko"), Image: spliceBuild(t, "vmlinuz"), MaxOverhead: 1, MaxThreads: 64,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	specs := []Spec{timer(sleepTimerFunc(t, s), Target{})}
+	for _, fn := range []string{"get_signal", "arch_do_signal_or_restart", "do_group_exit"} {
+		if err := s.Check(timer(fn, Target{})); err != nil {
+			t.Logf("no timer: %v", err)
+			continue
+		}
+		specs = append(specs, timer(fn, Target{}))
+	}
+	insertAll(t, s, specs...)
+	exitingHelpers(t, 80)
+	time.Sleep(500 * time.Millisecond) // RCU frees the tasks
+	file := tmpFile(t)
+	h := startHelper(t, fmt.Sprintf("pread %d %s", 300, file))
+	insertAll(t, s, timer("vfs_read", pid(h.Pid)))
+	h.Go(t)
+	r, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReading(t, r)
+	if c := byPath(r)["vfs_read:timer"]; c.Calls != 300 {
+		t.Errorf("after 80 tasks died in timed functions, a new task's vfs_read: %d calls, want 300", c.Calls)
+	}
+	if r.Misses.MapFull != 0 {
+		t.Errorf("%d hits found no thread slot: shadow stacks leaked", r.Misses.MapFull)
+	}
+}
+
+// TestVMSpliceSoak (issue 14; SAFETY B.9, C.19): insert/withdraw cycles
+// of random eligible instruments (timers, exit counters, block counters)
+// on the allocator's functions while every CPU runs them and other
+// patchers work on the same functions: a kprobe on each one's ftrace
+// site, a BPF trampoline (fentry) timing each, and their tracepoints'
+// static keys flipped in a loop. 100,000 cycles (3,000 with -short), in
+// batches of up to 64 as a hunt inserts and withdraws them; no oops or
+// WARN (the harness fails the run on one), the functions' text as before,
+// and the kprobes' and BPF trampolines' counts in agreement.
+func TestVMSpliceSoak(t *testing.T) {
+	cycles := 100000
+	if testing.Short() {
+		cycles = 3000
+	}
+	s := openSplice(t, 0)
+	text := liveText(t)
+	fns := soakFunctions(t, s)
+	fs := openSession(t, "fentry")
+	kp := openSession(t, "kprobe")
+	var pool []Spec
+	before := map[string][]byte{}
+	for fn := range fns {
+		insert(t, fs, timer(fn, Target{}))
+		insert(t, kp, Spec{Point: Point{Func: fn}, Kind: Count})
+		pool = append(pool, timer(fn, Target{}), Spec{Point: Point{Func: fn}, Kind: ExitCount}, Spec{Point: Point{Func: fn}, Kind: Count})
+		f, _ := s.Graph().Function(fn)
+		end := uint64(0)
+		for off := uint64(1); off < uint64(len(f.Code)); off++ {
+			sp := Spec{Point: Point{Func: fn, Offset: off}, Kind: Count}
+			if w, err := s.cat.window(sp); err == nil && off >= end {
+				pool = append(pool, sp)
+				end = off + uint64(w.Len())
+			}
+		}
+		before[fn] = append([]byte(nil), f.Code...)
+		if err := text.ReadAt(before[fn], f.Sym.Addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var flips atomic.Int64
+	tps := map[string]bool{}
+	for _, tp := range fns {
+		tps[tp] = true
+	}
+	wg.Add(1 + len(tps))
+	go func() { defer wg.Done(); soakLoad(stop) }()
+	for tp := range tps {
+		go func(tp string) { defer wg.Done(); flipTracepoint(t, tp, stop, &flips) }(tp)
+	}
+	start := time.Now()
+	done, rounds := 0, 0
+	for done < cycles {
+		batch := soakBatch(pool, rounds, 64)
+		ins, err := s.InsertAll(context.Background(), batch)
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("round %d: %v", rounds, err)
+		}
+		if err := s.WithdrawAll(ins); err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("round %d: %v", rounds, err)
+		}
+		done += len(ins)
+		rounds++
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d insert/withdraw cycles in %d rounds on %d functions (%d places) in %v, every CPU in them, %d tracepoint flips, a kprobe and a BPF trampoline on each",
+		done, rounds, len(fns), len(pool), time.Since(start).Round(time.Millisecond), flips.Load())
+	fr, _ := fs.Read()
+	kr, _ := kp.Read()
+	for fn, code := range before {
+		after := make([]byte, len(code))
+		sym, _ := s.Graph().Symbols().Func(fn)
+		if err := text.ReadAt(after, sym.Addr); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(code, after) {
+			t.Errorf("%s differs from before the soak", fn)
+		}
+		fc, kc := callsOf(fr, fn), callsOf(kr, fn)
+		if fc == 0 || fc > kc+kc/100 || kc > fc+fc/100 {
+			t.Errorf("%s: the BPF trampoline timed %d calls, the kprobe counted %d", fn, fc, kc)
+		}
+	}
+	if m := s.sites; len(m) != 0 {
+		t.Errorf("%d sites left after the soak", len(m))
+	}
+}
+
+// callsOf sums the calls of fn's instruments over every context they
+// were counted in.
+func callsOf(r *Reading, fn string) uint64 {
+	var n uint64
+	for _, c := range r.Contexts {
+		if len(c.Path) > 0 && c.Path[len(c.Path)-1].Func == fn && c.Path[len(c.Path)-1].Offset == 0 {
+			n += c.Calls
+		}
+	}
+	return n
+}
+
+// soakBatch picks up to n specs of pool for round r: a window of the pool
+// that moves every round, so that every place comes in, alone and with
+// others.
+func soakBatch(pool []Spec, r, n int) []Spec {
+	var out []Spec
+	for i := 0; i < n && i < len(pool); i++ {
+		if (r+i)%3 != 0 || i == 0 {
+			out = append(out, pool[(r*7+i)%len(pool)])
+		}
+	}
+	return out
+}
+
+// soakFunctions picks the functions the soak times, by the tracepoint
+// whose static key each holds: the allocator's, which the soak's load
+// (open, read, close) runs on every CPU.
+func soakFunctions(t *testing.T, s *SpliceSession) map[string]string {
+	out := map[string]string{}
+	for _, c := range []struct{ fn, tp string }{
+		{"kmem_cache_free", "kmem/kmem_cache_free"},
+		{"kfree", "kmem/kfree"},
+		{"kmem_cache_alloc_noprof", "kmem/kmem_cache_alloc"},
+		{"kmem_cache_alloc", "kmem/kmem_cache_alloc"},
+		{"__kmalloc_noprof", "kmem/kmalloc"},
+		{"__kmalloc", "kmem/kmalloc"},
+	} {
+		if err := s.Check(timer(c.fn, Target{})); err != nil {
+			t.Logf("%s: %v", c.fn, err)
+			continue
+		}
+		if _, err := os.Stat("/sys/kernel/tracing/events/" + c.tp + "/enable"); err == nil {
+			out[c.fn] = c.tp
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no allocator function takes a timer here")
+	}
+	return out
+}
+
+// soakLoad has every CPU open, read and close a file until stop.
+func soakLoad(stop chan struct{}) {
+	var wg sync.WaitGroup
+	for i := 0; i < 2*runtime.NumCPU(); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				fd, err := syscall.Open("/proc/self/stat", syscall.O_RDONLY, 0)
+				if err == nil {
+					syscall.Read(fd, buf)
+					syscall.Close(fd)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// flipTracepoint enables and disables tracepoint tp until stop: its
+// static key flips in the function the soak splices.
+func flipTracepoint(t *testing.T, tp string, stop chan struct{}, n *atomic.Int64) {
+	path := "/sys/kernel/tracing/events/" + tp + "/enable"
+	defer os.WriteFile(path, []byte("0"), 0)
+	for on := 1; ; on ^= 1 {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if err := os.WriteFile(path, []byte(fmt.Sprint(on)), 0); err != nil {
+			t.Errorf("flipping %s: %v", tp, err)
+			return
+		}
+		n.Add(1)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cmpxchg16bWindows finds, in the allocator's fast path of fn, the
+// windows around its per-CPU cmpxchg16b: before, a block window with dead
+// flags whose jump back is followed, with no branch, by an add, sub or cmp
+// and then the cmpxchg16b; after, the first block window past it.
+func cmpxchg16bWindows(s *SpliceSession, fn string) (before, after *patch.Window, ok bool) {
+	f, err := s.Graph().Function(fn)
+	if err != nil {
+		return nil, nil, false
+	}
+	var ops []x86asm.Inst
+	var offs []uint32
+	for _, in := range f.Insts {
+		d, err := x86asm.Decode(f.Code[in.Off:], 64)
+		if err != nil {
+			return nil, nil, false
+		}
+		ops, offs = append(ops, d), append(offs, in.Off)
+	}
+	window := func(off uint32) *patch.Window {
+		w, err := s.cat.window(Spec{Point: Point{Func: fn, Offset: uint64(off)}, Kind: Count})
+		if err != nil {
+			return nil
+		}
+		return w
+	}
+	for c, in := range ops {
+		if in.Op != x86asm.CMPXCHG16B {
+			continue
+		}
+		start := 0
+		for i := c - 1; i >= 0; i-- {
+			if ops[i].Op == x86asm.CALL || ops[i].Op == x86asm.JMP || ops[i].Op == x86asm.RET || strings.HasPrefix(ops[i].Op.String(), "J") {
+				start = i + 1
+				break
+			}
+		}
+		for i := start; i < c && before == nil; i++ {
+			w := window(offs[i])
+			if w == nil || w.FlagsLive {
+				continue
+			}
+			for j := i; j < c; j++ {
+				if offs[j] >= w.Off+uint32(w.Len()) && (ops[j].Op == x86asm.ADD || ops[j].Op == x86asm.SUB || ops[j].Op == x86asm.CMP) {
+					before = w
+					break
+				}
+			}
+		}
+		for i := c + 1; i < len(ops) && before != nil && after == nil; i++ {
+			after = window(offs[i])
+		}
+		if before != nil && after != nil {
+			return before, after, true
+		}
+		before, after = nil, nil
+	}
+	return nil, nil, false
+}
+
+// TestVMSpliceFlagsState (issue 14, found by the soak): a counter's
+// trampoline gives back RFLAGS as the code had them, in the emulator too.
+// QEMU's TCG before 8.0 computes cmpxchg16b's flags from the last flags
+// operation it recorded, not from the one that ran; after a popfq that is
+// the whole saved RFLAGS, and an add between our jump back and the
+// cmpxchg16b makes it the add's operand: reserved bits, TF and NT set at
+// random, then a double fault (the soak's, twice, in the allocator). The
+// stubs now give RFLAGS back with popfq only where the flags are live.
+// Counters on both sides of the allocator's cmpxchg16b, filtered to two
+// processes so that every hit takes the slow path into the stub, count
+// while every CPU allocates; no oops or WARN, both count.
+func TestVMSpliceFlagsState(t *testing.T) {
+	s := openSplice(t, 0)
+	var fn string
+	var before, after *patch.Window
+	for _, name := range []string{"kmem_cache_alloc_noprof", "kmem_cache_alloc"} {
+		if b, a, ok := cmpxchg16bWindows(s, name); ok {
+			fn, before, after = name, b, a
+			break
+		}
+	}
+	if fn == "" {
+		t.Fatal("no block windows around a cmpxchg16b in the allocator")
+	}
+	t.Logf("%s: counters at +%#x (%d bytes) and +%#x (%d bytes)", fn, before.Off, before.Len(), after.Off, after.Len())
+	tg := Target{PIDs: []int{os.Getpid(), 1}}
+	insertAll(t, s, Spec{Point: Point{Func: fn, Offset: uint64(before.Off)}, Kind: Count, Target: tg},
+		Spec{Point: Point{Func: fn, Offset: uint64(after.Off)}, Kind: Count, Target: tg})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { soakLoad(stop); close(done) }()
+	time.Sleep(5 * time.Second)
+	close(stop)
+	<-done
+	r, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReading(t, r)
+	for _, off := range []uint32{before.Off, after.Off} {
+		var n uint64
+		for _, c := range r.Contexts {
+			if p := c.Path[len(c.Path)-1]; p.Func == fn && p.Offset == uint64(off) {
+				n += c.Calls
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s+%#x: counted nothing", fn, off)
+		}
+	}
+}
