@@ -254,18 +254,31 @@ func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) er
 
 // checkTailCallee applies the rules for return windows in sym, a function
 // a timed function tail-calls (the splice backend's timers end at its
-// returns): BPF's deny list, the kprobe blacklist, and the traceable
-// functions, except for a syscall's body (__do_sys_*), which is notrace
-// only because SYSCALL_DEFINE declares it static inline (the kernel's
-// inline implies notrace) and runs where its __x64_sys_* wrapper runs.
-func (p *Placement) checkTailCallee(spec Spec, sym callgraph.Symbol) error {
-	if strings.HasPrefix(sym.Name, "__do_sys_") {
+// returns) for a timer on the function timed: BPF's deny list, the kprobe
+// blacklist, and the traceable functions, except for the body of the
+// syscall whose wrapper is timed (__do_sys_X under __x64_sys_X or
+// __ia32_sys_X), which is notrace only because SYSCALL_DEFINE declares it
+// static inline (the kernel's inline implies notrace) and runs where its
+// wrapper runs. spec names sym.
+func (p *Placement) checkTailCallee(timed string, spec Spec, sym callgraph.Symbol) error {
+	if syscallBodyOf(timed, sym.Name) {
 		return p.checkBlacklist(spec, sym, sym.Addr)
 	}
 	if err := p.checkKprobe(spec, sym, sym.Addr); err != nil {
 		return err
 	}
 	return p.checkFentry(spec, sym)
+}
+
+// syscallBodyOf reports whether body is __do_sys_X (or a clone of it,
+// __do_sys_X.part.0) and wrapper __x64_sys_X or __ia32_sys_X.
+func syscallBodyOf(wrapper, body string) bool {
+	x, ok := strings.CutPrefix(body, "__do_sys_")
+	if !ok {
+		return false
+	}
+	x, _, _ = strings.Cut(x, ".")
+	return x != "" && (wrapper == "__x64_sys_"+x || wrapper == "__ia32_sys_"+x)
 }
 
 // checkBlacklist refuses addr in sym where BPF's deny list or the kprobe

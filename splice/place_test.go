@@ -214,24 +214,29 @@ func TestReachWarning(t *testing.T) {
 func TestTailCalleeRules(t *testing.T) {
 	p := fixturePlacement(t)
 	for _, c := range []struct {
-		fn, refusal string
+		timed, fn, refusal string
 	}{
-		{"rw_verify_area", ""},
-		{"__do_sys_read", ""},
-		{"notraced", "not in available_filter_functions"},
-		{"migrate_disable", "BPF trampolines"},
-		{"blacklisted_fn", "kprobe blacklist"},
+		{"vfs_read", "rw_verify_area", ""},
+		{"__x64_sys_read", "__do_sys_read", ""},
+		{"__ia32_sys_read", "__do_sys_read", ""},
+		// The body of another syscall, or one reached from anything but
+		// its own wrapper, is notrace like any other function.
+		{"__x64_sys_write", "__do_sys_read", "not in available_filter_functions"},
+		{"ksys_read", "__do_sys_read", "not in available_filter_functions"},
+		{"vfs_read", "notraced", "not in available_filter_functions"},
+		{"vfs_read", "migrate_disable", "BPF trampolines"},
+		{"vfs_read", "blacklisted_fn", "kprobe blacklist"},
 	} {
 		sym, err := p.syms.Func(c.fn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = p.checkTailCallee(Spec{Point: Point{Func: c.fn}, Kind: ExitCount}, sym)
+		err = p.checkTailCallee(c.timed, Spec{Point: Point{Func: c.fn}, Kind: ExitCount}, sym)
 		switch {
 		case c.refusal == "" && err != nil:
-			t.Errorf("%s: %v", c.fn, err)
+			t.Errorf("%s tail-calling %s: %v", c.timed, c.fn, err)
 		case c.refusal != "" && (err == nil || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), c.refusal)):
-			t.Errorf("%s: %v, want a refusal saying %q", c.fn, err, c.refusal)
+			t.Errorf("%s tail-calling %s: %v, want a refusal saying %q", c.timed, c.fn, err, c.refusal)
 		}
 	}
 }

@@ -168,16 +168,19 @@ func (c *spliceCatalogue) checkExits(spec Spec) ([]*patch.Window, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws, err := patch.ExitWindows(f, cold, c.tables, c.tailCallee)
+	ws, err := patch.ExitWindows(f, cold, c.tables, func(name string) (*callgraph.Function, []*callgraph.Function, error) {
+		return c.tailCallee(spec.Func, name)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
 	}
 	return ws, nil
 }
 
-// tailCallee decodes a function that a timed function tail-calls, where
-// the rules let its returns take windows: a timer's frames end there.
-func (c *spliceCatalogue) tailCallee(name string) (*callgraph.Function, []*callgraph.Function, error) {
+// tailCallee decodes a function that the timed function tail-calls,
+// where the rules let its returns take windows: a timer's frames end
+// there.
+func (c *spliceCatalogue) tailCallee(timed, name string) (*callgraph.Function, []*callgraph.Function, error) {
 	spec := Spec{Point: Point{Func: name}, Kind: ExitCount}
 	sym, err := c.graph.Symbols().Func(name)
 	if err != nil {
@@ -186,7 +189,7 @@ func (c *spliceCatalogue) tailCallee(name string) (*callgraph.Function, []*callg
 	if err := c.inSections(spec, sym); err != nil {
 		return nil, nil, err
 	}
-	if err := c.place.checkTailCallee(spec, sym); err != nil {
+	if err := c.place.checkTailCallee(timed, spec, sym); err != nil {
 		return nil, nil, err
 	}
 	return c.decode(spec, sym)

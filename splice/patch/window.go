@@ -490,9 +490,38 @@ func (x *exitWalk) partExits(f, part *callgraph.Function) ([]callgraph.Site, err
 		if s.Kind != callgraph.Tail || s.TargetOff != 0 || s.Target == "" {
 			return nil, refusef(f, "%s leaves by a %s jump at +%#x, where no return window can go", part.Sym.Name, s.Kind, s.Off)
 		}
+		if err := checkTailSite(f, part, s, x.t); err != nil {
+			return nil, err
+		}
 		tails = append(tails, s)
 	}
 	return tails, nil
+}
+
+// checkTailSite refuses a tail call whose jump the kernel may rewrite: a
+// static call's (the live text shows jmp to the current target, which
+// PREEMPT_DYNAMIC or any static_call_update changes, e.g. to
+// __static_call_return0), or one inside an alternative or a paravirt
+// site. Frames that were to end at the old target's returns would never
+// end.
+func checkTailSite(f, part *callgraph.Function, s callgraph.Site, t *Tables) error {
+	if t == nil {
+		return refusef(f, "no kernel tables to check its tail call at +%#x against", s.Off)
+	}
+	at := part.Sym.Addr + uint64(s.Off)
+	end := at + 1
+	if in, ok := part.Inst(s.Off); ok {
+		end = at + uint64(in.Len)
+	}
+	switch {
+	case anyIn(t.StaticCalls, at, end):
+		return refusef(f, "%s leaves by a static call's tail jump at +%#x, whose target the kernel rewrites: frames cannot end at its returns", part.Sym.Name, s.Off)
+	case func() bool { _, ok := spanMeets(t.Alts, at, end); return ok }():
+		return refusef(f, "%s leaves by a tail jump at +%#x inside an alternative, which the kernel rewrites", part.Sym.Name, s.Off)
+	case func() bool { _, ok := spanMeets(t.Paravirt, at, end); return ok }():
+		return refusef(f, "%s leaves by a tail jump at +%#x inside a paravirt site, which the kernel rewrites", part.Sym.Name, s.Off)
+	}
+	return nil
 }
 
 // returnWindow makes the return window at off of part, a part of f.

@@ -349,6 +349,20 @@ func TestExitWindowsTailCall(t *testing.T) {
 		return callee(name)
 	})
 	mustRefuse(t, err, "last has an indirect jump")
+	// A tail jump the kernel rewrites (a static call's, one inside an
+	// alternative or a paravirt site) ends no frame where the text says:
+	// refused (the tail call to last is at fn+0x10).
+	for _, tc := range []struct {
+		t    *Tables
+		want string
+	}{
+		{&Tables{StaticCalls: []uint64{fnAddr + 0x10}}, "fn leaves by a static call's tail jump at +0x10"},
+		{&Tables{Alts: []Span{{Start: fnAddr + 0x10, End: fnAddr + 0x15}}}, "fn leaves by a tail jump at +0x10 inside an alternative"},
+		{&Tables{Paravirt: []Span{{Start: fnAddr + 0x12, End: fnAddr + 0x14}}}, "fn leaves by a tail jump at +0x10 inside a paravirt site"},
+	} {
+		_, err := ExitWindows(fns["fn"], nil, tc.t, callee)
+		mustRefuse(t, err, tc.want)
+	}
 	// Tail calls that go round: each function's returns once.
 	loop := functionAt(t, "last", lastAddr, join(nop5, cmpEDI, jccTo(lastAddr+8, fnAddr), ret, int3x4))
 	ws, err = ExitWindows(fns["fn"], nil, &Tables{}, func(name string) (*callgraph.Function, []*callgraph.Function, error) {
