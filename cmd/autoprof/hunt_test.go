@@ -369,10 +369,12 @@ func TestHuntPidExit(t *testing.T) {
 	}
 	go helper.Wait()
 	defer helper.Process.Kill()
-	start := time.Now()
+	// The stop reason tells the exit noticed from the 3-minute deadline,
+	// whatever the machine's speed (under -race on a loaded host the hunt
+	// took 2m38s to notice a 4 s helper's exit: its start-up outlasted it).
 	run := huntRun(t, "--pid", fmt.Sprint(helper.Process.Pid), "--duration", "3m", "--round", "1s")
-	if run.Meta.StopReason != "the target exited" || time.Since(start) > 2*time.Minute {
-		t.Errorf("stop %q after %v; want the target's exit noticed", run.Meta.StopReason, time.Since(start))
+	if run.Meta.StopReason != "the target exited" {
+		t.Errorf("stop %q; want the target's exit noticed", run.Meta.StopReason)
 	}
 }
 
