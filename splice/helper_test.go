@@ -3,6 +3,7 @@ package splice
 import (
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"runtime"
 	"strconv"
@@ -26,6 +27,16 @@ func TestHelperProcess(t *testing.T) {
 	args := strings.Fields(work)
 	if args[0] == "controller" {
 		runController(args[1:])
+	}
+	if args[0] == "spin0" { // spin0: run on CPU 0 until killed (TestPreemptedNotOffCPU)
+		runtime.LockOSThread()
+		var cpu0 unix.CPUSet
+		cpu0.Set(0)
+		if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
+			os.Exit(1)
+		}
+		for {
+		}
 	}
 	if args[0] == "linger" { // linger MS: live MS ms, then exit (TestWatchExit)
 		ms, _ := strconv.Atoi(args[1])

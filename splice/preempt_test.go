@@ -3,11 +3,11 @@ package splice
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,32 +16,32 @@ import (
 )
 
 // TestPreemptedNotOffCPU times read(2) of /dev/zero, a syscall that only
-// computes, on a thread that shares one CPU with a busy thread: the
+// computes, on a thread that shares one CPU with a busy process: the
 // scheduler preempts the read (or it yields in cond_resched) and it waits
 // runnable on the run queue for about half its time. That wait is not
 // blocking: the timer's off-CPU time stays near zero (the host's dd hunt
 // said "blocked in __x64_sys_read" of a read that never sleeps).
 func TestPreemptedNotOffCPU(t *testing.T) {
 	s := openSession(t, "tracepoint")
+	// The competitor is a process: the splice tests run without Go's
+	// asynchronous preemption (testenv.NoAsyncPreempt), so a spinning
+	// goroutine would hold up every stop-the-world for good.
+	spin := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	spin.Env = append(os.Environ(), helperEnv+"=spin0")
+	if err := spin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { spin.Process.Kill(); spin.Wait() }()
+	for end := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // until it spins
+		if processCPUTicks(spin.Process.Pid) >= 30 { // 300 ms at USER_HZ 100
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the busy process did not start spinning in a minute")
+		}
+	}
 	var one unix.CPUSet
 	one.Set(0)
-	var stop atomic.Bool
-	busy := make(chan error, 1)
-	go func() { // the competitor: pinned to CPU 0, never blocks
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			busy <- err
-			return
-		}
-		busy <- nil
-		for x := 0; !stop.Load(); x++ {
-		}
-	}()
-	defer stop.Store(true)
-	if err := <-busy; err != nil {
-		t.Fatalf("pinning the busy thread: %v", err)
-	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var all unix.CPUSet
@@ -112,4 +112,22 @@ func runQueueWait(t *testing.T, tid int) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ns)
+}
+
+// processCPUTicks is the user and system time of process pid, all its
+// threads, in clock ticks (/proc/PID/stat fields 14 and 15); 0 where it
+// cannot be read.
+func processCPUTicks(pid int) int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
 }
