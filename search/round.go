@@ -26,7 +26,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 	}
 	sort.SliceStable(delta.Contexts, func(i, j int) bool { return len(delta.Contexts[i].Path) < len(delta.Contexts[j].Path) })
 	for _, c := range delta.Contexts {
-		if len(c.Path) == 0 {
+		if len(c.Path) == 0 || !h.underRoot(c.Path) {
 			continue
 		}
 		n := h.nodeFor(c.Path)
@@ -82,6 +82,16 @@ func (h *hunter) absorb(cur, prev *reading) {
 	if h.inWindowRound() {
 		h.windowNs += d
 	}
+}
+
+// underRoot reports whether a context read from the instruments starts at
+// one of the hunt's roots. A backend may time a function where no root's
+// frame is below it (the splice module times schedule called on the way
+// back to user space, after the syscall's frame ended): that time is in no
+// operation of the target, and no node stands for it.
+func (h *hunter) underRoot(p splice.Path) bool {
+	r := h.byKey[p[:1].String()]
+	return r != nil && r.kind == NodeRoot
 }
 
 // inWindowRound reports whether the round being absorbed belongs to the
