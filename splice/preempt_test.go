@@ -118,13 +118,8 @@ func runQueueWait(t *testing.T, tid int) time.Duration {
 // threads, in clock ticks (/proc/PID/stat fields 14 and 15); 0 where it
 // cannot be read.
 func processCPUTicks(pid int) int64 {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
+	f := statFields(pid)
+	if len(f) < 13 {
 		return 0
 	}
 	u, _ := strconv.ParseInt(f[11], 10, 64)

@@ -176,17 +176,23 @@ const pollExit = 100 * time.Millisecond
 // startTime returns field 22 of /proc/PID/stat (the start time in clock
 // ticks after boot), "" where the process is gone or a zombie.
 func startTime(pid int) string {
-	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return ""
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(string(b[i+1:]))
+	f := statFields(pid)
 	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
 		return ""
 	}
 	return f[19]
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name
+// (field 3, the state, first), nil where it cannot be read.
+func statFields(pid int) []string {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
 }
