@@ -271,11 +271,27 @@ func treeCells(run *search.Run, n *search.Node, inclSamples uint64) cells {
 	return c
 }
 
+// Controller says what autoprof itself cost: its CPU per round and its
+// start-up; "" where the run did not measure it.
+func Controller(o search.Overhead) string {
+	if o.ControllerPct <= 0 {
+		return ""
+	}
+	s := fmt.Sprintf("autoprof itself: %.2f%% of CPU over the rounds", o.ControllerPct)
+	if o.StartupWallSec > 0 {
+		s += fmt.Sprintf("; start-up to the first round %.1fs (%.1fs of CPU)", o.StartupWallSec, o.StartupCPUSec)
+	}
+	return s
+}
+
 func textOverhead(w io.Writer, o search.Overhead) {
 	fmt.Fprintf(w, "\nOVERHEAD\n")
 	fmt.Fprintf(w, "  predicted %.2f%% of CPU, measured %.2f%% (%s)\n", o.PredictedPct, o.MeasuredPct, orDash(o.MeasuredBy))
 	if o.CompensatedPct > 0 {
 		fmt.Fprintf(w, "  compensated: %.2f%% of the target's time was the instruments' own cost (calibrated per hit), taken out of every share and time\n", o.CompensatedPct)
+	}
+	if c := Controller(o); c != "" {
+		fmt.Fprintf(w, "  %s\n", c)
 	}
 	fmt.Fprintf(w, "  instruments: %d inserted, at most %d live", o.Inserted, o.MaxLive)
 	if o.WholeSubtree > 0 {

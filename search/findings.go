@@ -463,6 +463,9 @@ func (h *hunter) overhead(r *Run) {
 	} else {
 		o.MeasuredBy = "not measured: the instrumenter reports no run time"
 	}
+	if h.ctlRounds > 0 {
+		o.ControllerPct = h.ctlSum / float64(h.ctlRounds)
+	}
 	o.WholeSubtree = h.wholeSubtree()
 	if secs := h.lastRead.Sub(h.firstRead).Seconds(); h.run.Meta.TargetOps > 0 && secs > 0 {
 		o.HuntOpsPerSec = float64(h.run.Meta.TargetOps) / secs

@@ -99,6 +99,10 @@ type Config struct {
 	MaxLive      int     // cap on live instruments (DefaultMaxLive)
 	SubtreeCap   int     // bound on the reachable-subtree count (DefaultSubtreeCap)
 
+	// Controller, if set, measures autoprof's own CPU time (see
+	// ControllerMeter).
+	Controller ControllerMeter
+
 	// Progress, if set, is called after every round.
 	Progress func(Progress)
 	// OnRead, if set, is called right after each reading of the
@@ -124,7 +128,10 @@ type Progress struct {
 	Live         int     // live instruments
 	PredictedPct float64 // predicted overhead, percent of all CPUs
 	MeasuredPct  float64 // measured overhead, -1 where it cannot be measured
-	Best         []Candidate
+	// ControllerPct is autoprof's own CPU in the round, percent of all
+	// CPUs; -1 where it is not measured.
+	ControllerPct float64
+	Best          []Candidate
 }
 
 // Candidate is a node among the best so far.
@@ -246,6 +253,7 @@ type reading struct {
 	at       time.Time
 	threads  float64
 	overhead time.Duration
+	ctlCPU   time.Duration // the controller's CPU so far (Config.Controller)
 	stacks   []Stack
 }
 
@@ -272,6 +280,17 @@ func (h *hunter) read(opens bool) (*reading, error) {
 			return nil, fmt.Errorf("counting the target's threads: %w", err)
 		}
 		rd.threads = float64(n)
+	}
+	if h.cfg.Controller != nil {
+		cpu, wall, err := h.cfg.Controller.Controller()
+		switch {
+		case err != nil:
+			h.cfg.Controller = nil
+			h.limit("autoprof's own CPU not measured: %v", err)
+		case opens && h.round == 0:
+			h.run.Overhead.StartupCPUSec, h.run.Overhead.StartupWallSec = cpu.Seconds(), wall.Seconds()
+		}
+		rd.ctlCPU = cpu
 	}
 	if h.meter != nil {
 		if rd.overhead, err = h.meter.Overhead(); err != nil {

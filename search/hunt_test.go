@@ -349,3 +349,46 @@ func TestCompensationOverstated(t *testing.T) {
 		})
 	}
 }
+
+// steadyController is a ControllerMeter whose process uses frac of one
+// CPU from the moment it is made.
+type steadyController struct {
+	start time.Time
+	frac  float64
+}
+
+func (c steadyController) Controller() (cpu, wall time.Duration, err error) {
+	wall = time.Since(c.start)
+	return time.Duration(c.frac * float64(wall)), wall, nil
+}
+
+// TestControllerCost: the controller's own CPU is reported per round and
+// over the hunt, as a share of all CPUs, with the start-up to the first
+// round (Deep Start's sampling in it).
+func TestControllerCost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("cpu", 1)
+		k.Start()
+		const frac = 0.3 // of one CPU
+		run := hunt(t, k, func(c *search.Config) { c.Controller = steadyController{start: time.Now(), frac: frac} })
+		o := run.Overhead
+		want := 100 * frac / float64(k.CPUs)
+		if math.Abs(o.ControllerPct-want) > 1e-6 {
+			t.Errorf("controller %.4f%% of CPU, want %.4f%%", o.ControllerPct, want)
+		}
+		if o.StartupWallSec <= 0 || math.Abs(o.StartupCPUSec-frac*o.StartupWallSec) > 1e-6 {
+			t.Errorf("start-up %.3fs wall, %.3fs CPU; want a wall time and %.0f%% of it", o.StartupWallSec, o.StartupCPUSec, 100*frac)
+		}
+		if deep := (4 * search.DefaultRound).Seconds(); o.StartupWallSec < deep {
+			t.Errorf("start-up %.3fs, shorter than Deep Start's %.3fs", o.StartupWallSec, deep)
+		}
+		for _, r := range o.Rounds {
+			if math.Abs(r.ControllerPct-want) > 1e-6 {
+				t.Errorf("round %d: controller %.4f%%, want %.4f%%", r.Round, r.ControllerPct, want)
+			}
+		}
+		if !strings.Contains(reports.Controller(o), "autoprof itself") {
+			t.Errorf("the report says nothing of the controller: %q", reports.Controller(o))
+		}
+	})
+}

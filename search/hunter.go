@@ -80,7 +80,12 @@ type overheads struct {
 	predSum    float64
 	measSum    float64
 	measRounds int
-	rootsOver  float64 // the most the roots alone cost over the budget, percent
+	// lastCtl, ctlSum and ctlRounds are the controller's own CPU
+	// (Config.Controller): the last round's, percent, -1 if not measured.
+	lastCtl   float64
+	ctlSum    float64
+	ctlRounds int
+	rootsOver float64 // the most the roots alone cost over the budget, percent
 	// saturated is set while what no withdrawal can shed exceeds the
 	// budget (see saturate), for saturatedRounds rounds in all.
 	saturated       bool
@@ -135,7 +140,7 @@ func newHunter(ctx context.Context, cfg Config) *hunter {
 	h := &hunter{
 		cfg:       cfg,
 		ctx:       ctx,
-		overheads: overheads{lastMeas: -1},
+		overheads: overheads{lastMeas: -1, lastCtl: -1},
 		tree:      tree{windowStart: 1, byKey: map[string]*node{}, roots: map[string]bool{}},
 		in:        cfg.Instrumenter,
 		start:     time.Now(),

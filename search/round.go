@@ -71,10 +71,16 @@ func (h *hunter) absorb(cur, prev *reading) {
 		h.measSum += h.lastMeas
 		h.measRounds++
 	}
+	h.lastCtl = -1
+	if h.cfg.Controller != nil {
+		h.lastCtl = 100 * float64(cur.ctlCPU-prev.ctlCPU) / (float64(elapsed) * float64(h.cfg.CPUs))
+		h.ctlSum += h.lastCtl
+		h.ctlRounds++
+	}
 	h.spending.add(overBudget(h.lastPred, h.lastMeas), h.cfg.BudgetPct, elapsed.Seconds())
 	h.predSum += h.lastPred
 	h.run.Overhead.Rounds = append(h.run.Overhead.Rounds, OverheadRound{
-		Round: h.round, Live: h.liveCount(), PredictedPct: h.lastPred, MeasuredPct: h.lastMeas,
+		Round: h.round, Live: h.liveCount(), PredictedPct: h.lastPred, MeasuredPct: h.lastMeas, ControllerPct: max(h.lastCtl, 0),
 	})
 	h.run.Meta.TargetNs += uint64(d)
 	h.run.Meta.TargetOps += ops
@@ -158,11 +164,12 @@ func (h *hunter) report() {
 		return
 	}
 	p := Progress{
-		Round:        h.round,
-		Elapsed:      time.Since(h.start),
-		Live:         h.liveCount(),
-		PredictedPct: h.lastPred,
-		MeasuredPct:  h.lastMeas,
+		Round:         h.round,
+		Elapsed:       time.Since(h.start),
+		Live:          h.liveCount(),
+		PredictedPct:  h.lastPred,
+		MeasuredPct:   h.lastMeas,
+		ControllerPct: h.lastCtl,
 	}
 	h.updateIntervals()
 	for _, n := range h.best(3) {

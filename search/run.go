@@ -231,6 +231,15 @@ type Overhead struct {
 	BaseOpsPerSec float64 `json:"base_ops_per_sec,omitempty"`
 	HuntOpsPerSec float64 `json:"hunt_ops_per_sec,omitempty"`
 	SlowdownPct   float64 `json:"slowdown_pct,omitempty"`
+	// ControllerPct is autoprof's own CPU over the rounds, percent of all
+	// CPUs (reading the instruments, sampling, deciding, writing), 0
+	// where it was not measured; StartupWallSec and StartupCPUSec are the
+	// wall and CPU time from the hunt's beginning to its first round
+	// (opening the instruments, calibration, symbols and call graph,
+	// Deep Start). See ControllerMeter.
+	ControllerPct  float64 `json:"controller_pct,omitempty"`
+	StartupWallSec float64 `json:"startup_wall_sec,omitempty"`
+	StartupCPUSec  float64 `json:"startup_cpu_sec,omitempty"`
 	// OverBudget, where not empty, says that the budget could not be
 	// kept and what the hunt did about it: reports put it on the first
 	// screen.
@@ -245,6 +254,9 @@ type OverheadRound struct {
 	Live         int     `json:"live"`          // instruments live during the round
 	PredictedPct float64 `json:"predicted_pct"` // of CPU
 	MeasuredPct  float64 `json:"measured_pct"`  // of CPU; -1 where not measured
+	// ControllerPct is autoprof's own CPU in the round, percent of all
+	// CPUs; 0 where not measured.
+	ControllerPct float64 `json:"controller_pct,omitempty"`
 }
 
 // Listing is one function's disassembly with its basic blocks and the

@@ -95,6 +95,15 @@ type OverheadMeter interface {
 	Overhead() (time.Duration, error)
 }
 
+// ControllerMeter measures the controller itself, autoprof's own
+// process: Controller returns the CPU time its threads have used and the
+// wall time gone since the hunt began, its set-up before Hunt (opening the
+// instruments, the calibration) included. Hunt reports the start-up to
+// the first round and the CPU of every round from it (Overhead).
+type ControllerMeter interface {
+	Controller() (cpu, wall time.Duration, err error)
+}
+
 // Router is implemented by instrumenters that serve different specs with
 // different backends (syscall roots by tracepoint, functions by fentry or
 // kprobe); BackendOf names the backend that serves spec.

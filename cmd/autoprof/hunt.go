@@ -27,6 +27,7 @@ type huntConfig struct {
 	command []string
 	out     string
 	json    bool
+	cpuprof string  // --cpuprofile
 	dir     *outDir // prepared by validate
 }
 
@@ -38,6 +39,21 @@ func runHunt(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	prof, err := startCPUProfile(cfg.cpuprof)
+	if err != nil {
+		cfg.dir.abandon()
+		return err
+	}
+	err = hunt(cfg, stdout)
+	var st *exitStatus
+	if perr := prof.finish(err == nil || errors.As(err, &st)); perr != nil && err == nil {
+		return perr
+	}
+	return err
+}
+
+// hunt runs the hunt that cfg describes and writes its outputs.
+func hunt(cfg *huntConfig, stdout io.Writer) error {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 1)
@@ -140,6 +156,7 @@ func parseHunt(args []string) (*huntConfig, error) {
 	fs.BoolVar(&o.NoBlocks, "no-blocks", false, "stay at function level: no basic-block counters, whose cost varies from run to run (int3 until the kprobe optimizer makes it a jump); for runs meant to be compared with diff")
 	fs.StringVar(&cfg.out, "o", "autoprof-out", "output directory (created if needed): profile.pb.gz, report.txt, report.html, findings.json, hunt.jsonl, run.json")
 	fs.BoolVar(&cfg.json, "json", false, "print a JSON summary instead of the text one")
+	cpuprof := addCPUProfileFlag(fs)
 	var rest []string
 	for i, a := range args { // the flag package would swallow the "--"
 		if a == "--" {
@@ -155,6 +172,7 @@ func parseHunt(args []string) (*huntConfig, error) {
 		return nil, usageError("unexpected argument %q (a command goes after --)", pos[0])
 	}
 	o.Roots, cfg.command, o.Command = roots, rest, rest
+	cfg.cpuprof = *cpuprof
 	if len(rest) > 0 {
 		o.Workload = &live.Workload{NoInherit: *noInherit}
 	} else if *noInherit {
@@ -287,6 +305,9 @@ func progressLine(p search.Progress) string {
 		meas = fmt.Sprintf("%.2f%% measured", p.MeasuredPct)
 	}
 	s := fmt.Sprintf("autoprof: round %d %.1fs, %d live, overhead %.2f%% predicted %s", p.Round, p.Elapsed.Seconds(), p.Live, p.PredictedPct, meas)
+	if p.ControllerPct >= 0 {
+		s += fmt.Sprintf(", autoprof %.2f%%", p.ControllerPct)
+	}
 	for i, c := range p.Best {
 		if i == 0 {
 			s += "; best:"
@@ -323,6 +344,9 @@ func printHunt(w io.Writer, dir string, run *search.Run) {
 		fmt.Fprintf(w, ", %s\n", o.MeasuredBy)
 	} else {
 		fmt.Fprintf(w, ", %.2f%% measured (%s)\n", o.MeasuredPct, o.MeasuredBy)
+	}
+	if c := reports.Controller(o); c != "" {
+		fmt.Fprintln(w, c)
 	}
 	if o.CompensatedPct > 0 {
 		fmt.Fprintf(w, "compensated: %.2f%% of the target's time was the instruments' own cost (calibrated per hit), taken out of every share and time\n", o.CompensatedPct)

@@ -51,6 +51,8 @@ func TestHuntBadInput(t *testing.T) {
 		{[]string{"stray"}, `unexpected argument "stray"`},
 		{[]string{"--", "/nonexistent/command"}, "/nonexistent/command"},
 		{[]string{"--bogus"}, "bogus"},
+		{[]string{"--cpuprofile", corrupt, "--", "true"}, "--cpuprofile " + fmt.Sprintf("%q", corrupt) + ": is a directory"},
+		{[]string{"--cpuprofile", "/nonexistent/cpu.pprof", "--", "true"}, `--cpuprofile "/nonexistent/cpu.pprof"`},
 	} {
 		args := append([]string{"hunt"}, c.args...)
 		if !strings.HasPrefix(strings.Join(c.args, " "), "-o") {
@@ -96,7 +98,8 @@ func TestHuntCommand(t *testing.T) {
 	os.Setenv("AUTOPROF_HELPER_SECONDS", "15")
 	defer os.Unsetenv("AUTOPROF_HELPER")
 	defer os.Unsetenv("AUTOPROF_HELPER_SECONDS")
-	code, stdout, stderr := runCmd("hunt", "--json", "-o", out, "--round", "100ms", "--", os.Args[0], "-test.run=^TestHelperProcess$")
+	cpuprof := filepath.Join(t.TempDir(), "cpu.pprof")
+	code, stdout, stderr := runCmd("hunt", "--json", "-o", out, "--cpuprofile", cpuprof, "--round", "100ms", "--", os.Args[0], "-test.run=^TestHelperProcess$")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -138,6 +141,11 @@ func TestHuntCommand(t *testing.T) {
 	if _, err := reports.Load(filepath.Join(out, reports.RunFile)); err != nil {
 		t.Error(err)
 	}
+	// autoprof's own cost: measured, and its CPU profile written.
+	if o := sum.Overhead; o.ControllerPct <= 0 || o.StartupWallSec <= 0 || o.StartupCPUSec <= 0 {
+		t.Errorf("autoprof's own cost not measured: %.3f%% of CPU, start-up %.2fs wall, %.2fs CPU", o.ControllerPct, o.StartupWallSec, o.StartupCPUSec)
+	}
+	checkCPUProfile(t, cpuprof)
 	for _, name := range []string{reports.TextFile, reports.HTMLFile, reports.FindingsFile, reports.TraceFile, reports.AddressesFile} {
 		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
 			t.Error(err)
@@ -424,5 +432,27 @@ func TestHuntWholeSystem(t *testing.T) {
 				t.Errorf("%q: an idle wait is a finding: %s", args, f.Verdict)
 			}
 		}
+	}
+}
+
+// checkCPUProfile checks that path holds a CPU profile of autoprof with
+// samples, and that no temporary file is left beside it.
+func checkCPUProfile(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("--cpuprofile: %v", err)
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatalf("--cpuprofile %s: %v", path, err)
+	}
+	if len(p.Sample) == 0 || len(p.SampleType) < 2 || p.SampleType[1].Type != "cpu" {
+		t.Errorf("--cpuprofile %s: %d samples of %v, want CPU samples", path, len(p.Sample), p.SampleType)
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*"))
+	if len(left) > 0 {
+		t.Errorf("--cpuprofile left %q", left)
 	}
 }

@@ -27,6 +27,7 @@ type probeConfig struct {
 	dir      *outDir
 	json     bool
 	plan     []splice.Planned
+	cpuprof  string // --cpuprofile
 }
 
 // The files probe -o writes.
@@ -40,9 +41,17 @@ func runProbe(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	prof, err := startCPUProfile(cfg.cpuprof)
+	if err != nil {
+		cfg.dir.abandon()
+		return err
+	}
 	err = probe(cfg, stdout)
 	if err != nil {
 		cfg.dir.abandon()
+	}
+	if perr := prof.finish(err == nil); perr != nil && err == nil {
+		return perr
 	}
 	return err
 }
@@ -77,7 +86,9 @@ func parseProbe(args []string) (*probeConfig, error) {
 	experiment := fs.String("experiment", "", "JSON or YAML file of instruments with launch and splashdown times")
 	fs.StringVar(&cfg.out, "o", "", "output directory (created if needed): "+seriesFile+" (one record per instrument per interval) and "+summaryFile)
 	fs.BoolVar(&cfg.json, "json", false, "print a JSON summary at the end")
+	cpuprof := addCPUProfileFlag(fs)
 	pos, _, err := parseFlags(fs, args)
+	cfg.cpuprof = *cpuprof
 	if err != nil {
 		return nil, err
 	}

@@ -65,6 +65,7 @@ type Options struct {
 // Hunt hunts on the running kernel. Everything it opens is closed before
 // it returns: no instrument, program or event stays in the kernel.
 func Hunt(ctx context.Context, o Options) (*search.Run, error) {
+	ctl := startControllerMeter()
 	if o.Backend != "" {
 		if err := splice.CheckBackend(o.Backend); err != nil {
 			return nil, err
@@ -95,12 +96,40 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 	cfg, closeAll := Config(ctx, sess, o)
 	defer closeAll()
 	cfg.Calibrator = costs
+	if ctl != nil {
+		cfg.Controller = ctl
+	}
 	finish := targetCfg(&cfg, o, launch)
 	run, err := search.Hunt(ctx, cfg)
 	if err == nil {
 		finish(run)
 	}
 	return run, err
+}
+
+// controllerMeter is a search.ControllerMeter over this process's CPU
+// time (getrusage) since it was started.
+type controllerMeter struct {
+	wall time.Time
+	cpu  time.Duration
+}
+
+// startControllerMeter starts measuring this process now; nil where the
+// kernel does not tell its CPU time.
+func startControllerMeter() *controllerMeter {
+	cpu, err := kernel.ProcessCPU()
+	if err != nil {
+		return nil
+	}
+	return &controllerMeter{wall: time.Now(), cpu: cpu}
+}
+
+func (m *controllerMeter) Controller() (cpu, wall time.Duration, err error) {
+	now, err := kernel.ProcessCPU()
+	if err != nil {
+		return 0, 0, err
+	}
+	return now - m.cpu, time.Since(m.wall), nil
 }
 
 // fixedCosts is a Calibrator that answers what a calibration measured
