@@ -19,21 +19,29 @@ import (
 
 // huntFigures are what BenchmarkVMHunt reports.
 type huntFigures struct {
-	baseOps, huntOps   float64 // the workload's operations per second without and during the hunt
-	slowdown           float64 // 1 - huntOps/baseOps
-	firstCorrect       time.Duration
-	inserted, maxLive  int
-	wholeSubtree       int
-	predicted, measure float64 // mean overhead, percent of CPU
-	rounds             int
-	stop               string
+	baseOps, huntOps float64 // the workload's operations per second without and during the hunt
+	slowdown         float64 // 1 - huntOps/baseOps
+	// roundsSlowdown is the slowdown over the rounds alone, after the
+	// start-up (startWall, startCPU: wall and autoprof's CPU seconds to
+	// the first round); controller autoprof's own CPU over the rounds,
+	// percent of all CPUs.
+	roundsSlowdown      float64
+	startWall, startCPU float64
+	controller          float64
+	firstCorrect        time.Duration
+	inserted, maxLive   int
+	wholeSubtree        int
+	predicted, measure  float64 // mean overhead, percent of CPU
+	rounds              int
+	stop                string
 }
 
 func (f huntFigures) String() string {
-	return fmt.Sprintf("workload %.1f ops/s alone, %.1f during the hunt (slowdown %.1f%%); first correct finding after %v; "+
-		"%d instruments inserted (%d at most live, whole subtree %d); overhead %.2f%% predicted, %.2f%% measured; %d rounds, %s",
-		f.baseOps, f.huntOps, 100*f.slowdown, f.firstCorrect.Round(time.Millisecond), f.inserted, f.maxLive, f.wholeSubtree,
-		f.predicted, f.measure, f.rounds, f.stop)
+	return fmt.Sprintf("workload %.1f ops/s alone, %.1f during the hunt (slowdown %.1f%%, %.1f%% over the rounds); first correct finding after %v; "+
+		"%d instruments inserted (%d at most live, whole subtree %d); overhead %.2f%% predicted, %.2f%% measured; "+
+		"autoprof %.2f%% of CPU over the rounds, start-up %.1fs (%.1fs CPU); %d rounds, %s",
+		f.baseOps, f.huntOps, 100*f.slowdown, 100*f.roundsSlowdown, f.firstCorrect.Round(time.Millisecond), f.inserted, f.maxLive, f.wholeSubtree,
+		f.predicted, f.measure, f.controller, f.startWall, f.startCPU, f.rounds, f.stop)
 }
 
 // measureHunt runs, in one VM, the aptest cpu shape alone for a while and
@@ -61,7 +69,14 @@ func measureHunt(tb testing.TB) huntFigures {
 	start := time.Now()
 	theta := search.DefaultThreshold / 100
 	o1 := ops()
+	var oRounds float64 // the workload's operations when the first round opened
+	var tRounds time.Time
 	run, err := Hunt(context.Background(), Options{
+		OnRead: func(round int, opens bool) {
+			if round == 1 && opens {
+				oRounds, tRounds = ops(), time.Now()
+			}
+		},
 		Backend: aptestBackend(), Target: splice.Target{PIDs: []int{load.Process.Pid}}, Done: done,
 		Duration: 150 * time.Second, BudgetPct: 25,
 		Progress: func(p search.Progress) {
@@ -74,9 +89,14 @@ func measureHunt(tb testing.TB) huntFigures {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f.huntOps = (ops() - o1) / time.Since(start).Seconds()
+	end := ops()
+	f.huntOps = (end - o1) / time.Since(start).Seconds()
 	f.slowdown = 1 - f.huntOps/f.baseOps
+	if !tRounds.IsZero() {
+		f.roundsSlowdown = 1 - (end-oRounds)/time.Since(tRounds).Seconds()/f.baseOps
+	}
 	o := run.Overhead
+	f.startWall, f.startCPU, f.controller = o.StartupWallSec, o.StartupCPUSec, o.ControllerPct
 	f.inserted, f.maxLive, f.wholeSubtree = o.Inserted, o.MaxLive, o.WholeSubtree
 	f.predicted, f.measure = o.PredictedPct, o.MeasuredPct
 	f.rounds, f.stop = run.Meta.Rounds, run.Meta.StopReason
@@ -98,6 +118,10 @@ func BenchmarkVMHunt(b *testing.B) {
 		f := measureHunt(b)
 		b.Log(f)
 		b.ReportMetric(100*f.slowdown, "slowdown-%")
+		b.ReportMetric(100*f.roundsSlowdown, "rounds-slowdown-%")
+		b.ReportMetric(f.startWall, "startup-s")
+		b.ReportMetric(f.startCPU, "startup-cpu-s")
+		b.ReportMetric(f.controller, "autoprof-%cpu")
 		b.ReportMetric(f.firstCorrect.Seconds(), "first-correct-s")
 		b.ReportMetric(float64(f.inserted), "instruments")
 		b.ReportMetric(f.predicted, "predicted-%cpu")
