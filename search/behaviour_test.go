@@ -459,3 +459,27 @@ func TestSampledTreeDiff(t *testing.T) {
 		t.Errorf("first change %s, want the planted %s", strings.Join(first.Path, ";"), truth.Func)
 	}
 }
+
+// TestOneFunctionNotSupported: a backend that times functions but not one
+// of them (fexit refused on one function) refuses that one; the
+// limitations do not say that the backend has no function instruments
+// (the demo said so under 111 fentry instruments).
+func TestOneFunctionNotSupported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("cpu", 1)
+		fn := truth.Path[len(truth.Path)-1]
+		k.NotSupported = map[string]bool{fn: true}
+		k.Start()
+		run := hunt(t, k, nil)
+		refused := false
+		for _, e := range run.Trace {
+			refused = refused || e.Action == "refuse" && strings.HasPrefix(e.Spec, fn+":")
+		}
+		if !refused {
+			t.Fatalf("the hunt never tried %s: the test tests nothing", fn)
+		}
+		if l := strings.Join(run.Limitations, "\n"); strings.Contains(l, "no function instruments") {
+			t.Errorf("one function refused, and the limitations say there are no function instruments: %q", run.Limitations)
+		}
+	})
+}

@@ -657,11 +657,33 @@ func (h *hunter) check(n *node, spec splice.Spec) error {
 	h.refused[key] = err
 	if err != nil {
 		h.event("refuse", n, key, nil, err.Error())
-		if errors.Is(err, splice.ErrNotSupported) && spec.Kind == splice.Timer && !spec.IsCallSite() && !splice.IsSyscall(spec.Func) {
-			h.limit("no function instruments with backend %s: the tree below the roots comes from stack samples, where a sampler works", h.in.Backend())
+		if errors.Is(err, splice.ErrNotSupported) && isFuncTimer(spec) {
+			h.funcTimerRefused = true
 		}
 	}
 	return err
+}
+
+// isFuncTimer reports whether spec times a function other than a syscall
+// at its entry.
+func isFuncTimer(spec splice.Spec) bool {
+	return spec.Kind == splice.Timer && !spec.IsCallSite() && spec.Offset == 0 && !splice.IsSyscall(spec.Func)
+}
+
+// noFuncTimersLimit says, where the backend refused a function's timer as
+// not supported and never timed any function but syscalls, that the tree
+// below the roots is made of stack samples. (A backend that times some
+// functions and not others says so per function, in the refusals.)
+func (h *hunter) noFuncTimersLimit() {
+	if !h.funcTimerRefused {
+		return
+	}
+	for _, in := range h.specs {
+		if isFuncTimer(in.spec) {
+			return
+		}
+	}
+	h.limit("no function instruments with backend %s: the tree below the roots comes from stack samples, where a sampler works", h.in.Backend())
 }
 
 // insertTargets puts timers on indirect-call targets observed under

@@ -43,6 +43,7 @@ func (h *hunter) finish() *Run {
 		h.limit("%s", r.Overhead.OverBudget)
 	}
 	h.fallbackLimits()
+	h.noFuncTimersLimit()
 	h.unexplained(r)
 	h.listings(r)
 	return r

@@ -54,7 +54,10 @@ type hunter struct {
 	fallbacks   map[string][]string
 	fallbackWhy map[string]string
 	census      *census // the census whose timers roots may adopt
-	limits      map[string]bool
+	// funcTimerRefused is set once a function's timer was refused as not
+	// supported (see noFuncTimersLimit).
+	funcTimerRefused bool
+	limits           map[string]bool
 	// blind holds the refined nodes with indirect call sites whose
 	// targets the backend cannot capture: samples show them instead.
 	blind map[*node]bool

@@ -110,6 +110,9 @@ type Kernel struct {
 	NoTargets bool
 	// NoCallSites refuses call-site timers with ErrNotSupported.
 	NoCallSites bool
+	// NotSupported names functions whose instruments are refused with
+	// ErrNotSupported (fexit cannot attach to some functions).
+	NotSupported map[string]bool
 	// SamplePeriod is the sampler's period (1 ms by default).
 	SamplePeriod time.Duration
 	// SampleSkew makes the sampler's rounds alternately overstate and
@@ -216,6 +219,8 @@ func (k *Kernel) Check(spec splice.Spec) error {
 		return fmt.Errorf("%s: no instruments: %w", spec, splice.ErrNotSupported)
 	case k.OnlyRoots && !k.isRoot(spec.Func):
 		return fmt.Errorf("%s: no function instruments: %w", spec, splice.ErrNotSupported)
+	case k.NotSupported[spec.Func]:
+		return fmt.Errorf("%s: this function cannot be instrumented: %w", spec, splice.ErrNotSupported)
 	}
 	switch spec.Kind {
 	case splice.Timer:
