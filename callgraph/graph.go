@@ -2,6 +2,7 @@ package callgraph
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -65,8 +66,43 @@ func OpenLive() (*Graph, error) {
 	return NewGraph(syms, text, true), nil
 }
 
-// LiveSymbols parses /proc/kallsyms.
+// LiveSymbols parses /proc/kallsyms. The table is kept for the next call
+// while /proc/modules reads the same (the same modules at the same
+// addresses): a hunt reads it when it checks its input, when it opens the
+// graph and when it writes the profile, and parsing it takes seconds under
+// emulation. A kernel without modules has no /proc/modules, and its table
+// does not change. (Symbols of BPF programs and trampolines, which come
+// and go without a module, are not functions the graph or a profile use.)
 func LiveSymbols() (*Symbols, error) {
+	mods, modsErr := os.ReadFile("/proc/modules")
+	if errors.Is(modsErr, os.ErrNotExist) {
+		mods, modsErr = nil, nil
+	}
+	liveSyms.mu.Lock()
+	defer liveSyms.mu.Unlock()
+	if modsErr == nil && liveSyms.syms != nil && string(mods) == liveSyms.modules {
+		return liveSyms.syms, nil
+	}
+	syms, err := parseLiveSymbols()
+	if err != nil {
+		return nil, err
+	}
+	liveSyms.syms, liveSyms.modules = nil, ""
+	if modsErr == nil {
+		liveSyms.syms, liveSyms.modules = syms, string(mods)
+	}
+	return syms, nil
+}
+
+// liveSyms is LiveSymbols' last table, with the /proc/modules it was
+// read under.
+var liveSyms struct {
+	mu      sync.Mutex
+	syms    *Symbols
+	modules string
+}
+
+func parseLiveSymbols() (*Symbols, error) {
 	f, err := os.Open("/proc/kallsyms")
 	if err != nil {
 		return nil, fmt.Errorf("reading the kernel's symbols: %w", err)

@@ -3,6 +3,7 @@ package callgraph
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -156,4 +157,31 @@ func TestGraphConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestLiveSymbolsKept: the running kernel's symbol table is parsed once
+// while its modules stay the same, and the table kept is the one a new
+// parse gives.
+func TestLiveSymbolsKept(t *testing.T) {
+	if _, err := os.Stat("/proc/kallsyms"); err != nil {
+		t.Skipf("no /proc/kallsyms: %v", err)
+	}
+	a, err := LiveSymbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LiveSymbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Error("the symbol table was parsed again, the modules unchanged")
+	}
+	fresh, err := parseLiveSymbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Len() != a.Len() {
+		t.Errorf("kept table %d symbols, a new parse %d", a.Len(), fresh.Len())
+	}
 }

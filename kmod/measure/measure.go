@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 
@@ -88,6 +89,10 @@ type Model struct {
 	ncpu int
 	spec *ebpf.CollectionSpec
 	objs *loaded
+	// types is the kernel's BTF, decoded once for every program the model
+	// loads: an fentry or fexit program finds its target there, and
+	// decoding vmlinux's BTF takes a second or more under emulation.
+	types *btf.Cache
 
 	mu      sync.Mutex
 	closed  bool
@@ -112,10 +117,11 @@ func Load(cfg Config) (*Model, error) {
 	size(spec, cfg)
 	_ = rlimit.RemoveMemlock()
 	objs := &loaded{}
-	if err := spec.LoadAndAssign(objs, nil); err != nil {
+	types := btf.NewCache()
+	if err := spec.LoadAndAssign(objs, &ebpf.CollectionOptions{Cache: types}); err != nil {
 		return nil, fmt.Errorf("loading the measurement model: %w", err)
 	}
-	m := &Model{cfg: cfg, ncpu: ncpu, spec: spec, objs: objs, progs: map[progKey]*sharedProg{}, tpLinks: map[string]link.Link{}}
+	m := &Model{cfg: cfg, ncpu: ncpu, spec: spec, objs: objs, types: types, progs: map[progKey]*sharedProg{}, tpLinks: map[string]link.Link{}}
 	m.cleanup = runtime.AddCleanup(m, func(o *loaded) { o.Close() }, objs)
 	return m, nil
 }

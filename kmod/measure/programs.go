@@ -104,7 +104,7 @@ func (m *Model) load(k progKey) (*ebpf.Program, error) {
 			return nil, err
 		}
 	}
-	p, err := ebpf.NewProgram(ps)
+	p, err := m.newProgram(ps)
 	if err != nil {
 		what := ps.Name
 		if k.fn != "" {
@@ -113,6 +113,19 @@ func (m *Model) load(k progKey) (*ebpf.Program, error) {
 		return nil, fmt.Errorf("loading %s: %w", what, err)
 	}
 	return p, nil
+}
+
+// newProgram loads ps, whose map references are resolved, with the
+// model's kernel BTF (ebpf.NewProgram would decode vmlinux's BTF again for
+// each program; only a collection load takes a shared cache).
+func (m *Model) newProgram(ps *ebpf.ProgramSpec) (*ebpf.Program, error) {
+	cs := &ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{ps.Name: ps}, Types: m.spec.Types}
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{Cache: m.types})
+	if err != nil {
+		return nil, err
+	}
+	defer coll.Close()
+	return coll.DetachProgram(ps.Name), nil
 }
 
 func (l *loaded) byName() map[string]*ebpf.Map {
