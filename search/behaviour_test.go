@@ -483,3 +483,37 @@ func TestOneFunctionNotSupported(t *testing.T) {
 		}
 	})
 }
+
+// TestTailCallContexts: the bottleneck is reached through an indirect
+// call of a function that ends in a jump to it (sysfs_kf_write to a
+// store method): no stack sample shows that function's frame, so Deep
+// Start times the bottleneck under its grandparent, and once the
+// indirect target is timed the same calls are counted under it. The
+// tree counts them once (the 6.12 truth benchmark's gt5 added up to
+// 192%, both copies of the subtree in it), and the bottleneck's share
+// comes from the samples under either path.
+func TestTailCallContexts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("cpu", 1)
+		parent := k.Funcs[truth.Path[len(truth.Path)-2]]
+		for i, c := range parent.Calls {
+			if c.Func == truth.Func {
+				parent.Calls[i] = searchtest.Call{Func: "jump_to_store", N: 1, Site: 0x2c}
+			}
+		}
+		k.Funcs["jump_to_store"] = &searchtest.Func{Name: "jump_to_store", OnNs: 30, Frameless: true, Calls: []searchtest.Call{{Func: truth.Func, N: 1}}}
+		k.Start()
+		run := hunt(t, k, nil)
+		paths := map[string]bool{}
+		for _, n := range run.Nodes {
+			paths[strings.Join(n.Path, ";")] = true
+		}
+		direct := strings.Join(truth.Path, ";")
+		jumped := strings.Join(append(truth.Path[:len(truth.Path)-1:len(truth.Path)-1], "jump_to_store", truth.Func), ";")
+		if !paths[direct] || !paths[jumped] {
+			t.Fatalf("the hunt did not time %s under both %s and %s: the test tests nothing", truth.Func, direct, jumped)
+		}
+		checkConsistent(t, run)
+		checkPlanted(t, run, k, truth)
+	})
+}

@@ -75,10 +75,58 @@ func (h *hunter) estimates() map[*node]*est {
 		if e == nil {
 			continue
 		}
+		fitOlder(n, e, out)
 		h.atLeastChildren(n, e, out)
 		h.exclusive(n, e, out)
 	}
 	return out
+}
+
+// fitOlder fits the estimates of a window node's children measured
+// elsewhere (withdrawn earlier, bursts, samples) into the time the node
+// measured in the window that its children timed with it there did not
+// take: they are parts of it. Where they add up to more (a burst taken
+// while other instruments were going in, a context whose calls moved
+// under a function timed later), each of their subtrees is scaled down to
+// fit; the window's measurements stand.
+func fitOlder(n *node, e *est, all map[*node]*est) {
+	if e.source != SourceWindow {
+		return
+	}
+	var older, window float64
+	for _, c := range n.children {
+		ce := all[c]
+		switch {
+		case ce == nil || c.kind == NodeBlock:
+		case ce.source == SourceWindow:
+			window += ce.incl.Mean
+		default:
+			older += ce.incl.Mean
+		}
+	}
+	room := max(e.incl.Mean-window, 0)
+	if older <= room {
+		return
+	}
+	f := room / older
+	for _, c := range n.children {
+		if ce := all[c]; ce == nil || c.kind == NodeBlock || ce.source == SourceWindow {
+			continue
+		}
+		c.subtree(func(m *node) {
+			if me := all[m]; me != nil && me.source != SourceWindow {
+				me.scale(f)
+			}
+		})
+	}
+}
+
+// scale multiplies every share of e by f.
+func (e *est) scale(f float64) {
+	for _, iv := range []*Interval{&e.incl, &e.excl} {
+		iv.Mean, iv.Low, iv.High = f*iv.Mean, f*iv.Low, f*iv.High
+	}
+	e.inclOff, e.exclOff, e.fromChildren = f*e.inclOff, f*e.exclOff, f*e.fromChildren
 }
 
 // atLeastChildren raises e's inclusive share to the sum of n's children's
@@ -350,6 +398,7 @@ func (h *hunter) sampledUnder(n *node) *est {
 		fns[i] = p.Function()
 	}
 	known := h.nodeFuncs()
+	fns = visibleFrames(fns, h.jumpsOf())
 	var w, off float64
 	var count uint64
 	for _, s := range h.allStacks {
@@ -427,6 +476,155 @@ func (h *hunter) nodeFuncs() map[string]bool {
 		}
 	}
 	return out
+}
+
+// jumps tells, from the stack samples, which calls leave no frame of
+// the caller: a function that ends in a jump to its callee (sysfs_kf_write
+// to a store method through ops->store; a generated tree's tail call) is
+// on the instruments' shadow stack while the callee runs, as its timer's
+// return has not come, but in no stack sample taken there. jumps is
+// built once per set of samples (see hunter.jumpsOf).
+type jumps struct {
+	// at holds, for each function, the stacks it appears in: its first
+	// and last position in each.
+	at   map[string]map[int][2]int
+	memo map[[2]string]bool
+}
+
+func newJumps(stacks []Stack) *jumps {
+	j := &jumps{at: map[string]map[int][2]int{}, memo: map[[2]string]bool{}}
+	for si, s := range stacks {
+		for i, f := range s.Frames {
+			f, _, _ = strings.Cut(f, ".cold")
+			m := j.at[f]
+			if m == nil {
+				m = map[int][2]int{}
+				j.at[f] = m
+			}
+			if p, ok := m[si]; ok {
+				m[si] = [2]int{p[0], i}
+			} else {
+				m[si] = [2]int{i, i}
+			}
+		}
+	}
+	return j
+}
+
+// leaves reports whether caller reaches callee by a jump: the samples
+// show callee, and never below caller.
+func (j *jumps) leaves(caller, callee string) bool {
+	if j == nil {
+		return false
+	}
+	k := [2]string{caller, callee}
+	if v, ok := j.memo[k]; ok {
+		return v
+	}
+	cs, bs := j.at[callee], j.at[caller]
+	v := len(cs) > 0
+	for si, c := range cs {
+		if b, ok := bs[si]; ok && b[0] < c[1] {
+			v = false
+			break
+		}
+	}
+	j.memo[k] = v
+	return v
+}
+
+// jumpsOf returns the jumps of the hunt's samples; nil where it has none.
+func (h *hunter) jumpsOf() *jumps {
+	if len(h.allStacks) == 0 {
+		return nil
+	}
+	if h.jumps == nil || h.jumpsFor != len(h.allStacks) {
+		h.jumps, h.jumpsFor = newJumps(h.allStacks), len(h.allStacks)
+	}
+	return h.jumps
+}
+
+// visibleFrames returns fns, a node's path, without the functions that
+// reach the next one by a jump (see jumps): the frames a stack of the
+// node's context shows.
+func visibleFrames(fns []string, j *jumps) []string {
+	if j == nil {
+		return fns
+	}
+	out := make([]string, 0, len(fns))
+	for i, f := range fns {
+		if i == len(fns)-1 || !j.leaves(f, fns[i+1]) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// markTailCallDuplicates marks superseded the contexts that measured the
+// same calls as another through a function that jumps to its callee. With
+// A timed, the calls of C that B, A's callee, makes by a jump are counted
+// at A;C until B is timed, and at A;B;C from then on; the stack samples
+// show A;C for both. So, where A;C and A;B;C were live in the same rounds,
+// the one that counted no call there while the other counted some is a
+// duplicate (had B called C with a frame, A;C would be empty anyway);
+// where they never were, and B jumps to C, the one measured earlier is.
+// (Where both counted calls, A calls C itself as well: both stand.) The
+// duplicate leaves the tree with its subtree, and its estimates with it.
+func (h *hunter) markTailCallDuplicates() {
+	j := h.jumpsOf()
+	timed := func(n *node) bool { return n.kind != NodeBlock && !n.sampled() && !n.superseded }
+	for _, a := range h.nodes {
+		if !timed(a) {
+			continue
+		}
+		for _, b := range a.children {
+			if !timed(b) {
+				continue
+			}
+			for _, y := range b.children {
+				if !timed(y) {
+					continue
+				}
+				for _, x := range a.children {
+					if x != b && timed(x) && x.point() == y.point() {
+						if d := tailCallDuplicate(x, y, j.leaves(b.fn(), y.fn())); d != nil {
+							d.superseded = true
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// tailCallDuplicate returns which of x (A;C) and y (A;B;C) is the
+// duplicate, nil for neither (see markTailCallDuplicates); jump is
+// whether B reaches C by a jump.
+func tailCallDuplicate(x, y *node, jump bool) *node {
+	calls := map[int]uint64{}
+	for _, r := range x.rounds {
+		calls[r.Round] = r.Calls
+	}
+	var xc, yc uint64
+	common := false
+	for _, r := range y.rounds {
+		if c, ok := calls[r.Round]; ok {
+			common = true
+			xc += c
+			yc += r.Calls
+		}
+	}
+	switch {
+	case common && xc == 0 && yc > 0:
+		return x
+	case common && yc == 0 && xc > 0:
+		return y
+	case common || !jump || len(x.rounds) == 0 || len(y.rounds) == 0:
+		return nil
+	case x.rounds[len(x.rounds)-1].Round < y.rounds[len(y.rounds)-1].Round:
+		return x
+	}
+	return y
 }
 
 // inContext reports whether a stack runs in the calling context fns (the
@@ -652,10 +850,11 @@ func (h *hunter) addSampledChildren() {
 		}
 	}
 	own := map[*node][]Stack{}
+	j := h.jumpsOf()
 	for _, s := range h.allStacks {
 		var best *node
 		for _, n := range timed {
-			if (best == nil || len(n.path) > len(best.path)) && inContext(s.Frames, pathFuncs(n.path), known) {
+			if (best == nil || len(n.path) > len(best.path)) && inContext(s.Frames, visibleFrames(pathFuncs(n.path), j), known) {
 				best = n
 			}
 		}

@@ -18,6 +18,7 @@ func (h *hunter) finish() *Run {
 	h.withdrawAll()
 	h.sampleQuietly()
 	h.samplesOnly = h.onlySamples()
+	h.markTailCallDuplicates()
 	h.addSampledChildren()
 	r := h.run
 	m := &r.Meta

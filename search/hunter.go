@@ -119,6 +119,10 @@ type sampleStore struct {
 	// instrument counted a call of it (see onlySamples): every estimate
 	// is then made of the samples.
 	samplesOnly bool
+	// jumps is what the samples say of calls made by jumps, for the
+	// allStacks it was built from (jumpsFor of them; see jumpsOf).
+	jumps    *jumps
+	jumpsFor int
 	// ownSampled is, for each timed node, the on-CPU thread time of the
 	// samples of its own context that no sampled child took.
 	ownSampled map[*node]float64

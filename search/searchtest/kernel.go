@@ -34,6 +34,10 @@ type Func struct {
 	// SystemRate is how often other tasks call the function, per second:
 	// its instruments cost there too, though their filter drops the hits.
 	SystemRate float64
+	// Frameless makes the function reach its callees by jumps (tail
+	// calls): its frame is in no stack sample taken in them, only in
+	// those of its own code.
+	Frameless bool
 }
 
 // Call is a call from one function to another, N times per call of the
@@ -676,6 +680,9 @@ func (k *Kernel) stacks(fn string, frames []string, calls float64, w map[string]
 	}
 	add(frames, true, calls*f.OnNs)
 	add(append(append([]string(nil), frames...), "schedule"), false, calls*f.OffNs)
+	if f.Frameless {
+		frames = frames[:len(frames)-1]
+	}
 	for _, c := range f.Calls {
 		k.stacks(c.Func, frames, calls*float64(c.N), w, depth+1)
 	}
