@@ -38,15 +38,20 @@ func (s *Session) Read() (*Reading, error) {
 	}
 	r := &Reading{At: time.Now()}
 	paths := pathBuilder{ctxs: ctxs, specs: specs, done: map[uint32]Path{}}
+	var top uint32
+	for id := range ctxs {
+		top = max(top, id)
+	}
+	stats, err := m.StatsUpTo(top + 1)
+	if err != nil {
+		return nil, err
+	}
 	for id, c := range ctxs {
 		in := specs[c.Inst]
 		if in == nil || in.spec.Kind == Targets {
 			continue
 		}
-		st, err := m.Stats(id)
-		if err != nil {
-			return nil, err
-		}
+		st := stats[id]
 		r.Contexts = append(r.Contexts, ContextReading{
 			Path: paths.of(id), Kind: in.spec.Kind, Calls: st.Calls,
 			InclNs: st.InclNs, ExclNs: st.ExclNs, InclOffCPUNs: st.InclOffCPUNs, ExclOffCPUNs: st.ExclOffCPUNs, Hist: st.Hist,

@@ -98,8 +98,14 @@ type Model struct {
 	closed  bool
 	progs   map[progKey]*sharedProg
 	tpLinks map[string]link.Link // attached tracepoint programs by name
-	retired RunStats             // of programs already unloaded
-	cleanup runtime.Cleanup
+	// ctxs is the last reading of the contexts map, valid while next_ctx
+	// reads ctxsNext (see Contexts); ctxsNext is 0 where it must be read
+	// again.
+	ctxMu    sync.Mutex
+	ctxs     map[uint32]Context
+	ctxsNext uint32
+	retired  RunStats // of programs already unloaded
+	cleanup  runtime.Cleanup
 }
 
 // Load loads the model's maps and its tracepoint programs (not attached

@@ -3,6 +3,7 @@ package measure
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -13,8 +14,61 @@ type Context struct {
 	Parent, Inst uint32
 }
 
-// Contexts returns every interned context by id.
+// Contexts returns every interned context by id. Contexts are never
+// forgotten, and next_ctx hands their ids out in order: while it stays
+// where it was and every id below it was read, the last answer stands
+// (one lookup instead of a walk of the map each round). The map returned
+// is shared: callers must not change it.
 func (m *Model) Contexts() (map[uint32]Context, error) {
+	var next uint32
+	if err := m.objs.NextCtx.Lookup(uint32(0), &next); err != nil {
+		return nil, fmt.Errorf("reading contexts: %w", err)
+	}
+	m.ctxMu.Lock()
+	defer m.ctxMu.Unlock()
+	if m.ctxs != nil && next == m.ctxsNext {
+		return m.ctxs, nil
+	}
+	out, err := m.readContexts()
+	if err != nil {
+		return nil, fmt.Errorf("reading contexts: %w", err)
+	}
+	m.ctxs, m.ctxsNext = out, 0
+	if uint32(len(out)) == next { // ids 1..next all read: none is being interned
+		m.ctxsNext = next
+	}
+	return out, nil
+}
+
+// ctxBatch is how many contexts one BPF_MAP_LOOKUP_BATCH reads: more than
+// a hash bucket ever holds (a smaller batch gets ENOSPC).
+const ctxBatch = 512
+
+// readContexts reads the whole contexts map, in batches where the kernel
+// has BPF_MAP_LOOKUP_BATCH (Linux 5.6), else element by element.
+func (m *Model) readContexts() (map[uint32]Context, error) {
+	out := map[uint32]Context{}
+	keys := make([]measureCtxKey, ctxBatch)
+	ids := make([]uint32, ctxBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.objs.Ctxs.BatchLookup(&cursor, keys, ids, nil)
+		for i := range n {
+			out[ids[i]] = Context{Parent: keys[i].Parent, Inst: keys[i].Inst}
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return out, nil
+		case errors.Is(err, ebpf.ErrNotSupported) && len(out) == 0:
+			return m.iterateContexts()
+		case err != nil:
+			return nil, err
+		}
+	}
+}
+
+// iterateContexts reads the contexts map one element at a time.
+func (m *Model) iterateContexts() (map[uint32]Context, error) {
 	out := map[uint32]Context{}
 	var k measureCtxKey
 	var id uint32
@@ -22,10 +76,7 @@ func (m *Model) Contexts() (map[uint32]Context, error) {
 	for it.Next(&k, &id) {
 		out[id] = Context{Parent: k.Parent, Inst: k.Inst}
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("reading contexts: %w", err)
-	}
-	return out, nil
+	return out, it.Err()
 }
 
 // Stats is what one context measured, summed over CPUs.
@@ -40,6 +91,65 @@ func (m *Model) Stats(id uint32) (Stats, error) {
 	if err := m.objs.Stats.Lookup(id, &per); err != nil {
 		return Stats{}, fmt.Errorf("reading context %d: %w", id, err)
 	}
+	return sumStats(per), nil
+}
+
+// StatsUpTo returns the statistics of contexts 0 to n-1, by id, read in
+// batches (see readPerCPU).
+func (m *Model) StatsUpTo(n uint32) ([]Stats, error) {
+	per, err := readPerCPU[measureCtxStats](m.objs.Stats, n, m.ncpu)
+	if err != nil {
+		return nil, fmt.Errorf("reading contexts' statistics: %w", err)
+	}
+	out := make([]Stats, n)
+	for i := range out {
+		out[i] = sumStats(per[i*m.ncpu : (i+1)*m.ncpu])
+	}
+	return out, nil
+}
+
+// statsBatch is how many entries of a per-CPU array one
+// BPF_MAP_LOOKUP_BATCH reads.
+const statsBatch = 256
+
+// readPerCPU reads entries 0 to n-1 of a per-CPU array map: ncpu values
+// each, entry after entry. It reads them in batches where the kernel has
+// BPF_MAP_LOOKUP_BATCH (Linux 5.6), else entry by entry: each round reads
+// every context, and a system call per entry costs tens of microseconds
+// under emulation.
+func readPerCPU[V any](mp *ebpf.Map, n uint32, ncpu int) ([]V, error) {
+	out := make([]V, int(n)*ncpu)
+	keys := make([]uint32, min(int(n), statsBatch))
+	var cursor ebpf.MapBatchCursor
+	for got := 0; got < int(n); {
+		k := min(int(n)-got, len(keys))
+		c, err := mp.BatchLookup(&cursor, keys[:k], out[got*ncpu:(got+k)*ncpu], nil)
+		got += c
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported) && got == 0:
+			return readPerCPUEach[V](mp, n, ncpu, out)
+		case errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && c == 0:
+			if got < int(n) {
+				return nil, fmt.Errorf("%d of %d entries: the map ends there", got, n)
+			}
+		case err != nil:
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readPerCPUEach is readPerCPU one entry at a time, into out.
+func readPerCPUEach[V any](mp *ebpf.Map, n uint32, ncpu int, out []V) ([]V, error) {
+	for i := range n {
+		if err := mp.Lookup(i, out[int(i)*ncpu:int(i+1)*ncpu]); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+func sumStats(per []measureCtxStats) Stats {
 	var s Stats
 	for _, c := range per {
 		s.Calls += c.Calls
@@ -51,7 +161,7 @@ func (m *Model) Stats(id uint32) (Stats, error) {
 			s.Hist[i] += h
 		}
 	}
-	return s, nil
+	return s
 }
 
 // Hits returns, for each instrument id, how many times its programs ran
@@ -59,13 +169,17 @@ func (m *Model) Stats(id uint32) (Stats, error) {
 // measure.bpf.c).
 func (m *Model) Hits(ids []uint32) (map[uint32]uint64, error) {
 	out := make(map[uint32]uint64, len(ids))
-	per := make([]uint64, m.ncpu)
+	if len(ids) == 0 {
+		return out, nil
+	}
+	top := slices.Max(ids)
+	per, err := readPerCPU[uint64](m.objs.Hits, top+1, m.ncpu)
+	if err != nil {
+		return nil, fmt.Errorf("reading the instruments' hits: %w", err)
+	}
 	for _, id := range ids {
-		if err := m.objs.Hits.Lookup(id, &per); err != nil {
-			return nil, fmt.Errorf("reading the hits of instrument %d: %w", id, err)
-		}
 		var n uint64
-		for _, v := range per {
+		for _, v := range per[int(id)*m.ncpu : int(id+1)*m.ncpu] {
 			n += v
 		}
 		out[id] = n
