@@ -517,3 +517,30 @@ func TestTailCallContexts(t *testing.T) {
 		checkPlanted(t, run, k, truth)
 	})
 }
+
+// TestWaitIsTheCallers: a function that sleeps through a traceable
+// scheduler function (schedule, in .sched.text) is the finding, blocked,
+// waiting there; the scheduler function is never timed as a node of its
+// own (the 6.12 pipe ping-pong's first finding was schedule, 60%).
+func TestWaitIsTheCallers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("sleep", 1)
+		leaf := k.Funcs[truth.Func]
+		k.Funcs["schedule"] = &searchtest.Func{Name: "schedule", OnNs: 1e3, OffNs: leaf.OffNs}
+		leaf.OffNs, leaf.Calls = 0, []searchtest.Call{{Func: "schedule", N: 1}}
+		k.Start()
+		run := hunt(t, k, nil)
+		for _, n := range run.Nodes {
+			if n.Point.Func == "schedule" && n.Kind != search.NodeSampled {
+				t.Errorf("schedule timed as a node: %s", strings.Join(n.Path, ";"))
+			}
+		}
+		if len(run.Findings) == 0 {
+			t.Fatal("no findings")
+		}
+		top := run.Findings[0]
+		if got := top.Path[len(top.Path)-1]; got != truth.Func || !strings.Contains(top.Verdict, "blocked") {
+			t.Errorf("first finding %s: %s; want %s, blocked", got, top.Verdict, truth.Func)
+		}
+	})
+}

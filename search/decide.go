@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/autoprof/autoprof/splice"
@@ -285,7 +286,7 @@ func (h *hunter) planCallees(n *node) plan {
 		return p
 	}
 	hot := h.hotCallees(fn)
-	callees := h.throughRefused(n, g.callees.Funcs)
+	callees := h.throughRefused(n, slices.DeleteFunc(slices.Clone(g.callees.Funcs), h.blocking))
 	sort.SliceStable(callees, func(i, j int) bool { return hot[callees[i]] > hot[callees[j]] })
 	for _, c := range callees {
 		for _, pt := range h.pointsFor(n, c) {

@@ -430,6 +430,9 @@ func (h *hunter) planHotPaths(d time.Duration) {
 			trees[s.Frames[i]] = t
 		}
 		for _, f := range s.Frames[i+1:] {
+			if h.blocking(f) {
+				break // the scheduler's frames: the wait is its caller's
+			}
 			t = t.child(f)
 			t.weight += s.WeightNs
 		}
