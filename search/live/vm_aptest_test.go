@@ -166,6 +166,7 @@ func logRun(t testing.TB, run *search.Run) {
 	t.Logf("%s: %d rounds in %v, window %d rounds; backend %s", m.StopReason, m.Rounds, m.End.Sub(m.Start).Round(time.Millisecond), m.WindowRounds, m.Backend)
 	t.Logf("instruments: %d inserted, %d at most live, whole subtree %d; overhead %.2f%% predicted, %.2f%% measured; cost per hit %v",
 		o.Inserted, o.MaxLive, o.WholeSubtree, o.PredictedPct, o.MeasuredPct, o.CostPerHitNs)
+	t.Logf("autoprof: %.2f%% of CPU over the rounds; start-up %.1fs (%.1fs of CPU); compensated %.1f%%", o.ControllerPct, o.StartupWallSec, o.StartupCPUSec, o.CompensatedPct)
 	for i, f := range run.Findings[:min(4, len(run.Findings))] {
 		t.Logf("finding %d: %.1f%% [%.1f, %.1f] calls %d (%.4g per op) %s\n\t%s", i+1, 100*f.ExclShare.Mean, 100*f.ExclShare.Low,
 			100*f.ExclShare.High, f.Calls, f.CallsPerOp, f.Verdict, strings.Join(f.Path, ";"))
