@@ -194,8 +194,35 @@ type Target struct {
 	Calls  uint64
 }
 
-// Targets returns every captured target.
+// Targets returns every captured target, read in batches where the
+// kernel has BPF_MAP_LOOKUP_BATCH.
 func (m *Model) Targets() ([]Target, error) {
+	var out []Target
+	keys := make([]measureTargetKey, ctxBatch)
+	per := make([]uint64, ctxBatch*m.ncpu)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.objs.Targets.BatchLookup(&cursor, keys, per, nil)
+		for i := range n {
+			t := Target{Ctx: keys[i].Ctx, Target: keys[i].Target}
+			for _, c := range per[i*m.ncpu : (i+1)*m.ncpu] {
+				t.Calls += c
+			}
+			out = append(out, t)
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return out, nil
+		case errors.Is(err, ebpf.ErrNotSupported) && len(out) == 0:
+			return m.iterateTargets()
+		case err != nil:
+			return nil, fmt.Errorf("reading call targets: %w", err)
+		}
+	}
+}
+
+// iterateTargets reads the targets map one element at a time.
+func (m *Model) iterateTargets() ([]Target, error) {
 	var out []Target
 	var k measureTargetKey
 	per := make([]uint64, m.ncpu)
@@ -230,12 +257,12 @@ const (
 // Misses reads the miss counters.
 func (m *Model) Misses() (Misses, error) {
 	var v [missN]uint64
-	per := make([]uint64, m.ncpu)
+	per, err := readPerCPU[uint64](m.objs.Misses, missN, m.ncpu)
+	if err != nil {
+		return Misses{}, fmt.Errorf("reading misses: %w", err)
+	}
 	for i := range v {
-		if err := m.objs.Misses.Lookup(uint32(i), &per); err != nil {
-			return Misses{}, fmt.Errorf("reading misses: %w", err)
-		}
-		for _, n := range per {
+		for _, n := range per[i*m.ncpu : (i+1)*m.ncpu] {
 			v[i] += n
 		}
 	}

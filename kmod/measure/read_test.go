@@ -75,3 +75,35 @@ func TestBatchedReads(t *testing.T) {
 		t.Errorf("%d contexts after next_ctx moved, want %d", len(again), n+1)
 	}
 }
+
+// TestBatchedTargets reads more captured targets than one batch holds.
+func TestBatchedTargets(t *testing.T) {
+	const n = 700
+	m, err := Load(Config{MaxInstruments: 8, MaxContexts: 8, MaxThreads: 16, MaxTargets: n + 8})
+	if err != nil {
+		t.Skipf("measurement model unavailable here: %v", err)
+	}
+	defer m.Close()
+	per := make([]uint64, m.ncpu)
+	for i := range n {
+		for c := range per {
+			per[c] = uint64(i)
+		}
+		if err := m.objs.Targets.Put(measureTargetKey{Ctx: uint32(i % 5), Target: 0xffffffff81000000 + uint64(i)}, per); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts, err := m.Targets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != n {
+		t.Fatalf("%d targets, want %d", len(ts), n)
+	}
+	for _, x := range ts {
+		i := x.Target - 0xffffffff81000000
+		if x.Ctx != uint32(i%5) || x.Calls != i*uint64(m.ncpu) {
+			t.Fatalf("target %+v: want context %d, %d calls", x, i%5, i*uint64(m.ncpu))
+		}
+	}
+}
