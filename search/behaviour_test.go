@@ -485,12 +485,14 @@ func TestOneFunctionNotSupported(t *testing.T) {
 }
 
 // TestTailCallContexts: the bottleneck is reached through an indirect
-// call of a function that ends in a jump to it (sysfs_kf_write to a
-// store method): no stack sample shows that function's frame, so Deep
-// Start times the bottleneck under its grandparent, and once the
-// indirect target is timed the same calls are counted under it. The
-// tree counts them once (the 6.12 truth benchmark's gt5 added up to
-// 192%, both copies of the subtree in it), and the bottleneck's share
+// call of a function that ends in a jump through a pointer to it
+// (sysfs_kf_write to a store method by ops->store): no stack sample shows
+// that function's frame, and the static graph names no callee of it. So
+// Deep Start times the bottleneck under its grandparent; the indirect
+// target is timed, and refined with the functions the samples show below
+// its caller and never below it; the same calls are then counted under
+// it. The tree counts them once (the 6.12 truth benchmark's gt5 added up
+// to 192%, both copies of the subtree in it), and the bottleneck's share
 // comes from the samples under either path.
 func TestTailCallContexts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -501,7 +503,8 @@ func TestTailCallContexts(t *testing.T) {
 				parent.Calls[i] = searchtest.Call{Func: "jump_to_store", N: 1, Site: 0x2c}
 			}
 		}
-		k.Funcs["jump_to_store"] = &searchtest.Func{Name: "jump_to_store", OnNs: 30, Frameless: true, Calls: []searchtest.Call{{Func: truth.Func, N: 1}}}
+		k.Funcs["jump_to_store"] = &searchtest.Func{Name: "jump_to_store", OnNs: 30, Frameless: true, JumpsThroughPointer: true,
+			Calls: []searchtest.Call{{Func: truth.Func, N: 1}}}
 		k.Start()
 		run := hunt(t, k, nil)
 		paths := map[string]bool{}

@@ -287,6 +287,7 @@ func (h *hunter) planCallees(n *node) plan {
 	}
 	hot := h.hotCallees(fn)
 	callees := h.throughRefused(n, slices.DeleteFunc(slices.Clone(g.callees.Funcs), h.blocking))
+	callees = append(callees, h.jumpedTo(n, callees)...)
 	sort.SliceStable(callees, func(i, j int) bool { return hot[callees[i]] > hot[callees[j]] })
 	for _, c := range callees {
 		for _, pt := range h.pointsFor(n, c) {
@@ -308,6 +309,41 @@ func (h *hunter) planCallees(n *node) plan {
 		h.targetsFromStacks(n, h.deep)
 	}
 	return p
+}
+
+// maxJumpedTo bounds the callees jumpedTo adds to one refinement.
+const maxJumpedTo = 4
+
+// jumpedTo returns the functions n's function may reach by a jump, which
+// its static callees do not name (a jump through a pointer: sysfs_kf_write
+// to the attribute's store method by ops->store): Deep Start's stacks show
+// them right below n's parent, which does not call them itself, and never
+// below n (a function that jumps leaves no frame). The hottest few are
+// timed under n; one n does not reach counts no call and is withdrawn as
+// cold.
+func (h *hunter) jumpedTo(n *node, callees []string) []string {
+	if n.parent == nil || len(h.deep) == 0 {
+		return nil
+	}
+	parent := n.parent.fn()
+	pg := h.graphOf(parent)
+	if pg.err != nil {
+		return nil
+	}
+	skip := map[string]bool{n.fn(): true, parent: true}
+	for _, f := range append(slices.Clone(pg.callees.Funcs), callees...) {
+		skip[f] = true
+	}
+	j := newJumps(h.deep)
+	hot := h.hotCallees(parent)
+	var out []string
+	for f := range hot {
+		if !skip[f] && !h.blocking(f) && j.leaves(n.fn(), f) {
+			out = append(out, f)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return hot[out[a]] > hot[out[b]] || hot[out[a]] == hot[out[b]] && out[a] < out[b] })
+	return out[:min(len(out), maxJumpedTo)]
 }
 
 // targetsFromStacks stands in for target recorders where the backend has

@@ -587,7 +587,7 @@ func (h *hunter) markTailCallDuplicates() {
 				}
 				for _, x := range a.children {
 					if x != b && timed(x) && x.point() == y.point() {
-						if d := tailCallDuplicate(x, y, j.leaves(b.fn(), y.fn())); d != nil {
+						if d := tailCallDuplicate(x, y, b, j.leaves(b.fn(), y.fn())); d != nil {
 							d.superseded = true
 						}
 					}
@@ -599,11 +599,19 @@ func (h *hunter) markTailCallDuplicates() {
 
 // tailCallDuplicate returns which of x (A;C) and y (A;B;C) is the
 // duplicate, nil for neither (see markTailCallDuplicates); jump is
-// whether B reaches C by a jump.
-func tailCallDuplicate(x, y *node, jump bool) *node {
+// whether B reaches C by a jump. The rounds that compare are those in
+// which all three were measured: while B is not timed, C's calls are at
+// A;C whether B jumps to C or not.
+func tailCallDuplicate(x, y, b *node, jump bool) *node {
+	timedB := map[int]bool{}
+	for _, r := range b.rounds {
+		timedB[r.Round] = true
+	}
 	calls := map[int]uint64{}
 	for _, r := range x.rounds {
-		calls[r.Round] = r.Calls
+		if timedB[r.Round] {
+			calls[r.Round] = r.Calls
+		}
 	}
 	var xc, yc uint64
 	common := false

@@ -2,6 +2,7 @@ package search
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/autoprof/autoprof/splice"
@@ -46,5 +47,35 @@ func TestFitOlder(t *testing.T) {
 				t.Errorf("window child %.3f, want it as measured, %.3f", got, c.windowKid)
 			}
 		})
+	}
+}
+
+// TestJumps: a call that leaves no frame of the caller is told from the
+// stack samples: the callee shows, and never below the caller.
+func TestJumps(t *testing.T) {
+	j := newJumps([]Stack{
+		{Frames: []string{"vfs_write", "kernfs_fop_write_iter", "gt_store", "gt_f0"}},
+		{Frames: []string{"vfs_write", "kernfs_fop_write_iter", "sysfs_kf_write"}},
+		{Frames: []string{"vfs_write", "kernfs_fop_write_iter", "mutex_lock"}},
+		{Frames: []string{"f3", "f4"}},
+		{Frames: []string{"f2", "f6.cold"}},
+	})
+	for _, c := range []struct {
+		caller, callee string
+		want           bool
+	}{
+		{"sysfs_kf_write", "gt_store", true},         // shown, never below it
+		{"kernfs_fop_write_iter", "gt_store", false}, // below it
+		{"kernfs_fop_write_iter", "mutex_lock", false},
+		{"sysfs_kf_write", "absent", false}, // never shown: nothing to tell
+		{"f3", "f4", false},
+		{"f3", "f6", true}, // a .cold part is its function
+	} {
+		if got := j.leaves(c.caller, c.callee); got != c.want {
+			t.Errorf("leaves(%s, %s) = %v, want %v", c.caller, c.callee, got, c.want)
+		}
+	}
+	if got := visibleFrames([]string{"vfs_write", "kernfs_fop_write_iter", "sysfs_kf_write", "gt_store"}, j); strings.Join(got, ";") != "vfs_write;kernfs_fop_write_iter;gt_store" {
+		t.Errorf("visible frames %q", got)
 	}
 }

@@ -38,6 +38,9 @@ type Func struct {
 	// calls): its frame is in no stack sample taken in them, only in
 	// those of its own code.
 	Frameless bool
+	// JumpsThroughPointer makes its direct calls jumps through a pointer
+	// (ops->store): the static call graph names none of them.
+	JumpsThroughPointer bool
 }
 
 // Call is a call from one function to another, N times per call of the
@@ -590,6 +593,9 @@ func (k *Kernel) Callees(fn string) (search.Callees, error) {
 		return search.Callees{}, fmt.Errorf("%s: unknown function", fn)
 	}
 	var c search.Callees
+	if f.JumpsThroughPointer {
+		return c, nil
+	}
 	seen := map[string]bool{}
 	sites := map[uint64]bool{}
 	for j, call := range f.Calls {
@@ -748,6 +754,9 @@ func (k *Kernel) Reachable() int {
 			return
 		}
 		seen[fn] = true
+		if k.Funcs[fn].JumpsThroughPointer {
+			return // what it jumps to, no graph sees
+		}
 		for _, c := range k.Funcs[fn].Calls {
 			visit(c.Func)
 		}
