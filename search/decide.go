@@ -286,7 +286,7 @@ func (h *hunter) planCallees(n *node) plan {
 		return p
 	}
 	hot := h.hotCallees(fn)
-	callees := h.throughRefused(n, slices.DeleteFunc(slices.Clone(g.callees.Funcs), h.blocking))
+	callees := h.throughRefused(n, g.callees.Funcs) // no scheduler function: a wait is its caller's
 	callees = append(callees, h.jumpedTo(n, callees)...)
 	sort.SliceStable(callees, func(i, j int) bool { return hot[callees[i]] > hot[callees[j]] })
 	for _, c := range callees {
@@ -538,7 +538,7 @@ func (h *hunter) throughRefused(n *node, callees []string) []string {
 	var walk func(fns []string, depth int)
 	walk = func(fns []string, depth int) {
 		for _, c := range fns {
-			if seen[c] || len(out) >= maxThrough {
+			if seen[c] || len(out) >= maxThrough || h.blocking(c) {
 				continue
 			}
 			seen[c] = true

@@ -398,7 +398,7 @@ func (h *hunter) sampledUnder(n *node) *est {
 		fns[i] = p.Function()
 	}
 	known := h.nodeFuncs()
-	fns = visibleFrames(fns, h.jumpsOf())
+	fns = visibleFrames(fns, h.jumpFunc())
 	var w, off float64
 	var count uint64
 	for _, s := range h.allStacks {
@@ -489,13 +489,20 @@ type jumps struct {
 	// and last position in each.
 	at   map[string]map[int][2]int
 	memo map[[2]string]bool
+	// adjacent holds the pairs of frames seen one right below the other.
+	adjacent map[[2]string]bool
 }
 
 func newJumps(stacks []Stack) *jumps {
-	j := &jumps{at: map[string]map[int][2]int{}, memo: map[[2]string]bool{}}
+	j := &jumps{at: map[string]map[int][2]int{}, memo: map[[2]string]bool{}, adjacent: map[[2]string]bool{}}
 	for si, s := range stacks {
+		prev := ""
 		for i, f := range s.Frames {
 			f, _, _ = strings.Cut(f, ".cold")
+			if i > 0 {
+				j.adjacent[[2]string{prev, f}] = true
+			}
+			prev = f
 			m := j.at[f]
 			if m == nil {
 				m = map[int][2]int{}
@@ -533,6 +540,26 @@ func (j *jumps) leaves(caller, callee string) bool {
 	return v
 }
 
+// jumpEdge reports whether, in a path A;B;C, B reaches C by a jump: the
+// samples show C right below A, where B's frame would be, and never below
+// B, and B has no call site of C that would leave its frame (j from
+// jumpsOf; false where j is nil).
+func (h *hunter) jumpEdge(j *jumps, a, b, c string) bool {
+	if j == nil || a == "" || b == c || a == b || !j.adjacent[[2]string{a, c}] || !j.leaves(b, c) {
+		return false
+	}
+	g := h.graphOf(b)
+	if g.err != nil {
+		return true
+	}
+	for _, s := range g.callees.Sites {
+		if s.Func == c {
+			return false
+		}
+	}
+	return true
+}
+
 // jumpsOf returns the jumps of the hunt's samples; nil where it has none.
 func (h *hunter) jumpsOf() *jumps {
 	if len(h.allStacks) == 0 {
@@ -545,19 +572,22 @@ func (h *hunter) jumpsOf() *jumps {
 }
 
 // visibleFrames returns fns, a node's path, without the functions that
-// reach the next one by a jump (see jumps): the frames a stack of the
-// node's context shows.
-func visibleFrames(fns []string, j *jumps) []string {
-	if j == nil {
-		return fns
-	}
+// reach the next one by a jump (jump, see hunter.jumpEdge): the frames a
+// stack of the node's context shows. The first and the last stay.
+func visibleFrames(fns []string, jump func(a, b, c string) bool) []string {
 	out := make([]string, 0, len(fns))
 	for i, f := range fns {
-		if i == len(fns)-1 || !j.leaves(f, fns[i+1]) {
+		if i == 0 || i == len(fns)-1 || !jump(fns[i-1], f, fns[i+1]) {
 			out = append(out, f)
 		}
 	}
 	return out
+}
+
+// jumpFunc is hunter.jumpEdge over the hunt's samples, for visibleFrames.
+func (h *hunter) jumpFunc() func(a, b, c string) bool {
+	j := h.jumpsOf()
+	return func(a, b, c string) bool { return h.jumpEdge(j, a, b, c) }
 }
 
 // markTailCallDuplicates marks superseded the contexts that measured the
@@ -587,7 +617,7 @@ func (h *hunter) markTailCallDuplicates() {
 				}
 				for _, x := range a.children {
 					if x != b && timed(x) && x.point() == y.point() {
-						if d := tailCallDuplicate(x, y, b, j.leaves(b.fn(), y.fn())); d != nil {
+						if d := tailCallDuplicate(x, y, b, h.jumpEdge(j, a.fn(), b.fn(), y.fn())); d != nil {
 							d.superseded = true
 						}
 					}
@@ -627,8 +657,8 @@ func tailCallDuplicate(x, y, b *node, jump bool) *node {
 		return x
 	case common && yc == 0 && xc > 0:
 		return y
-	case common || !jump || len(x.rounds) == 0 || len(y.rounds) == 0:
-		return nil
+	case common && (xc > 0 || yc > 0) || !jump || len(x.rounds) == 0 || len(y.rounds) == 0:
+		return nil // (neither counted: the calls went further, A;B1;B2;C)
 	case x.rounds[len(x.rounds)-1].Round < y.rounds[len(y.rounds)-1].Round:
 		return x
 	}
@@ -858,11 +888,15 @@ func (h *hunter) addSampledChildren() {
 		}
 	}
 	own := map[*node][]Stack{}
-	j := h.jumpsOf()
+	jump := h.jumpFunc()
+	visible := map[*node][]string{}
+	for _, n := range timed {
+		visible[n] = visibleFrames(pathFuncs(n.path), jump)
+	}
 	for _, s := range h.allStacks {
 		var best *node
 		for _, n := range timed {
-			if (best == nil || len(n.path) > len(best.path)) && inContext(s.Frames, visibleFrames(pathFuncs(n.path), j), known) {
+			if (best == nil || len(n.path) > len(best.path)) && inContext(s.Frames, visible[n], known) {
 				best = n
 			}
 		}
@@ -899,7 +933,7 @@ func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) float64 {
 	}
 	groups := map[string][]Stack{}
 	for _, s := range stacks {
-		if c := frameAfter(s.Frames, n.fn()); c != "" && !h.blocking(c) {
+		if c := frameAfter(s.Frames, n.fn()); c != "" && (s.OnCPU || !h.blocking(c)) {
 			groups[c] = append(groups[c], s)
 		}
 	}

@@ -75,7 +75,21 @@ func TestJumps(t *testing.T) {
 			t.Errorf("leaves(%s, %s) = %v, want %v", c.caller, c.callee, got, c.want)
 		}
 	}
-	if got := visibleFrames([]string{"vfs_write", "kernfs_fop_write_iter", "sysfs_kf_write", "gt_store"}, j); strings.Join(got, ";") != "vfs_write;kernfs_fop_write_iter;gt_store" {
-		t.Errorf("visible frames %q", got)
+	h := &hunter{graph: map[string]*graphInfo{
+		"sysfs_kf_write": {},
+		"f3":             {callees: Callees{Sites: []CallSite{{Off: 0x10, Func: "f6"}}}},
+	}}
+	for _, c := range []struct {
+		path []string
+		want string
+	}{
+		{[]string{"vfs_write", "kernfs_fop_write_iter", "sysfs_kf_write", "gt_store"}, "vfs_write;kernfs_fop_write_iter;gt_store"},
+		{[]string{"vfs_write", "gt_store", "gt_store"}, "vfs_write;gt_store;gt_store"},                 // recursion is no jump
+		{[]string{"f2", "f3", "f6"}, "f2;f3;f6"},                                                       // f3 calls f6: a frame
+		{[]string{"vfs_write", "sysfs_kf_write", "mutex_lock"}, "vfs_write;sysfs_kf_write;mutex_lock"}, // not right below vfs_write
+	} {
+		if got := strings.Join(visibleFrames(c.path, func(a, b, cc string) bool { return h.jumpEdge(j, a, b, cc) }), ";"); got != c.want {
+			t.Errorf("visible frames of %q: %q, want %q", c.path, got, c.want)
+		}
 	}
 }

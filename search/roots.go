@@ -431,7 +431,10 @@ func (h *hunter) planHotPaths(d time.Duration) {
 		}
 		for _, f := range s.Frames[i+1:] {
 			if h.blocking(f) {
-				break // the scheduler's frames: the wait is its caller's
+				// The scheduler's frames: a wait is its caller's, and
+				// a timer there would time every wait that passes
+				// (sampled children name the CPU spent in them).
+				break
 			}
 			t = t.child(f)
 			t.weight += s.WeightNs

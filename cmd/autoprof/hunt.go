@@ -46,8 +46,12 @@ func runHunt(args []string, stdout io.Writer) error {
 	}
 	err = hunt(cfg, stdout)
 	var st *exitStatus
-	if perr := prof.finish(err == nil || errors.As(err, &st)); perr != nil && err == nil {
+	perr := prof.finish(err == nil || errors.As(err, &st))
+	if perr != nil && err == nil {
 		return perr
+	}
+	if perr != nil {
+		fmt.Fprintf(os.Stderr, "autoprof hunt: %v\n", perr)
 	}
 	return err
 }

@@ -104,6 +104,7 @@ type Model struct {
 	ctxMu    sync.Mutex
 	ctxs     map[uint32]Context
 	ctxsNext uint32
+	ctxsSeen uint32   // next_ctx at the last reading of the map
 	retired  RunStats // of programs already unloaded
 	cleanup  runtime.Cleanup
 }

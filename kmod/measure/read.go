@@ -33,8 +33,13 @@ func (m *Model) Contexts() (map[uint32]Context, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading contexts: %w", err)
 	}
-	m.ctxs, m.ctxsNext = out, 0
-	if uint32(len(out)) == next { // ids 1..next all read: none is being interned
+	// Valid once no context can be on its way in: ids 1..next all read,
+	// or the same ids missing as at the last read with next where it was
+	// then (an id lost to two CPUs interning one context at once, or to
+	// a full map: an insert in flight takes microseconds, not a round).
+	stable := uint32(len(out)) == next || m.ctxs != nil && len(out) == len(m.ctxs) && next == m.ctxsSeen
+	m.ctxs, m.ctxsNext, m.ctxsSeen = out, 0, next
+	if stable {
 		m.ctxsNext = next
 	}
 	return out, nil

@@ -74,6 +74,22 @@ func TestBatchedReads(t *testing.T) {
 	if again, _ := m.Contexts(); len(again) != n+1 {
 		t.Errorf("%d contexts after next_ctx moved, want %d", len(again), n+1)
 	}
+	// An id lost for good (two CPUs interned one context at once): the
+	// reading stands once two in a row agree.
+	if err := m.objs.NextCtx.Put(uint32(0), uint32(n+3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.objs.Ctxs.Put(measureCtxKey{Parent: 2, Inst: 99}, uint32(n+3)); err != nil {
+		t.Fatal(err)
+	}
+	m.Contexts()
+	m.Contexts()
+	if err := m.objs.Ctxs.Put(measureCtxKey{Parent: 3, Inst: 99}, uint32(n+2)); err != nil { // not counted: next_ctx stayed
+		t.Fatal(err)
+	}
+	if again, _ := m.Contexts(); len(again) != n+2 {
+		t.Errorf("%d contexts with a lost id, want the %d of the readings that agreed", len(again), n+2)
+	}
 }
 
 // TestBatchedTargets reads more captured targets than one batch holds.
