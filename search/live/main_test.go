@@ -3,6 +3,8 @@ package live
 import (
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +32,20 @@ func helperCommand(what string) *exec.Cmd {
 	return cmd
 }
 
+// preads reads 4 KiB from /dev/zero n times (arg "N"): a syscall-bound
+// workload.
+func preads(arg string) {
+	n, err := strconv.Atoi(arg)
+	f, err2 := os.Open("/dev/zero")
+	if err != nil || err2 != nil {
+		os.Exit(2)
+	}
+	buf := make([]byte, 4096)
+	for range n {
+		f.ReadAt(buf, 0)
+	}
+}
+
 func launchHelper(what string) {
 	appendLine := func(file, line string) {
 		f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -50,5 +66,7 @@ func launchHelper(what string) {
 		}
 	case len(what) > len("child ") && what[:len("child ")] == "child ":
 		appendLine(what[len("child "):], "child")
+	case strings.HasPrefix(what, "preads "):
+		preads(strings.TrimPrefix(what, "preads "))
 	}
 }
