@@ -48,7 +48,7 @@ func (f huntFigures) String() string {
 // then under a hunt, and returns the figures. The first correct finding is
 // the first round after which the best candidate is the planted function
 // with an exclusive share significantly above the threshold.
-func measureHunt(tb testing.TB) huntFigures {
+func measureHunt(tb testing.TB, budget float64) huntFigures {
 	const planted = "aptest_heavy"
 	var f huntFigures
 	if err := os.WriteFile(filepath.Join(aptestDir, "shape"), []byte("cpu 2000"), 0o600); err != nil {
@@ -78,7 +78,7 @@ func measureHunt(tb testing.TB) huntFigures {
 			}
 		},
 		Backend: aptestBackend(), Target: splice.Target{PIDs: []int{load.Process.Pid}}, Done: done,
-		Duration: 150 * time.Second, BudgetPct: 25,
+		Duration: 150 * time.Second, BudgetPct: budget,
 		Progress: func(p search.Progress) {
 			if f.firstCorrect == 0 && len(p.Best) > 0 && p.Best[0].Excl.Low > theta &&
 				slices.Contains(strings.Split(p.Best[0].Path, ";"), planted) {
@@ -107,15 +107,23 @@ func measureHunt(tb testing.TB) huntFigures {
 }
 
 // BenchmarkVMHunt reports, in one VM run, the workload's slowdown during
-// a hunt against the same workload alone, the time to the first correct
-// finding, the instruments used and the overhead predicted and measured.
-// Run it with `make vmbench` (both kernels), or for one kernel
+// a hunt against the same workload alone (over the whole hunt and over
+// its rounds), the start-up and autoprof's own CPU, the time to the first
+// correct finding, the instruments used and the overhead predicted and
+// measured, at the default budget and at the demo's. Run it with `make
+// vmbench` (both kernels), or for one kernel
 //
 //	bin/vmtest test -kernels 6.1 -bench VMHunt ./search/live
 func BenchmarkVMHunt(b *testing.B) {
 	loadAptest(b)
+	for _, budget := range []float64{search.DefaultBudget, 50} {
+		b.Run(fmt.Sprintf("budget=%g", budget), func(b *testing.B) { benchHunt(b, budget) })
+	}
+}
+
+func benchHunt(b *testing.B, budget float64) {
 	for i := 0; i < b.N; i++ {
-		f := measureHunt(b)
+		f := measureHunt(b, budget)
 		b.Log(f)
 		b.ReportMetric(100*f.slowdown, "slowdown-%")
 		b.ReportMetric(100*f.roundsSlowdown, "rounds-slowdown-%")
