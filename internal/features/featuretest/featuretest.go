@@ -22,6 +22,7 @@
 package featuretest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -50,6 +51,23 @@ func Require(tb testing.TB, errs ...error) {
 			tb.Fatalf("%v (the test VM's kernel has this: required there)", err)
 		}
 		tb.Skip(err)
+	}
+}
+
+// RequireAny is Require for features that stand in for each other (the
+// kcore and bpf-read text readers): it skips, or fails in the test VM, only
+// where every one of errs is non-nil, with all their reasons.
+func RequireAny(tb testing.TB, errs ...error) {
+	tb.Helper()
+	var reasons []string
+	for _, err := range errs {
+		if err == nil {
+			return
+		}
+		reasons = append(reasons, err.Error())
+	}
+	if len(reasons) > 0 {
+		Require(tb, errors.New(strings.Join(reasons, "; ")))
 	}
 }
 

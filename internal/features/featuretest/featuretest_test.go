@@ -66,6 +66,26 @@ func TestRequire(t *testing.T) {
 	}
 }
 
+func TestRequireAny(t *testing.T) {
+	kcore, bpf := errors.New("no /proc/kcore"), errors.New("bpf-read refused")
+	for _, c := range []struct {
+		vm   string
+		errs []error
+		want string
+	}{
+		{"", nil, ""},
+		{"", []error{kcore, nil}, ""},
+		{"1", []error{nil, bpf}, ""},
+		{"", []error{kcore, bpf}, "skip: no /proc/kcore; bpf-read refused"},
+		{"1", []error{kcore, bpf}, "fatal: no /proc/kcore; bpf-read refused (the test VM's kernel has this: required there)"},
+	} {
+		t.Setenv(guest.VMEnv, c.vm)
+		if got := ending(t, func(tb testing.TB) { RequireAny(tb, c.errs...) }); got != c.want {
+			t.Errorf("%s=%q, RequireAny(%v) ended %q, want %q", guest.VMEnv, c.vm, c.errs, got, c.want)
+		}
+	}
+}
+
 func TestOlderThan(t *testing.T) {
 	for _, c := range []struct {
 		release, version string
