@@ -19,7 +19,7 @@ func liveGraph(t *testing.T) *Graph {
 	t.Helper()
 	g, err := OpenLive()
 	if err != nil {
-		featuretest.RequireBPF(t, err)
+		featuretest.Require(t, err)
 	}
 	t.Cleanup(func() { g.Close() })
 	return g
@@ -135,7 +135,7 @@ func TestLiveTextClosed(t *testing.T) {
 		if !strings.HasPrefix(err.Error(), "no reader of live kernel text: ") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("OpenLiveText: %v", err)
 		}
-		featuretest.RequireBPF(t, err)
+		featuretest.Require(t, err)
 	}
 	if err := text.Close(); err != nil {
 		t.Fatal(err)

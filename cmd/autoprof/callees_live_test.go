@@ -139,7 +139,7 @@ func TestCalleesVfsReadLive(t *testing.T) {
 	}
 	text, err := callgraph.OpenLiveText()
 	if err != nil {
-		featuretest.RequireBPF(t, err)
+		featuretest.Require(t, err)
 	}
 	defer text.Close()
 	fn, err := syms.Func("vfs_read")

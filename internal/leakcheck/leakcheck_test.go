@@ -17,7 +17,7 @@ func TestFindsLeakedProgram(t *testing.T) {
 		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()},
 	})
 	if err != nil {
-		featuretest.RequireBPF(t, err)
+		featuretest.Require(t, err)
 	}
 	leaks := before.Leaks(Take())
 	prog.Close()

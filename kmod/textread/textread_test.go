@@ -37,7 +37,7 @@ func symbolAddr(t *testing.T, name string) uint64 {
 func TestReadKernelText(t *testing.T) {
 	r, err := Open()
 	if err != nil {
-		featuretest.RequireBPF(t, err)
+		featuretest.Require(t, err)
 	}
 	defer r.Close()
 	addr := symbolAddr(t, "vfs_read")
@@ -68,7 +68,7 @@ func TestReadKernelText(t *testing.T) {
 func TestReadUnmapped(t *testing.T) {
 	r, err := Open()
 	if err != nil {
-		featuretest.RequireBPF(t, err)
+		featuretest.Require(t, err)
 	}
 	defer r.Close()
 	err = r.ReadAt(make([]byte, 8), 0x10)
@@ -80,7 +80,7 @@ func TestReadUnmapped(t *testing.T) {
 func TestClosedReader(t *testing.T) {
 	r, err := Open()
 	if err != nil {
-		featuretest.RequireBPF(t, err)
+		featuretest.Require(t, err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

@@ -29,8 +29,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/internal/vmtest/guest"
 )
@@ -71,20 +69,6 @@ func RequireAny(tb testing.TB, errs ...error) {
 	if len(reasons) > 0 {
 		Require(tb, errors.New(strings.Join(reasons, "; ")))
 	}
-}
-
-// RequireBPF is Require for the error of loading BPF where no probe can
-// answer first (the probe would load the very same program): a rejection
-// by the verifier, which comes with the verifier's log, fails tb
-// everywhere; any other error is this kernel's refusal (privileges,
-// lockdown, a missing feature) and is handled as Require handles it.
-func RequireBPF(tb testing.TB, err error) {
-	tb.Helper()
-	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) && len(ve.Log) > 0 {
-		tb.Fatalf("the verifier rejected a program: %v", err)
-	}
-	Require(tb, err)
 }
 
 // SkipOnOldKernel skips tb where the running kernel is older than

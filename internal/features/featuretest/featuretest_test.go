@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/autoprof/autoprof/internal/vmtest/guest"
 )
@@ -85,26 +82,6 @@ func TestRequireAny(t *testing.T) {
 		t.Setenv(guest.VMEnv, c.vm)
 		if got := ending(t, func(tb testing.TB) { RequireAny(tb, c.errs...) }); got != c.want {
 			t.Errorf("%s=%q, RequireAny(%v) ended %q, want %q", guest.VMEnv, c.vm, c.errs, got, c.want)
-		}
-	}
-}
-
-func TestRequireBPF(t *testing.T) {
-	rejected := fmt.Errorf("loading the text reader: %w", &ebpf.VerifierError{Cause: syscall.EACCES, Log: []string{"0: (79) r0 = *(u64 *)(r1 +0)", "R1 invalid mem access 'scalar'"}})
-	refused := fmt.Errorf("loading the text reader: %w", &ebpf.VerifierError{Cause: syscall.EPERM})
-	for _, c := range []struct {
-		vm   string
-		err  error
-		want string
-	}{
-		{"", nil, ""},
-		{"", refused, "skip: " + refused.Error()},
-		{"1", refused, "fatal: " + refused.Error() + " (the test VM's kernel has this: required there)"},
-		{"", rejected, "fatal: the verifier rejected a program: " + rejected.Error()},
-	} {
-		t.Setenv(guest.VMEnv, c.vm)
-		if got := ending(t, func(tb testing.TB) { RequireBPF(tb, c.err) }); got != c.want {
-			t.Errorf("%s=%q, RequireBPF(%v) ended %q, want %q", guest.VMEnv, c.vm, c.err, got, c.want)
 		}
 	}
 }
