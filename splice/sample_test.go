@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,9 +29,10 @@ func threadCPU(t *testing.T) time.Duration {
 // TestSampler samples this process while it reads /dev/zero in large
 // chunks: most kernel samples must fall in the read path.
 func TestSampler(t *testing.T) {
+	featuretest.Require(t, features.HaveSample())
 	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: Target{PIDs: []int{os.Getpid()}}})
 	if err != nil {
-		t.Skipf("sampling unavailable: %v", err)
+		t.Fatalf("opening a sampler, which the probe says works here: %v", err)
 	}
 	defer s.Close()
 	f, err := os.Open("/dev/zero")
@@ -53,7 +56,7 @@ func TestSampler(t *testing.T) {
 	}
 	syms, err := callgraph.LiveSymbols()
 	if err != nil {
-		t.Skip(err)
+		featuretest.Require(t, err)
 	}
 	var inRead uint64
 	for _, st := range p.Stacks {

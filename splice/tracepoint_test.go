@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 )
 
 // abiSyscalls are numbers of the x86-64 syscall ABI, which never change:
@@ -19,20 +21,45 @@ var abiSyscalls = map[string]int{
 	"__x64_sys_nanosleep": 35, "__x64_sys_getpid": 39, "__x64_sys_clock_nanosleep": 230,
 }
 
-// openSession opens a session of backend or skips with why not. Where the
+// openSession opens a session of backend. It skips where the probes say
+// the kernel lacks what the session needs (the backend, the tp_btf
+// programs of the measurement model, a reader of kernel text), except in
+// the test VM, and fails where they say it has it but Open fails. Where the
 // kernel's syscall table cannot be read, the ABI fixture stands in.
 func openSession(t testing.TB, backend string) *Session {
 	t.Helper()
+	featuretest.Require(t, features.Backend(backend), features.HaveTracepoint())
+	requireLiveText(t)
 	opts := Options{Backend: backend}
-	if os.Getenv("AUTOPROF_VM") == "" {
+	if !featuretest.InVM() {
 		opts.Syscalls = hostSyscalls()
 	}
 	s, err := Open(context.Background(), opts)
 	if err != nil {
-		t.Skipf("no %s session here: %v", backend, err)
+		t.Fatalf("opening a %s session, which the probes say works here: %v", backend, err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// requireLiveText skips where neither reader of live kernel text works
+// here (and fails in the test VM, where both do).
+func requireLiveText(t testing.TB) {
+	t.Helper()
+	featuretest.RequireAny(t, features.HaveKcore(), features.HaveBPFRead())
+}
+
+// openLive opens the running kernel's call graph, where a text reader
+// works (see requireLiveText).
+func openLive(t testing.TB) *callgraph.Graph {
+	t.Helper()
+	requireLiveText(t)
+	g, err := callgraph.OpenLive()
+	if err != nil {
+		t.Fatalf("opening the live call graph, whose text reader works here: %v", err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
 }
 
 // hostSyscalls returns nil where the running kernel's table can be read,
@@ -52,17 +79,11 @@ func hostSyscalls() *SyscallTable {
 // TestSyscallTable reads the running kernel's table where its symbol
 // table lists sys_call_table (always in the VM).
 func TestSyscallTable(t *testing.T) {
-	g, err := callgraph.OpenLive()
-	if err != nil {
-		t.Skipf("no live call graph: %v", err)
-	}
-	defer g.Close()
+	g := openLive(t)
 	tab, err := ReadSyscallTable(g.Symbols(), g.Text())
 	if err != nil {
-		if os.Getenv("AUTOPROF_VM") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		// Hosts without CONFIG_KALLSYMS_ALL do not list sys_call_table.
+		featuretest.Require(t, err)
 	}
 	s := &Session{syscalls: tab}
 	// The x86-64 syscall ABI is stable: these numbers are fixed forever.
@@ -161,14 +182,13 @@ func TestSessionClose(t *testing.T) {
 // tree: against sys_call_table where the kernel lists both (entry by
 // entry, by address), else against the fixed x86-64 ABI numbers.
 func TestSyscallDispatch(t *testing.T) {
-	g, err := callgraph.OpenLive()
-	if err != nil {
-		t.Skipf("no live call graph: %v", err)
-	}
-	defer g.Close()
+	g := openLive(t)
 	syms := g.Symbols()
 	if _, err := syms.Func("x64_sys_call"); err != nil {
-		t.Skipf("this kernel dispatches syscalls through sys_call_table only (no x64_sys_call before 6.9): %v", err)
+		// 6.9 added it (1e3ad78334a6); stable kernels before took it
+		// later, so an older kernel may have it too.
+		featuretest.SkipOnOldKernel(t, "6.9", "x64_sys_call")
+		t.Fatal(err)
 	}
 	fromDispatch, err := readDispatch(syms, g.Text())
 	if err != nil {

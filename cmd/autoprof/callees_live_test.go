@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/internal/testenv"
 )
 
@@ -134,11 +135,11 @@ func diffSites(t *testing.T, got, want map[uint32]string) {
 func TestCalleesVfsReadLive(t *testing.T) {
 	syms, err := callgraph.LiveSymbols()
 	if err != nil {
-		t.Skip(err)
+		featuretest.Require(t, err)
 	}
 	text, err := callgraph.OpenLiveText()
 	if err != nil {
-		t.Skip(err)
+		featuretest.Require(t, err)
 	}
 	defer text.Close()
 	fn, err := syms.Func("vfs_read")
@@ -219,7 +220,7 @@ func TestOfflineBadInput(t *testing.T) {
 	} {
 		code, _, errOut := runCmd(c.args...)
 		if strings.Contains(errOut, "kallsyms") {
-			t.Skipf("no readable /proc/kallsyms here: %s", errOut)
+			featuretest.Require(t, fmt.Errorf("no readable /proc/kallsyms here: %s", errOut))
 		}
 		if code != 1 || !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("%v: exit %d, stderr %q\nwant %q", c.args, code, errOut, c.want)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/pprof/profile"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
 )
@@ -85,9 +86,7 @@ func TestHuntCommand(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("hunting needs root")
 	}
-	if err := features.HaveSample(); err != nil {
-		t.Skipf("no stack samples here: %v", err)
-	}
+	featuretest.Require(t, features.HaveSample())
 	out := filepath.Join(t.TempDir(), "out")
 	os.Setenv("AUTOPROF_HELPER", "busy")
 	// Long enough for rounds after the hunt's start-up (the helper starts
@@ -159,9 +158,7 @@ func TestHuntCommandFails(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("hunting needs root")
 	}
-	if err := features.HaveSample(); err != nil {
-		t.Skipf("no stack samples here: %v", err)
-	}
+	featuretest.Require(t, features.HaveSample())
 	out := filepath.Join(t.TempDir(), "out")
 	os.Setenv("AUTOPROF_HELPER", "exit7")
 	defer os.Unsetenv("AUTOPROF_HELPER")
@@ -181,9 +178,7 @@ func TestHuntInterrupt(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("hunting needs root")
 	}
-	if err := features.HaveSample(); err != nil {
-		t.Skipf("no stack samples here: %v", err)
-	}
+	featuretest.Require(t, features.HaveSample())
 	out := filepath.Join(t.TempDir(), "out")
 	os.Setenv("AUTOPROF_HELPER", "busy")
 	os.Setenv("AUTOPROF_HELPER_SECONDS", "60")
@@ -324,7 +319,7 @@ func TestHuntFollowsChildren(t *testing.T) {
 	run := huntRun(t, append([]string{"--round", "500ms", "--root", "__x64_sys_read", "--"}, childWorkload(t, 15)...)...)
 	t.Logf("target %q, stop %q, read root %d calls, limitations %q", run.Meta.Target, run.Meta.StopReason, rootCalls(run, "__x64_sys_read"), run.Limitations)
 	if strings.Contains(strings.Join(run.Limitations, ";"), "children are not followed") {
-		t.Skipf("no cgroup here: %q", run.Limitations)
+		featuretest.Require(t, fmt.Errorf("no cgroup here: %q", run.Limitations))
 	}
 	if rootCalls(run, "__x64_sys_read") < 1000 || !strings.Contains(run.Meta.Target, "and its children") {
 		t.Errorf("the child's reads were not hunted: target %q, %d calls of the read root", run.Meta.Target, rootCalls(run, "__x64_sys_read"))
@@ -392,12 +387,8 @@ func needHunt(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("hunting needs root")
 	}
-	if err := features.HaveSample(); err != nil {
-		t.Skipf("no stack samples here: %v", err)
-	}
-	if err := features.HaveTracepoint(); err != nil {
-		t.Skipf("no tracepoints here: %v", err)
-	}
+	featuretest.Require(t, features.HaveSample())
+	featuretest.Require(t, features.HaveTracepoint())
 }
 
 // TestHuntWholeSystem: a whole-system hunt counts on-CPU time (threads

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -107,9 +108,7 @@ func TestProbeSyscallTimer(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("probing needs root")
 	}
-	if err := features.HaveTracepoint(); err != nil {
-		t.Skipf("no tracepoint backend here: %v", err)
-	}
+	featuretest.Require(t, features.HaveTracepoint())
 	helper := exec.Command(os.Args[0], "-test.run=^TestProbeHelperProcess$")
 	helper.Env = append(os.Environ(), "AUTOPROF_HELPER=getppid")
 	stdin, err := helper.StdinPipe()

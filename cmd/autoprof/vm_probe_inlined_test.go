@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 )
 
 // TestVMProbeInlined is issue 15's item 11: on Debian's 6.12 the compiler
@@ -25,9 +26,7 @@ import (
 // takes about 150 s to build under TCG. Where the kernel calls the
 // out-of-line copy (no warning), the counter must count the preads.
 func TestVMProbeInlined(t *testing.T) {
-	if err := features.HaveFentry(); err != nil {
-		t.Skipf("no fentry here: %v", err)
-	}
+	featuretest.Require(t, features.HaveFentry())
 	helper := exec.Command(os.Args[0], "-test.run=^TestPreadHelperProcess$")
 	helper.Env = append(os.Environ(), "AUTOPROF_HELPER=pread")
 	if err := helper.Start(); err != nil {

@@ -25,9 +25,11 @@ var (
 	kprobeProbe     = newProbe(probeKprobe)
 )
 
-// HaveTracepoint reports whether BPF programs can be attached to raw
-// tracepoints (BPF_RAW_TRACEPOINT_OPEN, Linux 4.17), which is how the
-// tracepoint backend attaches to raw_syscalls and sched events.
+// HaveTracepoint reports whether BPF programs can be attached to
+// BTF-typed raw tracepoints (tp_btf: BPF_PROG_TYPE_TRACING with
+// BPF_TRACE_RAW_TP, Linux 5.5, and kernel BTF), which is how the
+// measurement model (kmod/measure) attaches to sys_enter, sys_exit and the
+// sched events for every backend.
 func HaveTracepoint() error { return tracepointProbe.result() }
 
 // HaveFentry reports whether fentry/fexit programs (BPF trampolines, Linux
@@ -39,6 +41,9 @@ func HaveFentry() error { return fentryProbe.result() }
 // kprobe PMU (fd-owned, Linux 4.17, CONFIG_KPROBES). autoprof never falls
 // back to tracefs kprobe_events, whose entries would outlive it.
 func HaveKprobe() error { return kprobeProbe.result() }
+
+// noBTF is why fentry and tp_btf programs cannot load without kernel BTF.
+const noBTF = "no kernel BTF (/sys/kernel/btf/vmlinux missing: CONFIG_DEBUG_INFO_BTF is off)"
 
 // returnZero is the body of every probe program.
 var returnZero = asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()}
@@ -53,14 +58,19 @@ func loadProbeProgram(spec *ebpf.ProgramSpec) (*ebpf.Program, error) {
 func probeTracepoint() error {
 	const feature = "tracepoint"
 	s := ReadSystem()
-	prog, err := loadProbeProgram(&ebpf.ProgramSpec{Type: ebpf.RawTracepoint})
+	if !s.BTF {
+		return &Unavailable{Feature: feature, Reason: noBTF}
+	}
+	prog, err := loadProbeProgram(&ebpf.ProgramSpec{
+		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: "sys_enter",
+	})
 	if err != nil {
-		return bpfRefusal(s, feature, "loading a raw tracepoint program", err)
+		return bpfRefusal(s, feature, "loading a tp_btf program for sys_enter", err)
 	}
 	defer prog.Close()
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: prog})
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
 	if err != nil {
-		return bpfRefusal(s, feature, "attaching to raw tracepoint sys_enter", err)
+		return bpfRefusal(s, feature, "attaching tp_btf to sys_enter", err)
 	}
 	return l.Close()
 }
@@ -69,7 +79,7 @@ func probeFentry() error {
 	const feature = "fentry"
 	s := ReadSystem()
 	if !s.BTF {
-		return &Unavailable{Feature: feature, Reason: "no kernel BTF (/sys/kernel/btf/vmlinux missing: CONFIG_DEBUG_INFO_BTF is off)"}
+		return &Unavailable{Feature: feature, Reason: noBTF}
 	}
 	if s.configOff("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS") {
 		return &Unavailable{Feature: feature, Reason: "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS is not set (no BPF trampolines)"}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 )
 
 // symbolAddr finds a text symbol's address in /proc/kallsyms.
@@ -14,7 +16,7 @@ func symbolAddr(t *testing.T, name string) uint64 {
 	t.Helper()
 	f, err := os.Open("/proc/kallsyms")
 	if err != nil {
-		t.Skipf("no /proc/kallsyms: %v", err)
+		featuretest.Require(t, err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -23,7 +25,7 @@ func symbolAddr(t *testing.T, name string) uint64 {
 		if len(fields) >= 3 && fields[2] == name {
 			a, _ := strconv.ParseUint(fields[0], 16, 64)
 			if a == 0 {
-				t.Skip("kallsyms hides addresses (kptr_restrict)")
+				featuretest.Require(t, errors.New("kallsyms hides addresses (kptr_restrict)"))
 			}
 			return a
 		}
@@ -35,7 +37,7 @@ func symbolAddr(t *testing.T, name string) uint64 {
 func TestReadKernelText(t *testing.T) {
 	r, err := Open()
 	if err != nil {
-		t.Skipf("BPF text reader unavailable here: %v", err)
+		featuretest.Require(t, err)
 	}
 	defer r.Close()
 	addr := symbolAddr(t, "vfs_read")
@@ -66,7 +68,7 @@ func TestReadKernelText(t *testing.T) {
 func TestReadUnmapped(t *testing.T) {
 	r, err := Open()
 	if err != nil {
-		t.Skipf("BPF text reader unavailable here: %v", err)
+		featuretest.Require(t, err)
 	}
 	defer r.Close()
 	err = r.ReadAt(make([]byte, 8), 0x10)
@@ -78,7 +80,7 @@ func TestReadUnmapped(t *testing.T) {
 func TestClosedReader(t *testing.T) {
 	r, err := Open()
 	if err != nil {
-		t.Skipf("BPF text reader unavailable here: %v", err)
+		featuretest.Require(t, err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

@@ -88,7 +88,7 @@ func run(out *os.File) (int, error) {
 	cmd.Dir = cfg.Dir
 	cmd.Env = append([]string{
 		"PATH=/vmtest/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp",
-		"AUTOPROF_VM=1", "AUTOPROF_VM_OUT=" + OutDir,
+		VMEnv + "=1", "AUTOPROF_VM_OUT=" + OutDir,
 	}, cfg.Env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	err = cmd.Run()

@@ -15,6 +15,11 @@ const (
 	OutputTTY  = "/dev/ttyS1"          // the command's stdout and stderr
 )
 
+// VMEnv is set (to "1") in the environment of the command the guest runs:
+// a test reads it to know that it runs on one of the test VM's known
+// kernels (see internal/features/featuretest).
+const VMEnv = "AUTOPROF_VM"
+
 // Config is what the host asks the guest to do.
 type Config struct {
 	Args    []string `json:"args"`    // the command; Args[0] is a guest path

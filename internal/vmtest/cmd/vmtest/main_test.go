@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/autoprof/autoprof/internal/debkernel"
 	"github.com/autoprof/autoprof/internal/vmtest"
@@ -41,5 +42,22 @@ func TestReport(t *testing.T) {
 	}
 	if code := report(&strings.Builder{}, k, nil); code != 0 {
 		t.Errorf("a passing run: exit code %d", code)
+	}
+}
+
+// TestSummaryLine: a kernel's summary line counts the tests and lists the
+// failed and the skipped ones under it, package paths cut to the module.
+func TestSummaryLine(t *testing.T) {
+	k := &debkernel.Kernel{Release: "6.12.57+deb13-amd64"}
+	tally := &vmtest.Tally{Passed: 40, Failed: 1, Skipped: 1,
+		Failures: []vmtest.TestResult{{Package: "github.com/autoprof/autoprof/splice", Test: "TestVMChurn/kprobe", Reason: "vm_lifecycle_test.go:102: opening a kprobe session: invalid argument"}},
+		Skips:    []vmtest.TestResult{{Package: "github.com/autoprof/autoprof/splice", Test: "TestVMModuleUnload/fentry", Reason: "vm_module_test.go:134: aptest has no BTF here"}},
+	}
+	got := summaryLine("FAIL", k, 754*time.Second+300*time.Millisecond, tally, "github.com/autoprof/autoprof")
+	want := "FAIL kernel 6.12.57+deb13-amd64  12m34s  40 passed, 1 failed, 1 skipped\n" +
+		"       FAIL splice TestVMChurn/kprobe: vm_lifecycle_test.go:102: opening a kprobe session: invalid argument\n" +
+		"       skip splice TestVMModuleUnload/fentry: vm_module_test.go:134: aptest has no BTF here"
+	if got != want {
+		t.Errorf("summary\n%s\nwant\n%s", got, want)
 	}
 }

@@ -16,13 +16,14 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/internal/debkernel"
+	"github.com/autoprof/autoprof/internal/vmtest"
 )
 
 func testMain(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("vmtest test", flag.ContinueOnError)
 	kernels := fs.String("kernels", strings.Join(debkernel.SeriesNames(), ","), "kernel series to test, comma-separated")
 	run := fs.String("run", "", "passed to go test -run")
-	verbose := fs.Bool("v", false, "passed to go test -v")
+	verbose := fs.Bool("v", false, "print every test's output, as go test -v does (else only the failed tests')")
 	short := fs.Bool("short", false, "passed to go test -short")
 	bench := fs.String("bench", "", "passed to go test -bench (the tests are left out unless -run is given)")
 	benchtime := fs.String("benchtime", "1x", "passed to go test -benchtime with -bench")
@@ -47,6 +48,11 @@ func testMain(ctx context.Context, args []string) int {
 		fmt.Println("vmtest: no package has in-VM tests")
 		return 0
 	}
+	module, err := modulePath(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vmtest test: %v\n", err)
+		return 1
+	}
 	series := strings.Split(*kernels, ",")
 	kernelsOf := make([]*debkernel.Kernel, len(series))
 	for i, name := range series { // fetched one at a time: apt locks its lists
@@ -69,7 +75,7 @@ func testMain(ctx context.Context, args []string) int {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			k := kernelsOf[i]
-			goArgs := []string{"test", "-tags", "vm", "-count=1", "-p", "1", "-timeout", timeout.String(),
+			goArgs := []string{"test", "-json", "-tags", "vm", "-count=1", "-p", "1", "-timeout", timeout.String(),
 				"-exec", self + " exec -kernel " + name}
 			switch {
 			case *run != "":
@@ -79,9 +85,6 @@ func testMain(ctx context.Context, args []string) int {
 			}
 			if *bench != "" {
 				goArgs = append(goArgs, "-bench", *bench, "-benchtime", *benchtime)
-			}
-			if *verbose {
-				goArgs = append(goArgs, "-v")
 			}
 			if *short {
 				goArgs = append(goArgs, "-short")
@@ -95,14 +98,19 @@ func testMain(ctx context.Context, args []string) int {
 			start := time.Now()
 			cmd := exec.CommandContext(ctx, "go", goArgs...)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			cmd.Stdout, cmd.Stderr = out, out
+			relay := vmtest.NewRelay(out, *verbose)
+			cmd.Stdout, cmd.Stderr = relay, relay
 			status := "ok"
 			if err := cmd.Run(); err != nil {
 				failed[i] = true
 				status = "FAIL"
 			}
+			tally, err := relay.Flush()
+			if err != nil {
+				fmt.Fprintf(out, "vmtest test: %v\n", err)
+			}
 			out.Flush()
-			results[i] = fmt.Sprintf("%-4s kernel %s  %v", status, k.Release, time.Since(start).Round(time.Second))
+			results[i] = summaryLine(status, k, time.Since(start), tally, module)
 		}()
 	}
 	wg.Wait()
@@ -114,6 +122,28 @@ func testMain(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// summaryLine is a kernel's line of the summary: whether its run passed,
+// how long it took, the tests' counts, and then a line for each test that
+// failed or skipped, with the reason.
+func summaryLine(status string, k *debkernel.Kernel, took time.Duration, t *vmtest.Tally, module string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-4s kernel %s  %v  %s", status, k.Release, took.Round(time.Second), t)
+	for _, d := range t.Details(module) {
+		fmt.Fprintf(&b, "\n       %s", d)
+	}
+	return b.String()
+}
+
+// modulePath returns the path of the main module, which the summary cuts
+// from package paths.
+func modulePath(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "list", "-m").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // vmPackages lists the packages whose test files differ with the vm tag:
