@@ -2,6 +2,9 @@ package measure
 
 import (
 	"testing"
+
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 )
 
 // TestBatchedReads fills the contexts, statistics and hits maps from user
@@ -9,9 +12,10 @@ import (
 // values summed, and the contexts read again only once next_ctx moves.
 func TestBatchedReads(t *testing.T) {
 	const n = 600 // contexts: more than one batch of either kind
+	featuretest.Require(t, features.HaveTracepoint())
 	m, err := Load(Config{MaxInstruments: n, MaxContexts: n + 8, MaxThreads: 16})
 	if err != nil {
-		t.Skipf("measurement model unavailable here: %v", err)
+		t.Fatal(err)
 	}
 	defer m.Close()
 	per := make([]measureCtxStats, m.ncpu)
@@ -95,9 +99,10 @@ func TestBatchedReads(t *testing.T) {
 // TestBatchedTargets reads more captured targets than one batch holds.
 func TestBatchedTargets(t *testing.T) {
 	const n = 700
+	featuretest.Require(t, features.HaveTracepoint())
 	m, err := Load(Config{MaxInstruments: 8, MaxContexts: 8, MaxThreads: 16, MaxTargets: n + 8})
 	if err != nil {
-		t.Skipf("measurement model unavailable here: %v", err)
+		t.Fatal(err)
 	}
 	defer m.Close()
 	per := make([]uint64, m.ncpu)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 )
 
 // BenchmarkHostHunt reports what a hunt costs a syscall-bound workload
@@ -26,9 +27,7 @@ func BenchmarkHostHunt(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("hunting needs root")
 	}
-	if err := features.HaveTracepoint(); err != nil {
-		b.Skipf("no syscall roots here: %v", err)
-	}
+	featuretest.Require(b, features.HaveTracepoint())
 	const n = 300000
 	start := time.Now()
 	if err := helperCommand(fmt.Sprint("preads ", n)).Run(); err != nil {

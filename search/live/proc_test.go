@@ -1,6 +1,7 @@
 package live
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/kmod/stacks"
 	"github.com/autoprof/autoprof/splice"
 )
@@ -63,7 +65,7 @@ func TestParseIDs(t *testing.T) {
 // tail-calls ksys_read from it.)
 func TestBlockedStack(t *testing.T) {
 	if _, err := os.ReadFile("/proc/thread-self/stack"); err != nil {
-		t.Skipf("kernel stacks of tasks cannot be read here: %v", err)
+		featuretest.Require(t, fmt.Errorf("kernel stacks of tasks cannot be read here: %w", err))
 	}
 	var p [2]int
 	if err := syscall.Pipe(p[:]); err != nil {
