@@ -933,7 +933,7 @@ func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) float64 {
 	}
 	groups := map[string][]Stack{}
 	for _, s := range stacks {
-		if c := frameAfter(s.Frames, n.fn()); c != "" && (s.OnCPU || !h.blocking(c)) {
+		if c := frameAfter(s.Frames, n.fn()); c != "" && !h.blocking(c) { // the scheduler's frames are the caller's, on the CPU too (Blocker)
 			groups[c] = append(groups[c], s)
 		}
 	}
