@@ -22,7 +22,7 @@ const helperEnv = "AUTOPROF_HELPER"
 func TestHelperProcess(t *testing.T) {
 	work := os.Getenv(helperEnv)
 	if work == "" {
-		t.Skip("not a helper")
+		return // run as a test: nothing to do (a pass, not a skip)
 	}
 	args := strings.Fields(work)
 	if args[0] == "controller" {

@@ -37,7 +37,7 @@ const spliceHelperEnv = "AUTOPROF_SPLICE_HELPER"
 func TestSpliceHelperProcess(t *testing.T) {
 	args := strings.Fields(os.Getenv(spliceHelperEnv))
 	if len(args) != 2 && len(args) != 3 {
-		t.Skip("not a splice helper")
+		return // run as a test: nothing to do
 	}
 	count, _ := strconv.Atoi(args[0])
 	deadman, _ := time.ParseDuration(args[1])

@@ -211,7 +211,7 @@ const capHelperEnv = "AUTOPROF_SPLICE_CAP_HELPER"
 
 func TestCapHelperProcess(t *testing.T) {
 	if os.Getenv(capHelperEnv) == "" {
-		t.Skip("not a capability helper")
+		return // run as a test: nothing to do
 	}
 	f, err := os.OpenFile(ControlPath, os.O_RDWR, 0)
 	if err == nil {
