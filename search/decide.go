@@ -334,7 +334,10 @@ func (h *hunter) jumpedTo(n *node, callees []string) []string {
 	for _, f := range append(slices.Clone(pg.callees.Funcs), callees...) {
 		skip[f] = true
 	}
-	j := newJumps(h.deep)
+	if h.deepJumps == nil {
+		h.deepJumps = newJumps(h.deep) // Deep Start's stacks do not change
+	}
+	j := h.deepJumps
 	hot := h.hotCallees(parent)
 	var out []string
 	for f := range hot {

@@ -121,8 +121,9 @@ type sampleStore struct {
 	samplesOnly bool
 	// jumps is what the samples say of calls made by jumps, for the
 	// allStacks it was built from (jumpsFor of them; see jumpsOf).
-	jumps    *jumps
-	jumpsFor int
+	jumps     *jumps
+	jumpsFor  int
+	deepJumps *jumps // of Deep Start's stacks alone (see jumpedTo)
 	// ownSampled is, for each timed node, the on-CPU thread time of the
 	// samples of its own context that no sampled child took.
 	ownSampled map[*node]float64
