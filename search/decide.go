@@ -334,8 +334,8 @@ func (h *hunter) jumpedTo(n *node, callees []string) []string {
 	for _, f := range append(slices.Clone(pg.callees.Funcs), callees...) {
 		skip[f] = true
 	}
-	if h.deepJumps == nil {
-		h.deepJumps = newJumps(h.deep) // Deep Start's stacks do not change
+	if h.deepJumps == nil || h.deepJumpsFor != len(h.deep) {
+		h.deepJumps, h.deepJumpsFor = newJumps(h.deep), len(h.deep)
 	}
 	j := h.deepJumps
 	hot := h.hotCallees(parent)
