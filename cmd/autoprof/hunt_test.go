@@ -52,8 +52,9 @@ func TestHuntBadInput(t *testing.T) {
 		{[]string{"stray"}, `unexpected argument "stray"`},
 		{[]string{"--", "/nonexistent/command"}, "/nonexistent/command"},
 		{[]string{"--bogus"}, "bogus"},
-		{[]string{"--cpuprofile", corrupt, "--", "true"}, "--cpuprofile " + fmt.Sprintf("%q", corrupt) + ": is a directory"},
-		{[]string{"--cpuprofile", "/nonexistent/cpu.pprof", "--", "true"}, `--cpuprofile "/nonexistent/cpu.pprof"`},
+		// (a command that exists in the test VM, which has no true)
+		{[]string{"--cpuprofile", corrupt, "--", os.Args[0], "-test.run=^$"}, "--cpuprofile " + fmt.Sprintf("%q", corrupt) + ": is a directory"},
+		{[]string{"--cpuprofile", "/nonexistent/cpu.pprof", "--", os.Args[0], "-test.run=^$"}, `--cpuprofile "/nonexistent/cpu.pprof"`},
 	} {
 		args := append([]string{"hunt"}, c.args...)
 		if !strings.HasPrefix(strings.Join(c.args, " "), "-o") {
