@@ -120,8 +120,13 @@ func TestVMChurn(t *testing.T) {
 			if leaks := snap.Settled(); len(leaks) > 0 {
 				t.Errorf("after %d cycles: %v", cycles, leaks)
 			}
-			if n := countFDs(t); n != fds {
+			// Fewer is no leak: an object of the first cycle can be
+			// closed by a cleanup when the collector runs (6.1: 2 fewer
+			// once, with programs loaded through a collection).
+			if n := countFDs(t); n > fds {
 				t.Errorf("file descriptors: %d after, %d before", n, fds)
+			} else if n < fds {
+				t.Logf("file descriptors: %d after, %d before", n, fds)
 			}
 			after := meminfo(t)
 			for _, k := range []string{"Slab", "Percpu", "VmallocUsed"} {
