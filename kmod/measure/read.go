@@ -45,58 +45,55 @@ func (m *Model) Contexts() (map[uint32]Context, error) {
 	return out, nil
 }
 
-// ctxBatch is how many contexts one BPF_MAP_LOOKUP_BATCH reads: more than
-// a hash bucket ever holds (a smaller batch gets ENOSPC).
-const ctxBatch = 512
+// hashBatch is how many entries of a hash map one BPF_MAP_LOOKUP_BATCH
+// reads: more than a hash bucket ever holds (a smaller batch gets ENOSPC).
+const hashBatch = 512
 
-// readContexts reads the whole contexts map, in batches where the kernel
-// has BPF_MAP_LOOKUP_BATCH (Linux 5.6), else element by element.
-func (m *Model) readContexts() (map[uint32]Context, error) {
-	out := map[uint32]Context{}
-	keys := make([]measureCtxKey, ctxBatch)
-	ids := make([]uint32, ctxBatch)
+// readHash calls each with every entry of a hash map and its perKey
+// values (one per CPU for a per-CPU map), read in batches where the
+// kernel has BPF_MAP_LOOKUP_BATCH (Linux 5.6); where it has not, iterate
+// reads them one at a time instead, calling each likewise.
+func readHash[K, V any](mp *ebpf.Map, perKey int, each func(K, []V), iterate func() error) error {
+	keys := make([]K, hashBatch)
+	vals := make([]V, hashBatch*perKey)
 	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.objs.Ctxs.BatchLookup(&cursor, keys, ids, nil)
+	for read := 0; ; {
+		n, err := mp.BatchLookup(&cursor, keys, vals, nil)
 		for i := range n {
-			out[ids[i]] = Context{Parent: keys[i].Parent, Inst: keys[i].Inst}
+			each(keys[i], vals[i*perKey:(i+1)*perKey])
 		}
+		read += n
 		switch {
 		case errors.Is(err, ebpf.ErrKeyNotExist):
-			return out, nil
-		case errors.Is(err, ebpf.ErrNotSupported) && len(out) == 0:
-			return m.iterateContexts()
+			return nil
+		case errors.Is(err, ebpf.ErrNotSupported) && read == 0:
+			return iterate()
 		case err != nil:
-			return nil, err
+			return err
 		}
 	}
 }
 
-// iterateContexts reads the contexts map one element at a time.
-func (m *Model) iterateContexts() (map[uint32]Context, error) {
+// readContexts reads the whole contexts map.
+func (m *Model) readContexts() (map[uint32]Context, error) {
 	out := map[uint32]Context{}
-	var k measureCtxKey
-	var id uint32
-	it := m.objs.Ctxs.Iterate()
-	for it.Next(&k, &id) {
-		out[id] = Context{Parent: k.Parent, Inst: k.Inst}
-	}
-	return out, it.Err()
+	each := func(k measureCtxKey, id []uint32) { out[id[0]] = Context{Parent: k.Parent, Inst: k.Inst} }
+	err := readHash(m.objs.Ctxs, 1, each, func() error {
+		var k measureCtxKey
+		var id uint32
+		it := m.objs.Ctxs.Iterate()
+		for it.Next(&k, &id) {
+			each(k, []uint32{id})
+		}
+		return it.Err()
+	})
+	return out, err
 }
 
 // Stats is what one context measured, summed over CPUs.
 type Stats struct {
 	Calls, InclNs, ExclNs, InclOffCPUNs, ExclOffCPUNs uint64
 	Hist                                              [HistBuckets]uint64
-}
-
-// Stats returns the statistics of context id.
-func (m *Model) Stats(id uint32) (Stats, error) {
-	per := make([]measureCtxStats, m.ncpu)
-	if err := m.objs.Stats.Lookup(id, &per); err != nil {
-		return Stats{}, fmt.Errorf("reading context %d: %w", id, err)
-	}
-	return sumStats(per), nil
 }
 
 // StatsUpTo returns the statistics of contexts 0 to n-1, by id, read in
@@ -183,11 +180,7 @@ func (m *Model) Hits(ids []uint32) (map[uint32]uint64, error) {
 		return nil, fmt.Errorf("reading the instruments' hits: %w", err)
 	}
 	for _, id := range ids {
-		var n uint64
-		for _, v := range per[int(id)*m.ncpu : int(id+1)*m.ncpu] {
-			n += v
-		}
-		out[id] = n
+		out[id] = sum(per[int(id)*m.ncpu : int(id+1)*m.ncpu])
 	}
 	return out, nil
 }
@@ -199,50 +192,34 @@ type Target struct {
 	Calls  uint64
 }
 
-// Targets returns every captured target, read in batches where the
-// kernel has BPF_MAP_LOOKUP_BATCH.
+// Targets returns every captured target (see readHash).
 func (m *Model) Targets() ([]Target, error) {
 	var out []Target
-	keys := make([]measureTargetKey, ctxBatch)
-	per := make([]uint64, ctxBatch*m.ncpu)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.objs.Targets.BatchLookup(&cursor, keys, per, nil)
-		for i := range n {
-			t := Target{Ctx: keys[i].Ctx, Target: keys[i].Target}
-			for _, c := range per[i*m.ncpu : (i+1)*m.ncpu] {
-				t.Calls += c
-			}
-			out = append(out, t)
-		}
-		switch {
-		case errors.Is(err, ebpf.ErrKeyNotExist):
-			return out, nil
-		case errors.Is(err, ebpf.ErrNotSupported) && len(out) == 0:
-			return m.iterateTargets()
-		case err != nil:
-			return nil, fmt.Errorf("reading call targets: %w", err)
-		}
+	each := func(k measureTargetKey, per []uint64) {
+		out = append(out, Target{Ctx: k.Ctx, Target: k.Target, Calls: sum(per)})
 	}
-}
-
-// iterateTargets reads the targets map one element at a time.
-func (m *Model) iterateTargets() ([]Target, error) {
-	var out []Target
-	var k measureTargetKey
-	per := make([]uint64, m.ncpu)
-	it := m.objs.Targets.Iterate()
-	for it.Next(&k, &per) {
-		t := Target{Ctx: k.Ctx, Target: k.Target}
-		for _, n := range per {
-			t.Calls += n
+	err := readHash(m.objs.Targets, m.ncpu, each, func() error {
+		var k measureTargetKey
+		per := make([]uint64, m.ncpu)
+		it := m.objs.Targets.Iterate()
+		for it.Next(&k, &per) {
+			each(k, per)
 		}
-		out = append(out, t)
-	}
-	if err := it.Err(); err != nil {
+		return it.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("reading call targets: %w", err)
 	}
 	return out, nil
+}
+
+// sum adds up the per-CPU values of one entry.
+func sum(per []uint64) uint64 {
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n
 }
 
 // Misses are the model's own miss counters, summed over CPUs.
@@ -267,9 +244,7 @@ func (m *Model) Misses() (Misses, error) {
 		return Misses{}, fmt.Errorf("reading misses: %w", err)
 	}
 	for i := range v {
-		for _, n := range per[i*m.ncpu : (i+1)*m.ncpu] {
-			v[i] += n
-		}
+		v[i] = sum(per[i*m.ncpu : (i+1)*m.ncpu])
 	}
 	return Misses{Recursion: v[missRecursion], StackDepth: v[missDepth], MapFull: v[missMapFull], Unmatched: v[missUnmatched]}, nil
 }
