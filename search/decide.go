@@ -318,11 +318,12 @@ const maxJumpedTo = 4
 // its static callees do not name (a jump through a pointer: sysfs_kf_write
 // to the attribute's store method by ops->store): Deep Start's stacks show
 // them right below n's parent, which does not call them itself, and never
-// below n (a function that jumps leaves no frame). The hottest few are
-// timed under n; one n does not reach counts no call and is withdrawn as
-// cold.
+// below n (hunter.jumpEdge; until the rounds end, the hunt's samples are
+// Deep Start's). The hottest few are timed under n; one n does not reach
+// counts no call and is withdrawn as cold.
 func (h *hunter) jumpedTo(n *node, callees []string) []string {
-	if n.parent == nil || len(h.deep) == 0 {
+	j := h.jumpsOf()
+	if n.parent == nil || j == nil {
 		return nil
 	}
 	parent := n.parent.fn()
@@ -334,14 +335,10 @@ func (h *hunter) jumpedTo(n *node, callees []string) []string {
 	for _, f := range append(slices.Clone(pg.callees.Funcs), callees...) {
 		skip[f] = true
 	}
-	if h.deepJumps == nil || h.deepJumpsFor != len(h.deep) {
-		h.deepJumps, h.deepJumpsFor = newJumps(h.deep), len(h.deep)
-	}
-	j := h.deepJumps
 	hot := h.hotCallees(parent)
 	var out []string
 	for f := range hot {
-		if !skip[f] && !h.blocking(f) && j.leaves(n.fn(), f) {
+		if !skip[f] && !h.blocking(f) && h.jumpEdge(j, parent, n.fn(), f) {
 			out = append(out, f)
 		}
 	}

@@ -123,10 +123,6 @@ type sampleStore struct {
 	// allStacks it was built from (jumpsFor of them; see jumpsOf).
 	jumps    *jumps
 	jumpsFor int
-	// deepJumps is the jumps of Deep Start's stacks alone, for the
-	// deepJumpsFor of them it was built from (see jumpedTo).
-	deepJumps    *jumps
-	deepJumpsFor int
 	// ownSampled is, for each timed node, the on-CPU thread time of the
 	// samples of its own context that no sampled child took.
 	ownSampled map[*node]float64
