@@ -1,0 +1,198 @@
+package search
+
+import "strings"
+
+// Calls made by a jump. A function that ends in a jump to its callee
+// (sysfs_kf_write to a store method through ops->store; a compiler's
+// tail call) is on the instruments' shadow stack while the callee runs,
+// but in no stack sample taken there. This file tells such calls from
+// the samples, so that estimates from samples skip the jumping frame and
+// the tree counts the calls that moved under it once (docs/search.md,
+// The consistent tree).
+
+// jumps tells, from the stack samples, which calls leave no frame of
+// the caller: a function that ends in a jump to its callee (sysfs_kf_write
+// to a store method through ops->store; a generated tree's tail call) is
+// on the instruments' shadow stack while the callee runs, as its timer's
+// return has not come, but in no stack sample taken there. jumps is
+// built once per set of samples (see hunter.jumpsOf).
+type jumps struct {
+	// at holds, for each function, the stacks it appears in: its first
+	// and last position in each.
+	at   map[string]map[int][2]int
+	memo map[[2]string]bool
+	// adjacent holds the pairs of frames seen one right below the other.
+	adjacent map[[2]string]bool
+}
+
+func newJumps(stacks []Stack) *jumps {
+	j := &jumps{at: map[string]map[int][2]int{}, memo: map[[2]string]bool{}, adjacent: map[[2]string]bool{}}
+	for si, s := range stacks {
+		prev := ""
+		for i, f := range s.Frames {
+			f, _, _ = strings.Cut(f, ".cold")
+			if i > 0 {
+				j.adjacent[[2]string{prev, f}] = true
+			}
+			prev = f
+			m := j.at[f]
+			if m == nil {
+				m = map[int][2]int{}
+				j.at[f] = m
+			}
+			if p, ok := m[si]; ok {
+				m[si] = [2]int{p[0], i}
+			} else {
+				m[si] = [2]int{i, i}
+			}
+		}
+	}
+	return j
+}
+
+// leaves reports whether caller reaches callee by a jump: the samples
+// show callee, and never below caller.
+func (j *jumps) leaves(caller, callee string) bool {
+	if j == nil {
+		return false
+	}
+	k := [2]string{caller, callee}
+	if v, ok := j.memo[k]; ok {
+		return v
+	}
+	cs, bs := j.at[callee], j.at[caller]
+	v := len(cs) > 0
+	for si, c := range cs {
+		if b, ok := bs[si]; ok && b[0] < c[1] {
+			v = false
+			break
+		}
+	}
+	j.memo[k] = v
+	return v
+}
+
+// jumpEdge reports whether, in a path A;B;C, B reaches C by a jump: the
+// samples show C right below A, where B's frame would be, and never below
+// B, and B has no call site of C that would leave its frame (j from
+// jumpsOf; false where j is nil).
+func (h *hunter) jumpEdge(j *jumps, a, b, c string) bool {
+	if j == nil || a == "" || b == c || a == b || !j.adjacent[[2]string{a, c}] || !j.leaves(b, c) {
+		return false
+	}
+	g := h.graphOf(b)
+	if g.err != nil {
+		return true
+	}
+	for _, s := range g.callees.Sites {
+		if s.Func == c {
+			return false
+		}
+	}
+	return true
+}
+
+// jumpsOf returns the jumps of the hunt's samples; nil where it has none.
+func (h *hunter) jumpsOf() *jumps {
+	if len(h.allStacks) == 0 {
+		return nil
+	}
+	if h.jumps == nil || h.jumpsFor != len(h.allStacks) {
+		h.jumps, h.jumpsFor = newJumps(h.allStacks), len(h.allStacks)
+	}
+	return h.jumps
+}
+
+// visibleFrames returns fns, a node's path, without the functions that
+// reach the next one by a jump (jump, see hunter.jumpEdge): the frames a
+// stack of the node's context shows. The first and the last stay.
+func visibleFrames(fns []string, jump func(a, b, c string) bool) []string {
+	out := make([]string, 0, len(fns))
+	for i, f := range fns {
+		if i == 0 || i == len(fns)-1 || !jump(fns[i-1], f, fns[i+1]) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// jumpFunc is hunter.jumpEdge over the hunt's samples, for visibleFrames.
+func (h *hunter) jumpFunc() func(a, b, c string) bool {
+	j := h.jumpsOf()
+	return func(a, b, c string) bool { return h.jumpEdge(j, a, b, c) }
+}
+
+// markTailCallDuplicates marks superseded the contexts that measured the
+// same calls as another through a function that jumps to its callee. With
+// A timed, the calls of C that B, A's callee, makes by a jump are counted
+// at A;C until B is timed, and at A;B;C from then on; the stack samples
+// show A;C for both. So, where A;C and A;B;C were live in the same rounds,
+// the one that counted no call there while the other counted some is a
+// duplicate (had B called C with a frame, A;C would be empty anyway);
+// where they never were, and B jumps to C, the one measured earlier is.
+// (Where both counted calls, A calls C itself as well: both stand.) The
+// duplicate leaves the tree with its subtree, and its estimates with it.
+func (h *hunter) markTailCallDuplicates() {
+	j := h.jumpsOf()
+	timed := func(n *node) bool { return n.kind != NodeBlock && !n.sampled() && !n.superseded }
+	for _, a := range h.nodes {
+		if !timed(a) {
+			continue
+		}
+		for _, b := range a.children {
+			if !timed(b) {
+				continue
+			}
+			for _, y := range b.children {
+				if !timed(y) {
+					continue
+				}
+				for _, x := range a.children {
+					if x != b && timed(x) && x.point() == y.point() {
+						if d := tailCallDuplicate(x, y, b, h.jumpEdge(j, a.fn(), b.fn(), y.fn())); d != nil {
+							d.superseded = true
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// tailCallDuplicate returns which of x (A;C) and y (A;B;C) is the
+// duplicate, nil for neither (see markTailCallDuplicates); jump is
+// whether B reaches C by a jump. The rounds that compare are those in
+// which all three were measured: while B is not timed, C's calls are at
+// A;C whether B jumps to C or not.
+func tailCallDuplicate(x, y, b *node, jump bool) *node {
+	timedB := map[int]bool{}
+	for _, r := range b.rounds {
+		timedB[r.Round] = true
+	}
+	calls := map[int]uint64{}
+	for _, r := range x.rounds {
+		if timedB[r.Round] {
+			calls[r.Round] = r.Calls
+		}
+	}
+	var xc, yc uint64
+	common := false
+	for _, r := range y.rounds {
+		if c, ok := calls[r.Round]; ok {
+			common = true
+			xc += c
+			yc += r.Calls
+		}
+	}
+	switch {
+	case common && xc == 0 && yc > 0:
+		return x
+	case common && yc == 0 && xc > 0:
+		return y
+	case common && (xc > 0 || yc > 0) || !jump || len(x.rounds) == 0 || len(y.rounds) == 0:
+		return nil // (neither counted: the calls went further, A;B1;B2;C)
+	case x.rounds[len(x.rounds)-1].Round < y.rounds[len(y.rounds)-1].Round:
+		return x
+	}
+	return y
+}
