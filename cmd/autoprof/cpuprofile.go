@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -40,6 +41,32 @@ func startCPUProfile(path string) (*cpuProfile, error) {
 		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
 	return &cpuProfile{path: path, tmp: tmp}, nil
+}
+
+// profiled runs command (hunt or probe) under autoprof's own CPU profile
+// at path (--cpuprofile; none where path is empty). The profile is kept
+// where the command's outputs stand (it succeeded, or the hunted command
+// failed with its own exit status) and removed otherwise; one that
+// cannot be written is the command's error, or is said beside the
+// command's own. Where profiling cannot start, the command does not run
+// and dir is abandoned.
+func profiled(command, path string, dir *outDir, run func() error) error {
+	prof, err := startCPUProfile(path)
+	if err != nil {
+		dir.abandon()
+		return err
+	}
+	err = run()
+	var st *exitStatus
+	perr := prof.finish(err == nil || errors.As(err, &st))
+	switch {
+	case perr == nil:
+		return err
+	case err == nil:
+		return perr
+	}
+	fmt.Fprintf(os.Stderr, "autoprof %s: %v\n", command, perr)
+	return err
 }
 
 // finish stops profiling and puts the profile at its path, or, where ok is

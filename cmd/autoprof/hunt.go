@@ -39,21 +39,7 @@ func runHunt(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	prof, err := startCPUProfile(cfg.cpuprof)
-	if err != nil {
-		cfg.dir.abandon()
-		return err
-	}
-	err = hunt(cfg, stdout)
-	var st *exitStatus
-	perr := prof.finish(err == nil || errors.As(err, &st))
-	if perr != nil && err == nil {
-		return perr
-	}
-	if perr != nil {
-		fmt.Fprintf(os.Stderr, "autoprof hunt: %v\n", perr)
-	}
-	return err
+	return profiled("hunt", cfg.cpuprof, cfg.dir, func() error { return hunt(cfg, stdout) })
 }
 
 // hunt runs the hunt that cfg describes and writes its outputs.

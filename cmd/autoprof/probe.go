@@ -41,19 +41,13 @@ func runProbe(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	prof, err := startCPUProfile(cfg.cpuprof)
-	if err != nil {
-		cfg.dir.abandon()
+	return profiled("probe", cfg.cpuprof, cfg.dir, func() error {
+		err := probe(cfg, stdout)
+		if err != nil {
+			cfg.dir.abandon()
+		}
 		return err
-	}
-	err = probe(cfg, stdout)
-	if err != nil {
-		cfg.dir.abandon()
-	}
-	if perr := prof.finish(err == nil); perr != nil && err == nil {
-		return perr
-	}
-	return err
+	})
 }
 
 func probe(cfg *probeConfig, stdout io.Writer) error {
