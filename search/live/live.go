@@ -220,18 +220,10 @@ func syscallFuncs(t *splice.SyscallTable) []string {
 // probes and the session's own refusals.
 func limitations(sess splice.Instruments, target splice.Target) []string {
 	var out []string
-	fentry, kprobe := features.HaveFentry(), features.HaveKprobe()
+	kprobe := features.HaveKprobe()
 	syscalls := sess.Check(splice.Spec{Point: splice.Point{Func: "__x64_sys_read"}, Kind: splice.Timer, Target: target})
 	if syscalls != nil {
 		out = append(out, "syscalls cannot be timed: "+syscalls.Error()+"; syscall roots come from stack samples")
-	}
-	if sess.Backend() == "tracepoint" {
-		exact := "only syscalls are timed exactly"
-		if syscalls != nil {
-			exact = "nothing is timed exactly"
-		}
-		out = append(out, fmt.Sprintf("no function instruments (fentry: %s; kprobe: %s): %s, and the tree is estimated from stack samples",
-			reason(fentry), reason(kprobe), exact))
 	}
 	if sess.Backend() == "splice" {
 		out = append(out, "no indirect-call target capture: the splice backend does not record them (kprobe does); the targets timed are those the stack samples saw")
