@@ -97,6 +97,7 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 	defer closeAll()
 	cfg.Calibrator = costs
 	if ctl != nil {
+		ctl.sampler, _ = cfg.Sampler.(*Sampler)
 		cfg.Controller = ctl
 	}
 	finish := targetCfg(&cfg, o, launch)
@@ -108,10 +109,13 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 }
 
 // controllerMeter is a search.ControllerMeter over this process's CPU
-// time (getrusage) since it was started.
+// time (getrusage) since it was started, and the kernel time of its stack
+// sampler's program: that runs in the sampling interrupt, charged to the
+// task it interrupts, and is autoprof's cost as much as its own threads'.
 type controllerMeter struct {
-	wall time.Time
-	cpu  time.Duration
+	wall    time.Time
+	cpu     time.Duration
+	sampler *Sampler // set once the hunt's sampler is open
 }
 
 // startControllerMeter starts measuring this process now; nil where the
@@ -129,7 +133,15 @@ func (m *controllerMeter) Controller() (cpu, wall time.Duration, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	return now - m.cpu, time.Since(m.wall), nil
+	cpu = now - m.cpu
+	if m.sampler != nil {
+		k, err := m.sampler.RunTime()
+		if err != nil {
+			return 0, 0, err
+		}
+		cpu += k
+	}
+	return cpu, time.Since(m.wall), nil
 }
 
 // fixedCosts is a Calibrator that answers what a calibration measured
