@@ -558,3 +558,58 @@ func TestDiffFindingQuantiles(t *testing.T) {
 }
 
 func sameQuantile(a, b float64) bool { return a == b || math.IsNaN(a) && math.IsNaN(b) }
+
+// TestDiffSampledContexts: a context known only from stack samples in
+// both runs (the copy routine, which no instrument can time) compares by
+// its estimates: 4 KiB against 64 KiB reads, its time per read is
+// significantly larger, and between two runs of 4 KiB reads it is not.
+func TestDiffSampledContexts(t *testing.T) {
+	const copyNode = 12
+	sampled := func(r *search.Run) *search.Run {
+		n := &r.Nodes[copyNode]
+		if !strings.HasPrefix(n.Point.Func, "copy_user") {
+			t.Fatalf("node %d is %s, not the copy routine", copyNode, n.Point.Func)
+		}
+		const samples = 400
+		iv := func(ns uint64) search.Interval {
+			p := float64(ns) / float64(r.Meta.TargetNs)
+			half := search.SamplesZ * math.Sqrt(p*(1-p)/samples)
+			return search.Interval{Mean: p, Low: max(p-half, 0), High: p + half, N: 2}
+		}
+		n.Kind, n.Source, n.Rounds, n.Calls, n.Samples = search.NodeSampled, search.SourceSamples, nil, 0, samples
+		n.Hist = [len(n.Hist)]uint64{}
+		n.Excl, n.Incl = iv(n.ExclNs), iv(n.InclNs)
+		return r
+	}
+	base := sampled(synth.Generate(synth.Read(4096, "6.1", 31)))
+	again := sampled(synth.Generate(synth.Read(4096, "6.1", 32)))
+	big := sampled(synth.Generate(synth.Read(65536, "6.1", 33)))
+	find := func(c *Comparison) *NodeDiff {
+		for i := range c.Nodes {
+			if c.Nodes[i].New.Node == copyNode {
+				return &c.Nodes[i]
+			}
+		}
+		t.Fatalf("the copy routine's context is not matched")
+		return nil
+	}
+	c, err := Diff(base, big, DiffOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := find(c)
+	opNs := float64(base.Meta.TargetNs) / float64(base.Meta.TargetOps)
+	t.Logf("4 KiB → 64 KiB: copy %.0f → %.0f ns a read [%.0f, %.0f], q %.3g", d.Excl.Base, d.Excl.New, d.Excl.Low, d.Excl.High, d.Excl.Q)
+	if !d.Excl.Significant || d.Excl.Diff <= 0 {
+		t.Errorf("4 KiB → 64 KiB: the copy's exclusive time per read %.0f → %.0f ns is not a significant rise (q %v)", d.Excl.Base, d.Excl.New, d.Excl.Q)
+	}
+	if want := base.Nodes[copyNode].Excl.Mean * opNs; math.Abs(d.Excl.Base-want) > 1e-6*want {
+		t.Errorf("the base's estimate is %.1f ns a read, want its share times the time a read, %.1f", d.Excl.Base, want)
+	}
+	if c, err = Diff(base, again, DiffOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := find(c); d.Significant {
+		t.Errorf("two runs of 4 KiB reads: the copy's estimates %.0f and %.0f ns a read differ significantly (q %v)", d.Excl.Base, d.Excl.New, d.Excl.Q)
+	}
+}

@@ -76,6 +76,36 @@ func nsPerOp(share float64, r search.RoundSample) (float64, bool) {
 	return share * r.TargetNs / float64(ops), true
 }
 
+// samplesEstimate is node i's time per operation for a time metric
+// ("excl", "incl", "oncpu", "offcpu") where it is an estimate from stack
+// samples (search.SourceSamples: a context no instrument measured round by
+// round), with the standard error its interval gives; false for a node
+// measured otherwise, or a run that counted no operation. The operation
+// is the run's: its target time over its operations.
+func samplesEstimate(run *search.Run, i int, metric string) (Estimate, bool) {
+	n := &run.Nodes[i]
+	if n.Source != search.SourceSamples || run.Meta.TargetOps == 0 {
+		return Estimate{}, false
+	}
+	opNs := float64(run.Meta.TargetNs) / float64(run.Meta.TargetOps)
+	iv, frac := n.Excl, 1.0
+	switch metric {
+	case "incl":
+		iv = n.Incl
+	case "oncpu", "offcpu":
+		off := 0.0
+		if n.ExclNs > 0 {
+			off = min(float64(n.ExclOffCPUNs)/float64(n.ExclNs), 1)
+		}
+		frac = 1 - off
+		if metric == "offcpu" {
+			frac = off
+		}
+	}
+	se := (iv.High - iv.Mean) / search.SamplesZ
+	return Estimate{Mean: iv.Mean * frac * opNs, SE: se * frac * opNs}, true
+}
+
 // instrumentedBelow returns the paths, relative to node i and with
 // canonical names, of the nodes below it that run measured to the end
 // (profiled): what was instrumented under it.
@@ -433,13 +463,29 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 			return nsPerOp(s, r)
 		}
 		xb, xn := perRound(rb, v), perRound(rn, v)
+		// A side with no per-round times (a context of stack samples)
+		// stands as its estimate from samples.
+		eb, roundsB := meanEstimate(xb)
+		en, roundsN := meanEstimate(xn)
+		okB, okN := roundsB, roundsN
+		if !okB {
+			eb, okB = samplesEstimate(base, b, m.name)
+		}
+		if !okN {
+			en, okN = samplesEstimate(new, n, m.name)
+		}
 		var mean float64
-		if len(xb) > 0 {
+		switch {
+		case okB && !roundsB:
+			mean = math.Abs(eb.Mean)
+		case len(xb) > 0:
 			mean = math.Abs(sum(xb) / float64(len(xb)))
 		}
 		margin := math.Max(o.MinRelative*mean, o.MinShare*opNs)
 		var cost float64
-		if !like {
+		// Estimates from samples are made of quiet samples, taken with
+		// no instrument in: no instrument's cost is in them.
+		if !like && (roundsB || roundsN) {
 			slower := up
 			if len(xn) > 0 && sum(xn)/float64(len(xn)) < sum(xb)/float64(max(len(xb), 1)) {
 				slower = down
@@ -453,6 +499,9 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 			margin = math.Max(margin, cost)
 		}
 		w := WelchTest(xb, xn, o.Confidence, margin)
+		if okB && okN && !(roundsB && roundsN) {
+			w = EstimateTest(eb, en, o.Confidence, margin)
+		}
 		*m.field(&d) = Change{Base: w.Base, New: w.New, Diff: w.Diff, Low: w.Low, High: w.High,
 			Margin: margin, InstrumentCost: cost, P: w.P, Q: math.NaN(), Unit: UnitNsPerOp}
 	}

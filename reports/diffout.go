@@ -260,7 +260,8 @@ func diffHeader(w io.Writer, c *Comparison) {
 		c.Matched, c.Matched, c.BaseNodes, pct(c.MatchedShareBase), c.Matched, c.NewNodes, pct(c.MatchedShareNew), c.Renamed, c.Inlined, c.Replaced)
 	o := c.Options
 	fmt.Fprintf(w, "tests: Welch's t on per-round times per operation (over each run's last window, only for contexts measured with the same\n")
-	fmt.Fprintf(w, "  instruments below them: an instrument's cost is in every time above it) and calls per operation, Mann–Whitney on latency histograms;\n")
+	fmt.Fprintf(w, "  instruments below them: an instrument's cost is in every time above it) and calls per operation, a normal test on estimates from\n")
+	fmt.Fprintf(w, "  stack samples where a context has no per-round times, Mann–Whitney on latency histograms;\n")
 	fmt.Fprintf(w, "  Benjamini–Hochberg at a false discovery rate of %s; %s intervals; changes within max(%s of the base's time per operation, %s of base) are not called significant\n",
 		level(o.Alpha), level(o.Confidence), level(o.MinShare), level(o.MinRelative))
 }

@@ -76,6 +76,52 @@ func WelchTest(base, new []float64, conf, margin float64) Welch {
 	return w
 }
 
+// Estimate is a mean known with a standard error, not as a sample: an
+// estimate from stack samples (search.SourceSamples), or a sample's mean.
+type Estimate struct {
+	Mean, SE float64
+}
+
+// EstimateTest compares two independent estimates with the same
+// minimum-effect null hypothesis as WelchTest, |μ_new − μ_base| ≤ margin,
+// on the normal distribution (the estimates from stack samples are normal
+// approximations of binomials over hundreds of samples):
+//
+//	SE = √(SE_base² + SE_new²),  p = min(1, 2 · P(Z ≥ (|Δ| − margin)/SE))
+//
+// A NaN mean or standard error gives a NaN P; both standard errors zero
+// give an exact difference (P 0 if |Δ| > margin, else 1). DF is +Inf.
+func EstimateTest(base, new Estimate, conf, margin float64) Welch {
+	w := Welch{Base: base.Mean, New: new.Mean, Diff: new.Mean - base.Mean, T: math.NaN(), DF: math.Inf(1), P: math.NaN()}
+	w.Low, w.High = w.Diff, w.Diff
+	se := math.Hypot(base.SE, new.SE)
+	switch {
+	case math.IsNaN(w.Diff) || math.IsNaN(se):
+		return w
+	case se == 0:
+		w.P = 1
+		if math.Abs(w.Diff) > margin {
+			w.P = 0
+		}
+		return w
+	}
+	w.T = w.Diff / se
+	h := distuv.UnitNormal.Quantile((1+conf)/2) * se
+	w.Low, w.High = w.Diff-h, w.Diff+h
+	w.P = math.Min(1, 2*distuv.UnitNormal.Survival((math.Abs(w.Diff)-margin)/se))
+	return w
+}
+
+// meanEstimate is a sample's mean as an Estimate (standard error s/√n);
+// false for fewer than two values.
+func meanEstimate(x []float64) (Estimate, bool) {
+	if len(x) < 2 {
+		return Estimate{}, false
+	}
+	m, sd := stat.MeanStdDev(x, nil)
+	return Estimate{Mean: m, SE: sd / math.Sqrt(float64(len(x)))}, true
+}
+
 // Rank is the result of HistRankTest.
 type Rank struct {
 	// A is the probability that a call of the new run takes longer than

@@ -100,3 +100,25 @@ func TestBenjaminiHochberg(t *testing.T) {
 		near(t, "q", q[i], want[i], 1e-12)
 	}
 }
+
+// TestEstimateTest checks the normal test of two estimates against the
+// normal distribution's values: Δ = 10 with SE 5 (3 and 4) is z = 2,
+// p = 2·Q(2); with a margin of 5, p = 2·Q(1).
+func TestEstimateTest(t *testing.T) {
+	w := EstimateTest(Estimate{Mean: 10, SE: 3}, Estimate{Mean: 20, SE: 4}, 0.95, 0)
+	near(t, "z", w.T, 2, 1e-12)
+	near(t, "p", w.P, 0.04550026389635842, 1e-12)
+	near(t, "low", w.Low, 10-1.959963984540054*5, 1e-9)
+	near(t, "high", w.High, 10+1.959963984540054*5, 1e-9)
+	w = EstimateTest(Estimate{Mean: 10, SE: 3}, Estimate{Mean: 20, SE: 4}, 0.95, 5)
+	near(t, "p margin", w.P, 0.31731050786291415, 1e-12)
+	if w := EstimateTest(Estimate{Mean: 1}, Estimate{Mean: 2}, 0.95, 0.5); w.P != 0 {
+		t.Errorf("exact estimates 1 and 2, margin 0.5: p = %v, want 0", w.P)
+	}
+	if w := EstimateTest(Estimate{Mean: 1}, Estimate{Mean: 2}, 0.95, 2); w.P != 1 {
+		t.Errorf("exact estimates 1 and 2, margin 2: p = %v, want 1", w.P)
+	}
+	if w := EstimateTest(Estimate{Mean: math.NaN()}, Estimate{Mean: 2, SE: 1}, 0.95, 0); !math.IsNaN(w.P) {
+		t.Errorf("a NaN estimate: p = %v, want NaN", w.P)
+	}
+}

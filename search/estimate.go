@@ -30,9 +30,16 @@ const (
 	// SourceBurst: timed for a few rounds only, its instrument costing
 	// more than the budget; its own instrument's cost is taken out.
 	SourceBurst = "burst"
-	// SourceSamples: estimated from stack samples.
+	// SourceSamples: estimated from stack samples, with a SamplesZ
+	// interval.
 	SourceSamples = "samples"
 )
+
+// SamplesZ is the normal quantile of the intervals of estimates from stack
+// samples (95%, two-sided): each sample falls in a context with the
+// context's share as its probability, and the interval is the normal
+// approximation of that binomial, Mean ± SamplesZ·√(p(1−p)/samples).
+const SamplesZ = 1.96
 
 // est is a node's best estimate: shares of the target's time with their
 // intervals, off-CPU shares, and the rounds they come from.
@@ -416,7 +423,7 @@ func (h *hunter) sampledUnder(n *node) *est {
 	p := min(w/h.sampledNs, 1)
 	// Each sample falls in the context with probability p: the normal
 	// approximation of the binomial, over the samples taken.
-	half := 1.96 * math.Sqrt(p*(1-p)/float64(max(h.sampledCount, count)))
+	half := SamplesZ * math.Sqrt(p*(1-p)/float64(max(h.sampledCount, count)))
 	return &est{source: SourceSamples, incl: Interval{Mean: p, Low: max(p-half, 0), High: p + half, N: 2}, inclOff: off / h.sampledNs,
 		samples: count, from: h.sampledFrom, to: h.sampledTo}
 }
@@ -560,7 +567,7 @@ func (h *hunter) sampledCost(r *Run) {
 		// On the CPU only: the instruments cost CPU time, and a wait is
 		// sampled less steadily than a run.
 		p := own / h.sampledNs
-		half := 1.96 * math.Sqrt(p*(1-p)/float64(h.sampledCount))
+		half := SamplesZ * math.Sqrt(p*(1-p)/float64(h.sampledCount))
 		onCPU := out.Excl.Mean * (1 - float64(out.ExclOffCPUNs)/float64(max(out.ExclNs, 1)))
 		if excess := onCPU - p - half; excess > 0.01 {
 			out.InstrumentNs = max(out.InstrumentNs, min(uint64(excess*float64(out.TargetNs)), out.ExclNs))
@@ -818,7 +825,7 @@ func (h *hunter) stacksEstimate(stacks []Stack, fn string) *est {
 	}
 	iv := func(x float64) Interval {
 		p := min(x/h.sampledNs, 1)
-		half := 1.96 * math.Sqrt(p*(1-p)/float64(max(h.sampledCount, 1)))
+		half := SamplesZ * math.Sqrt(p*(1-p)/float64(max(h.sampledCount, 1)))
 		return Interval{Mean: p, Low: max(p-half, 0), High: p + half, N: 2}
 	}
 	return &est{source: SourceSamples, incl: iv(w), excl: iv(ew), inclOff: off / h.sampledNs, exclOff: eoff / h.sampledNs,
