@@ -1,0 +1,352 @@
+package ui
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/internal/headless"
+	"github.com/autoprof/autoprof/internal/leakcheck"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// update rewrites the screenshots in docs/ui (also AUTOPROF_UI_SCREENSHOTS=1).
+var update = flag.Bool("update", false, "write the screenshots of docs/ui")
+
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
+
+// page is a headless Chromium on a server over the running kernel.
+type page struct {
+	t   *testing.T
+	s   *Server
+	b   *headless.Browser
+	ctx context.Context
+	url string
+}
+
+// livePage serves the running kernel and opens the page in a headless
+// Chromium; it skips where the test cannot run (not root, no tracepoint
+// backend, no browser).
+func livePage(t *testing.T, orphaned time.Duration) *page {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the live kernel's symbols and instruments need root")
+	}
+	featuretest.Require(t, features.HaveTracepoint())
+	path, err := headless.Find()
+	if err != nil {
+		t.Skip(err)
+	}
+	s, err := New(Options{Dir: t.TempDir(), Orphaned: orphaned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(sctx, l) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	b, err := headless.Start(ctx, path, 1400, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	p := &page{t: t, s: s, b: b, ctx: ctx, url: s.URL(l.Addr())}
+	if err := b.Navigate(ctx, p.url); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// eval evaluates expr in the page into out.
+func (p *page) eval(expr string, out any) {
+	p.t.Helper()
+	if err := p.b.Eval(p.ctx, expr, out); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// wait polls the boolean expression cond until it holds.
+func (p *page) wait(what, cond string, within time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var ok bool
+		if err := p.b.Eval(p.ctx, "!!("+cond+")", &ok); err != nil {
+			p.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			var state string
+			p.b.Eval(p.ctx, "document.querySelector('main').innerText.slice(0, 2000)", &state)
+			p.t.Fatalf("no %s in %v (page errors %q); the page shows:\n%s", what, within, p.b.Errors(), state)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// click clicks the first element sel selects (HTML or SVG).
+func (p *page) click(sel string) {
+	p.t.Helper()
+	p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) throw new Error('no element ' + %q); e.dispatchEvent(new MouseEvent('click', {bubbles: true})); return true })()`, sel, sel), nil)
+}
+
+// set sets an input's or select's value and fires its input and change
+// events.
+func (p *page) set(sel, value string) {
+	p.t.Helper()
+	p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); return true })()`, sel, value), nil)
+}
+
+// screenshot writes docs/ui/NAME.png when asked (-update or
+// AUTOPROF_UI_SCREENSHOTS=1).
+func (p *page) screenshot(name string) {
+	p.t.Helper()
+	if !*update && os.Getenv("AUTOPROF_UI_SCREENSHOTS") != "1" {
+		return
+	}
+	png, err := p.b.Screenshot(p.ctx)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("..", "..", "docs", "ui", name+".png"), png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// noErrors fails the test on the page's console errors and exceptions.
+func (p *page) noErrors() {
+	p.t.Helper()
+	if errs := p.b.Errors(); len(errs) > 0 {
+		p.t.Errorf("page errors: %q", errs)
+	}
+}
+
+// TestBrowse drives the page through the symbol table (search, a group,
+// each backend's verdict) and the function view (CFG, a callee clicked
+// through).
+func TestBrowse(t *testing.T) {
+	p := livePage(t, 0)
+	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.set("#q", "vfs_")
+	p.wait("vfs_read in the table", `document.querySelector('#symtab tr[data-spec="vfs_read"]')`, 30*time.Second)
+	p.screenshot("symbols")
+	p.set("#q", "getppid")
+	row := `#symtab tr[data-spec="__x64_sys_getppid"]`
+	p.wait("the getppid row", `document.querySelector('`+row+`')`, 30*time.Second)
+	var cells map[string]string
+	p.eval(`Object.fromEntries([...document.querySelectorAll('`+row+` td[data-backend]')].map(c => [c.dataset.backend, c.className + ' ' + (c.title || '')]))`, &cells)
+	if !strings.Contains(cells["tracepoint"], "b-ok") {
+		t.Errorf("tracepoint cell of __x64_sys_getppid %q; want it able to time the syscall", cells["tracepoint"])
+	}
+	for _, b := range []string{"fentry", "kprobe", "splice"} {
+		err := features.Backend(b)
+		if ok := strings.Contains(cells[b], "b-ok") || strings.Contains(cells[b], "b-unk"); ok != (err == nil) {
+			t.Errorf("%s cell %q; caps says %v", b, cells[b], err)
+		} else if err != nil && !strings.Contains(cells[b], "not supported") {
+			t.Errorf("%s cell %q; want caps' reason", b, cells[b])
+		}
+	}
+	p.click(`#groups button[data-group="system calls"]`)
+	p.wait("only system calls", `document.querySelector('#groups button.active')?.dataset.group === 'system calls' && [...document.querySelectorAll('#symtab tbody tr td:nth-child(3)')].every(c => c.textContent === 'system calls')`, 30*time.Second)
+
+	p.set("#q", "vfs_read")
+	p.wait("vfs_read", `document.querySelector('#symtab tr[data-spec="vfs_read"]') || document.querySelector('#groups button.active')`, 30*time.Second)
+	p.click(`#groups button:first-child`)
+	p.wait("vfs_read", `document.querySelector('#symtab tr[data-spec="vfs_read"] a')`, 30*time.Second)
+	p.click(`#symtab tr[data-spec="vfs_read"] a`)
+	p.wait("vfs_read's CFG", `document.querySelector('#fn-name').textContent === 'vfs_read' && document.querySelectorAll('#cfg g.blk').length > 3 && document.querySelectorAll('#cfg path.e').length > 3`, time.Minute)
+	var n struct{ Blocks, Calls int }
+	p.eval(`({Blocks: document.querySelectorAll('#cfg g.blk').length, Calls: document.querySelectorAll('#cfg text.call').length})`, &n)
+	want, err := p.s.graph.Function("vfs_read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Blocks != len(want.Blocks) {
+		t.Errorf("CFG of vfs_read: %d blocks drawn, the listing has %d", n.Blocks, len(want.Blocks))
+	}
+	if n.Calls == 0 {
+		t.Errorf("CFG of vfs_read: no callee to click")
+	}
+	p.screenshot("function")
+	var callee string
+	p.eval(`document.querySelector('#cfg text.call').dataset.target`, &callee)
+	p.click(`#cfg text.call`)
+	p.wait("the callee's view", fmt.Sprintf(`document.querySelector('#fn-name').textContent === %q && document.querySelectorAll('#cfg g.blk').length > 0`, callee), time.Minute)
+	p.noErrors()
+}
+
+// getppids calls getppid until stop is closed and counts the calls.
+func getppids(stop <-chan struct{}, n *atomic.Int64) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		syscall.Getppid()
+		n.Add(1)
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// TestExperiment attaches a syscall timer from the function view, runs it
+// on this process while it calls getppid, sees live numbers, stops it and
+// finds nothing left in the kernel; the outputs are probe's, and the saved
+// file is one probe --experiment reads.
+func TestExperiment(t *testing.T) {
+	p := livePage(t, 0)
+	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.set("#q", "__x64_sys_getppid")
+	p.wait("the getppid row", `document.querySelector('#symtab tr[data-spec="__x64_sys_getppid"] a')`, 30*time.Second)
+	p.click(`#symtab tr[data-spec="__x64_sys_getppid"] a`)
+	p.wait("getppid's CFG", `document.querySelector('#fn-name').textContent === '__x64_sys_getppid' && document.querySelectorAll('#cfg g.blk').length > 0`, time.Minute)
+	p.click("#fn-attach")
+	p.wait("the attach dialog", `document.querySelector('#attach').open`, 10*time.Second)
+	p.set("#at-kind", "timer")
+	p.screenshot("attach")
+	p.click("#at-add")
+	p.wait("the instrument in the plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer')`, 10*time.Second)
+	p.set("#exp-name", "getppid")
+	p.set("#exp-backend", "tracepoint")
+	p.set("#exp-target", "pids")
+	p.set("#exp-target-value", strconv.Itoa(os.Getpid()))
+	p.set("#exp-interval", "500ms")
+	p.set("#exp-out", "run1")
+
+	stop := make(chan struct{})
+	var calls atomic.Int64
+	go getppids(stop, &calls)
+	defer close(stop)
+	before := leakcheck.Take() // the page's placement session is open by now
+	p.click("#exp-start")
+	live := `#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getppid:timer"]`
+	p.wait("live calls", `Number(document.querySelector('`+live+` td.calls')?.textContent) > 0 && Number(document.querySelector('`+live+` td.cps')?.textContent) > 0`, time.Minute)
+	p.wait("a second reading", `document.querySelector('`+live+` svg.spark polyline')?.getAttribute('points').split(' ').length >= 2`, 30*time.Second)
+	p.screenshot("experiment")
+	if n := len(before.Leaks(leakcheck.Take())); n == 0 {
+		t.Errorf("no kernel object added while the timer runs: is it attached?")
+	}
+	p.click(`#experiments .exp[data-state="running"] button.stop`)
+	p.wait("the experiment stopped", `document.querySelector('#experiments .exp[data-state="stopped"]')`, 30*time.Second)
+	if leaks := before.Settled(); len(leaks) > 0 {
+		t.Errorf("left in the kernel after Stop: %q", leaks)
+	}
+	var total float64
+	p.eval(`Number(document.querySelector('#experiments .exp[data-state="stopped"] tr[data-instrument="__x64_sys_getppid:timer"] td.calls').textContent)`, &total)
+	if total <= 0 || total > float64(calls.Load()) {
+		t.Errorf("%v calls in the totals; this process made %d", total, calls.Load())
+	}
+	checkSeries(t, filepath.Join(p.s.dir, "run1"))
+
+	p.set("#file-name", "getppid.json")
+	p.click("#file-save")
+	p.wait("the saved file listed", `[...document.querySelectorAll('#file-list option')].some(o => o.value === 'getppid.json')`, 10*time.Second)
+	data, err := os.ReadFile(filepath.Join(p.s.dir, "getppid.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, plan, err := splice.ParseExperiment(data)
+	if err != nil {
+		t.Fatalf("the saved file: %v", err)
+	}
+	if len(plan) != 1 || plan[0].Spec.String() != "__x64_sys_getppid:timer" || len(e.Target.PIDs) != 1 || e.Target.PIDs[0] != os.Getpid() || time.Duration(e.Interval) != 500*time.Millisecond {
+		t.Errorf("the saved file %s; want the getppid timer on this pid every 500ms", data)
+	}
+	p.eval(`(() => { state.plan = []; drawPlan(); return true })()`, nil)
+	p.set("#file-list", "getppid.json")
+	p.click("#file-load")
+	p.wait("the loaded plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer') && document.querySelector('#exp-target').value === 'pids'`, 10*time.Second)
+	p.noErrors()
+}
+
+// checkSeries checks the outputs of a run in dir: probe -o's series with
+// getppid's calls and its summary.
+func checkSeries(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, splice.SeriesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var records int
+	var calls uint64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		var r splice.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", splice.SeriesFile, err)
+		}
+		if r.Instrument == "__x64_sys_getppid:timer" {
+			records++
+			calls += r.Calls
+		}
+	}
+	if records < 2 || calls == 0 {
+		t.Errorf("%s: %d records of getppid with %d calls; want one per interval, calls counted", splice.SeriesFile, records, calls)
+	}
+	var sum splice.RunSummary
+	data, err := os.ReadFile(filepath.Join(dir, splice.SummaryFile))
+	if err == nil {
+		err = json.Unmarshal(data, &sum)
+	}
+	if err != nil || len(sum.Instruments) != 1 || sum.Instruments[0].Calls != calls {
+		t.Errorf("%s: %v, %+v; want the getppid timer's %d calls", splice.SummaryFile, err, sum.Instruments, calls)
+	}
+}
+
+// TestPageClosed checks that closing the page withdraws the experiments it
+// left running, once no page has listened for Options.Orphaned.
+func TestPageClosed(t *testing.T) {
+	p := livePage(t, time.Second)
+	p.wait("the placement session", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	before := leakcheck.Take()
+	p.eval(`(async () => { await api('/api/experiments', {body: {backend: 'tracepoint', experiment: {interval: '200ms', instruments: [{spec: '__x64_sys_getppid:timer'}]}}}); return true })()`, nil)
+	p.wait("the running experiment", `document.querySelector('#experiments .exp[data-state="running"]')`, 30*time.Second)
+	if err := p.b.Navigate(p.ctx, "about:blank"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v := p.s.exps.views()
+		if len(v) == 1 && v[0].State == "stopped" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("experiments %+v 20 s after the page closed; want it stopped", v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if leaks := before.Settled(); len(leaks) > 0 {
+		t.Errorf("left in the kernel after the page closed: %q", leaks)
+	}
+}
