@@ -115,12 +115,16 @@ func (g *Grouper) Group(sym callgraph.Symbol) string {
 	return byName(sym.Name)
 }
 
-// byName applies namePrefixes to a function's or a module's name.
+// byName applies namePrefixes to a function's or a module's name, and
+// then to the name without its leading underscores (__vfs_getxattr is
+// vfs_getxattr's helper).
 func byName(name string) string {
-	for _, np := range namePrefixes {
-		for _, p := range np.prefixes {
-			if strings.HasPrefix(name, p) {
-				return np.group
+	for _, n := range []string{name, strings.TrimLeft(name, "_")} {
+		for _, np := range namePrefixes {
+			for _, p := range np.prefixes {
+				if strings.HasPrefix(n, p) {
+					return np.group
+				}
 			}
 		}
 	}

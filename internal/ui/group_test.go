@@ -27,6 +27,7 @@ func TestGroup(t *testing.T) {
 		{"tcp_sendmsg", "", GroupNet},
 		{"__sys_sendto", "", GroupNet},
 		{"vfs_read", "", GroupFS},
+		{"__vfs_getxattr", "", GroupFS},
 		{"pipe_read", "", GroupIPC},
 		{"do_msgsnd", "", GroupIPC},
 		{"__alloc_pages", "", GroupMM},

@@ -96,8 +96,6 @@ async function loadSymbols() {
   for (const g of rep.groups) {
     groups.append(el('button', { class: state.group === g.group ? 'active' : '', 'data-group': g.group, onclick: () => { state.group = g.group; loadSymbols(); } }, g.group + ' ' + g.count));
   }
-  const heads = $('#backend-heads');
-  heads.textContent = 'backends (entry timer): ' + state.backends.join(' · ');
   const body = $('#symtab tbody');
   body.replaceChildren();
   for (const s of rep.symbols) {
@@ -107,7 +105,6 @@ async function loadSymbols() {
     for (const b of state.backends) {
       const c = verdictCell(s.backends[b]);
       c.dataset.backend = b;
-      c.textContent = b[0].toUpperCase() + ' ' + c.textContent;
       tr.append(c);
     }
     tr.append(el('td', {}, el('button', { class: 'attach', onclick: () => openAttach(s.spec, 'timer', s.backends) }, 'attach…')));
