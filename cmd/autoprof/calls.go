@@ -100,8 +100,6 @@ type reachedItem struct {
 	Via     string `json:"via"`
 }
 
-func sitesJSON(f *callgraph.Function) []siteJSON { return callgraph.ListSites(f) }
-
 func edgesJSON(edges []callgraph.Edge) []siteJSON { return callgraph.ListEdges(edges) }
 
 func reachedJSON(syms *callgraph.Symbols, reached []callgraph.Reached) []reachedItem {
