@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -197,6 +198,12 @@ func TestBrowse(t *testing.T) {
 		t.Errorf("CFG of vfs_read: no callee to click")
 	}
 	p.screenshot("function")
+	p.click(`#cfg g.blk[data-start="` + strconv.Itoa(int(want.Blocks[1].Start)) + `"]`)
+	block := fmt.Sprintf("vfs_read+%#x", want.Blocks[1].Start)
+	p.wait("the attach dialog for a block", fmt.Sprintf(`document.querySelector('#attach').open && document.querySelector('#at-point').value === %q && document.querySelector('#at-kind').value === 'entry'`, block), 10*time.Second)
+	p.wait("the tracepoint backend's refusal of a block", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-no')`, 10*time.Second)
+	p.click(`#attach button[value="cancel"]`)
+	p.wait("the dialog closed", `!document.querySelector('#attach').open`, 10*time.Second)
 	var callee string
 	p.eval(`document.querySelector('#cfg text.call').dataset.target`, &callee)
 	p.click(`#cfg text.call`)
@@ -232,13 +239,19 @@ func TestExperiment(t *testing.T) {
 	p.click("#fn-attach")
 	p.wait("the attach dialog", `document.querySelector('#attach').open`, 10*time.Second)
 	p.set("#at-kind", "timer")
+	p.set("#at-backend", "tracepoint")
+	p.set("#at-target", "pids")
+	p.set("#at-target-value", strconv.Itoa(os.Getpid()))
+	p.wait("the tracepoint backend's yes", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-ok')`, 10*time.Second)
 	p.screenshot("attach")
 	p.click("#at-add")
 	p.wait("the instrument in the plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer')`, 10*time.Second)
+	var form []string
+	p.eval(`['#exp-backend', '#exp-target', '#exp-target-value'].map(s => document.querySelector(s).value)`, &form)
+	if want := []string{"tracepoint", "pids", strconv.Itoa(os.Getpid())}; !slices.Equal(form, want) {
+		t.Errorf("the experiment's backend and target %q after the dialog; want %q", form, want)
+	}
 	p.set("#exp-name", "getppid")
-	p.set("#exp-backend", "tracepoint")
-	p.set("#exp-target", "pids")
-	p.set("#exp-target-value", strconv.Itoa(os.Getpid()))
 	p.set("#exp-interval", "500ms")
 	p.set("#exp-out", "run1")
 

@@ -179,6 +179,7 @@ func (s *Server) routes() {
 	s.api("GET /api/symbols", s.handleSymbols)
 	s.api("GET /api/function", s.handleFunction)
 	s.api("GET /api/calls", s.handleCalls)
+	s.api("GET /api/check", s.handleCheck)
 	s.api("GET /api/experiments", s.handleExperiments)
 	s.api("POST /api/experiments", s.handleStart)
 	s.api("POST /api/experiments/{id}/stop", s.handleStop)

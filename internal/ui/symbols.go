@@ -155,6 +155,18 @@ func (s *Server) verdicts(spec splice.Spec) map[string]string {
 	return out
 }
 
+// handleCheck answers what every backend says of one spec
+// (FUNC[+OFF]:KIND, as probe takes it): "" where it could insert it, else
+// why not.
+func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
+	spec, err := splice.ParseSpec(r.URL.Query().Get("spec"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, map[string]any{"spec": spec.String(), "backends": s.verdicts(spec)})
+}
+
 // handleCaps answers what autoprof caps --json prints.
 func (s *Server) handleCaps(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, features.Probe())

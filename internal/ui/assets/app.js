@@ -107,7 +107,7 @@ async function loadSymbols() {
       c.dataset.backend = b;
       tr.append(c);
     }
-    tr.append(el('td', {}, el('button', { class: 'attach', onclick: () => openAttach(s.spec, 'timer', s.backends) }, 'attach…')));
+    tr.append(el('td', {}, el('button', { class: 'attach', onclick: () => openAttach(s.spec, 'timer') }, 'attach…')));
     body.append(tr);
   }
 }
@@ -165,7 +165,7 @@ $('#fn-callers-load').addEventListener('click', async () => {
     ul.replaceChildren(el('li', { class: 'error' }, e.message));
   }
 });
-$('#fn-attach').addEventListener('click', () => openAttach(state.fn.spec, 'timer', state.fn.backends));
+$('#fn-attach').addEventListener('click', () => openAttach(state.fn.spec, 'timer'));
 
 // drawCFG draws the blocks in address order, one column: fall-through
 // edges straight down, jumps as arcs on the right (back edges in red),
@@ -204,7 +204,7 @@ function drawCFG(f) {
       grp.append(tx);
     });
     if (b.insts.length > MAXL) grp.append(svg('text', { x: X + 6, y: y + (MAXL + 2) * LH, class: 'hd' }, `… ${b.insts.length - MAXL} more`));
-    grp.addEventListener('click', () => openAttach(b.start === 0 ? f.spec : `${f.spec}+0x${b.start.toString(16)}`, b.start === 0 ? 'timer' : 'entry', b.start === 0 ? f.backends : null));
+    grp.addEventListener('click', () => openAttach(b.start === 0 ? f.spec : `${f.spec}+0x${b.start.toString(16)}`, b.start === 0 ? 'timer' : 'entry'));
     g.append(grp);
     y += h + GAP;
   });
@@ -248,23 +248,43 @@ function drawAsm(f) {
 }
 
 // ---- attach dialog
-function openAttach(point, kind, verdicts) {
+function openAttach(point, kind) {
   $('#at-point').value = point;
   $('#at-kind').value = kind;
   $('#at-launch').value = '0s';
   $('#at-splashdown').value = '';
-  const v = $('#at-verdicts');
-  v.replaceChildren();
-  if (verdicts) {
-    for (const b of state.backends) {
-      const why = verdicts[b];
-      v.append(el('div', { class: why === '' ? 'b-ok' : why.startsWith('?') ? 'b-unk' : 'b-no' }, b + ': ' + (why === '' ? 'can time it' : why)));
-    }
-  }
+  $('#at-backend').replaceChildren(...[...$('#exp-backend').options].map((o) => el('option', { value: o.value }, o.textContent)));
+  $('#at-backend').value = $('#exp-backend').value;
+  $('#at-target').value = $('#exp-target').value;
+  $('#at-target-value').value = $('#exp-target-value').value;
+  $('#at-target-value').classList.toggle('hidden', $('#at-target').value === 'system');
+  checkAttach();
   $('#attach').showModal();
 }
+// checkAttach shows what every backend says of the spec the dialog makes.
+async function checkAttach() {
+  const v = $('#at-verdicts');
+  const spec = $('#at-point').value.trim() + ':' + $('#at-kind').value;
+  try {
+    const r = await api('/api/check?' + new URLSearchParams({ spec }));
+    v.replaceChildren();
+    for (const b of state.backends) {
+      const why = r.backends[b];
+      v.append(el('div', { class: why === '' ? 'b-ok' : why.startsWith('?') ? 'b-unk' : 'b-no', 'data-backend': b }, b + ': ' + (why === '' ? 'can place it' : why)));
+    }
+  } catch (e) {
+    v.replaceChildren(el('div', { class: 'b-no' }, e.message));
+  }
+}
+$('#at-kind').addEventListener('change', checkAttach);
+$('#at-point').addEventListener('change', checkAttach);
+$('#at-target').addEventListener('change', () => $('#at-target-value').classList.toggle('hidden', $('#at-target').value === 'system'));
 $('#attach').addEventListener('close', () => {
   if ($('#attach').returnValue !== 'add') return;
+  $('#exp-backend').value = $('#at-backend').value;
+  $('#exp-target').value = $('#at-target').value;
+  $('#exp-target-value').value = $('#at-target-value').value;
+  $('#exp-target-value').classList.toggle('hidden', $('#exp-target').value === 'system');
   addToPlan($('#at-point').value.trim() + ':' + $('#at-kind').value, $('#at-launch').value.trim(), $('#at-splashdown').value.trim());
   show('experiment');
 });
