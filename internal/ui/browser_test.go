@@ -157,8 +157,8 @@ func (p *page) noErrors() {
 func TestBrowse(t *testing.T) {
 	p := livePage(t, 0)
 	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
-	p.set("#q", "vfs_")
-	p.wait("vfs_read in the table", `document.querySelector('#symtab tr[data-spec="vfs_read"]')`, 30*time.Second)
+	p.set("#q", "sys_read")
+	p.wait("__x64_sys_read in the table", `document.querySelector('#symtab tr[data-spec="__x64_sys_read"]')`, 30*time.Second)
 	p.screenshot("symbols")
 	p.set("#q", "getppid")
 	row := `#symtab tr[data-spec="__x64_sys_getppid"]`

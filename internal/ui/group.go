@@ -47,7 +47,7 @@ var namePrefixes = []struct {
 		"consume_skb", "alloc_skb", "__alloc_skb", "netif_", "__netif_", "net_", "netdev_", "dev_queue_xmit", "__dev_queue_xmit", "dev_hard_start_xmit", "napi_",
 		"__napi_", "neigh_", "netlink_", "__netlink_", "nf_", "nft_", "xt_", "xfrm", "rtnl_", "packet_", "unix_", "raw_v4", "raw_v6", "icmp", "arp_", "fib_", "fib6_",
 		"__sys_send", "__sys_recv", "__sys_socket", "__sys_connect", "__sys_accept", "__sys_bind", "__sys_listen", "sys_socket", "sockfd_", "__inet", "tcp4_", "tcp6_", "qdisc_", "__qdisc", "tc_", "bpf_sk", "xdp_", "dst_", "ip_route", "rt6_", "br_", "vlan_", "nla_", "genl_"}},
-	{GroupFS, []string{"vfs_", "do_sys_open", "do_filp_open", "ext4_", "ext2_", "jbd2_", "xfs_", "btrfs_", "fat_", "vfat_", "nfs_", "nfsd_", "proc_", "sysfs_", "kernfs_",
+	{GroupFS, []string{"vfs_", "do_vfs_", "do_sys_open", "do_filp_open", "ext4_", "ext2_", "jbd2_", "xfs_", "btrfs_", "fat_", "vfat_", "nfs_", "nfsd_", "proc_", "sysfs_", "kernfs_",
 		"debugfs_", "tracefs_", "fuse_", "ovl_", "squashfs_", "isofs_", "tmpfs_", "ramfs_", "d_", "__d_", "dput", "dget", "iput", "igrab", "inode_", "__inode", "file_", "filp_",
 		"fput", "__fput", "fget", "__fget", "fd_", "fsnotify", "__fsnotify", "generic_file_", "generic_perform_write", "path_", "kern_path", "user_path", "namei", "link_path_walk",
 		"lookup_", "__lookup", "walk_component", "mnt_", "mount", "do_mount", "seq_", "simple_", "iterate_dir", "getname", "putname", "block_", "blkdev_", "bio_", "submit_bio", "blk_", "__blk_", "bdev_",
