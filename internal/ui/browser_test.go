@@ -264,6 +264,9 @@ func TestExperiment(t *testing.T) {
 	live := `#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getppid:timer"]`
 	p.wait("live calls", `Number(document.querySelector('`+live+` td.calls')?.textContent) > 0 && Number(document.querySelector('`+live+` td.cps')?.textContent) > 0`, time.Minute)
 	p.wait("a second reading", `document.querySelector('`+live+` svg.spark polyline')?.getAttribute('points').split(' ').length >= 2`, 30*time.Second)
+	var overhead string
+	p.eval(`document.querySelector('#experiments .exp[data-state="running"] .overhead')?.textContent || ''`, &overhead)
+	t.Logf("overhead shown: %q", overhead) // absent where the kernel refuses BPF run-time statistics
 	p.screenshot("experiment")
 	if n := len(before.Leaks(leakcheck.Take())); n == 0 {
 		t.Errorf("no kernel object added while the timer runs: is it attached?")

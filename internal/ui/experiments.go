@@ -67,6 +67,11 @@ type reading struct {
 	Time      time.Time        `json:"time"`
 	IntervalS float64          `json:"interval_s"`
 	Sums      []splice.Summary `json:"instruments"`
+	// OverheadCPU is the CPU time the instruments' programs took in the
+	// interval, in CPUs (0.01: 1% of one CPU), as the kernel's BPF
+	// run-time statistics measured it; absent where it measured nothing
+	// (the splice backend runs no BPF program).
+	OverheadCPU *float64 `json:"overhead_cpu,omitempty"`
 }
 
 // event is one server-sent event.
@@ -151,6 +156,7 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 	if interval <= 0 {
 		interval = time.Second
 	}
+	lastOverhead, _ := sess.Overhead()
 	run := &splice.Run{Plan: plan, PIDs: tg.PIDs, Duration: time.Duration(e.Duration), Interval: interval, Out: out,
 		Waiting: func(launched []string) {
 			ex.mu.Lock()
@@ -162,7 +168,12 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 			}
 		},
 		Each: func(el time.Duration, at time.Time, over time.Duration, sums []splice.Summary) error {
-			x.publish(event{"reading", reading{ID: ex.id, ElapsedS: el.Seconds(), Time: at, IntervalS: over.Seconds(), Sums: brief(sums)}})
+			r := reading{ID: ex.id, ElapsedS: el.Seconds(), Time: at, IntervalS: over.Seconds(), Sums: brief(sums)}
+			if o, err := sess.Overhead(); err == nil && o.Enabled && over > 0 {
+				cpu := float64(o.RunNs-lastOverhead.RunNs) / float64(over)
+				r.OverheadCPU, lastOverhead = &cpu, o
+			}
+			x.publish(event{"reading", r})
 			return nil
 		},
 	}

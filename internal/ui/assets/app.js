@@ -419,6 +419,7 @@ function drawExperiments() {
     }
     t.append(tb);
     card.append(t);
+    if (x.state === 'running' && r && r.overhead_cpu !== undefined) card.append(el('div', { class: 'muted overhead' }, `instruments' own CPU time in the last interval: ${(100 * r.overhead_cpu).toFixed(3)}% of one CPU`));
     if (x.state !== 'running' && x.summary) card.append(el('div', { class: 'muted' }, `totals over ${x.summary.duration_s.toFixed(1)} s`));
     box.append(card);
   }
