@@ -21,6 +21,7 @@ import (
 	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/internal/headless"
 	"github.com/autoprof/autoprof/internal/leakcheck"
+	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -365,4 +366,55 @@ func TestPageClosed(t *testing.T) {
 	if leaks := before.Settled(); len(leaks) > 0 {
 		t.Errorf("left in the kernel after the page closed: %q", leaks)
 	}
+}
+
+// TestHunt starts a hunt from the page on this process while it calls
+// getppid: rounds appear as they end, the hunt ends at its duration with
+// the outputs autoprof hunt writes (reports.WriteWith), served to the
+// page, and is listed among the saved runs; nothing stays in the kernel.
+func TestHunt(t *testing.T) {
+	p := livePage(t, 0)
+	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.click("#tab-hunt")
+	p.set("#hunt-backend", "tracepoint")
+	p.set("#hunt-target", "pids")
+	p.set("#hunt-target-value", strconv.Itoa(os.Getpid()))
+	p.set("#hunt-duration", "4s")
+	p.set("#hunt-round", "500ms")
+	p.set("#hunt-budget", "50")
+	p.set("#hunt-out", "hunt1")
+	stop := make(chan struct{})
+	var calls atomic.Int64
+	go getppids(stop, &calls)
+	defer close(stop)
+	before := leakcheck.Take()
+	p.click("#hunt-start")
+	p.wait("a round", `document.querySelectorAll('#hunts .hunt[data-state="running"] table.rounds tbody tr').length >= 2`, time.Minute)
+	p.wait("the hunt's end", `document.querySelector('#hunts .hunt[data-state="done"] .files a')`, time.Minute)
+	p.screenshot("hunt")
+	if leaks := before.Settled(); len(leaks) > 0 {
+		t.Errorf("left in the kernel after the hunt: %q", leaks)
+	}
+	var status int
+	p.eval(`(async () => (await fetch('/runs/hunt1/report.html')).status)()`, &status)
+	if status != 200 {
+		t.Errorf("report.html through /runs/: status %d", status)
+	}
+	p.wait("the saved run listed", `document.querySelector('#runs li[data-run="hunt1"] a')`, 10*time.Second)
+	run, err := reports.Load(filepath.Join(p.s.dir, "hunt1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This process's time goes mostly to its idle threads' waits: the
+	// findings are whatever they are, but there are some, and
+	// findings.json says the same as run.json.
+	var sum reports.Summary
+	data, err := os.ReadFile(filepath.Join(p.s.dir, "hunt1", reports.FindingsFile))
+	if err == nil {
+		err = json.Unmarshal(data, &sum)
+	}
+	if err != nil || len(run.Findings) == 0 || len(sum.Findings) != len(run.Findings) {
+		t.Errorf("%s: %v, %d findings; run.json has %d", reports.FindingsFile, err, len(sum.Findings), len(run.Findings))
+	}
+	p.noErrors()
 }

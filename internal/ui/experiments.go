@@ -87,6 +87,7 @@ type experiments struct {
 	mu     sync.Mutex
 	nextID int
 	list   []*experiment
+	hunts  []*hunt
 	subs   map[chan event]bool
 	closed bool
 	// orphan stops every experiment when no page has listened for
@@ -231,16 +232,24 @@ func (x *experiments) stop(id int) error {
 	return nil
 }
 
-// stopAll stops every experiment and waits until all are withdrawn.
+// stopAll stops every experiment and hunt and waits until all are
+// withdrawn.
 func (x *experiments) stopAll() {
 	x.mu.Lock()
 	list := append([]*experiment(nil), x.list...)
+	hunts := append([]*hunt(nil), x.hunts...)
 	x.mu.Unlock()
 	for _, e := range list {
 		e.cancel()
 	}
+	for _, h := range hunts {
+		h.cancel()
+	}
 	for _, e := range list {
 		<-e.done
+	}
+	for _, h := range hunts {
+		<-h.done
 	}
 }
 
@@ -390,6 +399,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	for _, v := range s.exps.views() {
 		writeEvent(w, event{"experiment", v})
 	}
+	for _, v := range s.exps.huntViews() {
+		writeEvent(w, event{"hunt", v})
+	}
 	fl.Flush()
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
@@ -410,10 +422,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// writeEvent writes one event; one that cannot be encoded becomes a
+// "problem" event saying why, and the stream goes on.
 func writeEvent(w io.Writer, ev event) error {
 	data, err := json.Marshal(ev.data)
 	if err != nil {
-		return err
+		data, _ = json.Marshal(map[string]string{"error": fmt.Sprintf("%s event: %v", ev.name, err)})
+		ev.name = "problem"
 	}
 	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, data)
 	return err

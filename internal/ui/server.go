@@ -187,6 +187,11 @@ func (s *Server) routes() {
 	s.api("GET /api/experiment-file", s.handleLoad)
 	s.api("POST /api/experiment-file", s.handleSave)
 	s.api("GET /api/events", s.handleEvents)
+	s.api("POST /api/hunts", s.handleHunt)
+	s.api("GET /api/hunts", s.handleHunts)
+	s.api("POST /api/hunts/{id}/stop", s.handleStopHunt)
+	s.api("GET /api/runs", s.handleRuns)
+	s.api("GET /runs/{name}/{file}", s.handleRunFile)
 }
 
 // api registers an API handler behind the token and origin checks.

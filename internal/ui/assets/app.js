@@ -64,7 +64,10 @@ async function loadCaps() {
   for (const c of caps.capabilities) {
     if (c.kind !== 'backend') continue;
     box.append(el('span', { class: c.available ? 'ok' : 'no', title: c.available ? c.use : c.reason }, c.name + (c.available ? ' ✓' : ' ✗')), ' ');
-    if (c.available && state.backends.includes(c.name)) sel.append(el('option', { value: c.name }, c.name));
+    if (c.available && state.backends.includes(c.name)) {
+      sel.append(el('option', { value: c.name }, c.name));
+      $('#hunt-backend').append(el('option', { value: c.name }, c.name));
+    }
   }
 }
 
@@ -431,12 +434,84 @@ function targetText(t) {
   return 'whole system';
 }
 
+// ---- hunts
+$('#hunt-target').addEventListener('change', () => $('#hunt-target-value').classList.toggle('hidden', $('#hunt-target').value === 'system'));
+$('#hunt-start').addEventListener('click', async () => {
+  $('#hunt-error').textContent = '';
+  const target = {};
+  const tv = $('#hunt-target-value').value.trim();
+  if ($('#hunt-target').value === 'pids') target.pids = tv.split(/[\s,]+/).filter(Boolean).map(Number);
+  if ($('#hunt-target').value === 'cgroup') target.cgroup = tv;
+  try {
+    await api('/api/hunts', { body: { backend: $('#hunt-backend').value, target, duration: $('#hunt-duration').value.trim() || '0s',
+      round: $('#hunt-round').value.trim() || '0s', budget_pct: Number($('#hunt-budget').value), threshold_pct: Number($('#hunt-threshold').value), out: $('#hunt-out').value.trim() } });
+  } catch (e) {
+    $('#hunt-error').textContent = e.message;
+  }
+});
+state.hunts = {};
+function pctText(v) { return v === null || v < 0 ? '-' : v.toFixed(2) + '%'; }
+function share(v) { return v === null ? '?' : (100 * v).toFixed(1); }
+function drawHunts() {
+  const box = $('#hunts');
+  box.replaceChildren();
+  for (const id of Object.keys(state.hunts).map(Number).sort((a, b) => b - a)) {
+    const h = state.hunts[id];
+    const card = el('div', { class: 'exp hunt', id: 'hunt-' + id, 'data-state': h.state });
+    const hd = el('div', { class: 'hd' }, el('strong', {}, 'hunt ' + id), el('span', { class: 'state state-' + h.state }, h.state),
+      el('span', { class: 'muted' }, `${h.request.backend || 'best'} backend, ${targetText(h.request.target)}, budget ${h.request.budget_pct || 2}%, output ${h.out}/`));
+    if (h.state === 'running') hd.append(el('button', { class: 'stop', onclick: () => api(`/api/hunts/${id}/stop`, { method: 'POST' }).catch((e) => alert(e.message)) }, 'Stop'));
+    card.append(hd);
+    if (h.error) card.append(el('div', { class: 'error' }, h.error));
+    if (h.rounds.length) {
+      const pred = h.rounds.map((r) => r.predicted_pct || 0), meas = h.rounds.map((r) => Math.max(0, r.measured_pct || 0));
+      card.append(el('div', { class: 'muted' }, 'overhead per round, predicted and measured, % of all CPUs (budget ' + (h.request.budget_pct || 2) + '%): '), spark(pred), ' ', spark(meas));
+    }
+    const t = el('table', { class: 'grid rounds' }, el('thead', {}, el('tr', {}, ...['round', 'elapsed', 'live', 'predicted', 'measured', 'autoprof', 'best candidate (exclusive share, interval)'].map((x) => el('th', {}, x)))));
+    const tb = el('tbody');
+    for (const r of h.rounds.slice(-12)) {
+      const b = r.best[0];
+      tb.append(el('tr', {}, el('td', { class: 'num' }, r.round), el('td', { class: 'num' }, r.elapsed_s.toFixed(1) + 's'), el('td', { class: 'num' }, r.live),
+        el('td', { class: 'num' }, pctText(r.predicted_pct)), el('td', { class: 'num' }, pctText(r.measured_pct)), el('td', { class: 'num' }, pctText(r.controller_pct)),
+        el('td', { class: 'fn' }, b ? `${b.path}  ${share(b.excl.mean)}% [${share(b.excl.low)}, ${share(b.excl.high)}]` : '')));
+    }
+    t.append(tb);
+    card.append(t);
+    if (h.files && h.files.length) {
+      const links = el('div', { class: 'files' }, 'outputs: ');
+      for (const f of h.files) links.append(el('a', { href: `/runs/${encodeURIComponent(h.out)}/${f}`, target: '_blank', class: 'fn' }, f), ' ');
+      card.append(links);
+    }
+    box.append(card);
+  }
+}
+async function loadRuns() {
+  const runs = await api('/api/runs');
+  const ul = $('#runs');
+  ul.replaceChildren();
+  for (const r of runs) {
+    const li = el('li', { 'data-run': r.name }, el('strong', {}, r.name), ' ');
+    for (const f of r.files) li.append(el('a', { href: `/runs/${encodeURIComponent(r.name)}/${f}`, target: '_blank', class: 'fn' }, f), ' ');
+    ul.append(li);
+  }
+  if (!runs.length) ul.append(el('li', { class: 'muted' }, 'no saved run (a directory with run.json) in the server\'s directory'));
+}
+$('#runs-reload').addEventListener('click', () => loadRuns().catch(() => {}));
+
 function listen() {
   const es = new EventSource('/api/events');
   es.addEventListener('experiment', (m) => {
     const x = JSON.parse(m.data);
     state.exps[x.id] = x;
     drawExperiments();
+  });
+  es.addEventListener('problem', (m) => console.error(JSON.parse(m.data).error));
+  es.addEventListener('hunt', (m) => {
+    const h = JSON.parse(m.data);
+    const was = state.hunts[h.id];
+    state.hunts[h.id] = h;
+    drawHunts();
+    if (was && was.state === 'running' && h.state !== 'running') loadRuns().catch(() => {});
   });
   es.addEventListener('reading', (m) => {
     const r = JSON.parse(m.data);
@@ -450,5 +525,6 @@ function listen() {
 loadCaps().catch((e) => { $('#caps').textContent = e.message; });
 loadSymbols();
 loadFiles().catch(() => {});
+loadRuns().catch(() => {});
 drawPlan();
 listen();
