@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -65,7 +67,8 @@ func get(t *testing.T, u string, header map[string]string) *http.Response {
 // sets the cookie that carries it from then on.
 func TestTokenRequired(t *testing.T) {
 	s, hs := fixtureServer(t)
-	for _, path := range []string{"/api/caps", "/api/symbols?q=read", "/api/function?name=vfs_read", "/api/experiments", "/api/events", "/api/experiment-files"} {
+	for _, path := range []string{"/api/caps", "/api/symbols?q=read", "/api/function?name=vfs_read", "/api/experiments", "/api/events", "/api/experiment-files",
+		"/api/hunts", "/api/runs", "/api/check?spec=vfs_read:timer", "/runs/r/report.html"} {
 		if r := get(t, hs.URL+path, nil); r.StatusCode != http.StatusUnauthorized {
 			t.Errorf("%s without a token: %s, want 401", path, r.Status)
 		}
@@ -148,9 +151,34 @@ func TestCrossOriginRefused(t *testing.T) {
 }
 
 // TestPlainNames checks that the names the page gives for files and
-// outputs stay in the server's directory.
+// outputs stay in the server's directory, and that /runs/ serves a run's
+// report files only.
 func TestPlainNames(t *testing.T) {
-	s, _ := fixtureServer(t)
+	s, hs := fixtureServer(t)
+	run := filepath.Join(s.dir, "r")
+	os.Mkdir(run, 0o755)
+	for _, f := range []string{"report.html", "secret.txt"} {
+		os.WriteFile(filepath.Join(run, f), []byte("x"), 0o644)
+	}
+	os.WriteFile(filepath.Join(s.dir, "report.html"), []byte("x"), 0o644)
+	tok := map[string]string{"X-Autoprof-Token": s.Token()}
+	for path, want := range map[string]int{
+		"/runs/r/report.html":            http.StatusOK,
+		"/runs/r/secret.txt":             http.StatusNotFound,
+		"/runs/../report.html":           http.StatusTemporaryRedirect, // to /report.html, which is nothing
+		"/runs/..%2f/report.html":        http.StatusNotFound,
+		"/runs/%2e%2e/report.html":       http.StatusNotFound,
+		"/runs/r/..%2fsecret.txt":        http.StatusNotFound,
+		"/runs/.hidden/report.html":      http.StatusNotFound,
+		"/api/experiment-file?name=../x": http.StatusBadRequest,
+	} {
+		if r := get(t, hs.URL+path, tok); r.StatusCode != want {
+			t.Errorf("%s: %s, want %d", path, r.Status, want)
+		}
+	}
+	if r := get(t, hs.URL+"/report.html", tok); r.StatusCode != http.StatusNotFound {
+		t.Errorf("/report.html: %s, want 404", r.Status)
+	}
 	for _, name := range []string{"exp.json", "run-1", "a_b.yaml"} {
 		if _, err := s.path(name); err != nil {
 			t.Errorf("%q: %v", name, err)
