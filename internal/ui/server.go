@@ -124,7 +124,11 @@ func (s *Server) URL(addr net.Addr) string {
 // Serve serves HTTP on l until ctx ends, then stops every experiment
 // and closes the listener.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	// Requests' contexts end with the server's, so that event streams
+	// end at once instead of holding Shutdown up.
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
@@ -133,9 +137,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.exps.stopAll()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	hs.Shutdown(sctx) // event streams end when their requests' contexts do
+	cancel()
+	sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	hs.Shutdown(sctx)
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
