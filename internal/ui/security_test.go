@@ -87,8 +87,8 @@ func TestTokenRequired(t *testing.T) {
 	}
 	u, _ := url.Parse(hs.URL)
 	r := get(t, s.URL(addr(u.Host)), nil)
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("the page with the token: %s, want 200", r.Status)
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/" {
+		t.Fatalf("the page with the token: %s to %q, want 303 to / (the token out of the address bar)", r.Status, r.Header.Get("Location"))
 	}
 	var cookie *http.Cookie
 	for _, c := range r.Cookies() {
@@ -99,8 +99,10 @@ func TestTokenRequired(t *testing.T) {
 	if cookie == nil || cookie.Value != s.Token() || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
 		t.Fatalf("cookie %+v; want the token, HttpOnly, SameSite=Strict, named after the port", cookie)
 	}
-	if r := get(t, hs.URL+"/api/caps", map[string]string{"Cookie": cookie.Name + "=" + cookie.Value}); r.StatusCode != http.StatusOK {
-		t.Errorf("with the cookie: %s, want 200", r.Status)
+	for _, path := range []string{"/", "/api/caps"} {
+		if r := get(t, hs.URL+path, map[string]string{"Cookie": cookie.Name + "=" + cookie.Value}); r.StatusCode != http.StatusOK {
+			t.Errorf("%s with the cookie: %s, want 200", path, r.Status)
+		}
 	}
 	if r := get(t, hs.URL+"/api/caps", map[string]string{"Cookie": "autoprof_token_1=" + cookie.Value}); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("with another port's cookie: %s, want 401", r.Status)

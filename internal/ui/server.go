@@ -220,12 +220,16 @@ func cookieName(r *http.Request) string {
 	return "autoprof_token_" + port
 }
 
-// index serves the page to a request with the token (in the query, which
-// sets the cookie, or already in the cookie).
+// index serves the page to a request with the token in its cookie; the
+// URL with the token sets the cookie and sends the browser to the page
+// without it, so that the token stays out of the address bar and history.
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("token"); q != "" && s.validToken(q) {
 		http.SetCookie(w, &http.Cookie{Name: cookieName(r), Value: s.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	} else if !s.hasToken(r) {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	if !s.hasToken(r) {
 		http.Error(w, "autoprof ui: open the URL that autoprof ui printed, with its token", http.StatusForbidden)
 		return
 	}
