@@ -153,8 +153,8 @@ func (p *page) noErrors() {
 }
 
 // TestBrowse drives the page through the symbol table (search, a group,
-// each backend's verdict) and the function view (CFG, a callee clicked
-// through).
+// each backend's verdict) and the function view (CFG, a block's attach
+// dialog, the callees, a caller and a callee clicked through).
 func TestBrowse(t *testing.T) {
 	p := livePage(t, 0)
 	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
@@ -205,6 +205,15 @@ func TestBrowse(t *testing.T) {
 	p.wait("the tracepoint backend's refusal of a block", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-no')`, 10*time.Second)
 	p.click(`#attach button[value="cancel"]`)
 	p.wait("the dialog closed", `!document.querySelector('#attach').open`, 10*time.Second)
+	var callees []string
+	p.eval(`[...document.querySelectorAll('#fn-callees a')].map(a => a.textContent)`, &callees)
+	if !slices.Contains(callees, "rw_verify_area") {
+		t.Errorf("vfs_read's callees %q; want rw_verify_area among them", callees)
+	}
+	p.click("#fn-callers-load")
+	p.wait("vfs_read's callers", `[...document.querySelectorAll('#fn-callers a')].some(a => a.textContent === 'ksys_read')`, 2*time.Minute)
+	p.eval(`(() => { [...document.querySelectorAll('#fn-callers a')].find(a => a.textContent === 'ksys_read').click(); return true })()`, nil)
+	p.wait("the caller's view", `document.querySelector('#fn-name').textContent === 'ksys_read' && document.querySelectorAll('#cfg g.blk').length > 0`, time.Minute)
 	var callee string
 	p.eval(`document.querySelector('#cfg text.call').dataset.target`, &callee)
 	p.click(`#cfg text.call`)
