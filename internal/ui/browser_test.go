@@ -235,10 +235,12 @@ func getppids(stop <-chan struct{}, n *atomic.Int64) {
 	}
 }
 
-// TestExperiment attaches a syscall timer from the function view, runs it
-// on this process while it calls getppid, sees live numbers, stops it and
-// finds nothing left in the kernel; the outputs are probe's, and the saved
-// file is one probe --experiment reads.
+// TestExperiment attaches a syscall timer from the function view and
+// types another with its own launch and splashdown, runs them on this
+// process while it calls getppid, sees live numbers, the second launched
+// on time and the timeline, stops it and finds nothing left in the
+// kernel; the outputs are probe's, and the saved file is one probe
+// --experiment reads.
 func TestExperiment(t *testing.T) {
 	p := livePage(t, 0)
 	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
@@ -261,6 +263,10 @@ func TestExperiment(t *testing.T) {
 	if want := []string{"tracepoint", "pids", strconv.Itoa(os.Getpid())}; !slices.Equal(form, want) {
 		t.Errorf("the experiment's backend and target %q after the dialog; want %q", form, want)
 	}
+	p.set("#plan-spec", "__x64_sys_getpgrp:timer")
+	p.click("#plan-add")
+	p.set("#plan tbody tr:nth-child(2) td:nth-child(2) input", "1s")
+	p.set("#plan tbody tr:nth-child(2) td:nth-child(3) input", "2s")
 	p.set("#exp-name", "getppid")
 	p.set("#exp-interval", "500ms")
 	p.set("#exp-out", "run1")
@@ -274,6 +280,12 @@ func TestExperiment(t *testing.T) {
 	live := `#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getppid:timer"]`
 	p.wait("live calls", `Number(document.querySelector('`+live+` td.calls')?.textContent) > 0 && Number(document.querySelector('`+live+` td.cps')?.textContent) > 0`, time.Minute)
 	p.wait("a second reading", `document.querySelector('`+live+` svg.spark polyline')?.getAttribute('points').split(' ').length >= 2`, 30*time.Second)
+	p.wait("getpgrp launched at 1s", `document.querySelector('#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getpgrp:timer"]')`, 30*time.Second)
+	var bars int
+	p.eval(`document.querySelectorAll('#experiments .exp[data-state="running"] svg.timeline rect.bar').length`, &bars)
+	if bars != 2 {
+		t.Errorf("the timeline has %d bars, want one per instrument", bars)
+	}
 	var overhead string
 	p.eval(`document.querySelector('#experiments .exp[data-state="running"] .overhead')?.textContent || ''`, &overhead)
 	t.Logf("overhead shown: %q", overhead) // absent where the kernel refuses BPF run-time statistics
@@ -304,8 +316,9 @@ func TestExperiment(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the saved file: %v", err)
 	}
-	if len(plan) != 1 || plan[0].Spec.String() != "__x64_sys_getppid:timer" || len(e.Target.PIDs) != 1 || e.Target.PIDs[0] != os.Getpid() || time.Duration(e.Interval) != 500*time.Millisecond {
-		t.Errorf("the saved file %s; want the getppid timer on this pid every 500ms", data)
+	if len(plan) != 2 || plan[0].Spec.String() != "__x64_sys_getppid:timer" || len(e.Target.PIDs) != 1 || e.Target.PIDs[0] != os.Getpid() || time.Duration(e.Interval) != 500*time.Millisecond ||
+		plan[1].Spec.String() != "__x64_sys_getpgrp:timer" || plan[1].Launch != time.Second || plan[1].Splashdown != 2*time.Second {
+		t.Errorf("the saved file %s; want the getppid timer, and getpgrp's from 1s to 2s, on this pid every 500ms", data)
 	}
 	p.eval(`(() => { state.plan = []; drawPlan(); return true })()`, nil)
 	p.set("#file-list", "getppid.json")
@@ -345,7 +358,8 @@ func checkSeries(t *testing.T, dir string) {
 	if err == nil {
 		err = json.Unmarshal(data, &sum)
 	}
-	if err != nil || len(sum.Instruments) != 1 || sum.Instruments[0].Calls != calls {
+	i := slices.IndexFunc(sum.Instruments, func(s splice.Summary) bool { return s.Instrument == "__x64_sys_getppid:timer" })
+	if err != nil || i < 0 || sum.Instruments[i].Calls != calls {
 		t.Errorf("%s: %v, %+v; want the getppid timer's %d calls", splice.SummaryFile, err, sum.Instruments, calls)
 	}
 }

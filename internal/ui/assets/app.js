@@ -394,6 +394,34 @@ function spark(values) {
   return s;
 }
 
+// seconds parses a Go duration ("1m30s", "500ms") into seconds.
+function seconds(d) {
+  if (typeof d === 'number') return d;
+  const unit = { ns: 1e-9, us: 1e-6, 'µs': 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+  let t = 0;
+  for (const m of String(d || '').matchAll(/([\d.]+)(ns|us|µs|ms|s|m|h)/g)) t += Number(m[1]) * unit[m[2]];
+  return t;
+}
+
+// timeline draws each instrument's launch and splashdown (GILK's) as a
+// bar, and where the experiment is now.
+function timeline(x, now) {
+  const ins = x.experiment.instruments || [];
+  const end = Math.max(seconds(x.experiment.duration), now, ...ins.map((i) => Math.max(seconds(i.launch), seconds(i.splashdown))), 1);
+  const W = 480, L = 8, H = 14 * ins.length + 20;
+  const s = svg('svg', { class: 'timeline', width: W + 2 * L, height: H });
+  const X = (t) => L + (W * Math.min(t, end)) / end;
+  ins.forEach((i, k) => {
+    const a = seconds(i.launch), b = seconds(i.splashdown) || (seconds(x.experiment.duration) || end);
+    s.append(svg('rect', { x: X(a), y: 4 + 14 * k, width: Math.max(2, X(b) - X(a)), height: 10, class: 'bar' }));
+    s.append(svg('text', { x: X(a) + 3, y: 12 + 14 * k, class: 'lbl' }, i.spec));
+  });
+  s.append(svg('line', { x1: X(now), x2: X(now), y1: 0, y2: H - 14, class: 'now' }));
+  s.append(svg('text', { x: L, y: H - 3, class: 'lbl' }, '0s'));
+  s.append(svg('text', { x: L + W, y: H - 3, class: 'lbl', 'text-anchor': 'end' }, end.toFixed(end < 10 ? 1 : 0) + 's' + (seconds(x.experiment.duration) ? '' : ' so far (until Stop)')));
+  return s;
+}
+
 function drawExperiments() {
   const box = $('#experiments');
   box.replaceChildren();
@@ -409,6 +437,8 @@ function drawExperiments() {
     card.append(hd);
     if (x.error) card.append(el('div', { class: 'error' }, x.error));
     const r = state.latest[id];
+    const now = x.state === 'running' ? (r ? r.elapsed_s : 0) : x.summary ? x.summary.duration_s : 0;
+    card.append(timeline(x, now));
     const rows = x.state !== 'running' && x.summary ? x.summary.instruments : r ? r.instruments : [];
     const t = el('table', { class: 'grid live' }, el('thead', {}, el('tr', {},
       ...['instrument', 'calls/s', 'calls', 'mean', 'p50', 'p99', 'on-CPU', 'off-CPU', 'calls/s over time'].map((h) => el('th', {}, h)))));
