@@ -59,6 +59,24 @@ type Run struct {
 	Notes func(launched []string, total []Summary) []string
 }
 
+// IdleNotes are a run summary's warnings: every instrument that counted
+// nothing all through the run, with why where warnings (ReachWarnings)
+// say.
+func IdleNotes(total []Summary, warnings map[string]string) []string {
+	var out []string
+	for _, s := range total {
+		if s.Calls != 0 {
+			continue
+		}
+		n := s.Instrument + " counted no call all through the run"
+		if w := warnings[s.Instrument]; w != "" {
+			n += " (" + w + ")"
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 // CheckPlan checks every planned spec against s's placement rules, without
 // touching the kernel; the error is the first refusal.
 func CheckPlan(s Instrumenter, plan []Planned) error {

@@ -236,18 +236,7 @@ func (r *reachReport) announce(launched []string) {
 // notes are the summary's warnings: every instrument that counted nothing
 // all through the run, with why where the static graph says.
 func (r *reachReport) notes(total []splice.Summary) []string {
-	var out []string
-	for _, s := range total {
-		if s.Calls != 0 {
-			continue
-		}
-		n := s.Instrument + " counted no call all through the run"
-		if w := r.warnings[s.Instrument]; w != "" {
-			n += " (" + w + ")"
-		}
-		out = append(out, n)
-	}
-	return out
+	return splice.IdleNotes(total, r.warnings)
 }
 
 func isTerminal(w io.Writer) bool {

@@ -304,6 +304,7 @@ func TestExperiment(t *testing.T) {
 		t.Errorf("%v calls in the totals; this process made %d", total, calls.Load())
 	}
 	checkSeries(t, filepath.Join(p.s.dir, "run1"))
+	p.wait("the idle timer's warning", `[...document.querySelectorAll('#experiments .exp[data-state="stopped"] .warning')].some(w => w.textContent.includes('__x64_sys_getpgrp:timer counted no call'))`, 10*time.Second)
 
 	p.set("#file-name", "getppid.json")
 	p.click("#file-save")
@@ -361,6 +362,9 @@ func checkSeries(t *testing.T, dir string) {
 	i := slices.IndexFunc(sum.Instruments, func(s splice.Summary) bool { return s.Instrument == "__x64_sys_getppid:timer" })
 	if err != nil || i < 0 || sum.Instruments[i].Calls != calls {
 		t.Errorf("%s: %v, %+v; want the getppid timer's %d calls", splice.SummaryFile, err, sum.Instruments, calls)
+	}
+	if want := []string{"__x64_sys_getpgrp:timer counted no call all through the run"}; !slices.Equal(sum.Warnings, want) {
+		t.Errorf("%s: warnings %q, want %q as probe says", splice.SummaryFile, sum.Warnings, want)
 	}
 }
 

@@ -35,6 +35,9 @@ type experiment struct {
 	err      string
 	launched []string
 	summary  *splice.RunSummary
+	// reach is splice.ReachWarnings of the plan, worked out in the
+	// background once the instruments are live, as probe does.
+	reach map[string]string
 }
 
 // experimentView is an experiment in /api/experiments and in the
@@ -50,13 +53,22 @@ type experimentView struct {
 	Launched   []string           `json:"launched"`
 	Experiment *splice.Experiment `json:"experiment"`
 	Summary    *splice.RunSummary `json:"summary,omitempty"`
+	// Warnings are what probe warns of the launched instruments: an
+	// entry whose function's code runs elsewhere (splice.ReachWarning).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (e *experiment) view() experimentView {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return experimentView{ID: e.id, Name: e.name, Backend: e.backend, Out: e.out, State: e.state, Error: e.err,
+	v := experimentView{ID: e.id, Name: e.name, Backend: e.backend, Out: e.out, State: e.state, Error: e.err,
 		Started: e.started, Launched: append([]string{}, e.launched...), Experiment: e.file, Summary: e.summary}
+	for _, name := range e.launched {
+		if w := e.reach[name]; w != "" {
+			v.Warnings = append(v.Warnings, w)
+		}
+	}
+	return v
 }
 
 // reading is one interval of one experiment, as the "reading" events
@@ -158,7 +170,23 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 		interval = time.Second
 	}
 	lastOverhead, _ := sess.Overhead()
+	specs := make([]splice.Spec, len(plan))
+	for i, p := range plan {
+		specs[i] = p.Spec
+	}
+	reached := make(chan map[string]string, 1)
 	run := &splice.Run{Plan: plan, PIDs: tg.PIDs, Duration: time.Duration(e.Duration), Interval: interval, Out: out,
+		Started: func() { // it takes the CPUs for seconds: once the instruments are live
+			go func() {
+				w := splice.ReachWarnings(x.s.graph, specs)
+				ex.mu.Lock()
+				ex.reach = w
+				ex.mu.Unlock()
+				reached <- w
+				x.publish(event{"experiment", ex.view()})
+			}()
+		},
+		Notes: func(_ []string, total []splice.Summary) []string { return splice.IdleNotes(total, <-reached) },
 		Waiting: func(launched []string) {
 			ex.mu.Lock()
 			changed := len(launched) != len(ex.launched)

@@ -436,6 +436,8 @@ function drawExperiments() {
     if (x.state === 'running') hd.append(el('button', { class: 'stop', onclick: () => api(`/api/experiments/${id}/stop`, { method: 'POST' }).catch((e) => alert(e.message)) }, 'Stop'));
     card.append(hd);
     if (x.error) card.append(el('div', { class: 'error' }, x.error));
+    const warnings = x.state !== 'running' && x.summary && x.summary.warnings ? x.summary.warnings : x.warnings || [];
+    for (const w of warnings) card.append(el('div', { class: 'warning' }, 'warning: ' + w));
     const r = state.latest[id];
     const now = x.state === 'running' ? (r ? r.elapsed_s : 0) : x.summary ? x.summary.duration_s : 0;
     card.append(timeline(x, now));
