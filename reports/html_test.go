@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autoprof/autoprof/reports/internal/headless"
+	"github.com/autoprof/autoprof/internal/headless"
 )
 
 // TestHTMLSelfContained checks that report.html needs nothing from the

@@ -91,30 +91,7 @@ type callsJSON struct {
 }
 
 // siteJSON is one call site.
-type siteJSON struct {
-	From          string       `json:"from"`
-	Off           uint32       `json:"off"`
-	Kind          string       `json:"kind"`
-	Jump          bool         `json:"jump,omitempty"`
-	Target        string       `json:"target,omitempty"`
-	TargetAddress string       `json:"target_address,omitempty"`
-	TargetOff     uint64       `json:"target_off,omitempty"`
-	Via           string       `json:"via,omitempty"`
-	Resolved      bool         `json:"resolved,omitempty"`
-	Operand       *operandJSON `json:"operand,omitempty"`
-	// Note says what disasm says of the site (see siteNote).
-	Note string `json:"note,omitempty"`
-}
-
-type operandJSON struct {
-	Text    string `json:"text"`
-	Mem     bool   `json:"mem"`
-	Segment string `json:"segment,omitempty"`
-	Base    string `json:"base,omitempty"`
-	Index   string `json:"index,omitempty"`
-	Scale   uint8  `json:"scale,omitempty"`
-	Disp    int64  `json:"disp,omitempty"`
-}
+type siteJSON = callgraph.ListedSite
 
 type reachedItem struct {
 	Name    string `json:"name"`
@@ -123,33 +100,7 @@ type reachedItem struct {
 	Via     string `json:"via"`
 }
 
-func siteToJSON(from string, s callgraph.Site) siteJSON {
-	j := siteJSON{From: from, Off: s.Off, Kind: s.Kind.String(), Jump: s.Jump, Target: s.Target,
-		TargetOff: s.TargetOff, Via: s.Via, Resolved: s.Resolved, Note: siteNote(s)}
-	if s.TargetAddr != 0 {
-		j.TargetAddress = hexAddr(s.TargetAddr)
-	}
-	if o := s.Operand; o != nil {
-		j.Operand = &operandJSON{Text: o.String(), Mem: o.Mem, Segment: o.Segment, Base: o.Base, Index: o.Index, Scale: o.Scale, Disp: o.Disp}
-	}
-	return j
-}
-
-func sitesJSON(f *callgraph.Function) []siteJSON {
-	out := []siteJSON{}
-	for _, s := range f.Sites {
-		out = append(out, siteToJSON(f.Sym.Name, s))
-	}
-	return out
-}
-
-func edgesJSON(edges []callgraph.Edge) []siteJSON {
-	out := []siteJSON{}
-	for _, e := range edges {
-		out = append(out, siteToJSON(e.From.Name, e.Site))
-	}
-	return out
-}
+func edgesJSON(edges []callgraph.Edge) []siteJSON { return callgraph.ListEdges(edges) }
 
 func reachedJSON(syms *callgraph.Symbols, reached []callgraph.Reached) []reachedItem {
 	out := make([]reachedItem, len(reached))

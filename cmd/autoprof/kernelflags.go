@@ -58,18 +58,7 @@ var openGraph = func(k *kernelFlags) (*callgraph.Graph, error) {
 }
 
 // source describes where the graph's text comes from, for headers.
-func source(g *callgraph.Graph) string {
-	if s, ok := g.Text().(fmt.Stringer); ok {
-		if g.Live() {
-			return "live text through " + s.String()
-		}
-		return "text as built, from " + s.String()
-	}
-	if g.Live() {
-		return "live text"
-	}
-	return "text as built"
-}
+func source(g *callgraph.Graph) string { return g.Source() }
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

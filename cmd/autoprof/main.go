@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"callees": {"list a kernel function's call sites: direct, tail, indirect and static calls", runCallees},
 	"callers": {"list the call sites that reach a kernel function", runCallers},
 	"probe":   {"insert instruments by hand (GILK manual mode) and print what they measure", runProbe},
+	"ui":      {"serve GILK's GUI in the browser: symbols, control-flow graphs, experiments with live data", runUI},
 }
 
 // errUsage marks errors that are the user's input; main prints them and

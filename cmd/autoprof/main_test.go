@@ -50,7 +50,7 @@ func TestHelpAndVersion(t *testing.T) {
 // TestUnknownFlag: an unknown flag is one line on stderr naming it, with
 // status 2, not the whole usage.
 func TestUnknownFlag(t *testing.T) {
-	for _, cmd := range []string{"hunt", "probe", "caps", "disasm", "diff", "report", "syms", "callees", "callers"} {
+	for _, cmd := range []string{"hunt", "probe", "caps", "disasm", "diff", "report", "syms", "callees", "callers", "ui"} {
 		code, stdout, stderr := runCmd(cmd, "--bogus")
 		want := "autoprof " + cmd + ": flag provided but not defined: -bogus (autoprof " + cmd + " -h lists the flags)\n"
 		if code != 2 || stdout != "" || stderr != want {

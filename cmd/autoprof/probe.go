@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -32,8 +30,8 @@ type probeConfig struct {
 
 // The files probe -o writes.
 const (
-	seriesFile  = "series.jsonl" // one record per instrument per interval
-	summaryFile = "summary.json" // what --json prints
+	seriesFile  = splice.SeriesFile  // one record per instrument per interval
+	summaryFile = splice.SummaryFile // what --json prints
 )
 
 func runProbe(args []string, stdout io.Writer) error {
@@ -58,13 +56,13 @@ func probe(cfg *probeConfig, stdout io.Writer) error {
 		return err
 	}
 	defer s.Close()
+	if err := splice.CheckPlan(s, cfg.plan); errors.Is(err, splice.ErrNoFunction) {
+		return usageError("%w", err)
+	} else if err != nil {
+		return err
+	}
 	specs := make([]splice.Spec, len(cfg.plan))
 	for i, p := range cfg.plan {
-		if err := s.Check(p.Spec); errors.Is(err, splice.ErrNoFunction) {
-			return usageError("%w", err)
-		} else if err != nil {
-			return err
-		}
 		specs[i] = p.Spec
 	}
 	return probeLoop(ctx, s, cfg, &reachReport{graph: s.Graph(), specs: specs}, stdout)
@@ -156,119 +154,45 @@ func (cfg *probeConfig) readExperiment(path string) error {
 }
 
 // record is one line of the time series.
-type record struct {
-	Time     time.Time `json:"time"`
-	Interval float64   `json:"interval_s"`
-	splice.Summary
-}
+type record = splice.Record
 
 // probeSummary is what probe --json prints and -o writes as summary.json.
-type probeSummary struct {
-	DurationS   float64          `json:"duration_s"`
-	Instruments []splice.Summary `json:"instruments"`
-	Misses      splice.Misses    `json:"misses"`
-	// Warnings name the instruments that may count nothing (no call
-	// reaches their function) or counted nothing all through the run.
-	Warnings []string `json:"warnings,omitempty"`
-}
+type probeSummary = splice.RunSummary
 
-// probeLoop launches and splashes down instruments on schedule, reads
-// every interval, and writes the outputs. An interrupt, or the exit of
-// every --pid process, ends it early; the outputs are still written.
+// probeLoop runs the experiment (splice.Run) and prints as it goes: the
+// table at every interval on a terminal, the totals at the end, and the
+// warnings of reach.
 func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, reach *reachReport, stdout io.Writer) error {
-	out, err := newSeries(cfg.out, seriesFile)
-	if err != nil {
-		return err
-	}
-	defer out.abort()
-	var gone <-chan struct{}
-	if len(cfg.target.PIDs) > 0 {
-		gone = splice.WatchExit(ctx, cfg.target.PIDs)
-	}
-	start := time.Now()
-	sched := splice.NewSchedule(s, cfg.plan)
-	defer sched.CloseAll()
-	if err := sched.Step(ctx, 0); err != nil {
-		return err
-	}
-	first, err := s.Read()
-	if err != nil {
-		return err
-	}
-	reach.start() // once the instruments are live: it takes the CPUs for seconds
-	prev := first
-	tick := time.NewTicker(cfg.interval)
-	defer tick.Stop()
 	tty := isTerminal(stdout)
-	for done := false; !done; {
-		reach.announce(sched.Launched())
-		select {
-		case <-ctx.Done():
-			done = true
-		case <-gone:
-			done = true
-		case <-tick.C:
-		}
-		el := time.Since(start)
-		if cfg.duration > 0 && el >= cfg.duration {
-			done = true
-		}
-		if !done {
-			if err := sched.Step(ctx, el); err != nil {
-				return err
+	run := &splice.Run{Plan: cfg.plan, PIDs: cfg.target.PIDs, Duration: cfg.duration, Interval: cfg.interval, Out: cfg.out,
+		Started: reach.start, // once the instruments are live: it takes the CPUs for seconds
+		Waiting: reach.announce,
+		Each: func(el time.Duration, _ time.Time, _ time.Duration, sums []splice.Summary) error {
+			if tty {
+				printTable(stdout, el, sums)
 			}
-		}
-		r, err := s.Read()
-		if err != nil {
-			return err
-		}
-		interval := r.At.Sub(prev.At) // the last one is cut short by an interrupt or the deadline
-		sums := splice.WithIdle(splice.Summarize(r.Sub(prev), interval), sched.Launched())
-		prev = r
-		if err := out.write(r.At, interval, sums); err != nil {
-			return err
-		}
-		if tty {
-			printTable(stdout, el, sums)
-		}
+			return nil
+		},
+		Notes: func(launched []string, total []splice.Summary) []string {
+			reach.wait()
+			reach.announce(launched)
+			return reach.notes(total)
+		},
 	}
-	if err := out.commit(); err != nil {
+	sum, err := run.Do(ctx, s)
+	if err != nil {
 		return err
-	}
-	reach.wait()
-	reach.announce(sched.Launched())
-	total := splice.WithIdle(splice.Summarize(prev.Sub(first), prev.At.Sub(start)), sched.Launched())
-	sum := probeSummary{DurationS: prev.At.Sub(start).Seconds(), Instruments: total, Misses: prev.Misses, Warnings: reach.notes(total)}
-	if cfg.out != "" {
-		if err := writeSummary(filepath.Join(cfg.out, summaryFile), sum); err != nil {
-			return err
-		}
 	}
 	if cfg.json {
 		return writeJSON(stdout, sum)
 	}
 	if !tty {
-		printTable(stdout, prev.At.Sub(start), total)
+		printTable(stdout, time.Duration(sum.DurationS*float64(time.Second)), sum.Instruments)
 	}
 	for _, w := range sum.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	return nil
-}
-
-// writeSummary writes summary.json beside the series, renamed into place.
-func writeSummary(path string, sum probeSummary) error {
-	out, err := newSeries(filepath.Dir(path), filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer out.abort()
-	enc := json.NewEncoder(out.f)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(sum); err != nil {
-		return fmt.Errorf("output %s: %w", path, err)
-	}
-	return out.commit()
 }
 
 // reachReport holds the warnings of splice.ReachWarnings, computed in the
@@ -312,18 +236,7 @@ func (r *reachReport) announce(launched []string) {
 // notes are the summary's warnings: every instrument that counted nothing
 // all through the run, with why where the static graph says.
 func (r *reachReport) notes(total []splice.Summary) []string {
-	var out []string
-	for _, s := range total {
-		if s.Calls != 0 {
-			continue
-		}
-		n := s.Instrument + " counted no call all through the run"
-		if w := r.warnings[s.Instrument]; w != "" {
-			n += " (" + w + ")"
-		}
-		out = append(out, n)
-	}
-	return out
+	return splice.IdleNotes(total, r.warnings)
 }
 
 func isTerminal(w io.Writer) bool {
@@ -361,62 +274,4 @@ func pct(v float64, base uint64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f%%", 100*v)
-}
-
-// series writes an output file to a temporary file in the output
-// directory and renames it into place at the end, so that an earlier
-// output is never truncated by a run that fails.
-type series struct {
-	path string
-	f    *os.File
-	enc  *json.Encoder
-}
-
-// newSeries opens the output name in dir; with no dir it writes nothing.
-func newSeries(dir, name string) (*series, error) {
-	if dir == "" {
-		return &series{}, nil
-	}
-	path := filepath.Join(dir, name)
-	f, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return nil, fmt.Errorf("output %s: %w", path, err)
-	}
-	return &series{path: path, f: f, enc: json.NewEncoder(f)}, nil
-}
-
-func (s *series) write(at time.Time, over time.Duration, sums []splice.Summary) error {
-	if s.f == nil {
-		return nil
-	}
-	for _, sum := range sums {
-		if err := s.enc.Encode(record{Time: at, Interval: over.Seconds(), Summary: sum}); err != nil {
-			return fmt.Errorf("output %s: %w", s.path, err)
-		}
-	}
-	return nil
-}
-
-func (s *series) commit() error {
-	if s.f == nil {
-		return nil
-	}
-	f := s.f
-	s.f = nil
-	if err := errors.Join(f.Chmod(0o644), f.Sync(), f.Close()); err != nil { // CreateTemp made it 0600
-		os.Remove(f.Name())
-		return fmt.Errorf("output %s: %w", s.path, err)
-	}
-	if err := os.Rename(f.Name(), s.path); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("output %s: %w", s.path, err)
-	}
-	return nil
-}
-
-func (s *series) abort() {
-	if s.f != nil {
-		s.f.Close()
-		os.Remove(s.f.Name())
-	}
 }

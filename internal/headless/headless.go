@@ -291,13 +291,14 @@ func (b *Browser) Navigate(ctx context.Context, url string) error {
 }
 
 // Eval evaluates a JavaScript expression in the page and decodes its value
-// (which must be JSON-serialisable) into out.
+// (which must be JSON-serialisable) into out. A promise is awaited: the
+// value is what it resolves to.
 func (b *Browser) Eval(ctx context.Context, expr string, out any) error {
 	var r struct {
 		Result           struct{ Value json.RawMessage }
 		ExceptionDetails *struct{ Text string }
 	}
-	if err := b.call(ctx, b.session, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &r); err != nil {
+	if err := b.call(ctx, b.session, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true}, &r); err != nil {
 		return err
 	}
 	if r.ExceptionDetails != nil {

@@ -1,0 +1,447 @@
+package ui
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/internal/headless"
+	"github.com/autoprof/autoprof/internal/leakcheck"
+	"github.com/autoprof/autoprof/reports"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// update rewrites the screenshots in docs/ui (also AUTOPROF_UI_SCREENSHOTS=1).
+var update = flag.Bool("update", false, "write the screenshots of docs/ui")
+
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
+
+// page is a headless Chromium on a server over the running kernel.
+type page struct {
+	t   *testing.T
+	s   *Server
+	b   *headless.Browser
+	ctx context.Context
+	url string
+}
+
+// livePage serves the running kernel and opens the page in a headless
+// Chromium; it skips where the test cannot run (not root, no tracepoint
+// backend, no browser).
+func livePage(t *testing.T, orphaned time.Duration) *page {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the live kernel's symbols and instruments need root")
+	}
+	featuretest.Require(t, features.HaveTracepoint())
+	path, err := headless.Find()
+	if err != nil {
+		t.Skip(err)
+	}
+	s, err := New(Options{Dir: t.TempDir(), Orphaned: orphaned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(sctx, l) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	b, err := headless.Start(ctx, path, 1400, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	p := &page{t: t, s: s, b: b, ctx: ctx, url: s.URL(l.Addr())}
+	if err := b.Navigate(ctx, p.url); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// eval evaluates expr in the page into out.
+func (p *page) eval(expr string, out any) {
+	p.t.Helper()
+	if err := p.b.Eval(p.ctx, expr, out); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// wait polls the boolean expression cond until it holds.
+func (p *page) wait(what, cond string, within time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var ok bool
+		if err := p.b.Eval(p.ctx, "!!("+cond+")", &ok); err != nil {
+			p.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			var state string
+			p.b.Eval(p.ctx, "document.querySelector('main').innerText.slice(0, 2000)", &state)
+			p.t.Fatalf("no %s in %v (page errors %q); the page shows:\n%s", what, within, p.b.Errors(), state)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// click clicks the first element sel selects (HTML or SVG).
+func (p *page) click(sel string) {
+	p.t.Helper()
+	p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) throw new Error('no element ' + %q); e.dispatchEvent(new MouseEvent('click', {bubbles: true})); return true })()`, sel, sel), nil)
+}
+
+// set sets an input's or select's value and fires its input and change
+// events.
+func (p *page) set(sel, value string) {
+	p.t.Helper()
+	p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); return true })()`, sel, value), nil)
+}
+
+// screenshot writes docs/ui/NAME.png when asked (-update or
+// AUTOPROF_UI_SCREENSHOTS=1).
+func (p *page) screenshot(name string) {
+	p.t.Helper()
+	if !*update && os.Getenv("AUTOPROF_UI_SCREENSHOTS") != "1" {
+		return
+	}
+	png, err := p.b.Screenshot(p.ctx)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("..", "..", "docs", "ui", name+".png"), png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// noErrors fails the test on the page's console errors and exceptions.
+func (p *page) noErrors() {
+	p.t.Helper()
+	if errs := p.b.Errors(); len(errs) > 0 {
+		p.t.Errorf("page errors: %q", errs)
+	}
+}
+
+// TestBrowse drives the page through the symbol table (search, a group,
+// each backend's verdict) and the function view (CFG, a block's attach
+// dialog, the callees, a caller and a callee clicked through).
+func TestBrowse(t *testing.T) {
+	p := livePage(t, 0)
+	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.set("#q", "sys_read")
+	p.wait("__x64_sys_read in the table", `document.querySelector('#symtab tr[data-spec="__x64_sys_read"]')`, 30*time.Second)
+	p.screenshot("symbols")
+	p.set("#q", "getppid")
+	row := `#symtab tr[data-spec="__x64_sys_getppid"]`
+	p.wait("the getppid row", `document.querySelector('`+row+`')`, 30*time.Second)
+	var cells map[string]string
+	p.eval(`Object.fromEntries([...document.querySelectorAll('`+row+` td[data-backend]')].map(c => [c.dataset.backend, c.className + ' ' + (c.title || '')]))`, &cells)
+	if !strings.Contains(cells["tracepoint"], "b-ok") {
+		t.Errorf("tracepoint cell of __x64_sys_getppid %q; want it able to time the syscall", cells["tracepoint"])
+	}
+	for _, b := range []string{"fentry", "kprobe", "splice"} {
+		err := features.Backend(b)
+		if ok := strings.Contains(cells[b], "b-ok") || strings.Contains(cells[b], "b-unk"); ok != (err == nil) {
+			t.Errorf("%s cell %q; caps says %v", b, cells[b], err)
+		} else if err != nil && !strings.Contains(cells[b], "not supported") {
+			t.Errorf("%s cell %q; want caps' reason", b, cells[b])
+		}
+	}
+	p.click(`#groups button[data-group="system calls"]`)
+	p.wait("only system calls", `document.querySelector('#groups button.active')?.dataset.group === 'system calls' && [...document.querySelectorAll('#symtab tbody tr td:nth-child(3)')].every(c => c.textContent === 'system calls')`, 30*time.Second)
+
+	p.set("#q", "vfs_read")
+	p.wait("vfs_read", `document.querySelector('#symtab tr[data-spec="vfs_read"]') || document.querySelector('#groups button.active')`, 30*time.Second)
+	p.click(`#groups button:first-child`)
+	p.wait("vfs_read", `document.querySelector('#symtab tr[data-spec="vfs_read"] a')`, 30*time.Second)
+	p.click(`#symtab tr[data-spec="vfs_read"] a`)
+	p.wait("vfs_read's CFG", `document.querySelector('#fn-name').textContent === 'vfs_read' && document.querySelectorAll('#cfg g.blk').length > 3 && document.querySelectorAll('#cfg path.e').length > 3`, time.Minute)
+	var n struct{ Blocks, Calls int }
+	p.eval(`({Blocks: document.querySelectorAll('#cfg g.blk').length, Calls: document.querySelectorAll('#cfg text.call').length})`, &n)
+	want, err := p.s.graph.Function("vfs_read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Blocks != len(want.Blocks) {
+		t.Errorf("CFG of vfs_read: %d blocks drawn, the listing has %d", n.Blocks, len(want.Blocks))
+	}
+	if n.Calls == 0 {
+		t.Errorf("CFG of vfs_read: no callee to click")
+	}
+	p.screenshot("function")
+	p.click(`#cfg g.blk[data-start="` + strconv.Itoa(int(want.Blocks[1].Start)) + `"]`)
+	block := fmt.Sprintf("vfs_read+%#x", want.Blocks[1].Start)
+	p.wait("the attach dialog for a block", fmt.Sprintf(`document.querySelector('#attach').open && document.querySelector('#at-point').value === %q && document.querySelector('#at-kind').value === 'entry'`, block), 10*time.Second)
+	p.wait("the tracepoint backend's refusal of a block", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-no')`, 10*time.Second)
+	p.click(`#attach button[value="cancel"]`)
+	p.wait("the dialog closed", `!document.querySelector('#attach').open`, 10*time.Second)
+	var callees []string
+	p.eval(`[...document.querySelectorAll('#fn-callees a')].map(a => a.textContent)`, &callees)
+	if !slices.Contains(callees, "rw_verify_area") {
+		t.Errorf("vfs_read's callees %q; want rw_verify_area among them", callees)
+	}
+	p.click("#fn-callers-load")
+	p.wait("vfs_read's callers", `[...document.querySelectorAll('#fn-callers a')].some(a => a.textContent === 'ksys_read')`, 2*time.Minute)
+	p.eval(`(() => { [...document.querySelectorAll('#fn-callers a')].find(a => a.textContent === 'ksys_read').click(); return true })()`, nil)
+	p.wait("the caller's view", `document.querySelector('#fn-name').textContent === 'ksys_read' && document.querySelectorAll('#cfg g.blk').length > 0`, time.Minute)
+	var callee string
+	p.eval(`document.querySelector('#cfg text.call').dataset.target`, &callee)
+	p.click(`#cfg text.call`)
+	p.wait("the callee's view", fmt.Sprintf(`document.querySelector('#fn-name').textContent === %q && document.querySelectorAll('#cfg g.blk').length > 0`, callee), time.Minute)
+	p.noErrors()
+}
+
+// getppids calls getppid until stop is closed and counts the calls.
+func getppids(stop <-chan struct{}, n *atomic.Int64) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		syscall.Getppid()
+		n.Add(1)
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// TestExperiment attaches a syscall timer from the function view and
+// types another with its own launch and splashdown, runs them on this
+// process while it calls getppid, sees live numbers, the second launched
+// on time and the timeline, stops it and finds nothing left in the
+// kernel; the outputs are probe's, and the saved file is one probe
+// --experiment reads.
+func TestExperiment(t *testing.T) {
+	p := livePage(t, 0)
+	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.set("#q", "__x64_sys_getppid")
+	p.wait("the getppid row", `document.querySelector('#symtab tr[data-spec="__x64_sys_getppid"] a')`, 30*time.Second)
+	p.click(`#symtab tr[data-spec="__x64_sys_getppid"] a`)
+	p.wait("getppid's CFG", `document.querySelector('#fn-name').textContent === '__x64_sys_getppid' && document.querySelectorAll('#cfg g.blk').length > 0`, time.Minute)
+	p.click("#fn-attach")
+	p.wait("the attach dialog", `document.querySelector('#attach').open`, 10*time.Second)
+	p.set("#at-kind", "timer")
+	p.set("#at-backend", "tracepoint")
+	p.set("#at-target", "pids")
+	p.set("#at-target-value", strconv.Itoa(os.Getpid()))
+	p.wait("the tracepoint backend's yes", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-ok')`, 10*time.Second)
+	p.screenshot("attach")
+	p.click("#at-add")
+	p.wait("the instrument in the plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer')`, 10*time.Second)
+	var form []string
+	p.eval(`['#exp-backend', '#exp-target', '#exp-target-value'].map(s => document.querySelector(s).value)`, &form)
+	if want := []string{"tracepoint", "pids", strconv.Itoa(os.Getpid())}; !slices.Equal(form, want) {
+		t.Errorf("the experiment's backend and target %q after the dialog; want %q", form, want)
+	}
+	p.set("#plan-spec", "__x64_sys_getpgrp:timer")
+	p.click("#plan-add")
+	p.set("#plan tbody tr:nth-child(2) td:nth-child(2) input", "1s")
+	p.set("#plan tbody tr:nth-child(2) td:nth-child(3) input", "2s")
+	p.set("#exp-name", "getppid")
+	p.set("#exp-interval", "500ms")
+	p.set("#exp-out", "run1")
+
+	stop := make(chan struct{})
+	var calls atomic.Int64
+	go getppids(stop, &calls)
+	defer close(stop)
+	before := leakcheck.Take() // the page's placement session is open by now
+	p.click("#exp-start")
+	live := `#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getppid:timer"]`
+	p.wait("live calls", `Number(document.querySelector('`+live+` td.calls')?.textContent) > 0 && Number(document.querySelector('`+live+` td.cps')?.textContent) > 0`, time.Minute)
+	p.wait("a second reading", `document.querySelector('`+live+` svg.spark polyline')?.getAttribute('points').split(' ').length >= 2`, 30*time.Second)
+	p.wait("getpgrp launched at 1s", `document.querySelector('#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getpgrp:timer"]')`, 30*time.Second)
+	var bars int
+	p.eval(`document.querySelectorAll('#experiments .exp[data-state="running"] svg.timeline rect.bar').length`, &bars)
+	if bars != 2 {
+		t.Errorf("the timeline has %d bars, want one per instrument", bars)
+	}
+	var overhead string
+	p.eval(`document.querySelector('#experiments .exp[data-state="running"] .overhead')?.textContent || ''`, &overhead)
+	t.Logf("overhead shown: %q", overhead) // absent where the kernel refuses BPF run-time statistics
+	p.screenshot("experiment")
+	if n := len(before.Leaks(leakcheck.Take())); n == 0 {
+		t.Errorf("no kernel object added while the timer runs: is it attached?")
+	}
+	p.click(`#experiments .exp[data-state="running"] button.stop`)
+	p.wait("the experiment stopped", `document.querySelector('#experiments .exp[data-state="stopped"]')`, 30*time.Second)
+	if leaks := before.Settled(); len(leaks) > 0 {
+		t.Errorf("left in the kernel after Stop: %q", leaks)
+	}
+	var total float64
+	p.eval(`Number(document.querySelector('#experiments .exp[data-state="stopped"] tr[data-instrument="__x64_sys_getppid:timer"] td.calls').textContent)`, &total)
+	if total <= 0 || total > float64(calls.Load()) {
+		t.Errorf("%v calls in the totals; this process made %d", total, calls.Load())
+	}
+	checkSeries(t, filepath.Join(p.s.dir, "run1"))
+	p.wait("the idle timer's warning", `[...document.querySelectorAll('#experiments .exp[data-state="stopped"] .warning')].some(w => w.textContent.includes('__x64_sys_getpgrp:timer counted no call'))`, 10*time.Second)
+
+	p.set("#file-name", "getppid.json")
+	p.click("#file-save")
+	p.wait("the saved file listed", `[...document.querySelectorAll('#file-list option')].some(o => o.value === 'getppid.json')`, 10*time.Second)
+	data, err := os.ReadFile(filepath.Join(p.s.dir, "getppid.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, plan, err := splice.ParseExperiment(data)
+	if err != nil {
+		t.Fatalf("the saved file: %v", err)
+	}
+	if len(plan) != 2 || plan[0].Spec.String() != "__x64_sys_getppid:timer" || len(e.Target.PIDs) != 1 || e.Target.PIDs[0] != os.Getpid() || time.Duration(e.Interval) != 500*time.Millisecond ||
+		plan[1].Spec.String() != "__x64_sys_getpgrp:timer" || plan[1].Launch != time.Second || plan[1].Splashdown != 2*time.Second {
+		t.Errorf("the saved file %s; want the getppid timer, and getpgrp's from 1s to 2s, on this pid every 500ms", data)
+	}
+	p.eval(`(() => { state.plan = []; drawPlan(); return true })()`, nil)
+	p.set("#file-list", "getppid.json")
+	p.click("#file-load")
+	p.wait("the loaded plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer') && document.querySelector('#exp-target').value === 'pids'`, 10*time.Second)
+	p.noErrors()
+}
+
+// checkSeries checks the outputs of a run in dir: probe -o's series with
+// getppid's calls and its summary.
+func checkSeries(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, splice.SeriesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var records int
+	var calls uint64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		var r splice.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", splice.SeriesFile, err)
+		}
+		if r.Instrument == "__x64_sys_getppid:timer" {
+			records++
+			calls += r.Calls
+		}
+	}
+	if records < 2 || calls == 0 {
+		t.Errorf("%s: %d records of getppid with %d calls; want one per interval, calls counted", splice.SeriesFile, records, calls)
+	}
+	var sum splice.RunSummary
+	data, err := os.ReadFile(filepath.Join(dir, splice.SummaryFile))
+	if err == nil {
+		err = json.Unmarshal(data, &sum)
+	}
+	i := slices.IndexFunc(sum.Instruments, func(s splice.Summary) bool { return s.Instrument == "__x64_sys_getppid:timer" })
+	if err != nil || i < 0 || sum.Instruments[i].Calls != calls {
+		t.Errorf("%s: %v, %+v; want the getppid timer's %d calls", splice.SummaryFile, err, sum.Instruments, calls)
+	}
+	if want := []string{"__x64_sys_getpgrp:timer counted no call all through the run"}; !slices.Equal(sum.Warnings, want) {
+		t.Errorf("%s: warnings %q, want %q as probe says", splice.SummaryFile, sum.Warnings, want)
+	}
+}
+
+// TestPageClosed checks that closing the page withdraws the experiments it
+// left running, once no page has listened for Options.Orphaned.
+func TestPageClosed(t *testing.T) {
+	p := livePage(t, time.Second)
+	p.wait("the placement session", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	before := leakcheck.Take()
+	p.eval(`(async () => { await api('/api/experiments', {body: {backend: 'tracepoint', experiment: {interval: '200ms', instruments: [{spec: '__x64_sys_getppid:timer'}]}}}); return true })()`, nil)
+	p.wait("the running experiment", `document.querySelector('#experiments .exp[data-state="running"]')`, 30*time.Second)
+	if err := p.b.Navigate(p.ctx, "about:blank"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v := p.s.exps.views()
+		if len(v) == 1 && v[0].State == "stopped" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("experiments %+v 20 s after the page closed; want it stopped", v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if leaks := before.Settled(); len(leaks) > 0 {
+		t.Errorf("left in the kernel after the page closed: %q", leaks)
+	}
+}
+
+// TestHunt starts a hunt from the page on this process while it calls
+// getppid: rounds appear as they end, the hunt ends at its duration with
+// the outputs autoprof hunt writes (reports.WriteWith), served to the
+// page, and is listed among the saved runs; nothing stays in the kernel.
+func TestHunt(t *testing.T) {
+	p := livePage(t, 0)
+	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.click("#tab-hunt")
+	p.set("#hunt-backend", "tracepoint")
+	p.set("#hunt-target", "pids")
+	p.set("#hunt-target-value", strconv.Itoa(os.Getpid()))
+	p.set("#hunt-duration", "4s")
+	p.set("#hunt-round", "500ms")
+	p.set("#hunt-budget", "50")
+	p.set("#hunt-out", "hunt1")
+	stop := make(chan struct{})
+	var calls atomic.Int64
+	go getppids(stop, &calls)
+	defer close(stop)
+	before := leakcheck.Take()
+	p.click("#hunt-start")
+	p.wait("a round", `document.querySelectorAll('#hunts .hunt[data-state="running"] table.rounds tbody tr').length >= 2`, time.Minute)
+	p.wait("the hunt's end", `document.querySelector('#hunts .hunt[data-state="done"] .files a')`, time.Minute)
+	p.screenshot("hunt")
+	if leaks := before.Settled(); len(leaks) > 0 {
+		t.Errorf("left in the kernel after the hunt: %q", leaks)
+	}
+	var status int
+	p.eval(`(async () => (await fetch('/runs/hunt1/report.html')).status)()`, &status)
+	if status != 200 {
+		t.Errorf("report.html through /runs/: status %d", status)
+	}
+	p.wait("the saved run listed", `document.querySelector('#runs li[data-run="hunt1"] a')`, 10*time.Second)
+	run, err := reports.Load(filepath.Join(p.s.dir, "hunt1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This process's time goes mostly to its idle threads' waits: the
+	// findings are whatever they are, but there are some, and
+	// findings.json says the same as run.json.
+	var sum reports.Summary
+	data, err := os.ReadFile(filepath.Join(p.s.dir, "hunt1", reports.FindingsFile))
+	if err == nil {
+		err = json.Unmarshal(data, &sum)
+	}
+	if err != nil || len(run.Findings) == 0 || len(sum.Findings) != len(run.Findings) {
+		t.Errorf("%s: %v, %d findings; run.json has %d", reports.FindingsFile, err, len(sum.Findings), len(run.Findings))
+	}
+	p.noErrors()
+}

@@ -1,0 +1,98 @@
+package splice
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// clockInstrumenter is a logInstrumenter whose readings are taken now.
+type clockInstrumenter struct{ logInstrumenter }
+
+func (c *clockInstrumenter) Read() (*Reading, error) { return &Reading{At: time.Now()}, nil }
+
+// TestRun runs an experiment on a fake clock: instruments go in and out
+// at their times, every interval is read and handed to Each, the series
+// holds a record per launched instrument per interval, the summary is
+// what Do returns, and everything is withdrawn at the end.
+func TestRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		l := &clockInstrumenter{}
+		plan := []Planned{
+			{Spec: Spec{Point: Point{Func: "vfs_read"}, Kind: Timer}},
+			{Spec: Spec{Point: Point{Func: "vfs_write"}, Kind: Count}, Launch: time.Second, Splashdown: 2 * time.Second},
+		}
+		var started int
+		var at []time.Duration
+		run := &Run{Plan: plan, Duration: 3 * time.Second, Interval: time.Second, Out: dir,
+			Started: func() { started++ },
+			Each: func(el time.Duration, _ time.Time, _ time.Duration, sums []Summary) error {
+				at = append(at, el)
+				return nil
+			},
+			Notes: func(launched []string, _ []Summary) []string { return []string{strings.Join(launched, " ")} },
+		}
+		sum, err := run.Do(context.Background(), l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"+vfs_read:timer", "+vfs_write:entry", "-vfs_write:entry", "-vfs_read:timer"}; !slices.Equal(l.log, want) {
+			t.Errorf("inserts and withdrawals %q, want %q", l.log, want)
+		}
+		if want := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}; started != 1 || !slices.Equal(at, want) {
+			t.Errorf("started %d times, intervals at %v; want once, %v", started, at, want)
+		}
+		if sum.DurationS != 3 || len(sum.Instruments) != 2 || len(sum.Warnings) != 1 || sum.Warnings[0] != "vfs_read:timer vfs_write:entry" {
+			t.Errorf("summary %+v", sum)
+		}
+		series, err := os.ReadFile(filepath.Join(dir, SeriesFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both in all three intervals: vfs_write is listed from its launch
+		// on, as probe lists it, with no calls once withdrawn.
+		if n := strings.Count(string(series), "\n"); n != 6 {
+			t.Errorf("%s: %d records, want 6:\n%s", SeriesFile, n, series)
+		}
+		var saved RunSummary
+		if data, err := os.ReadFile(filepath.Join(dir, SummaryFile)); err != nil || json.Unmarshal(data, &saved) != nil || saved.DurationS != 3 {
+			t.Errorf("%s: %v %+v", SummaryFile, err, saved)
+		}
+	})
+}
+
+// TestRunCancelled: the end of the context ends the run early, with its
+// outputs written and everything withdrawn.
+func TestRunCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		l := &clockInstrumenter{}
+		ctx, cancel := context.WithCancel(context.Background())
+		run := &Run{Plan: []Planned{{Spec: Spec{Point: Point{Func: "vfs_read"}, Kind: Timer}}}, Interval: time.Second, Out: dir,
+			Each: func(el time.Duration, _ time.Time, _ time.Duration, _ []Summary) error {
+				if el >= 2*time.Second {
+					cancel()
+				}
+				return nil
+			}}
+		sum, err := run.Do(ctx, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.DurationS != 2 || !slices.Equal(l.log, []string{"+vfs_read:timer", "-vfs_read:timer"}) {
+			t.Errorf("duration %v, log %q; want 2 s, the timer in and out", sum.DurationS, l.log)
+		}
+		for _, f := range []string{SeriesFile, SummaryFile} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
