@@ -4,12 +4,14 @@ package splicer
 
 import (
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/splice/patch"
 )
 
@@ -37,6 +39,41 @@ type fuzzState struct {
 	ids  []uint32        // ids the module gave
 	errs map[int32]int   // refusals, by errno
 	ops  map[string]int  // requests, by kind
+}
+
+// tailCallers returns up to n syscall entry functions of the running
+// kernel that leave by a tail call and whose exit windows (the callee's
+// returns) can be chosen: the fuzzer splices those too. It fails the test
+// where none is found: every kernel tested has some.
+func (e *vmEnv) tailCallers(t *testing.T, n int) []*callgraph.Function {
+	t.Helper()
+	var out []*callgraph.Function
+	for _, sym := range e.g.Symbols().Functions() {
+		if len(out) == n {
+			break
+		}
+		if !strings.HasPrefix(sym.Name, "__x64_sys_") {
+			continue
+		}
+		f, err := e.g.Function(sym.Name)
+		if err != nil {
+			continue
+		}
+		tail := false
+		for _, s := range f.Sites {
+			tail = tail || (s.Kind == callgraph.Tail && s.Target != "" && s.TargetOff == 0)
+		}
+		if !tail {
+			continue
+		}
+		if _, err := patch.ExitWindows(f, nil, e.tables, e.callee); err == nil {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no syscall entry function leaves by a tail call whose exits can take windows")
+	}
+	return out
 }
 
 func (z *fuzzer) window() *patch.Window { return z.ws[z.rng.IntN(len(z.ws))] }
@@ -235,7 +272,15 @@ func TestVMIoctlFuzz(t *testing.T) {
 		}
 		z.ws = append(z.ws, e.blockWindows(t, fn, 8)...)
 	}
-	t.Logf("%d windows to start from", len(z.ws))
+	tails := e.tailCallers(t, 3)
+	for _, f := range tails {
+		ws, err := patch.ExitWindows(f, nil, e.tables, e.callee)
+		if err != nil {
+			t.Fatalf("%s leaves by a tail call and its exit windows were found before: %v", f.Sym.Name, err)
+		}
+		z.ws = append(z.ws, ws...)
+	}
+	t.Logf("%d windows to start from, the exits of %d functions that leave by a tail call among them", len(z.ws), len(tails))
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(dur)
 	for g := 0; g < 2; g++ {
