@@ -115,6 +115,7 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 		t.Fatal(err)
 	}
 	logRun(t, run)
+	saveRun(t, run, tree.Name)
 	mu.Lock()
 	defer mu.Unlock()
 	during := treeTruth(snaps[0], snaps[run.Meta.Rounds], tree)
@@ -271,5 +272,27 @@ func logTree(t testing.TB, run *search.Run) {
 		}
 		t.Logf("node %d <- %d %-8s %-8s %-10s incl %5.1f%% excl %5.1f%% calls %d samples %d r%d-%d %s",
 			n.ID, n.Parent, n.Kind, n.Source, n.State, 100*n.Incl.Mean, 100*n.Excl.Mean, n.Calls, n.Samples, n.From, n.To, n.Point)
+	}
+}
+
+// saveRun writes a tree's run as JSON where the guest's files go back to
+// the host (AUTOPROF_VM_OUT; vmtest test -out): every node, withdrawn ones
+// included, and every decision, for reading a miss after the run.
+func saveRun(t *testing.T, run *search.Run, name string) {
+	dir := os.Getenv("AUTOPROF_VM_OUT")
+	if dir == "" {
+		return
+	}
+	rel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	dir = filepath.Join(dir, "truth-"+strings.TrimSpace(string(rel)))
+	b, err := json.MarshalIndent(run, "", " ")
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name+".json"), b, 0o644)
+	}
+	if err != nil {
+		t.Errorf("saving the run of %s: %v", name, err)
 	}
 }
