@@ -278,7 +278,7 @@ func logTree(t testing.TB, run *search.Run) {
 // saveRun writes a tree's run as JSON where the guest's files go back to
 // the host (AUTOPROF_VM_OUT; vmtest test -out): every node, withdrawn ones
 // included, and every decision, for reading a miss after the run.
-func saveRun(t *testing.T, run *search.Run, name string) {
+func saveRun(t testing.TB, run *search.Run, name string) {
 	dir := os.Getenv("AUTOPROF_VM_OUT")
 	if dir == "" {
 		return
