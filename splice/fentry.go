@@ -21,7 +21,7 @@ type fentryBackend struct{}
 
 func (fentryBackend) available() error { return features.HaveFentry() }
 
-func (fentryBackend) attach(s *Session, in *instrument, kin measure.Instrument) error {
+func (fentryBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
 	if err := s.res.model.SetInstrument(in.id, kin); err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (fentryBackend) attach(s *Session, in *instrument, kin measure.Instrument) 
 	return nil
 }
 
-func attachTracing(s *Session, in *instrument, kind measure.ProgKind) error {
+func attachTracing(s *Session, in *bpfInst, kind measure.ProgKind) error {
 	prog, release, err := s.res.model.Program(kind, in.spec.Func, in.id)
 	if err != nil {
 		return err

@@ -11,10 +11,10 @@ import (
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
-// instrument is one inserted instrument. Its kernel objects are released
+// bpfInst is one instrument of a BPF backend. Its kernel objects are released
 // in the order of undo: a timer's entry link before its exit link, so
 // that no frame is pushed whose return cannot be seen.
-type instrument struct {
+type bpfInst struct {
 	s       *Session
 	id      uint32
 	spec    Spec
@@ -31,17 +31,17 @@ type instrument struct {
 }
 
 // Spec returns the instrument's spec.
-func (in *instrument) Spec() Spec { return in.spec }
+func (in *bpfInst) Spec() Spec { return in.spec }
 
 // Backend names the backend that serves the instrument.
-func (in *instrument) Backend() string { return in.backend }
+func (in *bpfInst) Backend() string { return in.backend }
 
 // Fallback says why the backends before Backend refused the spec, ""
 // where the first candidate serves it.
-func (in *instrument) Fallback() string { return in.fallback }
+func (in *bpfInst) Fallback() string { return in.fallback }
 
 // Close withdraws the instrument. A second call returns ErrClosed.
-func (in *instrument) Close() error {
+func (in *bpfInst) Close() error {
 	r := in.s.res
 	r.mu.Lock()
 	if r.live != nil {
@@ -53,7 +53,7 @@ func (in *instrument) Close() error {
 
 // detach releases the instrument's kernel objects and marks it dead in
 // the model.
-func (in *instrument) detach() error {
+func (in *bpfInst) detach() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed {
@@ -118,7 +118,7 @@ func joinText(a, b string) string {
 
 // register allocates the instrument's id for backend b and counts it
 // live.
-func (s *Session) register(spec Spec, b string) (*instrument, error) {
+func (s *Session) register(spec Spec, b string) (*bpfInst, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -133,7 +133,7 @@ func (s *Session) register(spec Spec, b string) (*instrument, error) {
 		return nil, fmt.Errorf("%s: %w: the session has used all %d instrument ids", spec, ErrNotSupported, s.nextID)
 	}
 	s.nextID++
-	in := &instrument{s: s, id: s.nextID, spec: spec, backend: b}
+	in := &bpfInst{s: s, id: s.nextID, spec: spec, backend: b}
 	s.specs[in.id] = in
 	s.res.live[in.id] = in
 	return in, nil
@@ -141,7 +141,7 @@ func (s *Session) register(spec Spec, b string) (*instrument, error) {
 
 // attach sets the instrument's filter in the model and lets its backend
 // attach the programs.
-func (s *Session) attach(in *instrument) error {
+func (s *Session) attach(in *bpfInst) error {
 	kin := measure.Instrument{Kind: modelKind(in), Cgroup: -1}
 	for _, p := range in.spec.Target.PIDs {
 		if p <= 0 {
@@ -161,7 +161,7 @@ func (s *Session) attach(in *instrument) error {
 	return backends[in.backend].attach(s, in, kin)
 }
 
-func modelKind(in *instrument) measure.Kind {
+func modelKind(in *bpfInst) measure.Kind {
 	switch {
 	case in.backend == "tracepoint":
 		return measure.Syscall
@@ -174,10 +174,6 @@ func modelKind(in *instrument) measure.Kind {
 	}
 	return measure.Timer
 }
-
-// CgroupRoot is where cgroup v2 is mounted; Target.Cgroup paths that are
-// not absolute are relative to it.
-const CgroupRoot = "/sys/fs/cgroup"
 
 func openCgroup(path string) (*os.File, error) {
 	if !filepath.IsAbs(path) {
@@ -200,7 +196,7 @@ type backend interface {
 	available() error
 	// attach makes in live: it sets kin in the model, then attaches, and
 	// appends what undoes each step to in.undo.
-	attach(s *Session, in *instrument, kin measure.Instrument) error
+	attach(s *Session, in *bpfInst, kin measure.Instrument) error
 }
 
 var backends = map[string]backend{

@@ -37,7 +37,7 @@ type kprobeBackend struct{}
 
 func (kprobeBackend) available() error { return features.HaveKprobe() }
 
-func (kprobeBackend) attach(s *Session, in *instrument, kin measure.Instrument) error {
+func (kprobeBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
 	if in.spec.Kind == Targets {
 		op, err := targetOperand(s, in.spec)
 		if err != nil {
@@ -67,7 +67,7 @@ func (kprobeBackend) attach(s *Session, in *instrument, kin measure.Instrument) 
 	return nil
 }
 
-func attachKprobe(s *Session, in *instrument, kind measure.ProgKind) error {
+func attachKprobe(s *Session, in *bpfInst, kind measure.ProgKind) error {
 	prog, release, err := s.res.model.Program(kind, "", 0)
 	if err != nil {
 		return err
@@ -95,7 +95,7 @@ const cookieReturn = 1 << 63
 // instruction the call returns to, which closes the frame, then one on
 // the call, which opens it (return first, so that every frame opened sees
 // its close).
-func attachCallSite(s *Session, in *instrument) error {
+func attachCallSite(s *Session, in *bpfInst) error {
 	ret, err := s.place.CallReturn(in.spec.Point)
 	if err != nil {
 		return err

@@ -26,7 +26,7 @@ func (s *Session) Read() (*Reading, error) {
 		s.mu.Unlock()
 		return nil, ErrClosed
 	}
-	specs := make(map[uint32]*instrument, len(s.specs))
+	specs := make(map[uint32]*bpfInst, len(s.specs))
 	for id, in := range s.specs {
 		specs[id] = in
 	}
@@ -70,7 +70,7 @@ func (s *Session) Read() (*Reading, error) {
 }
 
 // readHits sums the hits of every instrument inserted so far by spec.
-func (s *Session) readHits(specs map[uint32]*instrument) (map[string]uint64, error) {
+func (s *Session) readHits(specs map[uint32]*bpfInst) (map[string]uint64, error) {
 	ids := make([]uint32, 0, len(specs))
 	for id := range specs {
 		ids = append(ids, id)
@@ -121,7 +121,7 @@ func (s *Session) readMisses() (Misses, error) {
 // pathBuilder turns context ids into paths, memoized.
 type pathBuilder struct {
 	ctxs  map[uint32]measure.Context
-	specs map[uint32]*instrument
+	specs map[uint32]*bpfInst
 	done  map[uint32]Path
 }
 

@@ -57,8 +57,8 @@ type Session struct {
 	mu     sync.Mutex
 	closed bool
 	nextID uint32
-	specs  map[uint32]*instrument // every instrument ever inserted, by id
-	byNr   map[int]uint32         // live syscall roots
+	specs  map[uint32]*bpfInst // every instrument ever inserted, by id
+	byNr   map[int]uint32      // live syscall roots
 }
 
 // resources are the session's kernel objects, apart from the Session so
@@ -67,7 +67,7 @@ type resources struct {
 	mu    sync.Mutex
 	model *measure.Model
 	stats io.Closer // BPF run-time statistics, nil when refused
-	live  map[uint32]*instrument
+	live  map[uint32]*bpfInst
 }
 
 func (r *resources) close() error {
@@ -98,7 +98,7 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 	if _, ok := backends[opts.Backend]; !ok {
 		return nil, fmt.Errorf("backend %q: %w (want fentry, kprobe or tracepoint)", opts.Backend, ErrNotSupported)
 	}
-	s := &Session{backend: opts.Backend, graph: opts.Graph, maxLive: opts.MaxLive, specs: map[uint32]*instrument{}, byNr: map[int]uint32{}}
+	s := &Session{backend: opts.Backend, graph: opts.Graph, maxLive: opts.MaxLive, specs: map[uint32]*bpfInst{}, byNr: map[int]uint32{}}
 	if s.maxLive == 0 {
 		s.maxLive = 4096
 	}
@@ -119,7 +119,7 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 		s.closeGraph()
 		return nil, err
 	}
-	s.res = &resources{model: model, live: map[uint32]*instrument{}}
+	s.res = &resources{model: model, live: map[uint32]*bpfInst{}}
 	// Run-time statistics cost two clock reads per program run; they
 	// let Overhead report what the instruments really cost.
 	if c, err := ebpf.EnableStats(uint32(bpfStatsRunTime)); err == nil {

@@ -2,6 +2,7 @@ package splice
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -174,6 +175,20 @@ func (t Target) String() string {
 		return "system"
 	}
 	return strings.Join(parts, " and ")
+}
+
+// CgroupRoot is where cgroup v2 is mounted; Target.Cgroup paths that are
+// not absolute are relative to it.
+const CgroupRoot = "/sys/fs/cgroup"
+
+// CgroupDir returns the cgroup directory of t as instruments open it: an
+// absolute path as it is, a relative one below CgroupRoot; "" where t has
+// no cgroup.
+func (t Target) CgroupDir() string {
+	if t.Cgroup == "" || filepath.IsAbs(t.Cgroup) {
+		return t.Cgroup
+	}
+	return filepath.Join(CgroupRoot, t.Cgroup)
 }
 
 // Spec describes one instrument: where it goes, what it measures and for

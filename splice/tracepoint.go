@@ -22,7 +22,7 @@ type tracepointBackend struct{}
 
 func (tracepointBackend) available() error { return features.HaveTracepoint() }
 
-func (tracepointBackend) attach(s *Session, in *instrument, kin measure.Instrument) error {
+func (tracepointBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
 	nr, ok := s.syscalls.Number(in.spec.Func)
 	if !ok {
 		return fmt.Errorf("%s is not in the syscall table", in.spec.Func)

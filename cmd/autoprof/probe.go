@@ -147,7 +147,7 @@ func (cfg *probeConfig) readExperiment(path string) error {
 	for i := range plan {
 		if plan[i].Spec.Target.IsSystem() {
 			plan[i].Spec.Target = cfg.target
-		} else if err := plan[i].Spec.Target.Check(); err != nil {
+		} else if err := splice.CheckTarget(plan[i].Spec.Target); err != nil {
 			return usageError("%s: target %v", path, err)
 		}
 	}

@@ -42,12 +42,12 @@ func (tf *targetFlags) target() (splice.Target, error) {
 	}
 	t.Cgroup = tf.cgroup
 	for _, p := range t.PIDs {
-		if err := (splice.Target{PIDs: []int{p}}).Check(); err != nil {
+		if err := splice.CheckTarget(splice.Target{PIDs: []int{p}}); err != nil {
 			return t, usageError("--pid %d: no such process", p)
 		}
 	}
 	if t.Cgroup != "" {
-		if err := (splice.Target{Cgroup: t.Cgroup}).Check(); err != nil {
+		if err := splice.CheckTarget(splice.Target{Cgroup: t.Cgroup}); err != nil {
 			return t, usageError("--cgroup %s: not a cgroup v2 directory", t.Cgroup)
 		}
 	}
