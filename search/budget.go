@@ -181,7 +181,7 @@ func (h *hunter) predictedPct() float64 {
 }
 
 // costPct is what one instrument costs at its rate.
-func (h *hunter) costPct(in *instrument) float64 {
+func (h *hunter) costPct(in *inserted) float64 {
 	return pctOf(in.rate, h.costOfSpec(in.spec), h.cfg.CPUs)
 }
 
@@ -308,7 +308,7 @@ func sumPct(items []costItem) float64 {
 
 // withdrawForBudget withdraws an instrument and the nodes it serves; they
 // keep what they measured (their estimate, see estimate.go).
-func (h *hunter) withdrawForBudget(in *instrument, reason string) {
+func (h *hunter) withdrawForBudget(in *inserted, reason string) {
 	in.evictions++
 	in.evictedValue = h.value(in)
 	if in.owner != nil {
@@ -328,7 +328,7 @@ func (h *hunter) withdrawForBudget(in *instrument, reason string) {
 // measured, half its parent's exclusive share for a block counter; for a
 // target recorder, its owner's inclusive share. Roots are worth
 // everything.
-func (h *hunter) value(in *instrument) float64 {
+func (h *hunter) value(in *inserted) float64 {
 	if in.root {
 		return math.Inf(1)
 	}

@@ -168,8 +168,8 @@ func (h *hunter) withdrawNode(n *node, action string, stat *Interval, reason str
 
 // instrumentsOf returns the instruments that exist for m: its own spec and
 // the target recorders of its function's indirect sites.
-func (h *hunter) instrumentsOf(m *node) []*instrument {
-	var out []*instrument
+func (h *hunter) instrumentsOf(m *node) []*inserted {
+	var out []*inserted
 	if in := h.specs[h.specFor(m).String()]; in != nil {
 		out = append(out, in)
 	}
@@ -448,7 +448,7 @@ func (h *hunter) sharedWhy(n *node, c string) string {
 
 // targetRate is how often the target called an instrument's point in
 // the contexts the hunt measures, per second, in the last round.
-func (h *hunter) targetRate(in *instrument) float64 {
+func (h *hunter) targetRate(in *inserted) float64 {
 	var r float64
 	for _, n := range in.nodes {
 		r += n.lastRate

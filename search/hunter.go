@@ -40,10 +40,10 @@ type hunter struct {
 	overheads
 	sampleStore
 
-	specs   map[string]*instrument // every spec inserted, live or withdrawn
-	refused map[string]error       // Check's refusals, by spec
-	graph   map[string]*graphInfo  // Graph answers, by function
-	costs   map[string]float64     // cost per hit by backend (see Calibrator)
+	specs   map[string]*inserted  // every spec inserted, live or withdrawn
+	refused map[string]error      // Check's refusals, by spec
+	graph   map[string]*graphInfo // Graph answers, by function
+	costs   map[string]float64    // cost per hit by backend (see Calibrator)
 
 	lastChange int       // the last round after which instruments changed
 	looping    bool      // the rounds have begun
@@ -151,7 +151,7 @@ func newHunter(ctx context.Context, cfg Config) *hunter {
 		tree:      tree{windowStart: 1, byKey: map[string]*node{}, roots: map[string]bool{}},
 		in:        cfg.Instrumenter,
 		start:     time.Now(),
-		specs:     map[string]*instrument{},
+		specs:     map[string]*inserted{},
 		refused:   map[string]error{},
 		graph:     map[string]*graphInfo{},
 		limits:    map[string]bool{},

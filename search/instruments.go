@@ -10,8 +10,8 @@ import (
 	"github.com/autoprof/autoprof/splice"
 )
 
-// instrument is one spec the hunt inserted, live or withdrawn.
-type instrument struct {
+// inserted is one spec the hunt inserted, live or withdrawn.
+type inserted struct {
 	spec    splice.Spec
 	key     string
 	live    splice.Instrument // nil once withdrawn
@@ -37,7 +37,7 @@ type instrument struct {
 }
 
 // wanted reports whether a node the instrument serves is still wanted.
-func (in *instrument) wanted() bool {
+func (in *inserted) wanted() bool {
 	if in.owner != nil {
 		return in.owner.state != StateWithdrawn
 	}
@@ -62,7 +62,7 @@ const maxInserts = 2
 // times, unless what it is worth now is more than twice what it was worth
 // when the budget last took it out (a new context needs it); the trace
 // says why it went in again.
-func (h *hunter) mayInsert(n *node, in *instrument) error {
+func (h *hunter) mayInsert(n *node, in *inserted) error {
 	if in == nil || in.inserts < maxInserts {
 		return nil
 	}
@@ -82,7 +82,7 @@ func (h *hunter) mayInsert(n *node, in *instrument) error {
 }
 
 // insert makes spec live for node n (the node that asked for it).
-func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, error) {
+func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*inserted, error) {
 	key := spec.String()
 	if h.liveCount() >= h.cfg.MaxLive {
 		h.event("budget", n, key, nil, fmt.Sprintf("not inserted: %d instruments live, the cap", h.cfg.MaxLive))
@@ -99,7 +99,7 @@ func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, e
 		return nil, err
 	}
 	if in == nil {
-		in = &instrument{spec: spec, key: key}
+		in = &inserted{spec: spec, key: key}
 		h.specs[key] = in
 	}
 	in.live, in.since = li, h.nextFull()
@@ -129,7 +129,7 @@ func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, e
 
 // fellBack notes an instrument served by a backend other than the first
 // candidate, for the limitations (see fallbackLimits).
-func (h *hunter) fellBack(in *instrument) {
+func (h *hunter) fellBack(in *inserted) {
 	if h.fallbacks == nil {
 		h.fallbacks, h.fallbackWhy = map[string][]string{}, map[string]string{}
 	}
@@ -177,7 +177,7 @@ func firstClause(s string) string {
 }
 
 // close withdraws one instrument.
-func (h *hunter) close(in *instrument, reason string) {
+func (h *hunter) close(in *inserted, reason string) {
 	if in.live == nil {
 		return
 	}
@@ -200,8 +200,8 @@ func (h *hunter) withdrawAll() {
 	}
 }
 
-func (h *hunter) sortedSpecs() []*instrument {
-	out := make([]*instrument, 0, len(h.specs))
+func (h *hunter) sortedSpecs() []*inserted {
+	out := make([]*inserted, 0, len(h.specs))
 	for _, in := range h.specs {
 		out = append(out, in)
 	}

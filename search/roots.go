@@ -377,13 +377,13 @@ func (h *hunter) addRoot(fn, reason string) {
 }
 
 // adopt takes over the census's timer of a root, or inserts one.
-func (h *hunter) adopt(spec splice.Spec) (*instrument, error) {
+func (h *hunter) adopt(spec splice.Spec) (*inserted, error) {
 	if h.census == nil || h.census.live[spec.Func] == nil {
 		return h.insert(nil, spec, 0)
 	}
 	live := h.census.live[spec.Func]
 	delete(h.census.live, spec.Func)
-	in := &instrument{spec: spec, key: spec.String(), live: live, backend: h.backendOf(spec), since: h.nextFull()}
+	in := &inserted{spec: spec, key: spec.String(), live: live, backend: h.backendOf(spec), since: h.nextFull()}
 	h.specs[in.key] = in
 	h.run.Overhead.Inserted++
 	h.run.Overhead.MaxLive = max(h.run.Overhead.MaxLive, h.liveCount())

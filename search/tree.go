@@ -50,7 +50,7 @@ type node struct {
 
 	// recorders are the target recorders on the node's indirect call
 	// sites; deferred the callees the budget has not allowed yet.
-	recorders  []*instrument
+	recorders  []*inserted
 	deferred   []splice.Point
 	deferredAt int // the round of the first deferral, 0 for none
 	// deferredLast is how many were deferred when the trace last said so.
