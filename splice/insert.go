@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
@@ -17,7 +18,7 @@ import (
 type bpfInst struct {
 	s       *Session
 	id      uint32
-	spec    Spec
+	spec    instrument.Spec
 	backend string
 	// fallback says why the backends before this one refused the spec
 	// ("" where the first candidate serves it).
@@ -31,7 +32,7 @@ type bpfInst struct {
 }
 
 // Spec returns the instrument's spec.
-func (in *bpfInst) Spec() Spec { return in.spec }
+func (in *bpfInst) Spec() instrument.Spec { return in.spec }
 
 // Backend names the backend that serves the instrument.
 func (in *bpfInst) Backend() string { return in.backend }
@@ -57,7 +58,7 @@ func (in *bpfInst) detach() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed {
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	in.closed = true
 	var errs []error
@@ -79,7 +80,7 @@ func (in *bpfInst) detach() error {
 // that accepts and attaches it (see candidates): a function that fentry
 // cannot attach to is timed with a kprobe. On any error nothing of it
 // stays in the kernel.
-func (s *Session) Insert(ctx context.Context, spec Spec) (Instrument, error) {
+func (s *Session) Insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -118,19 +119,19 @@ func joinText(a, b string) string {
 
 // register allocates the instrument's id for backend b and counts it
 // live.
-func (s *Session) register(spec Spec, b string) (*bpfInst, error) {
+func (s *Session) register(spec instrument.Spec, b string) (*bpfInst, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, instrument.ErrClosed
 	}
 	s.res.mu.Lock()
 	defer s.res.mu.Unlock()
 	if len(s.res.live) >= s.maxLive {
-		return nil, fmt.Errorf("%s: %w: %d instruments are live, the most allowed", spec, ErrNotSupported, s.maxLive)
+		return nil, fmt.Errorf("%s: %w: %d instruments are live, the most allowed", spec, instrument.ErrNotSupported, s.maxLive)
 	}
 	if int(s.nextID) >= s.res.model.Config().MaxInstruments {
-		return nil, fmt.Errorf("%s: %w: the session has used all %d instrument ids", spec, ErrNotSupported, s.nextID)
+		return nil, fmt.Errorf("%s: %w: the session has used all %d instrument ids", spec, instrument.ErrNotSupported, s.nextID)
 	}
 	s.nextID++
 	in := &bpfInst{s: s, id: s.nextID, spec: spec, backend: b}
@@ -165,11 +166,11 @@ func modelKind(in *bpfInst) measure.Kind {
 	switch {
 	case in.backend == "tracepoint":
 		return measure.Syscall
-	case in.spec.Kind == Count:
+	case in.spec.Kind == instrument.Count:
 		return measure.Count
-	case in.spec.Kind == ExitCount:
+	case in.spec.Kind == instrument.ExitCount:
 		return measure.Exit
-	case in.spec.Kind == Targets:
+	case in.spec.Kind == instrument.Targets:
 		return measure.Targets
 	}
 	return measure.Timer
@@ -177,7 +178,7 @@ func modelKind(in *bpfInst) measure.Kind {
 
 func openCgroup(path string) (*os.File, error) {
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(CgroupRoot, path)
+		path = filepath.Join(instrument.CgroupRoot, path)
 	}
 	f, err := os.Open(path)
 	if err != nil {

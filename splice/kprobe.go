@@ -7,6 +7,7 @@ import (
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
@@ -38,7 +39,7 @@ type kprobeBackend struct{}
 func (kprobeBackend) available() error { return features.HaveKprobe() }
 
 func (kprobeBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
-	if in.spec.Kind == Targets {
+	if in.spec.Kind == instrument.Targets {
 		op, err := targetOperand(s, in.spec)
 		if err != nil {
 			return err
@@ -48,7 +49,7 @@ func (kprobeBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) err
 	if err := s.res.model.SetInstrument(in.id, kin); err != nil {
 		return err
 	}
-	if in.spec.Kind == Timer {
+	if in.spec.Kind == instrument.Timer {
 		if err := s.res.model.AttachSched(); err != nil {
 			return err
 		}
@@ -56,12 +57,12 @@ func (kprobeBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) err
 	if in.spec.IsCallSite() {
 		return attachCallSite(s, in)
 	}
-	if in.spec.Kind == ExitCount || in.spec.Kind == Timer {
+	if in.spec.Kind == instrument.ExitCount || in.spec.Kind == instrument.Timer {
 		if err := attachKprobe(s, in, measure.Kretprobe); err != nil {
 			return err
 		}
 	}
-	if in.spec.Kind != ExitCount {
+	if in.spec.Kind != instrument.ExitCount {
 		return attachKprobe(s, in, measure.Kprobe)
 	}
 	return nil
@@ -119,7 +120,7 @@ func attachCallSite(s *Session, in *bpfInst) error {
 }
 
 // targetOperand converts the decoded operand of the call at spec's offset.
-func targetOperand(s *Session, spec Spec) (measure.Operand, error) {
+func targetOperand(s *Session, spec instrument.Spec) (measure.Operand, error) {
 	f, err := s.graph.Function(spec.Func)
 	if err != nil {
 		return measure.Operand{}, err

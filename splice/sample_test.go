@@ -13,6 +13,7 @@ import (
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,7 @@ func threadSystemCPU(t *testing.T) time.Duration {
 // chunks: most kernel samples must fall in the read path.
 func TestSampler(t *testing.T) {
 	featuretest.Require(t, features.HaveSample())
-	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: Target{PIDs: []int{os.Getpid()}}})
+	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: instrument.Target{PIDs: []int{os.Getpid()}}})
 	if err != nil {
 		t.Fatalf("opening a sampler, which the probe says works here: %v", err)
 	}
@@ -78,7 +79,7 @@ func TestSampler(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); !errors.Is(err, ErrClosed) {
+	if err := s.Close(); !errors.Is(err, instrument.ErrClosed) {
 		t.Errorf("second Close: %v", err)
 	}
 }

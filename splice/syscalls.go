@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // SyscallTable maps x86-64 syscall numbers to the functions that serve
@@ -78,7 +79,7 @@ func parseSyscallTable(b []byte, syms *callgraph.Symbols) (*SyscallTable, error)
 		}
 		name := ""
 		for _, a := range syms.Aliases(addr) {
-			if _, native, ok := Syscall(a.Name); ok && IsSyscall64(a.Name) && (name == "" || native) {
+			if _, native, ok := instrument.Syscall(a.Name); ok && instrument.IsSyscall64(a.Name) && (name == "" || native) {
 				name = a.Name
 			}
 		}
@@ -118,11 +119,11 @@ func (t *SyscallTable) Number(fn string) (int, bool) {
 	if nr, ok := t.byName[fn]; ok {
 		return nr, true
 	}
-	name, _, ok := Syscall(fn)
-	if !ok || !IsSyscall64(fn) {
+	name, _, ok := instrument.Syscall(fn)
+	if !ok || !instrument.IsSyscall64(fn) {
 		return 0, false
 	}
-	for _, entry := range Syscall64Entries(name) {
+	for _, entry := range instrument.Syscall64Entries(name) {
 		if nr, ok := t.byName[entry]; ok {
 			return nr, true
 		}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // ErrNoTarget says a Target names a process or a cgroup that does not
@@ -23,7 +25,7 @@ var ErrNoTarget = errors.New("no such target")
 // cgroup a cgroup v2 directory (instruments filter with
 // bpf_current_task_under_cgroup, which knows v2 only). The error wraps
 // ErrNoTarget and names the input.
-func CheckTarget(t Target) error {
+func CheckTarget(t instrument.Target) error {
 	for _, p := range t.PIDs {
 		if p <= 0 {
 			return fmt.Errorf("pid %d: %w: not a process id", p, ErrNoTarget)

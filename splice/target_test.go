@@ -7,19 +7,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 func TestTargetCheck(t *testing.T) {
-	if err := CheckTarget(Target{PIDs: []int{os.Getpid()}}); err != nil {
+	if err := CheckTarget(instrument.Target{PIDs: []int{os.Getpid()}}); err != nil {
 		t.Errorf("own pid: %v", err)
 	}
-	for _, tg := range []Target{{PIDs: []int{999999999}}, {PIDs: []int{0}}, {Cgroup: "/nonexistent"}, {Cgroup: os.TempDir()}} {
+	for _, tg := range []instrument.Target{{PIDs: []int{999999999}}, {PIDs: []int{0}}, {Cgroup: "/nonexistent"}, {Cgroup: os.TempDir()}} {
 		if err := CheckTarget(tg); !errors.Is(err, ErrNoTarget) {
 			t.Errorf("%v: %v, want ErrNoTarget", tg, err)
 		}
 	}
 	if root, err := Cgroup2Root(); err == nil {
-		if err := CheckTarget(Target{Cgroup: root}); err != nil {
+		if err := CheckTarget(instrument.Target{Cgroup: root}); err != nil {
 			t.Errorf("the cgroup v2 root %s: %v", root, err)
 		}
 	}

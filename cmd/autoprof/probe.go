@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/splice"
 )
 
 // probeConfig is what the probe command's flags and arguments say.
 type probeConfig struct {
 	backend  string
-	target   splice.Target
+	target   instrument.Target
 	duration time.Duration
 	interval time.Duration
 	out      string
@@ -58,7 +59,7 @@ func probe(cfg *probeConfig, stdout io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	specs := make([]splice.Spec, len(cfg.plan))
+	specs := make([]instrument.Spec, len(cfg.plan))
 	for i, p := range cfg.plan {
 		if err := s.Check(p.Spec); errors.Is(err, splice.ErrNoFunction) {
 			return usageError("%w", err)
@@ -101,7 +102,7 @@ func parseProbe(args []string) (*probeConfig, error) {
 		}
 	}
 	for _, a := range pos {
-		spec, err := splice.ParseSpec(a)
+		spec, err := instrument.ParseSpec(a)
 		if err != nil {
 			return nil, usageError("%v", err)
 		}
@@ -164,9 +165,9 @@ type record struct {
 
 // probeSummary is what probe --json prints and -o writes as summary.json.
 type probeSummary struct {
-	DurationS   float64          `json:"duration_s"`
-	Instruments []splice.Summary `json:"instruments"`
-	Misses      splice.Misses    `json:"misses"`
+	DurationS   float64           `json:"duration_s"`
+	Instruments []splice.Summary  `json:"instruments"`
+	Misses      instrument.Misses `json:"misses"`
 	// Warnings name the instruments that may count nothing (no call
 	// reaches their function) or counted nothing all through the run.
 	Warnings []string `json:"warnings,omitempty"`
@@ -276,7 +277,7 @@ func writeSummary(path string, sum probeSummary) error {
 // instruments measure.
 type reachReport struct {
 	graph    *callgraph.Graph
-	specs    []splice.Spec
+	specs    []instrument.Spec
 	done     chan struct{}
 	warnings map[string]string
 	shown    map[string]bool

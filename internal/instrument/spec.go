@@ -1,4 +1,4 @@
-package splice
+package instrument
 
 import (
 	"fmt"
@@ -37,9 +37,15 @@ func (k Kind) String() string {
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
+// IsValid reports whether k is one of the kinds above.
+func (k Kind) IsValid() bool {
+	_, ok := kindNames[k]
+	return ok
+}
+
 // MarshalText writes a Kind by its name, as JSON and YAML show it.
 func (k Kind) MarshalText() ([]byte, error) {
-	if _, ok := kindNames[k]; !ok {
+	if !k.IsValid() {
 		return nil, fmt.Errorf("unknown instrument kind %d", k)
 	}
 	return []byte(k.String()), nil
