@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
@@ -104,7 +105,7 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 		s.maxLive = 4096
 	}
 	if s.graph == nil {
-		g, err := callgraph.OpenLive()
+		g, err := livetext.OpenGraph()
 		if err != nil {
 			return nil, fmt.Errorf("opening the kernel's call graph: %w", err)
 		}

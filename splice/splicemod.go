@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/kmod/splicer"
@@ -110,7 +111,7 @@ func OpenSplice(ctx context.Context, opts SpliceOptions) (*SpliceSession, error)
 	}
 	s := newSpliceSession(opts.Graph)
 	if s.graph == nil {
-		g, err := callgraph.OpenLive()
+		g, err := livetext.OpenGraph()
 		if err != nil {
 			return nil, fmt.Errorf("opening the kernel's call graph: %w", err)
 		}

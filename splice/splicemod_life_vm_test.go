@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/splicer"
 )
@@ -159,7 +160,7 @@ func spliced(t *testing.T, text callgraph.Text, sites map[uint64][]byte) int {
 
 func liveText(t *testing.T) callgraph.Text {
 	t.Helper()
-	text, err := callgraph.OpenLiveText()
+	text, err := livetext.Open()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/internal/instrument"
@@ -55,7 +56,7 @@ func requireLiveText(t testing.TB) {
 func openLive(t testing.TB) *callgraph.Graph {
 	t.Helper()
 	requireLiveText(t)
-	g, err := callgraph.OpenLive()
+	g, err := livetext.OpenGraph()
 	if err != nil {
 		t.Fatalf("opening the live call graph, whose text reader works here: %v", err)
 	}
@@ -66,7 +67,7 @@ func openLive(t testing.TB) *callgraph.Graph {
 // hostSyscalls returns nil where the running kernel's table can be read,
 // else the ABI fixture.
 func hostSyscalls() *SyscallTable {
-	g, err := callgraph.OpenLive()
+	g, err := livetext.OpenGraph()
 	if err != nil {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 )
 
 // kernelFlags are the flags of the commands that read a kernel's symbols
@@ -54,7 +55,7 @@ var openGraph = func(k *kernelFlags) (*callgraph.Graph, error) {
 		}
 		return callgraph.NewGraph(syms, text, true), nil
 	}
-	return callgraph.OpenLive()
+	return livetext.OpenGraph()
 }
 
 // source describes where the graph's text comes from, for headers.
