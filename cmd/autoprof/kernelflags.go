@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -70,6 +71,15 @@ func source(g *callgraph.Graph) string {
 		return "live text"
 	}
 	return "text as built"
+}
+
+// funcErr turns a lookup of a FUNC argument that names no kernel function
+// into a usage error, as checkFuncs words it; other errors pass.
+func funcErr(arg string, err error) error {
+	if errors.Is(err, callgraph.ErrUnknownFunction) {
+		return usageError("%s: no such kernel function (autoprof syms REGEX lists them)", arg)
+	}
+	return err
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -104,15 +106,6 @@ func checkFuncs(flagName string, names []string) error {
 		}
 	}
 	return nil
-}
-
-// funcErr turns a lookup of a FUNC argument that names no kernel function
-// into a usage error, as checkFuncs words it; other errors pass.
-func funcErr(arg string, err error) error {
-	if errors.Is(err, callgraph.ErrUnknownFunction) {
-		return usageError("%s: no such kernel function (autoprof syms REGEX lists them)", arg)
-	}
-	return err
 }
 
 // outDir is an output directory, made ready before anything is measured
