@@ -694,8 +694,8 @@ func (h *hunter) check(n *node, spec instrument.Spec) error {
 	h.refused[key] = err
 	if err != nil {
 		h.event("refuse", n, key, nil, err.Error())
-		if errors.Is(err, instrument.ErrNotSupported) && isFuncTimer(spec) {
-			h.funcTimerRefused = true
+		if errors.Is(err, instrument.ErrNotSupported) && isFuncTimer(spec) && h.funcTimerRefused == nil {
+			h.funcTimerRefused = err
 		}
 	}
 	return err
@@ -710,9 +710,11 @@ func isFuncTimer(spec instrument.Spec) bool {
 // noFuncTimersLimit says, where the backend refused a function's timer as
 // not supported and never timed any function but syscalls, that the tree
 // below the roots is made of stack samples. (A backend that times some
-// functions and not others says so per function, in the refusals.)
+// functions and not others says so per function, in the refusals.) It
+// is the one place that says so: the refusal carries the backend's
+// reason (for the tracepoint backend, why fentry and kprobe do not work).
 func (h *hunter) noFuncTimersLimit() {
-	if !h.funcTimerRefused {
+	if h.funcTimerRefused == nil {
 		return
 	}
 	for _, in := range h.specs {
@@ -720,7 +722,7 @@ func (h *hunter) noFuncTimersLimit() {
 			return
 		}
 	}
-	h.limit("no function instruments with backend %s: the tree below the roots comes from stack samples, where a sampler works", h.in.Backend())
+	h.limit("no function instruments with backend %s: the tree below the roots comes from stack samples, where a sampler works (%v)", h.in.Backend(), h.funcTimerRefused)
 }
 
 // insertTargets puts timers on indirect-call targets observed under

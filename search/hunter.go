@@ -54,9 +54,9 @@ type hunter struct {
 	fallbacks   map[string][]string
 	fallbackWhy map[string]string
 	census      *census // the census whose timers roots may adopt
-	// funcTimerRefused is set once a function's timer was refused as not
+	// funcTimerRefused is the first refusal of a function's timer as not
 	// supported (see noFuncTimersLimit).
-	funcTimerRefused bool
+	funcTimerRefused error
 	limits           map[string]bool
 	// blind holds the refined nodes with indirect call sites whose
 	// targets the backend cannot capture: samples show them instead.

@@ -96,7 +96,8 @@ type OverheadMeter interface {
 }
 
 // ControllerMeter measures the controller itself, autoprof's own
-// process: Controller returns the CPU time its threads have used and the
+// process: Controller returns the CPU time its threads have used (and
+// what it runs in the kernel on their behalf, its stack sampler) and the
 // wall time gone since the hunt began, its set-up before Hunt (opening the
 // instruments, the calibration) included. Hunt reports the start-up to
 // the first round and the CPU of every round from it (Overhead).

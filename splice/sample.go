@@ -166,8 +166,52 @@ func (s *Sampler) Read() (*Profile, error) {
 	return &Profile{At: time.Now(), Stacks: st, User: c.User, Lost: c.Lost}, nil
 }
 
+// Pause stops sampling until Resume: no sample is taken, and the
+// sampler's program costs nothing, while no one reads the samples.
+func (s *Sampler) Pause() error { return s.setEnabled(false) }
+
+// Resume starts sampling again after Pause.
+func (s *Sampler) Resume() error { return s.setEnabled(true) }
+
+func (s *Sampler) setEnabled(on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return instrument.ErrClosed
+	}
+	for _, f := range s.res.events {
+		var err error
+		if on {
+			err = kernel.PerfEnable(f)
+		} else {
+			err = kernel.PerfDisable(f)
+		}
+		if err != nil {
+			return fmt.Errorf("sampling: %w", err)
+		}
+	}
+	return nil
+}
+
+// RunTime is the kernel time the sampler's program has taken so far, on
+// every CPU (it runs in the sampling interrupt, charged to whatever task
+// it interrupts); 0 where the kernel keeps no BPF run-time statistics
+// (kernel.bpf_stats_enabled off).
+func (s *Sampler) RunTime() (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, instrument.ErrClosed
+	}
+	st, err := s.res.objs.Program().Stats()
+	if err != nil {
+		return 0, fmt.Errorf("sampling: reading the program's statistics: %w", err)
+	}
+	return st.Runtime, nil
+}
+
 // Close stops sampling and releases everything. A second call returns
-// ErrClosed.
+// instrument.ErrClosed.
 func (s *Sampler) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

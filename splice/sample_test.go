@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
@@ -81,5 +83,79 @@ func TestSampler(t *testing.T) {
 	}
 	if err := s.Close(); !errors.Is(err, instrument.ErrClosed) {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestSamplerPause: a paused sampler takes no sample however busy its
+// target, takes them again once resumed, and tells the kernel time its
+// program took while the kernel keeps BPF run-time statistics.
+func TestSamplerPause(t *testing.T) {
+	featuretest.Require(t, features.HaveSample())
+	stats, err := ebpf.EnableStats(uint32(bpfStatsRunTime))
+	if err != nil {
+		t.Fatalf("enabling BPF run-time statistics, which the sampler's cost is read from: %v", err)
+	}
+	defer stats.Close()
+	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: instrument.Target{PIDs: []int{os.Getpid()}}})
+	if err != nil {
+		t.Fatalf("opening a sampler, which the probe says works here: %v", err)
+	}
+	defer s.Close()
+	f, err := os.Open("/dev/zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	busy := func() {
+		sys0 := threadSystemCPU(t)
+		for end := time.Now().Add(time.Minute); threadSystemCPU(t)-sys0 < 200*time.Millisecond && time.Now().Before(end); {
+			syscall.Read(int(f.Fd()), buf)
+		}
+	}
+	samples := func() uint64 {
+		p, err := s.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Total() + p.User + p.Lost
+	}
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	n0 := samples()
+	rt0, err := s.RunTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy()
+	n1 := samples()
+	rt1, _ := s.RunTime()
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	busy()
+	n2 := samples()
+	rt2, _ := s.RunTime()
+	t.Logf("paused: %d samples, %v of the program's run time; resumed: %d samples, %v", n1-n0, rt1-rt0, n2-n1, rt2-rt1)
+	if n1 != n0 || rt1 != rt0 {
+		t.Errorf("paused, the sampler took %d samples in %v", n1-n0, rt1-rt0)
+	}
+	if n2-n1 < 50 {
+		t.Errorf("resumed, the sampler took %d samples over 200 ms of the thread's system time, want >= 50", n2-n1)
+	}
+	if rt2 <= rt1 {
+		t.Errorf("resumed, the program's run time did not grow (%v, then %v) with statistics on", rt1, rt2)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pause(); !errors.Is(err, instrument.ErrClosed) {
+		t.Errorf("Pause after Close: %v", err)
+	}
+	if _, err := s.RunTime(); !errors.Is(err, instrument.ErrClosed) {
+		t.Errorf("RunTime after Close: %v", err)
 	}
 }

@@ -42,6 +42,14 @@ func PerfEnable(f *os.File) error {
 	return nil
 }
 
+// PerfDisable stops a perf event; PerfEnable starts it again.
+func PerfDisable(f *os.File) error {
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.PERF_EVENT_IOC_DISABLE, 0); err != nil {
+		return fmt.Errorf("disabling %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
 // OnlineCPUs returns the online CPUs' numbers, from
 // /sys/devices/system/cpu/online.
 func OnlineCPUs() ([]int, error) {

@@ -98,6 +98,7 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 	defer closeAll()
 	cfg.Calibrator = costs
 	if ctl != nil {
+		ctl.sampler, _ = cfg.Sampler.(*Sampler)
 		cfg.Controller = ctl
 	}
 	finish := targetCfg(&cfg, o, launch)
@@ -109,10 +110,13 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 }
 
 // controllerMeter is a search.ControllerMeter over this process's CPU
-// time (getrusage) since it was started.
+// time (getrusage) since it was started, and the kernel time of its stack
+// sampler's program: that runs in the sampling interrupt, charged to the
+// task it interrupts, and is autoprof's cost as much as its own threads'.
 type controllerMeter struct {
-	wall time.Time
-	cpu  time.Duration
+	wall    time.Time
+	cpu     time.Duration
+	sampler *Sampler // set once the hunt's sampler is open
 }
 
 // startControllerMeter starts measuring this process now; nil where the
@@ -130,7 +134,15 @@ func (m *controllerMeter) Controller() (cpu, wall time.Duration, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	return now - m.cpu, time.Since(m.wall), nil
+	cpu = now - m.cpu
+	if m.sampler != nil {
+		k, err := m.sampler.RunTime()
+		if err != nil {
+			return 0, 0, err
+		}
+		cpu += k
+	}
+	return cpu, time.Since(m.wall), nil
 }
 
 // fixedCosts is a Calibrator that answers what a calibration measured
@@ -221,18 +233,10 @@ func syscallFuncs(t *splice.SyscallTable) []string {
 // probes and the session's own refusals.
 func limitations(sess splice.Instruments, target instrument.Target) []string {
 	var out []string
-	fentry, kprobe := features.HaveFentry(), features.HaveKprobe()
+	kprobe := features.HaveKprobe()
 	syscalls := sess.Check(instrument.Spec{Point: instrument.Point{Func: "__x64_sys_read"}, Kind: instrument.Timer, Target: target})
 	if syscalls != nil {
 		out = append(out, "syscalls cannot be timed: "+syscalls.Error()+"; syscall roots come from stack samples")
-	}
-	if sess.Backend() == "tracepoint" {
-		exact := "only syscalls are timed exactly"
-		if syscalls != nil {
-			exact = "nothing is timed exactly"
-		}
-		out = append(out, fmt.Sprintf("no function instruments (fentry: %s; kprobe: %s): %s, and the tree is estimated from stack samples",
-			reason(fentry), reason(kprobe), exact))
 	}
 	if sess.Backend() == "splice" {
 		out = append(out, "no indirect-call target capture: the splice backend does not record them (kprobe does); the targets timed are those the stack samples saw")

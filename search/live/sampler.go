@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
@@ -38,6 +39,10 @@ type Sampler struct {
 	// hunt counts the time of threads that do work.
 	system bool
 	closed bool
+	// windows counts the Sample calls under way: the on-CPU events run
+	// only while one is (see window).
+	mu      sync.Mutex
+	windows int
 }
 
 // SamplerOptions configure OpenSampler.
@@ -67,8 +72,42 @@ func OpenSampler(ctx context.Context, sess splice.Instruments, o SamplerOptions)
 		}
 		return s, err
 	}
+	if err := on.Pause(); err != nil {
+		on.Close()
+		return nil, err
+	}
 	s.on = on
 	return s, nil
+}
+
+// window starts the on-CPU events for a Sample call, where none runs
+// yet, and returns what ends it: between samplings no sample is taken,
+// and the sampler's program costs nothing.
+func (s *Sampler) window() (end func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.windows == 0 {
+		if err := s.on.Resume(); err != nil {
+			return nil, err
+		}
+	}
+	s.windows++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.windows--; s.windows == 0 {
+			s.on.Pause() // an error leaves it sampling, as before pausing existed
+		}
+	}, nil
+}
+
+// RunTime is the kernel time the on-CPU sampler's program has taken so
+// far (see splice.Sampler.RunTime); 0 without one.
+func (s *Sampler) RunTime() (time.Duration, error) {
+	if s.on == nil {
+		return 0, nil
+	}
+	return s.on.RunTime()
 }
 
 // procStacks reports whether the kernel stacks of tasks can be read
@@ -131,8 +170,12 @@ func syscallTails(g *callgraph.Graph) map[string]string {
 func (s *Sampler) Sample(ctx context.Context, target instrument.Target, d time.Duration) ([]search.Stack, error) {
 	acc := map[string]*search.Stack{}
 	var p0 *splice.Profile
-	var err error
 	if s.on != nil {
+		stop, err := s.window()
+		if err != nil {
+			return nil, fmt.Errorf("starting the stack sampler: %w", err)
+		}
+		defer stop()
 		if p0, err = s.on.Read(); err != nil {
 			return nil, fmt.Errorf("reading stack samples: %w", err)
 		}

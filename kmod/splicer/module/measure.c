@@ -35,6 +35,7 @@
 #include <linux/kprobes.h>
 #include <linux/tracepoint.h>
 #include <linux/sched/clock.h>
+#include <linux/sched/task_stack.h>
 #include <linux/rcupdate.h>
 #include <linux/preempt.h>
 #include <linux/math64.h>
@@ -312,6 +313,37 @@ static __always_inline void ap_unwind_to(struct ap_thread *t, u32 id, unsigned l
 }
 
 /*
+ * ap_drop_returned drops the frames at the top of the thread's shadow
+ * stack that a new entry at slot shows to have ended unseen, so that they
+ * are not its parent: on the same stack, a frame keyed below slot (its
+ * function's return address was popped before the new one was pushed at
+ * or above it); and a frame of an interrupt (keyed off the task's stack)
+ * once an entry runs on the task's stack again, the interrupt being over.
+ * A tail call keeps its caller's slot: equal slots stay, and a frame on
+ * the task's stack stays under an interrupt's entry.
+ */
+static __always_inline void ap_drop_returned(struct ap_thread *t, unsigned long *slot)
+{
+	bool task = object_is_on_stack(slot);
+	u32 d = t->depth, gen = READ_ONCE(ap_gen);
+
+	while (d) {
+		struct ap_frame *f = &t->f[d - 1];
+
+		if (object_is_on_stack(f->slot) == task) {
+			if (f->slot >= slot)
+				break;
+		} else if (!task) {
+			break;
+		}
+		if (f->gen == gen)
+			ap_miss(AP_M_UNMATCHED);
+		d--;
+	}
+	WRITE_ONCE(t->depth, d);
+}
+
+/*
  * ap_enter is the entry handler of timers and exit counters, called by
  * ap_stub_enter with the instrument id and the address of the instrumented
  * function's return address: the key of the frame it pushes.
@@ -341,6 +373,7 @@ __visible notrace void ap_enter(u32 id, unsigned long *slot)
 		goto out;
 	}
 	ap_trim(t);
+	ap_drop_returned(t, slot);
 	ap_unwind_to(t, id, slot);
 	if (t->depth >= AP_MAX_DEPTH) {
 		ap_miss(AP_M_DEPTH);
@@ -422,7 +455,6 @@ __visible notrace void ap_exit(unsigned long *slot)
 {
 	struct ap_thread *t;
 	struct ap_frame f;
-	bool nested;
 	u64 t0;
 	int i, d;
 
@@ -430,7 +462,15 @@ __visible notrace void ap_exit(unsigned long *slot)
 		return;	/* no frame begins in NMI */
 	preempt_disable_notrace();
 	t0 = ap_now();
-	nested = this_cpu_inc_return(ap_busy) != 1;
+	if (this_cpu_inc_return(ap_busy) != 1) {
+		/*
+		 * An interrupt inside a handler on this CPU: the handler may be
+		 * changing this very task's shadow stack. The frames stay; a
+		 * later entry or exit finds them stale.
+		 */
+		ap_miss(AP_M_RECURSION);
+		goto out;
+	}
 	t = ap_thread_find(current, false);
 	for (i = t ? (int)t->depth - 1 : -1; i >= 0; i--)
 		if (t->f[i].slot == slot)
@@ -443,10 +483,7 @@ __visible notrace void ap_exit(unsigned long *slot)
 	while (i >= 0 && t->f[i].slot == slot) {
 		f = t->f[i];
 		WRITE_ONCE(t->depth, i);
-		if (nested)
-			ap_miss(AP_M_RECURSION);
-		else
-			ap_charge(t, &f, i, t0);
+		ap_charge(t, &f, i, t0);
 		i--;
 	}
 	ap_set_root(t);

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -28,6 +30,7 @@ func testMain(ctx context.Context, args []string) int {
 	bench := fs.String("bench", "", "passed to go test -bench (the tests are left out unless -run is given)")
 	benchtime := fs.String("benchtime", "1x", "passed to go test -benchtime with -bench")
 	timeout := fs.Duration("timeout", 20*time.Minute, "passed to go test -timeout")
+	outDir := fs.String("out", "", "directory for the files the tests leave in "+vmtest.GuestOutDir+" (AUTOPROF_VM_OUT), one directory per kernel series; default: dropped")
 	jobs := fs.Int("j", min(runtime.NumCPU(), 2), "kernels tested at once (each VM emulates its CPUs on one host thread); their lines are prefixed [SERIES]")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -63,6 +66,24 @@ func testMain(ctx context.Context, args []string) int {
 		}
 		kernelsOf[i] = k
 	}
+	outs := make([]string, len(series)) // -out's directory for each series
+	for i, name := range series {
+		if *outDir == "" {
+			break
+		}
+		dir, err := filepath.Abs(filepath.Join(*outDir, name))
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err == nil && strings.ContainsAny(dir, " \t") {
+			err = errors.New("the path holds a space, which go test's -exec cannot pass on")
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest test: -out %s: %v\n", *outDir, err)
+			return 2
+		}
+		outs[i] = dir
+	}
 	results := make([]string, len(series))
 	failed := make([]bool, len(series))
 	sem := make(chan struct{}, max(*jobs, 1))
@@ -75,8 +96,12 @@ func testMain(ctx context.Context, args []string) int {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			k := kernelsOf[i]
+			execCmd := self + " exec -kernel " + name
+			if outs[i] != "" {
+				execCmd += " -out " + outs[i]
+			}
 			goArgs := []string{"test", "-json", "-tags", "vm", "-count=1", "-p", "1", "-timeout", timeout.String(),
-				"-exec", self + " exec -kernel " + name}
+				"-exec", execCmd}
 			switch {
 			case *run != "":
 				goArgs = append(goArgs, "-run", *run)
