@@ -15,11 +15,12 @@
 //
 // # Text
 //
-// A Text reads kernel memory. Live text (OpenLiveText: /proc/kcore, else the
-// BPF reader of package kmod/textread) is the code that runs: alternatives,
-// static keys and static calls are applied, ftrace has turned the calls to
-// __fentry__ into 5-byte nops, unused ENDBR64s are sealed, and any ftrace,
-// BPF or kprobe patch active at the time shows. Offline text (OpenImage,
+// A Text reads kernel memory. Live text (/proc/kcore, else the BPF reader
+// of package kmod/textread; package callgraph/livetext opens the one this
+// machine allows) is the code that runs: alternatives, static keys and
+// static calls are applied, ftrace has turned the calls to __fentry__ into
+// 5-byte nops, unused ENDBR64s are sealed, and any ftrace, BPF or kprobe
+// patch active at the time shows. Offline text (OpenImage,
 // OpenOfflineText) is the image as built: calls to __fentry__, unpatched
 // alternatives, retpoline thunks, static-call trampolines with their
 // build-time targets.

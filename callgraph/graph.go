@@ -51,21 +51,6 @@ func NewGraph(syms *Symbols, text Text, live bool) *Graph {
 	return &Graph{syms: syms, text: text, live: live, cache: map[uint64]*cached{}}
 }
 
-// OpenLive opens the running kernel's graph: symbols from /proc/kallsyms
-// (as root, so that addresses show) and text from /proc/kcore or the BPF
-// reader.
-func OpenLive() (*Graph, error) {
-	syms, err := LiveSymbols()
-	if err != nil {
-		return nil, err
-	}
-	text, err := OpenLiveText()
-	if err != nil {
-		return nil, err
-	}
-	return NewGraph(syms, text, true), nil
-}
-
 // LiveSymbols parses /proc/kallsyms. The table is kept for the next call
 // while /proc/modules reads the same (the same modules at the same
 // addresses): a hunt reads it when it checks its input, when it opens the

@@ -21,67 +21,12 @@ import (
 // use to refuse offsets that are not instruction boundaries) stands in
 // for it.
 
-// TestVMKcoreChosen checks that OpenLiveText picks /proc/kcore where it
-// can be read.
-func TestVMKcoreChosen(t *testing.T) {
-	text, err := OpenLiveText()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer text.Close()
-	if _, ok := text.(*Kcore); !ok {
-		t.Errorf("OpenLiveText chose %v, want /proc/kcore", text)
-	}
-}
-
-// TestVMReadersAgree reads every 25th function, and vfs_read, through
-// /proc/kcore and through the BPF reader: the bytes must be the same.
-func TestVMReadersAgree(t *testing.T) {
-	syms, err := LiveSymbols()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := OpenKcore(KcorePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	bt, err := OpenBPFText()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bt.Close()
-	vfsRead, err := syms.Func("vfs_read")
-	if err != nil {
-		t.Fatal(err)
-	}
-	funcs := []Symbol{vfsRead}
-	for i, fn := range syms.Functions() {
-		if i%25 == 0 && fn.Module == "" {
-			funcs = append(funcs, fn)
-		}
-	}
-	for _, fn := range funcs {
-		a, b := make([]byte, fn.Size), make([]byte, fn.Size)
-		if err := kc.ReadAt(a, fn.Addr); err != nil {
-			t.Fatal(err)
-		}
-		if err := bt.ReadAt(b, fn.Addr); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s: /proc/kcore and the BPF reader disagree", fn.Name)
-		}
-	}
-	t.Logf("%d functions read the same both ways", len(funcs))
-}
-
 // TestVMLiveText decodes the whole core text through /proc/kcore. With no
 // tracer running, ftrace has turned the image's calls to __fentry__ into
 // 5-byte nops (all but a few it could not patch), and undecodable
 // stretches stay as rare as in the differential tests.
 func TestVMLiveText(t *testing.T) {
-	g, err := OpenLive()
+	g, err := openLive()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +93,7 @@ func kprobeProgram(t *testing.T) *ebpf.Program {
 // kernel refuses everything after the first int3 (it cannot tell padding
 // from a debugger's breakpoint), so the comparison stops there.
 func TestVMBoundariesMatchKprobes(t *testing.T) {
-	g, err := OpenLive()
+	g, err := openLive()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +138,7 @@ func TestVMBoundariesMatchKprobes(t *testing.T) {
 // call to a retpoline thunk, and no call instruction at a boundary the
 // kernel accepts is missing from the list.
 func TestVMCalleesVfsRead(t *testing.T) {
-	g, err := OpenLive()
+	g, err := openLive()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"os"
 	"sort"
 	"sync"
-
-	"github.com/autoprof/autoprof/kmod/textread"
 )
 
 // Text reads kernel memory at kernel virtual addresses: live text through
@@ -98,50 +96,8 @@ func (k *Kcore) Close() error {
 	return err
 }
 
-// BPFText reads live kernel memory with bpf_probe_read_kernel from a BPF
-// program run on demand (package kmod/textread): the reader of last resort
-// where /proc/kcore is missing or hidden (lockdown integrity). Reads are
-// serialised.
-type BPFText struct {
-	r *textread.Reader
-}
-
-// OpenBPFText loads the BPF reader (CAP_BPF and CAP_PERFMON, or root).
-func OpenBPFText() (*BPFText, error) {
-	r, err := textread.Open()
-	if err != nil {
-		return nil, err
-	}
-	return &BPFText{r: r}, nil
-}
-
-// String names the reader.
-func (b *BPFText) String() string { return "the BPF text reader" }
-
-// ReadAt fills p from kernel address addr.
-func (b *BPFText) ReadAt(p []byte, addr uint64) error { return b.r.ReadAt(p, addr) }
-
-// Close unloads the reader's program; a second call returns os.ErrClosed.
-func (b *BPFText) Close() error { return b.r.Close() }
-
-// KcorePath is the kcore file OpenLiveText tries first.
+// KcorePath is the running kernel's kcore file.
 const KcorePath = "/proc/kcore"
-
-// OpenLiveText opens a reader of the running kernel's text: /proc/kcore
-// where it can be read, else the BPF reader. Live text is the code that
-// runs: alternatives, static keys, static calls and ftrace nops are applied
-// (and any ftrace, BPF or kprobe patch active at the time shows).
-func OpenLiveText() (Text, error) {
-	k, kerr := OpenKcore(KcorePath)
-	if kerr == nil {
-		return k, nil
-	}
-	b, berr := OpenBPFText()
-	if berr == nil {
-		return b, nil
-	}
-	return nil, fmt.Errorf("no reader of live kernel text: %w; BPF reader: %w", kerr, berr)
-}
 
 // MemText is a Text over bytes held in memory: kernel bytes saved
 // elsewhere, or a test's fixture. It is safe for concurrent reads once

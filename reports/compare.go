@@ -1,8 +1,8 @@
 package reports
 
 import (
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // CompareRoots returns the extra roots of `autoprof hunt --compare BASE`:
@@ -13,14 +13,14 @@ import (
 // MODULE:FUNC (the form callgraph.Symbols.Func resolves); on another kernel
 // build a name may be missing or carry another clone suffix: resolve it by
 // CanonicalName before giving it up.
-func CompareRoots(base *search.Run) []splice.Point {
-	var out []splice.Point
+func CompareRoots(base *search.Run) []instrument.Point {
+	var out []instrument.Point
 	seen := map[string]bool{}
 	for _, f := range base.Findings {
 		if f.Node < 0 || f.Node >= len(base.Nodes) {
 			continue
 		}
-		pt := splice.Point{Func: base.Nodes[f.Node].Point.Func}
+		pt := instrument.Point{Func: base.Nodes[f.Node].Point.Func}
 		if !seen[pt.Func] {
 			seen[pt.Func] = true
 			out = append(out, pt)
@@ -32,15 +32,15 @@ func CompareRoots(base *search.Run) []splice.Point {
 // ComparePaths returns the calling contexts of the base run's findings,
 // outermost point first, for a hunt that instruments a finding's whole path
 // at once rather than its function alone.
-func ComparePaths(base *search.Run) []splice.Path {
-	var out []splice.Path
+func ComparePaths(base *search.Run) []instrument.Path {
+	var out []instrument.Path
 	for _, f := range base.Findings {
 		if f.Node < 0 || f.Node >= len(base.Nodes) {
 			continue
 		}
-		var path splice.Path
+		var path instrument.Path
 		for i := f.Node; i >= 0; i = base.Nodes[i].Parent {
-			path = append(splice.Path{base.Nodes[i].Point}, path...)
+			path = append(instrument.Path{base.Nodes[i].Point}, path...)
 		}
 		out = append(out, path)
 	}

@@ -540,7 +540,7 @@ func TestDiffDifferentRefinement(t *testing.T) {
 }
 
 // TestDiffFindingQuantiles checks that the diff gives every finding's node
-// the p50 and p99 the finding gives (both are splice.HistQuantile), after
+// the p50 and p99 the finding gives (both are instrument.HistQuantile), after
 // the run went through run.json.
 func TestDiffFindingQuantiles(t *testing.T) {
 	for _, name := range []string{"read4k-6.1", "fsync-6.1", "vm-6.12-read64k"} {

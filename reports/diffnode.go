@@ -7,15 +7,15 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // side is run's exact totals for node i.
 func side(run *search.Run, i int) Side {
 	n := run.Nodes[i]
 	s := Side{Node: i, Point: n.Point.String(), Calls: n.Calls, CallsPerOp: perOp(run, &n, n.Calls),
-		MeanNs: math.NaN(), P50Ns: splice.HistQuantile(&n.Hist, 0.5), P99Ns: splice.HistQuantile(&n.Hist, 0.99),
+		MeanNs: math.NaN(), P50Ns: instrument.HistQuantile(&n.Hist, 0.5), P99Ns: instrument.HistQuantile(&n.Hist, 0.99),
 		InclShare: share(run, &n, n.InclNs), ExclShare: share(run, &n, n.ExclNs),
 		OnCPU: share(run, &n, n.ExclNs-min(n.ExclOffCPUNs, n.ExclNs)), OffCPU: share(run, &n, n.ExclOffCPUNs), Rounds: len(n.Rounds)}
 	if n.Calls > 0 && n.InclNs > 0 {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // The files WriteDiff puts in its output directory.
@@ -181,9 +181,9 @@ func diffProfile(run *search.Run, other map[string]bool, scale func(int64) int64
 		return nil, err
 	}
 	b := newProfileBuilder(run, nil)
-	b.name = func(pt splice.Point) string { return CanonicalName(pt.String()) }
-	b.stack = func(n *search.Node) []splice.Point {
-		var pts []splice.Point
+	b.name = func(pt instrument.Point) string { return CanonicalName(pt.String()) }
+	b.stack = func(n *search.Node) []instrument.Point {
+		var pts []instrument.Point
 		for i := n.ID; i >= 0; i = run.Nodes[i].Parent {
 			pt := run.Nodes[i].Point
 			if i == n.ID || other[CanonicalName(pt.String())] {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // KernelMapping is the file name of the core kernel's mapping in profiles,
@@ -112,8 +112,8 @@ type profileBuilder struct {
 	below       []struct{ incl, off uint64 }
 	mixed       []bool
 	exclSamples []uint64
-	stack       func(n *search.Node) []splice.Point
-	name        func(pt splice.Point) string
+	stack       func(n *search.Node) []instrument.Point
+	name        func(pt instrument.Point) string
 }
 
 // window is the wall time the profiled values cover: the last window's
@@ -148,7 +148,7 @@ func newProfileBuilder(run *search.Run, addrs *Addresses) *profileBuilder {
 	b := &profileBuilder{run: run, addrs: addrs, p: p, mappings: map[string]*profile.Mapping{}, locations: map[string]*profile.Location{}}
 	b.mapping("") // the core kernel's mapping first: pprof names the profile after it
 	b.stack = b.pathStack
-	b.name = func(pt splice.Point) string { _, f := splitModule(pt.Func); return pointName(f, pt.Offset) }
+	b.name = func(pt instrument.Point) string { _, f := splitModule(pt.Func); return pointName(f, pt.Offset) }
 	b.splitValues()
 	return b
 }
@@ -230,8 +230,8 @@ func (b *profileBuilder) exactValues(n *search.Node) (wall, off uint64) {
 }
 
 // pathStack returns the points from n up to its root.
-func (b *profileBuilder) pathStack(n *search.Node) []splice.Point {
-	var pts []splice.Point
+func (b *profileBuilder) pathStack(n *search.Node) []instrument.Point {
+	var pts []instrument.Point
 	for i := n.ID; i >= 0; i = b.run.Nodes[i].Parent {
 		pts = append(pts, b.run.Nodes[i].Point)
 	}
@@ -314,7 +314,7 @@ func clampShare(iv search.Interval) search.Interval {
 	return iv
 }
 
-func (b *profileBuilder) location(pt splice.Point) *profile.Location {
+func (b *profileBuilder) location(pt instrument.Point) *profile.Location {
 	module, _ := splitModule(pt.Func)
 	name := b.name(pt)
 	key := module + "\x00" + name
@@ -371,5 +371,5 @@ func splitModule(fn string) (module, name string) {
 
 // pointName is "func" or, inside a function, "func+0x1a".
 func pointName(fn string, off uint64) string {
-	return splice.Point{Func: fn, Offset: off}.String()
+	return instrument.Point{Func: fn, Offset: off}.String()
 }

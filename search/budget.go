@@ -6,13 +6,13 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // The overhead budget (Paradyn's cost model). Every instrument costs its
 // hits per second times its backend's calibrated cost per hit; the hits
 // are every run of its programs, other tasks' included, where the backend
-// counts them (splice.Reading.Hits), else the target's calls. The
+// counts them (instrument.Reading.Hits), else the target's calls. The
 // functions here are pure: they take the numbers and say what to do.
 
 // costItem is one live instrument as the budget sees it.
@@ -181,7 +181,7 @@ func (h *hunter) predictedPct() float64 {
 }
 
 // costPct is what one instrument costs at its rate.
-func (h *hunter) costPct(in *instrument) float64 {
+func (h *hunter) costPct(in *inserted) float64 {
 	return pctOf(in.rate, h.costOfSpec(in.spec), h.cfg.CPUs)
 }
 
@@ -231,7 +231,7 @@ func (h *hunter) makeRoom(addPct, value float64, why string) bool {
 // A spec measured before is judged by the rate it had then, where that
 // is larger: a costly instrument withdrawn for the budget does not come
 // back on an estimate.
-func (h *hunter) affordable(rate float64, spec splice.Spec) bool {
+func (h *hunter) affordable(rate float64, spec instrument.Spec) bool {
 	if h.liveCount() >= h.cfg.MaxLive {
 		return false
 	}
@@ -240,7 +240,7 @@ func (h *hunter) affordable(rate float64, spec splice.Spec) bool {
 
 // addPct is what one more instrument for spec would cost at rate hits per
 // second, or at the rate it had when it was last measured, where larger.
-func (h *hunter) addPct(rate float64, spec splice.Spec) float64 {
+func (h *hunter) addPct(rate float64, spec instrument.Spec) float64 {
 	if in := h.specs[spec.String()]; in != nil && in.measured {
 		rate = max(rate, in.rate)
 	}
@@ -308,7 +308,7 @@ func sumPct(items []costItem) float64 {
 
 // withdrawForBudget withdraws an instrument and the nodes it serves; they
 // keep what they measured (their estimate, see estimate.go).
-func (h *hunter) withdrawForBudget(in *instrument, reason string) {
+func (h *hunter) withdrawForBudget(in *inserted, reason string) {
 	in.evictions++
 	in.evictedValue = h.value(in)
 	if in.owner != nil {
@@ -328,7 +328,7 @@ func (h *hunter) withdrawForBudget(in *instrument, reason string) {
 // measured, half its parent's exclusive share for a block counter; for a
 // target recorder, its owner's inclusive share. Roots are worth
 // everything.
-func (h *hunter) value(in *instrument) float64 {
+func (h *hunter) value(in *inserted) float64 {
 	if in.root {
 		return math.Inf(1)
 	}

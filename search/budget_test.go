@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // TestEvictions checks the eviction order on hand-made instruments: the
@@ -87,7 +87,7 @@ func TestDecisionRules(t *testing.T) {
 	hot := &node{id: 3, incl: iv(0.2, 0.3)}
 	hotter := &node{id: 4, incl: iv(0.5, 0.6)}
 	leaf := &node{id: 5, incl: iv(0.4, 0.5), excl: iv(0.35, 0.45), refined: true}
-	deferred := &node{id: 6, incl: iv(0.3, 0.4), refined: true, deferred: []splice.Point{{Func: "f"}}}
+	deferred := &node{id: 6, incl: iv(0.3, 0.4), refined: true, deferred: []instrument.Point{{Func: "f"}}}
 	young := &node{id: 7, incl: iv(0.5, 0.6)}
 	coldRoot := &node{id: 8, kind: NodeRoot, incl: iv(0.001, 0.002)}
 	nodes := []*node{cold, straddle, hot, hotter, leaf, deferred, young, coldRoot}

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // decide applies the decision rules after a round and reports whether it
@@ -97,7 +97,7 @@ func (h *hunter) decidable(n *node) bool {
 func (h *hunter) withdrawCounted() bool {
 	changed := false
 	for _, in := range h.sortedSpecs() {
-		if in.live == nil || in.spec.Kind != splice.Count || in.spec.Offset == 0 || h.round-in.since+1 < h.cfg.MinRounds {
+		if in.live == nil || in.spec.Kind != instrument.Count || in.spec.Offset == 0 || h.round-in.since+1 < h.cfg.MinRounds {
 			continue
 		}
 		for _, n := range in.nodes {
@@ -168,8 +168,8 @@ func (h *hunter) withdrawNode(n *node, action string, stat *Interval, reason str
 
 // instrumentsOf returns the instruments that exist for m: its own spec and
 // the target recorders of its function's indirect sites.
-func (h *hunter) instrumentsOf(m *node) []*instrument {
-	var out []*instrument
+func (h *hunter) instrumentsOf(m *node) []*inserted {
+	var out []*inserted
 	if in := h.specs[h.specFor(m).String()]; in != nil {
 		out = append(out, in)
 	}
@@ -230,8 +230,8 @@ func refineCandidates(nodes []*node, theta float64, minRounds int, noBlocks bool
 // plan is the instruments a refinement would insert and the nodes it
 // would create.
 type plan struct {
-	specs    []splice.Spec
-	children []splice.Path
+	specs    []instrument.Spec
+	children []instrument.Path
 	kinds    []NodeKind
 	rate     float64 // estimated hits per second of each new instrument
 }
@@ -297,8 +297,8 @@ func (h *hunter) planCallees(n *node) plan {
 	}
 	capture := true
 	for _, off := range g.callees.Indirect {
-		spec := splice.Spec{Point: splice.Point{Func: fn, Offset: off}, Kind: splice.Targets, Target: h.cfg.Target}
-		if errors.Is(h.check(n, spec), splice.ErrNotSupported) {
+		spec := instrument.Spec{Point: instrument.Point{Func: fn, Offset: off}, Kind: instrument.Targets, Target: h.cfg.Target}
+		if errors.Is(h.check(n, spec), instrument.ErrNotSupported) {
 			capture = false
 			continue
 		}
@@ -379,14 +379,14 @@ func (h *hunter) targetsFromStacks(n *node, stacks []Stack) {
 // pointsFor returns where callee c of n's function is timed: at its call
 // sites in n's function where c is shared (see sharedWhy) and the
 // backend can time them there, else at its entry.
-func (h *hunter) pointsFor(n *node, c string) []splice.Point {
+func (h *hunter) pointsFor(n *node, c string) []instrument.Point {
 	why := h.sharedWhy(n, c)
 	if why == "" {
-		return []splice.Point{{Func: c}}
+		return []instrument.Point{{Func: c}}
 	}
 	pts := h.callSites(n, c)
 	if len(pts) == 0 {
-		return []splice.Point{{Func: c}}
+		return []instrument.Point{{Func: c}}
 	}
 	h.event("call-site", n, c, nil, fmt.Sprintf("%s is timed where %s calls it (%d sites): %s", c, n.fn(), len(pts), why))
 	return pts
@@ -394,15 +394,15 @@ func (h *hunter) pointsFor(n *node, c string) []splice.Point {
 
 // callSites returns the call-site points of callee c in n's function,
 // nil unless the backend accepts every one of them.
-func (h *hunter) callSites(n *node, c string) []splice.Point {
+func (h *hunter) callSites(n *node, c string) []instrument.Point {
 	g := h.graphOf(n.fn())
-	var pts []splice.Point
+	var pts []instrument.Point
 	for _, s := range g.callees.Sites {
 		if s.Func != c {
 			continue
 		}
-		pt := splice.Point{Func: n.fn(), Offset: s.Off, Callee: c}
-		if h.quietCheck(splice.Spec{Point: pt, Kind: splice.Timer, Target: h.cfg.Target}) != nil {
+		pt := instrument.Point{Func: n.fn(), Offset: s.Off, Callee: c}
+		if h.quietCheck(instrument.Spec{Point: pt, Kind: instrument.Timer, Target: h.cfg.Target}) != nil {
 			return nil // the callee is timed at its entry instead: no refusal to report
 		}
 		pts = append(pts, pt)
@@ -422,7 +422,7 @@ func (h *hunter) sharedWhy(n *node, c string) string {
 			return ""
 		}
 	}
-	entry := h.specs[splice.Spec{Point: splice.Point{Func: c}, Kind: splice.Timer}.String()]
+	entry := h.specs[instrument.Spec{Point: instrument.Point{Func: c}, Kind: instrument.Timer}.String()]
 	if entry != nil && entry.live != nil {
 		return "" // its entry timer, live, measures this context for nothing more
 	}
@@ -448,7 +448,7 @@ func (h *hunter) sharedWhy(n *node, c string) string {
 
 // targetRate is how often the target called an instrument's point in
 // the contexts the hunt measures, per second, in the last round.
-func (h *hunter) targetRate(in *instrument) float64 {
+func (h *hunter) targetRate(in *inserted) float64 {
 	var r float64
 	for _, n := range in.nodes {
 		r += n.lastRate
@@ -465,7 +465,7 @@ func (h *hunter) targetRate(in *instrument) float64 {
 func (h *hunter) convertShared() bool {
 	changed := false
 	for _, in := range h.sortedSpecs() {
-		if in.live == nil || in.root || in.owner != nil || in.spec.Kind != splice.Timer || in.spec.IsCallSite() || !in.measured {
+		if in.live == nil || in.root || in.owner != nil || in.spec.Kind != instrument.Timer || in.spec.IsCallSite() || !in.measured {
 			continue
 		}
 		target := h.targetRate(in)
@@ -510,9 +510,9 @@ func (h *hunter) convertShared() bool {
 }
 
 // allLive reports whether every point has a live timer.
-func (h *hunter) allLive(pts []splice.Point) bool {
+func (h *hunter) allLive(pts []instrument.Point) bool {
 	for _, pt := range pts {
-		if in := h.specs[splice.Spec{Point: pt, Kind: splice.Timer}.String()]; in == nil || in.live == nil {
+		if in := h.specs[instrument.Spec{Point: pt, Kind: instrument.Timer}.String()]; in == nil || in.live == nil {
 			return false
 		}
 	}
@@ -542,11 +542,11 @@ func (h *hunter) throughRefused(n *node, callees []string) []string {
 				continue
 			}
 			seen[c] = true
-			err := h.check(n, splice.Spec{Point: splice.Point{Func: c}, Kind: splice.Timer, Target: h.cfg.Target})
+			err := h.check(n, instrument.Spec{Point: instrument.Point{Func: c}, Kind: instrument.Timer, Target: h.cfg.Target})
 			switch {
 			case err == nil:
 				out = append(out, c)
-			case errors.Is(err, splice.ErrUnsafe) && depth < throughDepth:
+			case errors.Is(err, instrument.ErrUnsafe) && depth < throughDepth:
 				if g := h.graphOf(c); g.err == nil {
 					walk(g.callees.Funcs, depth+1)
 				}
@@ -567,7 +567,7 @@ func (h *hunter) planBlocks(n *node) plan {
 		return p
 	}
 	for _, off := range blocks[:min(len(blocks), maxBlocks)] {
-		p.children = append(p.children, extend(n.path, splice.Point{Func: fn, Offset: off}))
+		p.children = append(p.children, extend(n.path, instrument.Point{Func: fn, Offset: off}))
 		p.kinds = append(p.kinds, NodeBlock)
 	}
 	return p
@@ -584,14 +584,14 @@ func (h *hunter) insertPlan(n *node, p plan) int {
 	inserted := 0
 	for i := 0; i < len(p.children); i++ {
 		path := p.children[i]
-		spec := splice.Spec{Point: path[len(path)-1], Kind: splice.Timer, Target: h.cfg.Target}
+		spec := instrument.Spec{Point: path[len(path)-1], Kind: instrument.Timer, Target: h.cfg.Target}
 		if p.kinds[i] == NodeBlock {
-			spec.Kind = splice.Count
+			spec.Kind = instrument.Count
 		}
 		in := h.specs[spec.String()]
 		if in == nil || in.live == nil {
 			if err := h.check(n, spec); err != nil {
-				if p.kinds[i] == NodeBlock && errors.Is(err, splice.ErrNotSupported) {
+				if p.kinds[i] == NodeBlock && errors.Is(err, instrument.ErrNotSupported) {
 					h.limit("no basic-block counters: %v", err)
 					break
 				}
@@ -609,7 +609,7 @@ func (h *hunter) insertPlan(n *node, p plan) int {
 				if spec.IsCallSite() && !errors.Is(err, errLiveCap) && !errors.Is(err, errHysteresis) {
 					// The kernel refused the call site (a static call or
 					// jump label there): time the callee at its entry.
-					entry := splice.Point{Func: spec.Callee}
+					entry := instrument.Point{Func: spec.Callee}
 					p.children = append(p.children, extend(n.path, entry))
 					p.kinds = append(p.kinds, NodeFunction)
 				}
@@ -673,7 +673,7 @@ func (h *hunter) hasLiveChild(n *node) bool {
 
 // quietCheck is check without the trace: for a place tried before a
 // fallback (a call site, where the entry can serve instead).
-func (h *hunter) quietCheck(spec splice.Spec) error {
+func (h *hunter) quietCheck(spec instrument.Spec) error {
 	key := spec.String()
 	if err, ok := h.refused[key]; ok {
 		return err
@@ -685,7 +685,7 @@ func (h *hunter) quietCheck(spec splice.Spec) error {
 
 // check asks the Instrumenter whether spec could go in, remembering
 // refusals; the first refusal of a spec is traced.
-func (h *hunter) check(n *node, spec splice.Spec) error {
+func (h *hunter) check(n *node, spec instrument.Spec) error {
 	key := spec.String()
 	if err, ok := h.refused[key]; ok {
 		return err
@@ -694,7 +694,7 @@ func (h *hunter) check(n *node, spec splice.Spec) error {
 	h.refused[key] = err
 	if err != nil {
 		h.event("refuse", n, key, nil, err.Error())
-		if errors.Is(err, splice.ErrNotSupported) && isFuncTimer(spec) && h.funcTimerRefused == nil {
+		if errors.Is(err, instrument.ErrNotSupported) && isFuncTimer(spec) && h.funcTimerRefused == nil {
 			h.funcTimerRefused = err
 		}
 	}
@@ -703,8 +703,8 @@ func (h *hunter) check(n *node, spec splice.Spec) error {
 
 // isFuncTimer reports whether spec times a function other than a syscall
 // at its entry.
-func isFuncTimer(spec splice.Spec) bool {
-	return spec.Kind == splice.Timer && !spec.IsCallSite() && spec.Offset == 0 && !splice.IsSyscall(spec.Func)
+func isFuncTimer(spec instrument.Spec) bool {
+	return spec.Kind == instrument.Timer && !spec.IsCallSite() && spec.Offset == 0 && !instrument.IsSyscall(spec.Func)
 }
 
 // noFuncTimersLimit says, where the backend refused a function's timer as
@@ -735,14 +735,14 @@ func (h *hunter) insertTargets() bool {
 		}
 		var names []string
 		for f := range n.targets {
-			if h.byKey[extend(n.path, splice.Point{Func: f}).String()] == nil {
+			if h.byKey[extend(n.path, instrument.Point{Func: f}).String()] == nil {
 				names = append(names, f)
 			}
 		}
 		sort.Strings(names)
 		for _, f := range names {
-			path := extend(n.path, splice.Point{Func: f})
-			p := plan{children: []splice.Path{path}, kinds: []NodeKind{NodeTarget}, rate: n.lastRate}
+			path := extend(n.path, instrument.Point{Func: f})
+			p := plan{children: []instrument.Path{path}, kinds: []NodeKind{NodeTarget}, rate: n.lastRate}
 			if h.insertPlan(n, p) > 0 {
 				changed = true
 			}

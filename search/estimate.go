@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // The consistent tree. A hunt measures nodes in different windows: a node
@@ -730,7 +730,7 @@ func (h *hunter) addSampledChildren() {
 	}
 }
 
-func pathFuncs(p splice.Path) []string {
+func pathFuncs(p instrument.Path) []string {
 	out := make([]string, len(p))
 	for i, pt := range p {
 		out[i] = pt.Function()
@@ -767,7 +767,7 @@ func (h *hunter) sampledBelow(n *node, stacks []Stack, depth int) float64 {
 		if e.samples < minSampledCount || e.incl.Mean < minSampledShare {
 			continue
 		}
-		path := extend(n.path, splice.Point{Func: c})
+		path := extend(n.path, instrument.Point{Func: c})
 		if m := h.byKey[path.String()]; m != nil && !m.sampled() {
 			continue // a timed node of that path exists: its stacks went to it
 		}

@@ -4,7 +4,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // TestFitOlder: a window node's children measured in other windows fit
@@ -24,10 +24,10 @@ func TestFitOlder(t *testing.T) {
 		{"fits", 1.0, 0.5, 0.4, 0.4, 0.2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p := &node{path: splice.Path{{Func: "p"}}}
-			w := &node{path: splice.Path{{Func: "p"}, {Func: "w"}}, parent: p}
-			b := &node{path: splice.Path{{Func: "p"}, {Func: "b"}}, parent: p}
-			g := &node{path: splice.Path{{Func: "p"}, {Func: "b"}, {Func: "g"}}, parent: b}
+			p := &node{path: instrument.Path{{Func: "p"}}}
+			w := &node{path: instrument.Path{{Func: "p"}, {Func: "w"}}, parent: p}
+			b := &node{path: instrument.Path{{Func: "p"}, {Func: "b"}}, parent: p}
+			g := &node{path: instrument.Path{{Func: "p"}, {Func: "b"}, {Func: "g"}}, parent: b}
 			p.children, b.children = []*node{w, b}, []*node{g}
 			all := map[*node]*est{
 				p: {source: SourceWindow, incl: iv(c.parent), excl: iv(c.parent - c.windowKid)},

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // maxFindings bounds the findings of a run.
@@ -302,8 +302,8 @@ func (h *hunter) finding(r *Run, n *Node) Finding {
 	if n.RootCalls > 0 {
 		f.CallsPerOp = float64(n.Calls) / float64(n.RootCalls)
 	}
-	f.P50Ns = splice.HistQuantile(&n.Hist, 0.5)
-	f.P99Ns = splice.HistQuantile(&n.Hist, 0.99)
+	f.P50Ns = instrument.HistQuantile(&n.Hist, 0.5)
+	f.P99Ns = instrument.HistQuantile(&n.Hist, 0.99)
 	if n.Calls > 0 {
 		f.MeanNs = float64(n.InclNs) / float64(n.Calls)
 	}
@@ -438,7 +438,7 @@ func (h *hunter) hottestBlock(r *Run, n *Node) string {
 // opName names the operation a root stands for: "write()" for a syscall
 // entry, "call of F" otherwise.
 func opName(root string) string {
-	if name, _, ok := splice.Syscall(root); ok {
+	if name, _, ok := instrument.Syscall(root); ok {
 		return name + "()"
 	}
 	return "call of " + root

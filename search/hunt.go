@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // Defaults of Config.
@@ -32,7 +32,7 @@ type Config struct {
 	// Instrumenter inserts the hunt's instruments; it must serve Timer
 	// specs of the roots. Hunt withdraws every instrument it inserted
 	// before it returns; closing the Instrumenter is the caller's job.
-	Instrumenter splice.Instrumenter
+	Instrumenter instrument.Instrumenter
 	// Graph gives the callees to refine into. Without one the hunt only
 	// measures its roots.
 	Graph Graph
@@ -67,7 +67,7 @@ type Config struct {
 	// one (or where it fails) DefaultCostNs are assumed.
 	Calibrator Calibrator
 
-	Target splice.Target
+	Target instrument.Target
 	// Roots are functions to start from besides those Deep Start finds
 	// (--root).
 	Roots []string
@@ -249,7 +249,7 @@ func (h *hunter) loop(ctx context.Context) {
 // reading is one reading of the instruments with the time it was taken,
 // the target's thread count and the samples taken since the last one.
 type reading struct {
-	*splice.Reading
+	*instrument.Reading
 	at       time.Time
 	threads  float64
 	overhead time.Duration

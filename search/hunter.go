@@ -7,7 +7,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // window is a run of rounds [start, end] with the target's time over it.
@@ -29,7 +29,7 @@ func (w window) rounds() int { return max(w.end-w.start+1, 0) }
 type hunter struct {
 	cfg   Config
 	ctx   context.Context
-	in    splice.Instrumenter
+	in    instrument.Instrumenter
 	meter OverheadMeter
 	run   *Run
 	start time.Time
@@ -40,10 +40,10 @@ type hunter struct {
 	overheads
 	sampleStore
 
-	specs   map[string]*instrument // every spec inserted, live or withdrawn
-	refused map[string]error       // Check's refusals, by spec
-	graph   map[string]*graphInfo  // Graph answers, by function
-	costs   map[string]float64     // cost per hit by backend (see Calibrator)
+	specs   map[string]*inserted  // every spec inserted, live or withdrawn
+	refused map[string]error      // Check's refusals, by spec
+	graph   map[string]*graphInfo // Graph answers, by function
+	costs   map[string]float64    // cost per hit by backend (see Calibrator)
 
 	lastChange int       // the last round after which instruments changed
 	looping    bool      // the rounds have begun
@@ -151,7 +151,7 @@ func newHunter(ctx context.Context, cfg Config) *hunter {
 		tree:      tree{windowStart: 1, byKey: map[string]*node{}, roots: map[string]bool{}},
 		in:        cfg.Instrumenter,
 		start:     time.Now(),
-		specs:     map[string]*instrument{},
+		specs:     map[string]*inserted{},
 		refused:   map[string]error{},
 		graph:     map[string]*graphInfo{},
 		limits:    map[string]bool{},
@@ -276,7 +276,7 @@ func (h *hunter) blocksOf(fn string) ([]uint64, error) {
 }
 
 // nodeFor returns the node of path, creating it and its missing ancestors.
-func (h *hunter) nodeFor(path splice.Path) *node {
+func (h *hunter) nodeFor(path instrument.Path) *node {
 	key := path.String()
 	if n := h.byKey[key]; n != nil {
 		return n
@@ -303,7 +303,7 @@ func (h *hunter) nodeFor(path splice.Path) *node {
 }
 
 // kindOf classifies the node of path.
-func (h *hunter) kindOf(path splice.Path) NodeKind {
+func (h *hunter) kindOf(path instrument.Path) NodeKind {
 	pt := path[len(path)-1]
 	switch {
 	case pt.Offset != 0 && !pt.IsCallSite():
@@ -320,12 +320,12 @@ func (h *hunter) kindOf(path splice.Path) NodeKind {
 }
 
 // specFor returns the spec that measures n's own point.
-func (h *hunter) specFor(n *node) splice.Spec {
-	kind := splice.Timer
+func (h *hunter) specFor(n *node) instrument.Spec {
+	kind := instrument.Timer
 	if n.kind == NodeBlock {
-		kind = splice.Count
+		kind = instrument.Count
 	}
-	return splice.Spec{Point: n.point(), Kind: kind, Target: h.cfg.Target}
+	return instrument.Spec{Point: n.point(), Kind: kind, Target: h.cfg.Target}
 }
 
 // measurable reports whether every instrument on n's path was live for

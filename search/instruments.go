@@ -7,14 +7,14 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
-// instrument is one spec the hunt inserted, live or withdrawn.
-type instrument struct {
-	spec    splice.Spec
+// inserted is one spec the hunt inserted, live or withdrawn.
+type inserted struct {
+	spec    instrument.Spec
 	key     string
-	live    splice.Instrument // nil once withdrawn
+	live    instrument.Instrument // nil once withdrawn
 	backend string
 	// fallback says why the backends tried before backend refused the
 	// spec ("" where the first one serves it).
@@ -37,7 +37,7 @@ type instrument struct {
 }
 
 // wanted reports whether a node the instrument serves is still wanted.
-func (in *instrument) wanted() bool {
+func (in *inserted) wanted() bool {
 	if in.owner != nil {
 		return in.owner.state != StateWithdrawn
 	}
@@ -62,7 +62,7 @@ const maxInserts = 2
 // times, unless what it is worth now is more than twice what it was worth
 // when the budget last took it out (a new context needs it); the trace
 // says why it went in again.
-func (h *hunter) mayInsert(n *node, in *instrument) error {
+func (h *hunter) mayInsert(n *node, in *inserted) error {
 	if in == nil || in.inserts < maxInserts {
 		return nil
 	}
@@ -82,7 +82,7 @@ func (h *hunter) mayInsert(n *node, in *instrument) error {
 }
 
 // insert makes spec live for node n (the node that asked for it).
-func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, error) {
+func (h *hunter) insert(n *node, spec instrument.Spec, rate float64) (*inserted, error) {
 	key := spec.String()
 	if h.liveCount() >= h.cfg.MaxLive {
 		h.event("budget", n, key, nil, fmt.Sprintf("not inserted: %d instruments live, the cap", h.cfg.MaxLive))
@@ -99,7 +99,7 @@ func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, e
 		return nil, err
 	}
 	if in == nil {
-		in = &instrument{spec: spec, key: key}
+		in = &inserted{spec: spec, key: key}
 		h.specs[key] = in
 	}
 	in.live, in.since = li, h.nextFull()
@@ -129,7 +129,7 @@ func (h *hunter) insert(n *node, spec splice.Spec, rate float64) (*instrument, e
 
 // fellBack notes an instrument served by a backend other than the first
 // candidate, for the limitations (see fallbackLimits).
-func (h *hunter) fellBack(in *instrument) {
+func (h *hunter) fellBack(in *inserted) {
 	if h.fallbacks == nil {
 		h.fallbacks, h.fallbackWhy = map[string][]string{}, map[string]string{}
 	}
@@ -177,11 +177,11 @@ func firstClause(s string) string {
 }
 
 // close withdraws one instrument.
-func (h *hunter) close(in *instrument, reason string) {
+func (h *hunter) close(in *inserted, reason string) {
 	if in.live == nil {
 		return
 	}
-	if err := in.live.Close(); err != nil && !errors.Is(err, splice.ErrClosed) {
+	if err := in.live.Close(); err != nil && !errors.Is(err, instrument.ErrClosed) {
 		h.limit("withdrawing %s: %v", in.key, err)
 	}
 	in.live = nil
@@ -192,7 +192,7 @@ func (h *hunter) close(in *instrument, reason string) {
 func (h *hunter) withdrawAll() {
 	for _, in := range h.sortedSpecs() {
 		if in.live != nil {
-			if err := in.live.Close(); err != nil && !errors.Is(err, splice.ErrClosed) {
+			if err := in.live.Close(); err != nil && !errors.Is(err, instrument.ErrClosed) {
 				h.limit("withdrawing %s: %v", in.key, err)
 			}
 			in.live = nil
@@ -200,8 +200,8 @@ func (h *hunter) withdrawAll() {
 	}
 }
 
-func (h *hunter) sortedSpecs() []*instrument {
-	out := make([]*instrument, 0, len(h.specs))
+func (h *hunter) sortedSpecs() []*inserted {
+	out := make([]*inserted, 0, len(h.specs))
 	for _, in := range h.specs {
 		out = append(out, in)
 	}
@@ -221,7 +221,7 @@ func (h *hunter) liveCount() int {
 
 // backendOf names the backend that serves spec: the live instrument's
 // where one says, else the Router's answer, else the Instrumenter's.
-func (h *hunter) backendOf(spec splice.Spec) string {
+func (h *hunter) backendOf(spec instrument.Spec) string {
 	if in := h.specs[spec.String()]; in != nil && in.backend != "" {
 		return in.backend
 	}
@@ -247,7 +247,7 @@ func (h *hunter) costOf(backend string) float64 {
 // calibrated apart ("BACKEND:count"), a call-site timer's as two
 // counters (a kprobe at the call and one at its return), else its
 // backend's.
-func (h *hunter) costOfSpec(spec splice.Spec) float64 {
+func (h *hunter) costOfSpec(spec instrument.Spec) float64 {
 	if v, ok := h.perHit(spec, func(k string) string { return k }); ok {
 		return v
 	}
@@ -268,7 +268,7 @@ func BPFCostKey(key string) string { return "bpf:" + key }
 
 // bpfOfSpec returns the programs' calibrated run time per hit of spec's
 // instrument (see BPFCostKey), chosen as costOfSpec chooses the cost.
-func (h *hunter) bpfOfSpec(spec splice.Spec) (float64, bool) {
+func (h *hunter) bpfOfSpec(spec instrument.Spec) (float64, bool) {
 	return h.perHit(spec, BPFCostKey)
 }
 
@@ -276,9 +276,9 @@ func (h *hunter) bpfOfSpec(spec splice.Spec) (float64, bool) {
 // key(name): its backend's counters' ("BACKEND:count") for a counter, a
 // target recorder or a call-site timer (two counters), where calibrated,
 // else its backend's; ok is false where neither was calibrated.
-func (h *hunter) perHit(spec splice.Spec, key func(string) string) (float64, bool) {
+func (h *hunter) perHit(spec instrument.Spec, key func(string) string) (float64, bool) {
 	b := h.backendOf(spec)
-	if spec.Kind != splice.Timer || spec.IsCallSite() {
+	if spec.Kind != instrument.Timer || spec.IsCallSite() {
 		if v, ok := h.costs[key(b+":count")]; ok {
 			if spec.IsCallSite() {
 				return 2 * v, true
@@ -292,7 +292,7 @@ func (h *hunter) perHit(spec splice.Spec, key func(string) string) (float64, boo
 
 // insideOf returns the part of a timer's cost per hit that falls inside
 // its own window ("BACKEND:inside"), 0 where not calibrated.
-func (h *hunter) insideOf(spec splice.Spec) float64 {
+func (h *hunter) insideOf(spec instrument.Spec) float64 {
 	return h.costs[h.backendOf(spec)+":inside"]
 }
 
@@ -310,7 +310,7 @@ func (h *hunter) updateRates(elapsed float64, hits map[string]uint64, siteCalls 
 		switch n, ok := hits[in.key]; {
 		case ok:
 			calls = n
-		case in.spec.Kind == splice.Targets:
+		case in.spec.Kind == instrument.Targets:
 			calls = siteCalls[in.key]
 		default:
 			for _, n := range in.nodes {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // maxRoots bounds the roots Deep Start chooses.
@@ -135,8 +135,8 @@ func (h *hunter) sample(ctx context.Context, d time.Duration) ([]Stack, error) {
 
 // census is the syscall timers of a census in progress.
 type census struct {
-	live  map[string]splice.Instrument // by function
-	start *splice.Reading
+	live  map[string]instrument.Instrument // by function
+	start *instrument.Reading
 	// calls are each syscall's calls over the census, which took took:
 	// the target's operations with no function instrument.
 	calls map[string]uint64
@@ -149,10 +149,10 @@ func (h *hunter) startCensus() *census {
 	if len(h.cfg.Syscalls) == 0 {
 		return nil
 	}
-	c := &census{live: map[string]splice.Instrument{}}
+	c := &census{live: map[string]instrument.Instrument{}}
 	var refused error
 	for _, fn := range h.cfg.Syscalls {
-		spec := splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: h.cfg.Target}
+		spec := instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: h.cfg.Target}
 		if h.roots[fn] {
 			continue
 		}
@@ -194,7 +194,7 @@ func (h *hunter) endCensus(c *census) map[string]float64 {
 	times := map[string]float64{}
 	c.calls = map[string]uint64{}
 	for _, ctx := range merged(end).Sub(merged(c.start)).Contexts {
-		if len(ctx.Path) == 1 && ctx.Kind == splice.Timer && c.live[ctx.Path[0].Func] != nil {
+		if len(ctx.Path) == 1 && ctx.Kind == instrument.Timer && c.live[ctx.Path[0].Func] != nil {
 			times[ctx.Path[0].Func] += float64(ctx.InclNs)
 			c.calls[ctx.Path[0].Func] += ctx.Calls
 		}
@@ -256,7 +256,7 @@ func (h *hunter) chooseRoots(census map[string]float64, stacks []Stack, d time.D
 		how[f] = "census: the syscall's timer measured"
 	}
 	for _, s := range stacks {
-		if i := h.rootIndex(s.Frames); i >= 0 && !(census != nil && splice.IsSyscall(s.Frames[i])) {
+		if i := h.rootIndex(s.Frames); i >= 0 && !(census != nil && instrument.IsSyscall(s.Frames[i])) {
 			weight[s.Frames[i]] += s.WeightNs
 			how[s.Frames[i]] = "Deep Start: stack samples put"
 		}
@@ -311,7 +311,7 @@ func (h *hunter) rootIndex(frames []string) int {
 		}
 	}
 	for i, f := range frames {
-		if splice.IsSyscall(f) {
+		if instrument.IsSyscall(f) {
 			if ok(f) {
 				return i
 			}
@@ -344,7 +344,7 @@ func IsSyscallDispatcher(fn string) bool { return syscallDispatchers[fn] }
 
 // canTime reports whether fn can get a timer.
 func (h *hunter) canTime(fn string) bool {
-	return h.check(nil, splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: h.cfg.Target}) == nil
+	return h.check(nil, instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: h.cfg.Target}) == nil
 }
 
 // addRoot times fn as a root: with the census's timer where it ran one,
@@ -354,7 +354,7 @@ func (h *hunter) addRoot(fn, reason string) {
 	if h.roots[fn] {
 		return
 	}
-	spec := splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: h.cfg.Target}
+	spec := instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: h.cfg.Target}
 	if err := h.check(nil, spec); err != nil {
 		if h.cfg.SampleTree {
 			h.addSampledRoot(fn, reason)
@@ -371,19 +371,19 @@ func (h *hunter) addRoot(fn, reason string) {
 		return
 	}
 	in.root = true
-	n := h.nodeFor(splice.Path{spec.Point})
+	n := h.nodeFor(instrument.Path{spec.Point})
 	n.kind = NodeRoot
 	h.event("root", n, spec.String(), nil, reason)
 }
 
 // adopt takes over the census's timer of a root, or inserts one.
-func (h *hunter) adopt(spec splice.Spec) (*instrument, error) {
+func (h *hunter) adopt(spec instrument.Spec) (*inserted, error) {
 	if h.census == nil || h.census.live[spec.Func] == nil {
 		return h.insert(nil, spec, 0)
 	}
 	live := h.census.live[spec.Func]
 	delete(h.census.live, spec.Func)
-	in := &instrument{spec: spec, key: spec.String(), live: live, backend: h.backendOf(spec), since: h.nextFull()}
+	in := &inserted{spec: spec, key: spec.String(), live: live, backend: h.backendOf(spec), since: h.nextFull()}
 	h.specs[in.key] = in
 	h.run.Overhead.Inserted++
 	h.run.Overhead.MaxLive = max(h.run.Overhead.MaxLive, h.liveCount())
@@ -393,7 +393,7 @@ func (h *hunter) adopt(spec splice.Spec) (*instrument, error) {
 // addSampledRoot makes fn a root known from stack samples only.
 func (h *hunter) addSampledRoot(fn, reason string) {
 	h.roots[fn] = true
-	n := h.nodeFor(splice.Path{{Func: fn}})
+	n := h.nodeFor(instrument.Path{{Func: fn}})
 	n.kind, n.state = NodeRoot, StateSampled
 	h.event("root", n, fn, nil, reason+"; it cannot be timed here, so samples alone measure it")
 }
@@ -465,7 +465,7 @@ func (h *hunter) planHot(parent *node, t *sampledTree, total float64, depth int)
 			continue
 		}
 		next := parent
-		spec := splice.Spec{Point: splice.Point{Func: f}, Kind: splice.Timer, Target: h.cfg.Target}
+		spec := instrument.Spec{Point: instrument.Point{Func: f}, Kind: instrument.Timer, Target: h.cfg.Target}
 		if h.check(parent, spec) == nil {
 			path := extend(parent.path, spec.Point)
 			if in := h.specs[spec.String()]; in == nil || in.live == nil {
@@ -543,9 +543,9 @@ func (h *hunter) sampledRound(stacks []Stack) map[*node]*stackAcc {
 		if i < 0 || !h.roots[s.Frames[i]] {
 			continue
 		}
-		var path splice.Path
+		var path instrument.Path
 		for j := i; j < len(s.Frames); j++ {
-			path = extend(path, splice.Point{Func: s.Frames[j]})
+			path = extend(path, instrument.Point{Func: s.Frames[j]})
 			n := h.nodeFor(path)
 			if j > i && n.kind != NodeSampled && len(n.rounds) == 0 {
 				n.kind, n.state = NodeSampled, StateSampled

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // absorb takes one round's activity: the change from prev to cur.
@@ -22,7 +22,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 	delta := cur.Reading.Sub(prev.Reading)
 	h.run.Misses = addMisses(h.run.Misses, delta.Misses)
 	for _, n := range h.nodes {
-		n.cur = splice.ContextReading{}
+		n.cur = instrument.ContextReading{}
 	}
 	sort.SliceStable(delta.Contexts, func(i, j int) bool { return len(delta.Contexts[i].Path) < len(delta.Contexts[j].Path) })
 	for _, c := range delta.Contexts {
@@ -95,7 +95,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 // frame is below it (the splice module times schedule called on the way
 // back to user space, after the syscall's frame ended): that time is in no
 // operation of the target, and no node stands for it.
-func (h *hunter) underRoot(p splice.Path) bool {
+func (h *hunter) underRoot(p instrument.Path) bool {
 	r := h.byKey[p[:1].String()]
 	return r != nil && r.kind == NodeRoot
 }
@@ -128,14 +128,14 @@ func (h *hunter) record(n *node, d float64, elapsed time.Duration, ops uint64) {
 
 // absorbTargets records the indirect-call targets seen under each context
 // and returns the calls each target recorder saw.
-func (h *hunter) absorbTargets(ts []splice.TargetReading) map[string]uint64 {
+func (h *hunter) absorbTargets(ts []instrument.TargetReading) map[string]uint64 {
 	calls := map[string]uint64{}
 	for _, t := range ts {
 		if len(t.Path) < 2 {
 			continue
 		}
 		site := t.Path[len(t.Path)-1]
-		calls[splice.Spec{Point: site, Kind: splice.Targets}.String()] += t.Calls
+		calls[instrument.Spec{Point: site, Kind: instrument.Targets}.String()] += t.Calls
 		n := h.byKey[t.Path[:len(t.Path)-1].String()]
 		if n == nil || t.Func == "" {
 			continue
@@ -148,8 +148,8 @@ func (h *hunter) absorbTargets(ts []splice.TargetReading) map[string]uint64 {
 	return calls
 }
 
-func addMisses(a, b splice.Misses) splice.Misses {
-	return splice.Misses{
+func addMisses(a, b instrument.Misses) instrument.Misses {
+	return instrument.Misses{
 		Recursion:  a.Recursion + b.Recursion,
 		StackDepth: a.StackDepth + b.StackDepth,
 		MapFull:    a.MapFull + b.MapFull,
@@ -236,8 +236,8 @@ func (h *hunter) takeStacks() []Stack {
 // instrument withdrawn and inserted again reads as two) summed into one,
 // and likewise the targets, so that differences between readings are
 // taken path by path.
-func merged(r *splice.Reading) *splice.Reading {
-	out := &splice.Reading{At: r.At, Misses: r.Misses, Hits: r.Hits}
+func merged(r *instrument.Reading) *instrument.Reading {
+	out := &instrument.Reading{At: r.At, Misses: r.Misses, Hits: r.Hits}
 	at := map[string]int{}
 	for _, c := range r.Contexts {
 		key := c.Path.String() + ":" + c.Kind.String()
@@ -350,7 +350,7 @@ func (h *hunter) compensate(d float64, siteCalls, hits map[string]uint64, measur
 		c := float64(n.cur.Calls) * h.costOfSpec(spec)
 		total += c
 		in := 0.0
-		if spec.Kind == splice.Timer {
+		if spec.Kind == instrument.Timer {
 			in = min(float64(n.cur.Calls)*h.insideOf(spec), c)
 		}
 		own[n] += in
@@ -361,7 +361,7 @@ func (h *hunter) compensate(d float64, siteCalls, hits map[string]uint64, measur
 		}
 	}
 	for _, in := range h.specs {
-		if in.owner != nil && in.spec.Kind == splice.Targets && siteCalls[in.key] > 0 {
+		if in.owner != nil && in.spec.Kind == instrument.Targets && siteCalls[in.key] > 0 {
 			c := float64(siteCalls[in.key]) * h.costOfSpec(in.spec)
 			total += c
 			own[in.owner] += c

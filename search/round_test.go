@@ -3,28 +3,28 @@ package search
 import (
 	"testing"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // TestMerged: an instrument withdrawn and inserted again reads as two
 // contexts with one path (and a target as two records); merged sums them,
 // so that what grows from reading to reading is their sum (which
-// splice.Reading.Sub then takes).
+// instrument.Reading.Sub then takes).
 func TestMerged(t *testing.T) {
-	p := splice.Path{{Func: "__x64_sys_read"}, {Func: "vfs_read"}}
-	ctx := func(calls, ns uint64) splice.ContextReading {
-		return splice.ContextReading{Path: p, Kind: splice.Timer, Calls: calls, InclNs: ns, ExclNs: ns}
+	p := instrument.Path{{Func: "__x64_sys_read"}, {Func: "vfs_read"}}
+	ctx := func(calls, ns uint64) instrument.ContextReading {
+		return instrument.ContextReading{Path: p, Kind: instrument.Timer, Calls: calls, InclNs: ns, ExclNs: ns}
 	}
-	prev := &splice.Reading{Contexts: []splice.ContextReading{ctx(10, 1000)}}
-	cur := &splice.Reading{Contexts: []splice.ContextReading{ctx(3, 200), ctx(10, 1000)}}
+	prev := &instrument.Reading{Contexts: []instrument.ContextReading{ctx(10, 1000)}}
+	cur := &instrument.Reading{Contexts: []instrument.ContextReading{ctx(3, 200), ctx(10, 1000)}}
 	d := merged(cur).Sub(merged(prev))
 	if len(d.Contexts) != 1 || d.Contexts[0].Calls != 3 || d.Contexts[0].InclNs != 200 {
 		t.Errorf("merged difference = %+v, want 3 calls and 200 ns", d.Contexts)
 	}
-	tr := splice.TargetReading{Path: p, Target: 0xffffffff81000000, Func: "pipe_read", Calls: 5}
+	tr := instrument.TargetReading{Path: p, Target: 0xffffffff81000000, Func: "pipe_read", Calls: 5}
 	tr2 := tr
 	tr2.Calls = 7
-	d = merged(&splice.Reading{Targets: []splice.TargetReading{tr, tr2}}).Sub(merged(&splice.Reading{Targets: []splice.TargetReading{tr}}))
+	d = merged(&instrument.Reading{Targets: []instrument.TargetReading{tr, tr2}}).Sub(merged(&instrument.Reading{Targets: []instrument.TargetReading{tr}}))
 	if len(d.Targets) != 1 || d.Targets[0].Calls != 7 {
 		t.Errorf("targets difference = %+v, want 7 calls", d.Targets)
 	}

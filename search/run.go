@@ -5,7 +5,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // Run is everything a hunt produced. Package reports renders it (pprof,
@@ -31,13 +31,13 @@ type Run struct {
 	Limitations []string `json:"limitations,omitempty"`
 	// Misses are the events the instruments could not measure over the
 	// hunt; where any is non-zero, counts are lower bounds.
-	Misses splice.Misses `json:"misses"`
+	Misses instrument.Misses `json:"misses"`
 }
 
 // Meta describes the hunt.
 type Meta struct {
 	Command     []string      `json:"command,omitempty"` // the workload started with -- CMD, if any
-	Target      string        `json:"target"`            // splice.Target.String()
+	Target      string        `json:"target"`            // instrument.Target.String()
 	Backend     string        `json:"backend"`           // function instruments' backend
 	Kernel      string        `json:"kernel"`            // uname -r
 	Host        string        `json:"host,omitempty"`
@@ -87,22 +87,22 @@ const (
 // part of its ancestors' exclusive time in the window. A profile is made
 // of the InWindow nodes.
 type Node struct {
-	ID      int          `json:"id"`
-	Parent  int          `json:"parent"` // -1 for a root
-	Point   splice.Point `json:"point"`
-	Kind    NodeKind     `json:"kind"`
-	Backend string       `json:"backend,omitempty"`
+	ID      int              `json:"id"`
+	Parent  int              `json:"parent"` // -1 for a root
+	Point   instrument.Point `json:"point"`
+	Kind    NodeKind         `json:"kind"`
+	Backend string           `json:"backend,omitempty"`
 	// Path is Point of every node from the root to this one, as strings.
 	Path []string `json:"path"`
 
-	Calls        uint64                     `json:"calls"`
-	InclNs       uint64                     `json:"incl_ns"`
-	ExclNs       uint64                     `json:"excl_ns"`
-	InclOffCPUNs uint64                     `json:"incl_offcpu_ns"`
-	ExclOffCPUNs uint64                     `json:"excl_offcpu_ns"`
-	Hist         [splice.HistBuckets]uint64 `json:"hist"`
-	Samples      uint64                     `json:"samples,omitempty"` // stack samples that hit this context
-	Misses       uint64                     `json:"misses,omitempty"`
+	Calls        uint64                         `json:"calls"`
+	InclNs       uint64                         `json:"incl_ns"`
+	ExclNs       uint64                         `json:"excl_ns"`
+	InclOffCPUNs uint64                         `json:"incl_offcpu_ns"`
+	ExclOffCPUNs uint64                         `json:"excl_offcpu_ns"`
+	Hist         [instrument.HistBuckets]uint64 `json:"hist"`
+	Samples      uint64                         `json:"samples,omitempty"` // stack samples that hit this context
+	Misses       uint64                         `json:"misses,omitempty"`
 	// RootCalls are the calls of the node's root over the same rounds as
 	// Calls: Calls/RootCalls is the node's calls per operation.
 	RootCalls uint64 `json:"root_calls"`
@@ -175,7 +175,7 @@ type Finding struct {
 	Calls      uint64   `json:"calls"`
 	CallsPerOp float64  `json:"calls_per_op"` // calls per target operation
 	MeanNs     float64  `json:"mean_ns"`
-	// P50Ns and P99Ns are the node's splice.HistQuantile: NaN where its
+	// P50Ns and P99Ns are the node's instrument.HistQuantile: NaN where its
 	// histogram counts nothing, written as null (see UnmarshalJSON).
 	P50Ns       float64  `json:"p50_ns"`
 	P99Ns       float64  `json:"p99_ns"`

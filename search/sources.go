@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // This file holds the small interfaces the controller consumes. Package
@@ -28,7 +28,7 @@ type Callees struct {
 	Indirect []uint64 // offsets of indirect call sites
 	// Sites are the direct calls (not tail jumps) of the function's own
 	// code, by offset: where a callee can be timed at its call site
-	// (splice.Point.Callee). Elsewhere are the callees it also reaches
+	// (instrument.Point.Callee). Elsewhere are the callees it also reaches
 	// another way (a tail jump, from a .cold part): call-site timers
 	// would miss those calls.
 	Sites     []CallSite
@@ -62,7 +62,7 @@ type Lister interface {
 type Sampler interface {
 	// Sample samples the target for d (or until ctx ends) and returns the
 	// kernel stacks seen, merged.
-	Sample(ctx context.Context, target splice.Target, d time.Duration) ([]Stack, error)
+	Sample(ctx context.Context, target instrument.Target, d time.Duration) ([]Stack, error)
 }
 
 // Stack is one distinct kernel stack seen by a Sampler, with the time the
@@ -109,12 +109,12 @@ type ControllerMeter interface {
 // different backends (syscall roots by tracepoint, functions by fentry or
 // kprobe); BackendOf names the backend that serves spec.
 type Router interface {
-	BackendOf(spec splice.Spec) string
+	BackendOf(spec instrument.Spec) string
 }
 
 // Calibrator measures each backend's cost per hit, in ns of CPU time per
 // instrument hit, by timing a known workload with and without an
 // instrument. It runs once, before the hunt's first round.
 type Calibrator interface {
-	Calibrate(ctx context.Context, in splice.Instrumenter) (map[string]float64, error)
+	Calibrate(ctx context.Context, in instrument.Instrumenter) (map[string]float64, error)
 }

@@ -1,6 +1,8 @@
 package search
 
-import "github.com/autoprof/autoprof/splice"
+import (
+	"github.com/autoprof/autoprof/internal/instrument"
+)
 
 // Node states, as Node.State reports them.
 const (
@@ -20,7 +22,7 @@ type node struct {
 	id       int
 	parent   *node
 	children []*node
-	path     splice.Path
+	path     instrument.Path
 	key      string
 	kind     NodeKind
 	state    string
@@ -43,15 +45,15 @@ type node struct {
 	// or more: excl restarts whenever the node's children change.
 	lastExcl float64
 
-	cur      splice.ContextReading // this round's activity
-	lastRate float64               // calls per second in the last round measured
+	cur      instrument.ContextReading // this round's activity
+	lastRate float64                   // calls per second in the last round measured
 
 	targets map[string]bool // indirect-call targets observed under this context
 
 	// recorders are the target recorders on the node's indirect call
 	// sites; deferred the callees the budget has not allowed yet.
-	recorders  []*instrument
-	deferred   []splice.Point
+	recorders  []*inserted
+	deferred   []instrument.Point
 	deferredAt int // the round of the first deferral, 0 for none
 	// deferredLast is how many were deferred when the trace last said so.
 	deferredLast int
@@ -71,7 +73,7 @@ type node struct {
 type totals struct {
 	rounds                                  int
 	calls, inclNs, exclNs, inclOff, exclOff uint64
-	hist                                    [splice.HistBuckets]uint64
+	hist                                    [instrument.HistBuckets]uint64
 	rootCalls                               uint64  // calls of the node's root in the same rounds
 	targetNs                                float64 // the target's time in the same rounds
 	// Stack samples (sampled nodes): count, and the thread time they
@@ -82,7 +84,7 @@ type totals struct {
 }
 
 // add adds one round's activity.
-func (t *totals) add(c *splice.ContextReading, rootCalls uint64, targetNs float64) {
+func (t *totals) add(c *instrument.ContextReading, rootCalls uint64, targetNs float64) {
 	t.rounds++
 	t.calls += c.Calls
 	t.inclNs += c.InclNs
@@ -96,7 +98,7 @@ func (t *totals) add(c *splice.ContextReading, rootCalls uint64, targetNs float6
 	t.targetNs += targetNs
 }
 
-func (n *node) point() splice.Point { return n.path[len(n.path)-1] }
+func (n *node) point() instrument.Point { return n.path[len(n.path)-1] }
 
 // fn is the function whose code n measures: its own, or the callee of
 // its call site.
@@ -122,7 +124,7 @@ func (n *node) subtree(fn func(*node)) {
 }
 
 // pathStrings returns the path as Node.Path holds it.
-func pathStrings(p splice.Path) []string {
+func pathStrings(p instrument.Path) []string {
 	s := make([]string, len(p))
 	for i, pt := range p {
 		s[i] = pt.String()
@@ -131,8 +133,8 @@ func pathStrings(p splice.Path) []string {
 }
 
 // extend returns a new path: p with pt appended.
-func extend(p splice.Path, pt splice.Point) splice.Path {
-	q := make(splice.Path, len(p)+1)
+func extend(p instrument.Path, pt instrument.Point) instrument.Path {
+	q := make(instrument.Path, len(p)+1)
 	copy(q, p)
 	q[len(p)] = pt
 	return q

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // callSiteFixture is a caller that calls callee twice and other once,
@@ -65,7 +66,7 @@ func TestCallReturn(t *testing.T) {
 		{"callee@caller+0xe", false, 0, "not a call site"},
 		{"callee@caller+0x9", true, 0, "also reached from caller.cold"},
 	} {
-		pt, err := ParsePoint(c.pt)
+		pt, err := instrument.ParsePoint(c.pt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,12 +83,12 @@ func TestCallReturn(t *testing.T) {
 // TestCallSiteSpec: a call-site spec parses, prints back and checks as a
 // kprobe pair; other backends refuse it.
 func TestCallSiteSpec(t *testing.T) {
-	spec, err := ParseSpec("callee@caller+0x9")
-	if err != nil || spec.Kind != Timer || spec.Callee != "callee" || spec.Func != "caller" || spec.Offset != 9 || spec.String() != "callee@caller+0x9:timer" {
+	spec, err := instrument.ParseSpec("callee@caller+0x9")
+	if err != nil || spec.Kind != instrument.Timer || spec.Callee != "callee" || spec.Func != "caller" || spec.Offset != 9 || spec.String() != "callee@caller+0x9:timer" {
 		t.Fatalf("ParseSpec = %+v, %v", spec, err)
 	}
 	for _, bad := range []string{"callee@caller", "callee@caller+0x9:entry", "@caller+0x9"} {
-		if _, err := ParseSpec(bad); err == nil {
+		if _, err := instrument.ParseSpec(bad); err == nil {
 			t.Errorf("ParseSpec(%q) accepted", bad)
 		}
 	}

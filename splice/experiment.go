@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"sigs.k8s.io/yaml"
 )
 
@@ -69,7 +70,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 // Planned is one instrument of a parsed experiment.
 type Planned struct {
-	Spec       Spec
+	Spec       instrument.Spec
 	Launch     time.Duration
 	Splashdown time.Duration // 0: at the end
 }
@@ -95,7 +96,7 @@ func ParseExperiment(data []byte) (*Experiment, []Planned, error) {
 	if len(e.Instruments) == 0 {
 		return nil, nil, fmt.Errorf("experiment: no instruments")
 	}
-	tg := Target{PIDs: e.Target.PIDs, Cgroup: e.Target.Cgroup}
+	tg := instrument.Target{PIDs: e.Target.PIDs, Cgroup: e.Target.Cgroup}
 	plan := make([]Planned, 0, len(e.Instruments))
 	for i, in := range e.Instruments {
 		p, err := planEntry(i, in, tg, time.Duration(e.Duration))
@@ -108,8 +109,8 @@ func ParseExperiment(data []byte) (*Experiment, []Planned, error) {
 	return &e, plan, nil
 }
 
-func planEntry(i int, in ExperimentEntry, tg Target, total time.Duration) (Planned, error) {
-	spec, err := ParseSpec(in.Spec)
+func planEntry(i int, in ExperimentEntry, tg instrument.Target, total time.Duration) (Planned, error) {
+	spec, err := instrument.ParseSpec(in.Spec)
 	if err != nil {
 		return Planned{}, fmt.Errorf("experiment instrument %d: %w", i+1, err)
 	}

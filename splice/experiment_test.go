@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 func TestParseExperiment(t *testing.T) {
@@ -29,7 +31,7 @@ instruments:
 			t.Fatalf("%s: %+v %+v", name, e, plan)
 		}
 		// sorted by launch: the two at 0 first, in file order
-		if plan[0].Spec.String() != "__x64_sys_read:timer" || plan[1].Spec.String() != "vfs_read+0x1a:entry" || plan[2].Spec.Kind != Timer {
+		if plan[0].Spec.String() != "__x64_sys_read:timer" || plan[1].Spec.String() != "vfs_read+0x1a:entry" || plan[2].Spec.Kind != instrument.Timer {
 			t.Errorf("%s: plan %+v", name, plan)
 		}
 		if p := plan[2]; p.Launch != 5*time.Second || p.Splashdown != 20*time.Second || p.Spec.Target.PIDs[0] != 42 {
@@ -67,7 +69,7 @@ func FuzzParseExperiment(f *testing.F) {
 			if p.Splashdown != 0 && p.Splashdown <= p.Launch {
 				t.Fatalf("accepted splashdown before launch: %+v", p)
 			}
-			if _, err := ParseSpec(p.Spec.String()); err != nil {
+			if _, err := instrument.ParseSpec(p.Spec.String()); err != nil {
 				t.Fatalf("spec %s does not round-trip: %v", p.Spec, err)
 			}
 		}

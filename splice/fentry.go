@@ -4,6 +4,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
@@ -21,22 +22,22 @@ type fentryBackend struct{}
 
 func (fentryBackend) available() error { return features.HaveFentry() }
 
-func (fentryBackend) attach(s *Session, in *instrument, kin measure.Instrument) error {
+func (fentryBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
 	if err := s.res.model.SetInstrument(in.id, kin); err != nil {
 		return err
 	}
-	if in.spec.Kind == Timer {
+	if in.spec.Kind == instrument.Timer {
 		if err := s.res.model.AttachSched(); err != nil {
 			return err
 		}
 	}
 	// Exit first, so that every frame pushed at entry sees its return.
-	if in.spec.Kind == ExitCount || in.spec.Kind == Timer {
+	if in.spec.Kind == instrument.ExitCount || in.spec.Kind == instrument.Timer {
 		if err := attachTracing(s, in, measure.Fexit); err != nil {
 			return err
 		}
 	}
-	if in.spec.Kind == Count || in.spec.Kind == Timer {
+	if in.spec.Kind == instrument.Count || in.spec.Kind == instrument.Timer {
 		if err := attachTracing(s, in, measure.Fentry); err != nil {
 			return err
 		}
@@ -44,7 +45,7 @@ func (fentryBackend) attach(s *Session, in *instrument, kin measure.Instrument) 
 	return nil
 }
 
-func attachTracing(s *Session, in *instrument, kind measure.ProgKind) error {
+func attachTracing(s *Session, in *bpfInst, kind measure.ProgKind) error {
 	prog, release, err := s.res.model.Program(kind, in.spec.Func, in.id)
 	if err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // The helper process: the test binary re-executed with AUTOPROF_HELPER set
@@ -126,7 +128,7 @@ func runController(args []string) {
 
 // controllerSpecs spreads n counters over functions that pass Check, at
 // most 30 on one function (a BPF trampoline holds 38 programs).
-func controllerSpecs(s *Session, n int) []Spec {
+func controllerSpecs(s *Session, n int) []instrument.Spec {
 	var fns []string
 	for _, root := range []string{"vfs_read", "vfs_write"} {
 		fns = append(fns, root)
@@ -139,15 +141,15 @@ func controllerSpecs(s *Session, n int) []Spec {
 	var ok []string
 	seen := map[string]bool{}
 	for _, fn := range fns {
-		sp := Spec{Point: Point{Func: fn}, Kind: Count}
+		sp := instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Count}
 		if !seen[fn] && s.Check(sp) == nil {
 			ok = append(ok, fn)
 		}
 		seen[fn] = true
 	}
-	var specs []Spec
+	var specs []instrument.Spec
 	for i := 0; len(specs) < n && i < 30*len(ok); i++ {
-		specs = append(specs, Spec{Point: Point{Func: ok[i%len(ok)]}, Kind: Count})
+		specs = append(specs, instrument.Spec{Point: instrument.Point{Func: ok[i%len(ok)]}, Kind: instrument.Count})
 	}
 	return specs
 }

@@ -8,16 +8,17 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
-// instrument is one inserted instrument. Its kernel objects are released
+// bpfInst is one instrument of a BPF backend. Its kernel objects are released
 // in the order of undo: a timer's entry link before its exit link, so
 // that no frame is pushed whose return cannot be seen.
-type instrument struct {
+type bpfInst struct {
 	s       *Session
 	id      uint32
-	spec    Spec
+	spec    instrument.Spec
 	backend string
 	// fallback says why the backends before this one refused the spec
 	// ("" where the first candidate serves it).
@@ -31,17 +32,17 @@ type instrument struct {
 }
 
 // Spec returns the instrument's spec.
-func (in *instrument) Spec() Spec { return in.spec }
+func (in *bpfInst) Spec() instrument.Spec { return in.spec }
 
 // Backend names the backend that serves the instrument.
-func (in *instrument) Backend() string { return in.backend }
+func (in *bpfInst) Backend() string { return in.backend }
 
 // Fallback says why the backends before Backend refused the spec, ""
 // where the first candidate serves it.
-func (in *instrument) Fallback() string { return in.fallback }
+func (in *bpfInst) Fallback() string { return in.fallback }
 
 // Close withdraws the instrument. A second call returns ErrClosed.
-func (in *instrument) Close() error {
+func (in *bpfInst) Close() error {
 	r := in.s.res
 	r.mu.Lock()
 	if r.live != nil {
@@ -53,11 +54,11 @@ func (in *instrument) Close() error {
 
 // detach releases the instrument's kernel objects and marks it dead in
 // the model.
-func (in *instrument) detach() error {
+func (in *bpfInst) detach() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed {
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	in.closed = true
 	var errs []error
@@ -79,7 +80,7 @@ func (in *instrument) detach() error {
 // that accepts and attaches it (see candidates): a function that fentry
 // cannot attach to is timed with a kprobe. On any error nothing of it
 // stays in the kernel.
-func (s *Session) Insert(ctx context.Context, spec Spec) (Instrument, error) {
+func (s *Session) Insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -118,22 +119,22 @@ func joinText(a, b string) string {
 
 // register allocates the instrument's id for backend b and counts it
 // live.
-func (s *Session) register(spec Spec, b string) (*instrument, error) {
+func (s *Session) register(spec instrument.Spec, b string) (*bpfInst, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, instrument.ErrClosed
 	}
 	s.res.mu.Lock()
 	defer s.res.mu.Unlock()
 	if len(s.res.live) >= s.maxLive {
-		return nil, fmt.Errorf("%s: %w: %d instruments are live, the most allowed", spec, ErrNotSupported, s.maxLive)
+		return nil, fmt.Errorf("%s: %w: %d instruments are live, the most allowed", spec, instrument.ErrNotSupported, s.maxLive)
 	}
 	if int(s.nextID) >= s.res.model.Config().MaxInstruments {
-		return nil, fmt.Errorf("%s: %w: the session has used all %d instrument ids", spec, ErrNotSupported, s.nextID)
+		return nil, fmt.Errorf("%s: %w: the session has used all %d instrument ids", spec, instrument.ErrNotSupported, s.nextID)
 	}
 	s.nextID++
-	in := &instrument{s: s, id: s.nextID, spec: spec, backend: b}
+	in := &bpfInst{s: s, id: s.nextID, spec: spec, backend: b}
 	s.specs[in.id] = in
 	s.res.live[in.id] = in
 	return in, nil
@@ -141,7 +142,7 @@ func (s *Session) register(spec Spec, b string) (*instrument, error) {
 
 // attach sets the instrument's filter in the model and lets its backend
 // attach the programs.
-func (s *Session) attach(in *instrument) error {
+func (s *Session) attach(in *bpfInst) error {
 	kin := measure.Instrument{Kind: modelKind(in), Cgroup: -1}
 	for _, p := range in.spec.Target.PIDs {
 		if p <= 0 {
@@ -161,27 +162,23 @@ func (s *Session) attach(in *instrument) error {
 	return backends[in.backend].attach(s, in, kin)
 }
 
-func modelKind(in *instrument) measure.Kind {
+func modelKind(in *bpfInst) measure.Kind {
 	switch {
 	case in.backend == "tracepoint":
 		return measure.Syscall
-	case in.spec.Kind == Count:
+	case in.spec.Kind == instrument.Count:
 		return measure.Count
-	case in.spec.Kind == ExitCount:
+	case in.spec.Kind == instrument.ExitCount:
 		return measure.Exit
-	case in.spec.Kind == Targets:
+	case in.spec.Kind == instrument.Targets:
 		return measure.Targets
 	}
 	return measure.Timer
 }
 
-// CgroupRoot is where cgroup v2 is mounted; Target.Cgroup paths that are
-// not absolute are relative to it.
-const CgroupRoot = "/sys/fs/cgroup"
-
 func openCgroup(path string) (*os.File, error) {
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(CgroupRoot, path)
+		path = filepath.Join(instrument.CgroupRoot, path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -200,7 +197,7 @@ type backend interface {
 	available() error
 	// attach makes in live: it sets kin in the model, then attaches, and
 	// appends what undoes each step to in.undo.
-	attach(s *Session, in *instrument, kin measure.Instrument) error
+	attach(s *Session, in *bpfInst, kin measure.Instrument) error
 }
 
 var backends = map[string]backend{

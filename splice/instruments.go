@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // Instruments is an open session of any backend, as the commands and the
@@ -15,7 +16,7 @@ import (
 // into the same measurement model, so a reader cannot tell them apart
 // except by what they cost.
 type Instruments interface {
-	Instrumenter
+	instrument.Instrumenter
 	// Graph returns the session's call graph.
 	Graph() *callgraph.Graph
 	// Syscalls returns the running kernel's syscall table, nil where it

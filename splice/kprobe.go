@@ -7,6 +7,7 @@ import (
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
@@ -37,8 +38,8 @@ type kprobeBackend struct{}
 
 func (kprobeBackend) available() error { return features.HaveKprobe() }
 
-func (kprobeBackend) attach(s *Session, in *instrument, kin measure.Instrument) error {
-	if in.spec.Kind == Targets {
+func (kprobeBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
+	if in.spec.Kind == instrument.Targets {
 		op, err := targetOperand(s, in.spec)
 		if err != nil {
 			return err
@@ -48,7 +49,7 @@ func (kprobeBackend) attach(s *Session, in *instrument, kin measure.Instrument) 
 	if err := s.res.model.SetInstrument(in.id, kin); err != nil {
 		return err
 	}
-	if in.spec.Kind == Timer {
+	if in.spec.Kind == instrument.Timer {
 		if err := s.res.model.AttachSched(); err != nil {
 			return err
 		}
@@ -56,18 +57,18 @@ func (kprobeBackend) attach(s *Session, in *instrument, kin measure.Instrument) 
 	if in.spec.IsCallSite() {
 		return attachCallSite(s, in)
 	}
-	if in.spec.Kind == ExitCount || in.spec.Kind == Timer {
+	if in.spec.Kind == instrument.ExitCount || in.spec.Kind == instrument.Timer {
 		if err := attachKprobe(s, in, measure.Kretprobe); err != nil {
 			return err
 		}
 	}
-	if in.spec.Kind != ExitCount {
+	if in.spec.Kind != instrument.ExitCount {
 		return attachKprobe(s, in, measure.Kprobe)
 	}
 	return nil
 }
 
-func attachKprobe(s *Session, in *instrument, kind measure.ProgKind) error {
+func attachKprobe(s *Session, in *bpfInst, kind measure.ProgKind) error {
 	prog, release, err := s.res.model.Program(kind, "", 0)
 	if err != nil {
 		return err
@@ -95,7 +96,7 @@ const cookieReturn = 1 << 63
 // instruction the call returns to, which closes the frame, then one on
 // the call, which opens it (return first, so that every frame opened sees
 // its close).
-func attachCallSite(s *Session, in *instrument) error {
+func attachCallSite(s *Session, in *bpfInst) error {
 	ret, err := s.place.CallReturn(in.spec.Point)
 	if err != nil {
 		return err
@@ -119,7 +120,7 @@ func attachCallSite(s *Session, in *instrument) error {
 }
 
 // targetOperand converts the decoded operand of the call at spec's offset.
-func targetOperand(s *Session, spec Spec) (measure.Operand, error) {
+func targetOperand(s *Session, spec instrument.Spec) (measure.Operand, error) {
 	f, err := s.graph.Function(spec.Func)
 	if err != nil {
 		return measure.Operand{}, err

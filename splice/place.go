@@ -9,6 +9,7 @@ import (
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 )
 
@@ -150,13 +151,13 @@ func noFunctionBackend() error {
 
 // refuse returns a refusal of spec wrapping kind (ErrUnsafe or
 // ErrNotSupported); format may wrap the cause with %w.
-func refuse(spec Spec, kind error, format string, a ...any) error {
+func refuse(spec instrument.Spec, kind error, format string, a ...any) error {
 	return fmt.Errorf("%s: %w: "+format, append([]any{spec, kind}, a...)...)
 }
 
 // Check applies every rule of backend to spec. It returns nil or an error
 // wrapping ErrUnsafe or ErrNotSupported whose text is one line saying why.
-func (p *Placement) Check(backend string, spec Spec) error {
+func (p *Placement) Check(backend string, spec instrument.Spec) error {
 	if err := checkShape(backend, spec); err != nil {
 		if backend == "tracepoint" && p.noFunctions != nil {
 			return fmt.Errorf("%w, the only backend here: %w", err, p.noFunctions)
@@ -170,15 +171,15 @@ func (p *Placement) Check(backend string, spec Spec) error {
 	case backend == "tracepoint":
 		return p.checkSyscall(spec)
 	case err != nil:
-		return fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+		return fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
 	addr := sym.Addr + spec.Offset
 	if spec.Offset >= sym.Size {
-		return refuse(spec, ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
+		return refuse(spec, instrument.ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
 	}
 	for _, s := range p.sections {
 		if s.Start <= addr && addr < s.End {
-			return refuse(spec, ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
+			return refuse(spec, instrument.ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
 		}
 	}
 	switch backend {
@@ -194,58 +195,58 @@ func (p *Placement) Check(backend string, spec Spec) error {
 }
 
 // checkShape refuses what a backend cannot do whatever the place.
-func checkShape(backend string, spec Spec) error {
+func checkShape(backend string, spec instrument.Spec) error {
 	if spec.Func == "" {
-		return refuse(spec, ErrNotSupported, "no function")
+		return refuse(spec, instrument.ErrNotSupported, "no function")
 	}
-	if _, ok := kindNames[spec.Kind]; !ok {
-		return refuse(spec, ErrNotSupported, "unknown instrument kind")
+	if !spec.Kind.IsValid() {
+		return refuse(spec, instrument.ErrNotSupported, "unknown instrument kind")
 	}
 	if spec.IsCallSite() {
-		if spec.Kind != Timer || spec.Offset == 0 {
-			return refuse(spec, ErrNotSupported, "a call site takes a timer at the call's offset (callee@func+OFF:timer)")
+		if spec.Kind != instrument.Timer || spec.Offset == 0 {
+			return refuse(spec, instrument.ErrNotSupported, "a call site takes a timer at the call's offset (callee@func+OFF:timer)")
 		}
 		if backend != "kprobe" {
-			return refuse(spec, ErrNotSupported, "the %s backend cannot time a call site (kprobe can)", backend)
+			return refuse(spec, instrument.ErrNotSupported, "the %s backend cannot time a call site (kprobe can)", backend)
 		}
 		return nil
 	}
-	if spec.Offset != 0 && (spec.Kind == Timer || spec.Kind == ExitCount) {
-		return refuse(spec, ErrNotSupported, "a %s needs a function entry, not an offset", spec.Kind)
+	if spec.Offset != 0 && (spec.Kind == instrument.Timer || spec.Kind == instrument.ExitCount) {
+		return refuse(spec, instrument.ErrNotSupported, "a %s needs a function entry, not an offset", spec.Kind)
 	}
-	if spec.Kind == Targets && spec.Offset == 0 {
-		return refuse(spec, ErrNotSupported, "a targets instrument goes at an indirect call site, func+OFF")
+	if spec.Kind == instrument.Targets && spec.Offset == 0 {
+		return refuse(spec, instrument.ErrNotSupported, "a targets instrument goes at an indirect call site, func+OFF")
 	}
 	switch backend {
 	case "fentry":
-		if spec.Offset != 0 || spec.Kind == Targets {
-			return refuse(spec, ErrNotSupported, "fentry instruments function entries and returns only (use kprobe for func+off)")
+		if spec.Offset != 0 || spec.Kind == instrument.Targets {
+			return refuse(spec, instrument.ErrNotSupported, "fentry instruments function entries and returns only (use kprobe for func+off)")
 		}
 	case "tracepoint":
-		if spec.Kind != Timer || spec.Offset != 0 {
-			return refuse(spec, ErrNotSupported, "the tracepoint backend times whole syscalls only (FUNC:timer with FUNC a __x64_sys_* function)")
+		if spec.Kind != instrument.Timer || spec.Offset != 0 {
+			return refuse(spec, instrument.ErrNotSupported, "the tracepoint backend times whole syscalls only (FUNC:timer with FUNC a __x64_sys_* function)")
 		}
 	case "kprobe":
 	default:
-		return refuse(spec, ErrNotSupported, "unknown backend %q", backend)
+		return refuse(spec, instrument.ErrNotSupported, "unknown backend %q", backend)
 	}
 	return nil
 }
 
-func (p *Placement) checkFentry(spec Spec, sym callgraph.Symbol) error {
+func (p *Placement) checkFentry(spec instrument.Spec, sym callgraph.Symbol) error {
 	if bpfDenyList[sym.Name] {
-		return refuse(spec, ErrUnsafe, "%s is on BPF's deny list (btf_id_deny)", sym.Name)
+		return refuse(spec, instrument.ErrUnsafe, "%s is on BPF's deny list (btf_id_deny)", sym.Name)
 	}
 	if p.traceableErr != nil {
-		return refuse(spec, ErrNotSupported, "cannot read available_filter_functions to rule out notrace functions: %w", p.traceableErr)
+		return refuse(spec, instrument.ErrNotSupported, "cannot read available_filter_functions to rule out notrace functions: %w", p.traceableErr)
 	}
 	if !p.traceable[sym.Name] {
-		return refuse(spec, ErrUnsafe, "%s is not in available_filter_functions (notrace, inlined or not traceable)", sym.Name)
+		return refuse(spec, instrument.ErrUnsafe, "%s is not in available_filter_functions (notrace, inlined or not traceable)", sym.Name)
 	}
 	return nil
 }
 
-func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) error {
+func (p *Placement) checkKprobe(spec instrument.Spec, sym callgraph.Symbol, addr uint64) error {
 	if err := p.checkBlacklist(spec, sym, addr); err != nil {
 		return err
 	}
@@ -260,7 +261,7 @@ func (p *Placement) checkKprobe(spec Spec, sym callgraph.Symbol, addr uint64) er
 // __ia32_sys_X), which is notrace only because SYSCALL_DEFINE declares it
 // static inline (the kernel's inline implies notrace) and runs where its
 // wrapper runs. spec names sym.
-func (p *Placement) checkTailCallee(timed string, spec Spec, sym callgraph.Symbol) error {
+func (p *Placement) checkTailCallee(timed string, spec instrument.Spec, sym callgraph.Symbol) error {
 	if syscallBodyOf(timed, sym.Name) {
 		return p.checkBlacklist(spec, sym, sym.Addr)
 	}
@@ -283,22 +284,22 @@ func syscallBodyOf(wrapper, body string) bool {
 
 // checkBlacklist refuses addr in sym where BPF's deny list or the kprobe
 // blacklist names it.
-func (p *Placement) checkBlacklist(spec Spec, sym callgraph.Symbol, addr uint64) error {
+func (p *Placement) checkBlacklist(spec instrument.Spec, sym callgraph.Symbol, addr uint64) error {
 	if bpfDenyList[sym.Name] {
-		return refuse(spec, ErrUnsafe, "%s is called by the BPF trampolines of autoprof's own instruments (BPF's deny list, btf_id_deny): a kprobe there would count their calls", sym.Name)
+		return refuse(spec, instrument.ErrUnsafe, "%s is called by the BPF trampolines of autoprof's own instruments (BPF's deny list, btf_id_deny): a kprobe there would count their calls", sym.Name)
 	}
 	if p.blacklistErr != nil {
-		return refuse(spec, ErrNotSupported, "cannot read the kprobe blacklist: %w", p.blacklistErr)
+		return refuse(spec, instrument.ErrNotSupported, "cannot read the kprobe blacklist: %w", p.blacklistErr)
 	}
 	if r, ok := rangeHolding(p.blacklist, addr); ok {
-		return refuse(spec, ErrUnsafe, "%s is on the kprobe blacklist (%s)", spec.Point, r.Name)
+		return refuse(spec, instrument.ErrUnsafe, "%s is on the kprobe blacklist (%s)", spec.Point, r.Name)
 	}
 	// A suffixed clone (foo.part.0, foo.constprop.0) is blacklisted with its
 	// base, as within_kprobe_blacklist() judges it.
 	if base, _, suffixed := strings.Cut(sym.Name, "."); suffixed {
 		if b, err := p.syms.Func(base); err == nil {
 			if r, ok := rangeHolding(p.blacklist, b.Addr); ok {
-				return refuse(spec, ErrUnsafe, "%s is a clone of %s, on the kprobe blacklist", sym.Name, r.Name)
+				return refuse(spec, instrument.ErrUnsafe, "%s is a clone of %s, on the kprobe blacklist", sym.Name, r.Name)
 			}
 		}
 	}
@@ -306,7 +307,7 @@ func (p *Placement) checkBlacklist(spec Spec, sym callgraph.Symbol, addr uint64)
 }
 
 // checkTraceable refuses sym where it has no ftrace location.
-func (p *Placement) checkTraceable(spec Spec, sym callgraph.Symbol) error {
+func (p *Placement) checkTraceable(spec instrument.Spec, sym callgraph.Symbol) error {
 	// Kprobe events (the perf kprobe PMU included) refuse any place in a
 	// function without an ftrace location unless the kernel is built with
 	// CONFIG_KPROBE_EVENTS_ON_NOTRACE, which distro kernels are not:
@@ -314,12 +315,12 @@ func (p *Placement) checkTraceable(spec Spec, sym callgraph.Symbol) error {
 	// suffixed symbol (foo.cold, foo.isra.0) by its base where the suffixed
 	// one has none.
 	if p.traceableErr != nil {
-		return refuse(spec, ErrNotSupported, "cannot read available_filter_functions to rule out notrace functions: %w", p.traceableErr)
+		return refuse(spec, instrument.ErrNotSupported, "cannot read available_filter_functions to rule out notrace functions: %w", p.traceableErr)
 	}
 	if !p.traceable[sym.Name] {
 		base, _, suffixed := strings.Cut(sym.Name, ".")
 		if !suffixed || !p.traceable[base] {
-			return refuse(spec, ErrUnsafe, "%s is not in available_filter_functions (notrace): kprobe events refuse it", sym.Name)
+			return refuse(spec, instrument.ErrUnsafe, "%s is not in available_filter_functions (notrace): kprobe events refuse it", sym.Name)
 		}
 	}
 	return nil
@@ -328,30 +329,30 @@ func (p *Placement) checkTraceable(spec Spec, sym callgraph.Symbol) error {
 // checkCode decodes the function: an offset must be a candidate
 // instruction boundary, and a targets instrument must sit on an indirect
 // call whose operand a BPF program can evaluate.
-func (p *Placement) checkCode(spec Spec, sym callgraph.Symbol) error {
+func (p *Placement) checkCode(spec instrument.Spec, sym callgraph.Symbol) error {
 	if spec.Offset == 0 {
 		return nil
 	}
 	f, err := p.decode(sym)
 	if err != nil {
-		return fmt.Errorf("%s: %w: decoding %s: %w", spec, ErrUnsafe, sym.Name, err)
+		return fmt.Errorf("%s: %w: decoding %s: %w", spec, instrument.ErrUnsafe, sym.Name, err)
 	}
 	off := uint32(spec.Offset)
 	if !f.IsBoundary(off) {
-		return refuse(spec, ErrUnsafe, "offset %#x is not an instruction boundary of %s", off, sym.Name)
+		return refuse(spec, instrument.ErrUnsafe, "offset %#x is not an instruction boundary of %s", off, sym.Name)
 	}
 	if !f.IsCandidate(off) {
-		return refuse(spec, ErrUnsafe, "offset %#x of %s is padding, ENDBR or int3", off, sym.Name)
+		return refuse(spec, instrument.ErrUnsafe, "offset %#x of %s is padding, ENDBR or int3", off, sym.Name)
 	}
-	if spec.Kind == Targets {
+	if spec.Kind == instrument.Targets {
 		_, err := indirectOperand(f, off)
 		if err != nil {
-			return refuse(spec, ErrUnsafe, "%w", err)
+			return refuse(spec, instrument.ErrUnsafe, "%w", err)
 		}
 	}
 	if spec.IsCallSite() {
 		if _, err := p.callReturn(f, spec.Point); err != nil {
-			return refuse(spec, ErrUnsafe, "%w", err)
+			return refuse(spec, instrument.ErrUnsafe, "%w", err)
 		}
 	}
 	return nil
@@ -360,7 +361,7 @@ func (p *Placement) checkCode(spec Spec, sym callgraph.Symbol) error {
 // CallReturn returns the offset of the instruction the call at call site
 // pt returns to, where the second half of a call-site timer goes (see
 // callReturn).
-func (p *Placement) CallReturn(pt Point) (uint32, error) {
+func (p *Placement) CallReturn(pt instrument.Point) (uint32, error) {
 	sym, err := p.syms.Func(pt.Func)
 	if err != nil {
 		return 0, err
@@ -379,7 +380,7 @@ func (p *Placement) CallReturn(pt Point) (uint32, error) {
 // the function's code, not padding, no branch of the function, jump table
 // or jump back from one of its .cold parts targets it, and the function
 // has no indirect jump whose targets are unknown.
-func (p *Placement) callReturn(f *callgraph.Function, pt Point) (uint32, error) {
+func (p *Placement) callReturn(f *callgraph.Function, pt instrument.Point) (uint32, error) {
 	ret, err := callReturnIn(f, pt)
 	if err != nil {
 		return 0, err
@@ -405,7 +406,7 @@ func (p *Placement) callReturn(f *callgraph.Function, pt Point) (uint32, error) 
 }
 
 // callReturnIn applies the rules of callReturn that need f alone.
-func callReturnIn(f *callgraph.Function, pt Point) (uint32, error) {
+func callReturnIn(f *callgraph.Function, pt instrument.Point) (uint32, error) {
 	off := uint32(pt.Offset)
 	for _, s := range f.Sites {
 		if s.Off != off {
@@ -454,18 +455,18 @@ func indirectOperand(f *callgraph.Function, off uint32) (*callgraph.Operand, err
 }
 
 // checkSyscall accepts a root timer on a function of the syscall table.
-func (p *Placement) checkSyscall(spec Spec) error {
+func (p *Placement) checkSyscall(spec instrument.Spec) error {
 	if p.syscalls == nil {
-		return refuse(spec, ErrNotSupported, "no syscall table: %w", p.syscallsErr)
+		return refuse(spec, instrument.ErrNotSupported, "no syscall table: %w", p.syscallsErr)
 	}
 	if _, ok := p.syscalls.Number(spec.Func); !ok {
-		if !IsSyscall64(spec.Func) && p.noFunctions != nil {
-			return refuse(spec, ErrNotSupported, "%s is not a syscall function (__x64_sys_*), and only syscalls can be timed here (the tracepoint backend): %w", spec.Func, p.noFunctions)
+		if !instrument.IsSyscall64(spec.Func) && p.noFunctions != nil {
+			return refuse(spec, instrument.ErrNotSupported, "%s is not a syscall function (__x64_sys_*), and only syscalls can be timed here (the tracepoint backend): %w", spec.Func, p.noFunctions)
 		}
-		if !IsSyscall64(spec.Func) {
-			return refuse(spec, ErrNotSupported, "%s is not a syscall function (__x64_sys_*): the tracepoint backend times whole syscalls only (--backend fentry or kprobe times functions)", spec.Func)
+		if !instrument.IsSyscall64(spec.Func) {
+			return refuse(spec, instrument.ErrNotSupported, "%s is not a syscall function (__x64_sys_*): the tracepoint backend times whole syscalls only (--backend fentry or kprobe times functions)", spec.Func)
 		}
-		return refuse(spec, ErrNotSupported, "%s is not in the syscall table", spec.Func)
+		return refuse(spec, instrument.ErrNotSupported, "%s is not in the syscall table", spec.Func)
 	}
 	return nil
 }
@@ -477,8 +478,8 @@ func (p *Placement) checkSyscall(spec Spec) error {
 // .part/.constprop/.isra copy of it. "" where nothing says so. A function
 // called only through pointers has no caller in the static graph either,
 // and the warning says so.
-func ReachWarning(spec Spec, r callgraph.Reach) string {
-	if spec.Offset != 0 || IsSyscall(spec.Func) {
+func ReachWarning(spec instrument.Spec, r callgraph.Reach) string {
+	if spec.Offset != 0 || instrument.IsSyscall(spec.Func) {
 		return ""
 	}
 	var copies []string
@@ -504,10 +505,10 @@ func ReachWarning(spec Spec, r callgraph.Reach) string {
 // ReachWarnings returns ReachWarning for each spec at a function entry
 // that g's callers index finds unreached, by spec string. Building the
 // index decodes the whole kernel (about 2 s of CPU on current hardware).
-func ReachWarnings(g *callgraph.Graph, specs []Spec) map[string]string {
+func ReachWarnings(g *callgraph.Graph, specs []instrument.Spec) map[string]string {
 	out := map[string]string{}
 	for _, s := range specs {
-		if s.Offset != 0 || IsSyscall(s.Func) {
+		if s.Offset != 0 || instrument.IsSyscall(s.Func) {
 			continue
 		}
 		r, err := g.Reach(s.Func)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // A kernel in miniature: its kallsyms, the code of vfs_read, its kprobe
@@ -62,7 +63,7 @@ func TestPlacementRules(t *testing.T) {
 	p := fixturePlacement(t)
 	ok := func(backend, s string) {
 		t.Helper()
-		spec, err := ParseSpec(s)
+		spec, err := instrument.ParseSpec(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +73,7 @@ func TestPlacementRules(t *testing.T) {
 	}
 	refused := func(backend, s string, sentinel error, why string) {
 		t.Helper()
-		spec, err := ParseSpec(s)
+		spec, err := instrument.ParseSpec(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,29 +87,29 @@ func TestPlacementRules(t *testing.T) {
 	ok("kprobe", "vfs_read+0x9")
 	ok("kprobe", "vfs_read+0xd:targets")
 	ok("tracepoint", "__x64_sys_read:timer")
-	refused("kprobe", "vfs_read+0xb", ErrUnsafe, "not an instruction boundary")
-	refused("kprobe", "vfs_read+0x5", ErrUnsafe, "not an instruction boundary") // inside the ftrace nop
-	refused("kprobe", "vfs_read+0x10", ErrUnsafe, "padding")
-	refused("kprobe", "vfs_read+0x200", ErrUnsafe, "past the end")
-	refused("kprobe", "vfs_read+0x9:targets", ErrUnsafe, "not a call site")
-	refused("kprobe", "exc_page_fault", ErrUnsafe, ".noinstr.text")
-	refused("fentry", "exc_page_fault", ErrUnsafe, ".noinstr.text")
-	refused("kprobe", "entry_SYSCALL_64", ErrUnsafe, ".entry.text")
-	refused("kprobe", "startup_64", ErrUnsafe, "not in kernel text") // below _stext
-	refused("kprobe", "notraced", ErrUnsafe, "available_filter_functions")
-	refused("kprobe", "blacklisted_fn", ErrUnsafe, "kprobe blacklist")
+	refused("kprobe", "vfs_read+0xb", instrument.ErrUnsafe, "not an instruction boundary")
+	refused("kprobe", "vfs_read+0x5", instrument.ErrUnsafe, "not an instruction boundary") // inside the ftrace nop
+	refused("kprobe", "vfs_read+0x10", instrument.ErrUnsafe, "padding")
+	refused("kprobe", "vfs_read+0x200", instrument.ErrUnsafe, "past the end")
+	refused("kprobe", "vfs_read+0x9:targets", instrument.ErrUnsafe, "not a call site")
+	refused("kprobe", "exc_page_fault", instrument.ErrUnsafe, ".noinstr.text")
+	refused("fentry", "exc_page_fault", instrument.ErrUnsafe, ".noinstr.text")
+	refused("kprobe", "entry_SYSCALL_64", instrument.ErrUnsafe, ".entry.text")
+	refused("kprobe", "startup_64", instrument.ErrUnsafe, "not in kernel text") // below _stext
+	refused("kprobe", "notraced", instrument.ErrUnsafe, "available_filter_functions")
+	refused("kprobe", "blacklisted_fn", instrument.ErrUnsafe, "kprobe blacklist")
 	// A clone goes with its base (within_kprobe_blacklist; nmi_handle.part.0 on 6.12).
-	refused("kprobe", "blacklisted_fn.part.0", ErrUnsafe, "clone of blacklisted_fn")
-	refused("fentry", "migrate_disable", ErrUnsafe, "deny list")
-	refused("kprobe", "migrate_disable", ErrUnsafe, "BPF trampolines of autoprof's own instruments")
-	refused("fentry", "notraced", ErrUnsafe, "available_filter_functions")
-	refused("fentry", "vfs_read+0x9", ErrNotSupported, "use kprobe")
+	refused("kprobe", "blacklisted_fn.part.0", instrument.ErrUnsafe, "clone of blacklisted_fn")
+	refused("fentry", "migrate_disable", instrument.ErrUnsafe, "deny list")
+	refused("kprobe", "migrate_disable", instrument.ErrUnsafe, "BPF trampolines of autoprof's own instruments")
+	refused("fentry", "notraced", instrument.ErrUnsafe, "available_filter_functions")
+	refused("fentry", "vfs_read+0x9", instrument.ErrNotSupported, "use kprobe")
 	refused("kprobe", "no_such_function", ErrNoFunction, "no such kernel function")
 	refused("tracepoint", "no_such_function", ErrNoFunction, "no such kernel function")
-	refused("tracepoint", "vfs_read:timer", ErrNotSupported, "not a syscall function (__x64_sys_*): the tracepoint backend times whole syscalls only (--backend fentry or kprobe times functions)")
-	refused("tracepoint", "__x64_sys_read:entry", ErrNotSupported, "whole syscalls")
-	refused("kprobe", "vfs_read+0x9:targets", ErrUnsafe, "")
-	refused("bogus", "vfs_read", ErrNotSupported, "unknown backend")
+	refused("tracepoint", "vfs_read:timer", instrument.ErrNotSupported, "not a syscall function (__x64_sys_*): the tracepoint backend times whole syscalls only (--backend fentry or kprobe times functions)")
+	refused("tracepoint", "__x64_sys_read:entry", instrument.ErrNotSupported, "whole syscalls")
+	refused("kprobe", "vfs_read+0x9:targets", instrument.ErrUnsafe, "")
+	refused("bogus", "vfs_read", instrument.ErrNotSupported, "unknown backend")
 }
 
 // TestPlacementUnreadableLists: without the blacklist or the list of
@@ -120,7 +121,7 @@ func TestPlacementUnreadableLists(t *testing.T) {
 	}
 	p := NewPlacement(syms, nil, PlacementSources{BlacklistErr: os.ErrPermission})
 	for _, b := range []string{"kprobe", "fentry"} {
-		if err := p.Check(b, Spec{Point: Point{Func: "vfs_read"}, Kind: Count}); !errors.Is(err, ErrNotSupported) {
+		if err := p.Check(b, instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Count}); !errors.Is(err, instrument.ErrNotSupported) {
 			t.Errorf("%s without its list: %v", b, err)
 		}
 	}
@@ -176,17 +177,17 @@ func TestPlacementNoFunctionBackend(t *testing.T) {
 	}
 	why := errors.New("fentry unavailable: lockdown; kprobe unavailable: CONFIG_KPROBES is not set")
 	p := NewPlacement(syms, nil, PlacementSources{Syscalls: NewSyscallTable(map[string]int{"__x64_sys_read": 0}), NoFunctions: why})
-	err = p.Check("tracepoint", Spec{Point: Point{Func: "vfs_read"}, Kind: Timer})
-	if !errors.Is(err, ErrNotSupported) || !errors.Is(err, why) || !strings.Contains(err.Error(), "only syscalls can be timed here") {
+	err = p.Check("tracepoint", instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer})
+	if !errors.Is(err, instrument.ErrNotSupported) || !errors.Is(err, why) || !strings.Contains(err.Error(), "only syscalls can be timed here") {
 		t.Errorf("vfs_read:timer: %v", err)
 	}
-	if err := p.Check("tracepoint", Spec{Point: Point{Func: "__x64_sys_read"}, Kind: Timer}); err != nil {
+	if err := p.Check("tracepoint", instrument.Spec{Point: instrument.Point{Func: "__x64_sys_read"}, Kind: instrument.Timer}); err != nil {
 		t.Errorf("__x64_sys_read:timer: %v", err)
 	}
 }
 
 func TestReachWarning(t *testing.T) {
-	spec := Spec{Point: Point{Func: "ksys_pread64"}, Kind: Count}
+	spec := instrument.Spec{Point: instrument.Point{Func: "ksys_pread64"}, Kind: instrument.Count}
 	for _, c := range []struct {
 		r    callgraph.Reach
 		want string
@@ -202,7 +203,7 @@ func TestReachWarning(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", c.r, got, c.want)
 		}
 	}
-	if w := ReachWarning(Spec{Point: Point{Func: "__x64_sys_read"}, Kind: Timer}, callgraph.Reach{Func: "__x64_sys_read"}); w != "" {
+	if w := ReachWarning(instrument.Spec{Point: instrument.Point{Func: "__x64_sys_read"}, Kind: instrument.Timer}, callgraph.Reach{Func: "__x64_sys_read"}); w != "" {
 		t.Errorf("a syscall (called through the syscall table): %q", w)
 	}
 }
@@ -231,11 +232,11 @@ func TestTailCalleeRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = p.checkTailCallee(c.timed, Spec{Point: Point{Func: c.fn}, Kind: ExitCount}, sym)
+		err = p.checkTailCallee(c.timed, instrument.Spec{Point: instrument.Point{Func: c.fn}, Kind: instrument.ExitCount}, sym)
 		switch {
 		case c.refusal == "" && err != nil:
 			t.Errorf("%s tail-calling %s: %v", c.timed, c.fn, err)
-		case c.refusal != "" && (err == nil || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), c.refusal)):
+		case c.refusal != "" && (err == nil || !errors.Is(err, instrument.ErrUnsafe) || !strings.Contains(err.Error(), c.refusal)):
 			t.Errorf("%s tail-calling %s: %v, want a refusal saying %q", c.timed, c.fn, err, c.refusal)
 		}
 	}

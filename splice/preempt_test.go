@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,7 +63,7 @@ func TestPreemptedNotOffCPU(t *testing.T) {
 	for i := range buf { // no page faults inside the timed reads
 		buf[i] = 1
 	}
-	in, err := s.Insert(context.Background(), Spec{Point: Point{Func: "__x64_sys_read"}, Kind: Timer, Target: Target{PIDs: []int{os.Getpid()}}})
+	in, err := s.Insert(context.Background(), instrument.Spec{Point: instrument.Point{Func: "__x64_sys_read"}, Kind: instrument.Timer, Target: instrument.Target{PIDs: []int{os.Getpid()}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestPreemptedNotOffCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c *ContextReading
+	var c *instrument.ContextReading
 	for i := range r.Contexts {
 		if r.Contexts[i].Path.String() == "__x64_sys_read" {
 			c = &r.Contexts[i]

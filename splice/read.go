@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
@@ -20,13 +21,13 @@ func DefaultBackend() string {
 }
 
 // Read returns the cumulative readings of every instrument inserted so far.
-func (s *Session) Read() (*Reading, error) {
+func (s *Session) Read() (*instrument.Reading, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, ErrClosed
+		return nil, instrument.ErrClosed
 	}
-	specs := make(map[uint32]*instrument, len(s.specs))
+	specs := make(map[uint32]*bpfInst, len(s.specs))
 	for id, in := range s.specs {
 		specs[id] = in
 	}
@@ -36,8 +37,8 @@ func (s *Session) Read() (*Reading, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reading{At: time.Now()}
-	paths := pathBuilder{ctxs: ctxs, specs: specs, done: map[uint32]Path{}}
+	r := &instrument.Reading{At: time.Now()}
+	paths := pathBuilder{ctxs: ctxs, specs: specs, done: map[uint32]instrument.Path{}}
 	var top uint32
 	for id := range ctxs {
 		top = max(top, id)
@@ -48,11 +49,11 @@ func (s *Session) Read() (*Reading, error) {
 	}
 	for id, c := range ctxs {
 		in := specs[c.Inst]
-		if in == nil || in.spec.Kind == Targets {
+		if in == nil || in.spec.Kind == instrument.Targets {
 			continue
 		}
 		st := stats[id]
-		r.Contexts = append(r.Contexts, ContextReading{
+		r.Contexts = append(r.Contexts, instrument.ContextReading{
 			Path: paths.of(id), Kind: in.spec.Kind, Calls: st.Calls,
 			InclNs: st.InclNs, ExclNs: st.ExclNs, InclOffCPUNs: st.InclOffCPUNs, ExclOffCPUNs: st.ExclOffCPUNs, Hist: st.Hist,
 		})
@@ -70,7 +71,7 @@ func (s *Session) Read() (*Reading, error) {
 }
 
 // readHits sums the hits of every instrument inserted so far by spec.
-func (s *Session) readHits(specs map[uint32]*instrument) (map[string]uint64, error) {
+func (s *Session) readHits(specs map[uint32]*bpfInst) (map[string]uint64, error) {
 	ids := make([]uint32, 0, len(specs))
 	for id := range specs {
 		ids = append(ids, id)
@@ -86,15 +87,15 @@ func (s *Session) readHits(specs map[uint32]*instrument) (map[string]uint64, err
 	return out, nil
 }
 
-func (s *Session) readTargets(paths pathBuilder) ([]TargetReading, error) {
+func (s *Session) readTargets(paths pathBuilder) ([]instrument.TargetReading, error) {
 	ts, err := s.res.model.Targets()
 	if err != nil {
 		return nil, err
 	}
 	syms := s.graph.Symbols()
-	out := make([]TargetReading, 0, len(ts))
+	out := make([]instrument.TargetReading, 0, len(ts))
 	for _, t := range ts {
-		tr := TargetReading{Path: paths.of(t.Ctx), Target: t.Target, Calls: t.Calls}
+		tr := instrument.TargetReading{Path: paths.of(t.Ctx), Target: t.Target, Calls: t.Calls}
 		if sym, off, err := syms.FuncAt(t.Target); err == nil && !sym.IsPadding() {
 			tr.Func = sym.Name
 			if off != 0 {
@@ -106,44 +107,44 @@ func (s *Session) readTargets(paths pathBuilder) ([]TargetReading, error) {
 	return out, nil
 }
 
-func (s *Session) readMisses() (Misses, error) {
+func (s *Session) readMisses() (instrument.Misses, error) {
 	mm, err := s.res.model.Misses()
 	if err != nil {
-		return Misses{}, err
+		return instrument.Misses{}, err
 	}
 	rs, err := s.res.model.RunStats()
 	if err != nil {
-		return Misses{}, err
+		return instrument.Misses{}, err
 	}
-	return Misses{Recursion: mm.Recursion, StackDepth: mm.StackDepth, MapFull: mm.MapFull, Unmatched: mm.Unmatched, Kernel: rs.RecursionMisses}, nil
+	return instrument.Misses{Recursion: mm.Recursion, StackDepth: mm.StackDepth, MapFull: mm.MapFull, Unmatched: mm.Unmatched, Kernel: rs.RecursionMisses}, nil
 }
 
 // pathBuilder turns context ids into paths, memoized.
 type pathBuilder struct {
 	ctxs  map[uint32]measure.Context
-	specs map[uint32]*instrument
-	done  map[uint32]Path
+	specs map[uint32]*bpfInst
+	done  map[uint32]instrument.Path
 }
 
-func (b pathBuilder) of(id uint32) Path {
+func (b pathBuilder) of(id uint32) instrument.Path {
 	if p, ok := b.done[id]; ok {
 		return p
 	}
-	var rev Path
+	var rev instrument.Path
 	for cur, n := id, 0; cur != 0 && n <= measure.MaxDepth+1; n++ {
 		c, ok := b.ctxs[cur]
 		if !ok {
-			rev = append(rev, Point{Func: fmt.Sprintf("?ctx%d", cur)})
+			rev = append(rev, instrument.Point{Func: fmt.Sprintf("?ctx%d", cur)})
 			break
 		}
-		pt := Point{Func: fmt.Sprintf("?inst%d", c.Inst)}
+		pt := instrument.Point{Func: fmt.Sprintf("?inst%d", c.Inst)}
 		if in := b.specs[c.Inst]; in != nil {
 			pt = in.spec.Point
 		}
 		rev = append(rev, pt)
 		cur = c.Parent
 	}
-	p := make(Path, len(rev))
+	p := make(instrument.Path, len(rev))
 	for i, pt := range rev {
 		p[len(rev)-1-i] = pt
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"os"
 	"path/filepath"
 	"time"
@@ -26,9 +27,9 @@ type Record struct {
 // RunSummary is what a Run measured over its whole length: what probe
 // --json prints and a Run writes as summary.json.
 type RunSummary struct {
-	DurationS   float64   `json:"duration_s"`
-	Instruments []Summary `json:"instruments"`
-	Misses      Misses    `json:"misses"`
+	DurationS   float64           `json:"duration_s"`
+	Instruments []Summary         `json:"instruments"`
+	Misses      instrument.Misses `json:"misses"`
 	// Warnings name the instruments that may count nothing (no call
 	// reaches their function) or counted nothing all through the run.
 	Warnings []string `json:"warnings,omitempty"`
@@ -79,7 +80,7 @@ func IdleNotes(total []Summary, warnings map[string]string) []string {
 
 // CheckPlan checks every planned spec against s's placement rules, without
 // touching the kernel; the error is the first refusal.
-func CheckPlan(s Instrumenter, plan []Planned) error {
+func CheckPlan(s instrument.Instrumenter, plan []Planned) error {
 	for _, p := range plan {
 		if err := s.Check(p.Spec); err != nil {
 			return err
@@ -92,7 +93,7 @@ func CheckPlan(s Instrumenter, plan []Planned) error {
 // every interval, and writes the outputs. The end of ctx, or the exit of
 // every PID, ends it early; the outputs are still written. Every
 // instrument it launched is withdrawn when it returns.
-func (run *Run) Do(ctx context.Context, s Instrumenter) (*RunSummary, error) {
+func (run *Run) Do(ctx context.Context, s instrument.Instrumenter) (*RunSummary, error) {
 	out, err := newSeries(run.Out, SeriesFile)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package splice
 import (
 	"context"
 	"encoding/json"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +16,9 @@ import (
 // clockInstrumenter is a logInstrumenter whose readings are taken now.
 type clockInstrumenter struct{ logInstrumenter }
 
-func (c *clockInstrumenter) Read() (*Reading, error) { return &Reading{At: time.Now()}, nil }
+func (c *clockInstrumenter) Read() (*instrument.Reading, error) {
+	return &instrument.Reading{At: time.Now()}, nil
+}
 
 // TestRun runs an experiment on a fake clock: instruments go in and out
 // at their times, every interval is read and handed to Each, the series
@@ -26,8 +29,8 @@ func TestRun(t *testing.T) {
 		dir := t.TempDir()
 		l := &clockInstrumenter{}
 		plan := []Planned{
-			{Spec: Spec{Point: Point{Func: "vfs_read"}, Kind: Timer}},
-			{Spec: Spec{Point: Point{Func: "vfs_write"}, Kind: Count}, Launch: time.Second, Splashdown: 2 * time.Second},
+			{Spec: instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer}},
+			{Spec: instrument.Spec{Point: instrument.Point{Func: "vfs_write"}, Kind: instrument.Count}, Launch: time.Second, Splashdown: 2 * time.Second},
 		}
 		var started int
 		var at []time.Duration
@@ -75,7 +78,7 @@ func TestRunCancelled(t *testing.T) {
 		dir := t.TempDir()
 		l := &clockInstrumenter{}
 		ctx, cancel := context.WithCancel(context.Background())
-		run := &Run{Plan: []Planned{{Spec: Spec{Point: Point{Func: "vfs_read"}, Kind: Timer}}}, Interval: time.Second, Out: dir,
+		run := &Run{Plan: []Planned{{Spec: instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer}}}, Interval: time.Second, Out: dir,
 			Each: func(el time.Duration, _ time.Time, _ time.Duration, _ []Summary) error {
 				if el >= 2*time.Second {
 					cancel()

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/kmod/stacks"
 )
@@ -22,7 +23,7 @@ type SamplerOptions struct {
 	// Freq is samples per second per CPU (default 99).
 	Freq uint64
 	// Target selects the tasks whose samples count.
-	Target Target
+	Target instrument.Target
 	// MaxStacks bounds distinct call chains (default 16384); samples of
 	// new chains past it are counted as lost.
 	MaxStacks int
@@ -68,7 +69,7 @@ func OpenSampler(ctx context.Context, opts SamplerOptions) (*Sampler, error) {
 		return nil, err
 	}
 	if err := features.HaveSample(); err != nil {
-		return nil, fmt.Errorf("sampling: %w: %w", ErrNotSupported, err)
+		return nil, fmt.Errorf("sampling: %w: %w", instrument.ErrNotSupported, err)
 	}
 	if opts.Freq == 0 {
 		opts.Freq = 99
@@ -152,7 +153,7 @@ func (s *Sampler) Read() (*Profile, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, instrument.ErrClosed
 	}
 	st, err := s.res.objs.Stacks()
 	if err != nil {
@@ -176,7 +177,7 @@ func (s *Sampler) setEnabled(on bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	for _, f := range s.res.events {
 		var err error
@@ -200,7 +201,7 @@ func (s *Sampler) RunTime() (time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return 0, ErrClosed
+		return 0, instrument.ErrClosed
 	}
 	st, err := s.res.objs.Program().Stats()
 	if err != nil {
@@ -210,12 +211,12 @@ func (s *Sampler) RunTime() (time.Duration, error) {
 }
 
 // Close stops sampling and releases everything. A second call returns
-// ErrClosed.
+// instrument.ErrClosed.
 func (s *Sampler) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	s.closed = true
 	s.clean.Stop()

@@ -15,6 +15,7 @@ import (
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +34,7 @@ func threadSystemCPU(t *testing.T) time.Duration {
 // chunks: most kernel samples must fall in the read path.
 func TestSampler(t *testing.T) {
 	featuretest.Require(t, features.HaveSample())
-	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: Target{PIDs: []int{os.Getpid()}}})
+	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: instrument.Target{PIDs: []int{os.Getpid()}}})
 	if err != nil {
 		t.Fatalf("opening a sampler, which the probe says works here: %v", err)
 	}
@@ -80,7 +81,7 @@ func TestSampler(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); !errors.Is(err, ErrClosed) {
+	if err := s.Close(); !errors.Is(err, instrument.ErrClosed) {
 		t.Errorf("second Close: %v", err)
 	}
 }
@@ -95,7 +96,7 @@ func TestSamplerPause(t *testing.T) {
 		t.Fatalf("enabling BPF run-time statistics, which the sampler's cost is read from: %v", err)
 	}
 	defer stats.Close()
-	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: Target{PIDs: []int{os.Getpid()}}})
+	s, err := OpenSampler(context.Background(), SamplerOptions{Freq: 999, Target: instrument.Target{PIDs: []int{os.Getpid()}}})
 	if err != nil {
 		t.Fatalf("opening a sampler, which the probe says works here: %v", err)
 	}
@@ -151,10 +152,10 @@ func TestSamplerPause(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Pause(); !errors.Is(err, ErrClosed) {
+	if err := s.Pause(); !errors.Is(err, instrument.ErrClosed) {
 		t.Errorf("Pause after Close: %v", err)
 	}
-	if _, err := s.RunTime(); !errors.Is(err, ErrClosed) {
+	if _, err := s.RunTime(); !errors.Is(err, instrument.ErrClosed) {
 		t.Errorf("RunTime after Close: %v", err)
 	}
 }

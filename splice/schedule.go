@@ -5,21 +5,23 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // Schedule launches and splashes down an experiment's planned instruments
 // (GILK's launch and splashdown times) on an Instrumenter.
 type Schedule struct {
-	in   Instrumenter
+	in   instrument.Instrumenter
 	plan []Planned
-	live []Instrument // by plan index, nil when not live
+	live []instrument.Instrument // by plan index, nil when not live
 	done []bool
 }
 
 // NewSchedule returns the schedule of plan on in; nothing is live until
 // the first Step.
-func NewSchedule(in Instrumenter, plan []Planned) *Schedule {
-	return &Schedule{in: in, plan: plan, live: make([]Instrument, len(plan)), done: make([]bool, len(plan))}
+func NewSchedule(in instrument.Instrumenter, plan []Planned) *Schedule {
+	return &Schedule{in: in, plan: plan, live: make([]instrument.Instrument, len(plan)), done: make([]bool, len(plan))}
 }
 
 // Step brings every instrument to its state at el since the start: those
@@ -60,7 +62,7 @@ func (sc *Schedule) Launched() []string {
 	var out []string
 	for i, p := range sc.plan {
 		if sc.live[i] != nil || sc.done[i] {
-			out = append(out, Spec{Point: p.Spec.Point, Kind: p.Spec.Kind}.String())
+			out = append(out, instrument.Spec{Point: p.Spec.Point, Kind: p.Spec.Kind}.String())
 		}
 	}
 	return out

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // logInstrumenter records inserts and withdrawals, touching no kernel.
@@ -12,18 +14,18 @@ type logInstrumenter struct{ log []string }
 
 type logInstrument struct {
 	l    *logInstrumenter
-	spec Spec
+	spec instrument.Spec
 }
 
-func (l *logInstrumenter) Backend() string         { return "log" }
-func (l *logInstrumenter) Check(Spec) error        { return nil }
-func (l *logInstrumenter) Read() (*Reading, error) { return &Reading{}, nil }
-func (l *logInstrumenter) Close() error            { return nil }
-func (l *logInstrumenter) Insert(_ context.Context, spec Spec) (Instrument, error) {
+func (l *logInstrumenter) Backend() string                    { return "log" }
+func (l *logInstrumenter) Check(instrument.Spec) error        { return nil }
+func (l *logInstrumenter) Read() (*instrument.Reading, error) { return &instrument.Reading{}, nil }
+func (l *logInstrumenter) Close() error                       { return nil }
+func (l *logInstrumenter) Insert(_ context.Context, spec instrument.Spec) (instrument.Instrument, error) {
 	l.log = append(l.log, "+"+spec.String())
 	return &logInstrument{l, spec}, nil
 }
-func (i *logInstrument) Spec() Spec { return i.spec }
+func (i *logInstrument) Spec() instrument.Spec { return i.spec }
 func (i *logInstrument) Close() error {
 	i.l.log = append(i.l.log, "-"+i.spec.String())
 	return nil
@@ -34,9 +36,9 @@ func (i *logInstrument) Close() error {
 // splashdown has, never twice, and CloseAll takes out the rest.
 func TestSchedule(t *testing.T) {
 	plan := []Planned{
-		{Spec: Spec{Point: Point{Func: "vfs_read"}, Kind: Timer}},
-		{Spec: Spec{Point: Point{Func: "vfs_write"}, Kind: Count}, Launch: 2 * time.Second, Splashdown: 4 * time.Second},
-		{Spec: Spec{Point: Point{Func: "ksys_read"}, Kind: Timer}, Launch: 3 * time.Second},
+		{Spec: instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer}},
+		{Spec: instrument.Spec{Point: instrument.Point{Func: "vfs_write"}, Kind: instrument.Count}, Launch: 2 * time.Second, Splashdown: 4 * time.Second},
+		{Spec: instrument.Spec{Point: instrument.Point{Func: "ksys_read"}, Kind: instrument.Timer}, Launch: 3 * time.Second},
 	}
 	l := &logInstrumenter{}
 	sc := NewSchedule(l, plan)

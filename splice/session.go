@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
@@ -57,8 +59,8 @@ type Session struct {
 	mu     sync.Mutex
 	closed bool
 	nextID uint32
-	specs  map[uint32]*instrument // every instrument ever inserted, by id
-	byNr   map[int]uint32         // live syscall roots
+	specs  map[uint32]*bpfInst // every instrument ever inserted, by id
+	byNr   map[int]uint32      // live syscall roots
 }
 
 // resources are the session's kernel objects, apart from the Session so
@@ -67,7 +69,7 @@ type resources struct {
 	mu    sync.Mutex
 	model *measure.Model
 	stats io.Closer // BPF run-time statistics, nil when refused
-	live  map[uint32]*instrument
+	live  map[uint32]*bpfInst
 }
 
 func (r *resources) close() error {
@@ -96,14 +98,14 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 		opts.Backend = DefaultBackend()
 	}
 	if _, ok := backends[opts.Backend]; !ok {
-		return nil, fmt.Errorf("backend %q: %w (want fentry, kprobe or tracepoint)", opts.Backend, ErrNotSupported)
+		return nil, fmt.Errorf("backend %q: %w (want fentry, kprobe or tracepoint)", opts.Backend, instrument.ErrNotSupported)
 	}
-	s := &Session{backend: opts.Backend, graph: opts.Graph, maxLive: opts.MaxLive, specs: map[uint32]*instrument{}, byNr: map[int]uint32{}}
+	s := &Session{backend: opts.Backend, graph: opts.Graph, maxLive: opts.MaxLive, specs: map[uint32]*bpfInst{}, byNr: map[int]uint32{}}
 	if s.maxLive == 0 {
 		s.maxLive = 4096
 	}
 	if s.graph == nil {
-		g, err := callgraph.OpenLive()
+		g, err := livetext.OpenGraph()
 		if err != nil {
 			return nil, fmt.Errorf("opening the kernel's call graph: %w", err)
 		}
@@ -119,7 +121,7 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 		s.closeGraph()
 		return nil, err
 	}
-	s.res = &resources{model: model, live: map[uint32]*instrument{}}
+	s.res = &resources{model: model, live: map[uint32]*bpfInst{}}
 	// Run-time statistics cost two clock reads per program run; they
 	// let Overhead report what the instruments really cost.
 	if c, err := ebpf.EnableStats(uint32(bpfStatsRunTime)); err == nil {
@@ -148,16 +150,16 @@ func (s *Session) Graph() *callgraph.Graph { return s.graph }
 func (s *Session) Syscalls() *SyscallTable { return s.syscalls }
 
 // route names the backend that serves spec.
-func (s *Session) route(spec Spec) string {
-	if s.syscalls != nil && spec.Offset == 0 && spec.Kind == Timer {
+func (s *Session) route(spec instrument.Spec) string {
+	if s.syscalls != nil && spec.Offset == 0 && spec.Kind == instrument.Timer {
 		if _, ok := s.syscalls.Number(spec.Func); ok {
 			return "tracepoint"
 		}
 	}
-	if IsSyscall64(spec.Func) && spec.Kind == Timer && spec.Offset == 0 {
+	if instrument.IsSyscall64(spec.Func) && spec.Kind == instrument.Timer && spec.Offset == 0 {
 		return "tracepoint"
 	}
-	if s.backend == "fentry" && (spec.Offset != 0 || spec.Kind == Targets) {
+	if s.backend == "fentry" && (spec.Offset != 0 || spec.Kind == instrument.Targets) {
 		return "kprobe"
 	}
 	return s.backend
@@ -167,7 +169,7 @@ func (s *Session) route(spec Spec) string {
 // route names, then, for fentry, kprobe, which serves any function entry
 // that fentry refuses (a module without BTF, a function the trampoline
 // cannot attach to) where the kernel has kprobes.
-func (s *Session) candidates(spec Spec) []string {
+func (s *Session) candidates(spec instrument.Spec) []string {
 	b := s.route(spec)
 	if b == "fentry" {
 		return []string{"fentry", "kprobe"}
@@ -177,10 +179,10 @@ func (s *Session) candidates(spec Spec) []string {
 
 // checkWith asks whether backend b works here, then applies its
 // placement rules to spec.
-func (s *Session) checkWith(b string, spec Spec) error {
+func (s *Session) checkWith(b string, spec instrument.Spec) error {
 	if be, ok := backends[b]; ok {
 		if err := be.available(); err != nil {
-			return &refusal{fmt.Errorf("%s: %w: %s: %w", spec, ErrNotSupported, b, err), false}
+			return &refusal{fmt.Errorf("%s: %w: %s: %w", spec, instrument.ErrNotSupported, b, err), false}
 		}
 	}
 	if err := s.place.Check(b, spec); err != nil {
@@ -203,7 +205,7 @@ func (r *refusal) Unwrap() error { return r.error }
 // kernel: whether each backend that may serve it works here, then its
 // placement rules. Only a spec every candidate refuses is refused (see
 // joinRefusals).
-func (s *Session) Check(spec Spec) error {
+func (s *Session) Check(spec instrument.Spec) error {
 	var refusals []error
 	for _, b := range s.candidates(spec) {
 		err := s.checkWith(b, spec)
@@ -269,7 +271,7 @@ func (s *Session) alive() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	return nil
 }
@@ -280,7 +282,7 @@ func (s *Session) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	s.closed = true
 	s.mu.Unlock()
@@ -290,4 +292,4 @@ func (s *Session) Close() error {
 	return err
 }
 
-var _ Instrumenter = (*Session)(nil)
+var _ instrument.Instrumenter = (*Session)(nil)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
@@ -97,7 +99,7 @@ type SpliceSession struct {
 type splicedInst struct {
 	s      *SpliceSession
 	id     uint32
-	spec   Spec
+	spec   instrument.Spec
 	addr   uint64 // its site
 	closed bool   // under s.mu
 }
@@ -109,7 +111,7 @@ func OpenSplice(ctx context.Context, opts SpliceOptions) (*SpliceSession, error)
 	}
 	s := newSpliceSession(opts.Graph)
 	if s.graph == nil {
-		g, err := callgraph.OpenLive()
+		g, err := livetext.OpenGraph()
 		if err != nil {
 			return nil, fmt.Errorf("opening the kernel's call graph: %w", err)
 		}
@@ -250,7 +252,7 @@ func (s *SpliceSession) load(ctx context.Context, id splicer.Identity, opts Spli
 		}
 		defer os.RemoveAll(dir)
 		if ko, err = splicer.Build(ctx, kdir, dir); err != nil {
-			return fmt.Errorf("%w: %w", ErrNotSupported, err)
+			return fmt.Errorf("%w: %w", instrument.ErrNotSupported, err)
 		}
 	}
 	p, err := splicer.NewParams(id, s.graph.Symbols())
@@ -310,14 +312,14 @@ func (s *SpliceSession) Overhead() (Overhead, error) {
 
 // Check reports whether spec could be inserted, without touching the
 // kernel.
-func (s *SpliceSession) Check(spec Spec) error {
+func (s *SpliceSession) Check(spec instrument.Spec) error {
 	_, err := s.plan(spec)
 	return err
 }
 
 // plan checks spec: its window, and a timer's or exit counter's return
 // windows.
-func (s *SpliceSession) plan(spec Spec) (*patch.Window, error) {
+func (s *SpliceSession) plan(spec instrument.Spec) (*patch.Window, error) {
 	if err := checkSpliceShape(spec); err != nil {
 		return nil, err
 	}
@@ -325,7 +327,7 @@ func (s *SpliceSession) plan(spec Spec) (*patch.Window, error) {
 	if err != nil {
 		return nil, err
 	}
-	if spec.Kind == Timer || spec.Kind == ExitCount {
+	if spec.Kind == instrument.Timer || spec.Kind == instrument.ExitCount {
 		if _, err := s.cat.exits(spec); err != nil {
 			return nil, err
 		}
@@ -334,30 +336,30 @@ func (s *SpliceSession) plan(spec Spec) (*patch.Window, error) {
 }
 
 // checkSpliceShape refuses what the splice backend cannot do anywhere.
-func checkSpliceShape(spec Spec) error {
+func checkSpliceShape(spec instrument.Spec) error {
 	if spec.Func == "" {
-		return refuse(spec, ErrNotSupported, "no function")
+		return refuse(spec, instrument.ErrNotSupported, "no function")
 	}
 	switch spec.Kind {
-	case Count:
-	case Timer, ExitCount:
+	case instrument.Count:
+	case instrument.Timer, instrument.ExitCount:
 		if spec.Offset != 0 {
-			return refuse(spec, ErrNotSupported, "a %s needs a function entry, not an offset", spec.Kind)
+			return refuse(spec, instrument.ErrNotSupported, "a %s needs a function entry, not an offset", spec.Kind)
 		}
-	case Targets:
-		return refuse(spec, ErrNotSupported, "the splice backend does not capture indirect call targets (use kprobe)")
+	case instrument.Targets:
+		return refuse(spec, instrument.ErrNotSupported, "the splice backend does not capture indirect call targets (use kprobe)")
 	default:
-		return refuse(spec, ErrNotSupported, "unknown instrument kind")
+		return refuse(spec, instrument.ErrNotSupported, "unknown instrument kind")
 	}
 	if spec.Target.Cgroup != "" {
-		return refuse(spec, ErrNotSupported, "the splice backend filters by process, not by cgroup")
+		return refuse(spec, instrument.ErrNotSupported, "the splice backend filters by process, not by cgroup")
 	}
 	if len(spec.Target.PIDs) > splicer.MaxPIDs {
-		return refuse(spec, ErrNotSupported, "the splice backend filters on at most %d processes", splicer.MaxPIDs)
+		return refuse(spec, instrument.ErrNotSupported, "the splice backend filters on at most %d processes", splicer.MaxPIDs)
 	}
 	for _, p := range spec.Target.PIDs {
 		if p <= 0 {
-			return refuse(spec, ErrNotSupported, "target pid %d: not a process id", p)
+			return refuse(spec, instrument.ErrNotSupported, "target pid %d: not a process id", p)
 		}
 	}
 	return nil
@@ -367,7 +369,7 @@ func (s *SpliceSession) alive() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	return s.beat.err()
 }
@@ -379,7 +381,7 @@ func (s *SpliceSession) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	s.closed = true
 	s.mu.Unlock()
@@ -421,4 +423,4 @@ func unloadSplicer() error {
 	}
 }
 
-var _ Instrumenter = (*SpliceSession)(nil)
+var _ instrument.Instrumenter = (*SpliceSession)(nil)

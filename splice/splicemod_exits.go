@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
 )
@@ -21,14 +22,14 @@ type exitSet struct {
 // opened names the functions whose windows went live here; failed says
 // why the others could not be timed. err is set only where the module
 // took nothing.
-func (s *SpliceSession) openExits(specs []Spec) (opened []string, failed map[string]error, err error) {
+func (s *SpliceSession) openExits(specs []instrument.Spec) (opened []string, failed map[string]error, err error) {
 	failed = map[string]error{}
 	var batch []splicer.Splice
 	requested := map[uint64]bool{}
 	wanted := map[string][]*patch.Window{}
 	var order []string
 	for _, spec := range specs {
-		if spec.Kind != Timer && spec.Kind != ExitCount || wanted[spec.Func] != nil || failed[spec.Func] != nil {
+		if spec.Kind != instrument.Timer && spec.Kind != instrument.ExitCount || wanted[spec.Func] != nil || failed[spec.Func] != nil {
 			continue
 		}
 		s.mu.Lock()
@@ -37,7 +38,7 @@ func (s *SpliceSession) openExits(specs []Spec) (opened []string, failed map[str
 		if live {
 			continue
 		}
-		if _, err := s.plan(Spec{Point: spec.Point, Kind: Count, Target: spec.Target}); err != nil {
+		if _, err := s.plan(instrument.Spec{Point: spec.Point, Kind: instrument.Count, Target: spec.Target}); err != nil {
 			failed[spec.Func] = err // the place itself is refused
 			continue
 		}
@@ -64,7 +65,7 @@ func (s *SpliceSession) openExits(specs []Spec) (opened []string, failed map[str
 	for _, fn := range order {
 		for _, w := range wanted[fn] {
 			if sp, ok := refused[w.Addr()]; ok && failed[fn] == nil {
-				failed[fn] = fmt.Errorf("%s: its return at %s+%#x: %w", fn, w.Func.Name, w.Off, spliceErr(Spec{Point: Point{Func: fn}, Kind: Timer}, sp))
+				failed[fn] = fmt.Errorf("%s: its return at %s+%#x: %w", fn, w.Func.Name, w.Off, spliceErr(instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer}, sp))
 			}
 		}
 	}
@@ -105,14 +106,14 @@ func (s *SpliceSession) keepExits(order []string, wanted map[string][]*patch.Win
 
 // returnRequests adds to batch the module's requests for the return
 // windows of spec's function that are neither live nor requested already.
-func (s *SpliceSession) returnRequests(spec Spec, batch *[]splicer.Splice, requested map[uint64]bool) ([]*patch.Window, error) {
+func (s *SpliceSession) returnRequests(spec instrument.Spec, batch *[]splicer.Splice, requested map[uint64]bool) ([]*patch.Window, error) {
 	ws, err := s.cat.exits(spec)
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range ws {
 		if other := s.overlapping(w, w.Addr()); other != "" {
-			return nil, refuse(spec, ErrUnsafe, "its return at %s+%#x overlaps the window of %s", w.Func.Name, w.Off, other)
+			return nil, refuse(spec, instrument.ErrUnsafe, "its return at %s+%#x overlaps the window of %s", w.Func.Name, w.Off, other)
 		}
 	}
 	for _, w := range ws {
@@ -124,7 +125,7 @@ func (s *SpliceSession) returnRequests(spec Spec, batch *[]splicer.Splice, reque
 		}
 		var sp splicer.Splice
 		if err := s.newRequest(w, &sp); err != nil {
-			return nil, refuse(spec, ErrNotSupported, "%w", err)
+			return nil, refuse(spec, instrument.ErrNotSupported, "%w", err)
 		}
 		*batch = append(*batch, sp)
 		requested[w.Addr()] = true

@@ -7,13 +7,14 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
 )
 
 // Insert checks spec and makes it live.
-func (s *SpliceSession) Insert(ctx context.Context, spec Spec) (Instrument, error) {
-	ins, err := s.InsertAll(ctx, []Spec{spec})
+func (s *SpliceSession) Insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error) {
+	ins, err := s.InsertAll(ctx, []instrument.Spec{spec})
 	if err != nil {
 		return nil, err
 	}
@@ -31,11 +32,11 @@ type spliceSite struct {
 // siteOrder orders a site's instruments: timers, then counters, then exit
 // counters, so that the function's own timer frame is open for both
 // counts, as for the counters of its other blocks (see patch.Build).
-func siteOrder(k Kind) int {
+func siteOrder(k instrument.Kind) int {
 	switch k {
-	case Timer:
+	case instrument.Timer:
 		return 0
-	case Count:
+	case instrument.Count:
 		return 1
 	}
 	return 2
@@ -45,9 +46,9 @@ func siteOrder(k Kind) int {
 type siteChange struct {
 	addr  uint64
 	w     *patch.Window
-	keep  []*splicedInst // live instruments that stay
-	added []Spec         // new instruments
-	index []int          // added[i] is specs[index[i]]
+	keep  []*splicedInst    // live instruments that stay
+	added []instrument.Spec // new instruments
+	index []int             // added[i] is specs[index[i]]
 	req   splicer.Splice
 }
 
@@ -58,7 +59,7 @@ type siteChange struct {
 // windows of the functions timed here for the first time go in first, in
 // a batch of their own: a timer goes live only once every return of its
 // function will end its frames.
-func (s *SpliceSession) InsertAll(ctx context.Context, specs []Spec) ([]Instrument, error) {
+func (s *SpliceSession) InsertAll(ctx context.Context, specs []instrument.Spec) ([]instrument.Instrument, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -67,7 +68,7 @@ func (s *SpliceSession) InsertAll(ctx context.Context, specs []Spec) ([]Instrume
 	}
 	s.op.Lock()
 	defer s.op.Unlock()
-	out := make([]Instrument, len(specs))
+	out := make([]instrument.Instrument, len(specs))
 	opened, failed, err := s.openExits(specs)
 	if err != nil {
 		return nil, err
@@ -79,7 +80,7 @@ func (s *SpliceSession) InsertAll(ctx context.Context, specs []Spec) ([]Instrume
 	changes := map[uint64]*siteChange{}
 	var order []uint64
 	for i, spec := range specs {
-		if failed[spec.Func] != nil && (spec.Kind == Timer || spec.Kind == ExitCount) {
+		if failed[spec.Func] != nil && (spec.Kind == instrument.Timer || spec.Kind == instrument.ExitCount) {
 			continue
 		}
 		c, err := s.stage(changes, spec)
@@ -127,7 +128,7 @@ func (s *SpliceSession) InsertAll(ctx context.Context, specs []Spec) ([]Instrume
 }
 
 // stage adds spec to the change of its site.
-func (s *SpliceSession) stage(changes map[uint64]*siteChange, spec Spec) (*siteChange, error) {
+func (s *SpliceSession) stage(changes map[uint64]*siteChange, spec instrument.Spec) (*siteChange, error) {
 	w, err := s.plan(spec)
 	if err != nil {
 		return nil, err
@@ -143,18 +144,18 @@ func (s *SpliceSession) stage(changes map[uint64]*siteChange, spec Spec) (*siteC
 			c.w, c.keep = site.w, site.insts
 		}
 		if other := s.overlapping(w, addr); other != "" {
-			return nil, refuse(spec, ErrUnsafe, "its window overlaps the one of %s", other)
+			return nil, refuse(spec, instrument.ErrUnsafe, "its window overlaps the one of %s", other)
 		}
 		changes[addr] = c
 	}
 	if w.Entry && !c.w.Entry {
 		if len(c.keep) > 0 {
-			return nil, refuse(spec, ErrNotSupported, "a block counter holds the same place, spliced without the entry's guarantees")
+			return nil, refuse(spec, instrument.ErrNotSupported, "a block counter holds the same place, spliced without the entry's guarantees")
 		}
 		c.w = w
 	}
 	if len(c.keep)+len(c.added) >= splicer.SiteInsts {
-		return nil, refuse(spec, ErrNotSupported, "%d instruments hold this place already, the most one place takes", splicer.SiteInsts)
+		return nil, refuse(spec, instrument.ErrNotSupported, "%d instruments hold this place already, the most one place takes", splicer.SiteInsts)
 	}
 	return c, nil
 }
@@ -202,11 +203,11 @@ func (s *SpliceSession) newRequest(w *patch.Window, sp *splicer.Splice) error {
 // instruments, timers first.
 func (s *SpliceSession) request(c *siteChange) error {
 	type member struct {
-		spec Spec
+		spec instrument.Spec
 		id   uint32
 	}
 	var all []member
-	first := Spec{Point: Point{Func: c.w.Func.Name, Offset: uint64(c.w.Off)}}
+	first := instrument.Spec{Point: instrument.Point{Func: c.w.Func.Name, Offset: uint64(c.w.Off)}}
 	if len(c.added) > 0 {
 		first = c.added[0]
 	}
@@ -219,7 +220,7 @@ func (s *SpliceSession) request(c *siteChange) error {
 	sort.SliceStable(all, func(i, j int) bool { return siteOrder(all[i].spec.Kind) < siteOrder(all[j].spec.Kind) })
 	sp := &c.req
 	if err := s.newRequest(c.w, sp); err != nil {
-		return refuse(first, ErrNotSupported, "%w", err)
+		return refuse(first, instrument.ErrNotSupported, "%w", err)
 	}
 	if len(c.keep) > 0 {
 		sp.Flags = splicer.FlagReplace
@@ -236,7 +237,7 @@ func (s *SpliceSession) request(c *siteChange) error {
 }
 
 // commit records a site the module made live, and its new instruments.
-func (s *SpliceSession) commit(c *siteChange, out []Instrument) {
+func (s *SpliceSession) commit(c *siteChange, out []instrument.Instrument) {
 	site := &spliceSite{w: c.w, req: c.req}
 	byID := map[uint32]*splicedInst{}
 	for _, in := range c.keep {
@@ -252,11 +253,11 @@ func (s *SpliceSession) commit(c *siteChange, out []Instrument) {
 			// New ones of a kind come back in the order they were added
 			// (request's sort is stable).
 			for k, spec := range c.added {
-				if !taken[k] && Kind(r.Kind) == spec.Kind {
+				if !taken[k] && instrument.Kind(r.Kind) == spec.Kind {
 					taken[k] = true
 					in = &splicedInst{s: s, id: r.ID, spec: spec, addr: c.addr}
 					out[c.index[k]] = in
-					if spec.Kind == Timer || spec.Kind == ExitCount {
+					if spec.Kind == instrument.Timer || spec.Kind == instrument.ExitCount {
 						s.exits[spec.Func].users++
 					}
 					break
@@ -328,7 +329,7 @@ func (s *SpliceSession) isAlias(addr uint64, name string) bool {
 }
 
 // spliceErr explains the module's refusal of a splice.
-func spliceErr(spec Spec, sp splicer.Splice) error {
+func spliceErr(spec instrument.Spec, sp splicer.Splice) error {
 	errno := syscall.Errno(-sp.Err)
 	why := ""
 	if w := sp.Why(); w != "" {
@@ -336,17 +337,17 @@ func spliceErr(spec Spec, sp splicer.Splice) error {
 	}
 	switch errno {
 	case syscall.EBUSY, syscall.EPERM, syscall.EILSEQ, syscall.ENOEXEC:
-		return fmt.Errorf("%s: %w: the module refuses the site%s, nothing written: %w", spec, ErrUnsafe, why, errno)
+		return fmt.Errorf("%s: %w: the module refuses the site%s, nothing written: %w", spec, instrument.ErrUnsafe, why, errno)
 	case syscall.ENOENT, syscall.ERANGE:
-		return fmt.Errorf("%s: %w: kallsyms does not place the window inside %s (found %q): %w", spec, ErrUnsafe, spec.Func, sp.FoundName(), errno)
+		return fmt.Errorf("%s: %w: kallsyms does not place the window inside %s (found %q): %w", spec, instrument.ErrUnsafe, spec.Func, sp.FoundName(), errno)
 	case syscall.ENOSPC:
-		return fmt.Errorf("%s: %w: the module's trampoline slots or instrument ids are all used: %w", spec, ErrNotSupported, errno)
+		return fmt.Errorf("%s: %w: the module's trampoline slots or instrument ids are all used: %w", spec, instrument.ErrNotSupported, errno)
 	}
 	return fmt.Errorf("%s: splicing%s: %w", spec, why, errno)
 }
 
 // Spec returns the instrument's spec.
-func (in *splicedInst) Spec() Spec { return in.spec }
+func (in *splicedInst) Spec() instrument.Spec { return in.spec }
 
 // Close withdraws the instrument: the site is spliced out, or, where
 // other instruments share it, its trampoline is replaced by one without
@@ -358,7 +359,7 @@ func (in *splicedInst) Close() error {
 	s.mu.Lock()
 	if in.closed || s.closed {
 		s.mu.Unlock()
-		return ErrClosed
+		return instrument.ErrClosed
 	}
 	in.closed = true
 	site := s.sites[in.addr]
@@ -403,7 +404,7 @@ func (in *splicedInst) Close() error {
 // site: its share of its function's return windows, withdrawn after its
 // entry so that no frame begins that they would not end.
 func (in *splicedInst) ended() error {
-	if in.spec.Kind != Timer && in.spec.Kind != ExitCount {
+	if in.spec.Kind != instrument.Timer && in.spec.Kind != instrument.ExitCount {
 		return nil
 	}
 	return in.s.releaseExits(in.spec.Func, 1)
@@ -425,7 +426,7 @@ func (in *splicedInst) stillLive(err error) error {
 // site that other instruments still hold gets a trampoline without these,
 // one call each (Close). The errors of instruments that stay live are
 // joined; an instrument closed already is skipped.
-func (s *SpliceSession) WithdrawAll(ins []Instrument) error {
+func (s *SpliceSession) WithdrawAll(ins []instrument.Instrument) error {
 	whole, exits, partial := s.takeWhole(ins)
 	var errs []error
 	if len(whole) > 0 {
@@ -442,7 +443,7 @@ func (s *SpliceSession) WithdrawAll(ins []Instrument) error {
 	}
 	s.op.Unlock()
 	for _, in := range partial {
-		if err := in.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		if err := in.Close(); err != nil && !errors.Is(err, instrument.ErrClosed) {
 			errs = append(errs, err)
 		}
 	}
@@ -452,7 +453,7 @@ func (s *SpliceSession) WithdrawAll(ins []Instrument) error {
 // takeWhole marks closed the instruments among ins whose sites go whole,
 // and forgets those sites: it returns their addresses, the timers and exit
 // counters among them by function, and the instruments left to Close.
-func (s *SpliceSession) takeWhole(ins []Instrument) (whole []uint64, exits map[string]int, partial []*splicedInst) {
+func (s *SpliceSession) takeWhole(ins []instrument.Instrument) (whole []uint64, exits map[string]int, partial []*splicedInst) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	byAddr := map[uint64][]*splicedInst{}
@@ -474,7 +475,7 @@ func (s *SpliceSession) takeWhole(ins []Instrument) (whole []uint64, exits map[s
 		delete(s.sites, addr)
 		for _, in := range list {
 			in.closed = true
-			if in.spec.Kind == Timer || in.spec.Kind == ExitCount {
+			if in.spec.Kind == instrument.Timer || in.spec.Kind == instrument.ExitCount {
 				exits[in.spec.Func]++
 			}
 		}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/splicer"
 )
 
@@ -76,13 +78,13 @@ func TestSpliceHelperProcess(t *testing.T) {
 
 // entryCounters returns n counter specs at the entries of distinct
 // functions that pass Check.
-func entryCounters(t testing.TB, s *SpliceSession, n int) []Spec {
-	var specs []Spec
+func entryCounters(t testing.TB, s *SpliceSession, n int) []instrument.Spec {
+	var specs []instrument.Spec
 	for _, sym := range s.Graph().Symbols().Functions() {
 		if len(specs) == n {
 			break
 		}
-		sp := Spec{Point: Point{Func: sym.Name}, Kind: Count}
+		sp := instrument.Spec{Point: instrument.Point{Func: sym.Name}, Kind: instrument.Count}
 		if sym.Module != "" || s.Check(sp) != nil {
 			continue
 		}
@@ -158,7 +160,7 @@ func spliced(t *testing.T, text callgraph.Text, sites map[uint64][]byte) int {
 
 func liveText(t *testing.T) callgraph.Text {
 	t.Helper()
-	text, err := callgraph.OpenLiveText()
+	text, err := livetext.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +274,7 @@ func TestVMSpliceRmmod(t *testing.T) {
 	}
 
 	again := reopenSplice(t, s)
-	var specs []Spec
+	var specs []instrument.Spec
 	for _, fn := range []string{"__task_pid_nr_ns", "__x64_sys_getpid"} {
 		if sp, ok := singleInstWindow(again, fn); ok {
 			specs = append(specs, sp)
@@ -300,18 +302,18 @@ func TestVMSpliceRmmod(t *testing.T) {
 }
 
 // singleInstWindow finds a place of fn whose window is one instruction.
-func singleInstWindow(s *SpliceSession, fn string) (Spec, bool) {
+func singleInstWindow(s *SpliceSession, fn string) (instrument.Spec, bool) {
 	sym, err := s.Graph().Symbols().Func(fn)
 	if err != nil {
-		return Spec{}, false
+		return instrument.Spec{}, false
 	}
 	for off := uint64(1); off < sym.Size && off < 512; off++ {
-		sp := Spec{Point: Point{Func: fn, Offset: off}, Kind: Count}
+		sp := instrument.Spec{Point: instrument.Point{Func: fn, Offset: off}, Kind: instrument.Count}
 		if w, err := s.cat.window(sp); err == nil && len(w.Insts) == 1 {
 			return sp, true
 		}
 	}
-	return Spec{}, false
+	return instrument.Spec{}, false
 }
 
 // getpids counts a hammer's getpid calls, and those that answered wrong.
@@ -360,7 +362,7 @@ func TestVMSpliceStress(t *testing.T) {
 	}
 	s := openSplice(t, 0)
 	text := liveText(t)
-	var fast []Spec
+	var fast []instrument.Spec
 	for _, fn := range []string{"__task_pid_nr_ns", "__x64_sys_getpid"} {
 		if sp, ok := singleInstWindow(s, fn); ok {
 			fast = append(fast, sp)
@@ -369,10 +371,10 @@ func TestVMSpliceStress(t *testing.T) {
 	if len(fast) == 0 {
 		t.Fatal("no one-instruction window on getpid's path")
 	}
-	var entries []Spec
+	var entries []instrument.Spec
 	for _, fn := range []string{"__x64_sys_getpid", "__task_pid_nr_ns"} {
-		for _, k := range []Kind{Timer, Count, ExitCount} {
-			if sp := (Spec{Point: Point{Func: fn}, Kind: k}); s.Check(sp) == nil {
+		for _, k := range []instrument.Kind{instrument.Timer, instrument.Count, instrument.ExitCount} {
+			if sp := (instrument.Spec{Point: instrument.Point{Func: fn}, Kind: k}); s.Check(sp) == nil {
 				entries = append(entries, sp)
 			}
 		}
@@ -390,7 +392,7 @@ func TestVMSpliceStress(t *testing.T) {
 	wg := hammer(stop, nil)
 	var done atomic.Int64
 	start := time.Now()
-	cycle := func(specs []Spec) {
+	cycle := func(specs []instrument.Spec) {
 		ins, err := s.InsertAll(context.Background(), specs)
 		if err != nil {
 			close(stop)
@@ -458,9 +460,9 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 	var n getpids
 	for c := 0; c < cycles; c++ {
 		s := reopenSplice(t, first)
-		var specs []Spec
+		var specs []instrument.Spec
 		for _, fn := range []string{"__x64_sys_getpid", "__task_pid_nr_ns"} {
-			if sp := timer(fn, Target{}); s.Check(sp) == nil {
+			if sp := timer(fn, instrument.Target{}); s.Check(sp) == nil {
 				specs = append(specs, sp)
 			}
 		}
@@ -508,7 +510,7 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 // __x64_sys_nanosleep at least must).
 func sleepTimerFunc(t *testing.T, s *SpliceSession) string {
 	for _, c := range []string{"do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep"} {
-		if s.Check(timer(c, Target{})) == nil {
+		if s.Check(timer(c, instrument.Target{})) == nil {
 			return c
 		}
 	}
@@ -587,9 +589,9 @@ func inSyscall(pid int, nr string) bool {
 // never followed, and nothing hangs.
 func TestVMSpliceMisses(t *testing.T) {
 	s := openSplice(t, 0)
-	var specs []Spec
+	var specs []instrument.Spec
 	for _, fn := range []string{"update_process_times", "account_process_tick", "scheduler_tick", "sched_tick", "tick_sched_handle", "hrtimer_interrupt", "__task_pid_nr_ns", "__x64_sys_getpid"} {
-		if sp := timer(fn, Target{}); s.Check(sp) == nil {
+		if sp := timer(fn, instrument.Target{}); s.Check(sp) == nil {
 			specs = append(specs, sp)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
 )
@@ -51,7 +52,7 @@ func desyncWindow(t *testing.T, s *SpliceSession) (string, *patch.Window) {
 			continue
 		}
 		for off := uint32(1); off < uint32(len(f.Code)) && off < 512; off++ {
-			w, err := s.cat.window(Spec{Point: Point{Func: fn, Offset: uint64(off)}, Kind: Count})
+			w, err := s.cat.window(instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(off)}, Kind: instrument.Count})
 			if err != nil || len(w.Insts) < 2 || !desyncs(f, w) {
 				continue
 			}
@@ -88,11 +89,11 @@ func TestVMSpliceKprobe(t *testing.T) {
 	file := tmpFile(t)
 	h := startHelper(t, fmt.Sprintf("pread %d %s", 500, file))
 	tg := pid(h.Pid)
-	block := Spec{Point: Point{Func: fn, Offset: uint64(w.Off)}, Kind: Count, Target: tg}
+	block := instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(w.Off)}, Kind: instrument.Count, Target: tg}
 	ins := insertAll(t, s, block)
 	kp := openSession(t, "kprobe")
-	kins := insert(t, kp, Spec{Point: Point{Func: fn, Offset: after}, Kind: Count, Target: tg},
-		Spec{Point: Point{Func: fn}, Kind: Count, Target: tg})
+	kins := insert(t, kp, instrument.Spec{Point: instrument.Point{Func: fn, Offset: after}, Kind: instrument.Count, Target: tg},
+		instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Count, Target: tg})
 	h.Go(t)
 	sr, err := s.Read()
 	if err != nil {
@@ -136,7 +137,7 @@ func TestVMSpliceKprobe(t *testing.T) {
 	if err := s.Check(block); err == nil || !strings.Contains(err.Error(), "kprobe") {
 		t.Fatalf("a splice in a function holding a kprobe: %v, want a refusal naming the kprobe", err)
 	}
-	c := &siteChange{addr: w.Addr(), w: w, added: []Spec{block}}
+	c := &siteChange{addr: w.Addr(), w: w, added: []instrument.Spec{block}}
 	if err := s.request(c); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestVMSpliceKprobe(t *testing.T) {
 // trampoline, where the unwinder stopped.
 func TestVMSpliceStack(t *testing.T) {
 	s := openSplice(t, 0)
-	var specs []Spec
+	var specs []instrument.Spec
 	for _, fn := range []string{"vfs_read", "seq_read_iter", "seq_read", "ksys_read"} {
 		if sp := timer(fn, pid(os.Getpid())); s.Check(sp) == nil {
 			specs = append(specs, sp)
@@ -233,9 +234,9 @@ func TestVMSpliceOverhead(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	text := liveText(t)
-	var specs []Spec
+	var specs []instrument.Spec
 	for _, fn := range []string{"__x64_sys_getpid", "__task_pid_nr_ns"} {
-		if sp := timer(fn, Target{}); s.Check(sp) == nil {
+		if sp := timer(fn, instrument.Target{}); s.Check(sp) == nil {
 			specs = append(specs, sp)
 		}
 	}
@@ -351,13 +352,13 @@ func TestVMSpliceTaskExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	specs := []Spec{timer(sleepTimerFunc(t, s), Target{})}
+	specs := []instrument.Spec{timer(sleepTimerFunc(t, s), instrument.Target{})}
 	for _, fn := range []string{"get_signal", "arch_do_signal_or_restart", "do_group_exit"} {
-		if err := s.Check(timer(fn, Target{})); err != nil {
+		if err := s.Check(timer(fn, instrument.Target{})); err != nil {
 			t.Logf("no timer: %v", err)
 			continue
 		}
-		specs = append(specs, timer(fn, Target{}))
+		specs = append(specs, timer(fn, instrument.Target{}))
 	}
 	insertAll(t, s, specs...)
 	exitingHelpers(t, 80)
@@ -398,16 +399,16 @@ func TestVMSpliceSoak(t *testing.T) {
 	fns := soakFunctions(t, s)
 	fs := openSession(t, "fentry")
 	kp := openSession(t, "kprobe")
-	var pool []Spec
+	var pool []instrument.Spec
 	before := map[string][]byte{}
 	for fn := range fns {
-		insert(t, fs, timer(fn, Target{}))
-		insert(t, kp, Spec{Point: Point{Func: fn}, Kind: Count})
-		pool = append(pool, timer(fn, Target{}), Spec{Point: Point{Func: fn}, Kind: ExitCount}, Spec{Point: Point{Func: fn}, Kind: Count})
+		insert(t, fs, timer(fn, instrument.Target{}))
+		insert(t, kp, instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Count})
+		pool = append(pool, timer(fn, instrument.Target{}), instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.ExitCount}, instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Count})
 		f, _ := s.Graph().Function(fn)
 		end := uint64(0)
 		for off := uint64(1); off < uint64(len(f.Code)); off++ {
-			sp := Spec{Point: Point{Func: fn, Offset: off}, Kind: Count}
+			sp := instrument.Spec{Point: instrument.Point{Func: fn, Offset: off}, Kind: instrument.Count}
 			if w, err := s.cat.window(sp); err == nil && off >= end {
 				pool = append(pool, sp)
 				end = off + uint64(w.Len())
@@ -475,7 +476,7 @@ func TestVMSpliceSoak(t *testing.T) {
 
 // callsOf sums the calls of fn's instruments over every context they
 // were counted in.
-func callsOf(r *Reading, fn string) uint64 {
+func callsOf(r *instrument.Reading, fn string) uint64 {
 	var n uint64
 	for _, c := range r.Contexts {
 		if len(c.Path) > 0 && c.Path[len(c.Path)-1].Func == fn && c.Path[len(c.Path)-1].Offset == 0 {
@@ -488,8 +489,8 @@ func callsOf(r *Reading, fn string) uint64 {
 // soakBatch picks up to n specs of pool for round r: a window of the pool
 // that moves every round, so that every place comes in, alone and with
 // others.
-func soakBatch(pool []Spec, r, n int) []Spec {
-	var out []Spec
+func soakBatch(pool []instrument.Spec, r, n int) []instrument.Spec {
+	var out []instrument.Spec
 	for i := 0; i < n && i < len(pool); i++ {
 		if (r+i)%3 != 0 || i == 0 {
 			out = append(out, pool[(r*7+i)%len(pool)])
@@ -511,7 +512,7 @@ func soakFunctions(t *testing.T, s *SpliceSession) map[string]string {
 		{"__kmalloc_noprof", "kmem/kmalloc"},
 		{"__kmalloc", "kmem/kmalloc"},
 	} {
-		if err := s.Check(timer(c.fn, Target{})); err != nil {
+		if err := s.Check(timer(c.fn, instrument.Target{})); err != nil {
 			t.Logf("%s: %v", c.fn, err)
 			continue
 		}
@@ -589,7 +590,7 @@ func cmpxchg16bWindows(s *SpliceSession, fn string) (before, after *patch.Window
 		ops, offs = append(ops, d), append(offs, in.Off)
 	}
 	window := func(off uint32) *patch.Window {
-		w, err := s.cat.window(Spec{Point: Point{Func: fn, Offset: uint64(off)}, Kind: Count})
+		w, err := s.cat.window(instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(off)}, Kind: instrument.Count})
 		if err != nil {
 			return nil
 		}
@@ -654,9 +655,9 @@ func TestVMSpliceFlagsState(t *testing.T) {
 		t.Fatal("no block windows around a cmpxchg16b in the allocator")
 	}
 	t.Logf("%s: counters at +%#x (%d bytes) and +%#x (%d bytes)", fn, before.Off, before.Len(), after.Off, after.Len())
-	tg := Target{PIDs: []int{os.Getpid(), 1}}
-	insertAll(t, s, Spec{Point: Point{Func: fn, Offset: uint64(before.Off)}, Kind: Count, Target: tg},
-		Spec{Point: Point{Func: fn, Offset: uint64(after.Off)}, Kind: Count, Target: tg})
+	tg := instrument.Target{PIDs: []int{os.Getpid(), 1}}
+	insertAll(t, s, instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(before.Off)}, Kind: instrument.Count, Target: tg},
+		instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(after.Off)}, Kind: instrument.Count, Target: tg})
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { soakLoad(stop); close(done) }()

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
@@ -126,7 +127,7 @@ func (c *spliceCatalogue) setOurs(pool patch.Span) {
 }
 
 // window returns the window of spec, from the catalogue or checked now.
-func (c *spliceCatalogue) window(spec Spec) (*patch.Window, error) {
+func (c *spliceCatalogue) window(spec instrument.Spec) (*patch.Window, error) {
 	key := catalogueKey{fn: spec.Func, off: spec.Offset, entry: spec.Offset == 0}
 	c.mu.Lock()
 	e, ok := c.windows[key]
@@ -143,7 +144,7 @@ func (c *spliceCatalogue) window(spec Spec) (*patch.Window, error) {
 
 // exits returns the return windows of spec's function, from the
 // catalogue or checked now: a timer or exit counter needs all of them.
-func (c *spliceCatalogue) exits(spec Spec) ([]*patch.Window, error) {
+func (c *spliceCatalogue) exits(spec instrument.Spec) ([]*patch.Window, error) {
 	key := catalogueKey{fn: spec.Func, exits: true}
 	c.mu.Lock()
 	e, ok := c.windows[key]
@@ -159,10 +160,10 @@ func (c *spliceCatalogue) exits(spec Spec) ([]*patch.Window, error) {
 }
 
 // checkExits finds the return windows of spec's function and its .cold parts.
-func (c *spliceCatalogue) checkExits(spec Spec) ([]*patch.Window, error) {
+func (c *spliceCatalogue) checkExits(spec instrument.Spec) ([]*patch.Window, error) {
 	sym, err := c.graph.Symbols().Func(spec.Func)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+		return nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
 	f, cold, err := c.decode(spec, sym)
 	if err != nil {
@@ -172,7 +173,7 @@ func (c *spliceCatalogue) checkExits(spec Spec) ([]*patch.Window, error) {
 		return c.tailCallee(spec.Func, name)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+		return nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
 	return ws, nil
 }
@@ -181,10 +182,10 @@ func (c *spliceCatalogue) checkExits(spec Spec) ([]*patch.Window, error) {
 // where the rules let its returns take windows: a timer's frames end
 // there.
 func (c *spliceCatalogue) tailCallee(timed, name string) (*callgraph.Function, []*callgraph.Function, error) {
-	spec := Spec{Point: Point{Func: name}, Kind: ExitCount}
+	spec := instrument.Spec{Point: instrument.Point{Func: name}, Kind: instrument.ExitCount}
 	sym, err := c.graph.Symbols().Func(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+		return nil, nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
 	if err := c.inSections(spec, sym); err != nil {
 		return nil, nil, err
@@ -196,16 +197,16 @@ func (c *spliceCatalogue) tailCallee(timed, name string) (*callgraph.Function, [
 }
 
 // decode returns sym's function and its .cold parts, decoded.
-func (c *spliceCatalogue) decode(spec Spec, sym callgraph.Symbol) (*callgraph.Function, []*callgraph.Function, error) {
+func (c *spliceCatalogue) decode(spec instrument.Spec, sym callgraph.Symbol) (*callgraph.Function, []*callgraph.Function, error) {
 	f, err := c.graph.FunctionOf(sym)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w: decoding %s: %w", spec, ErrUnsafe, sym.Name, err)
+		return nil, nil, fmt.Errorf("%s: %w: decoding %s: %w", spec, instrument.ErrUnsafe, sym.Name, err)
 	}
 	var cold []*callgraph.Function
 	for _, part := range c.graph.Symbols().ColdParts(sym) {
 		cf, err := c.graph.FunctionOf(part)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w: decoding %s: %w", spec, ErrUnsafe, part.Name, err)
+			return nil, nil, fmt.Errorf("%s: %w: decoding %s: %w", spec, instrument.ErrUnsafe, part.Name, err)
 		}
 		cold = append(cold, cf)
 	}
@@ -214,7 +215,7 @@ func (c *spliceCatalogue) decode(spec Spec, sym callgraph.Symbol) (*callgraph.Fu
 
 // rules applies the lists of what the splice backend keeps out of to
 // spec's place in sym.
-func (c *spliceCatalogue) rules(spec Spec, sym callgraph.Symbol) error {
+func (c *spliceCatalogue) rules(spec instrument.Spec, sym callgraph.Symbol) error {
 	if err := c.inSections(spec, sym); err != nil {
 		return err
 	}
@@ -230,27 +231,27 @@ func (c *spliceCatalogue) rules(spec Spec, sym callgraph.Symbol) error {
 
 // inSections refuses a place in a module, past sym's end, or in a section
 // that is never instrumented.
-func (c *spliceCatalogue) inSections(spec Spec, sym callgraph.Symbol) error {
+func (c *spliceCatalogue) inSections(spec instrument.Spec, sym callgraph.Symbol) error {
 	if sym.Module != "" {
-		return refuse(spec, ErrNotSupported, "the splice backend instruments the core kernel only, not module %s", sym.Module)
+		return refuse(spec, instrument.ErrNotSupported, "the splice backend instruments the core kernel only, not module %s", sym.Module)
 	}
 	if spec.Offset >= sym.Size {
-		return refuse(spec, ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
+		return refuse(spec, instrument.ErrUnsafe, "offset %#x is past the end of %s (%d bytes)", spec.Offset, sym.Name, sym.Size)
 	}
 	addr := sym.Addr + spec.Offset
 	for _, s := range c.place.sections {
 		if s.Start <= addr && addr < s.End {
-			return refuse(spec, ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
+			return refuse(spec, instrument.ErrUnsafe, "%s is in %s, which is never instrumented", sym.Name, s.Name)
 		}
 	}
 	return nil
 }
 
 // check applies every rule of the splice backend to spec's place.
-func (c *spliceCatalogue) check(spec Spec) (*patch.Window, error) {
+func (c *spliceCatalogue) check(spec instrument.Spec) (*patch.Window, error) {
 	sym, err := c.graph.Symbols().Func(spec.Func)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+		return nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
 	if err := c.rules(spec, sym); err != nil {
 		return nil, err
@@ -261,7 +262,7 @@ func (c *spliceCatalogue) check(spec Spec) (*patch.Window, error) {
 	}
 	w, err := patch.SelectWindow(f, cold, uint32(spec.Offset), spec.Offset == 0, c.tables)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", spec, ErrUnsafe, err)
+		return nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
 	return w, nil
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
 )
@@ -75,12 +76,12 @@ func TestVMSpliceSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 		bounds := boundaries(before)
-		var specs []Spec
+		var specs []instrument.Spec
 		end := uint64(0)
 		for off := uint64(0); off < 256 && off < sym.Size; off++ {
-			sp := Spec{Point: Point{Func: name, Offset: off}, Kind: Count}
+			sp := instrument.Spec{Point: instrument.Point{Func: name, Offset: off}, Kind: instrument.Count}
 			if err := s.Check(sp); err != nil {
-				if !errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrNotSupported) {
+				if !errors.Is(err, instrument.ErrUnsafe) && !errors.Is(err, instrument.ErrNotSupported) {
 					t.Errorf("%s: a refusal that is neither unsafe nor unsupported: %v", sp, err)
 				}
 				refused++
@@ -229,7 +230,7 @@ func TestVMSpliceBlacklist(t *testing.T) {
 		code []byte
 	}
 	var all []fnText
-	var specs []Spec
+	var specs []instrument.Spec
 	for name := range list {
 		sym, err := syms.Func(name)
 		if err != nil || sym.Size == 0 || sym.Size > 1<<16 {
@@ -242,10 +243,10 @@ func TestVMSpliceBlacklist(t *testing.T) {
 		all = append(all, fnText{sym, b})
 		for _, off := range []uint64{0, 4, 5, 9, sym.Size / 2} {
 			if off < sym.Size {
-				specs = append(specs, Spec{Point: Point{Func: name, Offset: off}, Kind: Count})
+				specs = append(specs, instrument.Spec{Point: instrument.Point{Func: name, Offset: off}, Kind: instrument.Count})
 			}
 		}
-		specs = append(specs, Spec{Point: Point{Func: name}, Kind: Timer})
+		specs = append(specs, instrument.Spec{Point: instrument.Point{Func: name}, Kind: instrument.Timer})
 	}
 	accepted := 0
 	for _, sp := range specs {
@@ -283,7 +284,7 @@ func TestVMSpliceBlacklist(t *testing.T) {
 func TestVMSpliceChangedUnderneath(t *testing.T) {
 	s := openSplice(t, 0)
 	text := liveText(t)
-	sp := Spec{Point: Point{Func: "vfs_read"}, Kind: Count}
+	sp := instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Count}
 	w, err := s.cat.window(sp)
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +293,7 @@ func TestVMSpliceChangedUnderneath(t *testing.T) {
 	if err := text.ReadAt(before, w.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	c := &siteChange{addr: w.Addr(), w: w, added: []Spec{sp}}
+	c := &siteChange{addr: w.Addr(), w: w, added: []instrument.Spec{sp}}
 	if err := s.request(c); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/splicer"
 )
 
@@ -12,13 +13,13 @@ import (
 // far, withdrawn ones included. A counter's hits in the root context,
 // counted by the fast path in a per-CPU slot, join the context its slow
 // path interned there.
-func (s *SpliceSession) Read() (*Reading, error) {
+func (s *SpliceSession) Read() (*instrument.Reading, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, ErrClosed
+		return nil, instrument.ErrClosed
 	}
-	specs := make(map[uint32]Spec, len(s.specs))
+	specs := make(map[uint32]instrument.Spec, len(s.specs))
 	ids := make([]uint32, 0, len(s.specs))
 	for id, in := range s.specs {
 		specs[id] = in.spec
@@ -34,11 +35,11 @@ func (s *SpliceSession) Read() (*Reading, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reading{At: time.Now(), Misses: Misses{
+	r := &instrument.Reading{At: time.Now(), Misses: instrument.Misses{
 		Recursion: misses[splicer.MissRecursion], StackDepth: misses[splicer.MissDepth],
 		MapFull: misses[splicer.MissMapFull], Unmatched: misses[splicer.MissUnmatched],
 	}}
-	paths := splicePaths{ctxs: ctxs, specs: specs, done: map[uint32]Path{}}
+	paths := splicePaths{ctxs: ctxs, specs: specs, done: map[uint32]instrument.Path{}}
 	roots := map[uint32]int{} // instrument -> index of its root context in r.Contexts
 	for i, c := range ctxs {
 		spec, ok := specs[c.Inst]
@@ -52,7 +53,7 @@ func (s *SpliceSession) Read() (*Reading, error) {
 		if c.Parent == 0 {
 			roots[c.Inst] = len(r.Contexts)
 		}
-		r.Contexts = append(r.Contexts, ContextReading{
+		r.Contexts = append(r.Contexts, instrument.ContextReading{
 			Path: paths.of(uint32(i + 1)), Kind: spec.Kind, Calls: st.Calls,
 			InclNs: st.Incl, ExclNs: st.Excl, InclOffCPUNs: st.OffIncl, ExclOffCPUNs: st.OffExcl,
 			Hist: st.Hist,
@@ -61,14 +62,14 @@ func (s *SpliceSession) Read() (*Reading, error) {
 	for k, id := range ids {
 		spec, ok := specs[id]
 		fast := insts[k].Fast
-		if !ok || spec.Kind != Count || fast == 0 {
+		if !ok || spec.Kind != instrument.Count || fast == 0 {
 			continue
 		}
 		if at, ok := roots[id]; ok {
 			r.Contexts[at].Calls += fast
 			continue
 		}
-		r.Contexts = append(r.Contexts, ContextReading{Path: Path{spec.Point}, Kind: Count, Calls: fast})
+		r.Contexts = append(r.Contexts, instrument.ContextReading{Path: instrument.Path{spec.Point}, Kind: instrument.Count, Calls: fast})
 	}
 	return r, nil
 }
@@ -76,7 +77,7 @@ func (s *SpliceSession) Read() (*Reading, error) {
 // State returns the module's state of an instrument of this session:
 // live, withdrawn, withdrawn by the dead-man or the overhead switch, or
 // broken (its site changed underneath, so it was left in place).
-func (s *SpliceSession) State(in Instrument) (splicer.State, error) {
+func (s *SpliceSession) State(in instrument.Instrument) (splicer.State, error) {
 	si, ok := in.(*splicedInst)
 	if !ok || si.s != s {
 		return 0, fmt.Errorf("%s: not an instrument of this splice session", in.Spec())
@@ -91,29 +92,29 @@ func (s *SpliceSession) State(in Instrument) (splicer.State, error) {
 // splicePaths turns the module's context ids into paths, memoized.
 type splicePaths struct {
 	ctxs  []splicer.Ctx // context id i+1 at index i
-	specs map[uint32]Spec
-	done  map[uint32]Path
+	specs map[uint32]instrument.Spec
+	done  map[uint32]instrument.Path
 }
 
-func (b splicePaths) of(id uint32) Path {
+func (b splicePaths) of(id uint32) instrument.Path {
 	if p, ok := b.done[id]; ok {
 		return p
 	}
-	var rev Path
+	var rev instrument.Path
 	for cur, n := id, 0; cur != 0 && n <= splicer.MaxDepth+1; n++ {
 		if int(cur) > len(b.ctxs) {
-			rev = append(rev, Point{Func: fmt.Sprintf("?ctx%d", cur)})
+			rev = append(rev, instrument.Point{Func: fmt.Sprintf("?ctx%d", cur)})
 			break
 		}
 		c := b.ctxs[cur-1]
-		pt := Point{Func: fmt.Sprintf("?inst%d", c.Inst)}
+		pt := instrument.Point{Func: fmt.Sprintf("?inst%d", c.Inst)}
 		if spec, ok := b.specs[c.Inst]; ok {
 			pt = spec.Point
 		}
 		rev = append(rev, pt)
 		cur = c.Parent
 	}
-	p := make(Path, len(rev))
+	p := make(instrument.Path, len(rev))
 	for i, pt := range rev {
 		p[len(rev)-1-i] = pt
 	}

@@ -5,6 +5,8 @@ package splice
 import (
 	"fmt"
 	"testing"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // TestVMSpliceTailCall: __x64_sys_read leaves by a tail call to ksys_read
@@ -34,7 +36,7 @@ func TestVMSpliceTailCall(t *testing.T) {
 	}
 	h := startHelper(t, fmt.Sprintf("pipe %d %d", n, ms))
 	tg := pid(h.Pid)
-	exit := Spec{Point: Point{Func: "__x64_sys_read"}, Kind: ExitCount, Target: tg}
+	exit := instrument.Spec{Point: instrument.Point{Func: "__x64_sys_read"}, Kind: instrument.ExitCount, Target: tg}
 	insertAll(t, s, timer("__x64_sys_read", tg), timer("ksys_read", tg), exit)
 	h.Go(t)
 	r, err := s.Read()
@@ -44,9 +46,9 @@ func TestVMSpliceTailCall(t *testing.T) {
 	logReading(t, r)
 	got := byPath(r)
 	root, child := got["__x64_sys_read:timer"], got["__x64_sys_read;ksys_read:timer"]
-	var exits ContextReading // its context is the frame below it: the timer's
+	var exits instrument.ContextReading // its context is the frame below it: the timer's
 	for _, c := range r.Contexts {
-		if c.Kind == ExitCount && c.Path[len(c.Path)-1].Func == "__x64_sys_read" {
+		if c.Kind == instrument.ExitCount && c.Path[len(c.Path)-1].Func == "__x64_sys_read" {
 			exits.Calls += c.Calls
 		}
 	}
@@ -85,7 +87,7 @@ func TestVMSpliceTailCall(t *testing.T) {
 	logReading(t, r2)
 	var calls, incl uint64
 	for _, c := range r2.Contexts {
-		if c.Path.String() == "__x64_sys_read" && c.Kind == Timer {
+		if c.Path.String() == "__x64_sys_read" && c.Kind == instrument.Timer {
 			calls += c.Calls
 			incl += c.InclNs
 		}

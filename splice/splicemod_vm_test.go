@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 )
 
@@ -62,7 +63,7 @@ func reopenSplice(t testing.TB, prev *SpliceSession) *SpliceSession {
 }
 
 // insertAll inserts specs in one batch, failing the test on any error.
-func insertAll(t testing.TB, s *SpliceSession, specs ...Spec) []Instrument {
+func insertAll(t testing.TB, s *SpliceSession, specs ...instrument.Spec) []instrument.Instrument {
 	t.Helper()
 	ins, err := s.InsertAll(context.Background(), specs)
 	if err != nil {
@@ -81,10 +82,14 @@ func TestVMSpliceExact(t *testing.T) {
 	fs := openSession(t, "fentry")
 	h := startHelper(t, fmt.Sprintf("pread %d %s", n, file))
 	tg := pid(h.Pid)
-	count := func(fn string) Spec { return Spec{Point: Point{Func: fn}, Kind: Count, Target: tg} }
-	exit := func(fn string) Spec { return Spec{Point: Point{Func: fn}, Kind: ExitCount, Target: tg} }
-	specs := []Spec{timer("__x64_sys_pread64", tg), timer("vfs_read", tg), count("rw_verify_area"), exit("vfs_read"), count("__x64_sys_pread64")}
-	var both []Spec
+	count := func(fn string) instrument.Spec {
+		return instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Count, Target: tg}
+	}
+	exit := func(fn string) instrument.Spec {
+		return instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.ExitCount, Target: tg}
+	}
+	specs := []instrument.Spec{timer("__x64_sys_pread64", tg), timer("vfs_read", tg), count("rw_verify_area"), exit("vfs_read"), count("__x64_sys_pread64")}
+	var both []instrument.Spec
 	for _, sp := range specs {
 		if err := ss.Check(sp); err != nil {
 			t.Logf("splice refuses %s here: %v", sp, err)

@@ -4,6 +4,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // Summary is one instrument's activity over an interval (or a whole run):
@@ -15,23 +17,23 @@ type Summary struct {
 	MeanNs      float64 `json:"mean_ns,omitempty"`
 	// P50Ns and P99Ns are HistQuantile's, 0 (and left out) where the
 	// histogram counts nothing.
-	P50Ns        float64          `json:"p50_ns,omitempty"`
-	P99Ns        float64          `json:"p99_ns,omitempty"`
-	InclNs       uint64           `json:"incl_ns,omitempty"`
-	ExclNs       uint64           `json:"excl_ns,omitempty"`
-	OnCPUShare   float64          `json:"oncpu_share,omitempty"`  // of inclusive time
-	OffCPUShare  float64          `json:"offcpu_share,omitempty"` // of inclusive time
-	Contexts     []ContextReading `json:"contexts"`
-	Targets      []TargetReading  `json:"targets,omitempty"`
-	MissesInRead uint64           `json:"misses"` // misses of all instruments in the interval
+	P50Ns        float64                     `json:"p50_ns,omitempty"`
+	P99Ns        float64                     `json:"p99_ns,omitempty"`
+	InclNs       uint64                      `json:"incl_ns,omitempty"`
+	ExclNs       uint64                      `json:"excl_ns,omitempty"`
+	OnCPUShare   float64                     `json:"oncpu_share,omitempty"`  // of inclusive time
+	OffCPUShare  float64                     `json:"offcpu_share,omitempty"` // of inclusive time
+	Contexts     []instrument.ContextReading `json:"contexts"`
+	Targets      []instrument.TargetReading  `json:"targets,omitempty"`
+	MissesInRead uint64                      `json:"misses"` // misses of all instruments in the interval
 }
 
 // Summarize groups a reading (usually an interval's, from Sub) by
 // instrument: the last point of each path and its kind. over is the
 // interval's length, for rates.
-func Summarize(r *Reading, over time.Duration) []Summary {
+func Summarize(r *instrument.Reading, over time.Duration) []Summary {
 	by := map[string]*Summary{}
-	var merged = map[string]*ContextReading{}
+	var merged = map[string]*instrument.ContextReading{}
 	get := func(key string) *Summary {
 		s := by[key]
 		if s == nil {
@@ -41,12 +43,12 @@ func Summarize(r *Reading, over time.Duration) []Summary {
 		return s
 	}
 	for _, c := range r.Contexts {
-		key := Spec{Point: c.Path[len(c.Path)-1], Kind: c.Kind}.String()
+		key := instrument.Spec{Point: c.Path[len(c.Path)-1], Kind: c.Kind}.String()
 		s := get(key)
 		s.Contexts = append(s.Contexts, c)
 		m := merged[key]
 		if m == nil {
-			m = &ContextReading{Kind: c.Kind}
+			m = &instrument.ContextReading{Kind: c.Kind}
 			merged[key] = m
 		}
 		m.Calls += c.Calls
@@ -58,7 +60,7 @@ func Summarize(r *Reading, over time.Duration) []Summary {
 		}
 	}
 	for _, t := range r.Targets {
-		key := Spec{Point: t.Path[len(t.Path)-1], Kind: Targets}.String()
+		key := instrument.Spec{Point: t.Path[len(t.Path)-1], Kind: instrument.Targets}.String()
 		s := get(key)
 		s.Targets = append(s.Targets, t)
 		s.Calls += t.Calls
@@ -67,9 +69,9 @@ func Summarize(r *Reading, over time.Duration) []Summary {
 	for key, s := range by {
 		if m := merged[key]; m != nil {
 			s.Calls, s.InclNs, s.ExclNs = m.Calls, m.InclNs, m.ExclNs
-			if m.Kind == Timer && m.Calls > 0 {
+			if m.Kind == instrument.Timer && m.Calls > 0 {
 				s.MeanNs = float64(m.InclNs) / float64(m.Calls)
-				s.P50Ns, s.P99Ns = absentAsZero(HistQuantile(&m.Hist, 0.5)), absentAsZero(HistQuantile(&m.Hist, 0.99))
+				s.P50Ns, s.P99Ns = absentAsZero(instrument.HistQuantile(&m.Hist, 0.5)), absentAsZero(instrument.HistQuantile(&m.Hist, 0.99))
 			}
 			if m.InclNs > 0 {
 				s.OffCPUShare = float64(m.InclOffCPUNs) / float64(m.InclNs)

@@ -3,14 +3,16 @@ package splice
 import (
 	"testing"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 func TestSummarize(t *testing.T) {
-	vr := Point{Func: "vfs_read"}
-	r := &Reading{Contexts: []ContextReading{
-		{Path: Path{{Func: "__x64_sys_read"}, vr}, Kind: Timer, Calls: 10, InclNs: 1000, InclOffCPUNs: 250},
-		{Path: Path{{Func: "__x64_sys_pread64"}, vr}, Kind: Timer, Calls: 30, InclNs: 3000, InclOffCPUNs: 750},
-		{Path: Path{vr}, Kind: Count, Calls: 5},
+	vr := instrument.Point{Func: "vfs_read"}
+	r := &instrument.Reading{Contexts: []instrument.ContextReading{
+		{Path: instrument.Path{{Func: "__x64_sys_read"}, vr}, Kind: instrument.Timer, Calls: 10, InclNs: 1000, InclOffCPUNs: 250},
+		{Path: instrument.Path{{Func: "__x64_sys_pread64"}, vr}, Kind: instrument.Timer, Calls: 30, InclNs: 3000, InclOffCPUNs: 750},
+		{Path: instrument.Path{vr}, Kind: instrument.Count, Calls: 5},
 	}}
 	s := Summarize(r, 2*time.Second)
 	if len(s) != 2 || s[1].Instrument != "vfs_read:timer" {

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // Kernels since 6.9 dispatch x86-64 system calls through x64_sys_call(regs,
@@ -183,7 +184,7 @@ func dispatchRegister(fn *callgraph.Function) (x86asm.Reg, error) {
 // blockSyscall is the syscall function a block calls or tail-calls.
 func blockSyscall(fn *callgraph.Function, b *callgraph.Block) string {
 	for _, s := range fn.Sites {
-		if s.Off >= b.Start && s.Off < b.End && IsSyscall64(s.Target) && !strings.HasSuffix(s.Target, "_sys_ni_syscall") {
+		if s.Off >= b.Start && s.Off < b.End && instrument.IsSyscall64(s.Target) && !strings.HasSuffix(s.Target, "_sys_ni_syscall") {
 			return s.Target
 		}
 	}

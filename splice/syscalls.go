@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // SyscallTable maps x86-64 syscall numbers to the functions that serve
@@ -78,7 +79,7 @@ func parseSyscallTable(b []byte, syms *callgraph.Symbols) (*SyscallTable, error)
 		}
 		name := ""
 		for _, a := range syms.Aliases(addr) {
-			if _, native, ok := Syscall(a.Name); ok && IsSyscall64(a.Name) && (name == "" || native) {
+			if _, native, ok := instrument.Syscall(a.Name); ok && instrument.IsSyscall64(a.Name) && (name == "" || native) {
 				name = a.Name
 			}
 		}
@@ -107,50 +108,6 @@ func NewSyscallTable(byName map[string]int) *SyscallTable {
 	return t
 }
 
-// syscallABIs are the kernel's syscall entry functions, one prefix per
-// ABI (the SYSCALL_DEFINE wrappers of
-// arch/x86/include/asm/syscall_wrapper.h), native first. dispatch64 says
-// the 64-bit dispatch (sys_call_table, x64_sys_call) may call them:
-// __x64_sys_ always, __ia32_sys_ on kernels that serve syscalls without
-// arguments with one function for both ABIs.
-var syscallABIs = []struct {
-	prefix     string
-	dispatch64 bool
-}{
-	{"__x64_sys_", true}, {"__ia32_sys_", true}, {"__x32_compat_sys_", false}, {"__ia32_compat_sys_", false},
-}
-
-// Syscall takes apart the name of a syscall entry function: the syscall
-// it serves and whether it is the native x86-64 entry ("read", true for
-// __x64_sys_read; "read", false for __ia32_sys_read). ok is false for
-// any other function.
-func Syscall(fn string) (name string, native, ok bool) {
-	for i, abi := range syscallABIs {
-		if name, ok := strings.CutPrefix(fn, abi.prefix); ok {
-			return name, i == 0, true
-		}
-	}
-	return "", false, false
-}
-
-// IsSyscall reports whether fn is a syscall entry function of any ABI.
-func IsSyscall(fn string) bool {
-	_, _, ok := Syscall(fn)
-	return ok
-}
-
-// IsSyscall64 reports whether fn is a syscall entry function that the
-// 64-bit dispatch may call: those the tracepoint backend times, by their
-// number in sys_call_table.
-func IsSyscall64(fn string) bool {
-	for _, abi := range syscallABIs {
-		if strings.HasPrefix(fn, abi.prefix) {
-			return abi.dispatch64
-		}
-	}
-	return false
-}
-
 // Number returns the syscall number of a function ("__x64_sys_read"). The
 // placeholder __x64_sys_ni_syscall has none. Where the kernel serves a
 // syscall with its __ia32_sys_ function (argument-less syscalls on some
@@ -162,12 +119,12 @@ func (t *SyscallTable) Number(fn string) (int, bool) {
 	if nr, ok := t.byName[fn]; ok {
 		return nr, true
 	}
-	name, _, ok := Syscall(fn)
-	if !ok || !IsSyscall64(fn) {
+	name, _, ok := instrument.Syscall(fn)
+	if !ok || !instrument.IsSyscall64(fn) {
 		return 0, false
 	}
-	for _, abi := range syscallABIs {
-		if nr, ok := t.byName[abi.prefix+name]; ok && abi.dispatch64 {
+	for _, entry := range instrument.Syscall64Entries(name) {
+		if nr, ok := t.byName[entry]; ok {
 			return nr, true
 		}
 	}

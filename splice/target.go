@@ -12,28 +12,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // ErrNoTarget says a Target names a process or a cgroup that does not
 // exist (or not as a cgroup v2 directory).
 var ErrNoTarget = errors.New("no such target")
 
-// CgroupDir returns the cgroup directory of t as instruments open it: an
-// absolute path as it is, a relative one below CgroupRoot; "" where t has
-// no cgroup.
-func (t Target) CgroupDir() string {
-	if t.Cgroup == "" || filepath.IsAbs(t.Cgroup) {
-		return t.Cgroup
-	}
-	return filepath.Join(CgroupRoot, t.Cgroup)
-}
-
-// Check reports whether every process and the cgroup of t exist, before
+// CheckTarget reports whether every process and the cgroup of t exist, before
 // anything is attached for it: a PID must be a live process and the
 // cgroup a cgroup v2 directory (instruments filter with
 // bpf_current_task_under_cgroup, which knows v2 only). The error wraps
 // ErrNoTarget and names the input.
-func (t Target) Check() error {
+func CheckTarget(t instrument.Target) error {
 	for _, p := range t.PIDs {
 		if p <= 0 {
 			return fmt.Errorf("pid %d: %w: not a process id", p, ErrNoTarget)

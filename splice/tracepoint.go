@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
@@ -22,7 +23,7 @@ type tracepointBackend struct{}
 
 func (tracepointBackend) available() error { return features.HaveTracepoint() }
 
-func (tracepointBackend) attach(s *Session, in *instrument, kin measure.Instrument) error {
+func (tracepointBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
 	nr, ok := s.syscalls.Number(in.spec.Func)
 	if !ok {
 		return fmt.Errorf("%s is not in the syscall table", in.spec.Func)
@@ -30,7 +31,7 @@ func (tracepointBackend) attach(s *Session, in *instrument, kin measure.Instrume
 	s.mu.Lock()
 	if other, busy := s.byNr[nr]; busy {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: syscall %d already has a live root timer (instrument %d)", ErrNotSupported, nr, other)
+		return fmt.Errorf("%w: syscall %d already has a live root timer (instrument %d)", instrument.ErrNotSupported, nr, other)
 	}
 	s.byNr[nr] = in.id
 	s.mu.Unlock()

@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // abiSyscalls are numbers of the x86-64 syscall ABI, which never change:
@@ -54,7 +56,7 @@ func requireLiveText(t testing.TB) {
 func openLive(t testing.TB) *callgraph.Graph {
 	t.Helper()
 	requireLiveText(t)
-	g, err := callgraph.OpenLive()
+	g, err := livetext.OpenGraph()
 	if err != nil {
 		t.Fatalf("opening the live call graph, whose text reader works here: %v", err)
 	}
@@ -65,7 +67,7 @@ func openLive(t testing.TB) *callgraph.Graph {
 // hostSyscalls returns nil where the running kernel's table can be read,
 // else the ABI fixture.
 func hostSyscalls() *SyscallTable {
-	g, err := callgraph.OpenLive()
+	g, err := livetext.OpenGraph()
 	if err != nil {
 		return nil
 	}
@@ -103,7 +105,7 @@ func TestSyscallTable(t *testing.T) {
 // TestTracepointPread counts exactly n pread64 calls of this process.
 func TestTracepointPread(t *testing.T) {
 	s := openSession(t, "tracepoint")
-	spec := Spec{Point: Point{Func: "__x64_sys_pread64"}, Kind: Timer, Target: Target{PIDs: []int{os.Getpid()}}}
+	spec := instrument.Spec{Point: instrument.Point{Func: "__x64_sys_pread64"}, Kind: instrument.Timer, Target: instrument.Target{PIDs: []int{os.Getpid()}}}
 	in, err := s.Insert(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +123,7 @@ func TestTracepointPread(t *testing.T) {
 	if err := in.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Close(); !errors.Is(err, ErrClosed) || !errors.Is(err, os.ErrClosed) {
+	if err := in.Close(); !errors.Is(err, instrument.ErrClosed) || !errors.Is(err, os.ErrClosed) {
 		t.Errorf("second Close: %v, want ErrClosed", err)
 	}
 	for i := 0; i < 10; i++ { // withdrawn: no longer counted
@@ -149,14 +151,14 @@ func TestTracepointPread(t *testing.T) {
 
 func TestTracepointRefusals(t *testing.T) {
 	s := openSession(t, "tracepoint")
-	for _, spec := range []Spec{
-		{Point: Point{Func: "vfs_read"}, Kind: Timer},
-		{Point: Point{Func: "__x64_sys_read"}, Kind: Count},
-		{Point: Point{Func: "__x64_sys_no_such_call"}, Kind: Timer},
-		{Point: Point{Func: "__x64_sys_ni_syscall"}, Kind: Timer},
+	for _, spec := range []instrument.Spec{
+		{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer},
+		{Point: instrument.Point{Func: "__x64_sys_read"}, Kind: instrument.Count},
+		{Point: instrument.Point{Func: "__x64_sys_no_such_call"}, Kind: instrument.Timer},
+		{Point: instrument.Point{Func: "__x64_sys_ni_syscall"}, Kind: instrument.Timer},
 	} {
 		err := s.Check(spec)
-		if !errors.Is(err, ErrNotSupported) && !errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrNoFunction) {
+		if !errors.Is(err, instrument.ErrNotSupported) && !errors.Is(err, instrument.ErrUnsafe) && !errors.Is(err, ErrNoFunction) {
 			t.Errorf("Check(%s) = %v, want a refusal", spec, err)
 		}
 	}
@@ -164,16 +166,16 @@ func TestTracepointRefusals(t *testing.T) {
 
 func TestSessionClose(t *testing.T) {
 	s := openSession(t, "tracepoint")
-	if _, err := s.Insert(context.Background(), Spec{Point: Point{Func: "__x64_sys_getpid"}, Kind: Timer}); err != nil {
+	if _, err := s.Insert(context.Background(), instrument.Spec{Point: instrument.Point{Func: "__x64_sys_getpid"}, Kind: instrument.Timer}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); !errors.Is(err, ErrClosed) {
+	if err := s.Close(); !errors.Is(err, instrument.ErrClosed) {
 		t.Errorf("second Close: %v, want ErrClosed", err)
 	}
-	if _, err := s.Read(); !errors.Is(err, ErrClosed) {
+	if _, err := s.Read(); !errors.Is(err, instrument.ErrClosed) {
 		t.Errorf("Read after Close: %v, want ErrClosed", err)
 	}
 }

@@ -2,6 +2,7 @@ package splice
 
 import (
 	"errors"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"strings"
 	"testing"
 
@@ -14,14 +15,14 @@ import (
 // rules are left to its own session.
 func TestCheckOn(t *testing.T) {
 	s := openSession(t, "tracepoint")
-	syscall := Spec{Point: Point{Func: "__x64_sys_getppid"}, Kind: Timer}
-	fn := Spec{Point: Point{Func: "vfs_read"}, Kind: Timer}
+	syscall := instrument.Spec{Point: instrument.Point{Func: "__x64_sys_getppid"}, Kind: instrument.Timer}
+	fn := instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer}
 	for _, b := range BackendNames {
 		err := s.CheckOn(b, syscall)
 		switch have := features.Backend(b); {
 		case have != nil:
 			var u *features.Unavailable
-			if !errors.Is(err, ErrNotSupported) || !errors.As(have, &u) || !strings.Contains(err.Error(), u.Reason) {
+			if !errors.Is(err, instrument.ErrNotSupported) || !errors.As(have, &u) || !strings.Contains(err.Error(), u.Reason) {
 				t.Errorf("%s on %s: %v; want caps' reason (%v)", b, syscall, err, have)
 			}
 		case b == "splice":
@@ -34,7 +35,7 @@ func TestCheckOn(t *testing.T) {
 			}
 		}
 	}
-	if err := s.CheckOn("tracepoint", fn); !errors.Is(err, ErrNotSupported) {
+	if err := s.CheckOn("tracepoint", fn); !errors.Is(err, instrument.ErrNotSupported) {
 		t.Errorf("tracepoint on %s: %v; want ErrNotSupported", fn, err)
 	}
 	if err := s.CheckOn("nosuch", fn); err == nil || !strings.Contains(err.Error(), "want one of") {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // TestVMOffCPU: time blocked in nanosleep and in a pipe read shows as
@@ -59,14 +61,14 @@ func TestVMOffCPU(t *testing.T) {
 
 // blocked checks that c has at least n calls and spent most of its time
 // blocked in its own frame.
-func blocked(t *testing.T, c ContextReading, n uint64) {
+func blocked(t *testing.T, c instrument.ContextReading, n uint64) {
 	t.Helper()
 	if c.Calls < n || c.ExclOffCPUNs*10 < c.InclNs*8 {
 		t.Errorf("%s: %d calls, exclusive off-CPU %d of %d ns; want >= %d calls, >= 80%% blocked", c.Path, c.Calls, c.ExclOffCPUNs, c.InclNs, n)
 	}
 }
 
-func read(t *testing.T, s *Session) *Reading {
+func read(t *testing.T, s *Session) *instrument.Reading {
 	t.Helper()
 	r, err := s.Read()
 	if err != nil {
@@ -76,7 +78,7 @@ func read(t *testing.T, s *Session) *Reading {
 	return r
 }
 
-func closeAll(ins []Instrument) {
+func closeAll(ins []instrument.Instrument) {
 	for _, in := range ins {
 		in.Close()
 	}

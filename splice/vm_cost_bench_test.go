@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // BenchmarkVMCost measures, in one VM run, the cost per hit of every
@@ -39,8 +41,8 @@ func BenchmarkVMCost(b *testing.B) {
 	defer ss.Close()
 	fn := ""
 	for _, c := range []string{"__task_pid_nr_ns", "__x64_sys_getpid"} {
-		ok := fs.Check(Spec{Point: Point{Func: c}, Kind: Count}) == nil && ks.Check(Spec{Point: Point{Func: c}, Kind: Count}) == nil &&
-			ss.Check(Spec{Point: Point{Func: c}, Kind: Timer}) == nil
+		ok := fs.Check(instrument.Spec{Point: instrument.Point{Func: c}, Kind: instrument.Count}) == nil && ks.Check(instrument.Spec{Point: instrument.Point{Func: c}, Kind: instrument.Count}) == nil &&
+			ss.Check(instrument.Spec{Point: instrument.Point{Func: c}, Kind: instrument.Timer}) == nil
 		if ok {
 			fn = c
 			break
@@ -50,23 +52,25 @@ func BenchmarkVMCost(b *testing.B) {
 		b.Fatal("no function on getpid's path that every backend instruments")
 	}
 	me := pid(os.Getpid())
-	at := func(k Kind) Spec { return Spec{Point: Point{Func: fn}, Kind: k, Target: me} }
+	at := func(k instrument.Kind) instrument.Spec {
+		return instrument.Spec{Point: instrument.Point{Func: fn}, Kind: k, Target: me}
+	}
 	type config struct {
 		name string
-		in   Instrumenter
-		spec Spec
+		in   instrument.Instrumenter
+		spec instrument.Spec
 	}
 	configs := []config{
-		{"fentry", fs, at(Count)},
-		{"fexit", fs, at(ExitCount)},
-		{"fentry+fexit", fs, at(Timer)},
-		{"kprobe", ks, at(Count)},
-		{"kretprobe", ks, at(ExitCount)},
-		{"kprobe+kretprobe", ks, at(Timer)},
+		{"fentry", fs, at(instrument.Count)},
+		{"fexit", fs, at(instrument.ExitCount)},
+		{"fentry+fexit", fs, at(instrument.Timer)},
+		{"kprobe", ks, at(instrument.Count)},
+		{"kretprobe", ks, at(instrument.ExitCount)},
+		{"kprobe+kretprobe", ks, at(instrument.Timer)},
 		{"tracepoint-syscall-timer", fs, timer("__x64_sys_getpid", me)},
-		{"splice-counter", ss, at(Count)},
-		{"splice-exit-counter", ss, at(ExitCount)},
-		{"splice-timer", ss, at(Timer)},
+		{"splice-counter", ss, at(instrument.Count)},
+		{"splice-exit-counter", ss, at(instrument.ExitCount)},
+		{"splice-timer", ss, at(instrument.Timer)},
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/leakcheck"
 )
 
@@ -100,7 +101,7 @@ func TestVMChurn(t *testing.T) {
 	for _, b := range functionBackends {
 		t.Run(b, func(t *testing.T) {
 			s := openSession(t, b)
-			spec := Spec{Point: Point{Func: "vfs_read"}, Kind: Count, Target: pid(os.Getpid())}
+			spec := instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Count, Target: pid(os.Getpid())}
 			cycle := func() {
 				in, err := s.Insert(context.Background(), spec)
 				if err != nil {

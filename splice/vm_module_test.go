@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/internal/testenv"
 )
@@ -160,7 +161,7 @@ func TestVMModuleUnload(t *testing.T) {
 		loadAptest(t)
 		s := openSplice(t, 0)
 		_, err := s.Insert(context.Background(), timer(fn, me))
-		if !errors.Is(err, ErrNotSupported) {
+		if !errors.Is(err, instrument.ErrNotSupported) {
 			t.Fatalf("splicing %s in a module: %v, want it refused as not supported", fn, err)
 		}
 		t.Logf("refused: %v", err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/leakcheck"
 )
 
@@ -18,10 +19,10 @@ import (
 func TestVMRefusals(t *testing.T) {
 	s := openSession(t, "kprobe")
 	syms := s.Graph().Symbols()
-	var refused []Spec // refused for kprobe, the session's backend
-	try := func(backend string, sp Spec) {
+	var refused []instrument.Spec // refused for kprobe, the session's backend
+	try := func(backend string, sp instrument.Spec) {
 		err := s.place.Check(backend, sp)
-		if !errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrNotSupported) {
+		if !errors.Is(err, instrument.ErrUnsafe) && !errors.Is(err, instrument.ErrNotSupported) {
 			t.Errorf("%s on %s: accepted (%v)", sp, backend, err)
 			return
 		}
@@ -41,7 +42,7 @@ func TestVMRefusals(t *testing.T) {
 	nbl := 0
 	for _, e := range entries {
 		if sym, err := syms.Func(e.Name); err == nil && sym.Addr == e.Start {
-			try("kprobe", Spec{Point: Point{Func: e.Name}, Kind: Count})
+			try("kprobe", instrument.Spec{Point: instrument.Point{Func: e.Name}, Kind: instrument.Count})
 			nbl++
 		}
 	}
@@ -51,8 +52,8 @@ func TestVMRefusals(t *testing.T) {
 		for _, sec := range s.place.sections {
 			if sec.Start <= fn.Addr && fn.Addr < sec.End {
 				if _, err := syms.Func(fn.Name); err == nil {
-					try("kprobe", Spec{Point: Point{Func: fn.Name}, Kind: Count})
-					try("fentry", Spec{Point: Point{Func: fn.Name}, Kind: Count})
+					try("kprobe", instrument.Spec{Point: instrument.Point{Func: fn.Name}, Kind: instrument.Count})
+					try("fentry", instrument.Spec{Point: instrument.Point{Func: fn.Name}, Kind: instrument.Count})
 					nsec++
 				}
 			}
@@ -61,14 +62,14 @@ func TestVMRefusals(t *testing.T) {
 	// BPF's deny list, for fentry.
 	for fn := range bpfDenyList {
 		if _, err := syms.Func(fn); err == nil {
-			try("fentry", Spec{Point: Point{Func: fn}, Kind: Count})
+			try("fentry", instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Count})
 		}
 	}
 	// Offsets 1..255 of vfs_read that are not candidate boundaries.
 	f := mustFunction(t, s, "vfs_read")
 	nmid := 0
 	for off := uint32(1); off < 256 && off < uint32(len(f.Code)); off++ {
-		sp := Spec{Point: Point{Func: "vfs_read", Offset: uint64(off)}, Kind: Count}
+		sp := instrument.Spec{Point: instrument.Point{Func: "vfs_read", Offset: uint64(off)}, Kind: instrument.Count}
 		if f.IsCandidate(off) {
 			if err := s.place.Check("kprobe", sp); err != nil {
 				t.Errorf("%s: a boundary refused: %v", sp, err)

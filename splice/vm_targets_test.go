@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // TestVMIndirectTargets: the indirect call sites of vfs_read and of its
@@ -27,7 +28,7 @@ func TestVMIndirectTargets(t *testing.T) {
 	var live int
 	for _, fn := range fns {
 		for _, site := range indirectSites(t, s.Graph(), fn) {
-			spec := Spec{Point: Point{Func: fn, Offset: uint64(site.Off)}, Kind: Targets, Target: pid(h.Pid)}
+			spec := instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(site.Off)}, Kind: instrument.Targets, Target: pid(h.Pid)}
 			in, err := s.Insert(context.Background(), spec)
 			if err != nil {
 				t.Logf("%s (%s): %v", spec, site.Operand, err)
@@ -43,7 +44,7 @@ func TestVMIndirectTargets(t *testing.T) {
 	}
 	h.Go(t)
 	r := read(t, s)
-	best := TargetReading{}
+	best := instrument.TargetReading{}
 	for _, tr := range r.Targets {
 		if tr.Calls > best.Calls {
 			best = tr

@@ -13,19 +13,22 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // pid returns a target of one process.
-func pid(p int) Target { return Target{PIDs: []int{p}} }
+func pid(p int) instrument.Target { return instrument.Target{PIDs: []int{p}} }
 
 // timer returns a timer spec of fn for target.
-func timer(fn string, tg Target) Spec { return Spec{Point: Point{Func: fn}, Kind: Timer, Target: tg} }
+func timer(fn string, tg instrument.Target) instrument.Spec {
+	return instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: tg}
+}
 
 // insert inserts specs, failing the test on any error; the instruments are
 // withdrawn at the end of the test.
-func insert(t *testing.T, s *Session, specs ...Spec) []Instrument {
+func insert(t *testing.T, s *Session, specs ...instrument.Spec) []instrument.Instrument {
 	t.Helper()
-	var out []Instrument
+	var out []instrument.Instrument
 	for _, sp := range specs {
 		in, err := s.Insert(context.Background(), sp)
 		if err != nil {
@@ -38,15 +41,15 @@ func insert(t *testing.T, s *Session, specs ...Spec) []Instrument {
 }
 
 // byPath indexes a reading's contexts by "path:kind".
-func byPath(r *Reading) map[string]ContextReading {
-	m := map[string]ContextReading{}
+func byPath(r *instrument.Reading) map[string]instrument.ContextReading {
+	m := map[string]instrument.ContextReading{}
 	for _, c := range r.Contexts {
 		m[c.Path.String()+":"+c.Kind.String()] = c
 	}
 	return m
 }
 
-func logReading(t *testing.T, r *Reading) {
+func logReading(t *testing.T, r *instrument.Reading) {
 	t.Helper()
 	for _, c := range r.Contexts {
 		t.Logf("  %-60s %-6s calls %7d incl %10d excl %10d off-cpu incl %10d excl %10d", c.Path, c.Kind, c.Calls, c.InclNs, c.ExclNs, c.InclOffCPUNs, c.ExclOffCPUNs)
@@ -72,7 +75,7 @@ func directCallee(t *testing.T, s *Session, fn string, want ...string) string {
 		callees[site.Target] = true
 	}
 	for _, w := range want {
-		if callees[w] && s.Check(timer(w, Target{})) == nil {
+		if callees[w] && s.Check(timer(w, instrument.Target{})) == nil {
 			return w
 		}
 	}

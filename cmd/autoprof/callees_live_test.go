@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/internal/testenv"
 )
@@ -137,7 +138,7 @@ func TestCalleesVfsReadLive(t *testing.T) {
 	if err != nil {
 		featuretest.Require(t, err)
 	}
-	text, err := callgraph.OpenLiveText()
+	text, err := livetext.Open()
 	if err != nil {
 		featuretest.Require(t, err)
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -15,10 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/search/live"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // huntConfig is what the hunt command's flags and arguments say.
@@ -203,7 +205,7 @@ func (cfg *huntConfig) validate(tf *targetFlags) error {
 		}
 	}
 	for _, r := range o.Roots {
-		if _, err := splice.ParsePoint(r); err != nil || strings.Contains(r, "+") {
+		if _, err := instrument.ParsePoint(r); err != nil || strings.Contains(r, "+") {
 			return usageError("--root %q: want a function name", r)
 		}
 	}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 )
 
 // kernelFlags are the flags of the commands that read a kernel's symbols
@@ -54,11 +56,20 @@ var openGraph = func(k *kernelFlags) (*callgraph.Graph, error) {
 		}
 		return callgraph.NewGraph(syms, text, true), nil
 	}
-	return callgraph.OpenLive()
+	return livetext.OpenGraph()
 }
 
 // source describes where the graph's text comes from, for headers.
 func source(g *callgraph.Graph) string { return g.Source() }
+
+// funcErr turns a lookup of a FUNC argument that names no kernel function
+// into a usage error, as checkFuncs words it; other errors pass.
+func funcErr(arg string, err error) error {
+	if errors.Is(err, callgraph.ErrUnknownFunction) {
+		return usageError("%s: no such kernel function (autoprof syms REGEX lists them)", arg)
+	}
+	return err
+}
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -12,13 +14,14 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/splice"
 )
 
 // probeConfig is what the probe command's flags and arguments say.
 type probeConfig struct {
 	backend  string
-	target   splice.Target
+	target   instrument.Target
 	duration time.Duration
 	interval time.Duration
 	out      string
@@ -61,7 +64,7 @@ func probe(cfg *probeConfig, stdout io.Writer) error {
 	} else if err != nil {
 		return err
 	}
-	specs := make([]splice.Spec, len(cfg.plan))
+	specs := make([]instrument.Spec, len(cfg.plan))
 	for i, p := range cfg.plan {
 		specs[i] = p.Spec
 	}
@@ -99,7 +102,7 @@ func parseProbe(args []string) (*probeConfig, error) {
 		}
 	}
 	for _, a := range pos {
-		spec, err := splice.ParseSpec(a)
+		spec, err := instrument.ParseSpec(a)
 		if err != nil {
 			return nil, usageError("%v", err)
 		}
@@ -145,7 +148,7 @@ func (cfg *probeConfig) readExperiment(path string) error {
 	for i := range plan {
 		if plan[i].Spec.Target.IsSystem() {
 			plan[i].Spec.Target = cfg.target
-		} else if err := plan[i].Spec.Target.Check(); err != nil {
+		} else if err := splice.CheckTarget(plan[i].Spec.Target); err != nil {
 			return usageError("%s: target %v", path, err)
 		}
 	}
@@ -200,7 +203,7 @@ func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, reac
 // instruments measure.
 type reachReport struct {
 	graph    *callgraph.Graph
-	specs    []splice.Spec
+	specs    []instrument.Spec
 	done     chan struct{}
 	warnings map[string]string
 	shown    map[string]bool

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -25,14 +28,14 @@ type targetFlags struct{ pids, cgroup string }
 func addTargetFlags(fs *flag.FlagSet) *targetFlags {
 	tf := &targetFlags{}
 	fs.StringVar(&tf.pids, "pid", "", "measure these processes (comma-separated pids), every thread of each")
-	fs.StringVar(&tf.cgroup, "cgroup", "", "measure the tasks of this cgroup v2 directory and its descendants (relative: below "+splice.CgroupRoot+")")
+	fs.StringVar(&tf.cgroup, "cgroup", "", "measure the tasks of this cgroup v2 directory and its descendants (relative: below "+instrument.CgroupRoot+")")
 	return tf
 }
 
 // target parses and checks the flags: every pid a live process, the
 // cgroup a cgroup v2 directory.
-func (tf *targetFlags) target() (splice.Target, error) {
-	var t splice.Target
+func (tf *targetFlags) target() (instrument.Target, error) {
+	var t instrument.Target
 	if tf.pids != "" {
 		pids, err := splice.ParsePIDs(tf.pids)
 		if err != nil {
@@ -42,12 +45,12 @@ func (tf *targetFlags) target() (splice.Target, error) {
 	}
 	t.Cgroup = tf.cgroup
 	for _, p := range t.PIDs {
-		if err := (splice.Target{PIDs: []int{p}}).Check(); err != nil {
+		if err := splice.CheckTarget(instrument.Target{PIDs: []int{p}}); err != nil {
 			return t, usageError("--pid %d: no such process", p)
 		}
 	}
 	if t.Cgroup != "" {
-		if err := (splice.Target{Cgroup: t.Cgroup}).Check(); err != nil {
+		if err := splice.CheckTarget(instrument.Target{Cgroup: t.Cgroup}); err != nil {
 			return t, usageError("--cgroup %s: not a cgroup v2 directory", t.Cgroup)
 		}
 	}
@@ -103,15 +106,6 @@ func checkFuncs(flagName string, names []string) error {
 		}
 	}
 	return nil
-}
-
-// funcErr turns a lookup of a FUNC argument that names no kernel function
-// into a usage error, as checkFuncs words it; other errors pass.
-func funcErr(arg string, err error) error {
-	if errors.Is(err, callgraph.ErrUnknownFunction) {
-		return usageError("%s: no such kernel function (autoprof syms REGEX lists them)", arg)
-	}
-	return err
 }
 
 // outDir is an output directory, made ready before anything is measured

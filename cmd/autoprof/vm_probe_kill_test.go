@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/leakcheck"
 	"github.com/autoprof/autoprof/splice"
 )
@@ -90,7 +91,7 @@ func probeable(t *testing.T, backend string, n int) []string {
 		if len(specs) == n {
 			break
 		}
-		sp := splice.Spec{Point: splice.Point{Func: sym.Name}, Kind: splice.Count}
+		sp := instrument.Spec{Point: instrument.Point{Func: sym.Name}, Kind: instrument.Count}
 		if sym.Module == "" && s.Check(sp) == nil {
 			specs = append(specs, sym.Name+":entry")
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"io"
 	"net/http"
 	"os"
@@ -118,8 +119,8 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 	if err != nil {
 		return nil, badRequest(err)
 	}
-	tg := splice.Target{PIDs: e.Target.PIDs, Cgroup: e.Target.Cgroup}
-	if err := tg.Check(); err != nil {
+	tg := instrument.Target{PIDs: e.Target.PIDs, Cgroup: e.Target.Cgroup}
+	if err := splice.CheckTarget(tg); err != nil {
 		return nil, badRequest(fmt.Errorf("target %w", err))
 	}
 	if req.Backend != "" {
@@ -170,7 +171,7 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 		interval = time.Second
 	}
 	lastOverhead, _ := sess.Overhead()
-	specs := make([]splice.Spec, len(plan))
+	specs := make([]instrument.Spec, len(plan))
 	for i, p := range plan {
 		specs[i] = p.Spec
 	}

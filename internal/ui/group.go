@@ -2,12 +2,12 @@ package ui
 
 import (
 	"bufio"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"io"
 	"path"
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // The groups of the symbol table, GILK's: the kernel's subsystems as its
@@ -64,7 +64,7 @@ var namePrefixes = []struct {
 
 // Grouper assigns symbols to groups: a module by its source directory
 // (modules.dep) where known, else by its name; a core kernel function by
-// whether it is a syscall entry (splice.IsSyscall64), then by its name.
+// whether it is a syscall entry (instrument.IsSyscall64), then by its name.
 type Grouper struct {
 	// moduleDirs maps a module's name to its group, from modules.dep.
 	moduleDirs map[string]string
@@ -109,7 +109,7 @@ func (g *Grouper) Group(sym callgraph.Symbol) string {
 		}
 		return GroupDrivers
 	}
-	if splice.IsSyscall64(sym.Name) {
+	if instrument.IsSyscall64(sym.Name) {
 		return GroupSyscalls
 	}
 	return byName(sym.Name)

@@ -23,7 +23,7 @@ func TestGroup(t *testing.T) {
 	}{
 		{"__x64_sys_read", "", GroupSyscalls},
 		{"__x64_sys_getppid", "", GroupSyscalls},
-		{"__ia32_sys_read", "", GroupSyscalls}, // splice.IsSyscall64: 64-bit dispatch serves some through it
+		{"__ia32_sys_read", "", GroupSyscalls}, // instrument.IsSyscall64: 64-bit dispatch serves some through it
 		{"tcp_sendmsg", "", GroupNet},
 		{"__sys_sendto", "", GroupNet},
 		{"vfs_read", "", GroupFS},

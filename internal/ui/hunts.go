@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"io"
 	"math"
 	"net/http"
@@ -112,7 +113,7 @@ const defaultHuntDuration = 2 * time.Minute
 // options turns the request into live.Options, refusing what autoprof
 // hunt refuses.
 func (req huntRequest) options() (live.Options, error) {
-	o := live.Options{Backend: req.Backend, Target: splice.Target{PIDs: req.Target.PIDs, Cgroup: req.Target.Cgroup},
+	o := live.Options{Backend: req.Backend, Target: instrument.Target{PIDs: req.Target.PIDs, Cgroup: req.Target.Cgroup},
 		Duration: time.Duration(req.Duration), Round: time.Duration(req.Round), BudgetPct: req.BudgetPct, ThresholdPct: req.ThresholdPct}
 	if o.BudgetPct == 0 {
 		o.BudgetPct = search.DefaultBudget
@@ -138,7 +139,7 @@ func (req huntRequest) options() (live.Options, error) {
 			return o, err
 		}
 	}
-	if err := o.Target.Check(); err != nil {
+	if err := splice.CheckTarget(o.Target); err != nil {
 		return o, fmt.Errorf("target %w", err)
 	}
 	return o, nil

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"io/fs"
 	"net"
 	"net/http"
@@ -87,7 +88,7 @@ func New(opts Options) (*Server, error) {
 		s.orphaned = 10 * time.Second
 	}
 	if s.graph == nil {
-		g, err := callgraph.OpenLive()
+		g, err := livetext.OpenGraph()
 		if err != nil {
 			return nil, fmt.Errorf("opening the kernel's call graph: %w", err)
 		}

@@ -3,6 +3,7 @@ package ui
 import (
 	"errors"
 	"fmt"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"net/http"
 	"regexp"
 	"sort"
@@ -127,14 +128,14 @@ func specName(sym callgraph.Symbol) string {
 }
 
 func (s *Server) row(sym callgraph.Symbol, group string) symbolRow {
-	spec := splice.Spec{Point: splice.Point{Func: specName(sym)}, Kind: splice.Timer}
+	spec := instrument.Spec{Point: instrument.Point{Func: specName(sym)}, Kind: instrument.Timer}
 	return symbolRow{Name: sym.Name, Spec: specName(sym), Address: fmt.Sprintf("%#x", sym.Addr), Size: sym.Size,
 		Module: sym.Module, Group: group, Backends: s.verdicts(spec)}
 }
 
 // verdicts asks every backend about spec (splice.Session.CheckOn): ""
 // where it could insert it, else why not.
-func (s *Server) verdicts(spec splice.Spec) map[string]string {
+func (s *Server) verdicts(spec instrument.Spec) map[string]string {
 	out := map[string]string{}
 	chk, err := s.checker()
 	for _, b := range splice.BackendNames {
@@ -159,7 +160,7 @@ func (s *Server) verdicts(spec splice.Spec) map[string]string {
 // (FUNC[+OFF]:KIND, as probe takes it): "" where it could insert it, else
 // why not.
 func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
-	spec, err := splice.ParseSpec(r.URL.Query().Get("spec"))
+	spec, err := instrument.ParseSpec(r.URL.Query().Get("spec"))
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err)
 		return

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/splice/patch"
 )
 
@@ -35,7 +36,7 @@ func newEnv(t *testing.T) *vmEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := callgraph.OpenLive()
+	g, err := livetext.OpenGraph()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,9 @@ func (r *Reader) readChunk(p []byte, addr uint64) error {
 	return nil
 }
 
+// String names the reader.
+func (r *Reader) String() string { return "the BPF text reader" }
+
 // Close unloads the program. A second call returns os.ErrClosed.
 func (r *Reader) Close() error {
 	r.mu.Lock()

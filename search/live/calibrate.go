@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // calibrationSyscall is the syscall whose cost the calibration measures:
@@ -47,7 +47,7 @@ func (c Calibrator) n() int {
 }
 
 // Calibrate implements search.Calibrator.
-func (c Calibrator) Calibrate(ctx context.Context, in splice.Instrumenter) (map[string]float64, error) {
+func (c Calibrator) Calibrate(ctx context.Context, in instrument.Instrumenter) (map[string]float64, error) {
 	n := c.n()
 	f, err := os.CreateTemp("", "autoprof-calibrate-*")
 	if err != nil {
@@ -58,7 +58,7 @@ func (c Calibrator) Calibrate(ctx context.Context, in splice.Instrumenter) (map[
 	if _, err := f.Write(make([]byte, 64)); err != nil {
 		return nil, fmt.Errorf("calibrating: %w", err)
 	}
-	self := splice.Target{PIDs: []int{os.Getpid()}}
+	self := instrument.Target{PIDs: []int{os.Getpid()}}
 	probes := c.probes(in, self)
 	if len(probes) == 0 {
 		return nil, fmt.Errorf("calibrating: no instrument on %s or below it could be placed", calibrationSyscall)
@@ -74,7 +74,7 @@ func (c Calibrator) Calibrate(ctx context.Context, in splice.Instrumenter) (map[
 	costs := map[string]float64{}
 	for _, p := range probes {
 		key := p.backend // a timer's cost
-		if p.spec.Kind == splice.Count {
+		if p.spec.Kind == instrument.Count {
 			key += ":count"
 		}
 		if _, done := costs[key]; done {
@@ -112,13 +112,13 @@ const insideSyscall = "__x64_sys_getppid"
 // backend. It is an upper bound, by that function's own time (tens of ns
 // on hardware). Where none can be placed the key is left out (then no
 // part is taken as inside).
-func (c Calibrator) insides(ctx context.Context, in splice.Instrumenter, self splice.Target, costs map[string]float64) {
+func (c Calibrator) insides(ctx context.Context, in instrument.Instrumenter, self instrument.Target, costs map[string]float64) {
 	fns := []string{insideSyscall}
 	if c.Graph != nil {
 		fns = append(fns, c.reach(insideSyscall, 1)...)
 	}
 	for _, fn := range fns {
-		spec := splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: self}
+		spec := instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: self}
 		if in.Check(spec) != nil {
 			continue
 		}
@@ -135,7 +135,7 @@ func (c Calibrator) insides(ctx context.Context, in splice.Instrumenter, self sp
 
 // timedMean returns the mean time a timer on spec measures per call over
 // n getppid calls, after n untimed ones.
-func (c Calibrator) timedMean(ctx context.Context, in splice.Instrumenter, spec splice.Spec) (float64, bool) {
+func (c Calibrator) timedMean(ctx context.Context, in instrument.Instrumenter, spec instrument.Spec) (float64, bool) {
 	live, err := in.Insert(ctx, spec)
 	if err != nil {
 		return 0, false
@@ -156,9 +156,9 @@ func (c Calibrator) timedMean(ctx context.Context, in splice.Instrumenter, spec 
 		return 0, false
 	}
 	var calls, ns uint64
-	for _, r := range []*splice.Reading{after, before} {
+	for _, r := range []*instrument.Reading{after, before} {
 		for _, x := range r.Contexts {
-			if x.Path[len(x.Path)-1] == spec.Point && x.Kind == splice.Timer {
+			if x.Path[len(x.Path)-1] == spec.Point && x.Kind == instrument.Timer {
 				if r == after {
 					calls, ns = calls+x.Calls, ns+x.InclNs
 				} else {
@@ -184,7 +184,7 @@ const calibrationRuns = 7
 // to the loop, many times over under an emulator. It is the yardstick
 // by which the hunt scales the costs to the machine's speed in each
 // round: see search.BPFCostKey.)
-func (c Calibrator) cost(ctx context.Context, in splice.Instrumenter, p probe, loop func() time.Duration) (cost, bpf float64, ok bool) {
+func (c Calibrator) cost(ctx context.Context, in instrument.Instrumenter, p probe, loop func() time.Duration) (cost, bpf float64, ok bool) {
 	if _, h, _, err := c.measure(ctx, in, p, loop); err != nil || h < uint64(c.n()) {
 		return 0, 0, false // not on the path of every pread: try the next
 	}
@@ -213,7 +213,7 @@ type runTimer interface {
 // probe is one instrument to calibrate.
 type probe struct {
 	backend string
-	spec    splice.Spec
+	spec    instrument.Spec
 }
 
 // probes lists the instruments to calibrate with, by backend in order of
@@ -224,22 +224,22 @@ type probe struct {
 // or as the function backend; splice). Calibrate takes, per backend and
 // kind, the first that counts the preads: a counter's cost is keyed
 // "BACKEND:count", and is the backend's own where it has no timer.
-func (c Calibrator) probes(in splice.Instrumenter, self splice.Target) []probe {
+func (c Calibrator) probes(in instrument.Instrumenter, self instrument.Target) []probe {
 	var out []probe
-	try := func(spec splice.Spec) bool {
+	try := func(spec instrument.Spec) bool {
 		if in.Check(spec) != nil {
 			return false
 		}
 		out = append(out, probe{backendOf(in, spec), spec})
 		return true
 	}
-	try(splice.Spec{Point: splice.Point{Func: calibrationSyscall}, Kind: splice.Timer, Target: self})
+	try(instrument.Spec{Point: instrument.Point{Func: calibrationSyscall}, Kind: instrument.Timer, Target: self})
 	if c.Graph == nil {
 		return out
 	}
 	funcs := c.reach(calibrationSyscall, 2)
 	for _, fn := range funcs {
-		try(splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: self})
+		try(instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: self})
 	}
 	for _, fn := range funcs {
 		blocks, err := (Graph{c.Graph}).Blocks(fn)
@@ -247,7 +247,7 @@ func (c Calibrator) probes(in splice.Instrumenter, self splice.Target) []probe {
 			continue
 		}
 		for _, off := range blocks[:min(len(blocks), 2)] {
-			try(splice.Spec{Point: splice.Point{Func: fn, Offset: off}, Kind: splice.Count, Target: self})
+			try(instrument.Spec{Point: instrument.Point{Func: fn, Offset: off}, Kind: instrument.Count, Target: self})
 		}
 	}
 	return out
@@ -283,7 +283,7 @@ func (c Calibrator) reach(fn string, depth int) []string {
 // measure times the loop with one instrument, after one untimed loop, and
 // returns the time, the hits the instrument counted and the kernel's
 // measure of its programs' run time over the loop (0 where unmeasured).
-func (c Calibrator) measure(ctx context.Context, in splice.Instrumenter, p probe, loop func() time.Duration) (time.Duration, uint64, time.Duration, error) {
+func (c Calibrator) measure(ctx context.Context, in instrument.Instrumenter, p probe, loop func() time.Duration) (time.Duration, uint64, time.Duration, error) {
 	live, err := in.Insert(ctx, p.spec)
 	if err != nil {
 		return 0, 0, 0, err
@@ -319,7 +319,7 @@ func (c Calibrator) measure(ctx context.Context, in splice.Instrumenter, p probe
 
 // calls sums the calls of every context of a reading whose point and kind
 // are spec's (an instrument inserted again reads as a context of its own).
-func calls(r *splice.Reading, spec splice.Spec) uint64 {
+func calls(r *instrument.Reading, spec instrument.Spec) uint64 {
 	var n uint64
 	for _, c := range r.Contexts {
 		if c.Path[len(c.Path)-1] == spec.Point && c.Kind == spec.Kind {

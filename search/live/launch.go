@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -60,7 +61,7 @@ var ErrNotStarted = errors.New("not started: the hunt ended before")
 
 // start prepares the command and returns the target to hunt; backend is
 // the session's function backend. The command runs once go is called.
-func (w *Workload) start(backend string) (splice.Target, error) {
+func (w *Workload) start(backend string) (instrument.Target, error) {
 	w.done = make(chan struct{})
 	byPid := w.NoInherit || backend == "splice"
 	var why error
@@ -69,7 +70,7 @@ func (w *Workload) start(backend string) (splice.Target, error) {
 		if err == nil {
 			w.cgroup = cg
 			w.release = w.startInCgroup
-			return splice.Target{Cgroup: cg}, nil
+			return instrument.Target{Cgroup: cg}, nil
 		}
 		why = err
 	}
@@ -80,18 +81,18 @@ func (w *Workload) start(backend string) (splice.Target, error) {
 		if why != nil {
 			w.Limitation = fmt.Sprintf("the command's children are not measured: %v", why)
 		}
-		return splice.Target{PIDs: []int{w.pid}}, nil
+		return instrument.Target{PIDs: []int{w.pid}}, nil
 	} else if why == nil {
 		why = err
 	}
 	w.Limitation = fmt.Sprintf("the command's start is not measured and its children are not followed: %v", why)
 	if err := w.Cmd.Start(); err != nil {
-		return splice.Target{}, fmt.Errorf("starting %s: %w", w.Cmd.Path, err)
+		return instrument.Target{}, fmt.Errorf("starting %s: %w", w.Cmd.Path, err)
 	}
 	w.pid = w.Cmd.Process.Pid
 	w.once.Do(func() {}) // it runs already: nothing to let go or abandon
 	w.launched()
-	return splice.Target{PIDs: []int{w.pid}}, nil
+	return instrument.Target{PIDs: []int{w.pid}}, nil
 }
 
 // startInCgroup starts the command in the cgroup.

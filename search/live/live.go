@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/splice"
@@ -24,7 +25,7 @@ type Options struct {
 	// (autoprof's own module) or tracepoint (syscall roots only); "" picks
 	// the best BPF backend the kernel allows.
 	Backend string
-	Target  splice.Target
+	Target  instrument.Target
 	Roots   []string
 	Command []string // the workload started with -- CMD, for the Run
 	// Compare names the base run of hunt --compare, whose findings'
@@ -151,7 +152,7 @@ type fixedCosts struct {
 	err   error
 }
 
-func (f fixedCosts) Calibrate(context.Context, splice.Instrumenter) (map[string]float64, error) {
+func (f fixedCosts) Calibrate(context.Context, instrument.Instrumenter) (map[string]float64, error) {
 	return f.costs, f.err
 }
 
@@ -230,10 +231,10 @@ func syscallFuncs(t *splice.SyscallTable) []string {
 
 // limitations says what the kernel does not allow, from the feature
 // probes and the session's own refusals.
-func limitations(sess splice.Instruments, target splice.Target) []string {
+func limitations(sess splice.Instruments, target instrument.Target) []string {
 	var out []string
 	kprobe := features.HaveKprobe()
-	syscalls := sess.Check(splice.Spec{Point: splice.Point{Func: "__x64_sys_read"}, Kind: splice.Timer, Target: target})
+	syscalls := sess.Check(instrument.Spec{Point: instrument.Point{Func: "__x64_sys_read"}, Kind: instrument.Timer, Target: target})
 	if syscalls != nil {
 		out = append(out, "syscalls cannot be timed: "+syscalls.Error()+"; syscall roots come from stack samples")
 	}
@@ -282,21 +283,21 @@ func (s Session) Overhead() (time.Duration, error) {
 }
 
 // BackendOf implements search.Router.
-func (s Session) BackendOf(spec splice.Spec) string { return backendOf(s.Instruments, spec) }
+func (s Session) BackendOf(spec instrument.Spec) string { return backendOf(s.Instruments, spec) }
 
 // backendOf names the backend that serves spec: with the BPF backends,
 // timers of the syscall entry functions the 64-bit dispatch calls
-// (splice.IsSyscall64) go to tracepoint, and with fentry, offsets and
+// (instrument.IsSyscall64) go to tracepoint, and with fentry, offsets and
 // indirect-call targets go to kprobe (see splice.Options.Backend); the
 // splice backend serves everything it accepts itself.
-func backendOf(in splice.Instrumenter, spec splice.Spec) string {
+func backendOf(in instrument.Instrumenter, spec instrument.Spec) string {
 	b := in.Backend()
 	switch {
 	case b == "splice":
 		return b
-	case spec.Kind == splice.Timer && spec.Offset == 0 && splice.IsSyscall64(spec.Func):
+	case spec.Kind == instrument.Timer && spec.Offset == 0 && instrument.IsSyscall64(spec.Func):
 		return "tracepoint"
-	case b == "fentry" && (spec.Offset != 0 || spec.Kind == splice.Targets):
+	case b == "fentry" && (spec.Offset != 0 || spec.Kind == instrument.Targets):
 		return "kprobe"
 	}
 	return b

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/autoprof/autoprof/splice"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // procRoot is where proc(5) is mounted.
@@ -55,7 +55,7 @@ func blocked(state byte) bool { return state == 'S' || state == 'D' }
 // tasks lists the thread directories (/proc/PID/task/TID) of a target:
 // every thread of each PID, the threads of a cgroup and its descendants,
 // or every thread of the system.
-func tasks(t splice.Target) ([]string, error) {
+func tasks(t instrument.Target) ([]string, error) {
 	switch {
 	case t.Cgroup != "":
 		tids, err := cgroupThreads(t.CgroupDir())
@@ -123,7 +123,7 @@ func parseIDs(r io.Reader) ([]int, error) {
 }
 
 // Population counts a target's threads (search.Population).
-type Population struct{ Target splice.Target }
+type Population struct{ Target instrument.Target }
 
 // Threads implements search.Population. A target that has gone has no
 // threads; the hunt then sees zero target time.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/stacks"
 	"github.com/autoprof/autoprof/splice"
 )
@@ -79,7 +80,7 @@ func TestBlockedStack(t *testing.T) {
 		syscall.Read(p[0], b[:])
 		close(done)
 	}()
-	target := splice.Target{PIDs: []int{os.Getpid()}}
+	target := instrument.Target{PIDs: []int{os.Getpid()}}
 	if n, err := (Population{Target: target}).Threads(); err != nil || n < 2 {
 		t.Fatalf("Threads() = %d, %v", n, err)
 	}

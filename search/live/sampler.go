@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/splice"
 )
@@ -46,7 +47,7 @@ type Sampler struct {
 
 // SamplerOptions configure OpenSampler.
 type SamplerOptions struct {
-	Target splice.Target
+	Target instrument.Target
 	Freq   uint64        // on-CPU samples per second per CPU (default 499)
 	Period time.Duration // off-CPU polling period (default 10 ms)
 }
@@ -112,7 +113,7 @@ func (s *Sampler) RunTime() (time.Duration, error) {
 // procStacks reports whether the kernel stacks of tasks can be read
 // (/proc/PID/stack needs CONFIG_STACKTRACE and CAP_SYS_ADMIN): it reads
 // its own.
-func procStacks(splice.Target) bool {
+func procStacks(instrument.Target) bool {
 	_, err := os.ReadFile(filepath.Join(procRoot, "thread-self", "stack"))
 	return err == nil
 }
@@ -143,7 +144,7 @@ func syscallTails(g *callgraph.Graph) map[string]string {
 	tails := map[string]string{}
 	count := map[string]int{}
 	for _, sym := range g.Symbols().Functions() {
-		if _, native, ok := splice.Syscall(sym.Name); !ok || !native {
+		if _, native, ok := instrument.Syscall(sym.Name); !ok || !native {
 			continue
 		}
 		edges, err := g.Callees(sym.Name)
@@ -166,7 +167,7 @@ func syscallTails(g *callgraph.Graph) map[string]string {
 }
 
 // Sample implements search.Sampler.
-func (s *Sampler) Sample(ctx context.Context, target splice.Target, d time.Duration) ([]search.Stack, error) {
+func (s *Sampler) Sample(ctx context.Context, target instrument.Target, d time.Duration) ([]search.Stack, error) {
 	acc := map[string]*search.Stack{}
 	var p0 *splice.Profile
 	if s.on != nil {
@@ -269,7 +270,7 @@ func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack,
 
 // pollOffCPU adds one off-CPU sample per blocked thread of the target,
 // standing for weight of its time.
-func (s *Sampler) pollOffCPU(target splice.Target, acc map[string]*search.Stack, weight time.Duration) {
+func (s *Sampler) pollOffCPU(target instrument.Target, acc map[string]*search.Stack, weight time.Duration) {
 	ts, err := tasks(target)
 	if err != nil {
 		return
@@ -288,7 +289,7 @@ func (s *Sampler) pollOffCPU(target splice.Target, acc map[string]*search.Stack,
 // time they waited on a run queue, runnable but not running
 // (/proc/TID/schedstat, the first two fields); zeros where it cannot be
 // read.
-func schedTimes(target splice.Target) (t [2]float64) {
+func schedTimes(target instrument.Target) (t [2]float64) {
 	if target.IsSystem() {
 		return t
 	}
@@ -382,7 +383,7 @@ func (s *Sampler) symbolize(addrs []uint64) []string {
 func (s *Sampler) fixSyscall(frames []string, nr int) []string {
 	at := -1
 	for i, f := range frames {
-		if splice.IsSyscall(f) {
+		if instrument.IsSyscall(f) {
 			return frames
 		}
 		if search.IsSyscallDispatcher(f) {

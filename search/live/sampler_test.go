@@ -8,6 +8,7 @@ import (
 
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -21,7 +22,7 @@ func TestSamplerWindows(t *testing.T) {
 		t.Fatalf("opening the instruments, which the probes say work here: %v", err)
 	}
 	defer sess.Close()
-	target := splice.Target{PIDs: []int{os.Getpid()}}
+	target := instrument.Target{PIDs: []int{os.Getpid()}}
 	s, err := OpenSampler(context.Background(), sess, SamplerOptions{Target: target, Freq: 999})
 	if err != nil {
 		t.Fatalf("opening the sampler: %v", err)

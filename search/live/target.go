@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/splice"
 )
@@ -33,7 +34,7 @@ func targetCfg(cfg *search.Config, o Options, launch func()) (finish func(*searc
 			}
 		}
 	}
-	var hooks []func(*splice.Reading)
+	var hooks []func(*instrument.Reading)
 	if o.Target.IsSystem() {
 		cfg.Limitations = dropPrefixed(cfg.Limitations, "whole system:")
 		if o.IncludeIdle {
@@ -45,7 +46,7 @@ func targetCfg(cfg *search.Config, o Options, launch func()) (finish func(*searc
 		}
 	}
 	if launch != nil {
-		hooks = append(hooks, func(*splice.Reading) { launch() })
+		hooks = append(hooks, func(*instrument.Reading) { launch() })
 		if cfg.Sampler != nil {
 			cfg.Sampler = launchingSampler{cfg.Sampler, launch}
 		}
@@ -67,10 +68,10 @@ func targetCfg(cfg *search.Config, o Options, launch func()) (finish func(*searc
 func rootReach(g search.Graph, o Options) <-chan map[string]string {
 	out := make(chan map[string]string, 1)
 	lg, ok := g.(Graph)
-	var specs []splice.Spec
+	var specs []instrument.Spec
 	for _, r := range o.Roots {
-		if !splice.IsSyscall(r) {
-			specs = append(specs, splice.Spec{Point: splice.Point{Func: r}, Kind: splice.Timer})
+		if !instrument.IsSyscall(r) {
+			specs = append(specs, instrument.Spec{Point: instrument.Point{Func: r}, Kind: instrument.Timer})
 		}
 	}
 	if !ok || len(specs) == 0 {
@@ -96,7 +97,7 @@ func rootReach(g search.Graph, o Options) <-chan map[string]string {
 func silentRoots(run *search.Run, roots []string, reach map[string]string) []string {
 	var out []string
 	for _, r := range roots {
-		spec := splice.Spec{Point: splice.Point{Func: r}, Kind: splice.Timer}.String()
+		spec := instrument.Spec{Point: instrument.Point{Func: r}, Kind: instrument.Timer}.String()
 		calls, rounds := uint64(0), 0
 		for _, n := range run.Nodes {
 			if n.Parent < 0 && n.Point.Func == r && n.Kind == search.NodeRoot {
@@ -129,11 +130,11 @@ func dropPrefixed(lines []string, prefix string) []string {
 // hunt sees it.
 type readHook struct {
 	Session
-	hooks []func(*splice.Reading)
+	hooks []func(*instrument.Reading)
 }
 
-// Read implements splice.Instrumenter.
-func (r readHook) Read() (*splice.Reading, error) {
+// Read implements instrument.Instrumenter.
+func (r readHook) Read() (*instrument.Reading, error) {
 	rd, err := r.Session.Read()
 	if err != nil {
 		return nil, err
@@ -148,7 +149,7 @@ func (r readHook) Read() (*splice.Reading, error) {
 // thread's time in a function then counts only while it runs on a CPU.
 // Readings are cumulative; the change is linear, so their differences
 // are the on-CPU time of each round.
-func onCPUOnly(r *splice.Reading) {
+func onCPUOnly(r *instrument.Reading) {
 	for i := range r.Contexts {
 		c := &r.Contexts[i]
 		c.InclNs -= min(c.InclOffCPUNs, c.InclNs)
@@ -165,7 +166,7 @@ type launchingSampler struct {
 }
 
 // Sample implements search.Sampler.
-func (s launchingSampler) Sample(ctx context.Context, t splice.Target, d time.Duration) ([]search.Stack, error) {
+func (s launchingSampler) Sample(ctx context.Context, t instrument.Target, d time.Duration) ([]search.Stack, error) {
 	s.launch()
 	return s.Sampler.Sample(ctx, t, d)
 }

@@ -5,23 +5,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // TestOnCPUOnly: a whole-system hunt's readings lose their off-CPU time,
 // so that a thread asleep in futex for the whole hunt counts nothing.
 func TestOnCPUOnly(t *testing.T) {
-	r := &splice.Reading{Contexts: []splice.ContextReading{
-		{Kind: splice.Timer, Calls: 2, InclNs: 1000, ExclNs: 600, InclOffCPUNs: 900, ExclOffCPUNs: 550},
-		{Kind: splice.Count, Calls: 5},
-		{Kind: splice.Timer, InclNs: 10, ExclNs: 10, InclOffCPUNs: 12, ExclOffCPUNs: 12}, // off > wall: clamped
+	r := &instrument.Reading{Contexts: []instrument.ContextReading{
+		{Kind: instrument.Timer, Calls: 2, InclNs: 1000, ExclNs: 600, InclOffCPUNs: 900, ExclOffCPUNs: 550},
+		{Kind: instrument.Count, Calls: 5},
+		{Kind: instrument.Timer, InclNs: 10, ExclNs: 10, InclOffCPUNs: 12, ExclOffCPUNs: 12}, // off > wall: clamped
 	}}
 	onCPUOnly(r)
-	want := []splice.ContextReading{
-		{Kind: splice.Timer, Calls: 2, InclNs: 100, ExclNs: 50},
-		{Kind: splice.Count, Calls: 5},
-		{Kind: splice.Timer},
+	want := []instrument.ContextReading{
+		{Kind: instrument.Timer, Calls: 2, InclNs: 100, ExclNs: 50},
+		{Kind: instrument.Count, Calls: 5},
+		{Kind: instrument.Timer},
 	}
 	for i, c := range r.Contexts {
 		if !reflect.DeepEqual(c, want[i]) {
@@ -43,8 +43,8 @@ func TestTargetCfgSystem(t *testing.T) {
 	if _, ok := cfg.Instrumenter.(Session); !ok || cfg.Population == nil || !strings.Contains(strings.Join(cfg.Limitations, ";"), "--include-idle") {
 		t.Errorf("include idle: %T, population %v, limitations %q", cfg.Instrumenter, cfg.Population, cfg.Limitations)
 	}
-	cfg = search.Config{Instrumenter: Session{}, Target: splice.Target{PIDs: []int{1}}}
-	targetCfg(&cfg, Options{Target: splice.Target{PIDs: []int{1}}}, nil)
+	cfg = search.Config{Instrumenter: Session{}, Target: instrument.Target{PIDs: []int{1}}}
+	targetCfg(&cfg, Options{Target: instrument.Target{PIDs: []int{1}}}, nil)
 	if _, ok := cfg.Instrumenter.(Session); !ok || len(cfg.Limitations) != 0 {
 		t.Errorf("pid: %T, limitations %q", cfg.Instrumenter, cfg.Limitations)
 	}
@@ -54,8 +54,8 @@ func TestTargetCfgSystem(t *testing.T) {
 // code runs when the static graph says.
 func TestSilentRoots(t *testing.T) {
 	run := &search.Run{Nodes: []search.Node{
-		{ID: 0, Parent: -1, Point: splice.Point{Func: "ksys_pread64"}, Kind: search.NodeRoot, Rounds: make([]search.RoundSample, 7)},
-		{ID: 1, Parent: -1, Point: splice.Point{Func: "vfs_read"}, Kind: search.NodeRoot, Calls: 9, Rounds: make([]search.RoundSample, 7)},
+		{ID: 0, Parent: -1, Point: instrument.Point{Func: "ksys_pread64"}, Kind: search.NodeRoot, Rounds: make([]search.RoundSample, 7)},
+		{ID: 1, Parent: -1, Point: instrument.Point{Func: "vfs_read"}, Kind: search.NodeRoot, Calls: 9, Rounds: make([]search.RoundSample, 7)},
 	}}
 	reach := map[string]string{"ksys_pread64:timer": "ksys_pread64:timer: the compiler also inlined ksys_pread64"}
 	got := silentRoots(run, []string{"ksys_pread64", "vfs_read"}, reach)

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/testenv"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 const (
@@ -136,7 +136,7 @@ func huntPlanted(t *testing.T, c plantedCase) {
 		mu.Unlock()
 	}
 	opts := Options{
-		Backend: aptestBackend(), Target: splice.Target{PIDs: []int{load.Process.Pid}}, Done: done,
+		Backend: aptestBackend(), Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Done: done,
 		Duration: 150 * time.Second, BudgetPct: 25,
 		OnRead: func(round int, opens bool) {
 			if opens {

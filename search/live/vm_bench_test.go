@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // huntFigures are what BenchmarkVMHunt reports.
@@ -77,7 +77,7 @@ func measureHunt(tb testing.TB, budget float64) huntFigures {
 				oRounds, tRounds = ops(), time.Now()
 			}
 		},
-		Backend: aptestBackend(), Target: splice.Target{PIDs: []int{load.Process.Pid}}, Done: done,
+		Backend: aptestBackend(), Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Done: done,
 		Duration: 150 * time.Second, BudgetPct: budget,
 		Progress: func(p search.Progress) {
 			if f.firstCorrect == 0 && len(p.Best) > 0 && p.Best[0].Excl.Low > theta &&

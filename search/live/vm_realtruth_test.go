@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/splice"
 )
@@ -68,7 +69,7 @@ func huntReal(t testing.TB, c realCase) realScore {
 	done, stop := startLoad(t, load)
 	defer stop()
 	time.Sleep(500 * time.Millisecond)
-	target := splice.Target{PIDs: []int{load.Process.Pid}}
+	target := instrument.Target{PIDs: []int{load.Process.Pid}}
 	stacks, sampledNs := sampleQuietly(t, target)
 	run, err := Hunt(context.Background(), Options{Target: target, Done: done, Duration: 100 * time.Second})
 	if err != nil {
@@ -115,7 +116,7 @@ func huntReal(t testing.TB, c realCase) realScore {
 // sampleQuietly takes stack samples of the target for realSampleFor with
 // no instrument in the kernel, and returns them with the target's time
 // over the period.
-func sampleQuietly(t testing.TB, target splice.Target) ([]search.Stack, float64) {
+func sampleQuietly(t testing.TB, target instrument.Target) ([]search.Stack, float64) {
 	sess, err := splice.OpenInstruments(context.Background(), splice.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,11 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/internal/calltree"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/internal/testenv"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/search/searchtest"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // truthDir holds the generated module and its trees (kmod/testdata/aptree/build.sh).
@@ -94,7 +94,7 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 	snaps := map[int]snapshot{}
 	first := 0
 	opts := Options{
-		Target: splice.Target{PIDs: []int{load.Process.Pid}}, Done: done, Duration: 100 * time.Second,
+		Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Done: done, Duration: 100 * time.Second,
 		OnRead: func(round int, opens bool) {
 			if opens {
 				round--

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/splice"
@@ -141,7 +142,7 @@ func huntWorkload(t *testing.T, c workloadCase, backend string) {
 	sort.Strings(roots)
 	started := false
 	run, err := Hunt(context.Background(), Options{
-		Backend: backend, Target: splice.Target{PIDs: []int{cmd.Process.Pid}}, Roots: roots, DeepStart: -1, Done: done,
+		Backend: backend, Target: instrument.Target{PIDs: []int{cmd.Process.Pid}}, Roots: roots, DeepStart: -1, Done: done,
 		// Hunt until the workload exits; under TCG a hit costs about
 		// 5 µs, a hundred times what it costs on hardware: a budget of
 		// 60% of the CPUs lets the search go a few levels deep.
@@ -328,9 +329,9 @@ func jointRun(t *testing.T, c workloadCase, backend string, fns []string) joint 
 	defer s.Close()
 	n := uint64(ftraceIterations)
 	cmd, stdin, done := startWaiting(t, withIterations(c.args, n))
-	target := splice.Target{PIDs: []int{cmd.Process.Pid}}
+	target := instrument.Target{PIDs: []int{cmd.Process.Pid}}
 	for _, fn := range fns {
-		in, err := s.Insert(context.Background(), splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer, Target: target})
+		in, err := s.Insert(context.Background(), instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: target})
 		if err != nil {
 			t.Fatalf("timing %s again: %v", fn, err)
 		}
@@ -352,7 +353,7 @@ func jointRun(t *testing.T, c workloadCase, backend string, fns []string) joint 
 	d := after.Sub(before)
 	j.inst = map[string]uint64{}
 	for _, ctx := range d.Contexts {
-		if ctx.Kind == splice.Timer {
+		if ctx.Kind == instrument.Timer {
 			j.inst[ctx.Path[len(ctx.Path)-1].Func] += ctx.Calls
 		}
 	}

@@ -1,6 +1,6 @@
 // Package searchtest simulates a kernel for tests of the search
 // controller: a call tree with known costs that is at once a
-// splice.Instrumenter, a search.Graph, a search.Sampler, a
+// instrument.Instrumenter, a search.Graph, a search.Sampler, a
 // search.Population and a search.OverheadMeter. Time is read from the
 // time package, so that tests run it under testing/synctest with a fake
 // clock.
@@ -16,8 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // Func is a simulated kernel function.
@@ -134,7 +134,7 @@ type Kernel struct {
 	last    time.Time
 	live    map[string]*inst
 	ctxs    map[string]*ctxAcc
-	targets map[string]*splice.TargetReading
+	targets map[string]*instrument.TargetReading
 	allHits float64 // every instrument's, for Overhead
 	samples int     // Sample calls so far
 	// done is each root's operations so far, fractional: with
@@ -150,26 +150,26 @@ type Kernel struct {
 }
 
 type ctxAcc struct {
-	path                         splice.Path
-	kind                         splice.Kind
+	path                         instrument.Path
+	kind                         instrument.Kind
 	calls                        uint64
 	incl, excl, inclOff, exclOff float64
-	hist                         [splice.HistBuckets]uint64
+	hist                         [instrument.HistBuckets]uint64
 }
 
 type inst struct {
 	k      *Kernel
-	spec   splice.Spec
+	spec   instrument.Spec
 	closed bool
 }
 
-func (i *inst) Spec() splice.Spec { return i.spec }
+func (i *inst) Spec() instrument.Spec { return i.spec }
 
 func (i *inst) Close() error {
 	i.k.mu.Lock()
 	defer i.k.mu.Unlock()
 	if i.closed {
-		return splice.ErrClosed
+		return instrument.ErrClosed
 	}
 	i.k.advance(time.Now())
 	i.closed = true
@@ -184,7 +184,7 @@ func (k *Kernel) Start() *Kernel {
 	k.last = k.start
 	k.live = map[string]*inst{}
 	k.ctxs = map[string]*ctxAcc{}
-	k.targets = map[string]*splice.TargetReading{}
+	k.targets = map[string]*instrument.TargetReading{}
 	k.done = map[string]float64{}
 	k.hits = map[string]float64{}
 	if k.CPUs == 0 {
@@ -202,7 +202,7 @@ func (k *Kernel) Start() *Kernel {
 	return k
 }
 
-// Backend implements splice.Instrumenter.
+// Backend implements instrument.Instrumenter.
 func (k *Kernel) Backend() string { return k.BackendName }
 
 func (k *Kernel) isRoot(fn string) bool {
@@ -214,74 +214,74 @@ func (k *Kernel) isRoot(fn string) bool {
 	return false
 }
 
-// Check implements splice.Instrumenter.
-func (k *Kernel) Check(spec splice.Spec) error {
+// Check implements instrument.Instrumenter.
+func (k *Kernel) Check(spec instrument.Spec) error {
 	f := k.Funcs[spec.Func]
 	switch {
 	case f == nil:
-		return fmt.Errorf("%s: unknown function: %w", spec, splice.ErrUnsafe)
+		return fmt.Errorf("%s: unknown function: %w", spec, instrument.ErrUnsafe)
 	case f.NoTrace:
-		return fmt.Errorf("%s: notrace: %w", spec, splice.ErrUnsafe)
+		return fmt.Errorf("%s: notrace: %w", spec, instrument.ErrUnsafe)
 	case k.NothingTimed:
-		return fmt.Errorf("%s: no instruments: %w", spec, splice.ErrNotSupported)
+		return fmt.Errorf("%s: no instruments: %w", spec, instrument.ErrNotSupported)
 	case k.OnlyRoots && !k.isRoot(spec.Func):
-		return fmt.Errorf("%s: no function instruments: %w", spec, splice.ErrNotSupported)
+		return fmt.Errorf("%s: no function instruments: %w", spec, instrument.ErrNotSupported)
 	case k.NotSupported[spec.Func]:
-		return fmt.Errorf("%s: this function cannot be instrumented: %w", spec, splice.ErrNotSupported)
+		return fmt.Errorf("%s: this function cannot be instrumented: %w", spec, instrument.ErrNotSupported)
 	}
 	switch spec.Kind {
-	case splice.Timer:
+	case instrument.Timer:
 		if spec.IsCallSite() {
 			return k.checkCallSite(f, spec)
 		}
 		if spec.Offset != 0 {
-			return fmt.Errorf("%s: a timer needs a function entry: %w", spec, splice.ErrUnsafe)
+			return fmt.Errorf("%s: a timer needs a function entry: %w", spec, instrument.ErrUnsafe)
 		}
-	case splice.Count:
+	case instrument.Count:
 		if spec.Offset == 0 {
 			return nil
 		}
 		if !k.Offsets {
-			return fmt.Errorf("%s: offsets: %w", spec, splice.ErrNotSupported)
+			return fmt.Errorf("%s: offsets: %w", spec, instrument.ErrNotSupported)
 		}
 		for _, b := range f.Blocks {
 			if b.Off == spec.Offset {
 				return nil
 			}
 		}
-		return fmt.Errorf("%s: not a block start: %w", spec, splice.ErrUnsafe)
-	case splice.Targets:
+		return fmt.Errorf("%s: not a block start: %w", spec, instrument.ErrUnsafe)
+	case instrument.Targets:
 		if k.NoTargets {
-			return fmt.Errorf("%s: no target capture: %w", spec, splice.ErrNotSupported)
+			return fmt.Errorf("%s: no target capture: %w", spec, instrument.ErrNotSupported)
 		}
 		for _, c := range f.Calls {
 			if c.Site != 0 && c.Site == spec.Offset {
 				return nil
 			}
 		}
-		return fmt.Errorf("%s: not an indirect call site: %w", spec, splice.ErrUnsafe)
+		return fmt.Errorf("%s: not an indirect call site: %w", spec, instrument.ErrUnsafe)
 	default:
-		return fmt.Errorf("%s: %w", spec, splice.ErrNotSupported)
+		return fmt.Errorf("%s: %w", spec, instrument.ErrNotSupported)
 	}
 	return nil
 }
 
 // checkCallSite accepts a call-site timer on a direct call of f to the
 // callee at the spec's offset, where offsets can be instrumented.
-func (k *Kernel) checkCallSite(f *Func, spec splice.Spec) error {
+func (k *Kernel) checkCallSite(f *Func, spec instrument.Spec) error {
 	if !k.Offsets || k.NoCallSites {
-		return fmt.Errorf("%s: call sites: %w", spec, splice.ErrNotSupported)
+		return fmt.Errorf("%s: call sites: %w", spec, instrument.ErrNotSupported)
 	}
 	for j, c := range f.Calls {
 		if c.Site == 0 && CallOff(j) == spec.Offset && c.Func == spec.Callee {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: not a call of %s: %w", spec, spec.Callee, splice.ErrUnsafe)
+	return fmt.Errorf("%s: not a call of %s: %w", spec, spec.Callee, instrument.ErrUnsafe)
 }
 
-// Insert implements splice.Instrumenter.
-func (k *Kernel) Insert(_ context.Context, spec splice.Spec) (splice.Instrument, error) {
+// Insert implements instrument.Instrumenter.
+func (k *Kernel) Insert(_ context.Context, spec instrument.Spec) (instrument.Instrument, error) {
 	if err := k.Check(spec); err != nil {
 		return nil, err
 	}
@@ -299,13 +299,13 @@ func (k *Kernel) Insert(_ context.Context, spec splice.Spec) (splice.Instrument,
 	return i, nil
 }
 
-// Read implements splice.Instrumenter.
-func (k *Kernel) Read() (*splice.Reading, error) {
+// Read implements instrument.Instrumenter.
+func (k *Kernel) Read() (*instrument.Reading, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	now := time.Now()
 	k.advance(now)
-	r := &splice.Reading{At: now}
+	r := &instrument.Reading{At: now}
 	keys := make([]string, 0, len(k.ctxs))
 	for key := range k.ctxs {
 		keys = append(keys, key)
@@ -313,7 +313,7 @@ func (k *Kernel) Read() (*splice.Reading, error) {
 	sort.Strings(keys)
 	for _, key := range keys {
 		a := k.ctxs[key]
-		r.Contexts = append(r.Contexts, splice.ContextReading{
+		r.Contexts = append(r.Contexts, instrument.ContextReading{
 			Path: a.path, Kind: a.kind, Calls: a.calls,
 			InclNs: uint64(a.incl), ExclNs: uint64(a.excl),
 			InclOffCPUNs: uint64(a.inclOff), ExclOffCPUNs: uint64(a.exclOff),
@@ -335,7 +335,7 @@ func (k *Kernel) Read() (*splice.Reading, error) {
 	return r, nil
 }
 
-// Close implements splice.Instrumenter.
+// Close implements instrument.Instrumenter.
 func (k *Kernel) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -361,7 +361,7 @@ func (k *Kernel) runShare() float64 {
 
 // Calibrate implements search.Calibrator: the kernel knows its cost, at
 // CalibrationSpeed.
-func (k *Kernel) Calibrate(context.Context, splice.Instrumenter) (map[string]float64, error) {
+func (k *Kernel) Calibrate(context.Context, instrument.Instrumenter) (map[string]float64, error) {
 	speed := k.CalibrationSpeed
 	if speed == 0 {
 		speed = 1
@@ -428,7 +428,7 @@ func (k *Kernel) advance(now time.Time) {
 		}
 	}
 	for key, i := range k.live {
-		if f := k.Funcs[i.spec.Func]; f != nil && f.SystemRate > 0 && i.spec.Kind == splice.Timer && !i.spec.IsCallSite() {
+		if f := k.Funcs[i.spec.Func]; f != nil && f.SystemRate > 0 && i.spec.Kind == instrument.Timer && !i.spec.IsCallSite() {
 			k.hit(key, f.SystemRate*dt)
 		}
 	}
@@ -455,7 +455,7 @@ func (k *Kernel) cost(f *Func) (on, off float64) {
 // above it) and returns one call's inclusive wall and off-CPU time, and
 // the part of each that timed frames (fn itself, or its nearest timed
 // descendants) account for.
-func (k *Kernel) walk(fn string, ctx splice.Path, m uint64, depth int) (incl, inclOff, timed, timedOff float64) {
+func (k *Kernel) walk(fn string, ctx instrument.Path, m uint64, depth int) (incl, inclOff, timed, timedOff float64) {
 	f := k.Funcs[fn]
 	if f == nil || depth > 64 {
 		return 0, 0, 0, 0
@@ -465,11 +465,11 @@ func (k *Kernel) walk(fn string, ctx splice.Path, m uint64, depth int) (incl, in
 	if k.ProbeEffect {
 		probe = k.CostPerHitNs
 	}
-	timer := k.live[splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer}.String()]
+	timer := k.live[instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer}.String()]
 	my := ctx
 	around := 0.0 // what f's own timer costs its caller per call
 	if timer != nil {
-		my = extend(ctx, splice.Point{Func: fn})
+		my = extend(ctx, instrument.Point{Func: fn})
 		inside := min(k.InsideNs, probe)
 		on += inside
 		around = probe - inside
@@ -481,8 +481,8 @@ func (k *Kernel) walk(fn string, ctx splice.Path, m uint64, depth int) (incl, in
 		if c.Site != 0 && k.target(my, f, c, m) {
 			incl += n * probe
 		}
-		site := splice.Point{Func: fn, Offset: CallOff(j), Callee: c.Func}
-		siteKey := splice.Spec{Point: site, Kind: splice.Timer}.String()
+		site := instrument.Point{Func: fn, Offset: CallOff(j), Callee: c.Func}
+		siteKey := instrument.Spec{Point: site, Kind: instrument.Timer}.String()
 		cctx := my
 		timedSite := c.Site == 0 && k.live[siteKey] != nil
 		if timedSite {
@@ -504,11 +504,11 @@ func (k *Kernel) walk(fn string, ctx splice.Path, m uint64, depth int) (incl, in
 		below, belowOff = below+n*ct, belowOff+n*cto
 	}
 	for _, b := range f.Blocks {
-		key := splice.Spec{Point: splice.Point{Func: fn, Offset: b.Off}, Kind: splice.Count}.String()
+		key := instrument.Spec{Point: instrument.Point{Func: fn, Offset: b.Off}, Kind: instrument.Count}.String()
 		if k.live[key] != nil {
 			incl += float64(b.PerCall) * probe
 			if m > 0 {
-				a := k.acc(extend(my, splice.Point{Func: fn, Offset: b.Off}), splice.Count)
+				a := k.acc(extend(my, instrument.Point{Func: fn, Offset: b.Off}), instrument.Count)
 				a.calls += m * b.PerCall
 				k.hit(key, float64(m*b.PerCall))
 			}
@@ -518,21 +518,21 @@ func (k *Kernel) walk(fn string, ctx splice.Path, m uint64, depth int) (incl, in
 		return incl + around, inclOff, below, belowOff
 	}
 	k.frame(my, m, incl, inclOff, below, belowOff)
-	k.hit(splice.Spec{Point: splice.Point{Func: fn}, Kind: splice.Timer}.String(), float64(m))
+	k.hit(instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer}.String(), float64(m))
 	return incl + around, inclOff, incl, inclOff
 }
 
 // frame accounts m calls of a timed frame at path: each incl ns (inclOff
 // off the CPU), of which below (belowOff) in timed frames under it.
-func (k *Kernel) frame(path splice.Path, m uint64, incl, inclOff, below, belowOff float64) {
-	a := k.acc(path, splice.Timer)
+func (k *Kernel) frame(path instrument.Path, m uint64, incl, inclOff, below, belowOff float64) {
+	a := k.acc(path, instrument.Timer)
 	fm := float64(m)
 	a.calls += m
 	a.incl += fm * incl
 	a.excl += fm * (incl - below)
 	a.inclOff += fm * inclOff
 	a.exclOff += fm * (inclOff - belowOff)
-	a.hist[min(bits.Len64(uint64(incl)), splice.HistBuckets-1)] += m
+	a.hist[min(bits.Len64(uint64(incl)), instrument.HistBuckets-1)] += m
 }
 
 // CallOff is the offset of the j-th call of a simulated function: what
@@ -541,9 +541,9 @@ func CallOff(j int) uint64 { return 0x100 + 0x8*uint64(j) }
 
 // target records the calls of an indirect site where a recorder is live,
 // and reports whether one is.
-func (k *Kernel) target(ctx splice.Path, f *Func, c Call, m uint64) bool {
-	site := splice.Point{Func: f.Name, Offset: c.Site}
-	if k.live[splice.Spec{Point: site, Kind: splice.Targets}.String()] == nil {
+func (k *Kernel) target(ctx instrument.Path, f *Func, c Call, m uint64) bool {
+	site := instrument.Point{Func: f.Name, Offset: c.Site}
+	if k.live[instrument.Spec{Point: site, Kind: instrument.Targets}.String()] == nil {
 		return false
 	}
 	if m == 0 { // timing only (advance)
@@ -553,11 +553,11 @@ func (k *Kernel) target(ctx splice.Path, f *Func, c Call, m uint64) bool {
 	key := path.String() + ">" + c.Func
 	t := k.targets[key]
 	if t == nil {
-		t = &splice.TargetReading{Path: path, Target: addrOf(c.Func), Func: c.Func}
+		t = &instrument.TargetReading{Path: path, Target: addrOf(c.Func), Func: c.Func}
 		k.targets[key] = t
 	}
 	t.Calls += m * c.N
-	k.hit(splice.Spec{Point: site, Kind: splice.Targets}.String(), float64(m*c.N))
+	k.hit(instrument.Spec{Point: site, Kind: instrument.Targets}.String(), float64(m*c.N))
 	return true
 }
 
@@ -569,7 +569,7 @@ func addrOf(fn string) uint64 {
 	return h
 }
 
-func (k *Kernel) acc(path splice.Path, kind splice.Kind) *ctxAcc {
+func (k *Kernel) acc(path instrument.Path, kind instrument.Kind) *ctxAcc {
 	key := path.String() + ":" + kind.String()
 	a := k.ctxs[key]
 	if a == nil {
@@ -579,8 +579,8 @@ func (k *Kernel) acc(path splice.Path, kind splice.Kind) *ctxAcc {
 	return a
 }
 
-func extend(p splice.Path, pt splice.Point) splice.Path {
-	q := make(splice.Path, len(p)+1)
+func extend(p instrument.Path, pt instrument.Point) instrument.Path {
+	q := make(instrument.Path, len(p)+1)
 	copy(q, p)
 	q[len(p)] = pt
 	return q
@@ -634,7 +634,7 @@ func (k *Kernel) Blocks(fn string) ([]uint64, error) {
 // Sample implements search.Sampler: after d, it returns the stacks a
 // sampler with period SamplePeriod would see in expectation, rounded to
 // whole samples.
-func (k *Kernel) Sample(ctx context.Context, _ splice.Target, d time.Duration) ([]search.Stack, error) {
+func (k *Kernel) Sample(ctx context.Context, _ instrument.Target, d time.Duration) ([]search.Stack, error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -737,7 +737,7 @@ func (k *Kernel) InclNs(fn string) float64 {
 func (k *Kernel) Syscalls() []string {
 	var out []string
 	for name := range k.Funcs {
-		if splice.IsSyscall(name) {
+		if instrument.IsSyscall(name) {
 			out = append(out, name)
 		}
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 // Kind is what an instrument does, the values of enum ap_kind (and of
-// splice.Kind).
+// instrument.Kind).
 type Kind uint32
 
 // The instrument kinds a trampoline can hold.

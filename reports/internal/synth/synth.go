@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
-	"github.com/autoprof/autoprof/splice"
 )
 
 // Node describes one calling context of the simulated tree.
@@ -123,7 +123,7 @@ func (g *gen) live(i, r int) bool {
 
 func (g *gen) initNodes() {
 	for i, n := range g.s.Nodes {
-		pt, err := splice.ParsePoint(n.Point)
+		pt, err := instrument.ParsePoint(n.Point)
 		if err != nil {
 			panic(err)
 		}
@@ -215,7 +215,7 @@ func (g *gen) addRound(i, r int, ops, target, calls, incl, excl, off uint64) {
 
 // spread adds calls to h following a log-normal (σ = 0.6) whose mean is
 // mean ns, rounding to whole calls.
-func spread(h *[splice.HistBuckets]uint64, calls uint64, mean float64) {
+func spread(h *[instrument.HistBuckets]uint64, calls uint64, mean float64) {
 	const sigma = 0.6
 	mu := math.Log(mean) - sigma*sigma/2
 	cdf := func(x float64) float64 {
@@ -226,7 +226,7 @@ func spread(h *[splice.HistBuckets]uint64, calls uint64, mean float64) {
 	}
 	var given uint64
 	best, bestN := 0, uint64(0)
-	for i := 1; i < splice.HistBuckets; i++ {
+	for i := 1; i < instrument.HistBuckets; i++ {
 		lo, hi := math.Ldexp(1, i-1), math.Ldexp(1, i)
 		c := uint64(math.Round(float64(calls) * (cdf(hi) - cdf(lo))))
 		if given+c > calls {
@@ -309,7 +309,7 @@ func findings(run *search.Run) []search.Finding {
 		f := search.Finding{Node: i, Path: n.Path, Calls: n.Calls,
 			CallsPerOp: float64(n.Calls) / float64(n.RootCalls),
 			MeanNs:     float64(n.InclNs) / float64(n.Calls),
-			P50Ns:      splice.HistQuantile(&n.Hist, 0.5), P99Ns: splice.HistQuantile(&n.Hist, 0.99),
+			P50Ns:      instrument.HistQuantile(&n.Hist, 0.5), P99Ns: instrument.HistQuantile(&n.Hist, 0.99),
 			ExclShare:   n.Excl,
 			OffCPUShare: float64(n.ExclOffCPUNs) / float64(n.ExclNs)}
 		f.OnCPUShare = 1 - f.OffCPUShare

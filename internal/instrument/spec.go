@@ -1,7 +1,8 @@
-package splice
+package instrument
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -36,9 +37,15 @@ func (k Kind) String() string {
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
+// IsValid reports whether k is one of the kinds above.
+func (k Kind) IsValid() bool {
+	_, ok := kindNames[k]
+	return ok
+}
+
 // MarshalText writes a Kind by its name, as JSON and YAML show it.
 func (k Kind) MarshalText() ([]byte, error) {
-	if _, ok := kindNames[k]; !ok {
+	if !k.IsValid() {
 		return nil, fmt.Errorf("unknown instrument kind %d", k)
 	}
 	return []byte(k.String()), nil
@@ -174,6 +181,20 @@ func (t Target) String() string {
 		return "system"
 	}
 	return strings.Join(parts, " and ")
+}
+
+// CgroupRoot is where cgroup v2 is mounted; Target.Cgroup paths that are
+// not absolute are relative to it.
+const CgroupRoot = "/sys/fs/cgroup"
+
+// CgroupDir returns the cgroup directory of t as instruments open it: an
+// absolute path as it is, a relative one below CgroupRoot; "" where t has
+// no cgroup.
+func (t Target) CgroupDir() string {
+	if t.Cgroup == "" || filepath.IsAbs(t.Cgroup) {
+		return t.Cgroup
+	}
+	return filepath.Join(CgroupRoot, t.Cgroup)
 }
 
 // Spec describes one instrument: where it goes, what it measures and for

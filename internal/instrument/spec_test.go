@@ -1,4 +1,4 @@
-package splice
+package instrument
 
 import (
 	"strings"
@@ -106,4 +106,18 @@ func FuzzSpecString(f *testing.F) {
 			t.Fatalf("%+v -> %q -> %+v, %v", spec, spec.String(), again, err)
 		}
 	})
+}
+
+// TestCgroupDir: a relative cgroup is below CgroupRoot, an absolute one
+// stays as it is.
+func TestCgroupDir(t *testing.T) {
+	for _, c := range []struct{ cgroup, want string }{
+		{"system.slice", CgroupRoot + "/system.slice"},
+		{"/sys/fs/cgroup/unified/a", "/sys/fs/cgroup/unified/a"},
+		{"", ""},
+	} {
+		if got := (Target{Cgroup: c.cgroup}).CgroupDir(); got != c.want {
+			t.Errorf("CgroupDir(%q) = %q, want %q", c.cgroup, got, c.want)
+		}
+	}
 }

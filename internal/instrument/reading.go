@@ -1,4 +1,4 @@
-package splice
+package instrument
 
 import (
 	"encoding/json"

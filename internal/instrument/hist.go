@@ -1,4 +1,4 @@
-package splice
+package instrument
 
 import "math"
 
@@ -21,7 +21,7 @@ import "math"
 // 0. It panics if q is outside [0, 1], as gonum's stat.Quantile does.
 func HistQuantile(h *[HistBuckets]uint64, q float64) float64 {
 	if !(q >= 0 && q <= 1) {
-		panic("splice: quantile out of bounds")
+		panic("instrument: quantile out of bounds")
 	}
 	var total uint64
 	for _, c := range h {
