@@ -242,7 +242,7 @@ func TestHelperProcess(t *testing.T) {
 		return
 	case "busy":
 	default:
-		t.Skip("a helper, run by TestHuntCommand")
+		return // a helper, run by TestHuntCommand: as a test, nothing to do (a pass, not a skip)
 	}
 	secs, _ := strconv.Atoi(os.Getenv("AUTOPROF_HELPER_SECONDS"))
 	if secs == 0 {

@@ -64,7 +64,7 @@ func TestVMProbeInlined(t *testing.T) {
 // TestPreadHelperProcess preads /dev/zero for two minutes (until killed).
 func TestPreadHelperProcess(t *testing.T) {
 	if os.Getenv("AUTOPROF_HELPER") != "pread" {
-		t.Skip("a helper, run by TestVMProbeInlined")
+		return // a helper, run by TestVMProbeInlined: as a test, nothing to do (a pass, not a skip)
 	}
 	fd, err := syscall.Open("/dev/zero", syscall.O_RDONLY, 0)
 	if err != nil {
