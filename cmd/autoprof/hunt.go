@@ -182,13 +182,9 @@ func (cfg *huntConfig) validate(tf *targetFlags) error {
 		return usageError("give one target: --pid, --cgroup or -- CMD")
 	case o.IncludeIdle && (tf.set() || len(cfg.command) > 0):
 		return usageError("--include-idle: applies to a whole-system hunt only")
-	case o.BudgetPct <= 0 || o.BudgetPct > 100:
-		return usageError("--budget %v: want a percentage in (0, 100]", o.BudgetPct)
-	case o.ThresholdPct <= 0 || o.ThresholdPct >= 100:
-		return usageError("--threshold %v: want a percentage in (0, 100)", o.ThresholdPct)
 	}
-	if err := errors.Join(checkDuration("duration", o.Duration, 0), checkDuration("round", o.Round, 10*time.Millisecond)); err != nil {
-		return firstErr(err)
+	if err := o.Check(); err != nil {
+		return usageError("--%s", firstErr(err))
 	}
 	t, err := tf.target()
 	if err != nil {

@@ -124,15 +124,8 @@ func (req huntRequest) options() (live.Options, error) {
 	if o.Duration == 0 {
 		o.Duration = defaultHuntDuration
 	}
-	switch {
-	case o.BudgetPct < 0 || o.BudgetPct > 100:
-		return o, fmt.Errorf("budget %v: want a percentage in (0, 100]", o.BudgetPct)
-	case o.ThresholdPct < 0 || o.ThresholdPct >= 100:
-		return o, fmt.Errorf("threshold %v: want a percentage in (0, 100)", o.ThresholdPct)
-	case o.Duration < 0 || o.Round < 0:
-		return o, errors.New("negative duration or round")
-	case o.Round > 0 && o.Round < 10*time.Millisecond:
-		return o, fmt.Errorf("round %v: want at least 10ms", o.Round)
+	if err := o.Check(); err != nil {
+		return o, err
 	}
 	if o.Backend != "" {
 		if err := splice.CheckBackend(o.Backend); err != nil {
