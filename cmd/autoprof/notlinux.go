@@ -15,6 +15,7 @@ import (
 func runHunt([]string, io.Writer) error  { return needsLinux("hunt") }
 func runCaps([]string, io.Writer) error  { return needsLinux("caps") }
 func runProbe([]string, io.Writer) error { return needsLinux("probe") }
+func runUI([]string, io.Writer) error    { return needsLinux("ui") }
 
 func needsLinux(command string) error {
 	return fmt.Errorf("%s measures a running Linux kernel; this autoprof is built for %s", command, runtime.GOOS)
