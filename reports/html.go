@@ -8,6 +8,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/autoprof/autoprof/internal/flame"
 	"github.com/autoprof/autoprof/search"
 )
 
@@ -49,7 +50,7 @@ func pageAssets() (template.CSS, template.JS) {
 	if err != nil {
 		panic(err)
 	}
-	return template.CSS(css), template.JS(js)
+	return template.CSS(css), template.JS(flame.JS + "\n" + string(js))
 }
 
 // flameNode is a node as the page's script reads it.
@@ -59,6 +60,8 @@ type flameNode struct {
 	Name      string      `json:"name"`
 	Path      []string    `json:"path"`
 	Kind      string      `json:"kind"`
+	State     string      `json:"state,omitempty"`     // live, refined, withdrawn, sampled…
+	Withdrawn string      `json:"withdrawn,omitempty"` // why a withdrawn node was: cold or budget
 	Backend   string      `json:"backend,omitempty"`
 	Calls     uint64      `json:"calls"`
 	Incl      uint64      `json:"incl"`
@@ -124,6 +127,7 @@ func flameNodes(run *search.Run) []flameNode {
 	in := profiled(run)
 	for i, n := range run.Nodes {
 		out[i] = flameNode{ID: n.ID, Parent: n.Parent, Name: n.Point.String(), Path: n.Path, Kind: string(n.Kind),
+			State: n.State, Withdrawn: n.Withdrawn,
 			Backend: n.Backend, Calls: n.Calls, Incl: n.InclNs, Excl: n.ExclNs, OffCPU: n.ExclOffCPUNs, Samples: inclSamples[i],
 			Estimated: estimated(&n),
 			PerOp:     jsonFloat(perOp(run, &n, n.Calls)), InclShare: jsonFloat(share(run, &n, n.InclNs)), ExclShare: jsonFloat(share(run, &n, n.ExclNs))}
