@@ -2,6 +2,7 @@ package reports
 
 import (
 	"embed"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
@@ -242,6 +243,15 @@ func WriteHTML(w io.Writer, run *search.Run) error {
 			Trace: traceMarks(run.Trace), BySamples: bySamples(run)},
 	}
 	return reportTmpl.Execute(w, view)
+}
+
+// FlameJSON returns the flame graph's data for run as internal/flame's
+// script reads it, the JSON that report.html embeds: autoprof ui draws a
+// hunt's tree with it, round by round, from a run made of a
+// search.Progress snapshot.
+func FlameJSON(run *search.Run) ([]byte, error) {
+	return json.Marshal(pageData{Mode: "report", Meta: pageMeta{Rounds: run.Meta.Rounds}, Nodes: flameNodes(run),
+		Trace: traceMarks(run.Trace), BySamples: bySamples(run)})
 }
 
 // signedPct formats a change of a fraction in percentage points: "+1.2 pp".

@@ -37,6 +37,11 @@ type hunt struct {
 	err    string
 	rounds []progressJSON
 	files  []string
+	// events are the decisions so far; tree the flame graph's data of
+	// the last snapshot of the tree (reports.FlameJSON), of the finished
+	// run once it ends.
+	events []search.Event
+	tree   json.RawMessage
 }
 
 // huntRequest is POST /api/hunts' body: autoprof hunt's flags, for a
@@ -61,6 +66,10 @@ type progressJSON struct {
 	MeasuredPct   num             `json:"measured_pct"`   // -1: not measured
 	ControllerPct num             `json:"controller_pct"` // -1: not measured
 	Best          []candidateJSON `json:"best"`
+	// Nodes and Events count the tree's nodes after the round and the
+	// decisions taken since the round before.
+	Nodes  int `json:"nodes"`
+	Events int `json:"events"`
 }
 
 // candidateJSON is search.Candidate: its exclusive share's interval.
@@ -96,13 +105,16 @@ type huntView struct {
 	Rounds  []progressJSON `json:"rounds"`
 	// Files are the outputs written, served under /runs/OUT/.
 	Files []string `json:"files,omitempty"`
+	// Tree is the calling-context tree as it stands, with the decisions
+	// so far: the flame graph's data (reports.FlameJSON).
+	Tree json.RawMessage `json:"tree,omitempty"`
 }
 
 func (h *hunt) view() huntView {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return huntView{ID: h.id, Out: h.out, State: h.state, Error: h.err, Started: h.started, Request: h.req,
-		Rounds: append([]progressJSON{}, h.rounds...), Files: h.files}
+		Rounds: append([]progressJSON{}, h.rounds...), Files: h.files, Tree: h.tree}
 }
 
 // defaultHuntDuration bounds a hunt started from the page, as autoprof
@@ -183,6 +195,8 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 	o.Progress = func(p search.Progress) {
 		h.mu.Lock()
 		h.rounds = append(h.rounds, progressOf(p))
+		h.events = append(h.events, p.Events...)
+		h.setTree(&search.Run{Meta: search.Meta{Rounds: p.Round}, Nodes: p.Nodes, Trace: h.events})
 		h.mu.Unlock()
 		x.publish(event{"hunt", h.view()})
 	}
@@ -194,6 +208,9 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 			err = reports.WriteWith(out, run, x.s.addresses(run))
 		}
 		h.mu.Lock()
+		if run != nil {
+			h.setTree(run)
+		}
 		switch {
 		case err != nil:
 			h.state, h.err = "failed", err.Error()
@@ -210,9 +227,17 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 	return h, nil
 }
 
+// setTree sets the tree the page draws; h.mu is held.
+func (h *hunt) setTree(run *search.Run) {
+	if t, err := reports.FlameJSON(run); err == nil {
+		h.tree = t
+	}
+}
+
 func progressOf(p search.Progress) progressJSON {
 	j := progressJSON{Round: p.Round, ElapsedS: p.Elapsed.Seconds(), Live: p.Live, PredictedPct: num(p.PredictedPct),
-		MeasuredPct: num(p.MeasuredPct), ControllerPct: num(p.ControllerPct), Best: []candidateJSON{}}
+		MeasuredPct: num(p.MeasuredPct), ControllerPct: num(p.ControllerPct), Best: []candidateJSON{},
+		Nodes: len(p.Nodes), Events: len(p.Events)}
 	for _, c := range p.Best {
 		cj := candidateJSON{Path: c.Path}
 		cj.Excl.Mean, cj.Excl.Low, cj.Excl.High, cj.Excl.N = num(c.Excl.Mean), num(c.Excl.Low), num(c.Excl.High), c.Excl.N
