@@ -465,6 +465,16 @@ func TestHunt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The saved run's flame graph: all of run.json's nodes, one
+	// timeline mark per decision.
+	p.click(`#runs li[data-run="hunt1"] button.run-tree`)
+	p.wait("the saved run's tree", `document.querySelectorAll('#runs li[data-run="hunt1"] .flame-box svg g').length > 0`, 10*time.Second)
+	var saved struct{ Nodes, Marks int }
+	p.eval(`(function(){const li=document.querySelector('#runs li[data-run="hunt1"]');
+		return {Nodes: +li.querySelector('.flame-box').dataset.nodes, Marks: li.querySelectorAll('.timeline-box svg circle').length};})()`, &saved)
+	if saved.Nodes != len(run.Nodes) || saved.Marks != len(run.Trace) {
+		t.Errorf("saved run's view: %d nodes, %d marks; run.json has %d nodes, %d decisions", saved.Nodes, saved.Marks, len(run.Nodes), len(run.Trace))
+	}
 	// This process's time goes mostly to its idle threads' waits: the
 	// findings are whatever they are, but there are some, and
 	// findings.json says the same as run.json.

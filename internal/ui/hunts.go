@@ -347,6 +347,25 @@ func (s *Server) handleRuns(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
+// handleRunTree serves a saved run's tree as a hunt's (reports.FlameJSON).
+func (s *Server) handleRunTree(w http.ResponseWriter, r *http.Request) {
+	dir, err := s.path(r.PathValue("name"))
+	var run *search.Run
+	if err == nil {
+		run, err = reports.Load(dir)
+	}
+	var tree []byte
+	if err == nil {
+		tree, err = reports.FlameJSON(run)
+	}
+	if err != nil {
+		httpError(w, http.StatusNotFound, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(tree)
+}
+
 // handleRunFile serves one of a saved run's files (servedFiles).
 // report.html is self-contained, with inline script and style, so it gets
 // a policy of its own: nothing but itself.

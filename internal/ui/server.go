@@ -199,6 +199,7 @@ func (s *Server) routes() {
 	s.api("GET /api/hunts", s.handleHunts)
 	s.api("POST /api/hunts/{id}/stop", s.handleStopHunt)
 	s.api("GET /api/runs", s.handleRuns)
+	s.api("GET /api/runs/{name}/tree", s.handleRunTree)
 	s.api("GET /runs/{name}/{file}", s.handleRunFile)
 }
 

@@ -547,9 +547,19 @@ async function loadRuns() {
   for (const r of runs) {
     const li = el('li', { 'data-run': r.name }, el('strong', {}, r.name), ' ');
     for (const f of r.files) li.append(el('a', { href: `/runs/${encodeURIComponent(r.name)}/${f}`, target: '_blank', class: 'fn' }, f), ' ');
+    li.append(el('button', { class: 'run-tree', onclick: () => showRunTree(r.name, li).catch((e) => alert(e.message)) }, 'Flame graph'));
     ul.append(li);
   }
   if (!runs.length) ul.append(el('li', { class: 'muted' }, 'no saved run (a directory with run.json) in the server\'s directory'));
+}
+// showRunTree draws a saved run's tree and decisions under its line.
+async function showRunTree(name, li) {
+  const tree = await api(`/api/runs/${encodeURIComponent(name)}/tree`);
+  li.querySelector('.run-view')?.remove();
+  const flame = el('div', { class: 'flame-box', 'data-nodes': String(tree.nodes.length) }), timeline = el('div', { class: 'timeline-box' });
+  li.append(el('div', { class: 'run-view' }, flame, el('div', { class: 'muted' }, 'decisions by round (hover a mark for why)'), timeline));
+  AutoprofFlame.mount(flame, tree);
+  AutoprofFlame.timeline(timeline, tree);
 }
 $('#runs-reload').addEventListener('click', () => loadRuns().catch(() => {}));
 
