@@ -63,6 +63,7 @@ type flameNode struct {
 	Kind      string      `json:"kind"`
 	State     string      `json:"state,omitempty"`     // live, refined, withdrawn, sampled…
 	Withdrawn string      `json:"withdrawn,omitempty"` // why a withdrawn node was: cold or budget
+	Source    string      `json:"source,omitempty"`    // where its shares come from (search.Node.Source)
 	Backend   string      `json:"backend,omitempty"`
 	Calls     uint64      `json:"calls"`
 	Incl      uint64      `json:"incl"`
@@ -128,7 +129,7 @@ func flameNodes(run *search.Run) []flameNode {
 	in := profiled(run)
 	for i, n := range run.Nodes {
 		out[i] = flameNode{ID: n.ID, Parent: n.Parent, Name: n.Point.String(), Path: n.Path, Kind: string(n.Kind),
-			State: n.State, Withdrawn: n.Withdrawn,
+			State: n.State, Withdrawn: n.Withdrawn, Source: n.Source,
 			Backend: n.Backend, Calls: n.Calls, Incl: n.InclNs, Excl: n.ExclNs, OffCPU: n.ExclOffCPUNs, Samples: inclSamples[i],
 			Estimated: estimated(&n),
 			PerOp:     jsonFloat(perOp(run, &n, n.Calls)), InclShare: jsonFloat(share(run, &n, n.InclNs)), ExclShare: jsonFloat(share(run, &n, n.ExclNs))}

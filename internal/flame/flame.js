@@ -284,7 +284,7 @@
         if (f.est > 0) lines.push("  exact " + unit(f.value - f.est) + ", estimated from stack samples ~" + unit(f.est));
         else lines.push("  all exact, measured by instruments");
       }
-      if (n) lines.push(n.kind + ", " + (n.backend || "—") + (n.state ? ", " + n.state : ""));
+      if (n) lines.push(n.kind + ", " + (n.backend || "—") + (n.state ? ", " + n.state : "") + (n.source ? ", shares from " + n.source : ""));
       for (const e of (f.refused || []).slice(0, 6)) lines.push("REFUSED here, round " + e.round + ": " + (e.spec || "") + " — " + e.reason);
       if (f.refused && f.refused.length > 6) lines.push("… " + (f.refused.length - 6) + " more refused");
       lines.push("click: zoom · double-click: sandwich of " + f.name);
