@@ -2,12 +2,14 @@ package reports
 
 import (
 	"embed"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
 	"math"
 	"strings"
 
+	"github.com/autoprof/autoprof/internal/flame"
 	"github.com/autoprof/autoprof/search"
 )
 
@@ -49,7 +51,7 @@ func pageAssets() (template.CSS, template.JS) {
 	if err != nil {
 		panic(err)
 	}
-	return template.CSS(css), template.JS(js)
+	return template.CSS(css), template.JS(flame.JS + "\n" + string(js))
 }
 
 // flameNode is a node as the page's script reads it.
@@ -59,6 +61,9 @@ type flameNode struct {
 	Name      string      `json:"name"`
 	Path      []string    `json:"path"`
 	Kind      string      `json:"kind"`
+	State     string      `json:"state,omitempty"`     // live, refined, withdrawn, sampled…
+	Withdrawn string      `json:"withdrawn,omitempty"` // why a withdrawn node was: cold or budget
+	Source    string      `json:"source,omitempty"`    // where its shares come from (search.Node.Source)
 	Backend   string      `json:"backend,omitempty"`
 	Calls     uint64      `json:"calls"`
 	Incl      uint64      `json:"incl"`
@@ -124,6 +129,7 @@ func flameNodes(run *search.Run) []flameNode {
 	in := profiled(run)
 	for i, n := range run.Nodes {
 		out[i] = flameNode{ID: n.ID, Parent: n.Parent, Name: n.Point.String(), Path: n.Path, Kind: string(n.Kind),
+			State: n.State, Withdrawn: n.Withdrawn, Source: n.Source,
 			Backend: n.Backend, Calls: n.Calls, Incl: n.InclNs, Excl: n.ExclNs, OffCPU: n.ExclOffCPUNs, Samples: inclSamples[i],
 			Estimated: estimated(&n),
 			PerOp:     jsonFloat(perOp(run, &n, n.Calls)), InclShare: jsonFloat(share(run, &n, n.InclNs)), ExclShare: jsonFloat(share(run, &n, n.ExclNs))}
@@ -238,6 +244,15 @@ func WriteHTML(w io.Writer, run *search.Run) error {
 			Trace: traceMarks(run.Trace), BySamples: bySamples(run)},
 	}
 	return reportTmpl.Execute(w, view)
+}
+
+// FlameJSON returns the flame graph's data for run as internal/flame's
+// script reads it, the JSON that report.html embeds: autoprof ui draws a
+// hunt's tree with it, round by round, from a run made of a
+// search.Progress snapshot.
+func FlameJSON(run *search.Run) ([]byte, error) {
+	return json.Marshal(pageData{Mode: "report", Meta: pageMeta{Rounds: run.Meta.Rounds}, Nodes: flameNodes(run),
+		Trace: traceMarks(run.Trace), BySamples: bySamples(run)})
 }
 
 // signedPct formats a change of a fraction in percentage points: "+1.2 pp".

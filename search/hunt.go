@@ -132,6 +132,14 @@ type Progress struct {
 	// CPUs; -1 where it is not measured.
 	ControllerPct float64
 	Best          []Candidate
+	// Nodes is the calling-context tree as it stands after the round,
+	// each node as Run.Nodes holds it but from its measured totals only
+	// (no estimates from samples yet, no per-round samples): a read-only
+	// snapshot for a live view of the tree growing.
+	Nodes []Node
+	// Events are the decisions taken since the previous Progress (the
+	// first one: since the hunt began), as Run.Trace will hold them.
+	Events []Event
 }
 
 // Candidate is a node among the best so far.

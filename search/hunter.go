@@ -35,6 +35,9 @@ type hunter struct {
 	start time.Time
 	round int    // rounds completed
 	stop  string // why the hunt ended
+	// progressed counts the trace's events already given to
+	// Config.Progress.
+	progressed int
 
 	tree
 	overheads

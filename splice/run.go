@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/autoprof/autoprof/internal/instrument"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // The files a Run writes in its output directory.

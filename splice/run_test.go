@@ -3,7 +3,6 @@ package splice
 import (
 	"context"
 	"encoding/json"
-	"github.com/autoprof/autoprof/internal/instrument"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // clockInstrumenter is a logInstrumenter whose readings are taken now.

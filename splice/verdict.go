@@ -3,9 +3,9 @@ package splice
 import (
 	"errors"
 	"fmt"
-	"github.com/autoprof/autoprof/internal/instrument"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // ErrNotChecked says a backend works here but its placement rules were not

@@ -2,11 +2,11 @@ package splice
 
 import (
 	"errors"
-	"github.com/autoprof/autoprof/internal/instrument"
 	"strings"
 	"testing"
 
 	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // TestCheckOn asks every backend about a syscall timer and a function

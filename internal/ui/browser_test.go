@@ -395,6 +395,37 @@ func TestPageClosed(t *testing.T) {
 	}
 }
 
+// checkTree checks the hunt's growing tree: the tree after the last
+// round has more nodes than after the first; the page drew a tree of one
+// of the rounds first and the last one it drew, the finished run's, has
+// more nodes; the rounds say how many nodes the tree had after each
+// and how many decisions were taken (the page's timeline draws them all);
+// the flame graph draws boxes, the timeline one mark per decision.
+func checkTree(t *testing.T, p *page) {
+	t.Helper()
+	var got struct {
+		Sizes           []int
+		Boxes, Marks    int
+		Rounds, Decided []int
+		Trace           int
+	}
+	p.eval(`(function(){const id=Math.max(...Object.keys(state.hunts).map(Number)); const h=state.hunts[id];
+		const card=document.getElementById('hunt-'+id);
+		return {Sizes: state.treeSizes[id], Boxes: card.querySelectorAll('.flame-box svg g').length,
+			Marks: card.querySelectorAll('.timeline-box svg circle').length,
+			Rounds: h.rounds.map(r => r.nodes), Decided: h.rounds.map(r => r.events), Trace: h.tree.trace.length};})()`, &got)
+	t.Logf("tree sizes as drawn %v, per round %v, decisions per round %v", got.Sizes, got.Rounds, got.Decided)
+	if len(got.Sizes) < 2 || got.Sizes[len(got.Sizes)-1] <= got.Sizes[0] {
+		t.Errorf("the tree did not grow: %v nodes as drawn", got.Sizes)
+	}
+	if len(got.Rounds) < 2 || got.Rounds[0] == 0 || got.Rounds[len(got.Rounds)-1] <= got.Rounds[0] || !slices.Contains(got.Rounds, got.Sizes[0]) {
+		t.Errorf("trees drawn %v, rounds' trees %v: want the first drawn one of them, and more nodes after the last round than after the first", got.Sizes, got.Rounds)
+	}
+	if got.Boxes == 0 || got.Marks != got.Trace || got.Trace == 0 {
+		t.Errorf("%d boxes, %d marks for %d decisions", got.Boxes, got.Marks, got.Trace)
+	}
+}
+
 // TestHunt starts a hunt from the page on this process while it calls
 // getppid: rounds appear as they end, the hunt ends at its duration with
 // the outputs autoprof hunt writes (reports.WriteWith), served to the
@@ -417,8 +448,10 @@ func TestHunt(t *testing.T) {
 	before := leakcheck.Take()
 	p.click("#hunt-start")
 	p.wait("a round", `document.querySelectorAll('#hunts .hunt[data-state="running"] table.rounds tbody tr').length >= 2`, time.Minute)
+	p.wait("a tree", `document.querySelectorAll('#hunts .hunt .flame-box svg g').length > 0`, time.Minute)
 	p.wait("the hunt's end", `document.querySelector('#hunts .hunt[data-state="done"] .files a')`, time.Minute)
 	p.screenshot("hunt")
+	checkTree(t, p)
 	if leaks := before.Settled(); len(leaks) > 0 {
 		t.Errorf("left in the kernel after the hunt: %q", leaks)
 	}
@@ -431,6 +464,16 @@ func TestHunt(t *testing.T) {
 	run, err := reports.Load(filepath.Join(p.s.dir, "hunt1"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The saved run's flame graph: all of run.json's nodes, one
+	// timeline mark per decision.
+	p.click(`#runs li[data-run="hunt1"] button.run-tree`)
+	p.wait("the saved run's tree", `document.querySelectorAll('#runs li[data-run="hunt1"] .flame-box svg g').length > 0`, 10*time.Second)
+	var saved struct{ Nodes, Marks int }
+	p.eval(`(function(){const li=document.querySelector('#runs li[data-run="hunt1"]');
+		return {Nodes: +li.querySelector('.flame-box').dataset.nodes, Marks: li.querySelectorAll('.timeline-box svg circle').length};})()`, &saved)
+	if saved.Nodes != len(run.Nodes) || saved.Marks != len(run.Trace) {
+		t.Errorf("saved run's view: %d nodes, %d marks; run.json has %d nodes, %d decisions", saved.Nodes, saved.Marks, len(run.Nodes), len(run.Trace))
 	}
 	// This process's time goes mostly to its idle threads' waits: the
 	// findings are whatever they are, but there are some, and

@@ -2,12 +2,12 @@ package ui
 
 import (
 	"bufio"
-	"github.com/autoprof/autoprof/internal/instrument"
 	"io"
 	"path"
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // The groups of the symbol table, GILK's: the kernel's subsystems as its

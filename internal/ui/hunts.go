@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/autoprof/autoprof/internal/instrument"
 	"io"
 	"math"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/search/live"
@@ -38,6 +38,11 @@ type hunt struct {
 	err    string
 	rounds []progressJSON
 	files  []string
+	// events are the decisions so far; tree the flame graph's data of
+	// the last snapshot of the tree (reports.FlameJSON), of the finished
+	// run once it ends.
+	events []search.Event
+	tree   json.RawMessage
 }
 
 // huntRequest is POST /api/hunts' body: autoprof hunt's flags, for a
@@ -62,6 +67,10 @@ type progressJSON struct {
 	MeasuredPct   num             `json:"measured_pct"`   // -1: not measured
 	ControllerPct num             `json:"controller_pct"` // -1: not measured
 	Best          []candidateJSON `json:"best"`
+	// Nodes and Events count the tree's nodes after the round and the
+	// decisions taken since the round before.
+	Nodes  int `json:"nodes"`
+	Events int `json:"events"`
 }
 
 // candidateJSON is search.Candidate: its exclusive share's interval.
@@ -97,13 +106,16 @@ type huntView struct {
 	Rounds  []progressJSON `json:"rounds"`
 	// Files are the outputs written, served under /runs/OUT/.
 	Files []string `json:"files,omitempty"`
+	// Tree is the calling-context tree as it stands, with the decisions
+	// so far: the flame graph's data (reports.FlameJSON).
+	Tree json.RawMessage `json:"tree,omitempty"`
 }
 
 func (h *hunt) view() huntView {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return huntView{ID: h.id, Out: h.out, State: h.state, Error: h.err, Started: h.started, Request: h.req,
-		Rounds: append([]progressJSON{}, h.rounds...), Files: h.files}
+		Rounds: append([]progressJSON{}, h.rounds...), Files: h.files, Tree: h.tree}
 }
 
 // defaultHuntDuration bounds a hunt started from the page, as autoprof
@@ -177,6 +189,8 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 	o.Progress = func(p search.Progress) {
 		h.mu.Lock()
 		h.rounds = append(h.rounds, progressOf(p))
+		h.events = append(h.events, p.Events...)
+		h.setTree(&search.Run{Meta: search.Meta{Rounds: p.Round}, Nodes: p.Nodes, Trace: h.events})
 		h.mu.Unlock()
 		x.publish(event{"hunt", h.view()})
 	}
@@ -188,6 +202,9 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 			err = reports.WriteWith(out, run, x.s.addresses(run))
 		}
 		h.mu.Lock()
+		if run != nil {
+			h.setTree(run)
+		}
 		switch {
 		case err != nil:
 			h.state, h.err = "failed", err.Error()
@@ -204,9 +221,17 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 	return h, nil
 }
 
+// setTree sets the tree the page draws; h.mu is held.
+func (h *hunt) setTree(run *search.Run) {
+	if t, err := reports.FlameJSON(run); err == nil {
+		h.tree = t
+	}
+}
+
 func progressOf(p search.Progress) progressJSON {
 	j := progressJSON{Round: p.Round, ElapsedS: p.Elapsed.Seconds(), Live: p.Live, PredictedPct: num(p.PredictedPct),
-		MeasuredPct: num(p.MeasuredPct), ControllerPct: num(p.ControllerPct), Best: []candidateJSON{}}
+		MeasuredPct: num(p.MeasuredPct), ControllerPct: num(p.ControllerPct), Best: []candidateJSON{},
+		Nodes: len(p.Nodes), Events: len(p.Events)}
 	for _, c := range p.Best {
 		cj := candidateJSON{Path: c.Path}
 		cj.Excl.Mean, cj.Excl.Low, cj.Excl.High, cj.Excl.N = num(c.Excl.Mean), num(c.Excl.Low), num(c.Excl.High), c.Excl.N
@@ -314,6 +339,25 @@ func (s *Server) handleRuns(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, out)
+}
+
+// handleRunTree serves a saved run's tree as a hunt's (reports.FlameJSON).
+func (s *Server) handleRunTree(w http.ResponseWriter, r *http.Request) {
+	dir, err := s.path(r.PathValue("name"))
+	var run *search.Run
+	if err == nil {
+		run, err = reports.Load(dir)
+	}
+	var tree []byte
+	if err == nil {
+		tree, err = reports.FlameJSON(run)
+	}
+	if err != nil {
+		httpError(w, http.StatusNotFound, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(tree)
 }
 
 // handleRunFile serves one of a saved run's files (servedFiles).

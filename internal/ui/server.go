@@ -19,7 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/autoprof/autoprof/callgraph/livetext"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
+	"github.com/autoprof/autoprof/internal/flame"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -180,6 +182,7 @@ func (s *Server) routes() {
 	files := http.FileServerFS(static)
 	s.mux.Handle("GET /app.js", files)
 	s.mux.Handle("GET /style.css", files)
+	s.mux.HandleFunc("GET /flame.js", serveFlame)
 	s.mux.HandleFunc("GET /{$}", s.index)
 	s.api("GET /api/caps", s.handleCaps)
 	s.api("GET /api/symbols", s.handleSymbols)
@@ -197,7 +200,14 @@ func (s *Server) routes() {
 	s.api("GET /api/hunts", s.handleHunts)
 	s.api("POST /api/hunts/{id}/stop", s.handleStopHunt)
 	s.api("GET /api/runs", s.handleRuns)
+	s.api("GET /api/runs/{name}/tree", s.handleRunTree)
 	s.api("GET /runs/{name}/{file}", s.handleRunFile)
+}
+
+// serveFlame serves the flame graph script report.html inlines.
+func serveFlame(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	io.WriteString(w, flame.JS)
 }
 
 // api registers an API handler behind the token and origin checks.

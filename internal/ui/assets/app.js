@@ -482,6 +482,28 @@ $('#hunt-start').addEventListener('click', async () => {
   }
 });
 state.hunts = {};
+// A hunt's flame graph and timeline outlive the redraws of its card, so
+// that its view, search and zoom stay as the tree grows; treeSizes are the
+// tree's node counts as drawn, one per update.
+state.trees = {};
+state.treeSizes = {};
+function huntTree(id, h, card) {
+  if (!h.tree) return;
+  const tree = h.tree;
+  let t = state.trees[id];
+  const fresh = !t;
+  if (fresh) {
+    t = state.trees[id] = { flame: el('div', { class: 'flame-box' }), timeline: el('div', { class: 'timeline-box' }) };
+  }
+  card.append(el('div', { class: 'muted' }, h.state === 'running'
+    ? `calling-context tree after round ${h.rounds.length ? h.rounds[h.rounds.length - 1].round : 0} (exact boxes timed by instruments; pale dashed ~ boxes estimated from stack samples; hatched: withdrawn; red corner: an instrument refused there)`
+    : 'calling-context tree of the finished hunt'), t.flame, el('div', { class: 'muted' }, 'decisions by round (hover a mark for why)'), t.timeline);
+  if (fresh) t.ctl = AutoprofFlame.mount(t.flame, tree);
+  else t.ctl.update(tree);
+  AutoprofFlame.timeline(t.timeline, tree);
+  (state.treeSizes[id] || (state.treeSizes[id] = [])).push(tree.nodes.length);
+  t.flame.dataset.nodes = String(tree.nodes.length);
+}
 function pctText(v) { return v === null || v < 0 ? '-' : v.toFixed(2) + '%'; }
 function share(v) { return v === null ? '?' : (100 * v).toFixed(1); }
 function drawHunts() {
@@ -509,12 +531,13 @@ function drawHunts() {
     }
     t.append(tb);
     card.append(t);
+    box.append(card);
+    huntTree(id, h, card);
     if (h.files && h.files.length) {
       const links = el('div', { class: 'files' }, 'outputs: ');
       for (const f of h.files) links.append(el('a', { href: `/runs/${encodeURIComponent(h.out)}/${f}`, target: '_blank', class: 'fn' }, f), ' ');
       card.append(links);
     }
-    box.append(card);
   }
 }
 async function loadRuns() {
@@ -524,9 +547,19 @@ async function loadRuns() {
   for (const r of runs) {
     const li = el('li', { 'data-run': r.name }, el('strong', {}, r.name), ' ');
     for (const f of r.files) li.append(el('a', { href: `/runs/${encodeURIComponent(r.name)}/${f}`, target: '_blank', class: 'fn' }, f), ' ');
+    li.append(el('button', { class: 'run-tree', onclick: () => showRunTree(r.name, li).catch((e) => alert(e.message)) }, 'Flame graph'));
     ul.append(li);
   }
   if (!runs.length) ul.append(el('li', { class: 'muted' }, 'no saved run (a directory with run.json) in the server\'s directory'));
+}
+// showRunTree draws a saved run's tree and decisions under its line.
+async function showRunTree(name, li) {
+  const tree = await api(`/api/runs/${encodeURIComponent(name)}/tree`);
+  li.querySelector('.run-view')?.remove();
+  const flame = el('div', { class: 'flame-box', 'data-nodes': String(tree.nodes.length) }), timeline = el('div', { class: 'timeline-box' });
+  li.append(el('div', { class: 'run-view' }, flame, el('div', { class: 'muted' }, 'decisions by round (hover a mark for why)'), timeline));
+  AutoprofFlame.mount(flame, tree);
+  AutoprofFlame.timeline(timeline, tree);
 }
 $('#runs-reload').addEventListener('click', () => loadRuns().catch(() => {}));
 
