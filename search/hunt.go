@@ -105,6 +105,11 @@ type Config struct {
 
 	// Progress, if set, is called after every round.
 	Progress func(Progress)
+	// ProgressTree adds the tree and the decisions to every Progress
+	// (Progress.Nodes, Progress.Events), for a live view of the tree: an
+	// export of every node each round, which a hunt without a view does
+	// not pay.
+	ProgressTree bool
 	// OnRead, if set, is called right after each reading of the
 	// instruments: with (1, true) for the reading that opens the first
 	// round, then with (r, false) for the reading that ends round r and
@@ -132,13 +137,15 @@ type Progress struct {
 	// CPUs; -1 where it is not measured.
 	ControllerPct float64
 	Best          []Candidate
-	// Nodes is the calling-context tree as it stands after the round,
+	// Nodes is the calling-context tree as it stands after the round
+	// (with Config.ProgressTree),
 	// each node as Run.Nodes holds it but from its measured totals only
 	// (no estimates from samples yet, no per-round samples): a read-only
 	// snapshot for a live view of the tree growing.
 	Nodes []Node
 	// Events are the decisions taken since the previous Progress (the
-	// first one: since the hunt began), as Run.Trace will hold them.
+	// first one: since the hunt began), as Run.Trace will hold them
+	// (with Config.ProgressTree).
 	Events []Event
 }
 

@@ -21,6 +21,7 @@ func TestProgressTree(t *testing.T) {
 		var snaps [][]search.Node
 		var events []search.Event
 		run := hunt(t, k, func(c *search.Config) {
+			c.ProgressTree = true
 			c.Progress = func(p search.Progress) {
 				snaps = append(snaps, p.Nodes)
 				events = append(events, p.Events...)
@@ -47,6 +48,23 @@ func TestProgressTree(t *testing.T) {
 		}
 		if len(events) == 0 || len(events) > len(run.Trace) || !reflect.DeepEqual(events, run.Trace[:len(events)]) {
 			t.Errorf("progress events (%d) are not the start of the trace (%d)", len(events), len(run.Trace))
+		}
+	})
+	// Without ProgressTree, no snapshot is made.
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted(searchtest.Shapes[0], 1)
+		k.Start()
+		calls := 0
+		hunt(t, k, func(c *search.Config) {
+			c.Progress = func(p search.Progress) {
+				calls++
+				if p.Nodes != nil || p.Events != nil {
+					t.Errorf("round %d: a snapshot of %d nodes and %d events without ProgressTree", p.Round, len(p.Nodes), len(p.Events))
+				}
+			}
+		})
+		if calls == 0 {
+			t.Error("no progress call")
 		}
 	})
 }

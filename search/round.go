@@ -176,13 +176,15 @@ func (h *hunter) report() {
 	for _, n := range h.best(3) {
 		p.Best = append(p.Best, Candidate{Path: n.key, Excl: n.excl})
 	}
-	p.Nodes = make([]Node, len(h.nodes))
-	for i, n := range h.nodes {
-		p.Nodes[i] = h.export(n)
-		p.Nodes[i].Rounds = nil
+	if h.cfg.ProgressTree {
+		p.Nodes = make([]Node, len(h.nodes))
+		for i, n := range h.nodes {
+			p.Nodes[i] = h.export(n)
+			p.Nodes[i].Rounds = nil
+		}
+		p.Events = slices.Clone(h.run.Trace[h.progressed:])
+		h.progressed = len(h.run.Trace)
 	}
-	p.Events = slices.Clone(h.run.Trace[h.progressed:])
-	h.progressed = len(h.run.Trace)
 	h.cfg.Progress(p)
 }
 

@@ -186,6 +186,7 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 		x.armOrphan()
 	}
 	x.mu.Unlock()
+	o.ProgressTree = true
 	o.Progress = func(p search.Progress) {
 		h.mu.Lock()
 		h.rounds = append(h.rounds, progressOf(p))

@@ -60,7 +60,9 @@ type Options struct {
 	// function whose code runs elsewhere (splice.ReachWarning).
 	Warn     func(string)
 	Progress func(search.Progress)
-	OnRead   func(round int, opens bool) // see search.Config.OnRead
+	// ProgressTree: see search.Config.ProgressTree.
+	ProgressTree bool
+	OnRead       func(round int, opens bool) // see search.Config.OnRead
 }
 
 // Hunt hunts on the running kernel. Everything it opens is closed before
@@ -179,6 +181,7 @@ func Config(ctx context.Context, sess splice.Instruments, o Options) (search.Con
 		RawCosts:     o.RawCosts,
 		NoBlocks:     o.NoBlocks,
 		Progress:     o.Progress,
+		ProgressTree: o.ProgressTree,
 		OnRead:       o.OnRead,
 		Limitations:  limitations(sess, o.Target),
 	}
