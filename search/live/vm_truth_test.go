@@ -4,6 +4,7 @@ package live
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -21,6 +22,7 @@ import (
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/internal/testenv"
+	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/search/searchtest"
 )
@@ -285,12 +287,13 @@ func saveRun(t testing.TB, run *search.Run, name string) {
 	}
 	rel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	dir = filepath.Join(dir, "truth-"+strings.TrimSpace(string(rel)))
-	b, err := json.MarshalIndent(run, "", " ")
+	var b bytes.Buffer
+	err := reports.WriteJSON(&b, run) // NaN as null, as run.json holds it
 	if err == nil {
 		err = os.MkdirAll(dir, 0o755)
 	}
 	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, name+".json"), b, 0o644)
+		err = os.WriteFile(filepath.Join(dir, name+".json"), b.Bytes(), 0o644)
 	}
 	if err != nil {
 		t.Errorf("saving the run of %s: %v", name, err)
