@@ -384,8 +384,7 @@ func statusOf(err error) int {
 
 func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
 	var req startRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, fmt.Errorf("request: %w", err))
+	if !decodeRequest(w, r, &req) {
 		return
 	}
 	ex, err := s.exps.start(req)
@@ -486,8 +485,7 @@ type fileRequest struct {
 // under the name given, as JSON.
 func (s *Server) handleSave(w http.ResponseWriter, r *http.Request) {
 	var req fileRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, fmt.Errorf("request: %w", err))
+	if !decodeRequest(w, r, &req) {
 		return
 	}
 	path, err := s.path(req.Name)

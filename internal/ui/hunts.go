@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -291,10 +290,7 @@ func (x *experiments) huntViews() []huntView {
 
 func (s *Server) handleHunt(w http.ResponseWriter, r *http.Request) {
 	var req huntRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, fmt.Errorf("request: %w", err))
+	if !decodeRequest(w, r, &req) {
 		return
 	}
 	h, err := s.exps.startHunt(req)
