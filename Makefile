@@ -67,7 +67,9 @@ vmbench: build
 # prints the tables (about 40 minutes, the kernels at once). CI runs a
 # subset (TestVMTruth, TestVMRealTruth).
 truth: build
-	$(BIN)/vmtest test -timeout 90m -kernels $(KERNELS) -run '^$$' -bench 'BenchmarkVM(Real)?Truth$$' -benchtime 1x ./search/live
+	@rm -rf $(TRUTH_OUT)
+	$(BIN)/vmtest test -timeout 90m -kernels $(KERNELS) -out $(TRUTH_OUT) -run '^$$' -bench 'BenchmarkVM(Real)?Truth$$' -benchtime 1x ./search/live
+	@echo "=== every tree's run (nodes and decisions): $(TRUTH_OUT)/SERIES/truth-RELEASE/TREE.json"
 
 # test is everything CI runs.
 test: deps lint unit fuzz bench vmtest
@@ -91,6 +93,7 @@ check-generate: generate
 # instead of the default 2%.
 DEMO_KERNEL ?= 6.1
 DEMO_OUT    ?= autoprof-out/demo
+TRUTH_OUT   ?= autoprof-out/truth
 DEMO_CMD    ?= ./apload stat 24 1500000
 demo: deps build
 	@$(MAKE) -s -C internal/workload
