@@ -76,6 +76,18 @@ func nsPerOp(share float64, r search.RoundSample) (float64, bool) {
 	return share * r.TargetNs / float64(ops), true
 }
 
+// sideEstimate is one side's time per operation for a time metric: the
+// mean of its per-round values x where it has two or more (fromRounds),
+// else node i's estimate from stack samples; ok is false where it has
+// neither.
+func sideEstimate(run *search.Run, i int, metric string, x []float64) (e Estimate, fromRounds, ok bool) {
+	if e, ok := meanEstimate(x); ok {
+		return e, true, true
+	}
+	e, ok = samplesEstimate(run, i, metric)
+	return e, false, ok
+}
+
 // samplesEstimate is node i's time per operation for a time metric
 // ("excl", "incl", "oncpu", "offcpu") where it is an estimate from stack
 // samples (search.SourceSamples: a context no instrument measured round by
@@ -465,15 +477,8 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 		xb, xn := perRound(rb, v), perRound(rn, v)
 		// A side with no per-round times (a context of stack samples)
 		// stands as its estimate from samples.
-		eb, roundsB := meanEstimate(xb)
-		en, roundsN := meanEstimate(xn)
-		okB, okN := roundsB, roundsN
-		if !okB {
-			eb, okB = samplesEstimate(base, b, m.name)
-		}
-		if !okN {
-			en, okN = samplesEstimate(new, n, m.name)
-		}
+		eb, roundsB, okB := sideEstimate(base, b, m.name, xb)
+		en, roundsN, okN := sideEstimate(new, n, m.name, xn)
 		var mean float64
 		switch {
 		case okB && !roundsB:
