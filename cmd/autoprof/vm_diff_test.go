@@ -3,7 +3,6 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/testenv"
 	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
 )
@@ -83,16 +83,10 @@ func firstLines(s string, n int) string {
 // vmOut is where the runs go: under AUTOPROF_VM_OUT (brought back to the
 // host, for the cross-kernel comparison), by kernel release.
 func vmOut(t *testing.T) string {
-	base := os.Getenv("AUTOPROF_VM_OUT")
-	if base == "" {
-		base = t.TempDir()
+	if dir, ok := testenv.VMOut(t, "runs"); ok {
+		return dir
 	}
-	rel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	dir := filepath.Join(base, "runs-"+strings.TrimSpace(string(rel)))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return t.TempDir()
 }
 
 // workloadTime is how long each hunted workload runs without instruments.

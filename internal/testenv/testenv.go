@@ -4,8 +4,12 @@ package testenv
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
+	"testing"
+
+	"github.com/autoprof/autoprof/internal/kernel"
 )
 
 // NoAsyncPreempt re-executes the running test binary with the Go
@@ -26,4 +30,25 @@ func NoAsyncPreempt() error {
 	}
 	env := append(os.Environ(), "GODEBUG="+godebug+setting)
 	return syscall.Exec("/proc/self/exe", os.Args, env)
+}
+
+// VMOut returns the directory for files a test leaves for the host, by
+// kernel release: AUTOPROF_VM_OUT/PREFIX-RELEASE, made if missing
+// (vmtest test -out brings AUTOPROF_VM_OUT back). ok is false where
+// AUTOPROF_VM_OUT is not set (not in the test VM).
+func VMOut(tb testing.TB, prefix string) (dir string, ok bool) {
+	tb.Helper()
+	base := os.Getenv("AUTOPROF_VM_OUT")
+	if base == "" {
+		return "", false
+	}
+	rel, err := kernel.Release()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir = filepath.Join(base, prefix+"-"+rel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return dir, true
 }

@@ -281,17 +281,12 @@ func logTree(t testing.TB, run *search.Run) {
 // the host (AUTOPROF_VM_OUT; vmtest test -out): every node, withdrawn ones
 // included, and every decision, for reading a miss after the run.
 func saveRun(t testing.TB, run *search.Run, name string) {
-	dir := os.Getenv("AUTOPROF_VM_OUT")
-	if dir == "" {
+	dir, ok := testenv.VMOut(t, "truth")
+	if !ok {
 		return
 	}
-	rel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	dir = filepath.Join(dir, "truth-"+strings.TrimSpace(string(rel)))
 	var b bytes.Buffer
 	err := reports.WriteJSON(&b, run) // NaN as null, as run.json holds it
-	if err == nil {
-		err = os.MkdirAll(dir, 0o755)
-	}
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, name+".json"), b.Bytes(), 0o644)
 	}
