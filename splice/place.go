@@ -11,6 +11,7 @@ import (
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/splice/patch"
 )
 
 // Placement holds every rule that decides where an instrument may go. It
@@ -34,6 +35,8 @@ type Placement struct {
 	// noFunctions says why no function backend (fentry, kprobe) works
 	// here; nil where one does.
 	noFunctions error
+	// tcg is set on QEMU's emulator: see checkEmulator.
+	tcg bool
 }
 
 // ErrNoFunction says a spec names no function of the kernel's symbol
@@ -90,12 +93,15 @@ type PlacementSources struct {
 	// reasons), nil where one does: a refusal of the tracepoint backend
 	// says that it is the fallback, and why.
 	NoFunctions error
+	// TCG says the CPU is QEMU's emulator (features.QEMUTCG), where
+	// probes keep clear of the slab allocator's cmpxchg16b.
+	TCG bool
 }
 
 // NewPlacement builds the rules from a symbol table, a decoder of its
 // functions and the kernel's lists.
 func NewPlacement(syms *callgraph.Symbols, decode func(callgraph.Symbol) (*callgraph.Function, error), src PlacementSources) *Placement {
-	p := &Placement{syms: syms, decode: decode, syscalls: src.Syscalls, syscallsErr: src.SyscallsErr, noFunctions: src.NoFunctions}
+	p := &Placement{syms: syms, decode: decode, syscalls: src.Syscalls, syscallsErr: src.SyscallsErr, noFunctions: src.NoFunctions, tcg: src.TCG}
 	for _, s := range forbiddenSections {
 		a, okA := syms.Symbol(s.start)
 		b, okB := syms.Symbol(s.end)
@@ -119,7 +125,7 @@ func NewPlacement(syms *callgraph.Symbols, decode func(callgraph.Symbol) (*callg
 // livePlacement reads the rules of the running kernel; it mounts debugfs
 // and tracefs where they are missing, as perf and bpftool do.
 func livePlacement(g *callgraph.Graph, syscalls *SyscallTable, syscallsErr error) *Placement {
-	src := PlacementSources{Syscalls: syscalls, SyscallsErr: syscallsErr, NoFunctions: noFunctionBackend()}
+	src := PlacementSources{Syscalls: syscalls, SyscallsErr: syscallsErr, NoFunctions: noFunctionBackend(), TCG: features.QEMUTCG()}
 	if _, err := kernel.Debugfs.Ensure(); err != nil {
 		src.BlacklistErr = err
 	} else if f, err := os.Open(kernel.Debugfs.Path + "/kprobes/blacklist"); err != nil {
@@ -186,7 +192,9 @@ func (p *Placement) Check(backend string, spec instrument.Spec) error {
 	case "fentry":
 		err = p.checkFentry(spec, sym)
 	case "kprobe":
-		err = p.checkKprobe(spec, sym, addr)
+		if err = p.checkKprobe(spec, sym, addr); err == nil {
+			err = p.checkEmulator(spec, sym, uint32(spec.Offset))
+		}
 	}
 	if err != nil {
 		return err
@@ -251,6 +259,25 @@ func (p *Placement) checkKprobe(spec instrument.Spec, sym callgraph.Symbol, addr
 		return err
 	}
 	return p.checkTraceable(spec, sym)
+}
+
+// checkEmulator refuses, on QEMU's emulator, a probe at off in sym that
+// can start or meet the emulator's corruption of a cmpxchg16b's flags
+// (patch.TCGCmpxchg16bHazard): kprobes (int3, optprobe detours and
+// ftrace's regs caller all load RFLAGS back) and splices. Real CPUs have
+// no such rule.
+func (p *Placement) checkEmulator(spec instrument.Spec, sym callgraph.Symbol, off uint32) error {
+	if !p.tcg {
+		return nil
+	}
+	f, err := p.decode(sym)
+	if err != nil {
+		return fmt.Errorf("%s: %w: decoding %s: %w", spec, instrument.ErrUnsafe, sym.Name, err)
+	}
+	if at, ok := patch.TCGCmpxchg16bHazard(f, off); ok {
+		return refuse(spec, instrument.ErrUnsafe, "on QEMU's emulator (TCG), a probe at %s+%#x can corrupt the flags of the cmpxchg16b at +%#x (QEMU before 8.0 computes them from a stale record)", sym.Name, off, at)
+	}
+	return nil
 }
 
 // checkTailCallee applies the rules for return windows in sym, a function

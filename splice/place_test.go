@@ -241,3 +241,47 @@ func TestTailCalleeRules(t *testing.T) {
 		}
 	}
 }
+
+// TestPlacementEmulator: on QEMU's emulator a kprobe before the slab
+// fast path's cmpxchg16b is refused, with the reason; on a real CPU, and
+// at the function's entry, it is not.
+func TestPlacementEmulator(t *testing.T) {
+	syms, err := callgraph.ParseKallsyms(strings.NewReader(fixtureKallsyms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// vfs_read here: nop5 (ftrace); test %rax,%rax; jne .+0; mov
+	// %rax,%rbx; add $1,%rcx; cmpxchg16b %gs:(%rsi); ret.
+	code := []byte{0x0f, 0x1f, 0x44, 0x00, 0x00, 0x48, 0x85, 0xc0, 0x75, 0x00, 0x48, 0x89, 0xc3,
+		0x48, 0x83, 0xc1, 0x01, 0x65, 0x48, 0x0f, 0xc7, 0x0e, 0xc3}
+	decode := func(sym callgraph.Symbol) (*callgraph.Function, error) {
+		c := bytes.Repeat([]byte{0xcc}, int(sym.Size))
+		if sym.Name == "vfs_read" {
+			copy(c, code)
+		}
+		return callgraph.Decode(sym, c, syms)
+	}
+	for _, tcg := range []bool{false, true} {
+		p := NewPlacement(syms, decode, PlacementSources{
+			Blacklist: strings.NewReader(""),
+			Traceable: strings.NewReader(fixtureTraceable),
+			TCG:       tcg,
+		})
+		for _, c := range []struct {
+			spec    string
+			refused bool
+		}{{"vfs_read:entry", false}, {"vfs_read+0xa:entry", tcg}, {"vfs_read+0x16:entry", tcg}} {
+			spec, err := instrument.ParseSpec(c.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.Check("kprobe", spec)
+			if refused := err != nil; refused != c.refused {
+				t.Errorf("TCG %v: %s: %v, want refused %v", tcg, c.spec, err, c.refused)
+			}
+			if err != nil && (!errors.Is(err, instrument.ErrUnsafe) || !strings.Contains(err.Error(), "cmpxchg16b at +0x11")) {
+				t.Errorf("TCG %v: %s: %v, want an unsafe refusal naming the cmpxchg16b", tcg, c.spec, err)
+			}
+		}
+	}
+}

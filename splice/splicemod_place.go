@@ -264,5 +264,12 @@ func (c *spliceCatalogue) check(spec instrument.Spec) (*patch.Window, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
+	// Only a stub that gives the flags back runs popfq; the others leave
+	// the emulator's record alone (TestVMSpliceFlagsState).
+	if w.FlagsLive {
+		if err := c.place.checkEmulator(spec, w.Func, w.Off); err != nil {
+			return nil, err // w.Func: the window may lie in a .cold part
+		}
+	}
 	return w, nil
 }

@@ -7,7 +7,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
+
+	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/leakcheck"
@@ -79,7 +82,35 @@ func TestVMRefusals(t *testing.T) {
 		try("kprobe", sp)
 		nmid++
 	}
-	t.Logf("refused %d blacklist entries, %d functions in forbidden sections (x2 backends), %d mid-instruction offsets; %d in all", nbl, nsec, nmid, len(refused))
+	// The VM is QEMU's emulator: the instruction before the slab fast
+	// path's cmpxchg16b (live text, alternatives applied) is refused
+	// there, with the reason, and the function's entry is not.
+	ncx := 0
+	for _, name := range []string{"kmem_cache_alloc_noprof", "kmem_cache_alloc"} {
+		f, err := s.Graph().Function(name)
+		if err != nil {
+			continue
+		}
+		for i, in := range f.Insts {
+			if in.Op != x86asm.CMPXCHG16B || i == 0 {
+				continue
+			}
+			sp := instrument.Spec{Point: instrument.Point{Func: name, Offset: uint64(f.Insts[i-1].Off)}, Kind: instrument.Count}
+			err := s.place.Check("kprobe", sp)
+			if !errors.Is(err, instrument.ErrUnsafe) || !strings.Contains(err.Error(), "QEMU's emulator") {
+				t.Errorf("%s, before the cmpxchg16b at +%#x: %v; want refused on the emulator", sp, in.Off, err)
+			}
+			refused = append(refused, sp)
+			ncx++
+		}
+		if err := s.place.Check("kprobe", instrument.Spec{Point: instrument.Point{Func: name}, Kind: instrument.Count}); err != nil {
+			t.Errorf("%s's entry refused: %v", name, err)
+		}
+	}
+	if ncx == 0 {
+		t.Error("no cmpxchg16b in the live text of the slab allocator's fast path")
+	}
+	t.Logf("refused %d blacklist entries, %d functions in forbidden sections (x2 backends), %d mid-instruction offsets, %d before a cmpxchg16b; %d in all", nbl, nsec, nmid, ncx, len(refused))
 	if nbl < 100 || nsec < 50 || nmid < 50 {
 		t.Errorf("too few places tried: the lists were not read")
 	}

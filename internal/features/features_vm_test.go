@@ -31,3 +31,12 @@ func TestDebianKernel(t *testing.T) {
 		t.Errorf("system %+v: want lockdown none, BTF, visible kallsyms", s)
 	}
 }
+
+// TestQEMUTCGInVM: the test VM is QEMU's TCG (internal/vmtest boots it
+// with -accel tcg), so the probe must say so there.
+func TestQEMUTCGInVM(t *testing.T) {
+	if !QEMUTCG() {
+		_, b, c, d := cpuid(0x40000000, 0)
+		t.Fatalf("QEMUTCG is false in the TCG test VM; hypervisor leaf says %q", cpuidString(b, c, d))
+	}
+}
