@@ -1,0 +1,258 @@
+//go:build vm
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autoprof/autoprof/internal/features"
+	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/internal/ui"
+	"github.com/autoprof/autoprof/splice"
+)
+
+// uiPreads is how many preads of /dev/zero the helper makes.
+const uiPreads = 3000
+
+// TestVMUIBlockCounters is issue 18's check in the VM: instruments picked
+// from the control-flow graph that the GUI draws (/api/function's blocks
+// of __x64_sys_pread64: the entry's timer and block counters, as a click
+// on a block attaches them) run as an experiment started through the
+// GUI's API on a helper that makes exactly uiPreads preads and nothing
+// else pread does. The truth is the helper's loop: the entry counts
+// uiPreads calls, every block 0 or uiPreads (pread64 has no loop), some
+// block past the entry uiPreads. autoprof probe, given the same specs on
+// the same helper, must count the same.
+func TestVMUIBlockCounters(t *testing.T) {
+	featuretest.Require(t, features.HaveKprobe())
+	srv, err := ui.New(ui.Options{Dir: t.TempDir(), Orphaned: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Serve(ctx, l)
+	base := "http://" + l.Addr().String()
+	call := func(method, path string, body any, reply any) {
+		t.Helper()
+		var in bytes.Buffer
+		if body != nil {
+			json.NewEncoder(&in).Encode(body)
+		}
+		req, _ := http.NewRequest(method, base+path, &in)
+		req.Header.Set("X-Autoprof-Token", srv.Token())
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		out.ReadFrom(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: %s %s", method, path, resp.Status, out.String())
+		}
+		if reply != nil {
+			if err := json.Unmarshal(out.Bytes(), reply); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+		}
+	}
+
+	// The blocks as the GUI draws them, and the spec a click attaches.
+	const fn = "__x64_sys_pread64"
+	var listing struct {
+		Spec   string `json:"spec"`
+		Blocks []struct {
+			Start uint32 `json:"start"`
+		} `json:"blocks"`
+	}
+	call("GET", "/api/function?name="+fn, nil, &listing)
+	var specs []string
+	for _, b := range listing.Blocks {
+		spec := fmt.Sprintf("%s+%#x:entry", listing.Spec, b.Start)
+		if b.Start == 0 {
+			spec = listing.Spec + ":timer"
+		}
+		var verdict struct {
+			Backends map[string]string `json:"backends"`
+		}
+		call("GET", "/api/check?spec="+spec, nil, &verdict)
+		if verdict.Backends["kprobe"] == "" && len(specs) < 8 {
+			specs = append(specs, spec)
+		}
+	}
+	if len(specs) < 3 || !strings.HasSuffix(specs[0], ":timer") {
+		t.Fatalf("%s: %d blocks, kprobe takes %q: want the entry and two blocks more", fn, len(listing.Blocks), specs)
+	}
+
+	// Through the GUI: the experiment targets the helper, which starts
+	// its preads once the instruments are live.
+	helper := startPreadN(t)
+	var entries []map[string]string
+	for _, s := range specs {
+		entries = append(entries, map[string]string{"spec": s})
+	}
+	var started struct {
+		ID int `json:"id"`
+	}
+	call("POST", "/api/experiments", map[string]any{"backend": "kprobe", "experiment": map[string]any{
+		"interval": "200ms", "target": map[string]any{"pids": []int{helper.Process.Pid}}, "instruments": entries}}, &started)
+	var view struct {
+		ID       int                `json:"id"`
+		State    string             `json:"state"`
+		Error    string             `json:"error"`
+		Launched []string           `json:"launched"`
+		Summary  *splice.RunSummary `json:"summary"`
+	}
+	find := func() {
+		var views []json.RawMessage
+		call("GET", "/api/experiments", nil, &views)
+		for _, v := range views {
+			json.Unmarshal(v, &view)
+			if view.ID == started.ID {
+				return
+			}
+		}
+		t.Fatalf("experiment %d is not listed", started.ID)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if find(); len(view.Launched) == len(specs) || view.State != "running" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(view.Launched) != len(specs) {
+		t.Fatalf("experiment %s (%s): launched %q of %q", view.State, view.Error, view.Launched, specs)
+	}
+	helper.Process.Signal(syscall.SIGUSR1)
+	if err := helper.Wait(); err != nil {
+		t.Fatalf("the pread helper: %v", err)
+	}
+	for deadline := time.Now().Add(time.Minute); view.State == "running"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			call("POST", "/api/experiments/"+strconv.Itoa(started.ID)+"/stop", nil, nil)
+		}
+		find()
+	}
+	if view.Summary == nil {
+		t.Fatalf("experiment %s (%s): no summary", view.State, view.Error)
+	}
+	viaUI := callsBySpec(view.Summary)
+
+	// Through probe: the same specs, the same helper's work.
+	helper = startPreadN(t)
+	reaped := make(chan error, 1)
+	go func() {
+		// probe's instruments are kprobes: live once the kernel lists
+		// them all, then the helper may start.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			list, _ := os.ReadFile("/sys/kernel/debug/kprobes/list")
+			if strings.Count(string(list), " "+fn+"+") >= len(specs) {
+				break
+			}
+		}
+		helper.Process.Signal(syscall.SIGUSR1)
+		reaped <- helper.Wait() // probe ends once the helper is gone
+	}()
+	code, stdout, stderr := runCmd(append([]string{"probe", "--backend", "kprobe", "--pid", strconv.Itoa(helper.Process.Pid), "--duration", "0", "--interval", "200ms", "--json"}, specs...)...)
+	if err := <-reaped; err != nil {
+		t.Fatalf("the pread helper under probe: %v", err)
+	}
+	if code != 0 {
+		t.Fatalf("probe: exit %d: %s", code, stderr)
+	}
+	var sum probeSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("probe's summary: %v\n%s", err, stdout)
+	}
+	viaProbe := callsBySpec(&sum)
+
+	t.Logf("%d preads; GUI %v; probe %v", uiPreads, viaUI, viaProbe)
+	past := 0
+	for i, s := range specs {
+		ui, pr := viaUI[s], viaProbe[s]
+		if ui != pr {
+			t.Errorf("%s: the GUI's experiment counted %d, probe %d", s, ui, pr)
+		}
+		switch {
+		case i == 0 && ui != uiPreads:
+			t.Errorf("%s: %d calls, want %d", s, ui, uiPreads)
+		case ui != 0 && ui != uiPreads:
+			t.Errorf("%s: %d, want 0 or %d (the block runs once a pread or never)", s, ui, uiPreads)
+		case i > 0 && ui == uiPreads:
+			past++
+		}
+	}
+	if past == 0 {
+		t.Errorf("no block past the entry counted the preads: %v", viaUI)
+	}
+}
+
+func callsBySpec(sum *splice.RunSummary) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, s := range sum.Instruments {
+		m[s.Instrument] = s.Calls
+	}
+	return m
+}
+
+// startPreadN starts TestPreadNHelper, waiting for its SIGUSR1.
+func startPreadN(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPreadNHelper$")
+	cmd.Env = append(os.Environ(), "AUTOPROF_HELPER=preadn")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	ready := make([]byte, 6)
+	if _, err := out.Read(ready); err != nil || string(ready) != "ready\n" {
+		t.Fatalf("the pread helper did not start: %q %v", ready, err)
+	}
+	return cmd
+}
+
+// TestPreadNHelper opens /dev/zero, says "ready", waits for SIGUSR1,
+// makes uiPreads preads and exits.
+func TestPreadNHelper(t *testing.T) {
+	if os.Getenv("AUTOPROF_HELPER") != "preadn" {
+		return // a helper, run by TestVMUIBlockCounters: as a test, nothing to do (a pass, not a skip)
+	}
+	go1 := make(chan os.Signal, 1)
+	signal.Notify(go1, syscall.SIGUSR1)
+	fd, err := syscall.Open("/dev/zero", syscall.O_RDONLY, 0)
+	if err != nil {
+		os.Exit(3)
+	}
+	os.Stdout.WriteString("ready\n")
+	<-go1
+	buf := make([]byte, 64)
+	for i := 0; i < uiPreads; i++ {
+		if _, err := syscall.Pread(fd, buf, 0); err != nil {
+			os.Exit(4)
+		}
+	}
+	os.Exit(0)
+}
