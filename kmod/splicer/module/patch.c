@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * patch.c - instrument ids, trampoline slots, and splicing jumps in and
- * out of live kernel text, in the phases of optprobes
+ * patch.c - trampoline slots, and splicing jumps in and out of live
+ * kernel text (instrument ids are inst.c's), in the phases of optprobes
  * (arch/x86/kernel/kprobes/opt.c: prepare, optimize, unoptimize).
  *
  * In (ap_insert):
@@ -57,26 +57,11 @@ static struct ap_site ap_sites[AP_POOL_SLOTS];
 static unsigned long ap_int3_addr[AP_POOL_SLOTS];	/* redirected sites, by slot */
 static atomic_t ap_int3_n;
 
-u64 __percpu *ap_fast;				/* [AP_FAST_SLOTS] */
-static u32 ap_fast_owner[AP_FAST_SLOTS];	/* instrument id, 0 when free */
-static u32 ap_free_fast = AP_FAST_SLOTS;
-
-static u16 *ap_inc;		/* incarnation of each instrument slot */
-static u32 ap_free_insts, ap_next_inst;
-
-/* What AP_IOC_READ says of an instrument whose slot was reused. */
-struct ap_retired {
-	u64 fast;
-	u32 state, kind;
-};
-static DEFINE_XARRAY(ap_retired);
-
 /*
- * Trampoline slots and instrument slots withdrawn but maybe still used by
- * a task preempted in a trampoline: reclaimed after RCU-tasks.
+ * Trampoline slots withdrawn but maybe still used by a task preempted in a
+ * trampoline: reclaimed after RCU-tasks (instrument slots likewise, inst.c).
  */
 static unsigned long ap_pending[BITS_TO_LONGS(AP_POOL_SLOTS)];
-static unsigned long *ap_inst_pending;
 static DEFINE_MUTEX(ap_reclaim_lock);
 static void ap_reclaim_fn(struct work_struct *w);
 static DECLARE_WORK(ap_reclaim_work, ap_reclaim_fn);
@@ -197,173 +182,6 @@ static void ap_mark_broken(struct ap_site *s)
 static bool ap_changed(const struct ap_site *s)
 {
 	return memcmp((void *)s->addr, s->live, s->len);
-}
-
-/* Instrument ids. */
-
-/* ap_new_inst gives request r a fresh id (one is free: ap_claim_insts counted). */
-static u32 ap_new_inst(const struct ap_inst_req *r)
-{
-	struct ap_inst *in;
-	u32 slot = ap_next_inst, i;
-
-	do {
-		slot = slot + 1 < ap_max_insts ? slot + 1 : 1;
-	} while (ap_insts[slot].id || test_bit(slot, ap_inst_pending));
-	ap_next_inst = slot;
-	ap_free_insts--;
-	in = &ap_insts[slot];
-	in->kind = r->kind;
-	in->state = AP_FREE;
-	in->fast = AP_NONE;
-	in->npids = r->npids;
-	memcpy(in->pids, r->pids, sizeof(in->pids));
-	if (r->kind == AP_COUNT && r->npids <= 1) {
-		for (i = 0; ap_fast_owner[i]; i++)
-			;
-		in->fast = i;
-		ap_free_fast--;
-	}
-	WRITE_ONCE(in->id, slot | (u32)ap_inc[slot] << AP_ID_SLOT_BITS);
-	if (in->fast != AP_NONE)
-		ap_fast_owner[in->fast] = in->id;
-	return in->id;
-}
-
-/* ap_fast_count returns the fast-path counts of instrument in. */
-static u64 ap_fast_count(const struct ap_inst *in)
-{
-	u64 sum = 0;
-	int cpu;
-
-	if (in->fast != AP_NONE && ap_fast_owner[in->fast] == in->id)
-		for_each_possible_cpu(cpu)
-			sum += *per_cpu_ptr(ap_fast + in->fast, cpu);
-	return sum;
-}
-
-/*
- * ap_free_inst frees the slot of an instrument nothing can run any more:
- * never published, or withdrawn and past RCU-tasks. Where it was live,
- * what AP_IOC_READ says of it is kept by its id; false when there is no
- * memory for that (the slot stays pending).
- */
-static bool ap_free_inst(u32 slot, bool published)
-{
-	struct ap_inst *in = &ap_insts[slot];
-	struct ap_retired *r;
-	int cpu;
-
-	if (published) {
-		r = kmalloc(sizeof(*r), GFP_KERNEL);
-		if (!r)
-			return false;
-		r->fast = ap_fast_count(in);
-		r->state = in->state;
-		r->kind = in->kind;
-		if (xa_is_err(xa_store(&ap_retired, in->id, r, GFP_KERNEL))) {
-			kfree(r);
-			return false;
-		}
-	}
-	if (in->fast != AP_NONE) {
-		for_each_possible_cpu(cpu)
-			*per_cpu_ptr(ap_fast + in->fast, cpu) = 0;
-		ap_fast_owner[in->fast] = 0;
-		ap_free_fast++;
-	}
-	WRITE_ONCE(in->id, 0);
-	ap_inc[slot]++;
-	ap_free_insts++;
-	return true;
-}
-
-/* ap_retire_inst withdraws a live instrument: its slot is reclaimed after RCU-tasks. */
-static void ap_retire_inst(u32 id, u32 state)
-{
-	struct ap_inst *in = ap_inst_of(id);
-
-	if (!in || in->state == AP_BROKEN)
-		return;
-	WRITE_ONCE(in->state, state);
-	set_bit(ap_id_slot(id), ap_inst_pending);
-}
-
-/* ap_read_inst fills in what AP_IOC_READ says of instrument r->id. */
-void ap_read_inst(struct ap_inst_read *r)
-{
-	struct ap_inst *in = ap_inst_of(r->id);
-	struct ap_retired *old;
-
-	r->pad = 0;
-	if (in) {
-		r->state = in->state;
-		r->kind = in->kind;
-		r->fast = ap_fast_count(in);
-	} else if ((old = xa_load(&ap_retired, r->id))) {
-		r->state = old->state;
-		r->kind = old->kind;
-		r->fast = old->fast;
-	} else {
-		r->state = AP_FREE;
-		r->kind = 0;
-		r->fast = 0;
-	}
-}
-
-/*
- * ap_claim_insts checks the instruments of sp, then gives the new ones
- * ids (and counters their fast slots): every id in the request must be one
- * the replaced site (old) holds, of the same kind, and appear once, before
- * anything is claimed. fresh gets a bit for each instrument claimed here.
- */
-static int ap_claim_insts(struct ap_splice *sp, const struct ap_site *old, u32 *fresh)
-{
-	u32 i, j, nfresh = 0, nfast = 0;
-
-	*fresh = 0;
-	for (i = 0; i < sp->ninst; i++) {
-		const struct ap_inst_req *r = &sp->insts[i];
-		const struct ap_inst *in;
-
-		if (r->kind < AP_COUNT || r->kind > AP_TIMER || r->npids > AP_MAX_PIDS)
-			return -EINVAL;
-		if (!r->id) {
-			nfresh++;
-			nfast += r->kind == AP_COUNT && r->npids <= 1;
-			continue;
-		}
-		for (j = 0; old && j < old->ninst && old->ids[j] != r->id; j++)
-			;
-		in = ap_inst_of(r->id);
-		if (!old || j == old->ninst || !in || in->kind != r->kind || in->state != AP_LIVE)
-			return -EINVAL;
-		for (j = 0; j < i; j++)
-			if (sp->insts[j].id == r->id)
-				return -EINVAL;
-	}
-	if (nfresh > ap_free_insts || nfast > ap_free_fast)
-		return -ENOSPC;
-	for (i = 0; i < sp->ninst; i++) {
-		if (!sp->insts[i].id) {
-			sp->insts[i].id = ap_new_inst(&sp->insts[i]);
-			*fresh |= BIT(i);
-		}
-	}
-	return 0;
-}
-
-/* ap_unclaim frees the ids ap_claim_insts gave that were never published. */
-static void ap_unclaim(struct ap_splice *sp, u32 fresh)
-{
-	u32 i;
-
-	for (i = 0; i < sp->ninst; i++) {
-		if (fresh & BIT(i)) {
-			ap_free_inst(ap_id_slot(sp->insts[i].id), false);
-			sp->insts[i].id = 0;
-		}
-	}
 }
 
 /* ap_validate refuses a malformed request before anything is looked up. */
@@ -880,7 +698,7 @@ static void ap_reclaim_fn(struct work_struct *w)
 	mutex_lock(&ap_reclaim_lock);
 	mutex_lock(&ap_lock);
 	bitmap_copy(slots, ap_pending, AP_POOL_SLOTS);
-	bitmap_copy(insts, ap_inst_pending, ap_max_insts);
+	ap_insts_pending(insts);
 	mutex_unlock(&ap_lock);
 	if (bitmap_empty(slots, AP_POOL_SLOTS) && bitmap_empty(insts, ap_max_insts))
 		goto out;
@@ -889,9 +707,7 @@ static void ap_reclaim_fn(struct work_struct *w)
 	mutex_lock(&ap_lock);
 	for_each_set_bit(i, slots, AP_POOL_SLOTS)
 		clear_bit(i, ap_pending);
-	for_each_set_bit(i, insts, ap_max_insts)
-		if (ap_free_inst(i, true))
-			clear_bit(i, ap_inst_pending);
+	ap_insts_reclaim(insts);
 	mutex_unlock(&ap_lock);
 out:
 	mutex_unlock(&ap_reclaim_lock);
@@ -905,7 +721,7 @@ bool ap_short(u32 n)
 
 	for (i = 0; i < AP_POOL_SLOTS; i++)
 		slots += ap_sites[i].state == AP_S_FREE && !test_bit(i, ap_pending);
-	return slots < n || ap_free_insts < n || ap_free_fast < n;
+	return slots < n || ap_insts_short(n);
 }
 
 /* ap_reclaim_flush waits until every withdrawn slot is free again. */
@@ -942,22 +758,6 @@ int ap_reclaim_wait(u32 n)
 }
 
 /*
- * ap_reset_insts forgets a finished session's instruments. Their slots
- * are free (ap_reclaim_flush ran) but for those of broken sites, which
- * stay as they are; incarnations go on, so that no id of the new session
- * equals an old one.
- */
-void ap_reset_insts(void)
-{
-	struct ap_retired *r;
-	unsigned long id;
-
-	xa_for_each(&ap_retired, id, r)
-		kfree(r);
-	xa_destroy(&ap_retired);
-}
-
-/*
  * ap_synthesize_clac turns the stubs' nops into CLAC and STAC under SMAP
  * (stubs.S), as optprobes' synthesize_clac does; without SMAP both are
  * undefined instructions, and AC gates nothing in the kernel.
@@ -985,13 +785,9 @@ int ap_patch_init(void)
 {
 	int err = -ENOMEM;
 
-	ap_fast = __alloc_percpu(AP_FAST_SLOTS * sizeof(u64), PAGE_SIZE);
-	ap_inc = vzalloc(array_size(ap_max_insts, sizeof(*ap_inc)));
-	ap_inst_pending = bitmap_zalloc(ap_max_insts, GFP_KERNEL);
 	ap_wq = alloc_workqueue("autoprof_splice", WQ_UNBOUND, 0);
-	if (!ap_fast || !ap_inc || !ap_inst_pending || !ap_wq)
+	if (ap_insts_init() || !ap_wq)
 		goto fail;
-	ap_free_insts = ap_max_insts - 1;	/* slot 0 is no instrument */
 	ap_synthesize_clac();
 	err = register_die_notifier(&ap_int3_nb);
 	if (!err)
@@ -999,9 +795,7 @@ int ap_patch_init(void)
 fail:
 	if (ap_wq)
 		destroy_workqueue(ap_wq);
-	bitmap_free(ap_inst_pending);
-	vfree(ap_inc);
-	free_percpu(ap_fast);
+	ap_insts_exit();
 	return err;
 }
 
@@ -1015,8 +809,5 @@ void ap_patch_exit(void)
 		if (ap_sites[i].state != AP_S_FREE)
 			pr_err("%pS still spliced at unload\n", (void *)ap_sites[i].addr);
 	unregister_die_notifier(&ap_int3_nb);
-	ap_reset_insts();
-	bitmap_free(ap_inst_pending);
-	vfree(ap_inc);
-	free_percpu(ap_fast);
+	ap_insts_exit();
 }

@@ -181,10 +181,21 @@ bool ap_broken(void);
 void ap_reclaim_flush(void);
 int ap_reclaim_wait(u32 n);
 bool ap_short(u32 n);
-void ap_read_inst(struct ap_inst_read *r);
-void ap_reset_insts(void);
 struct ap_site *ap_site_of(unsigned long addr);
 struct ap_site *ap_site_of_slot(u32 slot);
+
+/* inst.c */
+int ap_insts_init(void);
+void ap_insts_exit(void);
+int ap_claim_insts(struct ap_splice *sp, const struct ap_site *old, u32 *fresh);
+void ap_unclaim(struct ap_splice *sp, u32 fresh);
+void ap_retire_inst(u32 id, u32 state);
+bool ap_free_inst(u32 slot, bool published);
+void ap_read_inst(struct ap_inst_read *r);
+void ap_reset_insts(void);
+bool ap_insts_short(u32 n);
+void ap_insts_pending(unsigned long *dst);
+void ap_insts_reclaim(const unsigned long *done);
 
 /* measure.c */
 void ap_enter(u32 id, unsigned long *slot);
