@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -85,7 +86,7 @@ func TestVMUIBlockCounters(t *testing.T) {
 			Start uint32 `json:"start"`
 		} `json:"blocks"`
 	}
-	call("GET", "/api/function?name="+fn, nil, &listing)
+	call("GET", "/api/function?name="+url.QueryEscape(fn), nil, &listing)
 	var specs, refused []string
 	for _, b := range listing.Blocks {
 		spec := fmt.Sprintf("%s+%#x:entry", listing.Spec, b.Start)
@@ -95,7 +96,7 @@ func TestVMUIBlockCounters(t *testing.T) {
 		var verdict struct {
 			Backends map[string]string `json:"backends"`
 		}
-		call("GET", "/api/check?spec="+spec, nil, &verdict)
+		call("GET", "/api/check?spec="+url.QueryEscape(spec), nil, &verdict)
 		if why := verdict.Backends["kprobe"]; why != "" {
 			refused = append(refused, why)
 		} else if len(specs) < 8 {
