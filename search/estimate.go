@@ -277,13 +277,53 @@ func (h *hunter) inclusive(n *node) *est {
 			share = h.burstShare(n)
 		}
 	}
-	xs := make([]float64, len(n.rounds))
-	for i, r := range n.rounds {
+	rs := steadyRounds(n.rounds)
+	xs := make([]float64, len(rs))
+	for i, r := range rs {
 		xs[i] = share(r)
 	}
 	e.incl = NewInterval(xs, h.cfg.Confidence)
 	e.inclOff = offShare(n.all.inclOff, n.all.targetNs)
 	return e
+}
+
+// disturbedRatio is how many times its median time per operation the
+// target takes in a round that steadyRounds leaves out.
+const disturbedRatio = 2
+
+// steadyRounds returns rs without the rounds in which the target took
+// more than disturbedRatio times its median time per operation over rs
+// (rounds of three operations or more, where rs has three such rounds or
+// more): a stall that was not the target's doing (the kernel optimizing
+// the kprobes inserted a round before, under QEMU a few hundred ms of
+// text patching) is charged to whatever the target was running, and one
+// such round in a withdrawn node's few moves its estimate by points (the
+// 6.12 truth benchmark's gt19: a round at 28.5 ms per write against 8.5,
+// in which the sleeping function's share fell to 12% from 40%, and the
+// cheap loop beside it came first).
+func steadyRounds(rs []RoundSample) []RoundSample {
+	var per []float64
+	for _, r := range rs {
+		if r.TargetOps >= 3 && r.TargetNs > 0 {
+			per = append(per, r.TargetNs/float64(r.TargetOps))
+		}
+	}
+	if len(per) < 3 {
+		return rs
+	}
+	sort.Float64s(per)
+	median := per[len(per)/2]
+	if len(per)%2 == 0 {
+		median = (per[len(per)/2-1] + per[len(per)/2]) / 2
+	}
+	out := make([]RoundSample, 0, len(rs))
+	for _, r := range rs {
+		if r.TargetOps >= 3 && r.TargetNs > 0 && r.TargetNs/float64(r.TargetOps) > disturbedRatio*median {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // minEstimateSamples is how many stack samples an estimate from samples

@@ -2,6 +2,7 @@ package search
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/autoprof/autoprof/internal/instrument"
@@ -46,5 +47,41 @@ func TestFitOlder(t *testing.T) {
 				t.Errorf("window child %.3f, want it as measured, %.3f", got, c.windowKid)
 			}
 		})
+	}
+}
+
+// TestSteadyRounds: a withdrawn node's estimate leaves out the rounds in
+// which the target took more than twice its median time per operation.
+// The rounds are the 6.12 truth benchmark's gt19_f17 (a 3 ms sleep, 38% of
+// a write), rounds 1 to 7: in round 5 the target took 28.5 ms per write
+// against 8.5, a stall charged to the CPU loop beside it, and the sleep's
+// share fell to 12%; with it, the sleep's estimate (33.9%) came second to
+// the loop's (36.7%).
+func TestSteadyRounds(t *testing.T) {
+	ms := func(x float64) float64 { return x * 1e6 }
+	rs := []RoundSample{
+		{Round: 1, TargetOps: 18, TargetNs: ms(212), InclShare: 0.291},
+		{Round: 2, TargetOps: 77, TargetNs: ms(642), InclShare: 0.41},
+		{Round: 3, TargetOps: 31, TargetNs: ms(252), InclShare: 0.43},
+		{Round: 4, TargetOps: 145, TargetNs: ms(1581), InclShare: 0.334},
+		{Round: 5, TargetOps: 32, TargetNs: ms(912), InclShare: 0.124},
+		{Round: 6, TargetOps: 45, TargetNs: ms(390), InclShare: 0.388},
+		{Round: 7, TargetOps: 39, TargetNs: ms(339), InclShare: 0.398},
+	}
+	var got []int
+	for _, r := range steadyRounds(rs) {
+		got = append(got, r.Round)
+	}
+	if want := []int{1, 2, 3, 4, 6, 7}; !slices.Equal(got, want) {
+		t.Errorf("steady rounds %v, want %v", got, want)
+	}
+	h := &hunter{cfg: Config{Confidence: DefaultConfidence, MinRounds: DefaultMinRounds}}
+	n := &node{path: instrument.Path{{Func: "gt19_f17"}}, state: StateWithdrawn, why: whyBudget, rounds: rs}
+	if e := h.inclusive(n); e.incl.Mean <= 0.367 || e.incl.N != 6 {
+		t.Errorf("estimate %.3f over %d rounds, want above the loop's 0.367 over the 6 steady rounds", e.incl.Mean, e.incl.N)
+	}
+	few := rs[3:5] // two rounds: no median to tell by
+	if got := steadyRounds(few); len(got) != 2 {
+		t.Errorf("%d of 2 rounds kept, want both", len(got))
 	}
 }

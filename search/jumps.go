@@ -74,22 +74,35 @@ func (j *jumps) leaves(caller, callee string) bool {
 
 // jumpEdge reports whether, in a path A;B;C, B reaches C by a jump: the
 // samples show C right below A, where B's frame would be, and never below
-// B, and B has no call site of C that would leave its frame (j from
-// jumpsOf; false where j is nil).
+// B, and the static graph lets B jump to C (see mayJump) (j from jumpsOf;
+// false where j is nil).
 func (h *hunter) jumpEdge(j *jumps, a, b, c string) bool {
 	if j == nil || a == "" || b == c || a == b || !j.adjacent[[2]string{a, c}] || !j.leaves(b, c) {
 		return false
 	}
+	return h.mayJump(b, c)
+}
+
+// mayJump reports whether the static graph lets b reach c by a jump: c
+// is a callee b reaches other than by a call (a tail jump, a .cold
+// part's), or b has indirect sites (ops->store reached by a jmp through
+// a thunk), or the graph knows nothing of b (an error, or no callee and
+// no indirect site at all: a jump it did not decode). Where b only calls
+// its callees, and c is not among them, b does not reach c at all: a
+// context A;B;C then is a shadow stack's glitch (B's return lost as its
+// timer was withdrawn mid-call), and the samples of A;C are not its.
+func (h *hunter) mayJump(b, c string) bool {
 	g := h.graphOf(b)
 	if g.err != nil {
 		return true
 	}
 	for _, s := range g.callees.Sites {
 		if s.Func == c {
-			return false
+			return false // a call: it leaves b's frame
 		}
 	}
-	return true
+	unknown := len(g.callees.Funcs) == 0 && len(g.callees.Sites) == 0 && len(g.callees.Indirect) == 0
+	return unknown || g.callees.Elsewhere[c] || len(g.callees.Indirect) > 0
 }
 
 // jumpsOf returns the jumps of the hunt's samples; nil where it has none.

@@ -128,7 +128,12 @@ func (h *hunter) record(n *node, d float64, elapsed time.Duration, ops uint64) {
 }
 
 // absorbTargets records the indirect-call targets seen under each context
-// and returns the calls each target recorder saw.
+// and returns the calls each target recorder saw. A target is a callee of
+// the site's own function: a reading whose context does not end in that
+// function (its timer withdrawn in the round, the recorder still live)
+// names no callee of the context's node (the 6.12 truth benchmark's
+// gt20: vfs_write's target kernfs_fop_write_iter was planned under
+// ksys_write, and the tree measured the same calls twice, on two paths).
 func (h *hunter) absorbTargets(ts []instrument.TargetReading) map[string]uint64 {
 	calls := map[string]uint64{}
 	for _, t := range ts {
@@ -138,7 +143,7 @@ func (h *hunter) absorbTargets(ts []instrument.TargetReading) map[string]uint64 
 		site := t.Path[len(t.Path)-1]
 		calls[instrument.Spec{Point: site, Kind: instrument.Targets}.String()] += t.Calls
 		n := h.byKey[t.Path[:len(t.Path)-1].String()]
-		if n == nil || t.Func == "" {
+		if n == nil || t.Func == "" || n.fn() != site.Func {
 			continue
 		}
 		if n.targets == nil {
