@@ -3,6 +3,7 @@ package splice
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -23,10 +24,14 @@ import (
 //	    launch: 5s                  # after the start (default 0)
 //	    splashdown: 20s             # withdrawn then (default: the end)
 type Experiment struct {
-	Duration    Duration          `json:"duration"`
-	Interval    Duration          `json:"interval"`
-	Target      ExperimentTarget  `json:"target"`
-	Instruments []ExperimentEntry `json:"instruments"`
+	Duration Duration `json:"duration"`
+	Interval Duration `json:"interval"`
+	// MaxOverheadPct ends the experiment once its instruments cost more
+	// than this share of the CPUs over an interval (Run.MaxOverheadPct);
+	// 0 for no bound.
+	MaxOverheadPct float64           `json:"max_overhead_pct,omitempty"`
+	Target         ExperimentTarget  `json:"target"`
+	Instruments    []ExperimentEntry `json:"instruments"`
 }
 
 // ExperimentTarget is Target in the file.
@@ -92,6 +97,9 @@ func ParseExperiment(data []byte) (*Experiment, []Planned, error) {
 	}
 	if e.Duration < 0 || e.Interval < 0 {
 		return nil, nil, fmt.Errorf("experiment: negative duration or interval")
+	}
+	if e.MaxOverheadPct < 0 || e.MaxOverheadPct > 100 || math.IsNaN(e.MaxOverheadPct) {
+		return nil, nil, fmt.Errorf("experiment: max_overhead_pct %v: want a percentage of the CPUs, 0 for no bound", e.MaxOverheadPct)
 	}
 	if len(e.Instruments) == 0 {
 		return nil, nil, fmt.Errorf("experiment: no instruments")

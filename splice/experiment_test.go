@@ -49,6 +49,7 @@ func TestParseExperimentErrors(t *testing.T) {
 		`{"duration": "1s", "instruments": [{"spec": "f", "launch": "2s"}]}`:          "within the duration",
 		`{"instruments": [{"spec": "f", "launch": "soon"}]}`:                          "duration",
 		`: : :`: "experiment",
+		`{"max_overhead_pct": -3, "instruments": [{"spec": "f"}]}`: "max_overhead_pct -3",
 	} {
 		_, _, err := ParseExperiment([]byte(doc))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/autoprof/autoprof/internal/instrument"
@@ -34,6 +35,9 @@ type RunSummary struct {
 	// Warnings name the instruments that may count nothing (no call
 	// reaches their function) or counted nothing all through the run.
 	Warnings []string `json:"warnings,omitempty"`
+	// Stopped says why the run ended before its time: its instruments
+	// cost more than Run.MaxOverheadPct. "" where it ran its course.
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // Run is one run of an experiment (GILK's manual mode): its instruments
@@ -59,6 +63,20 @@ type Run struct {
 	Each func(el time.Duration, at time.Time, interval time.Duration, sums []Summary) error
 	// Notes, if set, returns the summary's warnings of the totals.
 	Notes func(launched []string, total []Summary) []string
+	// MaxOverheadPct, when positive, ends the run (every instrument
+	// withdrawn, the outputs written) after an interval in which the
+	// instruments' own run time, as the kernel measured it
+	// (Instruments.Overhead), was over this percentage of all CPUs. A
+	// session that measures no run time is not bounded.
+	MaxOverheadPct float64
+	// CPUs is the number of CPUs the percentage is of
+	// (runtime.NumCPU() where 0).
+	CPUs int
+}
+
+// overheadMeter is the part of Instruments that MaxOverheadPct reads.
+type overheadMeter interface {
+	Overhead() (Overhead, error)
 }
 
 // IdleNotes are a run summary's warnings: every instrument that counted
@@ -118,8 +136,10 @@ func (run *Run) Do(ctx context.Context, s instrument.Instrumenter) (*RunSummary,
 		run.Started()
 	}
 	prev := first
+	bound := run.overheadBound(s)
 	tick := time.NewTicker(run.Interval)
 	defer tick.Stop()
+	stopped := ""
 	for done := false; !done; {
 		if run.Waiting != nil {
 			run.Waiting(sched.Launched())
@@ -155,12 +175,15 @@ func (run *Run) Do(ctx context.Context, s instrument.Instrumenter) (*RunSummary,
 				return nil, err
 			}
 		}
+		if why := bound(interval); why != "" && stopped == "" {
+			stopped, done = why, true
+		}
 	}
 	if err := out.commit(); err != nil {
 		return nil, err
 	}
 	total := WithIdle(Summarize(prev.Sub(first), prev.At.Sub(start)), sched.Launched())
-	sum := &RunSummary{DurationS: prev.At.Sub(start).Seconds(), Instruments: total, Misses: prev.Misses}
+	sum := &RunSummary{DurationS: prev.At.Sub(start).Seconds(), Instruments: total, Misses: prev.Misses, Stopped: stopped}
 	if run.Notes != nil {
 		sum.Warnings = run.Notes(sched.Launched(), total)
 	}
@@ -170,6 +193,36 @@ func (run *Run) Do(ctx context.Context, s instrument.Instrumenter) (*RunSummary,
 		}
 	}
 	return sum, nil
+}
+
+// overheadBound returns the check of MaxOverheadPct: given an interval's
+// length, why the run must stop, or "".
+func (run *Run) overheadBound(s instrument.Instrumenter) func(time.Duration) string {
+	m, ok := s.(overheadMeter)
+	if run.MaxOverheadPct <= 0 || !ok {
+		return func(time.Duration) string { return "" }
+	}
+	cpus := run.CPUs
+	if cpus <= 0 {
+		cpus = runtime.NumCPU()
+	}
+	last, err := m.Overhead()
+	if err != nil || !last.Enabled {
+		return func(time.Duration) string { return "" }
+	}
+	return func(interval time.Duration) string {
+		o, err := m.Overhead()
+		if err != nil || !o.Enabled || interval <= 0 {
+			return ""
+		}
+		pct := 100 * float64(o.RunNs-last.RunNs) / (float64(interval) * float64(cpus))
+		last = o
+		if pct <= run.MaxOverheadPct {
+			return ""
+		}
+		return fmt.Sprintf("the instruments cost %.3g%% of the CPUs over %v, more than the overhead budget of %.3g%%: every instrument was withdrawn",
+			pct, interval.Round(time.Millisecond), run.MaxOverheadPct)
+	}
 }
 
 // writeSummary writes summary.json beside the series, renamed into place.

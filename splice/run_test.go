@@ -100,3 +100,63 @@ func TestRunCancelled(t *testing.T) {
 		}
 	})
 }
+
+// costlyInstrumenter is a clockInstrumenter whose instruments cost
+// cpuFrac of all cpus CPUs from the time the run asks for it after
+// costFrom: the kernel's run-time statistics, as Overhead reads them.
+type costlyInstrumenter struct {
+	clockInstrumenter
+	start    time.Time
+	costFrom time.Duration
+	cpuFrac  float64
+	cpus     int
+}
+
+func (c *costlyInstrumenter) Overhead() (Overhead, error) {
+	el := time.Since(c.start) - c.costFrom
+	if el < 0 {
+		return Overhead{Enabled: true}, nil
+	}
+	return Overhead{Enabled: true, RunNs: uint64(c.cpuFrac * float64(c.cpus) * float64(el))}, nil
+}
+
+// TestRunOverheadBound: an experiment whose instruments start to cost 30%
+// of the CPUs at 2 s, under a 10% bound, ends after the interval that
+// measured it, everything withdrawn, the outputs written, and the summary
+// says why; under a 50% bound it runs its course.
+func TestRunOverheadBound(t *testing.T) {
+	for _, c := range []struct {
+		max  float64
+		stop bool
+	}{{10, true}, {50, false}, {0, false}} {
+		synctest.Test(t, func(t *testing.T) {
+			dir := t.TempDir()
+			l := &costlyInstrumenter{start: time.Now(), costFrom: 2 * time.Second, cpuFrac: 0.3, cpus: 4}
+			run := &Run{Plan: []Planned{{Spec: instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer}}},
+				Duration: 6 * time.Second, Interval: time.Second, Out: dir, MaxOverheadPct: c.max, CPUs: l.cpus}
+			sum, err := run.Do(context.Background(), l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(l.log, []string{"+vfs_read:timer", "-vfs_read:timer"}) {
+				t.Errorf("bound %v%%: log %q", c.max, l.log)
+			}
+			stopped := sum.Stopped != ""
+			if want := 6.0; c.stop {
+				want = 3
+				if !strings.Contains(sum.Stopped, "30% of the CPUs") || !strings.Contains(sum.Stopped, "budget of 10%") {
+					t.Errorf("bound %v%%: stopped %q", c.max, sum.Stopped)
+				}
+			} else if stopped || sum.DurationS != want {
+				t.Errorf("bound %v%%: stopped %q after %vs, want the whole %vs", c.max, sum.Stopped, sum.DurationS, want)
+			}
+			if c.stop && sum.DurationS != 3 {
+				t.Errorf("bound %v%%: ran %vs, want 3s (the interval that measured 30%%)", c.max, sum.DurationS)
+			}
+			var saved RunSummary
+			if data, err := os.ReadFile(filepath.Join(dir, SummaryFile)); err != nil || json.Unmarshal(data, &saved) != nil || saved.Stopped != sum.Stopped {
+				t.Errorf("bound %v%%: %s: %v %+v", c.max, SummaryFile, err, saved)
+			}
+		})
+	}
+}

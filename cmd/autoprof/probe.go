@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,6 +30,9 @@ type probeConfig struct {
 	json     bool
 	plan     []splice.Planned
 	cpuprof  string // --cpuprofile
+	// maxOverhead is --max-overhead (or the experiment's
+	// max_overhead_pct): splice.Run.MaxOverheadPct.
+	maxOverhead float64
 }
 
 // The files probe -o writes.
@@ -78,6 +82,7 @@ func parseProbe(args []string) (*probeConfig, error) {
 	tf := addTargetFlags(fs)
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to measure (0: until interrupted, or until the --pid processes exit)")
 	fs.DurationVar(&cfg.interval, "interval", time.Second, "reading interval")
+	fs.Float64Var(&cfg.maxOverhead, "max-overhead", 0, "end the run, every instrument withdrawn, once the instruments cost more than this percentage of the CPUs over an interval (0: no bound)")
 	experiment := fs.String("experiment", "", "JSON or YAML file of instruments with launch and splashdown times")
 	fs.StringVar(&cfg.out, "o", "", "output directory (created if needed): "+seriesFile+" (one record per instrument per interval) and "+summaryFile)
 	fs.BoolVar(&cfg.json, "json", false, "print a JSON summary at the end")
@@ -95,6 +100,9 @@ func parseProbe(args []string) (*probeConfig, error) {
 	}
 	if cfg.interval <= 0 {
 		return nil, usageError("--interval %v: must be positive", cfg.interval)
+	}
+	if cfg.maxOverhead < 0 || cfg.maxOverhead > 100 || math.IsNaN(cfg.maxOverhead) {
+		return nil, usageError("--max-overhead %v: want a percentage of the CPUs, 0 for no bound", cfg.maxOverhead)
 	}
 	if *experiment != "" {
 		if err := cfg.readExperiment(*experiment); err != nil {
@@ -145,6 +153,9 @@ func (cfg *probeConfig) readExperiment(path string) error {
 	if e.Interval > 0 {
 		cfg.interval = time.Duration(e.Interval)
 	}
+	if e.MaxOverheadPct > 0 && cfg.maxOverhead == 0 {
+		cfg.maxOverhead = e.MaxOverheadPct
+	}
 	for i := range plan {
 		if plan[i].Spec.Target.IsSystem() {
 			plan[i].Spec.Target = cfg.target
@@ -167,7 +178,7 @@ type probeSummary = splice.RunSummary
 // warnings of reach.
 func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, reach *reachReport, stdout io.Writer) error {
 	tty := isTerminal(stdout)
-	run := &splice.Run{Plan: cfg.plan, PIDs: cfg.target.PIDs, Duration: cfg.duration, Interval: cfg.interval, Out: cfg.out,
+	run := &splice.Run{Plan: cfg.plan, PIDs: cfg.target.PIDs, Duration: cfg.duration, Interval: cfg.interval, Out: cfg.out, MaxOverheadPct: cfg.maxOverhead,
 		Started: reach.start, // once the instruments are live: it takes the CPUs for seconds
 		Waiting: reach.announce,
 		Each: func(el time.Duration, _ time.Time, _ time.Duration, sums []splice.Summary) error {
@@ -187,13 +198,20 @@ func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, reac
 		return err
 	}
 	if cfg.json {
-		return writeJSON(stdout, sum)
+		if err := writeJSON(stdout, sum); err != nil {
+			return err
+		}
+	} else {
+		if !tty {
+			printTable(stdout, time.Duration(sum.DurationS*float64(time.Second)), sum.Instruments)
+		}
+		for _, w := range sum.Warnings {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
 	}
-	if !tty {
-		printTable(stdout, time.Duration(sum.DurationS*float64(time.Second)), sum.Instruments)
-	}
-	for _, w := range sum.Warnings {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
+	if sum.Stopped != "" {
+		// The outputs are whole; the exit status says the run was cut short.
+		return fmt.Errorf("stopped after %.1fs: %s", sum.DurationS, sum.Stopped)
 	}
 	return nil
 }

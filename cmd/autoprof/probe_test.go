@@ -44,6 +44,8 @@ func TestProbeBadInput(t *testing.T) {
 		{[]string{"--cgroup", "/nonexistent", "vfs_read"}, "--cgroup /nonexistent: not a cgroup v2 directory"},
 		{[]string{"--duration", "-5s", "vfs_read"}, "--duration -5s: must not be negative"},
 		{[]string{"--interval", "0s", "vfs_read"}, "--interval 0s"},
+		{[]string{"--max-overhead", "-1", "vfs_read"}, "--max-overhead -1: want a percentage"},
+		{[]string{"--max-overhead", "150", "vfs_read"}, "--max-overhead 150: want a percentage"},
 		{[]string{"vfs_read:sometimes"}, "vfs_read:sometimes"},
 		{[]string{"vfs_read+zz"}, "vfs_read+zz"},
 		{[]string{"no_such_fn:timer"}, "SPEC no_such_fn: no such kernel function"},

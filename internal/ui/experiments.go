@@ -176,7 +176,7 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 		specs[i] = p.Spec
 	}
 	reached := make(chan map[string]string, 1)
-	run := &splice.Run{Plan: plan, PIDs: tg.PIDs, Duration: time.Duration(e.Duration), Interval: interval, Out: out,
+	run := &splice.Run{Plan: plan, PIDs: tg.PIDs, Duration: time.Duration(e.Duration), Interval: interval, Out: out, MaxOverheadPct: e.MaxOverheadPct,
 		Started: func() { // it takes the CPUs for seconds: once the instruments are live
 			go func() {
 				w := splice.ReachWarnings(x.s.graph, specs)

@@ -323,7 +323,7 @@ function experimentFile() {
   const tv = $('#exp-target-value').value.trim();
   if ($('#exp-target').value === 'pids') target.pids = tv.split(/[\s,]+/).filter(Boolean).map(Number);
   if ($('#exp-target').value === 'cgroup') target.cgroup = tv;
-  return {
+  const f = {
     duration: $('#exp-duration').value.trim() || '0s',
     interval: $('#exp-interval').value.trim() || '1s',
     target,
@@ -333,10 +333,14 @@ function experimentFile() {
       return e;
     }),
   };
+  const max = parseFloat($('#exp-max-overhead').value);
+  if (max > 0) f.max_overhead_pct = max;
+  return f;
 }
 function loadDraft(e) {
   $('#exp-duration').value = e.duration || '0s';
   $('#exp-interval').value = e.interval || '1s';
+  $('#exp-max-overhead').value = e.max_overhead_pct || '';
   const t = e.target || {};
   $('#exp-target').value = t.pids && t.pids.length ? 'pids' : t.cgroup ? 'cgroup' : 'system';
   $('#exp-target-value').value = t.pids && t.pids.length ? t.pids.join(',') : t.cgroup || '';
@@ -456,6 +460,7 @@ function drawExperiments() {
     card.append(t);
     if (x.state === 'running' && r && r.overhead_cpu !== undefined) card.append(el('div', { class: 'muted overhead' }, `instruments' own CPU time in the last interval: ${(100 * r.overhead_cpu).toFixed(3)}% of one CPU`));
     if (x.state !== 'running' && x.summary) card.append(el('div', { class: 'muted' }, `totals over ${x.summary.duration_s.toFixed(1)} s`));
+    if (x.summary && x.summary.stopped) card.append(el('div', { class: 'warning stopped' }, 'stopped: ' + x.summary.stopped));
     box.append(card);
   }
   $('#running-count').textContent = running ? '(' + running + ' running)' : '';
