@@ -277,7 +277,7 @@ func (h *hunter) inclusive(n *node) *est {
 			share = h.burstShare(n)
 		}
 	}
-	rs := steadyRounds(n.rounds)
+	rs := steadyRounds(n.rounds, h.textChanged)
 	xs := make([]float64, len(rs))
 	for i, r := range rs {
 		xs[i] = share(r)
@@ -291,17 +291,18 @@ func (h *hunter) inclusive(n *node) *est {
 // target takes in a round that steadyRounds leaves out.
 const disturbedRatio = 2
 
-// steadyRounds returns rs without the rounds in which the target took
-// more than disturbedRatio times its median time per operation over rs
-// (rounds of three operations or more, where rs has three such rounds or
-// more): a stall that was not the target's doing (the kernel optimizing
-// the kprobes inserted a round before, under QEMU a few hundred ms of
-// text patching) is charged to whatever the target was running, and one
-// such round in a withdrawn node's few moves its estimate by points (the
-// 6.12 truth benchmark's gt19: a round at 28.5 ms per write against 8.5,
-// in which the sleeping function's share fell to 12% from 40%, and the
-// cheap loop beside it came first).
-func steadyRounds(rs []RoundSample) []RoundSample {
+// steadyRounds returns rs without the rounds in which instruments went in
+// or out (changed) and the target took more than disturbedRatio times its
+// median time per operation over rs (rounds of three operations or more,
+// where rs has three such rounds or more): a stall of the hunt's own
+// doing (the kernel optimizing the kprobes inserted a round before, under
+// QEMU a few hundred ms of text patching) is charged to whatever the
+// target was running, and one such round in a withdrawn node's few moves
+// its estimate by points (the 6.12 truth benchmark's gt19: a round at
+// 28.5 ms per write against 8.5, in which the sleeping function's share
+// fell to 12% from 40%, and the cheap loop beside it came first). A slow
+// round in which the text did not change is the workload's own, and kept.
+func steadyRounds(rs []RoundSample, changed map[int]bool) []RoundSample {
 	var per []float64
 	for _, r := range rs {
 		if r.TargetOps >= 3 && r.TargetNs > 0 {
@@ -318,7 +319,7 @@ func steadyRounds(rs []RoundSample) []RoundSample {
 	}
 	out := make([]RoundSample, 0, len(rs))
 	for _, r := range rs {
-		if r.TargetOps >= 3 && r.TargetNs > 0 && r.TargetNs/float64(r.TargetOps) > disturbedRatio*median {
+		if changed[r.Round] && r.TargetOps >= 3 && r.TargetNs > 0 && r.TargetNs/float64(r.TargetOps) > disturbedRatio*median {
 			continue
 		}
 		out = append(out, r)

@@ -68,20 +68,25 @@ func TestSteadyRounds(t *testing.T) {
 		{Round: 6, TargetOps: 45, TargetNs: ms(390), InclShare: 0.388},
 		{Round: 7, TargetOps: 39, TargetNs: ms(339), InclShare: 0.398},
 	}
+	changed := map[int]bool{4: true, 5: true} // instruments went in at the end of round 3
 	var got []int
-	for _, r := range steadyRounds(rs) {
+	for _, r := range steadyRounds(rs, changed) {
 		got = append(got, r.Round)
 	}
 	if want := []int{1, 2, 3, 4, 6, 7}; !slices.Equal(got, want) {
 		t.Errorf("steady rounds %v, want %v", got, want)
 	}
-	h := &hunter{cfg: Config{Confidence: DefaultConfidence, MinRounds: DefaultMinRounds}}
+	// The same slow round with the text unchanged is the workload's own.
+	if kept := steadyRounds(rs, map[int]bool{2: true}); len(kept) != len(rs) {
+		t.Errorf("a slow round with no change of the text left out: %d of %d kept", len(kept), len(rs))
+	}
+	h := &hunter{cfg: Config{Confidence: DefaultConfidence, MinRounds: DefaultMinRounds}, textChanged: changed}
 	n := &node{path: instrument.Path{{Func: "gt19_f17"}}, state: StateWithdrawn, why: whyBudget, rounds: rs}
 	if e := h.inclusive(n); e.incl.Mean <= 0.367 || e.incl.N != 6 {
 		t.Errorf("estimate %.3f over %d rounds, want above the loop's 0.367 over the 6 steady rounds", e.incl.Mean, e.incl.N)
 	}
 	few := rs[3:5] // two rounds: no median to tell by
-	if got := steadyRounds(few); len(got) != 2 {
+	if got := steadyRounds(few, changed); len(got) != 2 {
 		t.Errorf("%d of 2 rounds kept, want both", len(got))
 	}
 }

@@ -61,6 +61,10 @@ type hunter struct {
 	// supported (see noFuncTimersLimit).
 	funcTimerRefused error
 	limits           map[string]bool
+	// textChanged holds the rounds in which instruments went in or out
+	// (see event): their time per operation may hold the kernel's text
+	// patching, which steadyRounds leaves out.
+	textChanged map[int]bool
 	// blind holds the refined nodes with indirect call sites whose
 	// targets the backend cannot capture: samples show them instead.
 	blind map[*node]bool
@@ -148,17 +152,18 @@ type samplingResult struct {
 
 func newHunter(ctx context.Context, cfg Config) *hunter {
 	h := &hunter{
-		cfg:       cfg,
-		ctx:       ctx,
-		overheads: overheads{lastMeas: -1, lastCtl: -1},
-		tree:      tree{windowStart: 1, byKey: map[string]*node{}, roots: map[string]bool{}},
-		in:        cfg.Instrumenter,
-		start:     time.Now(),
-		specs:     map[string]*inserted{},
-		refused:   map[string]error{},
-		graph:     map[string]*graphInfo{},
-		limits:    map[string]bool{},
-		blind:     map[*node]bool{},
+		cfg:         cfg,
+		ctx:         ctx,
+		overheads:   overheads{lastMeas: -1, lastCtl: -1},
+		tree:        tree{windowStart: 1, byKey: map[string]*node{}, roots: map[string]bool{}},
+		in:          cfg.Instrumenter,
+		start:       time.Now(),
+		specs:       map[string]*inserted{},
+		refused:     map[string]error{},
+		graph:       map[string]*graphInfo{},
+		limits:      map[string]bool{},
+		textChanged: map[int]bool{},
+		blind:       map[*node]bool{},
 	}
 	h.meter, _ = cfg.Instrumenter.(OverheadMeter)
 	h.run = &Run{Meta: cfg.Meta, Limitations: append([]string(nil), cfg.Limitations...)}
@@ -198,6 +203,12 @@ func (h *hunter) event(action string, n *node, spec string, stat *Interval, reas
 		e.Stat = &s
 	}
 	h.run.Trace = append(h.run.Trace, e)
+	if action == "insert" || action == "withdraw" {
+		// The round that holds the change, and the next: the kernel
+		// optimizes a kprobe, or the module quiesces, a few ticks later.
+		nf := h.nextFull()
+		h.textChanged[nf-1], h.textChanged[nf] = true, true
+	}
 }
 
 // nextFull is the first round in which an instrument changed now is
