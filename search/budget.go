@@ -48,21 +48,12 @@ type costItem struct {
 //   - eviction stops as soon as over less what was evicted is within the
 //     budget, and an instrument evicted on the way that the later
 //     evictions made unnecessary is kept after all (the most valuable
-//     first);
-//   - where the model's own prediction (predicted, the roots' included)
-//     is within the budget, so that only the measured overhead is over
-//     it, an instrument that costs less than a tenth of the budget stays:
-//     the excess is not where the model puts the instruments' costs, and
-//     shedding it through instruments the model calls cheap would take
-//     all of them, the path to every candidate with them, for a fraction
-//     of a point (the 6.12 truth benchmark's gt20: 0.34% predicted, 2.29%
-//     measured, and the budget withdrew the whole tree down from
-//     vfs_write, whose time then folded into the root).
+//     first).
 //
 // Withdrawing an instrument removes what the model predicted for it; the
 // part of a measured overhead that no instrument explains (the raw
 // syscall tracepoints running for other tasks) stays.
-func evictions(items []costItem, over, predicted, budget float64, surplus bool) (out []string, enough bool) {
+func evictions(items []costItem, over, budget float64, surplus bool) (out []string, enough bool) {
 	if over <= budget {
 		return nil, true
 	}
@@ -81,7 +72,6 @@ func evictions(items []costItem, over, predicted, budget float64, surplus bool) 
 		}
 		return a.key < b.key
 	})
-	blind := predicted <= budget
 	spare := map[string]bool{}
 	if surplus {
 		for _, it := range c {
@@ -103,7 +93,7 @@ func evictions(items []costItem, over, predicted, budget float64, surplus bool) 
 			if over <= budget {
 				break
 			}
-			if spare[it.key] != pass || blind && it.pct < budget/10 {
+			if spare[it.key] != pass {
 				continue
 			}
 			evicted = append(evicted, it)
@@ -226,7 +216,7 @@ func (h *hunter) makeRoom(addPct, value float64, why string) bool {
 			items = append(items, costItem{key: in.key, pct: h.costPct(in), value: v})
 		}
 	}
-	keys, enough := evictions(items, h.now()+addPct, h.predictedPct()+addPct, h.cfg.BudgetPct, false)
+	keys, enough := evictions(items, h.now()+addPct, h.cfg.BudgetPct, false)
 	if !enough {
 		return false
 	}
@@ -282,7 +272,7 @@ func (h *hunter) enforceBudget() bool {
 			protected: best[in.key], probation: h.round-in.since+1 < h.cfg.MinRounds,
 		})
 	}
-	keys, enough := evictions(items, over, h.lastPred, h.cfg.BudgetPct, h.spending.surplus())
+	keys, enough := evictions(items, over, h.cfg.BudgetPct, h.spending.surplus())
 	reason := fmt.Sprintf("overhead %.3g%% of CPU over the budget %.3g%%", over, h.cfg.BudgetPct)
 	for _, k := range keys {
 		h.withdrawForBudget(h.specs[k], reason)
