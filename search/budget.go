@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/autoprof/autoprof/internal/instrument"
 )
@@ -367,4 +368,27 @@ func (h *hunter) bestPath() map[string]bool {
 		}
 	}
 	return out
+}
+
+// nextRound returns the length of the round after one of length cur in
+// which autoprof's own CPU was ctlPct of all CPUs (negative: not
+// measured). That CPU is mostly a fixed cost per round (reading every
+// instrument, the statistics, the decisions), so its share falls as the
+// round grows: over the budget, the round grows to where the share would
+// meet it, at most doubling at a time and up to cfg.MaxRound; under half
+// the budget it shrinks back the same way, to cfg.Round. The workload
+// then pays the budget for autoprof as it does for the instruments, and
+// the hunt has fewer, longer rounds.
+func nextRound(cur time.Duration, ctlPct float64, cfg Config) time.Duration {
+	if ctlPct < 0 || cfg.BudgetPct <= 0 {
+		return cur
+	}
+	want := time.Duration(float64(cur) * ctlPct / cfg.BudgetPct)
+	switch {
+	case ctlPct > cfg.BudgetPct:
+		return min(want, 2*cur, cfg.MaxRound)
+	case ctlPct < cfg.BudgetPct/2:
+		return max(want, cur/2, cfg.Round)
+	}
+	return cur
 }

@@ -468,6 +468,10 @@ func (h *hunter) overhead(r *Run) {
 	if h.ctlRounds > 0 {
 		o.ControllerPct = h.ctlSum / float64(h.ctlRounds)
 	}
+	if h.longestRound > h.cfg.Round {
+		h.limit("autoprof's own CPU was over the --budget of %.3g%%: rounds grew from %v to as long as %v to hold it there (fewer decisions a second)",
+			h.cfg.BudgetPct, h.cfg.Round, h.longestRound.Round(time.Millisecond))
+	}
 	o.WholeSubtree = h.wholeSubtree()
 	if secs := h.lastRead.Sub(h.firstRead).Seconds(); h.run.Meta.TargetOps > 0 && secs > 0 {
 		o.HuntOpsPerSec = float64(h.run.Meta.TargetOps) / secs

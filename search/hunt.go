@@ -80,8 +80,13 @@ type Config struct {
 	// per-syscall time from the tracepoint backend) and roots the hunt at
 	// those that hold time. Optional.
 	Syscalls []string
-	// Round is the length of a round (DefaultRound).
+	// Round is the length of a round (DefaultRound): the shortest, where
+	// autoprof's own CPU (Controller) is over the budget.
 	Round time.Duration
+	// MaxRound is the longest a round grows to while autoprof's own CPU,
+	// mostly a fixed cost per round (reading the instruments, deciding),
+	// is over BudgetPct (4 Round by default).
+	MaxRound time.Duration
 	// Duration bounds the whole hunt; 0 means until it converges, Done is
 	// closed or ctx ends.
 	Duration time.Duration
@@ -158,6 +163,9 @@ type Candidate struct {
 func (c Config) withDefaults() Config {
 	if c.Round <= 0 {
 		c.Round = DefaultRound
+	}
+	if c.MaxRound < c.Round {
+		c.MaxRound = 4 * c.Round
 	}
 	if c.DeepStart == 0 {
 		c.DeepStart = 4 * c.Round
@@ -320,7 +328,7 @@ func (h *hunter) read(opens bool) (*reading, error) {
 // grows sampled nodes, and returns a stop reason if the hunt must end
 // after this round.
 func (h *hunter) wait(ctx context.Context) string {
-	d := h.cfg.Round
+	d := h.roundLen
 	deadline := h.deadline()
 	if !deadline.IsZero() {
 		if left := time.Until(deadline); left < d {

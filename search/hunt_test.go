@@ -392,3 +392,64 @@ func TestControllerCost(t *testing.T) {
 		}
 	})
 }
+
+// perRoundController is a ControllerMeter whose process spends cost of
+// CPU at every reading, whatever the round's length: the controller's
+// fixed cost per round.
+type perRoundController struct {
+	start time.Time
+	cost  time.Duration
+	n     *int
+}
+
+func (c perRoundController) Controller() (cpu, wall time.Duration, err error) {
+	*c.n++
+	return time.Duration(*c.n) * c.cost, time.Since(c.start), nil
+}
+
+// TestRoundsHoldController: a controller whose fixed cost per round is
+// four times the budget at the default round length lengthens the
+// rounds, up to MaxRound, until its share is within the budget, and the
+// run says so; a cheap one leaves them at Config.Round.
+func TestRoundsHoldController(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		factor float64 // the controller's share at DefaultRound, in budgets
+		grows  bool
+	}{{"costly", 4, true}, {"cheap", 0.25, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				k, _ := searchtest.Planted("cpu", 1)
+				k.Start()
+				n := 0
+				cost := time.Duration(c.factor * search.DefaultBudget / 100 * float64(k.CPUs) * float64(search.DefaultRound))
+				run := hunt(t, k, func(cfg *search.Config) {
+					cfg.Controller = perRoundController{start: time.Now(), cost: cost, n: &n}
+				})
+				rounds := run.Overhead.Rounds
+				if len(rounds) < 8 {
+					t.Fatalf("%d rounds", len(rounds))
+				}
+				longest := 0.0
+				for _, r := range rounds {
+					longest = max(longest, r.Sec)
+					if r.Sec > 4*search.DefaultRound.Seconds()+1e-9 {
+						t.Errorf("round %d lasted %.3fs, past MaxRound", r.Round, r.Sec)
+					}
+				}
+				last := rounds[len(rounds)-2] // the last may end early, at the deadline
+				said := strings.Contains(strings.Join(run.Limitations, "\n"), "rounds grew")
+				if c.grows {
+					if last.ControllerPct > search.DefaultBudget*1.01 || longest < 3.9*search.DefaultRound.Seconds() || !said {
+						t.Errorf("round %d: controller %.2f%% of CPU, longest round %.3fs, said %v; want within the %v%% budget by rounds of 4 x %v, and a limitation",
+							last.Round, last.ControllerPct, longest, said, search.DefaultBudget, search.DefaultRound)
+					}
+					return
+				}
+				if longest > search.DefaultRound.Seconds()+1e-9 || said {
+					t.Errorf("a cheap controller lengthened the rounds to %.3fs (said %v)", longest, said)
+				}
+			})
+		})
+	}
+}

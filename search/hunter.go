@@ -92,10 +92,14 @@ type overheads struct {
 	measRounds int
 	// lastCtl, ctlSum and ctlRounds are the controller's own CPU
 	// (Config.Controller): the last round's, percent, -1 if not measured.
-	lastCtl   float64
-	ctlSum    float64
-	ctlRounds int
-	rootsOver float64 // the most the roots alone cost over the budget, percent
+	lastCtl float64
+	// roundLen is the next round's length: Config.Round, longer while
+	// autoprof's own CPU is over the budget (nextRound); longestRound
+	// the longest so far.
+	roundLen, longestRound time.Duration
+	ctlSum                 float64
+	ctlRounds              int
+	rootsOver              float64 // the most the roots alone cost over the budget, percent
 	// saturated is set while what no withdrawal can shed exceeds the
 	// budget (see saturate), for saturatedRounds rounds in all.
 	saturated       bool
@@ -165,6 +169,7 @@ func newHunter(ctx context.Context, cfg Config) *hunter {
 		textChanged: map[int]bool{},
 		blind:       map[*node]bool{},
 	}
+	h.roundLen, h.longestRound = cfg.Round, cfg.Round
 	h.meter, _ = cfg.Instrumenter.(OverheadMeter)
 	h.run = &Run{Meta: cfg.Meta, Limitations: append([]string(nil), cfg.Limitations...)}
 	for _, l := range h.run.Limitations {

@@ -77,11 +77,14 @@ func (h *hunter) absorb(cur, prev *reading) {
 		h.lastCtl = 100 * float64(cur.ctlCPU-prev.ctlCPU) / (float64(elapsed) * float64(h.cfg.CPUs))
 		h.ctlSum += h.lastCtl
 		h.ctlRounds++
+		h.roundLen = nextRound(h.roundLen, h.lastCtl, h.cfg)
+		h.longestRound = max(h.longestRound, h.roundLen)
 	}
 	h.spending.add(overBudget(h.lastPred, h.lastMeas), h.cfg.BudgetPct, elapsed.Seconds())
 	h.predSum += h.lastPred
 	h.run.Overhead.Rounds = append(h.run.Overhead.Rounds, OverheadRound{
 		Round: h.round, Live: h.liveCount(), PredictedPct: h.lastPred, MeasuredPct: h.lastMeas, ControllerPct: max(h.lastCtl, 0),
+		Sec: elapsed.Seconds(),
 	})
 	h.run.Meta.TargetNs += uint64(d)
 	h.run.Meta.TargetOps += ops

@@ -257,6 +257,9 @@ type OverheadRound struct {
 	// ControllerPct is autoprof's own CPU in the round, percent of all
 	// CPUs; 0 where not measured.
 	ControllerPct float64 `json:"controller_pct,omitempty"`
+	// Sec is the round's length, seconds: Meta.Round, or longer where
+	// autoprof's own CPU was over the budget (Config.MaxRound).
+	Sec float64 `json:"sec,omitempty"`
 }
 
 // Listing is one function's disassembly with its basic blocks and the
