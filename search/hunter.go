@@ -244,11 +244,11 @@ func (h *hunter) calibrate(ctx context.Context) {
 		return
 	}
 	costs, err := h.cfg.Calibrator.Calibrate(ctx, h.in)
-	if err != nil {
-		h.limit("calibrating the cost per hit: %v; assumed %s", err, costString(h.costs))
-	}
 	for b, c := range costs {
 		h.costs[b] = c
+	}
+	if err != nil {
+		h.limit("%v; costs per hit used: %s", err, costString(h.costs))
 	}
 }
 

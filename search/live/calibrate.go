@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +38,9 @@ const calibrationSyscall = "__x64_sys_pread64"
 type Calibrator struct {
 	Graph *callgraph.Graph
 	N     int // preads per run (default 4000)
+	// preads, where set, stands in for the timed loop of n preads
+	// (tests).
+	preads func(n int) time.Duration
 }
 
 func (c Calibrator) n() int {
@@ -64,6 +68,9 @@ func (c Calibrator) Calibrate(ctx context.Context, in instrument.Instrumenter) (
 		return nil, fmt.Errorf("calibrating: no instrument on %s or below it could be placed", calibrationSyscall)
 	}
 	loop := func() time.Duration {
+		if c.preads != nil {
+			return c.preads(n)
+		}
 		buf := make([]byte, 16)
 		start := time.Now()
 		for i := 0; i < n; i++ {
@@ -72,6 +79,7 @@ func (c Calibrator) Calibrate(ctx context.Context, in instrument.Instrumenter) (
 		return time.Since(start)
 	}
 	costs := map[string]float64{}
+	var unmeasured []string
 	for _, p := range probes {
 		key := p.backend // a timer's cost
 		if p.spec.Kind == instrument.Count {
@@ -81,6 +89,18 @@ func (c Calibrator) Calibrate(ctx context.Context, in instrument.Instrumenter) (
 			continue
 		}
 		if c, bpf, ok := c.cost(ctx, in, p, loop); ok {
+			if c <= 0 {
+				// The loop was no slower with the instrument than without
+				// it in most runs: noise larger than the cost. The
+				// kernel's own measure of the programs' run time per hit
+				// stands in, where there is one; else the default.
+				if bpf <= 0 {
+					unmeasured = append(unmeasured, fmt.Sprintf("%s: %s added no measurable time to %d preads (median of %d runs), default assumed", key, p.spec, n, calibrationRuns))
+					continue
+				}
+				unmeasured = append(unmeasured, fmt.Sprintf("%s: %s added no measurable time to %d preads (median of %d runs), its programs' run time per hit assumed (%.0f ns)", key, p.spec, n, calibrationRuns, bpf))
+				c = bpf
+			}
 			costs[key] = c
 			if bpf > 0 {
 				costs[search.BPFCostKey(key)] = bpf
@@ -97,6 +117,9 @@ func (c Calibrator) Calibrate(ctx context.Context, in instrument.Instrumenter) (
 		return nil, fmt.Errorf("calibrating: no instrument counted the preads")
 	}
 	c.insides(ctx, in, self, costs)
+	if len(unmeasured) > 0 {
+		return costs, fmt.Errorf("calibrating: %s", strings.Join(unmeasured, "; "))
+	}
 	return costs, nil
 }
 
@@ -177,7 +200,8 @@ func (c Calibrator) timedMean(ctx context.Context, in instrument.Instrumenter, s
 const calibrationRuns = 7
 
 // cost times the loop without and with the instrument, alternating, and
-// returns the median added time over the hits counted, and the median of
+// returns the median added time over the hits counted (0 or less where
+// noise hid it: Calibrate then says so), and the median of
 // the kernel's measure of the programs' run time over the same hits (0
 // where the kernel does not measure it). (That run time is no floor for
 // the cost: with its clock reads it can exceed what the instruments add
@@ -201,7 +225,7 @@ func (c Calibrator) cost(ctx context.Context, in instrument.Instrumenter, p prob
 	}
 	sort.Float64s(diffs)
 	sort.Float64s(runs)
-	return max(diffs[len(diffs)/2], 1), runs[len(runs)/2], true
+	return diffs[len(diffs)/2], runs[len(runs)/2], true
 }
 
 // runTimer is an instrumenter that measures its programs' run time
