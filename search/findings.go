@@ -373,7 +373,7 @@ func (h *hunter) verdict(r *Run, n *Node, f *Finding) string {
 	switch {
 	case f.OffCPUShare >= 0.5: // mostly blocked
 		v = fmt.Sprintf("blocked in %s: %s of the target's time off-CPU", fn, pct(n.Excl.Mean*f.OffCPUShare))
-		if w := h.waitsIn(n.Point.Function()); w != "" {
+		if w := h.waitsUnder(n.Path); w != "" {
 			v += ", waiting in " + w
 		}
 	case f.CallsPerOp >= 10: // cheap but called very often
@@ -406,6 +406,26 @@ func (h *hunter) verdict(r *Run, n *Node, f *Finding) string {
 		v += "; " + b
 	}
 	return v
+}
+
+// waitsUnder names the frame where the off-CPU samples most often saw the
+// thread blocked under the innermost function of path they pass through.
+// A scheduler function timed right under a syscall root (schedule under
+// __x64_sys_read, the frames between them untimed) is in no off-CPU
+// stack, which the kernel takes from the first frame out of the
+// scheduler: its caller's samples say where the thread waited
+// (pipe_read).
+func (h *hunter) waitsUnder(path []string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		pt, err := instrument.ParsePoint(path[i])
+		if err != nil {
+			continue
+		}
+		if w := h.waitsIn(pt.Function()); w != "" {
+			return w
+		}
+	}
+	return ""
 }
 
 // waitsIn names the frame where off-CPU samples under fn most often saw
