@@ -489,8 +489,8 @@ func (h *hunter) overhead(r *Run) {
 		o.ControllerPct = h.ctlSum / float64(h.ctlRounds)
 	}
 	if h.longestRound > h.cfg.Round {
-		h.limit("autoprof's own CPU was over the --budget of %.3g%%: rounds grew from %v to as long as %v to hold it there (fewer decisions a second)",
-			h.cfg.BudgetPct, h.cfg.Round, h.longestRound.Round(time.Millisecond))
+		h.limit("autoprof's own CPU was over the --budget of %.3g%%: rounds grew from %v to as long as %v (at most %v) to hold it down, so fewer decisions a second",
+			h.cfg.BudgetPct, h.cfg.Round, h.longestRound.Round(time.Millisecond), h.cfg.MaxRound)
 	}
 	o.WholeSubtree = h.wholeSubtree()
 	if secs := h.lastRead.Sub(h.firstRead).Seconds(); h.run.Meta.TargetOps > 0 && secs > 0 {
