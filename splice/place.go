@@ -193,7 +193,9 @@ func (p *Placement) Check(backend string, spec instrument.Spec) error {
 		err = p.checkFentry(spec, sym)
 	case "kprobe":
 		if err = p.checkKprobe(spec, sym, addr); err == nil {
-			err = p.checkEmulator(spec, sym, uint32(spec.Offset))
+			// Timers and exit counters add a kretprobe at every return.
+			kret := spec.Kind == instrument.Timer || spec.Kind == instrument.ExitCount
+			err = p.checkEmulator(spec, sym, uint32(spec.Offset), kret)
 		}
 	}
 	if err != nil {
@@ -264,9 +266,11 @@ func (p *Placement) checkKprobe(spec instrument.Spec, sym callgraph.Symbol, addr
 // checkEmulator refuses, on QEMU's emulator, a probe at off in sym that
 // can start or meet the emulator's corruption of a cmpxchg16b's flags
 // (patch.TCGCmpxchg16bHazard): kprobes (int3, optprobe detours and
-// ftrace's regs caller all load RFLAGS back) and splices. Real CPUs have
-// no such rule.
-func (p *Placement) checkEmulator(spec instrument.Spec, sym callgraph.Symbol, off uint32) error {
+// ftrace's regs caller all load RFLAGS back) and splices; with returns,
+// also a return of sym in a cmpxchg16b's shadow (patch.TCGReturnHazard),
+// where a kretprobe's trampoline runs pushfq and popfq. Real CPUs have no
+// such rule.
+func (p *Placement) checkEmulator(spec instrument.Spec, sym callgraph.Symbol, off uint32, returns bool) error {
 	if !p.tcg {
 		return nil
 	}
@@ -274,8 +278,12 @@ func (p *Placement) checkEmulator(spec instrument.Spec, sym callgraph.Symbol, of
 	if err != nil {
 		return fmt.Errorf("%s: %w: decoding %s: %w", spec, instrument.ErrUnsafe, sym.Name, err)
 	}
+	const why = "(QEMU before 8.0 computes them from a stale record)"
 	if at, ok := patch.TCGCmpxchg16bHazard(f, off); ok {
-		return refuse(spec, instrument.ErrUnsafe, "on QEMU's emulator (TCG), a probe at %s+%#x can corrupt the flags of the cmpxchg16b at +%#x (QEMU before 8.0 computes them from a stale record)", sym.Name, off, at)
+		return refuse(spec, instrument.ErrUnsafe, "on QEMU's emulator (TCG), a probe at %s+%#x can corrupt the flags of the cmpxchg16b at +%#x %s", sym.Name, off, at, why)
+	}
+	if r, at, ok := patch.TCGReturnHazard(f); returns && ok {
+		return refuse(spec, instrument.ErrUnsafe, "on QEMU's emulator (TCG), a return probe at %s+%#x, in the shadow of the cmpxchg16b at +%#x, can load its corrupt flags %s", sym.Name, r, at, why)
 	}
 	return nil
 }

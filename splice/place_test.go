@@ -243,8 +243,9 @@ func TestTailCalleeRules(t *testing.T) {
 }
 
 // TestPlacementEmulator: on QEMU's emulator a kprobe before the slab
-// fast path's cmpxchg16b is refused, with the reason; on a real CPU, and
-// at the function's entry, it is not.
+// fast path's cmpxchg16b, or a timer whose kretprobe would sit at a
+// return in its shadow, is refused, with the reason; on a real CPU, and
+// an entry counter at the function's entry, it is not.
 func TestPlacementEmulator(t *testing.T) {
 	syms, err := callgraph.ParseKallsyms(strings.NewReader(fixtureKallsyms))
 	if err != nil {
@@ -270,7 +271,9 @@ func TestPlacementEmulator(t *testing.T) {
 		for _, c := range []struct {
 			spec    string
 			refused bool
-		}{{"vfs_read:entry", false}, {"vfs_read+0xa:entry", tcg}, {"vfs_read+0x16:entry", tcg}} {
+		}{{"vfs_read:entry", false}, {"vfs_read+0xa:entry", tcg}, {"vfs_read+0x16:entry", tcg},
+			{"vfs_read:timer", tcg}, // its kretprobe at the ret, in the cmpxchg16b's shadow
+		} {
 			spec, err := instrument.ParseSpec(c.spec)
 			if err != nil {
 				t.Fatal(err)

@@ -175,6 +175,14 @@ func (c *spliceCatalogue) checkExits(spec instrument.Spec) ([]*patch.Window, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
+	for _, w := range ws {
+		if !w.FlagsLive {
+			continue // its stub runs no popfq
+		}
+		if err := c.place.checkEmulator(spec, w.Func, w.Off, false); err != nil {
+			return nil, err
+		}
+	}
 	return ws, nil
 }
 
@@ -267,7 +275,7 @@ func (c *spliceCatalogue) check(spec instrument.Spec) (*patch.Window, error) {
 	// Only a stub that gives the flags back runs popfq; the others leave
 	// the emulator's record alone (TestVMSpliceFlagsState).
 	if w.FlagsLive {
-		if err := c.place.checkEmulator(spec, w.Func, w.Off); err != nil {
+		if err := c.place.checkEmulator(spec, w.Func, w.Off, false); err != nil {
 			return nil, err // w.Func: the window may lie in a .cold part
 		}
 	}

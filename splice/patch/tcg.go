@@ -1,6 +1,8 @@
 package patch
 
 import (
+	"slices"
+
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/autoprof/autoprof/callgraph"
@@ -46,24 +48,18 @@ const cmpxchg16bEmu = "this_cpu_cmpxchg16b_emu"
 // from the running kernel holds the cmpxchg16b, the image the call, and
 // both count.
 func TCGCmpxchg16bHazard(f *callgraph.Function, off uint32) (uint32, bool) {
-	cx16 := map[uint32]bool{}
-	for _, in := range f.Insts {
-		if in.Op == x86asm.CMPXCHG16B {
-			cx16[in.Off] = true
-		}
-	}
-	for _, s := range f.Sites {
-		if s.Target == cmpxchg16bEmu {
-			cx16[s.Off] = true
-		}
-	}
-	if len(cx16) == 0 {
+	all := cmpxchg16bs(f)
+	if len(all) == 0 {
 		return 0, false
+	}
+	cx16 := map[uint32]bool{}
+	for _, at := range all {
+		cx16[at] = true
 	}
 	if at, ok := tcgBefore(f, off, cx16); ok {
 		return at, true
 	}
-	for at := range cx16 {
+	for _, at := range all {
 		if tcgShadow(f, at)[off] {
 			return at, true
 		}
@@ -71,8 +67,32 @@ func TCGCmpxchg16bHazard(f *callgraph.Function, off uint32) (uint32, bool) {
 	return 0, false
 }
 
+// cmpxchg16bs returns the offsets of f's cmpxchg16b instructions, and of
+// its calls of this_cpu_cmpxchg16b_emu (the alternative the kernel
+// replaces by one at boot), in order.
+func cmpxchg16bs(f *callgraph.Function) []uint32 {
+	var out []uint32
+	for _, in := range f.Insts {
+		if in.Op == x86asm.CMPXCHG16B {
+			out = append(out, in.Off)
+		}
+	}
+	for _, s := range f.Sites {
+		if s.Target == cmpxchg16bEmu {
+			out = append(out, s.Off)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // tcgBefore walks from off to a cmpxchg16b of cx16 that a path reaches
-// before the emulator writes back a flags operation of the kernel's.
+// before the emulator writes back a flags operation of the kernel's. The
+// probed instruction's own flags operation does not count: a kprobe that
+// cannot be boosted single-steps it, and the trap's iretq writes RFLAGS
+// back after it. An offset is marked seen only while no flags operation
+// has run since its block began: a path already clear that runs through a
+// join must not hide a path that reaches it still dangerous.
 func tcgBefore(f *callgraph.Function, off uint32, cx16 map[uint32]bool) (uint32, bool) {
 	seen := map[uint32]bool{}
 	work := []uint32{off}
@@ -80,8 +100,13 @@ func tcgBefore(f *callgraph.Function, off uint32, cx16 map[uint32]bool) (uint32,
 		at := work[len(work)-1]
 		work = work[:len(work)-1]
 		wrote := false // a flags operation since the translation block began
-		for !seen[at] {
-			seen[at] = true
+		for {
+			if !wrote {
+				if seen[at] {
+					break
+				}
+				seen[at] = true
+			}
 			in, ok := f.Inst(at)
 			if !ok || in.End() > f.CodeEnd {
 				break
@@ -89,7 +114,9 @@ func tcgBefore(f *callgraph.Function, off uint32, cx16 map[uint32]bool) (uint32,
 			if cx16[in.Off] {
 				return in.Off, true
 			}
-			wrote = wrote || writesFlags(f, in)
+			if in.Off != off {
+				wrote = wrote || writesFlags(f, in)
+			}
 			if in.Kind == callgraph.KindOther || in.Kind == callgraph.KindNop || in.Kind == callgraph.KindEndbr {
 				at = in.End()
 				continue
@@ -101,8 +128,8 @@ func tcgBefore(f *callgraph.Function, off uint32, cx16 map[uint32]bool) (uint32,
 			case callgraph.KindCall, callgraph.KindIndirectCall:
 				at = in.End()
 				continue
-			case callgraph.KindJump, callgraph.KindCondJump:
-				work = append(work, blockSuccs(f, in.Off)...)
+			case callgraph.KindJump, callgraph.KindCondJump, callgraph.KindIndirectJump:
+				work = append(work, blockSuccs(f, in.Off)...) // a jump table's entries where recognised
 			}
 			break
 		}
@@ -111,7 +138,8 @@ func tcgBefore(f *callgraph.Function, off uint32, cx16 map[uint32]bool) (uint32,
 }
 
 // tcgShadow returns the offsets reached from the cmpxchg16b at cx before
-// a flags operation: where RFLAGS may hold its garbage.
+// a flags operation: where RFLAGS may hold its garbage. A call is followed
+// to its return address (the callee's flags operation is unknown here).
 func tcgShadow(f *callgraph.Function, cx uint32) map[uint32]bool {
 	shadow := map[uint32]bool{}
 	in, ok := f.Inst(cx)
@@ -129,16 +157,32 @@ func tcgShadow(f *callgraph.Function, cx uint32) map[uint32]bool {
 			}
 			shadow[at] = true
 			switch in.Kind {
-			case callgraph.KindOther, callgraph.KindNop, callgraph.KindEndbr:
+			case callgraph.KindOther, callgraph.KindNop, callgraph.KindEndbr, callgraph.KindCall, callgraph.KindIndirectCall:
 				at = in.End()
 				continue
-			case callgraph.KindJump, callgraph.KindCondJump:
+			case callgraph.KindJump, callgraph.KindCondJump, callgraph.KindIndirectJump:
 				work = append(work, blockSuccs(f, in.Off)...)
 			}
 			break
 		}
 	}
 	return shadow
+}
+
+// TCGReturnHazard reports whether a return of f (a ret, or a jmp to the
+// return thunk) lies in a cmpxchg16b's shadow, and which: a kretprobe's
+// trampoline, and a splice's return window that gives the flags back,
+// run pushfq and popfq there (see TCGCmpxchg16bHazard).
+func TCGReturnHazard(f *callgraph.Function) (ret, cx uint32, ok bool) {
+	for _, at := range cmpxchg16bs(f) {
+		shadow := tcgShadow(f, at)
+		for _, r := range f.Returns {
+			if shadow[r] {
+				return r, at, true
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 // writesFlags reports whether in writes the arithmetic flags (all, or all

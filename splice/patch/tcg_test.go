@@ -34,7 +34,14 @@ func TestTCGCmpxchg16bHazard(t *testing.T) {
 		{"add then cmpxchg16b", cat(addRCX, cx16, retInst), 0, true},
 		// The kernel's test and jne end a block with its own flags
 		// operation written back: the add's block starts clean.
-		{"flags written back by a branch", cat(testRAX, jneNext, addRCX, cx16, retInst), 0, false},
+		{"flags written back by a branch", cat(movRAX, testRAX, jneNext, addRCX, cx16, retInst), 0, false},
+		// A probe on the test itself: a kprobe that cannot be boosted
+		// single-steps it, and the trap's iretq comes after its write.
+		{"on the flags operation", cat(testRAX, jneNext, addRCX, cx16, retInst), 0, true},
+		// Two paths join: the one already clear must not hide the other.
+		{"a join", cat([]byte{0x75, 0x02}, []byte{0xeb, 0x04}, addRCX, movRAX, jmpNext, addRCX, cx16, retInst), 0, true},
+		// The shadow goes on past a call, to its return address.
+		{"past a call in the shadow", cat(addRCX, cx16, []byte{0xe8, 0, 0, 0, 0}, nopInst, retInst), 14, true},
 		// A jmp with no flags operation before it writes back the probe's.
 		{"a branch with no flags operation", cat(movRAX, jmpNext, addRCX, cx16, retInst), 0, true},
 		// In its shadow: no flags operation yet since the cmpxchg16b.
@@ -57,6 +64,19 @@ func TestTCGCmpxchg16bHazard(t *testing.T) {
 				t.Errorf("%s: the hazard names +%#x, not a cmpxchg16b", c.name, at)
 			}
 		}
+	}
+}
+
+// TestTCGReturnHazard: a return in a cmpxchg16b's shadow (where a
+// kretprobe's trampoline and a flag-restoring return window run pushfq
+// and popfq) is a hazard; one after a flags operation is not.
+func TestTCGReturnHazard(t *testing.T) {
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	if r, _, ok := TCGReturnHazard(function(t, cat(addRCX, cx16, retInst))); !ok || r != 9 {
+		t.Errorf("the ret right after the cmpxchg16b: hazard %v at +%#x, want +0x9", ok, r)
+	}
+	if r, _, ok := TCGReturnHazard(function(t, cat(addRCX, cx16, testRAX, retInst))); ok {
+		t.Errorf("a ret after a test: hazard at +%#x", r)
 	}
 }
 
