@@ -83,7 +83,7 @@ static u64 ap_fast_count(const struct ap_inst *in)
  * what AP_IOC_READ says of it is kept by its id; false when there is no
  * memory for that (the slot stays pending).
  */
-bool ap_free_inst(u32 slot, bool published)
+static bool ap_free_inst(u32 slot, bool published)
 {
 	struct ap_inst *in = &ap_insts[slot];
 	struct ap_retired *r;

@@ -783,10 +783,14 @@ static void ap_synthesize_clac(void)
 
 int ap_patch_init(void)
 {
-	int err = -ENOMEM;
+	int err;
 
+	err = ap_insts_init();
+	if (err)
+		goto fail;
+	err = -ENOMEM;
 	ap_wq = alloc_workqueue("autoprof_splice", WQ_UNBOUND, 0);
-	if (ap_insts_init() || !ap_wq)
+	if (!ap_wq)
 		goto fail;
 	ap_synthesize_clac();
 	err = register_die_notifier(&ap_int3_nb);

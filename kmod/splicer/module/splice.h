@@ -7,8 +7,10 @@
  * site.c: what a window may be: the checks against the kernel's own view
  *         of its text (kallsyms, the decoder, the tables other patchers keep).
  * tramp.c: trampolines, built from a window and its instruments' kinds.
- * patch.c: instrument ids, trampoline slots, the int3 redirect, splicing
- *          in and out.
+ * patch.c: trampoline slots, the int3 redirect, splicing in and out,
+ *          reclaim.
+ * inst.c: instrument ids, their fast-path counter slots, what a read says
+ *         of a reused id.
  * measure.c: threads, contexts, the handlers the trampolines call, the
  *            scheduler tracepoints.
  * stubs.S: the register-saving stubs; pool.S: the trampoline pool.
@@ -190,7 +192,6 @@ void ap_insts_exit(void);
 int ap_claim_insts(struct ap_splice *sp, const struct ap_site *old, u32 *fresh);
 void ap_unclaim(struct ap_splice *sp, u32 fresh);
 void ap_retire_inst(u32 id, u32 state);
-bool ap_free_inst(u32 slot, bool published);
 void ap_read_inst(struct ap_inst_read *r);
 void ap_reset_insts(void);
 bool ap_insts_short(u32 n);
