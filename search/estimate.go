@@ -303,10 +303,13 @@ const disturbedRatio = 2
 // fell to 12% from 40%, and the cheap loop beside it came first). A slow
 // round in which the text did not change is the workload's own, and kept.
 func steadyRounds(rs []RoundSample, changed map[int]bool) []RoundSample {
+	perOp := func(r RoundSample) (float64, bool) {
+		return r.TargetNs / float64(r.TargetOps), r.TargetOps >= 3 && r.TargetNs > 0
+	}
 	var per []float64
 	for _, r := range rs {
-		if r.TargetOps >= 3 && r.TargetNs > 0 {
-			per = append(per, r.TargetNs/float64(r.TargetOps))
+		if x, ok := perOp(r); ok {
+			per = append(per, x)
 		}
 	}
 	if len(per) < 3 {
@@ -319,7 +322,7 @@ func steadyRounds(rs []RoundSample, changed map[int]bool) []RoundSample {
 	}
 	out := make([]RoundSample, 0, len(rs))
 	for _, r := range rs {
-		if changed[r.Round] && r.TargetOps >= 3 && r.TargetNs > 0 && r.TargetNs/float64(r.TargetOps) > disturbedRatio*median {
+		if x, ok := perOp(r); ok && changed[r.Round] && x > disturbedRatio*median {
 			continue
 		}
 		out = append(out, r)

@@ -62,7 +62,7 @@ type hunter struct {
 	funcTimerRefused error
 	limits           map[string]bool
 	// textChanged holds the rounds in which instruments went in or out
-	// (see event): their time per operation may hold the kernel's text
+	// (see textChange): their time per operation may hold the kernel's text
 	// patching, which steadyRounds leaves out.
 	textChanged map[int]bool
 	// blind holds the refined nodes with indirect call sites whose
@@ -208,12 +208,15 @@ func (h *hunter) event(action string, n *node, spec string, stat *Interval, reas
 		e.Stat = &s
 	}
 	h.run.Trace = append(h.run.Trace, e)
-	if action == "insert" || action == "withdraw" {
-		// The round that holds the change, and the next: the kernel
-		// optimizes a kprobe, or the module quiesces, a few ticks later.
-		nf := h.nextFull()
-		h.textChanged[nf-1], h.textChanged[nf] = true, true
-	}
+}
+
+// textChange marks the rounds an instrument going in or out now changes
+// the kernel's text in: the round that holds the change, and the next
+// (the kernel optimizes a kprobe, or the module quiesces, a few ticks
+// later).
+func (h *hunter) textChange() {
+	nf := h.nextFull()
+	h.textChanged[nf-1], h.textChanged[nf] = true, true
 }
 
 // nextFull is the first round in which an instrument changed now is

@@ -124,6 +124,7 @@ func (h *hunter) insert(n *node, spec instrument.Spec, rate float64) (*inserted,
 		reason += "; with " + in.backend + ": " + in.fallback
 	}
 	h.event("insert", n, key, nil, reason)
+	h.textChange()
 	return in, nil
 }
 
@@ -186,6 +187,7 @@ func (h *hunter) close(in *inserted, reason string) {
 	}
 	in.live = nil
 	h.event("withdraw", in.owner, in.key, nil, "instrument removed: "+reason)
+	h.textChange()
 }
 
 // withdrawAll withdraws every live instrument (the end of the hunt).

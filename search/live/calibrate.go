@@ -94,11 +94,14 @@ func (c Calibrator) Calibrate(ctx context.Context, in instrument.Instrumenter) (
 				// it in most runs: noise larger than the cost. The
 				// kernel's own measure of the programs' run time per hit
 				// stands in, where there is one; else the default.
+				assumed := "default assumed"
+				if bpf > 0 {
+					assumed = fmt.Sprintf("its programs' run time per hit assumed (%.0f ns)", bpf)
+				}
+				unmeasured = append(unmeasured, fmt.Sprintf("%s: %s added no measurable time to %d preads (median of %d runs), %s", key, p.spec, n, calibrationRuns, assumed))
 				if bpf <= 0 {
-					unmeasured = append(unmeasured, fmt.Sprintf("%s: %s added no measurable time to %d preads (median of %d runs), default assumed", key, p.spec, n, calibrationRuns))
 					continue
 				}
-				unmeasured = append(unmeasured, fmt.Sprintf("%s: %s added no measurable time to %d preads (median of %d runs), its programs' run time per hit assumed (%.0f ns)", key, p.spec, n, calibrationRuns, bpf))
 				c = bpf
 			}
 			costs[key] = c
