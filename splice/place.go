@@ -282,7 +282,10 @@ func (p *Placement) checkEmulator(spec instrument.Spec, sym callgraph.Symbol, of
 	if at, ok := patch.TCGCmpxchg16bHazard(f, off); ok {
 		return refuse(spec, instrument.ErrUnsafe, "on QEMU's emulator (TCG), a probe at %s+%#x can corrupt the flags of the cmpxchg16b at +%#x %s", sym.Name, off, at, why)
 	}
-	if r, at, ok := patch.TCGReturnHazard(f); returns && ok {
+	if !returns {
+		return nil
+	}
+	if r, at, ok := patch.TCGReturnHazard(f); ok {
 		return refuse(spec, instrument.ErrUnsafe, "on QEMU's emulator (TCG), a return probe at %s+%#x, in the shadow of the cmpxchg16b at +%#x, can load its corrupt flags %s", sym.Name, r, at, why)
 	}
 	return nil

@@ -175,7 +175,7 @@ func (run *Run) Do(ctx context.Context, s instrument.Instrumenter) (*RunSummary,
 				return nil, err
 			}
 		}
-		if why := bound(interval); why != "" && stopped == "" {
+		if why := bound(interval); why != "" {
 			stopped, done = why, true
 		}
 	}
