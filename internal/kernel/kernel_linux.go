@@ -99,3 +99,13 @@ func ProcessCPU() (time.Duration, error) {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
+
+// MonotonicNs returns CLOCK_MONOTONIC in nanoseconds: the clock of BPF's
+// bpf_ktime_get_ns, so that times stamped by a BPF program compare with it.
+func MonotonicNs() (uint64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, fmt.Errorf("clock_gettime(CLOCK_MONOTONIC): %w", err)
+	}
+	return uint64(ts.Nano()), nil
+}

@@ -2,7 +2,9 @@ package live
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,16 +21,22 @@ import (
 // Sampler is search.Sampler over the running kernel: on-CPU stacks from
 // the sample backend (perf cpu-clock with kernel call chains, filtered to
 // the target in the kernel) and, for a pid or cgroup target, off-CPU
-// stacks: every OffPeriod, the kernel stack (/proc/TID/stack) of each of
-// the target's threads that is blocked. The on-CPU samples share out the
-// target's time on the CPU (see onCPUWeight), each off-CPU one stands for
-// the time since the last poll. Where a
+// stacks. Those come from the kernel's sched_switch, where a BPF program
+// adds up each blocked thread's time by kernel stack (splice.OffCPU);
+// where it cannot load, from a poll every OffPeriod of the kernel stack
+// (/proc/TID/stack) of each of the target's threads that is blocked, each
+// standing for the time since the last poll. The on-CPU samples share out
+// the target's time on the CPU (see onCPUWeight). Where a
 // stack lacks the syscall entry function (a tail call), it is put back:
 // from /proc/TID/syscall for off-CPU stacks, and from the call graph for
 // on-CPU ones when exactly one syscall entry function tail-calls the
 // frame after the dispatcher.
 type Sampler struct {
-	on        *splice.Sampler
+	on  *splice.Sampler
+	off *splice.OffCPU // nil: off-CPU stacks are polled from /proc
+	// schedText are .sched.text and .lock.text, where waitFrames drops
+	// the scheduler's and the locks' own frames.
+	schedText [2][2]uint64
 	freq      uint64
 	syms      *callgraph.Symbols
 	table     *splice.SyscallTable
@@ -64,7 +72,14 @@ func OpenSampler(ctx context.Context, sess splice.Instruments, o SamplerOptions)
 	}
 	s := &Sampler{freq: o.Freq, syms: sess.Graph().Symbols(), table: sess.Syscalls(), offPeriod: o.Period, system: o.Target.IsSystem()}
 	s.tails = syscallTails(sess.Graph())
-	s.offCPU = !o.Target.IsSystem() && procStacks(o.Target)
+	s.schedText = [2][2]uint64{textRange(s.syms, "__sched_text"), textRange(s.syms, "__lock_text")}
+	if !o.Target.IsSystem() {
+		if off, err := splice.OpenOffCPU(ctx, splice.OffCPUOptions{Target: o.Target}); err == nil {
+			s.off, s.offCPU = off, true
+		} else {
+			s.offCPU = procStacks(o.Target)
+		}
+	}
 	on, err := splice.OpenSampler(ctx, splice.SamplerOptions{Freq: o.Freq, Target: o.Target})
 	if err != nil {
 		if !s.offCPU {
@@ -74,6 +89,7 @@ func OpenSampler(ctx context.Context, sess splice.Instruments, o SamplerOptions)
 	}
 	if err := on.Pause(); err != nil {
 		on.Close()
+		s.Close()
 		return nil, err
 	}
 	s.on = on
@@ -101,13 +117,25 @@ func (s *Sampler) window() (end func(), err error) {
 	}, nil
 }
 
-// RunTime is the kernel time the on-CPU sampler's program has taken so
-// far (see splice.Sampler.RunTime); 0 without one.
+// RunTime is the kernel time the sampler's programs have taken so far
+// (see splice.Sampler.RunTime and splice.OffCPU.RunTime).
 func (s *Sampler) RunTime() (time.Duration, error) {
-	if s.on == nil {
-		return 0, nil
+	var d time.Duration
+	if s.on != nil {
+		on, err := s.on.RunTime()
+		if err != nil {
+			return 0, err
+		}
+		d += on
 	}
-	return s.on.RunTime()
+	if s.off != nil {
+		off, err := s.off.RunTime()
+		if err != nil {
+			return 0, err
+		}
+		d += off
+	}
+	return d, nil
 }
 
 // procStacks reports whether the kernel stacks of tasks can be read
@@ -130,10 +158,14 @@ func (s *Sampler) Close() error {
 		return os.ErrClosed
 	}
 	s.closed = true
-	if s.on == nil {
-		return nil
+	var errs []error
+	if s.off != nil {
+		errs = append(errs, s.off.Close())
 	}
-	return s.on.Close()
+	if s.on != nil {
+		errs = append(errs, s.on.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // syscallTails maps each function that exactly one native x86-64 syscall
@@ -181,11 +213,18 @@ func (s *Sampler) Sample(ctx context.Context, target instrument.Target, d time.D
 		}
 	}
 	sched0 := schedTimes(target)
+	var w0 *splice.OffCPUSnapshot
+	if s.off != nil {
+		var err error
+		if w0, err = s.off.Read(); err != nil {
+			return nil, fmt.Errorf("reading off-CPU waits: %w", err)
+		}
+	}
 	start := time.Now()
 	end := start.Add(d)
 	last := start.Add(-s.offPeriod)
 	for {
-		if s.offCPU {
+		if s.offCPU && s.off == nil {
 			// Each blocked thread stands for the time since the last
 			// poll: the polls come less often than offPeriod on a busy
 			// machine, and a nominal weight would undercount waits.
@@ -194,11 +233,20 @@ func (s *Sampler) Sample(ctx context.Context, target instrument.Target, d time.D
 			last = now
 		}
 		wait := min(s.offPeriod, time.Until(end))
-		if !s.offCPU {
+		if !s.offCPU || s.off != nil {
 			wait = time.Until(end)
 		}
 		if wait <= 0 || sleep(ctx, wait) != nil {
 			break
+		}
+	}
+	if s.off != nil {
+		w1, err := s.off.Read()
+		if err != nil {
+			return nil, fmt.Errorf("reading off-CPU waits: %w", err)
+		}
+		if err := s.addOffCPU(w0, w1, acc); err != nil {
+			return nil, err
 		}
 	}
 	if s.on != nil {
@@ -266,6 +314,69 @@ func (s *Sampler) addOnCPU(p0, p1 *splice.Profile, acc map[string]*search.Stack,
 		}
 		add(acc, frames, true, n, weight*float64(n))
 	}
+}
+
+// addOffCPU adds the target's waits between two snapshots of the off-CPU
+// program, one stack per place, standing for the time waited there. Its
+// Count is that time in poll periods (at least 1): what a poll of
+// /proc every offPeriod would have counted, for the search's intervals.
+func (s *Sampler) addOffCPU(w0, w1 *splice.OffCPUSnapshot, acc map[string]*search.Stack) error {
+	for w, ns := range splice.OffCPUWindow(w0, w1) {
+		addrs, err := s.off.Stack(w.Stack)
+		if err != nil {
+			return fmt.Errorf("reading off-CPU waits: %w", err)
+		}
+		frames := s.fixSyscall(s.waitFrames(addrs), int(w.Nr))
+		n := max(1, uint64(math.Round(float64(ns)/float64(s.offPeriod))))
+		add(acc, frames, false, n, float64(ns))
+	}
+	return nil
+}
+
+// waitFrames names the frames of a blocked thread's call chain taken at
+// sched_switch (innermost first) as /proc/TID/stack shows a sleeping
+// task's, outermost first: without the tracepoint's and BPF's frames
+// inside the scheduler, and without the scheduler's and the locks' own
+// functions (.sched.text and .lock.text: the kernel's
+// in_sched_functions), so that a wait is named by what waits.
+func (s *Sampler) waitFrames(addrs []uint64) []string {
+	sched := func(a uint64) bool {
+		for _, r := range s.schedText {
+			if r[0] <= a && a < r[1] {
+				return true
+			}
+		}
+		return false
+	}
+	inner := len(addrs)
+	for i, a := range addrs {
+		if sched(a) {
+			inner = i
+			break
+		}
+	}
+	if inner == len(addrs) {
+		inner = 0 // no scheduler frame: keep the chain as it is
+	}
+	kept := make([]uint64, 0, len(addrs)-inner)
+	for _, a := range addrs[inner:] {
+		if !sched(a) {
+			kept = append(kept, a)
+		}
+	}
+	return s.symbolize(kept)
+}
+
+// textRange returns the addresses between the kernel symbols
+// section_start and section_end (e.g. __sched_text_start, _end); an
+// empty range where the kernel lacks them.
+func textRange(syms *callgraph.Symbols, section string) [2]uint64 {
+	start, ok1 := syms.Symbol(section + "_start")
+	end, ok2 := syms.Symbol(section + "_end")
+	if !ok1 || !ok2 {
+		return [2]uint64{}
+	}
+	return [2]uint64{start.Addr, end.Addr}
 }
 
 // pollOffCPU adds one off-CPU sample per blocked thread of the target,

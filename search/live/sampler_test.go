@@ -3,6 +3,9 @@ package live
 import (
 	"context"
 	"os"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +94,65 @@ func spinInKernel(stop <-chan struct{}) {
 			return
 		default:
 			f.Read(buf)
+		}
+	}
+}
+
+// TestSamplerOffCPU: where the off-CPU program loads, a thread blocked in
+// read(2) on a pipe for 400 ms of a 600 ms Sample call is found there by
+// the kernel's sched_switch for that long, its stack named as
+// /proc/TID/stack names it (the scheduler's frames left out), with the
+// syscall entry in it.
+func TestSamplerOffCPU(t *testing.T) {
+	featuretest.Require(t, features.HaveTracepoint())
+	sess, err := splice.OpenInstruments(context.Background(), splice.Options{})
+	if err != nil {
+		t.Fatalf("opening the instruments, which the probes say work here: %v", err)
+	}
+	defer sess.Close()
+	target := instrument.Target{PIDs: []int{os.Getpid()}}
+	s, err := OpenSampler(context.Background(), sess, SamplerOptions{Target: target})
+	if s == nil {
+		t.Fatalf("opening the sampler: %v", err)
+	}
+	defer s.Close()
+	if s.off == nil {
+		t.Fatal("the tracepoint probe says tp_btf programs load here, and the sampler polls /proc for off-CPU stacks")
+	}
+	var p [2]int
+	if err := syscall.Pipe(p[:]); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(p[0])
+	defer syscall.Close(p[1])
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		var b [1]byte
+		syscall.Read(p[0], b[:])
+	}()
+	time.AfterFunc(500*time.Millisecond, func() { syscall.Write(p[1], []byte{1}) })
+	stacks, err := s.Sample(context.Background(), target, 600*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inRead float64
+	var frames []string
+	for _, st := range stacks {
+		if !st.OnCPU && slices.ContainsFunc(st.Frames, func(f string) bool { return strings.HasSuffix(f, "pipe_read") }) {
+			inRead += st.WeightNs
+			frames = st.Frames
+		}
+	}
+	t.Logf("%v blocked in %v", time.Duration(inRead), frames)
+	if d := time.Duration(inRead); d < 350*time.Millisecond || d > 450*time.Millisecond {
+		t.Errorf("a thread blocked in pipe_read for about 400ms of the window: %v measured there", d)
+	}
+	if len(frames) == 0 || !strings.HasSuffix(frames[len(frames)-1], "pipe_read") || !slices.Contains(frames, "__x64_sys_read") {
+		t.Errorf("the wait's frames %v, want the syscall entry outermost and pipe_read innermost, as /proc/TID/stack has them", frames)
+	}
+	for _, f := range frames {
+		if f == "schedule" || f == "__schedule" || strings.Contains(f, "bpf") || strings.Contains(f, "trace") {
+			t.Errorf("the wait's frames hold %s, which /proc/TID/stack leaves out", f)
 		}
 	}
 }

@@ -1,0 +1,165 @@
+// Package offcpu loads the off-CPU program (offcpu.bpf.c): a sched_switch
+// program that adds up, in the kernel, the time the target's threads
+// spend blocked, by kernel call chain and syscall. Package splice attaches
+// it (OpenOffCPU).
+package offcpu
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+//go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel offcpu offcpu.bpf.c
+
+// MaxFrames is MAX_FRAMES in offcpu.bpf.c.
+const MaxFrames = 127
+
+// Filter flags (F_* in offcpu.bpf.c).
+const (
+	FilterPIDs   = 1
+	FilterCgroup = 2
+)
+
+// Objects are the loaded program and maps.
+type Objects struct {
+	o offcpuObjects
+}
+
+// Load loads the program with room for maxStacks distinct call chains
+// and maxThreads threads blocked at once.
+func Load(maxStacks, maxThreads int) (*Objects, error) {
+	spec, err := loadOffcpu()
+	if err != nil {
+		return nil, fmt.Errorf("loading the off-CPU program: %w", err)
+	}
+	spec.Maps["stacks"].MaxEntries = uint32(maxStacks)
+	spec.Maps["totals"].MaxEntries = uint32(maxStacks)
+	spec.Maps["starts"].MaxEntries = uint32(maxThreads)
+	_ = rlimit.RemoveMemlock()
+	o := &Objects{}
+	if err := spec.LoadAndAssign(&o.o, nil); err != nil {
+		return nil, fmt.Errorf("loading the off-CPU program: %w", err)
+	}
+	return o, nil
+}
+
+// Program returns the sched_switch program (tp_btf).
+func (o *Objects) Program() *ebpf.Program { return o.o.Offcpu }
+
+// SetFilter sets the target: tgids (none: every task) and a cgroup
+// directory fd (-1: none).
+func (o *Objects) SetFilter(pids []uint32, cgroupFD int) error {
+	var flags uint32
+	for _, p := range pids {
+		if err := o.o.Pids.Update(p, uint8(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("setting the off-CPU pid filter: %w", err)
+		}
+		flags |= FilterPIDs
+	}
+	if cgroupFD >= 0 {
+		if err := o.o.Cgroup.Update(uint32(0), uint32(cgroupFD), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("setting the off-CPU cgroup filter: %w", err)
+		}
+		flags |= FilterCgroup
+	}
+	return o.o.Config.Update(uint32(0), flags, ebpf.UpdateAny)
+}
+
+// Wait is what a blocked thread waits in: its kernel call chain (by id in
+// the stack map) and the syscall it is in (-1: none).
+type Wait struct {
+	Stack int32
+	Nr    int32
+}
+
+// Total is the waits that ended in one place.
+type Total struct {
+	Ns    uint64
+	Count uint64
+}
+
+// Start is a thread's last wait: from At to End (CLOCK_MONOTONIC ns; End
+// is 0 while it lasts), in Wait.
+type Start struct {
+	At, End uint64
+	Wait    Wait
+}
+
+// Totals returns the waits that ended so far, by where they waited.
+func (o *Objects) Totals() (map[Wait]Total, error) {
+	out := map[Wait]Total{}
+	var w offcpuWait
+	var t offcpuTotal
+	it := o.o.Totals.Iterate()
+	for it.Next(&w, &t) {
+		out[Wait{Stack: w.Stack, Nr: w.Nr}] = Total{Ns: t.Ns, Count: t.Count}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading off-CPU totals: %w", err)
+	}
+	return out, nil
+}
+
+// Starts returns each thread's last wait, by thread id.
+func (o *Objects) Starts() (map[uint32]Start, error) {
+	out := map[uint32]Start{}
+	var tid uint32
+	var s offcpuStart
+	it := o.o.Starts.Iterate()
+	for it.Next(&tid, &s) {
+		out[tid] = Start{At: s.At, End: s.End, Wait: Wait{Stack: s.W.Stack, Nr: s.W.Nr}}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the threads' last off-CPU waits: %w", err)
+	}
+	return out, nil
+}
+
+// Stack returns a call chain of the stack map, innermost address first;
+// nil if the map no longer holds it.
+func (o *Objects) Stack(id int32) ([]uint64, error) {
+	frames := make([]uint64, MaxFrames)
+	if err := o.o.Stacks.Lookup(uint32(id), &frames); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading stack %d: %w", id, err)
+	}
+	n := 0
+	for n < len(frames) && frames[n] != 0 {
+		n++
+	}
+	return frames[:n], nil
+}
+
+// Lost is the number of waits not counted: no stack could be taken, or a
+// map was full.
+func (o *Objects) Lost() (uint64, error) {
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return 0, err
+	}
+	per := make([]uint64, ncpu)
+	if err := o.o.Counters.Lookup(uint32(0), &per); err != nil {
+		return 0, fmt.Errorf("reading off-CPU counters: %w", err)
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n, nil
+}
+
+// Close unloads everything. A second call returns os.ErrClosed.
+func (o *Objects) Close() error {
+	if o.o.Offcpu == nil {
+		return os.ErrClosed
+	}
+	err := o.o.Close()
+	o.o = offcpuObjects{}
+	return err
+}
