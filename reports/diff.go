@@ -126,8 +126,10 @@ type Change struct {
 	Margin float64 `json:"margin"`
 	// InstrumentCost is, for contexts instrumented differently below in
 	// the two runs, the most that instruments can have added to this time
-	// per operation of the slower run with nothing changed in the kernel:
-	// the change is significant only beyond it (see compareNode).
+	// per operation of the slower run with nothing changed in the kernel;
+	// for contexts instrumented alike, how much more of the instruments'
+	// calibrated cost one run took out of it than the other. The change
+	// is significant only beyond it (see compareNode).
 	InstrumentCost float64 `json:"instrument_cost,omitempty"`
 	P              float64 `json:"p"`
 	Q              float64 `json:"q"`

@@ -447,6 +447,11 @@ func newComparer(base, new *search.Run, opts DiffOptions) *comparer {
 //	margin = max(MinRelative·|base mean|, MinShare·base time per op,
 //	             cost(slower run's instruments))   (unlike pairs)
 //
+// Alike pairs pay for the same instruments, but each run took out its own
+// calibration of them (search.RoundSample's InclCost, ExclCost), and two
+// calibrations of one machine differ: the difference of what the two
+// runs took out per operation widens the margin likewise.
+//
 // Latency histograms compare only alike pairs.
 func (c *comparer) compareNode(b, n int) NodeDiff {
 	base, new, o := c.base, c.new, c.opts
@@ -503,6 +508,14 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 			}
 			margin = math.Max(margin, cost)
 		}
+		if like && roundsB && roundsN {
+			// Measured alike, the instruments cost the same on both
+			// sides, but each run took out its own calibration of that
+			// cost: where the calibrations differ, so do the times,
+			// with no change in the kernel.
+			cost = math.Abs(meanCost(rb, m.name) - meanCost(rn, m.name))
+			margin = math.Max(margin, cost)
+		}
 		w := WelchTest(xb, xn, o.Confidence, margin)
 		if okB && okN && !(roundsB && roundsN) {
 			w = EstimateTest(eb, en, o.Confidence, margin)
@@ -516,6 +529,31 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 		d.Latency = LatencyChange{A: r.A, P: r.P, Q: math.NaN()}
 	}
 	return d
+}
+
+// meanCost is the mean over rounds of the instruments' calibrated cost
+// that the hunt took out of a time metric (search.RoundSample's InclCost,
+// ExclCost: paid on the CPU, so none of the off-CPU time), per operation.
+func meanCost(rounds []search.RoundSample, metric string) float64 {
+	var s float64
+	var n int
+	for _, r := range rounds {
+		c := 0.0
+		switch metric {
+		case "incl":
+			c = r.InclCost
+		case "excl", "oncpu":
+			c = r.ExclCost
+		}
+		if x, ok := nsPerOp(c, r); ok {
+			s += x
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return s / float64(n)
 }
 
 // absOr0 is |x|, or 0 for NaN, for sorting.

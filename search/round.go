@@ -24,6 +24,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 	h.run.Misses = addMisses(h.run.Misses, delta.Misses)
 	for _, n := range h.nodes {
 		n.cur = instrument.ContextReading{}
+		n.costIncl, n.costExcl = 0, 0
 	}
 	sort.SliceStable(delta.Contexts, func(i, j int) bool { return len(delta.Contexts[i].Path) < len(delta.Contexts[j].Path) })
 	for _, c := range delta.Contexts {
@@ -122,6 +123,8 @@ func (h *hunter) record(n *node, d float64, elapsed time.Duration, ops uint64) {
 		OnCPUShare: float64(c.ExclNs-min(c.ExclOffCPUNs, c.ExclNs)) / d,
 		OffCPU:     float64(c.ExclOffCPUNs) / d,
 		TargetNs:   d,
+		InclCost:   float64(n.costIncl) / d,
+		ExclCost:   float64(n.costExcl) / d,
 	})
 	n.all.add(c, rootCalls, d)
 	if h.inWindowRound() {
@@ -422,10 +425,10 @@ func (h *hunter) compensate(d float64, siteCalls, hits map[string]uint64, measur
 	// children kept). The target's time loses what was taken out of its
 	// roots' windows (every hit of the target's falls in one) and the
 	// part of the roots' own cost outside them.
-	before := map[*node]uint64{}
+	before, beforeExcl := map[*node]uint64{}, map[*node]uint64{}
 	for _, n := range h.nodes {
 		c := &n.cur
-		before[n] = c.InclNs
+		before[n], beforeExcl[n] = c.InclNs, c.ExclNs
 		if x := own[n]; x > 0 {
 			c.ExclNs = max(c.ExclNs-min(uint64(x), c.ExclNs), c.ExclOffCPUNs)
 		}
@@ -440,6 +443,7 @@ func (h *hunter) compensate(d float64, siteCalls, hits map[string]uint64, measur
 		if n.parent != nil && !n.sampled() {
 			kids[n.parent] += c.InclNs
 		}
+		n.costIncl, n.costExcl = before[n]-c.InclNs, beforeExcl[n]-min(c.ExclNs, beforeExcl[n])
 	}
 	var taken, roots float64
 	for _, n := range h.nodes {

@@ -157,6 +157,12 @@ type RoundSample struct {
 	// TargetNs is the target's time in the round, the shares'
 	// denominator.
 	TargetNs float64 `json:"target_ns,omitempty"`
+	// InclCost and ExclCost are the instruments' calibrated cost taken
+	// out of the inclusive and exclusive time (hunter.compensate), as
+	// shares like the others: what a calibration that erred would have
+	// moved.
+	InclCost float64 `json:"incl_cost,omitempty"`
+	ExclCost float64 `json:"excl_cost,omitempty"`
 }
 
 // Interval is a mean with its two-sided confidence interval (Student's t

@@ -47,6 +47,9 @@ type node struct {
 
 	cur      instrument.ContextReading // this round's activity
 	lastRate float64                   // calls per second in the last round measured
+	// costIncl and costExcl are what compensate took out of cur's
+	// inclusive and exclusive time: the instruments' calibrated cost.
+	costIncl, costExcl uint64
 
 	targets map[string]bool // indirect-call targets observed under this context
 
