@@ -547,3 +547,49 @@ func TestWaitIsTheCallers(t *testing.T) {
 		}
 	})
 }
+
+// TestLateRoot: a second thread of the target starts sleeping in
+// clock_nanosleep 3 s into the hunt, after Deep Start chose its roots
+// (what a workload's child forked late does). A round's stack samples find
+// that time outside every root, the syscall becomes a root, and the hunt
+// names where it sleeps with its share of the target's time since.
+func TestLateRoot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("cpu", 5)
+		k.TargetThreads = 2
+		k.Funcs["__x64_sys_clock_nanosleep"] = &searchtest.Func{Name: "__x64_sys_clock_nanosleep", OnNs: 500, Calls: []searchtest.Call{{Func: "late_sleep", N: 1}}}
+		k.Funcs["late_sleep"] = &searchtest.Func{Name: "late_sleep", OnNs: 1e3, OffNs: 2e6, Calls: []searchtest.Call{{Func: "__schedule", N: 1}}}
+		k.Roots = append(k.Roots, searchtest.Root{Func: "__x64_sys_clock_nanosleep", Rate: 400, From: 3 * time.Second, Entry: []string{"entry_SYSCALL_64", "do_syscall_64"}})
+		k.Start()
+		run := hunt(t, k, nil)
+		var root *search.Event
+		for i, e := range run.Trace {
+			if e.Action == "root" && e.Spec == "__x64_sys_clock_nanosleep:timer" {
+				root = &run.Trace[i]
+			}
+		}
+		if root == nil {
+			t.Fatal("the syscall that began after Deep Start never became a root")
+		}
+		t.Logf("round %d: %s", root.Round, root.Reason)
+		if root.Round == 0 || !strings.Contains(root.Reason, "after Deep Start") {
+			t.Errorf("root event in round %d: %q", root.Round, root.Reason)
+		}
+		var sleep, cpu *search.Finding
+		for i, f := range run.Findings {
+			switch f.Path[len(f.Path)-1] {
+			case "late_sleep":
+				sleep = &run.Findings[i]
+			case truth.Func:
+				cpu = &run.Findings[i]
+			}
+		}
+		if sleep == nil || cpu == nil {
+			t.Fatalf("findings %v: want late_sleep and %s", run.Findings, truth.Func)
+		}
+		t.Logf("late_sleep %.1f%%: %s; %s %.1f%%", 100*sleep.ExclShare.Mean, sleep.Verdict, truth.Func, 100*cpu.ExclShare.Mean)
+		if !strings.HasPrefix(sleep.Verdict, "blocked") || math.Abs(sleep.ExclShare.Mean-0.4) > 0.06 {
+			t.Errorf("late_sleep: %.1f%% %q, want blocked, about 40%% (0.8 of one of two threads)", 100*sleep.ExclShare.Mean, sleep.Verdict)
+		}
+	})
+}

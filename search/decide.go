@@ -36,7 +36,10 @@ import (
 // allows.
 func (h *hunter) decide() bool {
 	h.updateIntervals()
-	changed := h.withdrawCold()
+	changed := h.lateRoots()
+	if h.withdrawCold() {
+		changed = true
+	}
 	if h.withdrawCounted() {
 		changed = true
 	}

@@ -327,8 +327,9 @@ func (h *hunter) read(opens bool) (*reading, error) {
 }
 
 // wait waits for the end of the round, sampling meanwhile where the hunt
-// grows sampled nodes, and returns a stop reason if the hunt must end
-// after this round.
+// grows sampled nodes, has blind indirect calls, or watches for new roots
+// (every rootWatch rounds, see lateRoots), and returns a stop reason if
+// the hunt must end after this round.
 func (h *hunter) wait(ctx context.Context) string {
 	d := h.roundLen
 	deadline := h.deadline()
@@ -337,7 +338,7 @@ func (h *hunter) wait(ctx context.Context) string {
 			d = max(left, 0)
 		}
 	}
-	if (h.cfg.SampleTree || len(h.blind) > 0) && h.cfg.Sampler != nil {
+	if (h.cfg.SampleTree || len(h.blind) > 0 || h.round%rootWatch == rootWatch-1) && h.cfg.Sampler != nil {
 		h.startSampling(ctx, d)
 	}
 	t := time.NewTimer(d)
@@ -348,6 +349,9 @@ func (h *hunter) wait(ctx context.Context) string {
 		stop = "interrupted: " + context.Cause(ctx).Error()
 	case <-h.cfg.Done:
 		stop = stopExited
+		if h.sampling != nil {
+			h.stopSampling() // what it took up to the exit is the round's
+		}
 	case <-t.C:
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			stop = "deadline reached"

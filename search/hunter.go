@@ -111,8 +111,9 @@ type overheads struct {
 
 // sampleStore is the stack samples the hunt took.
 type sampleStore struct {
-	sampling chan samplingResult // the sampler's answer for the round in progress
-	deep     []Stack             // Deep Start's samples
+	sampling     chan samplingResult // the sampler's answer for the round in progress
+	stopSampling func()              // ends that sampling early
+	deep         []Stack             // Deep Start's samples
 	// allStacks are every stack sampled, over sampledNs of the target's
 	// time (sampledCount samples, rounds sampledFrom to sampledTo): what
 	// estimates from samples are made of.
@@ -126,6 +127,11 @@ type sampleStore struct {
 	// sampler sampled, which the round itself can outlast.
 	droppedNs  float64
 	sampledFor time.Duration
+	// roundStacks are the last round's samples (nil where it took none),
+	// over roundNs of the target's time: where lateRoots looks for work
+	// outside every root.
+	roundStacks []Stack
+	roundNs     float64
 	// samplesOnly is set by finish where the target exited before any
 	// instrument counted a call of it (see onlySamples): every estimate
 	// is then made of the samples.

@@ -118,6 +118,58 @@ func (h *hunter) deepStart(ctx context.Context) {
 	}
 }
 
+// rootWatch is how often, in rounds, a hunt that samples no round
+// otherwise samples one to look for work outside its roots (lateRoots).
+const rootWatch = 4
+
+// minLateSamples is how many of a round's samples must put a frame's time
+// outside every root before lateRoots takes it for a root: one round's
+// few samples are noisy.
+const minLateSamples = 10
+
+// lateRoots adds the roots that the last round's stack samples put at
+// least θ of the target's time under, outside every root: work the target
+// began after Deep Start chose its roots (a child it started later, a new
+// phase), which no instrument would otherwise see. It reports whether it
+// added one.
+func (h *hunter) lateRoots() bool {
+	if h.roundStacks == nil || h.roundNs <= 0 || len(h.roots) >= maxRoots {
+		return false
+	}
+	weight, count := map[string]float64{}, map[string]uint64{}
+	for _, s := range h.roundStacks {
+		i := h.rootIndex(s.Frames)
+		if i < 0 || slices.ContainsFunc(s.Frames, func(f string) bool { return h.roots[f] }) {
+			continue
+		}
+		weight[s.Frames[i]] += s.WeightNs
+		count[s.Frames[i]] += s.Count
+	}
+	names := make([]string, 0, len(weight))
+	for f := range weight {
+		names = append(names, f)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if weight[names[i]] != weight[names[j]] {
+			return weight[names[i]] > weight[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	added := false
+	for _, f := range names {
+		share := weight[f] / h.roundNs
+		if share < h.theta() || len(h.roots) >= maxRoots {
+			break
+		}
+		if count[f] < minLateSamples {
+			continue
+		}
+		h.addRoot(f, fmt.Sprintf("stack samples of round %d put %s of the target's time in it, outside every root: it began after Deep Start", h.round, pct(share)))
+		added = added || h.roots[f]
+	}
+	return added
+}
+
 // sample samples the target for d, or waits d where there is no sampler.
 func (h *hunter) sample(ctx context.Context, d time.Duration) ([]Stack, error) {
 	if h.cfg.Sampler != nil {

@@ -52,6 +52,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 		}
 	}
 	h.droppedNs = 0 // the rounds' samples find targets and grow sampled trees; estimates come from quiet ones
+	h.roundStacks, h.roundNs = cur.stacks, d
 	if cur.stacks != nil && h.cfg.SampleTree {
 		h.absorbStacks(cur.stacks, d, ops)
 	}
@@ -221,10 +222,11 @@ func bestExcl(n *node) float64 {
 }
 
 // startSampling samples the target for d in the background; read collects
-// the stacks.
+// the stacks, and stopSampling cuts the sampling short.
 func (h *hunter) startSampling(ctx context.Context, d time.Duration) {
 	ch := make(chan samplingResult, 1)
-	h.sampling = ch
+	ctx, cancel := context.WithCancel(ctx)
+	h.sampling, h.stopSampling = ch, cancel
 	go func() {
 		start := time.Now()
 		stacks, err := h.cfg.Sampler.Sample(ctx, h.cfg.Target, d)
@@ -239,7 +241,8 @@ func (h *hunter) takeStacks() []Stack {
 		return nil
 	}
 	r := <-h.sampling
-	h.sampling = nil
+	h.stopSampling()
+	h.sampling, h.stopSampling = nil, nil
 	h.sampledFor = r.took
 	if r.err != nil {
 		h.limit("stack sampling failed: %v", r.err)

@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/autoprof/autoprof/internal/bpfmaps"
 )
 
 // Context is an interned calling context: the instrument Inst entered
@@ -45,40 +47,11 @@ func (m *Model) Contexts() (map[uint32]Context, error) {
 	return out, nil
 }
 
-// hashBatch is how many entries of a hash map one BPF_MAP_LOOKUP_BATCH
-// reads: more than a hash bucket ever holds (a smaller batch gets ENOSPC).
-const hashBatch = 512
-
-// readHash calls each with every entry of a hash map and its perKey
-// values (one per CPU for a per-CPU map), read in batches where the
-// kernel has BPF_MAP_LOOKUP_BATCH (Linux 5.6); where it has not, iterate
-// reads them one at a time instead, calling each likewise.
-func readHash[K, V any](mp *ebpf.Map, perKey int, each func(K, []V), iterate func() error) error {
-	keys := make([]K, hashBatch)
-	vals := make([]V, hashBatch*perKey)
-	var cursor ebpf.MapBatchCursor
-	for read := 0; ; {
-		n, err := mp.BatchLookup(&cursor, keys, vals, nil)
-		for i := range n {
-			each(keys[i], vals[i*perKey:(i+1)*perKey])
-		}
-		read += n
-		switch {
-		case errors.Is(err, ebpf.ErrKeyNotExist):
-			return nil
-		case errors.Is(err, ebpf.ErrNotSupported) && read == 0:
-			return iterate()
-		case err != nil:
-			return err
-		}
-	}
-}
-
 // readContexts reads the whole contexts map.
 func (m *Model) readContexts() (map[uint32]Context, error) {
 	out := map[uint32]Context{}
 	each := func(k measureCtxKey, id []uint32) { out[id[0]] = Context{Parent: k.Parent, Inst: k.Inst} }
-	err := readHash(m.objs.Ctxs, 1, each, func() error {
+	err := bpfmaps.ReadHash(m.objs.Ctxs, 1, each, func() error {
 		var k measureCtxKey
 		var id uint32
 		it := m.objs.Ctxs.Iterate()
@@ -192,13 +165,13 @@ type Target struct {
 	Calls  uint64
 }
 
-// Targets returns every captured target (see readHash).
+// Targets returns every captured target (see bpfmaps.ReadHash).
 func (m *Model) Targets() ([]Target, error) {
 	var out []Target
 	each := func(k measureTargetKey, per []uint64) {
 		out = append(out, Target{Ctx: k.Ctx, Target: k.Target, Calls: sum(per)})
 	}
-	err := readHash(m.objs.Targets, m.ncpu, each, func() error {
+	err := bpfmaps.ReadHash(m.objs.Targets, m.ncpu, each, func() error {
 		var k measureTargetKey
 		per := make([]uint64, m.ncpu)
 		it := m.objs.Targets.Iterate()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/autoprof/autoprof/internal/bpfmaps"
 )
 
 //go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel offcpu offcpu.bpf.c
@@ -26,7 +28,8 @@ const (
 
 // Objects are the loaded program and maps.
 type Objects struct {
-	o offcpuObjects
+	o      offcpuObjects
+	chains map[int32][]uint64 // stack id → call chain, as read so far
 }
 
 // Load loads the program with room for maxStacks distinct call chains
@@ -89,39 +92,56 @@ type Start struct {
 	Wait    Wait
 }
 
-// Totals returns the waits that ended so far, by where they waited.
+// Totals returns the waits that ended so far, by where they waited, read
+// in batches.
 func (o *Objects) Totals() (map[Wait]Total, error) {
 	out := map[Wait]Total{}
-	var w offcpuWait
-	var t offcpuTotal
-	it := o.o.Totals.Iterate()
-	for it.Next(&w, &t) {
-		out[Wait{Stack: w.Stack, Nr: w.Nr}] = Total{Ns: t.Ns, Count: t.Count}
+	each := func(w offcpuWait, t []offcpuTotal) {
+		out[Wait{Stack: w.Stack, Nr: w.Nr}] = Total{Ns: t[0].Ns, Count: t[0].Count}
 	}
-	if err := it.Err(); err != nil {
+	err := bpfmaps.ReadHash(o.o.Totals, 1, each, func() error {
+		var w offcpuWait
+		var t offcpuTotal
+		it := o.o.Totals.Iterate()
+		for it.Next(&w, &t) {
+			each(w, []offcpuTotal{t})
+		}
+		return it.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("reading off-CPU totals: %w", err)
 	}
 	return out, nil
 }
 
-// Starts returns each thread's last wait, by thread id.
+// Starts returns each thread's last wait, by thread id, read in batches.
 func (o *Objects) Starts() (map[uint32]Start, error) {
 	out := map[uint32]Start{}
-	var tid uint32
-	var s offcpuStart
-	it := o.o.Starts.Iterate()
-	for it.Next(&tid, &s) {
-		out[tid] = Start{At: s.At, End: s.End, Wait: Wait{Stack: s.W.Stack, Nr: s.W.Nr}}
+	each := func(tid uint32, s []offcpuStart) {
+		out[tid] = Start{At: s[0].At, End: s[0].End, Wait: Wait{Stack: s[0].W.Stack, Nr: s[0].W.Nr}}
 	}
-	if err := it.Err(); err != nil {
+	err := bpfmaps.ReadHash(o.o.Starts, 1, each, func() error {
+		var tid uint32
+		var s offcpuStart
+		it := o.o.Starts.Iterate()
+		for it.Next(&tid, &s) {
+			each(tid, []offcpuStart{s})
+		}
+		return it.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("reading the threads' last off-CPU waits: %w", err)
 	}
 	return out, nil
 }
 
 // Stack returns a call chain of the stack map, innermost address first;
-// nil if the map no longer holds it.
+// nil if the map does not hold it. Each id is read once (an id's chain
+// never changes: the program does not reuse ids).
 func (o *Objects) Stack(id int32) ([]uint64, error) {
+	if addrs, ok := o.chains[id]; ok {
+		return addrs, nil
+	}
 	frames := make([]uint64, MaxFrames)
 	if err := o.o.Stacks.Lookup(uint32(id), &frames); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -133,7 +153,11 @@ func (o *Objects) Stack(id int32) ([]uint64, error) {
 	for n < len(frames) && frames[n] != 0 {
 		n++
 	}
-	return frames[:n], nil
+	if o.chains == nil {
+		o.chains = map[int32][]uint64{}
+	}
+	o.chains[id] = frames[:n:n]
+	return o.chains[id], nil
 }
 
 // Lost is the number of waits not counted: no stack could be taken, or a

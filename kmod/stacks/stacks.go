@@ -10,6 +10,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/autoprof/autoprof/internal/bpfmaps"
 )
 
 //go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel stacks stacks.bpf.c
@@ -25,7 +27,8 @@ const (
 
 // Objects are the loaded program and maps.
 type Objects struct {
-	o stacksObjects
+	o      stacksObjects
+	chains map[uint32][]uint64 // stack id → call chain, as read so far
 }
 
 // Load loads the program with room for maxStacks distinct call chains.
@@ -72,33 +75,62 @@ type Stack struct {
 	Count uint64
 }
 
-// Stacks returns every call chain sampled so far.
+// Stacks returns every call chain sampled so far. The counts are read in
+// batches; a chain's addresses once per id (an id's chain never changes:
+// the program does not reuse ids).
 func (o *Objects) Stacks() ([]Stack, error) {
 	var out []Stack
-	var id uint32
-	var n uint64
-	it := o.o.Counts.Iterate()
-	frames := make([]uint64, MaxFrames)
-	for it.Next(&id, &n) {
-		if err := o.o.Stacks.Lookup(id, &frames); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				continue
+	var lookupErr error
+	each := func(id uint32, n []uint64) {
+		addrs, ok := o.chains[id]
+		if !ok {
+			var err error
+			if addrs, err = o.chain(id); err != nil {
+				lookupErr = err
+				return
 			}
-			return nil, fmt.Errorf("reading stack %d: %w", id, err)
 		}
-		s := Stack{Count: n}
-		for _, a := range frames {
-			if a == 0 {
-				break
-			}
-			s.Addrs = append(s.Addrs, a)
+		if addrs != nil {
+			out = append(out, Stack{Addrs: addrs, Count: n[0]})
 		}
-		out = append(out, s)
 	}
-	if err := it.Err(); err != nil {
+	err := bpfmaps.ReadHash(o.o.Counts, 1, each, func() error {
+		var id uint32
+		var n uint64
+		it := o.o.Counts.Iterate()
+		for it.Next(&id, &n) {
+			each(id, []uint64{n})
+		}
+		return it.Err()
+	})
+	if err == nil {
+		err = lookupErr
+	}
+	if err != nil {
 		return nil, fmt.Errorf("reading sample counts: %w", err)
 	}
 	return out, nil
+}
+
+// chain reads the call chain of a stack id into the cache; nil where the
+// stack map does not hold it.
+func (o *Objects) chain(id uint32) ([]uint64, error) {
+	frames := make([]uint64, MaxFrames)
+	if err := o.o.Stacks.Lookup(id, &frames); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading stack %d: %w", id, err)
+	}
+	n := 0
+	for n < len(frames) && frames[n] != 0 {
+		n++
+	}
+	if o.chains == nil {
+		o.chains = map[uint32][]uint64{}
+	}
+	o.chains[id] = frames[:n:n]
+	return o.chains[id], nil
 }
 
 // Counters are the samples not in Stacks.

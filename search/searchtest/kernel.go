@@ -64,6 +64,9 @@ type Root struct {
 	Func  string
 	Rate  float64
 	Entry []string
+	// From is when, after Start, the target begins to make these calls
+	// (a thread or a child that starts later).
+	From time.Duration
 }
 
 // Kernel is the simulated kernel. Set its fields, then call Start.
@@ -399,9 +402,14 @@ func (k *Kernel) Ops(i int, from, to time.Time) uint64 { return k.ops(k.Roots[i]
 
 // ops returns the operations of a root that start in (from, to].
 func (k *Kernel) ops(r Root, from, to time.Time) uint64 {
-	a := math.Floor(from.Sub(k.start).Seconds() * r.Rate)
-	b := math.Floor(to.Sub(k.start).Seconds() * r.Rate)
+	a := math.Floor(max(from.Sub(k.start)-r.From, 0).Seconds() * r.Rate)
+	b := math.Floor(max(to.Sub(k.start)-r.From, 0).Seconds() * r.Rate)
 	return uint64(b - a)
+}
+
+// activeFor is how long, of the d up to now, root r has been making calls.
+func (k *Kernel) activeFor(r Root, now time.Time, d time.Duration) time.Duration {
+	return min(d, max(now.Sub(k.start)-r.From, 0))
 }
 
 // advance runs the operations up to now with the instruments live now.
@@ -645,7 +653,7 @@ func (k *Kernel) Sample(ctx context.Context, _ instrument.Target, d time.Duratio
 	defer k.mu.Unlock()
 	weights := map[string]*search.Stack{}
 	for _, r := range k.Roots {
-		ops := r.Rate * d.Seconds()
+		ops := r.Rate * k.activeFor(r, time.Now(), d).Seconds()
 		k.stacks(r.Func, append([]string(nil), r.Entry...), ops, weights, 0)
 	}
 	skew := 1 + k.SampleSkew
