@@ -279,11 +279,19 @@ func logTree(t testing.TB, run *search.Run) {
 
 // saveRun writes a tree's run as JSON where the guest's files go back to
 // the host (AUTOPROF_VM_OUT; vmtest test -out): every node, withdrawn ones
-// included, and every decision, for reading a miss after the run.
+// included, and every decision, for reading a miss after the run. A tree
+// hunted again (TRUTH_RUNS) keeps each run: NAME.json, NAME-2.json, ...
 func saveRun(t testing.TB, run *search.Run, name string) {
 	dir, ok := testenv.VMOut(t, "truth")
 	if !ok {
 		return
+	}
+	base := name
+	for k := 2; ; k++ {
+		if _, err := os.Stat(filepath.Join(dir, name+".json")); err != nil {
+			break
+		}
+		name = fmt.Sprintf("%s-%d", base, k)
 	}
 	var b bytes.Buffer
 	err := reports.WriteJSON(&b, run) // NaN as null, as run.json holds it

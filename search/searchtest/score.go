@@ -171,4 +171,42 @@ func TruthTable(w io.Writer, title string, scores []TreeScore) {
 	n := max(len(scores), 1)
 	fmt.Fprintf(w, "trees %d, first right %d (a plant %d), all plants >= 10%% in top five %d, mean share error %.1f points, largest exclusive sum %.1f%%, instruments %.1f per hunt, rounds to first right %.1f\n",
 		len(scores), right, plant, all, 100*errSum/float64(n), 100*sumMax, float64(inst)/float64(n), float64(rr)/float64(max(nrr, 1)))
+	repeatedRuns(w, scores)
+}
+
+// repeatedRuns adds, where some tree was hunted more than once (make
+// truth TRUTH_RUNS=N), how often each tree's first finding was right: one
+// run cannot tell a tree the hunt gets wrong from a close call that went
+// either way.
+func repeatedRuns(w io.Writer, scores []TreeScore) {
+	runs, right := map[string]int{}, map[string]int{}
+	var order []string
+	most := 0
+	for _, s := range scores {
+		if runs[s.Tree] == 0 {
+			order = append(order, s.Tree)
+		}
+		runs[s.Tree]++
+		most = max(most, runs[s.Tree])
+		if s.FirstRight {
+			right[s.Tree]++
+		}
+	}
+	if most < 2 {
+		return
+	}
+	var always, majority int
+	var misses []string
+	for _, t := range order {
+		if right[t] == runs[t] {
+			always++
+		} else {
+			misses = append(misses, fmt.Sprintf("%s %d/%d", t, right[t], runs[t]))
+		}
+		if 2*right[t] > runs[t] {
+			majority++
+		}
+	}
+	fmt.Fprintf(w, "runs per tree up to %d: first right in every run %d of %d trees, in most runs %d; missed at least once: %s\n",
+		most, always, len(order), majority, strings.Join(misses, ", "))
 }
