@@ -51,7 +51,8 @@ func NewGraph(syms *Symbols, text Text, live bool) *Graph {
 	return &Graph{syms: syms, text: text, live: live, cache: map[uint64]*cached{}}
 }
 
-// LiveSymbols parses /proc/kallsyms. The table is kept for the next call
+// LiveSymbols parses /proc/kallsyms, or reads the table this boot's first
+// reader kept on disk (symCache). The table is kept for the next call
 // while /proc/modules reads the same (the same modules at the same
 // addresses): a hunt reads it when it checks its input, when it opens the
 // graph and when it writes the profile, and parsing it takes seconds under
@@ -68,9 +69,19 @@ func LiveSymbols() (*Symbols, error) {
 	if modsErr == nil && liveSyms.syms != nil && string(mods) == liveSyms.modules {
 		return liveSyms.syms, nil
 	}
-	syms, err := parseLiveSymbols()
-	if err != nil {
-		return nil, err
+	cache := openSymCache()
+	var syms *Symbols
+	if modsErr == nil {
+		syms, _ = cache.load(mods)
+	}
+	if syms == nil {
+		var err error
+		if syms, err = parseLiveSymbols(); err != nil {
+			return nil, err
+		}
+		if modsErr == nil {
+			cache.store(mods, syms) // a hunt without the cache only starts slower
+		}
 	}
 	liveSyms.syms, liveSyms.modules = nil, ""
 	if modsErr == nil {

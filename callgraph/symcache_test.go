@@ -1,0 +1,60 @@
+package callgraph
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSymCache: a table stored for this boot and these modules comes back
+// whole; other modules, a damaged file or no file read nothing, and the
+// caller parses /proc/kallsyms again.
+func TestSymCache(t *testing.T) {
+	if _, err := bootID(); err != nil {
+		t.Skipf("no boot id to key the cache by: %v", err)
+	}
+	syms, err := ParseKallsyms(strings.NewReader(
+		"ffffffff81000000 T _stext\nffffffff81001000 T vfs_read\nffffffff81001100 t vfs_read.cold\nffffffff81002000 T _etext\n" +
+			"ffffffffc0001000 t ext4_file_read_iter\t[ext4]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := symCache{path: filepath.Join(t.TempDir(), "autoprof", "kallsyms.gob")}
+	if _, ok := c.load([]byte("ext4 1 0 - Live 0xffffffffc0000000\n")); ok {
+		t.Fatal("an empty cache gave a table")
+	}
+	mods := []byte("ext4 1 0 - Live 0xffffffffc0000000\n")
+	if err := c.store(mods, syms); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := c.load(mods)
+	if !ok {
+		t.Fatal("the table stored for this boot and these modules did not come back")
+	}
+	if len(got.all) != len(syms.all) {
+		t.Errorf("%d symbols back, %d stored", len(got.all), len(syms.all))
+	}
+	for _, name := range []string{"vfs_read", "ext4_file_read_iter"} {
+		a, err1 := syms.Func(name)
+		b, err2 := got.Func(name)
+		if err1 != nil || err2 != nil || a != b {
+			t.Errorf("%s: stored %+v (%v), back %+v (%v)", name, a, err1, b, err2)
+		}
+	}
+	if _, ok := c.load([]byte("ext4 1 0 - Live 0xffffffffc0004000\n")); ok {
+		t.Error("a table stored under other module addresses came back")
+	}
+	if err := os.WriteFile(c.path, []byte("not a table"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.load(mods); ok {
+		t.Error("a damaged cache file gave a table")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(c.path))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("a temporary file %s was left", e.Name())
+		}
+	}
+}
