@@ -266,7 +266,9 @@ func (p *Placement) checkKprobe(spec instrument.Spec, sym callgraph.Symbol, addr
 // checkEmulator refuses, on QEMU's emulator, a probe at off in sym that
 // can start or meet the emulator's corruption of a cmpxchg16b's flags
 // (patch.TCGCmpxchg16bHazard): kprobes (int3, optprobe detours and
-// ftrace's regs caller all load RFLAGS back) and splices; with returns,
+// ftrace's regs caller all load RFLAGS back) and splices (a stub that
+// gives the flags back runs popfq, and every site is armed and withdrawn
+// through an int3 whose iretq loads RFLAGS back); with returns,
 // also a return of sym in a cmpxchg16b's shadow (patch.TCGReturnHazard),
 // where a kretprobe's trampoline runs pushfq and popfq. Real CPUs have no
 // such rule.

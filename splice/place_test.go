@@ -9,6 +9,7 @@ import (
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/instrument"
+	"github.com/autoprof/autoprof/splice/patch"
 )
 
 // A kernel in miniature: its kallsyms, the code of vfs_read, its kprobe
@@ -285,6 +286,49 @@ func TestPlacementEmulator(t *testing.T) {
 			if err != nil && (!errors.Is(err, instrument.ErrUnsafe) || !strings.Contains(err.Error(), "cmpxchg16b at +0x11")) {
 				t.Errorf("TCG %v: %s: %v, want an unsafe refusal naming the cmpxchg16b", tcg, c.spec, err)
 			}
+		}
+	}
+}
+
+// TestSpliceWindowEmulator: on QEMU's emulator, the splice backend refuses
+// a block counter before the slab fast path's cmpxchg16b even where its
+// flags are dead and its stub runs no popfq: the site goes in and out
+// through an int3, whose iretq loads RFLAGS whole (the full soak's oops).
+// On a real CPU the same window is taken.
+func TestSpliceWindowEmulator(t *testing.T) {
+	syms, err := callgraph.ParseKallsyms(strings.NewReader(fixtureKallsyms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// vfs_read as in TestPlacementEmulator: the window at +0xa (mov, add)
+	// ends at the cmpxchg16b at +0x11; the add makes its flags dead.
+	code := []byte{0x0f, 0x1f, 0x44, 0x00, 0x00, 0x48, 0x85, 0xc0, 0x75, 0x00, 0x48, 0x89, 0xc3,
+		0x48, 0x83, 0xc1, 0x01, 0x65, 0x48, 0x0f, 0xc7, 0x0e, 0xc3}
+	sym, err := syms.Func("vfs_read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := &callgraph.MemText{}
+	body := bytes.Repeat([]byte{0xcc}, int(sym.Size))
+	copy(body, code)
+	text.Add(sym.Addr, body)
+	g := callgraph.NewGraph(syms, text, false)
+	for _, tcg := range []bool{false, true} {
+		p := NewPlacement(syms, g.FunctionOf, PlacementSources{
+			Blacklist: strings.NewReader(""),
+			Traceable: strings.NewReader(fixtureTraceable),
+			TCG:       tcg,
+		})
+		c := &spliceCatalogue{graph: g, place: p, tables: &patch.Tables{}, windows: map[catalogueKey]catalogueEntry{}}
+		spec := instrument.Spec{Point: instrument.Point{Func: "vfs_read", Offset: 0xa}, Kind: instrument.Count}
+		w, err := c.window(spec)
+		switch {
+		case !tcg && err != nil:
+			t.Errorf("real CPU: %s: %v, want its window", spec, err)
+		case !tcg && w.FlagsLive:
+			t.Errorf("real CPU: %s: flags live, want dead (the add overwrites them): the test does not test dead flags", spec)
+		case tcg && (!errors.Is(err, instrument.ErrUnsafe) || !strings.Contains(err.Error(), "cmpxchg16b at +0x11")):
+			t.Errorf("emulator: %s: %v, want an unsafe refusal naming the cmpxchg16b", spec, err)
 		}
 	}
 }

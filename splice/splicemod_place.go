@@ -176,9 +176,7 @@ func (c *spliceCatalogue) checkExits(spec instrument.Spec) ([]*patch.Window, err
 		return nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
 	for _, w := range ws {
-		if !w.FlagsLive {
-			continue // its stub runs no popfq
-		}
+		// Every window, whatever its stub: see window.
 		if err := c.place.checkEmulator(spec, w.Func, w.Off, false); err != nil {
 			return nil, err
 		}
@@ -272,12 +270,12 @@ func (c *spliceCatalogue) check(spec instrument.Spec) (*patch.Window, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
 	}
-	// Only a stub that gives the flags back runs popfq; the others leave
-	// the emulator's record alone (TestVMSpliceFlagsState).
-	if w.FlagsLive {
-		if err := c.place.checkEmulator(spec, w.Func, w.Off, false); err != nil {
-			return nil, err // w.Func: the window may lie in a .cold part
-		}
+	// Not only a stub that gives the flags back (popfq): while a site goes
+	// in or out, the int3 over its first byte sends a CPU on by iretq,
+	// which loads RFLAGS whole as popfq does, after an entry that saved
+	// them from the emulator's record (docs/splice.md).
+	if err := c.place.checkEmulator(spec, w.Func, w.Off, false); err != nil {
+		return nil, err // w.Func: the window may lie in a .cold part
 	}
 	return w, nil
 }
