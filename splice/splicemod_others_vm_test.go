@@ -19,6 +19,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
@@ -423,7 +424,13 @@ func TestVMSpliceSoak(t *testing.T) {
 	var wg sync.WaitGroup
 	var flips atomic.Int64
 	tps := map[string]bool{}
-	for _, tp := range fns {
+	for fn, tp := range fns {
+		if at, ok := emulatorKeySite(s, fn); ok {
+			// The kernel's own text_poke_bp meets QEMU's cmpxchg16b
+			// bug there, with no instrument of ours anywhere.
+			t.Logf("%s: not flipped: its static key at %s sits where QEMU's emulator corrupts the cmpxchg16b's flags", tp, at)
+			continue
+		}
 		tps[tp] = true
 	}
 	wg.Add(1 + len(tps))
@@ -540,6 +547,31 @@ func soakFunctions(t *testing.T, s *SpliceSession) map[string]string {
 		t.Fatal("no allocator function takes a timer here")
 	}
 	return out
+}
+
+// emulatorKeySite returns, on QEMU's emulator, a jump-label site of fn
+// from which a path reaches a cmpxchg16b, or in a cmpxchg16b's shadow
+// (patch.TCGCmpxchg16bHazard): flipping its key patches an int3 there,
+// whose iretq loads RFLAGS whole, as the splice placement rule keeps its
+// own windows out of (6.12's kmem_cache_alloc_noprof has its tracepoint's
+// key in the shadow).
+func emulatorKeySite(s *SpliceSession, fn string) (string, bool) {
+	if !features.QEMUTCG() {
+		return "", false
+	}
+	f, err := s.Graph().Function(fn)
+	if err != nil {
+		return "", false
+	}
+	for _, a := range s.cat.tables.JumpLabels {
+		if a < f.Sym.Addr || a >= f.Sym.Addr+uint64(f.CodeEnd) {
+			continue
+		}
+		if _, ok := patch.TCGCmpxchg16bHazard(f, uint32(a-f.Sym.Addr)); ok {
+			return fmt.Sprintf("%s+%#x", fn, a-f.Sym.Addr), true
+		}
+	}
+	return "", false
 }
 
 // soakLoad has every CPU open, read and close a file until stop.
