@@ -145,16 +145,7 @@ func (h *hunter) lateRoots() bool {
 		weight[s.Frames[i]] += s.WeightNs
 		count[s.Frames[i]] += s.Count
 	}
-	names := make([]string, 0, len(weight))
-	for f := range weight {
-		names = append(names, f)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		if weight[names[i]] != weight[names[j]] {
-			return weight[names[i]] > weight[names[j]]
-		}
-		return names[i] < names[j]
-	})
+	names := heaviest(weight)
 	added := false
 	for _, f := range names {
 		share := weight[f] / h.roundNs
@@ -313,6 +304,20 @@ func (h *hunter) chooseRoots(census map[string]float64, stacks []Stack, d time.D
 			how[s.Frames[i]] = "Deep Start: stack samples put"
 		}
 	}
+	names := heaviest(weight)
+	total := h.sampleTargetNs(d)
+	for _, f := range names[:min(len(names), maxRoots)] {
+		share := weight[f] / total
+		if share < h.theta()/2 {
+			break
+		}
+		h.addRoot(f, fmt.Sprintf("%s %s of the target's time in it", how[f], pct(share)))
+	}
+}
+
+// heaviest returns the names of weight, the heaviest first (by name
+// among equals).
+func heaviest(weight map[string]float64) []string {
 	names := make([]string, 0, len(weight))
 	for f := range weight {
 		names = append(names, f)
@@ -323,14 +328,7 @@ func (h *hunter) chooseRoots(census map[string]float64, stacks []Stack, d time.D
 		}
 		return names[i] < names[j]
 	})
-	total := h.sampleTargetNs(d)
-	for _, f := range names[:min(len(names), maxRoots)] {
-		share := weight[f] / total
-		if share < h.theta()/2 {
-			break
-		}
-		h.addRoot(f, fmt.Sprintf("%s %s of the target's time in it", how[f], pct(share)))
-	}
+	return names
 }
 
 // sampleTargetNs is the target's time over a sampling period d.

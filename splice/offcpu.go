@@ -90,19 +90,8 @@ func OpenOffCPU(ctx context.Context, opts OffCPUOptions) (*OffCPU, error) {
 }
 
 func (r *offCPURes) start(opts OffCPUOptions) error {
-	var pids []uint32
-	for _, p := range opts.Target.PIDs {
-		pids = append(pids, uint32(p))
-	}
-	cg := -1
-	if opts.Target.Cgroup != "" {
-		f, err := openCgroup(opts.Target.Cgroup)
-		if err != nil {
-			return err
-		}
-		r.cgroup, cg = f, int(f.Fd())
-	}
-	if err := r.objs.SetFilter(pids, cg); err != nil {
+	var err error
+	if r.cgroup, err = filterTarget(opts.Target, r.objs.SetFilter); err != nil {
 		return err
 	}
 	l, err := link.AttachTracing(link.TracingOptions{Program: r.objs.Program()})

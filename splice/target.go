@@ -188,3 +188,30 @@ func statFields(pid int) []string {
 	}
 	return strings.Fields(string(b[i+1:]))
 }
+
+// filterTarget gives a program's target filter (kmod/include/target.h)
+// the target's tgids and cgroup, and returns the cgroup directory it
+// opened (nil for none), which the caller keeps open while the filter
+// serves.
+func filterTarget(t instrument.Target, set func(tgids []uint32, cgroupFD int) error) (*os.File, error) {
+	var tgids []uint32
+	for _, p := range t.PIDs {
+		tgids = append(tgids, uint32(p))
+	}
+	var cg *os.File
+	fd := -1
+	if t.Cgroup != "" {
+		f, err := openCgroup(t.Cgroup)
+		if err != nil {
+			return nil, err
+		}
+		cg, fd = f, int(f.Fd())
+	}
+	if err := set(tgids, fd); err != nil {
+		if cg != nil {
+			cg.Close()
+		}
+		return nil, err
+	}
+	return cg, nil
+}

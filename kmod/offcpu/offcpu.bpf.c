@@ -16,12 +16,10 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
+#include "../include/target.h"
+
 #define MAX_FRAMES 127
 #define TASK_DEAD 0x80
-
-// filter flags in config, as in stacks.bpf.c
-#define F_PIDS 1
-#define F_CGROUP 2
 
 // counters
 #define C_LOST 0    // no stack, or a map full
@@ -82,27 +80,6 @@ struct {
 } totals SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, __u8);
-} pids SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} cgroup SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} config SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, C_N);
 	__type(key, __u32);
@@ -114,23 +91,6 @@ static __always_inline void bump(__u32 c)
 	__u64 *v = bpf_map_lookup_elem(&counters, &c);
 	if (v)
 		*v += 1;
-}
-
-// in_target reports whether the current task belongs to the target.
-static __always_inline int in_target(void)
-{
-	__u32 zero = 0;
-	__u32 *flags = bpf_map_lookup_elem(&config, &zero);
-	if (!flags)
-		return 0;
-	if (*flags & F_PIDS) {
-		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-		if (!bpf_map_lookup_elem(&pids, &tgid))
-			return 0;
-	}
-	if ((*flags & F_CGROUP) && bpf_current_task_under_cgroup(&cgroup, 0) != 1)
-		return 0;
-	return 1;
 }
 
 // ended adds a wait that ended at now to its total.

@@ -5,7 +5,6 @@
 package offcpu
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -20,16 +19,10 @@ import (
 // MaxFrames is MAX_FRAMES in offcpu.bpf.c.
 const MaxFrames = 127
 
-// Filter flags (F_* in offcpu.bpf.c).
-const (
-	FilterPIDs   = 1
-	FilterCgroup = 2
-)
-
 // Objects are the loaded program and maps.
 type Objects struct {
 	o      offcpuObjects
-	chains map[int32][]uint64 // stack id → call chain, as read so far
+	chains bpfmaps.Chains
 }
 
 // Load loads the program with room for maxStacks distinct call chains
@@ -56,20 +49,10 @@ func (o *Objects) Program() *ebpf.Program { return o.o.Offcpu }
 // SetFilter sets the target: tgids (none: every task) and a cgroup
 // directory fd (-1: none).
 func (o *Objects) SetFilter(pids []uint32, cgroupFD int) error {
-	var flags uint32
-	for _, p := range pids {
-		if err := o.o.Pids.Update(p, uint8(1), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("setting the off-CPU pid filter: %w", err)
-		}
-		flags |= FilterPIDs
+	if err := bpfmaps.SetTargetFilter(o.o.Pids, o.o.Cgroup, o.o.Config, pids, cgroupFD); err != nil {
+		return fmt.Errorf("the off-CPU program's target: %w", err)
 	}
-	if cgroupFD >= 0 {
-		if err := o.o.Cgroup.Update(uint32(0), uint32(cgroupFD), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("setting the off-CPU cgroup filter: %w", err)
-		}
-		flags |= FilterCgroup
-	}
-	return o.o.Config.Update(uint32(0), flags, ebpf.UpdateAny)
+	return nil
 }
 
 // Wait is what a blocked thread waits in: its kernel call chain (by id in
@@ -136,28 +119,9 @@ func (o *Objects) Starts() (map[uint32]Start, error) {
 }
 
 // Stack returns a call chain of the stack map, innermost address first;
-// nil if the map does not hold it. Each id is read once (an id's chain
-// never changes: the program does not reuse ids).
+// nil if the map does not hold it (bpfmaps.Chains: each id read once).
 func (o *Objects) Stack(id int32) ([]uint64, error) {
-	if addrs, ok := o.chains[id]; ok {
-		return addrs, nil
-	}
-	frames := make([]uint64, MaxFrames)
-	if err := o.o.Stacks.Lookup(uint32(id), &frames); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("reading stack %d: %w", id, err)
-	}
-	n := 0
-	for n < len(frames) && frames[n] != 0 {
-		n++
-	}
-	if o.chains == nil {
-		o.chains = map[int32][]uint64{}
-	}
-	o.chains[id] = frames[:n:n]
-	return o.chains[id], nil
+	return o.chains.Chain(o.o.Stacks, uint32(id), MaxFrames)
 }
 
 // Lost is the number of waits not counted: no stack could be taken, or a

@@ -12,11 +12,9 @@
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
 
-#define MAX_FRAMES 127
+#include "../include/target.h"
 
-// filter flags in config
-#define F_PIDS 1
-#define F_CGROUP 2
+#define MAX_FRAMES 127
 
 // counters
 #define C_USER 0     // sample with no kernel stack
@@ -39,27 +37,6 @@ struct {
 } counts SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, __u8);
-} pids SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} cgroup SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} config SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, C_N);
 	__type(key, __u32);
@@ -76,18 +53,7 @@ static __always_inline void bump(__u32 c)
 SEC("perf_event")
 int sample(struct bpf_perf_event_data *ctx)
 {
-	__u32 zero = 0;
-	__u32 *flags = bpf_map_lookup_elem(&config, &zero);
-	if (!flags)
-		return 0;
-	if (*flags & F_PIDS) {
-		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-		if (!bpf_map_lookup_elem(&pids, &tgid)) {
-			bump(C_FILTERED);
-			return 0;
-		}
-	}
-	if ((*flags & F_CGROUP) && bpf_current_task_under_cgroup(&cgroup, 0) != 1) {
+	if (!in_target()) {
 		bump(C_FILTERED);
 		return 0;
 	}

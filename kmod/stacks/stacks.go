@@ -4,7 +4,6 @@
 package stacks
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -19,16 +18,10 @@ import (
 // MaxFrames is MAX_FRAMES in stacks.bpf.c.
 const MaxFrames = 127
 
-// Filter flags (F_* in stacks.bpf.c).
-const (
-	FilterPIDs   = 1
-	FilterCgroup = 2
-)
-
 // Objects are the loaded program and maps.
 type Objects struct {
 	o      stacksObjects
-	chains map[uint32][]uint64 // stack id → call chain, as read so far
+	chains bpfmaps.Chains
 }
 
 // Load loads the program with room for maxStacks distinct call chains.
@@ -53,20 +46,10 @@ func (o *Objects) Program() *ebpf.Program { return o.o.Sample }
 // SetFilter sets the target: tgids (none: every task) and a cgroup
 // directory fd (-1: none).
 func (o *Objects) SetFilter(pids []uint32, cgroupFD int) error {
-	var flags uint32
-	for _, p := range pids {
-		if err := o.o.Pids.Update(p, uint8(1), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("setting the sampler's pid filter: %w", err)
-		}
-		flags |= FilterPIDs
+	if err := bpfmaps.SetTargetFilter(o.o.Pids, o.o.Cgroup, o.o.Config, pids, cgroupFD); err != nil {
+		return fmt.Errorf("the sampler's target: %w", err)
 	}
-	if cgroupFD >= 0 {
-		if err := o.o.Cgroup.Update(uint32(0), uint32(cgroupFD), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("setting the sampler's cgroup filter: %w", err)
-		}
-		flags |= FilterCgroup
-	}
-	return o.o.Config.Update(uint32(0), flags, ebpf.UpdateAny)
+	return nil
 }
 
 // Stack is one call chain, innermost address first, and its samples.
@@ -76,19 +59,15 @@ type Stack struct {
 }
 
 // Stacks returns every call chain sampled so far. The counts are read in
-// batches; a chain's addresses once per id (an id's chain never changes:
-// the program does not reuse ids).
+// batches, a chain's addresses once per id (bpfmaps.Chains).
 func (o *Objects) Stacks() ([]Stack, error) {
 	var out []Stack
 	var lookupErr error
 	each := func(id uint32, n []uint64) {
-		addrs, ok := o.chains[id]
-		if !ok {
-			var err error
-			if addrs, err = o.chain(id); err != nil {
-				lookupErr = err
-				return
-			}
+		addrs, err := o.chains.Chain(o.o.Stacks, id, MaxFrames)
+		if err != nil {
+			lookupErr = err
+			return
 		}
 		if addrs != nil {
 			out = append(out, Stack{Addrs: addrs, Count: n[0]})
@@ -110,27 +89,6 @@ func (o *Objects) Stacks() ([]Stack, error) {
 		return nil, fmt.Errorf("reading sample counts: %w", err)
 	}
 	return out, nil
-}
-
-// chain reads the call chain of a stack id into the cache; nil where the
-// stack map does not hold it.
-func (o *Objects) chain(id uint32) ([]uint64, error) {
-	frames := make([]uint64, MaxFrames)
-	if err := o.o.Stacks.Lookup(id, &frames); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("reading stack %d: %w", id, err)
-	}
-	n := 0
-	for n < len(frames) && frames[n] != 0 {
-		n++
-	}
-	if o.chains == nil {
-		o.chains = map[uint32][]uint64{}
-	}
-	o.chains[id] = frames[:n:n]
-	return o.chains[id], nil
 }
 
 // Counters are the samples not in Stacks.
