@@ -637,8 +637,10 @@ func cmpxchg16bWindows(s *SpliceSession, fn string) (before, after *patch.Window
 		}
 		ops, offs = append(ops, d), append(offs, in.Off)
 	}
+	// The windows as the module would take them, before the emulator's
+	// rule (which refuses these very ones on QEMU).
 	window := func(off uint32) *patch.Window {
-		w, err := s.cat.window(instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(off)}, Kind: instrument.Count})
+		w, err := patch.SelectWindow(f, nil, off, false, s.cat.tables)
 		if err != nil {
 			return nil
 		}
