@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/autoprof/autoprof/internal/kernel"
 )
 
 // symCache keeps the running kernel's parsed symbol table on disk for the
@@ -39,18 +40,12 @@ func openSymCache() symCache {
 	return symCache{path: filepath.Join(dir, "autoprof", "kallsyms.gob")}
 }
 
-// bootID is the kernel's random boot id: a new one at every boot.
-func bootID() (string, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	return strings.TrimSpace(string(b)), err
-}
-
 // load returns the table cached for this boot and these modules, if any.
 func (c symCache) load(modules []byte) (*Symbols, bool) {
 	if c.path == "" {
 		return nil, false
 	}
-	boot, err := bootID()
+	boot, err := kernel.BootID()
 	if err != nil || boot == "" {
 		return nil, false
 	}
@@ -76,7 +71,7 @@ func (c symCache) store(modules []byte, syms *Symbols) error {
 	if c.path == "" {
 		return nil
 	}
-	boot, err := bootID()
+	boot, err := kernel.BootID()
 	if err != nil {
 		return fmt.Errorf("caching the symbol table: %w", err)
 	}

@@ -144,6 +144,7 @@ func parseHunt(args []string) (*huntConfig, error) {
 	fs.Float64Var(&o.BudgetPct, "budget", search.DefaultBudget, "bound on the instruments' predicted overhead, percent of all CPUs")
 	fs.Float64Var(&o.ThresholdPct, "threshold", search.DefaultThreshold, "share of the target's time, in percent, that makes a calling context worth refining")
 	fs.DurationVar(&o.Round, "round", search.DefaultRound, "length of a measurement round")
+	fs.BoolVar(&o.Recalibrate, "recalibrate", false, "measure the instruments' cost per hit again, where this boot's calibration of the last hour would serve")
 	fs.BoolVar(&o.RawCosts, "raw-costs", false, "leave the instruments' own cost (calibrated per hit) in every share and time, as for two runs meant to be compared that instrumented the same places")
 	fs.BoolVar(&o.NoBlocks, "no-blocks", false, "stay at function level: no basic-block counters, whose cost varies from run to run (int3 until the kprobe optimizer makes it a jump); for runs meant to be compared with diff")
 	fs.StringVar(&cfg.out, "o", "autoprof-out", "output directory (created if needed): profile.pb.gz, report.txt, report.html, findings.json, hunt.jsonl, run.json")

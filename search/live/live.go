@@ -40,6 +40,9 @@ type Options struct {
 	// NoCalibrate skips the start-up calibration (tests that compare
 	// against it calibrate once themselves).
 	NoCalibrate bool
+	// Recalibrate measures the costs per hit again where this boot's
+	// calibration of the last hour would serve (see calibrate).
+	Recalibrate bool
 	// RawCosts leaves the instruments' own cost in the readings (see
 	// search.Config.RawCosts).
 	RawCosts bool
@@ -81,8 +84,7 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 	defer sess.Close()
 	var costs search.Calibrator
 	if !o.NoCalibrate {
-		c, err := (Calibrator{Graph: sess.Graph()}).Calibrate(ctx, Session{sess})
-		costs = fixedCosts{c, err}
+		costs = calibrate(ctx, sess, o.Recalibrate)
 		o.NoCalibrate = true
 	}
 	var launch func()
@@ -145,6 +147,26 @@ func (m *controllerMeter) Controller() (cpu, wall time.Duration, err error) {
 		cpu += k
 	}
 	return cpu, time.Since(m.wall), nil
+}
+
+// calibrate returns the session's costs per hit: this boot's calibration
+// of the last hour where the cache holds one and recalibrate is not set
+// (calibrationCache), else a new one, kept for the next hunts.
+func calibrate(ctx context.Context, sess splice.Instruments, recalibrate bool) fixedCosts {
+	cache := openCalibrationCache()
+	key, _ := calibrationKey(sess.Backend())
+	now := time.Now()
+	if !recalibrate {
+		if c, at, ok := cache.load(key, now); ok {
+			return fixedCosts{c, fmt.Errorf("costs per hit from this boot's calibration at %s, %v ago (--recalibrate measures them again)",
+				at.Format("15:04:05"), now.Sub(at).Round(time.Second))}
+		}
+	}
+	c, err := (Calibrator{Graph: sess.Graph()}).Calibrate(ctx, Session{sess})
+	if err == nil {
+		cache.store(key, now, c) // the next hunt only calibrates again
+	}
+	return fixedCosts{c, err}
 }
 
 // fixedCosts is a Calibrator that answers what a calibration measured

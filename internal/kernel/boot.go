@@ -1,0 +1,21 @@
+package kernel
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// BootID returns the kernel's random boot id (a new one at every boot):
+// the key of what autoprof keeps on disk for the rest of a boot.
+func BootID() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("reading the boot id: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if id == "" {
+		return "", fmt.Errorf("reading the boot id: /proc/sys/kernel/random/boot_id is empty")
+	}
+	return id, nil
+}
