@@ -1,0 +1,18 @@
+package stacks
+
+import (
+	"testing"
+
+	"github.com/autoprof/autoprof/internal/cdefines"
+)
+
+// TestConstants holds MaxFrames to stacks.bpf.c's MAX_FRAMES.
+func TestConstants(t *testing.T) {
+	c, err := cdefines.File("stacks.bpf.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c["MAX_FRAMES"] != MaxFrames {
+		t.Errorf("MAX_FRAMES: stacks.bpf.c has %d, Go has %d", c["MAX_FRAMES"], MaxFrames)
+	}
+}
