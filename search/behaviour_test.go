@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/autoprof/autoprof/reports"
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/search/searchtest"
 )
@@ -590,6 +591,40 @@ func TestLateRoot(t *testing.T) {
 		t.Logf("late_sleep %.1f%%: %s; %s %.1f%%", 100*sleep.ExclShare.Mean, sleep.Verdict, truth.Func, 100*cpu.ExclShare.Mean)
 		if !strings.HasPrefix(sleep.Verdict, "blocked") || math.Abs(sleep.ExclShare.Mean-0.4) > 0.06 {
 			t.Errorf("late_sleep: %.1f%% %q, want blocked, about 40%% (0.8 of one of two threads)", 100*sleep.ExclShare.Mean, sleep.Verdict)
+		}
+	})
+}
+
+// TestBusyBackend: a backend that is short of slots for a while
+// (instrument.ErrBusy, as the splice module is until a grace period gives
+// its trampolines back) does not refuse the place: the hunt waits, tries
+// again, and finds the planted bottleneck with the instrument in.
+func TestBusyBackend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, truth := searchtest.Planted("deep", 6)
+		leaf := instrument.Spec{Point: instrument.Point{Func: truth.Func}, Kind: instrument.Timer}
+		k.Busy = map[string]int{leaf.String(): 3}
+		k.Start()
+		run := hunt(t, k, nil)
+		var busy, refused int
+		for _, e := range run.Trace {
+			if e.Spec == leaf.String() {
+				switch e.Action {
+				case "busy":
+					busy++
+				case "refuse":
+					refused++
+				}
+			}
+		}
+		if busy == 0 || refused != 0 {
+			t.Errorf("%s: %d busy, %d refusals in the trace; want busy, never refused", leaf, busy, refused)
+		}
+		if len(run.Findings) == 0 || run.Findings[0].Path[len(run.Findings[0].Path)-1] != truth.Func {
+			t.Fatalf("findings %v, want %s first", run.Findings, truth.Func)
+		}
+		if src := run.Findings[0].Source; src == search.SourceSamples {
+			t.Errorf("%s found from samples alone: the instrument never went in", truth.Func)
 		}
 	})
 }

@@ -609,6 +609,15 @@ func (h *hunter) insertPlan(n *node, p plan) int {
 			}
 			var err error
 			if in, err = h.insert(n, spec, p.rate); err != nil {
+				if errors.Is(err, instrument.ErrBusy) {
+					if p.kinds[i] == NodeFunction { // tried again with the deferred
+						if n.deferredAt == 0 {
+							n.deferredAt = h.round
+						}
+						n.deferred = append(n.deferred, spec.Point)
+					}
+					continue
+				}
 				if spec.IsCallSite() && !errors.Is(err, errLiveCap) && !errors.Is(err, errHysteresis) {
 					// The kernel refused the call site (a static call or
 					// jump label there): time the callee at its entry.

@@ -107,6 +107,9 @@ type overheads struct {
 	// compensatedNs is the instruments' own cost taken out of the
 	// target's time so far (compensate).
 	compensatedNs float64
+	// busyUntil is the round before which no insert is tried: the
+	// backend said it was busy (see insert).
+	busyUntil int
 }
 
 // sampleStore is the stack samples the hunt took.

@@ -81,6 +81,13 @@ func (h *hunter) mayInsert(n *node, in *inserted) error {
 	return errHysteresis
 }
 
+// busyRounds is how many rounds the hunt inserts nothing after a backend
+// said it was busy (instrument.ErrBusy).
+const busyRounds = 4
+
+// errBusy stands for instrument.ErrBusy while the hunt waits it out.
+var errBusy = fmt.Errorf("waiting for the backend: %w", instrument.ErrBusy)
+
 // insert makes spec live for node n (the node that asked for it).
 func (h *hunter) insert(n *node, spec instrument.Spec, rate float64) (*inserted, error) {
 	key := spec.String()
@@ -92,7 +99,17 @@ func (h *hunter) insert(n *node, spec instrument.Spec, rate float64) (*inserted,
 	if err := h.mayInsert(n, in); err != nil {
 		return nil, err
 	}
+	if h.round < h.busyUntil {
+		return nil, errBusy
+	}
 	li, err := h.in.Insert(h.ctx, spec)
+	if errors.Is(err, instrument.ErrBusy) {
+		// Not a refusal: the backend is short of something that comes
+		// back. No insert is tried for a few rounds, then this one again.
+		h.busyUntil = h.round + busyRounds
+		h.event("busy", n, key, nil, "inserting: "+err.Error())
+		return nil, err
+	}
 	if err != nil {
 		h.refused[key] = err
 		h.event("refuse", n, key, nil, "inserting: "+err.Error())

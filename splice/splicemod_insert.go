@@ -108,6 +108,9 @@ func (s *SpliceSession) InsertAll(ctx context.Context, specs []instrument.Spec) 
 	if len(batch) > 0 {
 		if taken, err := s.insertBatch(batch); !taken {
 			s.closeExits(opened)
+			if errors.Is(err, syscall.ENOSPC) { // the module's wait for a grace period ran out
+				err = fmt.Errorf("%w: %w", instrument.ErrBusy, err)
+			}
 			return nil, errors.Join(append(errs, err)...)
 		} else if err != nil {
 			errs = append(errs, err) // the retried splices are refused, the others are live
@@ -341,7 +344,7 @@ func spliceErr(spec instrument.Spec, sp splicer.Splice) error {
 	case syscall.ENOENT, syscall.ERANGE:
 		return fmt.Errorf("%s: %w: kallsyms does not place the window inside %s (found %q): %w", spec, instrument.ErrUnsafe, spec.Func, sp.FoundName(), errno)
 	case syscall.ENOSPC:
-		return fmt.Errorf("%s: %w: the module's trampoline slots or instrument ids are all used: %w", spec, instrument.ErrNotSupported, errno)
+		return fmt.Errorf("%s: %w: the module's trampoline slots or instrument ids are all used until a grace period gives withdrawn ones back: %w", spec, instrument.ErrBusy, errno)
 	}
 	return fmt.Errorf("%s: splicing%s: %w", spec, why, errno)
 }

@@ -15,6 +15,12 @@ var ErrClosed = fmt.Errorf("instrument already withdrawn: %w", os.ErrClosed)
 // errors.Is matches it on errors that carry the precise reason.
 var ErrNotSupported = errors.New("not supported")
 
+// ErrBusy says a backend could not take an instrument now, for want of
+// a resource that comes back (the splice module's trampoline slots, freed
+// after an RCU-tasks grace period): trying again later may work, and the
+// place is not refused.
+var ErrBusy = errors.New("busy: try again later")
+
 // ErrUnsafe says a place is refused by a placement rule (blacklist, not an
 // instruction boundary, entry text, ...). Nothing was written to the kernel.
 var ErrUnsafe = errors.New("unsafe place")

@@ -108,6 +108,9 @@ type Kernel struct {
 	Seed  uint64
 	// Offsets allows counters at basic-block offsets (like kprobes).
 	Offsets bool
+	// Busy makes Insert answer instrument.ErrBusy that many times for a
+	// spec (by its String) before it takes it.
+	Busy map[string]int
 	// OnlyRoots refuses every function but the roots with
 	// ErrNotSupported (a kernel with tracepoints and no function
 	// instruments).
@@ -291,6 +294,10 @@ func (k *Kernel) Insert(_ context.Context, spec instrument.Spec) (instrument.Ins
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	key := spec.String()
+	if k.Busy[key] > 0 {
+		k.Busy[key]--
+		return nil, fmt.Errorf("%s: no slot free: %w", key, instrument.ErrBusy)
+	}
 	if k.live[key] != nil {
 		return nil, fmt.Errorf("%s: already live", key)
 	}
