@@ -11,8 +11,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/internal/instrument"
+	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/search/searchtest"
 )
