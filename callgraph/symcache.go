@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/internal/boot"
 )
 
 // symCache keeps the running kernel's parsed symbol table on disk for the
@@ -45,8 +45,8 @@ func (c symCache) load(modules []byte) (*Symbols, bool) {
 	if c.path == "" {
 		return nil, false
 	}
-	boot, err := kernel.BootID()
-	if err != nil || boot == "" {
+	id, err := boot.ID()
+	if err != nil || id == "" {
 		return nil, false
 	}
 	b, err := os.ReadFile(c.path)
@@ -54,7 +54,7 @@ func (c symCache) load(modules []byte) (*Symbols, bool) {
 		return nil, false
 	}
 	var e symCacheEntry
-	if gob.NewDecoder(bytes.NewReader(b)).Decode(&e) != nil || e.BootID != boot || e.Modules != sha256.Sum256(modules) {
+	if gob.NewDecoder(bytes.NewReader(b)).Decode(&e) != nil || e.BootID != id || e.Modules != sha256.Sum256(modules) {
 		return nil, false
 	}
 	syms, err := newSymbols(e.Symbols)
@@ -71,11 +71,11 @@ func (c symCache) store(modules []byte, syms *Symbols) error {
 	if c.path == "" {
 		return nil
 	}
-	boot, err := kernel.BootID()
+	id, err := boot.ID()
 	if err != nil {
 		return fmt.Errorf("caching the symbol table: %w", err)
 	}
-	e := symCacheEntry{BootID: boot, Modules: sha256.Sum256(modules), Symbols: syms.all}
+	e := symCacheEntry{BootID: id, Modules: sha256.Sum256(modules), Symbols: syms.all}
 	var b bytes.Buffer
 	if err := gob.NewEncoder(&b).Encode(&e); err != nil {
 		return fmt.Errorf("caching the symbol table: %w", err)

@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/internal/boot"
 )
 
 // TestSymCache: a table stored for this boot and these modules comes back
 // whole; other modules, a damaged file or no file read nothing, and the
 // caller parses /proc/kallsyms again.
 func TestSymCache(t *testing.T) {
-	if _, err := kernel.BootID(); err != nil {
+	if _, err := boot.ID(); err != nil {
 		t.Skipf("no boot id to key the cache by: %v", err)
 	}
 	syms, err := ParseKallsyms(strings.NewReader(

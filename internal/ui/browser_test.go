@@ -437,8 +437,10 @@ func TestHunt(t *testing.T) {
 	p.set("#hunt-backend", "tracepoint")
 	p.set("#hunt-target", "pids")
 	p.set("#hunt-target-value", strconv.Itoa(os.Getpid()))
-	p.set("#hunt-duration", "4s")
-	p.set("#hunt-round", "500ms")
+	// Short rounds: the first one's samples must leave the sampled tree
+	// room to grow, on a loaded machine too.
+	p.set("#hunt-duration", "5s")
+	p.set("#hunt-round", "250ms")
 	p.set("#hunt-budget", "50")
 	p.set("#hunt-out", "hunt1")
 	stop := make(chan struct{})

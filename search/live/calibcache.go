@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/boot"
 	"github.com/autoprof/autoprof/internal/kernel"
 )
 
@@ -44,7 +45,7 @@ func openCalibrationCache() calibrationCache {
 // kernel, the backend the session serves function instruments with, and
 // this binary (its instruments' programs).
 func calibrationKey(backend string) (string, error) {
-	boot, err := kernel.BootID()
+	bootID, err := boot.ID()
 	if err != nil {
 		return "", err
 	}
@@ -60,7 +61,7 @@ func calibrationKey(backend string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s %s %s %s %d %d", boot, rel, backend, exe, st.Size(), st.ModTime().UnixNano()), nil
+	return fmt.Sprintf("%s %s %s %s %d %d", bootID, rel, backend, exe, st.Size(), st.ModTime().UnixNano()), nil
 }
 
 // load returns the costs calibrated under key within calibrationMaxAge

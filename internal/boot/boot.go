@@ -1,4 +1,7 @@
-package kernel
+// Package boot names the running boot of the kernel: what autoprof keeps
+// on disk for the rest of a boot is keyed by it. It reads a file only,
+// so that pure packages (callgraph) may use it.
+package boot
 
 import (
 	"fmt"
@@ -6,9 +9,9 @@ import (
 	"strings"
 )
 
-// BootID returns the kernel's random boot id (a new one at every boot):
+// ID returns the kernel's random boot id (a new one at every boot):
 // the key of what autoprof keeps on disk for the rest of a boot.
-func BootID() (string, error) {
+func ID() (string, error) {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return "", fmt.Errorf("reading the boot id: %w", err)
