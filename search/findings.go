@@ -132,9 +132,9 @@ func (h *hunter) export(n *node) Node {
 		out.InclOffCPUNs = uint64(t.sInclOff)
 		out.ExclNs = uint64(t.sExcl + t.sExclOff)
 		out.ExclOffCPUNs = uint64(t.sExclOff)
-		out.Backend = "sample"
+		out.Backend = string(instrument.Sample)
 	} else {
-		out.Backend = h.backendOf(h.specFor(n))
+		out.Backend = string(h.backendOf(h.specFor(n)))
 		if in := h.specs[h.specFor(n).String()]; in != nil {
 			out.Fallback = in.fallback
 		}

@@ -54,8 +54,8 @@ type hunter struct {
 	lastRead   time.Time // the reading that ended the last
 	// fallbacks are the functions served by another backend than the
 	// session's, by backend, with the first refusal seen.
-	fallbacks   map[string][]string
-	fallbackWhy map[string]string
+	fallbacks   map[instrument.Backend][]string
+	fallbackWhy map[instrument.Backend]string
 	census      *census // the census whose timers roots may adopt
 	// funcTimerRefused is the first refusal of a function's timer as not
 	// supported (see noFuncTimersLimit).
@@ -187,7 +187,7 @@ func newHunter(ctx context.Context, cfg Config) *hunter {
 	m := &h.run.Meta
 	m.Target = cfg.Target.String()
 	if m.Backend == "" {
-		m.Backend = cfg.Instrumenter.Backend()
+		m.Backend = string(cfg.Instrumenter.Backend())
 	}
 	m.Start = h.start
 	m.Round = cfg.Round

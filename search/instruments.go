@@ -15,7 +15,7 @@ type inserted struct {
 	spec    instrument.Spec
 	key     string
 	live    instrument.Instrument // nil once withdrawn
-	backend string
+	backend instrument.Backend
 	// fallback says why the backends tried before backend refused the
 	// spec ("" where the first one serves it).
 	fallback string
@@ -138,7 +138,7 @@ func (h *hunter) insert(n *node, spec instrument.Spec, rate float64) (*inserted,
 		reason = "refining " + n.key
 	}
 	if in.fallback != "" {
-		reason += "; with " + in.backend + ": " + in.fallback
+		reason += "; with " + string(in.backend) + ": " + in.fallback
 	}
 	h.event("insert", n, key, nil, reason)
 	h.textChange()
@@ -149,7 +149,7 @@ func (h *hunter) insert(n *node, spec instrument.Spec, rate float64) (*inserted,
 // candidate, for the limitations (see fallbackLimits).
 func (h *hunter) fellBack(in *inserted) {
 	if h.fallbacks == nil {
-		h.fallbacks, h.fallbackWhy = map[string][]string{}, map[string]string{}
+		h.fallbacks, h.fallbackWhy = map[instrument.Backend][]string{}, map[instrument.Backend]string{}
 	}
 	fn := in.spec.Point.String()
 	if !slices.Contains(h.fallbacks[in.backend], fn) {
@@ -163,11 +163,11 @@ func (h *hunter) fellBack(in *inserted) {
 // fallbackLimits says, once per backend, which functions it served
 // because the session's backend refused them, with the first refusal.
 func (h *hunter) fallbackLimits() {
-	backends := make([]string, 0, len(h.fallbacks))
+	backends := make([]instrument.Backend, 0, len(h.fallbacks))
 	for b := range h.fallbacks {
 		backends = append(backends, b)
 	}
-	sort.Strings(backends)
+	slices.Sort(backends)
 	for _, b := range backends {
 		fns := h.fallbacks[b]
 		sort.Strings(fns)
@@ -179,7 +179,7 @@ func (h *hunter) fallbackLimits() {
 // serves them (splice's: a function that fentry refused is timed with a
 // kprobe) and why the ones before it refused.
 type placed interface {
-	Backend() string
+	Backend() instrument.Backend
 	Fallback() string
 }
 
@@ -240,7 +240,7 @@ func (h *hunter) liveCount() int {
 
 // backendOf names the backend that serves spec: the live instrument's
 // where one says, else the Router's answer, else the Instrumenter's.
-func (h *hunter) backendOf(spec instrument.Spec) string {
+func (h *hunter) backendOf(spec instrument.Spec) instrument.Backend {
 	if in := h.specs[spec.String()]; in != nil && in.backend != "" {
 		return in.backend
 	}
@@ -251,14 +251,14 @@ func (h *hunter) backendOf(spec instrument.Spec) string {
 }
 
 // costOf returns a backend's cost per hit in ns.
-func (h *hunter) costOf(backend string) float64 {
-	if c, ok := h.costs[backend]; ok {
+func (h *hunter) costOf(backend instrument.Backend) float64 {
+	if c, ok := h.costs[string(backend)]; ok {
 		return c
 	}
-	if c, ok := h.costs["kprobe"]; ok {
+	if c, ok := h.costs[string(instrument.Kprobe)]; ok {
 		return c
 	}
-	return DefaultCostNs["kprobe"]
+	return DefaultCostNs[string(instrument.Kprobe)]
 }
 
 // costOfSpec returns the cost per hit of spec's instrument in ns: a
@@ -296,7 +296,7 @@ func (h *hunter) bpfOfSpec(spec instrument.Spec) (float64, bool) {
 // target recorder or a call-site timer (two counters), where calibrated,
 // else its backend's; ok is false where neither was calibrated.
 func (h *hunter) perHit(spec instrument.Spec, key func(string) string) (float64, bool) {
-	b := h.backendOf(spec)
+	b := string(h.backendOf(spec))
 	if spec.Kind != instrument.Timer || spec.IsCallSite() {
 		if v, ok := h.costs[key(b+":count")]; ok {
 			if spec.IsCallSite() {
@@ -312,7 +312,7 @@ func (h *hunter) perHit(spec instrument.Spec, key func(string) string) (float64,
 // insideOf returns the part of a timer's cost per hit that falls inside
 // its own window ("BACKEND:inside"), 0 where not calibrated.
 func (h *hunter) insideOf(spec instrument.Spec) float64 {
-	return h.costs[h.backendOf(spec)+":inside"]
+	return h.costs[string(h.backendOf(spec))+":inside"]
 }
 
 // updateRates sets each live instrument's hits per second in the round

@@ -109,7 +109,7 @@ type ControllerMeter interface {
 // different backends (syscall roots by tracepoint, functions by fentry or
 // kprobe); BackendOf names the backend that serves spec.
 type Router interface {
-	BackendOf(spec instrument.Spec) string
+	BackendOf(spec instrument.Spec) instrument.Backend
 }
 
 // Calibrator measures each backend's cost per hit, in ns of CPU time per

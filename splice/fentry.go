@@ -22,7 +22,7 @@ type fentryBackend struct{}
 
 func (fentryBackend) available() error { return features.HaveFentry() }
 
-func (fentryBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
+func (fentryBackend) attach(s *bpfSession, in *bpfInst, kin measure.Instrument) error {
 	if err := s.res.model.SetInstrument(in.id, kin); err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (fentryBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) err
 	return nil
 }
 
-func attachTracing(s *Session, in *bpfInst, kind measure.ProgKind) error {
+func attachTracing(s *bpfSession, in *bpfInst, kind measure.ProgKind) error {
 	prog, release, err := s.res.model.Program(kind, in.spec.Func, in.id)
 	if err != nil {
 		return err

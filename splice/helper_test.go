@@ -105,7 +105,7 @@ func helperPrep(args []string) func() {
 // vfs_write, says "ready" on fd 4, and waits to be killed.
 func runController(args []string) {
 	n, _ := strconv.Atoi(args[1])
-	s, err := Open(context.Background(), Options{Backend: args[0]})
+	s, err := Open(context.Background(), Options{Backend: instrument.Backend(args[0])})
 	if err != nil {
 		panic(err)
 	}

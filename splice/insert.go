@@ -16,10 +16,10 @@ import (
 // in the order of undo: a timer's entry link before its exit link, so
 // that no frame is pushed whose return cannot be seen.
 type bpfInst struct {
-	s       *Session
+	s       *bpfSession
 	id      uint32
 	spec    instrument.Spec
-	backend string
+	backend instrument.Backend
 	// fallback says why the backends before this one refused the spec
 	// ("" where the first candidate serves it).
 	fallback string
@@ -35,7 +35,7 @@ type bpfInst struct {
 func (in *bpfInst) Spec() instrument.Spec { return in.spec }
 
 // Backend names the backend that serves the instrument.
-func (in *bpfInst) Backend() string { return in.backend }
+func (in *bpfInst) Backend() instrument.Backend { return in.backend }
 
 // Fallback says why the backends before Backend refused the spec, ""
 // where the first candidate serves it.
@@ -76,11 +76,11 @@ func (in *bpfInst) detach() error {
 	return nil
 }
 
-// Insert checks spec and makes it live with the first candidate backend
+// insert checks spec and makes it live with the first candidate backend
 // that accepts and attaches it (see candidates): a function that fentry
 // cannot attach to is timed with a kprobe. On any error nothing of it
 // stays in the kernel.
-func (s *Session) Insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error) {
+func (s *bpfSession) insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -119,14 +119,14 @@ func joinText(a, b string) string {
 
 // register allocates the instrument's id for backend b and counts it
 // live.
-func (s *Session) register(spec instrument.Spec, b string) (*bpfInst, error) {
+func (s *bpfSession) register(spec instrument.Spec, b instrument.Backend) (*bpfInst, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, instrument.ErrClosed
-	}
 	s.res.mu.Lock()
 	defer s.res.mu.Unlock()
+	if s.res.live == nil { // released
+		return nil, instrument.ErrClosed
+	}
 	if len(s.res.live) >= s.maxLive {
 		return nil, fmt.Errorf("%s: %w: %d instruments are live, the most allowed", spec, instrument.ErrNotSupported, s.maxLive)
 	}
@@ -142,7 +142,7 @@ func (s *Session) register(spec instrument.Spec, b string) (*bpfInst, error) {
 
 // attach sets the instrument's filter in the model and lets its backend
 // attach the programs.
-func (s *Session) attach(in *bpfInst) error {
+func (s *bpfSession) attach(in *bpfInst) error {
 	kin := measure.Instrument{Kind: modelKind(in), Cgroup: -1}
 	for _, p := range in.spec.Target.PIDs {
 		if p <= 0 {
@@ -164,7 +164,7 @@ func (s *Session) attach(in *bpfInst) error {
 
 func modelKind(in *bpfInst) measure.Kind {
 	switch {
-	case in.backend == "tracepoint":
+	case in.backend == instrument.Tracepoint:
 		return measure.Syscall
 	case in.spec.Kind == instrument.Count:
 		return measure.Count
@@ -197,11 +197,11 @@ type backend interface {
 	available() error
 	// attach makes in live: it sets kin in the model, then attaches, and
 	// appends what undoes each step to in.undo.
-	attach(s *Session, in *bpfInst, kin measure.Instrument) error
+	attach(s *bpfSession, in *bpfInst, kin measure.Instrument) error
 }
 
-var backends = map[string]backend{
-	"fentry":     fentryBackend{},
-	"kprobe":     kprobeBackend{},
-	"tracepoint": tracepointBackend{},
+var backends = map[instrument.Backend]backend{
+	instrument.Fentry:     fentryBackend{},
+	instrument.Kprobe:     kprobeBackend{},
+	instrument.Tracepoint: tracepointBackend{},
 }

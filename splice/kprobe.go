@@ -38,7 +38,7 @@ type kprobeBackend struct{}
 
 func (kprobeBackend) available() error { return features.HaveKprobe() }
 
-func (kprobeBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
+func (kprobeBackend) attach(s *bpfSession, in *bpfInst, kin measure.Instrument) error {
 	if in.spec.Kind == instrument.Targets {
 		op, err := targetOperand(s, in.spec)
 		if err != nil {
@@ -68,7 +68,7 @@ func (kprobeBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) err
 	return nil
 }
 
-func attachKprobe(s *Session, in *bpfInst, kind measure.ProgKind) error {
+func attachKprobe(s *bpfSession, in *bpfInst, kind measure.ProgKind) error {
 	prog, release, err := s.res.model.Program(kind, "", 0)
 	if err != nil {
 		return err
@@ -96,7 +96,7 @@ const cookieReturn = 1 << 63
 // instruction the call returns to, which closes the frame, then one on
 // the call, which opens it (return first, so that every frame opened sees
 // its close).
-func attachCallSite(s *Session, in *bpfInst) error {
+func attachCallSite(s *bpfSession, in *bpfInst) error {
 	ret, err := s.place.CallReturn(in.spec.Point)
 	if err != nil {
 		return err
@@ -120,7 +120,7 @@ func attachCallSite(s *Session, in *bpfInst) error {
 }
 
 // targetOperand converts the decoded operand of the call at spec's offset.
-func targetOperand(s *Session, spec instrument.Spec) (measure.Operand, error) {
+func targetOperand(s *bpfSession, spec instrument.Spec) (measure.Operand, error) {
 	f, err := s.graph.Function(spec.Func)
 	if err != nil {
 		return measure.Operand{}, err

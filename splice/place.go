@@ -163,9 +163,9 @@ func refuse(spec instrument.Spec, kind error, format string, a ...any) error {
 
 // Check applies every rule of backend to spec. It returns nil or an error
 // wrapping ErrUnsafe or ErrNotSupported whose text is one line saying why.
-func (p *Placement) Check(backend string, spec instrument.Spec) error {
+func (p *Placement) Check(backend instrument.Backend, spec instrument.Spec) error {
 	if err := checkShape(backend, spec); err != nil {
-		if backend == "tracepoint" && p.noFunctions != nil {
+		if backend == instrument.Tracepoint && p.noFunctions != nil {
 			return fmt.Errorf("%w, the only backend here: %w", err, p.noFunctions)
 		}
 		return err
@@ -174,7 +174,7 @@ func (p *Placement) Check(backend string, spec instrument.Spec) error {
 	switch {
 	case errors.Is(err, callgraph.ErrUnknownFunction):
 		return fmt.Errorf("%s: %w: %s is not in the kernel's symbol table", spec, ErrNoFunction, spec.Func)
-	case backend == "tracepoint":
+	case backend == instrument.Tracepoint:
 		return p.checkSyscall(spec)
 	case err != nil:
 		return fmt.Errorf("%s: %w: %w", spec, instrument.ErrUnsafe, err)
@@ -189,9 +189,9 @@ func (p *Placement) Check(backend string, spec instrument.Spec) error {
 		}
 	}
 	switch backend {
-	case "fentry":
+	case instrument.Fentry:
 		err = p.checkFentry(spec, sym)
-	case "kprobe":
+	case instrument.Kprobe:
 		if err = p.checkKprobe(spec, sym, addr); err == nil {
 			// Timers and exit counters add a kretprobe at every return.
 			kret := spec.Kind == instrument.Timer || spec.Kind == instrument.ExitCount
@@ -205,7 +205,7 @@ func (p *Placement) Check(backend string, spec instrument.Spec) error {
 }
 
 // checkShape refuses what a backend cannot do whatever the place.
-func checkShape(backend string, spec instrument.Spec) error {
+func checkShape(backend instrument.Backend, spec instrument.Spec) error {
 	if spec.Func == "" {
 		return refuse(spec, instrument.ErrNotSupported, "no function")
 	}
@@ -216,7 +216,7 @@ func checkShape(backend string, spec instrument.Spec) error {
 		if spec.Kind != instrument.Timer || spec.Offset == 0 {
 			return refuse(spec, instrument.ErrNotSupported, "a call site takes a timer at the call's offset (callee@func+OFF:timer)")
 		}
-		if backend != "kprobe" {
+		if backend != instrument.Kprobe {
 			return refuse(spec, instrument.ErrNotSupported, "the %s backend cannot time a call site (kprobe can)", backend)
 		}
 		return nil
@@ -228,15 +228,15 @@ func checkShape(backend string, spec instrument.Spec) error {
 		return refuse(spec, instrument.ErrNotSupported, "a targets instrument goes at an indirect call site, func+OFF")
 	}
 	switch backend {
-	case "fentry":
+	case instrument.Fentry:
 		if spec.Offset != 0 || spec.Kind == instrument.Targets {
 			return refuse(spec, instrument.ErrNotSupported, "fentry instruments function entries and returns only (use kprobe for func+off)")
 		}
-	case "tracepoint":
+	case instrument.Tracepoint:
 		if spec.Kind != instrument.Timer || spec.Offset != 0 {
 			return refuse(spec, instrument.ErrNotSupported, "the tracepoint backend times whole syscalls only (FUNC:timer with FUNC a __x64_sys_* function)")
 		}
-	case "kprobe":
+	case instrument.Kprobe:
 	default:
 		return refuse(spec, instrument.ErrNotSupported, "unknown backend %q", backend)
 	}

@@ -62,7 +62,7 @@ func fixturePlacement(t *testing.T) *Placement {
 
 func TestPlacementRules(t *testing.T) {
 	p := fixturePlacement(t)
-	ok := func(backend, s string) {
+	ok := func(backend instrument.Backend, s string) {
 		t.Helper()
 		spec, err := instrument.ParseSpec(s)
 		if err != nil {
@@ -72,7 +72,7 @@ func TestPlacementRules(t *testing.T) {
 			t.Errorf("%s on %s refused: %v", s, backend, err)
 		}
 	}
-	refused := func(backend, s string, sentinel error, why string) {
+	refused := func(backend instrument.Backend, s string, sentinel error, why string) {
 		t.Helper()
 		spec, err := instrument.ParseSpec(s)
 		if err != nil {
@@ -121,7 +121,7 @@ func TestPlacementUnreadableLists(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := NewPlacement(syms, nil, PlacementSources{BlacklistErr: os.ErrPermission})
-	for _, b := range []string{"kprobe", "fentry"} {
+	for _, b := range []instrument.Backend{instrument.Kprobe, instrument.Fentry} {
 		if err := p.Check(b, instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Count}); !errors.Is(err, instrument.ErrNotSupported) {
 			t.Errorf("%s without its list: %v", b, err)
 		}

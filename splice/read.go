@@ -10,23 +10,19 @@ import (
 
 // DefaultBackend returns the best function backend this kernel allows:
 // fentry, else kprobe, else tracepoint.
-func DefaultBackend() string {
+func DefaultBackend() instrument.Backend {
 	if (fentryBackend{}).available() == nil {
-		return "fentry"
+		return instrument.Fentry
 	}
 	if (kprobeBackend{}).available() == nil {
-		return "kprobe"
+		return instrument.Kprobe
 	}
-	return "tracepoint"
+	return instrument.Tracepoint
 }
 
-// Read returns the cumulative readings of every instrument inserted so far.
-func (s *Session) Read() (*instrument.Reading, error) {
+// read returns the cumulative readings of every instrument inserted so far.
+func (s *bpfSession) read() (*instrument.Reading, error) {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, instrument.ErrClosed
-	}
 	specs := make(map[uint32]*bpfInst, len(s.specs))
 	for id, in := range s.specs {
 		specs[id] = in
@@ -38,7 +34,16 @@ func (s *Session) Read() (*instrument.Reading, error) {
 		return nil, err
 	}
 	r := &instrument.Reading{At: time.Now()}
-	paths := pathBuilder{ctxs: ctxs, specs: specs, done: map[uint32]instrument.Path{}}
+	paths := contextPaths{
+		context: func(id uint32) (uint32, uint32, bool) { c, ok := ctxs[id]; return c.Inst, c.Parent, ok },
+		point: func(inst uint32) (instrument.Point, bool) {
+			if in := specs[inst]; in != nil {
+				return in.spec.Point, true
+			}
+			return instrument.Point{}, false
+		},
+		maxDepth: measure.MaxDepth, done: map[uint32]instrument.Path{},
+	}
 	var top uint32
 	for id := range ctxs {
 		top = max(top, id)
@@ -71,7 +76,7 @@ func (s *Session) Read() (*instrument.Reading, error) {
 }
 
 // readHits sums the hits of every instrument inserted so far by spec.
-func (s *Session) readHits(specs map[uint32]*bpfInst) (map[string]uint64, error) {
+func (s *bpfSession) readHits(specs map[uint32]*bpfInst) (map[string]uint64, error) {
 	ids := make([]uint32, 0, len(specs))
 	for id := range specs {
 		ids = append(ids, id)
@@ -87,7 +92,7 @@ func (s *Session) readHits(specs map[uint32]*bpfInst) (map[string]uint64, error)
 	return out, nil
 }
 
-func (s *Session) readTargets(paths pathBuilder) ([]instrument.TargetReading, error) {
+func (s *bpfSession) readTargets(paths contextPaths) ([]instrument.TargetReading, error) {
 	ts, err := s.res.model.Targets()
 	if err != nil {
 		return nil, err
@@ -107,7 +112,7 @@ func (s *Session) readTargets(paths pathBuilder) ([]instrument.TargetReading, er
 	return out, nil
 }
 
-func (s *Session) readMisses() (instrument.Misses, error) {
+func (s *bpfSession) readMisses() (instrument.Misses, error) {
 	mm, err := s.res.model.Misses()
 	if err != nil {
 		return instrument.Misses{}, err
@@ -119,30 +124,34 @@ func (s *Session) readMisses() (instrument.Misses, error) {
 	return instrument.Misses{Recursion: mm.Recursion, StackDepth: mm.StackDepth, MapFull: mm.MapFull, Unmatched: mm.Unmatched, Kernel: rs.RecursionMisses}, nil
 }
 
-// pathBuilder turns context ids into paths, memoized.
-type pathBuilder struct {
-	ctxs  map[uint32]measure.Context
-	specs map[uint32]*bpfInst
-	done  map[uint32]instrument.Path
+// contextPaths turns context ids into paths, memoized. Both models keep
+// a context as its instrument and its parent context (0 at a root);
+// context looks one up, and point names an instrument's place. A context
+// or an instrument it cannot find stands in the path as ?ctxN or ?instN.
+type contextPaths struct {
+	context  func(id uint32) (inst, parent uint32, ok bool)
+	point    func(inst uint32) (instrument.Point, bool)
+	maxDepth int
+	done     map[uint32]instrument.Path
 }
 
-func (b pathBuilder) of(id uint32) instrument.Path {
+func (b contextPaths) of(id uint32) instrument.Path {
 	if p, ok := b.done[id]; ok {
 		return p
 	}
 	var rev instrument.Path
-	for cur, n := id, 0; cur != 0 && n <= measure.MaxDepth+1; n++ {
-		c, ok := b.ctxs[cur]
+	for cur, n := id, 0; cur != 0 && n <= b.maxDepth+1; n++ {
+		inst, parent, ok := b.context(cur)
 		if !ok {
 			rev = append(rev, instrument.Point{Func: fmt.Sprintf("?ctx%d", cur)})
 			break
 		}
-		pt := instrument.Point{Func: fmt.Sprintf("?inst%d", c.Inst)}
-		if in := b.specs[c.Inst]; in != nil {
-			pt = in.spec.Point
+		pt, ok := b.point(inst)
+		if !ok {
+			pt = instrument.Point{Func: fmt.Sprintf("?inst%d", inst)}
 		}
 		rev = append(rev, pt)
-		cur = c.Parent
+		cur = parent
 	}
 	p := make(instrument.Path, len(rev))
 	for i, pt := range rev {

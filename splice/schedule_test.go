@@ -17,7 +17,7 @@ type logInstrument struct {
 	spec instrument.Spec
 }
 
-func (l *logInstrumenter) Backend() string                    { return "log" }
+func (l *logInstrumenter) Backend() instrument.Backend        { return "log" }
 func (l *logInstrumenter) Check(instrument.Spec) error        { return nil }
 func (l *logInstrumenter) Read() (*instrument.Reading, error) { return &instrument.Reading{}, nil }
 func (l *logInstrumenter) Close() error                       { return nil }

@@ -2,14 +2,10 @@ package splice
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"runtime"
-	"strings"
 	"sync"
-
-	"github.com/cilium/ebpf"
+	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/callgraph/livetext"
@@ -19,15 +15,26 @@ import (
 
 // Options configure Open.
 type Options struct {
-	// Backend serves function instruments: "fentry", "kprobe" or
-	// "tracepoint" (syscall roots only). Syscall root timers
-	// (__x64_sys_*:timer) always go to the tracepoint backend. With
-	// fentry, block counters (func+off) and indirect-call targets go to
-	// kprobe, which alone can place them.
-	Backend string
+	// Backend serves function instruments: fentry, kprobe or tracepoint
+	// (syscall roots only) through BPF, or splice through autoprof's own
+	// module; "" is DefaultBackend. With the BPF backends, syscall root
+	// timers (__x64_sys_*:timer) always go to tracepoint, and with fentry,
+	// block counters (func+off) and indirect-call targets go to kprobe,
+	// which alone can place them (see Session.BackendOf).
+	Backend instrument.Backend
 	// Graph is the kernel's call graph; nil opens the running kernel's
 	// (and Close closes it).
 	Graph *callgraph.Graph
+	// MaxOverhead is the splice module's kill switch: the share of all
+	// CPUs, over a second, past which the module withdraws everything by
+	// itself, in (0, 1]; 0 is the whole of the CPUs, so that it never
+	// overrides a caller's own budget (the hunt keeps the instruments'
+	// cost under its budget from what Overhead reports; the switch is the
+	// backstop for a controller that stops doing so).
+	MaxOverhead float64
+
+	// BPF backends only.
+
 	// Model sizes the measurement maps.
 	Model measure.Config
 	// Syscalls maps syscall functions to numbers; nil reads the running
@@ -35,61 +42,65 @@ type Options struct {
 	Syscalls *SyscallTable
 	// MaxLive caps live instruments (default 4096): Insert refuses more.
 	MaxLive int
-	// MaxOverhead is the splice backend's kill switch: the share of all
-	// CPUs, over a second, past which the module withdraws everything by
-	// itself (see OpenInstruments).
-	MaxOverhead float64
+
+	// Splice backend only.
+
+	// Module is a built autoprof_splice.ko for the running kernel. ""
+	// uses the module if it is loaded, else $AUTOPROF_SPLICE_MODULE, else
+	// builds one against Headers.
+	Module string
+	// Headers is the kernel headers' build directory to build the module
+	// against; "" is /lib/modules/$(uname -r)/build.
+	Headers string
+	// Image is the running kernel's vmlinuz, whose alternatives table the
+	// placement rules read; "" tries /boot/vmlinuz-$(uname -r).
+	Image string
+	// Deadman is how long the module waits for a heartbeat before it
+	// withdraws everything: 0 means 10 s; at most 30 s.
+	Deadman time.Duration
+	// Limits of the module's tables (0: its defaults).
+	MaxContexts, MaxThreads int
 }
 
-// Session is an Instrumenter over one loaded measurement model: every
-// backend records into it, so that contexts nest across backends. It is
-// safe for concurrent use.
+// Session serves instruments through one backend, whichever it is: the
+// BPF backends (fentry, kprobe, tracepoint; bpf.go) record into one
+// loaded measurement model, so that contexts nest across them; the splice
+// backend (splicemod.go) into autoprof's own module, which keeps the same
+// model. A reader cannot tell them apart except by what they cost. It is
+// safe for concurrent use; Close withdraws everything, and a Session
+// dropped unclosed is released by a cleanup.
 type Session struct {
-	backend  string
+	backend  instrument.Backend
 	graph    *callgraph.Graph
 	ownGraph bool
-	place    *Placement
-	syscalls *SyscallTable
-	// syscallsErr says why the syscall table could not be read.
-	syscallsErr error
-	maxLive     int
-	res         *resources
-	cleanup     runtime.Cleanup
+	eng      engine
+	cleanup  runtime.Cleanup
 
 	mu     sync.Mutex
 	closed bool
-	nextID uint32
-	specs  map[uint32]*bpfInst // every instrument ever inserted, by id
-	byNr   map[int]uint32      // live syscall roots
 }
 
-// resources are the session's kernel objects, apart from the Session so
-// that a cleanup can release them when a Session is dropped unclosed.
-type resources struct {
-	mu    sync.Mutex
-	model *measure.Model
-	stats io.Closer // BPF run-time statistics, nil when refused
-	live  map[uint32]*bpfInst
+// engine is what a Session needs of the mechanism behind it. An engine
+// holds no reference to its Session, so that a Session dropped unclosed
+// can be collected and its engine released.
+type engine interface {
+	check(spec instrument.Spec) error
+	insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error)
+	read() (*instrument.Reading, error)
+	overhead() (Overhead, error)
+	syscalls() *SyscallTable
+	// backendOf names the backend that serves spec (see BackendOf).
+	backendOf(spec instrument.Spec) instrument.Backend
+	// alive says why the engine stopped serving by itself (the module's
+	// dead-man switch, rmmod), nil while it serves.
+	alive() error
+	// release withdraws every instrument and frees the kernel objects.
+	release() error
 }
 
-func (r *resources) close() error {
-	r.mu.Lock()
-	live := r.live
-	r.live = nil
-	r.mu.Unlock()
-	var errs []error
-	for _, in := range live {
-		errs = append(errs, in.detach())
-	}
-	errs = append(errs, r.model.Close())
-	if r.stats != nil {
-		errs = append(errs, r.stats.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// Open loads the measurement model and readies the backends. Nothing is
-// attached until Insert.
+// Open opens a session of opts.Backend: it loads the measurement model,
+// or the splice module where it is not loaded. Nothing is attached until
+// Insert.
 func Open(ctx context.Context, opts Options) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -97,13 +108,10 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 	if opts.Backend == "" {
 		opts.Backend = DefaultBackend()
 	}
-	if _, ok := backends[opts.Backend]; !ok {
-		return nil, fmt.Errorf("backend %q: %w (want fentry, kprobe or tracepoint)", opts.Backend, instrument.ErrNotSupported)
+	if _, err := instrument.ParseBackend(string(opts.Backend)); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, instrument.ErrNotSupported)
 	}
-	s := &Session{backend: opts.Backend, graph: opts.Graph, maxLive: opts.MaxLive, specs: map[uint32]*bpfInst{}, byNr: map[int]uint32{}}
-	if s.maxLive == 0 {
-		s.maxLive = 4096
-	}
+	s := &Session{backend: opts.Backend, graph: opts.Graph}
 	if s.graph == nil {
 		g, err := livetext.OpenGraph()
 		if err != nil {
@@ -111,28 +119,24 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 		}
 		s.graph, s.ownGraph = g, true
 	}
-	s.syscalls = opts.Syscalls
-	if s.syscalls == nil {
-		s.syscalls, s.syscallsErr = ReadSyscallTable(s.graph.Symbols(), s.graph.Text())
+	var err error
+	if opts.Backend == instrument.Splice {
+		s.eng, err = openModule(ctx, s.graph, opts)
+	} else {
+		s.eng, err = openBPF(s.graph, opts)
 	}
-	s.place = livePlacement(s.graph, s.syscalls, s.syscallsErr)
-	model, err := measure.Load(opts.Model)
 	if err != nil {
 		s.closeGraph()
 		return nil, err
 	}
-	s.res = &resources{model: model, live: map[uint32]*bpfInst{}}
-	// Run-time statistics cost two clock reads per program run; they
-	// let Overhead report what the instruments really cost.
-	if c, err := ebpf.EnableStats(uint32(bpfStatsRunTime)); err == nil {
-		s.res.stats = c
-	}
-	s.cleanup = runtime.AddCleanup(s, func(r *resources) { r.close() }, s.res)
+	s.releaseDropped()
 	return s, nil
 }
 
-// bpfStatsRunTime is BPF_STATS_RUN_TIME of enum bpf_stats_type.
-const bpfStatsRunTime = 0
+// releaseDropped makes a Session dropped unclosed release its engine.
+func (s *Session) releaseDropped() {
+	s.cleanup = runtime.AddCleanup(s, func(e engine) { e.release() }, s.eng)
+}
 
 func (s *Session) closeGraph() {
 	if s.ownGraph {
@@ -140,144 +144,78 @@ func (s *Session) closeGraph() {
 	}
 }
 
-// Backend returns the backend that serves function instruments.
-func (s *Session) Backend() string { return s.backend }
+// Backend names the backend that serves function instruments.
+func (s *Session) Backend() instrument.Backend { return s.backend }
+
+// BackendOf names the backend that serves spec: the splice backend serves
+// everything it accepts itself; with the BPF backends, timers of the
+// syscall entry functions go to tracepoint, and with fentry, offsets and
+// indirect-call targets go to kprobe.
+func (s *Session) BackendOf(spec instrument.Spec) instrument.Backend { return s.eng.backendOf(spec) }
 
 // Graph returns the session's call graph.
 func (s *Session) Graph() *callgraph.Graph { return s.graph }
 
-// Syscalls returns the syscall table, nil where it could not be read.
-func (s *Session) Syscalls() *SyscallTable { return s.syscalls }
-
-// route names the backend that serves spec.
-func (s *Session) route(spec instrument.Spec) string {
-	if s.syscalls != nil && spec.Offset == 0 && spec.Kind == instrument.Timer {
-		if _, ok := s.syscalls.Number(spec.Func); ok {
-			return "tracepoint"
-		}
-	}
-	if instrument.IsSyscall64(spec.Func) && spec.Kind == instrument.Timer && spec.Offset == 0 {
-		return "tracepoint"
-	}
-	if s.backend == "fentry" && (spec.Offset != 0 || spec.Kind == instrument.Targets) {
-		return "kprobe"
-	}
-	return s.backend
-}
-
-// candidates are the backends that may serve spec, in order: the one
-// route names, then, for fentry, kprobe, which serves any function entry
-// that fentry refuses (a module without BTF, a function the trampoline
-// cannot attach to) where the kernel has kprobes.
-func (s *Session) candidates(spec instrument.Spec) []string {
-	b := s.route(spec)
-	if b == "fentry" {
-		return []string{"fentry", "kprobe"}
-	}
-	return []string{b}
-}
-
-// checkWith asks whether backend b works here, then applies its
-// placement rules to spec.
-func (s *Session) checkWith(b string, spec instrument.Spec) error {
-	if be, ok := backends[b]; ok {
-		if err := be.available(); err != nil {
-			return &refusal{fmt.Errorf("%s: %w: %s: %w", spec, instrument.ErrNotSupported, b, err), false}
-		}
-	}
-	if err := s.place.Check(b, spec); err != nil {
-		return &refusal{err, true}
-	}
-	return nil
-}
-
-// refusal is one backend's refusal of a spec; available says whether the
-// backend works here (its placement rules refused), which decides which
-// refusal speaks for all (see joinRefusals).
-type refusal struct {
-	error
-	available bool
-}
-
-func (r *refusal) Unwrap() error { return r.error }
+// Syscalls returns the running kernel's syscall table, nil where it could
+// not be read.
+func (s *Session) Syscalls() *SyscallTable { return s.eng.syscalls() }
 
 // Check reports whether spec could be inserted, without touching the
-// kernel: whether each backend that may serve it works here, then its
-// placement rules. Only a spec every candidate refuses is refused (see
-// joinRefusals).
-func (s *Session) Check(spec instrument.Spec) error {
-	var refusals []error
-	for _, b := range s.candidates(spec) {
-		err := s.checkWith(b, spec)
-		if err == nil {
-			return nil
-		}
-		refusals = append(refusals, err)
+// kernel. Refusals wrap ErrUnsafe or ErrNotSupported.
+func (s *Session) Check(spec instrument.Spec) error { return s.eng.check(spec) }
+
+// Insert checks spec and makes it live. On any error nothing of it stays
+// in the kernel.
+func (s *Session) Insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error) {
+	if err := s.alive(); err != nil {
+		return nil, err
 	}
-	return joinRefusals(refusals)
+	return s.eng.insert(ctx, spec)
 }
 
-// joinRefusals returns the refusal that speaks for all, with the others
-// in its text: the last one of a backend that works here (whether the
-// place is unsafe or only unsupported is that backend's word: a kprobe
-// backend missing from the kernel does not make fentry's notrace
-// function merely unsupported), else the last.
-func joinRefusals(errs []error) error {
-	at := len(errs) - 1
-	for i := len(errs) - 1; i >= 0; i-- {
-		var r *refusal
-		if errors.As(errs[i], &r) && r.available {
-			at = i
-			break
-		}
+// Read returns the cumulative readings of every instrument inserted so
+// far, withdrawn ones included (their counts stop growing).
+func (s *Session) Read() (*instrument.Reading, error) {
+	if err := s.alive(); err != nil {
+		return nil, err
 	}
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	var others []string
-	for i, e := range errs {
-		if i != at {
-			others = append(others, e.Error())
-		}
-	}
-	return fmt.Errorf("%w (also refused: %s)", errs[at], strings.Join(others, "; "))
+	return s.eng.read()
 }
 
-// Overhead is what the instruments' programs cost, as the kernel measured
-// it (BPF run-time statistics): cumulative since Open, so that a reader
-// takes differences. The trampoline or kprobe entry around each program
-// is not included.
+// Overhead is what the instruments cost, as the kernel measured it:
+// cumulative since Open, so that a reader takes differences.
 type Overhead struct {
-	RunNs uint64 // total time inside the programs
-	Runs  uint64 // program runs
-	// Enabled is false where the kernel refused run-time statistics;
-	// RunNs and Runs are then 0.
+	RunNs uint64 // total time inside the instruments' programs or handlers
+	Runs  uint64 // program runs; 0 where the kernel does not count them
+	// Enabled is false where the kernel measured nothing (it refused BPF
+	// run-time statistics); RunNs and Runs are then 0.
 	Enabled bool
 }
 
-// Overhead reads the programs' run-time statistics.
+// Overhead reads what the instruments have cost: the BPF programs'
+// run-time statistics (the trampoline or kprobe entry around each program
+// not included), or the time the splice module's handlers took, summed
+// over CPUs (the counters' inline fast path is not timed).
 func (s *Session) Overhead() (Overhead, error) {
 	if err := s.alive(); err != nil {
 		return Overhead{}, err
 	}
-	rs, err := s.res.model.RunStats()
-	if err != nil {
-		return Overhead{}, err
-	}
-	return Overhead{RunNs: uint64(rs.RunTime), Runs: rs.Runs, Enabled: s.res.stats != nil}, nil
+	return s.eng.overhead()
 }
 
 func (s *Session) alive() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return instrument.ErrClosed
 	}
-	return nil
+	return s.eng.alive()
 }
 
-// Close withdraws every live instrument and unloads the model. A second
-// call returns ErrClosed.
+// Close withdraws every live instrument and releases the backend (the
+// model, or the module's file; the module itself where this session
+// loaded it). A second call returns ErrClosed.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -287,7 +225,7 @@ func (s *Session) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.cleanup.Stop()
-	err := s.res.close()
+	err := s.eng.release()
 	s.closeGraph()
 	return err
 }

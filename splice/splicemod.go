@@ -5,49 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/autoprof/autoprof/callgraph"
-	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
 )
 
-// SpliceOptions configure OpenSplice.
-type SpliceOptions struct {
-	// Graph is the running kernel's call graph; nil opens it (and Close
-	// closes it).
-	Graph *callgraph.Graph
-	// Module is a built autoprof_splice.ko for the running kernel. ""
-	// uses the module if it is loaded, else $AUTOPROF_SPLICE_MODULE, else
-	// builds one against Headers.
-	Module string
-	// Headers is the kernel headers' build directory to build the module
-	// against; "" is /lib/modules/$(uname -r)/build.
-	Headers string
-	// Image is the running kernel's vmlinuz, whose alternatives table the
-	// placement rules read; "" tries /boot/vmlinuz-$(uname -r).
-	Image string
-	// Deadman is how long the module waits for a heartbeat before it
-	// withdraws everything: 0 means 10 s; at most 30 s.
-	Deadman time.Duration
-	// MaxOverhead is the share of all CPUs the module's handlers may take
-	// over a second before its kill switch withdraws everything, in
-	// (0, 1]; 0 means splicer.DefaultMaxOverhead (5%).
-	MaxOverhead float64
-	// Limits of the module's tables (0: its defaults).
-	MaxContexts, MaxThreads int
-}
-
-// SpliceModuleEnv names a built module for OpenSplice to load.
+// SpliceModuleEnv names a built module for a splice Session to load.
 const SpliceModuleEnv = splicer.ModuleEnv
 
-// SpliceSession is the splice backend: autoprof's own kernel module
+// moduleSession is the splice backend: autoprof's own kernel module
 // (kmod/splicer) splices a jump to a trampoline into the kernel's text for
 // each instrument. A counter at the root of the calling-context tree costs
 // one per-CPU increment; timers and nested counters call into the module,
@@ -68,20 +40,18 @@ const SpliceModuleEnv = splicer.ModuleEnv
 // module's dead-man switch when the heartbeat stops, its overhead kill
 // switch when its handlers take more than MaxOverhead of the CPUs, and
 // rmmod. It is safe for concurrent use.
-type SpliceSession struct {
-	graph    *callgraph.Graph
-	ownGraph bool
-	cat      *spliceCatalogue
-	dev      *splicer.Device
-	layout   patch.Layout
-	loaded   bool // this session loaded the module
-	beat     *spliceBeat
-	cleanup  runtime.Cleanup
+type moduleSession struct {
+	graph  *callgraph.Graph
+	cat    *spliceCatalogue
+	dev    *splicer.Device
+	layout patch.Layout
+	loaded bool // this session loaded the module
+	beat   *spliceBeat
 
 	op sync.Mutex // serializes changes of sites
 
 	syscallsOnce sync.Once
-	syscalls     *SyscallTable
+	sysTable     *SyscallTable
 
 	mu     sync.Mutex
 	closed bool
@@ -95,41 +65,28 @@ type SpliceSession struct {
 	kname    map[uint64]string // kallsyms' name of a function, where it differs
 }
 
-// splicedInst is one instrument of a SpliceSession.
+// splicedInst is one instrument of a moduleSession.
 type splicedInst struct {
-	s      *SpliceSession
+	s      *moduleSession
 	id     uint32
 	spec   instrument.Spec
 	addr   uint64 // its site
 	closed bool   // under s.mu
 }
 
-// OpenSplice loads the module where needed and opens a session.
-func OpenSplice(ctx context.Context, opts SpliceOptions) (*SpliceSession, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s := newSpliceSession(opts.Graph)
-	if s.graph == nil {
-		g, err := livetext.OpenGraph()
-		if err != nil {
-			return nil, fmt.Errorf("opening the kernel's call graph: %w", err)
-		}
-		s.graph, s.ownGraph = g, true
-	}
+// openModule loads the module where needed and opens a session of it
+// over graph.
+func openModule(ctx context.Context, graph *callgraph.Graph, opts Options) (*moduleSession, error) {
+	s := newModuleSession(graph)
 	if err := s.open(ctx, opts); err != nil {
 		s.release()
 		return nil, err
 	}
-	// A session dropped without Close: stop its heartbeat, so that the
-	// dead-man switch can fire, and close the device, which withdraws
-	// everything. Neither the heartbeat nor this holds s.
-	s.cleanup = runtime.AddCleanup(s, func(b *spliceBeat) { b.stopBeating(); b.dev.Close() }, s.beat)
 	return s, nil
 }
 
-func newSpliceSession(g *callgraph.Graph) *SpliceSession {
-	return &SpliceSession{graph: g, specs: map[uint32]*splicedInst{}, sites: map[uint64]*spliceSite{},
+func newModuleSession(g *callgraph.Graph) *moduleSession {
+	return &moduleSession{graph: g, specs: map[uint32]*splicedInst{}, sites: map[uint64]*spliceSite{},
 		exits: map[string]*exitSet{}, retUsers: map[uint64]int{}, kname: map[uint64]string{}}
 }
 
@@ -196,7 +153,7 @@ func (b *spliceBeat) err() error {
 	return b.dead
 }
 
-func (s *SpliceSession) open(ctx context.Context, opts SpliceOptions) error {
+func (s *moduleSession) open(ctx context.Context, opts Options) error {
 	var err error
 	if s.cat, err = newSpliceCatalogue(s.graph, opts.Image); err != nil {
 		return err
@@ -205,7 +162,7 @@ func (s *SpliceSession) open(ctx context.Context, opts SpliceOptions) error {
 }
 
 // connect loads the module where needed and starts the session.
-func (s *SpliceSession) connect(ctx context.Context, opts SpliceOptions) error {
+func (s *moduleSession) connect(ctx context.Context, opts Options) error {
 	id, err := splicer.RunningIdentity()
 	if err != nil {
 		return err
@@ -220,7 +177,11 @@ func (s *SpliceSession) connect(ctx context.Context, opts SpliceOptions) error {
 	if deadman <= 0 {
 		deadman = 10 * time.Second
 	}
-	if err := s.dev.Hello(id, deadman, opts.MaxOverhead); err != nil {
+	maxOverhead := opts.MaxOverhead
+	if maxOverhead == 0 {
+		maxOverhead = 1 // see Options.MaxOverhead
+	}
+	if err := s.dev.Hello(id, deadman, maxOverhead); err != nil {
 		return err
 	}
 	s.layout = layoutOf(s.dev.Info())
@@ -230,7 +191,7 @@ func (s *SpliceSession) connect(ctx context.Context, opts SpliceOptions) error {
 }
 
 // load loads the module unless it is loaded.
-func (s *SpliceSession) load(ctx context.Context, id splicer.Identity, opts SpliceOptions) error {
+func (s *moduleSession) load(ctx context.Context, id splicer.Identity, opts Options) error {
 	if splicer.Loaded() {
 		return nil
 	}
@@ -279,30 +240,24 @@ func layoutOf(in splicer.Info) patch.Layout {
 	}
 }
 
-// Backend returns "splice".
-func (s *SpliceSession) Backend() string { return "splice" }
+// backendOf names the splice backend: it serves everything it accepts.
+func (s *moduleSession) backendOf(instrument.Spec) instrument.Backend { return instrument.Splice }
 
-// Graph returns the session's call graph.
-func (s *SpliceSession) Graph() *callgraph.Graph { return s.graph }
-
-// Syscalls returns the running kernel's syscall table, nil where it could
+// syscalls returns the running kernel's syscall table, nil where it could
 // not be read. Syscall roots need nothing else here: the splice backend
 // times __x64_sys_* functions at their entry like any other.
-func (s *SpliceSession) Syscalls() *SyscallTable {
+func (s *moduleSession) syscalls() *SyscallTable {
 	s.syscallsOnce.Do(func() {
-		s.syscalls, _ = ReadSyscallTable(s.graph.Symbols(), s.graph.Text())
+		s.sysTable, _ = ReadSyscallTable(s.graph.Symbols(), s.graph.Text())
 	})
-	return s.syscalls
+	return s.sysTable
 }
 
-// Overhead reports the time the module's handlers have taken since the
+// overhead reports the time the module's handlers have taken since the
 // session began, summed over CPUs: what its overhead kill switch measures.
 // The counters' inline fast path (one per-CPU increment in the root
 // context) is not timed; Runs is 0.
-func (s *SpliceSession) Overhead() (Overhead, error) {
-	if err := s.alive(); err != nil {
-		return Overhead{}, err
-	}
+func (s *moduleSession) overhead() (Overhead, error) {
 	st, err := s.dev.Status()
 	if err != nil {
 		return Overhead{}, err
@@ -310,16 +265,16 @@ func (s *SpliceSession) Overhead() (Overhead, error) {
 	return Overhead{RunNs: st.HandlerNs, Enabled: true}, nil
 }
 
-// Check reports whether spec could be inserted, without touching the
+// check reports whether spec could be inserted, without touching the
 // kernel.
-func (s *SpliceSession) Check(spec instrument.Spec) error {
+func (s *moduleSession) check(spec instrument.Spec) error {
 	_, err := s.plan(spec)
 	return err
 }
 
 // plan checks spec: its window, and a timer's or exit counter's return
 // windows.
-func (s *SpliceSession) plan(spec instrument.Spec) (*patch.Window, error) {
+func (s *moduleSession) plan(spec instrument.Spec) (*patch.Window, error) {
 	if err := checkSpliceShape(spec); err != nil {
 		return nil, err
 	}
@@ -365,7 +320,7 @@ func checkSpliceShape(spec instrument.Spec) error {
 	return nil
 }
 
-func (s *SpliceSession) alive() error {
+func (s *moduleSession) alive() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -374,22 +329,12 @@ func (s *SpliceSession) alive() error {
 	return s.beat.err()
 }
 
-// Close withdraws every instrument (closing the module's device does) and
-// unloads the module if the session loaded it. A second call returns
-// ErrClosed.
-func (s *SpliceSession) Close() error {
+// release withdraws every instrument (closing the module's device does)
+// and unloads the module if the session loaded it.
+func (s *moduleSession) release() error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return instrument.ErrClosed
-	}
 	s.closed = true
 	s.mu.Unlock()
-	s.cleanup.Stop()
-	return s.release()
-}
-
-func (s *SpliceSession) release() error {
 	var errs []error
 	if s.beat != nil {
 		s.beat.stopBeating()
@@ -399,9 +344,6 @@ func (s *SpliceSession) release() error {
 	}
 	if s.loaded {
 		errs = append(errs, unloadSplicer())
-	}
-	if s.ownGraph {
-		s.graph.Close()
 	}
 	return errors.Join(errs...)
 }
@@ -422,5 +364,3 @@ func unloadSplicer() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
-var _ instrument.Instrumenter = (*SpliceSession)(nil)

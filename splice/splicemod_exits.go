@@ -22,7 +22,7 @@ type exitSet struct {
 // opened names the functions whose windows went live here; failed says
 // why the others could not be timed. err is set only where the module
 // took nothing.
-func (s *SpliceSession) openExits(specs []instrument.Spec) (opened []string, failed map[string]error, err error) {
+func (s *moduleSession) openExits(specs []instrument.Spec) (opened []string, failed map[string]error, err error) {
 	failed = map[string]error{}
 	var batch []splicer.Splice
 	requested := map[uint64]bool{}
@@ -88,7 +88,7 @@ func (s *SpliceSession) openExits(specs []instrument.Spec) (opened []string, fai
 
 // keepExits records the exit sets of the functions in order that did not
 // fail, and returns their names.
-func (s *SpliceSession) keepExits(order []string, wanted map[string][]*patch.Window, failed map[string]error) (opened []string) {
+func (s *moduleSession) keepExits(order []string, wanted map[string][]*patch.Window, failed map[string]error) (opened []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, fn := range order {
@@ -106,7 +106,7 @@ func (s *SpliceSession) keepExits(order []string, wanted map[string][]*patch.Win
 
 // returnRequests adds to batch the module's requests for the return
 // windows of spec's function that are neither live nor requested already.
-func (s *SpliceSession) returnRequests(spec instrument.Spec, batch *[]splicer.Splice, requested map[uint64]bool) ([]*patch.Window, error) {
+func (s *moduleSession) returnRequests(spec instrument.Spec, batch *[]splicer.Splice, requested map[uint64]bool) ([]*patch.Window, error) {
 	ws, err := s.cat.exits(spec)
 	if err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func (s *SpliceSession) returnRequests(spec instrument.Spec, batch *[]splicer.Sp
 
 // closeExits withdraws the return windows of the functions among fns
 // that no live timer or exit counter needs.
-func (s *SpliceSession) closeExits(fns []string) {
+func (s *moduleSession) closeExits(fns []string) {
 	for _, fn := range fns {
 		s.releaseExits(fn, 0)
 	}
@@ -144,7 +144,7 @@ func (s *SpliceSession) closeExits(fns []string) {
 // releaseExits takes n users off fn's return windows, and withdraws them
 // when none is left. A failure leaves them spliced: they end nothing, and
 // the session's end withdraws them.
-func (s *SpliceSession) releaseExits(fn string, n int) error {
+func (s *moduleSession) releaseExits(fn string, n int) error {
 	s.mu.Lock()
 	set := s.exits[fn]
 	if set == nil {

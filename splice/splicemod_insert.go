@@ -12,8 +12,8 @@ import (
 	"github.com/autoprof/autoprof/splice/patch"
 )
 
-// Insert checks spec and makes it live.
-func (s *SpliceSession) Insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error) {
+// insert checks spec and makes it live.
+func (s *moduleSession) insert(ctx context.Context, spec instrument.Spec) (instrument.Instrument, error) {
 	ins, err := s.InsertAll(ctx, []instrument.Spec{spec})
 	if err != nil {
 		return nil, err
@@ -59,7 +59,7 @@ type siteChange struct {
 // windows of the functions timed here for the first time go in first, in
 // a batch of their own: a timer goes live only once every return of its
 // function will end its frames.
-func (s *SpliceSession) InsertAll(ctx context.Context, specs []instrument.Spec) ([]instrument.Instrument, error) {
+func (s *moduleSession) InsertAll(ctx context.Context, specs []instrument.Spec) ([]instrument.Instrument, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (s *SpliceSession) InsertAll(ctx context.Context, specs []instrument.Spec) 
 }
 
 // stage adds spec to the change of its site.
-func (s *SpliceSession) stage(changes map[uint64]*siteChange, spec instrument.Spec) (*siteChange, error) {
+func (s *moduleSession) stage(changes map[uint64]*siteChange, spec instrument.Spec) (*siteChange, error) {
 	w, err := s.plan(spec)
 	if err != nil {
 		return nil, err
@@ -165,7 +165,7 @@ func (s *SpliceSession) stage(changes map[uint64]*siteChange, spec instrument.Sp
 
 // overlapping names what holds a window of this session that w, at addr,
 // overlaps: another site's instrument, or a timed function's return.
-func (s *SpliceSession) overlapping(w *patch.Window, addr uint64) string {
+func (s *moduleSession) overlapping(w *patch.Window, addr uint64) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	meets := func(a uint64, n int) bool { return a < addr+uint64(w.Len()) && addr < a+uint64(n) }
@@ -186,7 +186,7 @@ func (s *SpliceSession) overlapping(w *patch.Window, addr uint64) string {
 
 // newRequest fills the module's request for window w: where, in which
 // function (by kallsyms' name), what it holds and its role.
-func (s *SpliceSession) newRequest(w *patch.Window, sp *splicer.Splice) error {
+func (s *moduleSession) newRequest(w *patch.Window, sp *splicer.Splice) error {
 	sp.Addr, sp.Func = w.Addr(), w.Func.Addr
 	s.mu.Lock()
 	name, ok := s.kname[w.Func.Addr]
@@ -204,7 +204,7 @@ func (s *SpliceSession) newRequest(w *patch.Window, sp *splicer.Splice) error {
 
 // request fills the module's request for a site change: the window and its
 // instruments, timers first.
-func (s *SpliceSession) request(c *siteChange) error {
+func (s *moduleSession) request(c *siteChange) error {
 	type member struct {
 		spec instrument.Spec
 		id   uint32
@@ -240,7 +240,7 @@ func (s *SpliceSession) request(c *siteChange) error {
 }
 
 // commit records a site the module made live, and its new instruments.
-func (s *SpliceSession) commit(c *siteChange, out []instrument.Instrument) {
+func (s *moduleSession) commit(c *siteChange, out []instrument.Instrument) {
 	site := &spliceSite{w: c.w, req: c.req}
 	byID := map[uint32]*splicedInst{}
 	for _, in := range c.keep {
@@ -281,7 +281,7 @@ func (s *SpliceSession) commit(c *siteChange, out []instrument.Instrument) {
 // taken says whether the module took the batch: then each splice's Err
 // says whether it is live, even when err reports that the retry failed
 // (the retried splices keep their first refusal).
-func (s *SpliceSession) insertBatch(batch []splicer.Splice) (taken bool, err error) {
+func (s *moduleSession) insertBatch(batch []splicer.Splice) (taken bool, err error) {
 	if err := s.cat.refreshKprobes(); err != nil {
 		return false, err
 	}
@@ -322,7 +322,7 @@ func (s *SpliceSession) insertBatch(batch []splicer.Splice) (taken bool, err err
 }
 
 // isAlias reports whether name is a symbol at addr.
-func (s *SpliceSession) isAlias(addr uint64, name string) bool {
+func (s *moduleSession) isAlias(addr uint64, name string) bool {
 	for _, a := range s.graph.Symbols().Aliases(addr) {
 		if a.Name == name {
 			return true
@@ -429,7 +429,7 @@ func (in *splicedInst) stillLive(err error) error {
 // site that other instruments still hold gets a trampoline without these,
 // one call each (Close). The errors of instruments that stay live are
 // joined; an instrument closed already is skipped.
-func (s *SpliceSession) WithdrawAll(ins []instrument.Instrument) error {
+func (s *moduleSession) WithdrawAll(ins []instrument.Instrument) error {
 	whole, exits, partial := s.takeWhole(ins)
 	var errs []error
 	if len(whole) > 0 {
@@ -456,7 +456,7 @@ func (s *SpliceSession) WithdrawAll(ins []instrument.Instrument) error {
 // takeWhole marks closed the instruments among ins whose sites go whole,
 // and forgets those sites: it returns their addresses, the timers and exit
 // counters among them by function, and the instruments left to Close.
-func (s *SpliceSession) takeWhole(ins []instrument.Instrument) (whole []uint64, exits map[string]int, partial []*splicedInst) {
+func (s *moduleSession) takeWhole(ins []instrument.Instrument) (whole []uint64, exits map[string]int, partial []*splicedInst) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	byAddr := map[uint64][]*splicedInst{}

@@ -46,14 +46,14 @@ func TestSpliceHelperProcess(t *testing.T) {
 	out := os.NewFile(3, "sites")
 	s := openSplice(t, deadman)
 	specs := entryCounters(t, s, count)
-	ins, err := s.InsertAll(context.Background(), specs)
+	ins, err := s.mod().InsertAll(context.Background(), specs)
 	if err != nil {
 		fmt.Fprintf(out, "error %v\n", err)
 		os.Exit(1)
 	}
 	for _, in := range ins {
 		si := in.(*splicedInst)
-		site := s.sites[si.addr]
+		site := s.mod().sites[si.addr]
 		fmt.Fprintf(out, "%x %x\n", si.addr, site.w.Orig())
 	}
 	fmt.Fprintln(out, "ready")
@@ -64,7 +64,7 @@ func TestSpliceHelperProcess(t *testing.T) {
 					in.Close()
 				}
 			}
-			ins, _ = s.InsertAll(context.Background(), specs)
+			ins, _ = s.mod().InsertAll(context.Background(), specs)
 		} else {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -78,7 +78,7 @@ func TestSpliceHelperProcess(t *testing.T) {
 
 // entryCounters returns n counter specs at the entries of distinct
 // functions that pass Check.
-func entryCounters(t testing.TB, s *SpliceSession, n int) []instrument.Spec {
+func entryCounters(t testing.TB, s *Session, n int) []instrument.Spec {
 	var specs []instrument.Spec
 	for _, sym := range s.Graph().Symbols().Functions() {
 		if len(specs) == n {
@@ -233,12 +233,12 @@ func TestVMSpliceRmmod(t *testing.T) {
 	ins := insertAll(t, s, append(entryCounters(t, s, 20), timer(fn, pid(h.Pid)))...)
 	text := liveText(t)
 	sites := map[uint64][]byte{}
-	for a, site := range s.sites {
+	for a, site := range s.mod().sites {
 		sites[a] = site.w.Orig()
 	}
 	go h.start.Write([]byte{1})
 	waitNanosleep(t, h.Pid)
-	s.loaded = false // removed by hand
+	s.mod().loaded = false // removed by hand
 	start := time.Now()
 	if err := splicer.Unload(); err != nil {
 		t.Fatalf("rmmod with %d live splices: %v, want them withdrawn and the module gone", len(sites), err)
@@ -255,7 +255,7 @@ func TestVMSpliceRmmod(t *testing.T) {
 	}
 	t.Logf("rmmod with %d live sites and a task asleep in the timed %s: every site restored, module gone in %v",
 		len(sites), fn, took.Round(time.Millisecond))
-	if err := s.dev.Beat(); !errors.Is(err, splicer.ErrRemoved) {
+	if err := s.mod().dev.Beat(); !errors.Is(err, splicer.ErrRemoved) {
 		t.Fatalf("a call of the session after rmmod: %v, want ErrRemoved", err)
 	}
 	if _, err := s.Read(); !errors.Is(err, splicer.ErrRemoved) {
@@ -302,14 +302,14 @@ func TestVMSpliceRmmod(t *testing.T) {
 }
 
 // singleInstWindow finds a place of fn whose window is one instruction.
-func singleInstWindow(s *SpliceSession, fn string) (instrument.Spec, bool) {
+func singleInstWindow(s *Session, fn string) (instrument.Spec, bool) {
 	sym, err := s.Graph().Symbols().Func(fn)
 	if err != nil {
 		return instrument.Spec{}, false
 	}
 	for off := uint64(1); off < sym.Size && off < 512; off++ {
 		sp := instrument.Spec{Point: instrument.Point{Func: fn, Offset: off}, Kind: instrument.Count}
-		if w, err := s.cat.window(sp); err == nil && len(w.Insts) == 1 {
+		if w, err := s.mod().cat.window(sp); err == nil && len(w.Insts) == 1 {
 			return sp, true
 		}
 	}
@@ -393,7 +393,7 @@ func TestVMSpliceStress(t *testing.T) {
 	var done atomic.Int64
 	start := time.Now()
 	cycle := func(specs []instrument.Spec) {
-		ins, err := s.InsertAll(context.Background(), specs)
+		ins, err := s.mod().InsertAll(context.Background(), specs)
 		if err != nil {
 			close(stop)
 			wg.Wait()
@@ -449,7 +449,7 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 	// Every cycle's session shares the first one's call graph and catalogue.
 	first := openSplice(t, 0)
 	keepGraph(t, first)
-	first.loaded = false
+	first.mod().loaded = false
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -472,13 +472,13 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 		specs = append(specs, timer(sleepTimerFunc(t, s), pid(h.Pid)))
 		insertAll(t, s, specs...)
 		sites := map[uint64][]byte{}
-		for a, site := range s.sites {
+		for a, site := range s.mod().sites {
 			sites[a] = site.w.Orig()
 		}
 		stop := make(chan struct{})
 		wg := hammer(stop, &n)
 		time.Sleep(300 * time.Millisecond)
-		s.loaded = false
+		s.mod().loaded = false
 		err := splicer.Unload()
 		before := n.calls.Load()
 		time.Sleep(100 * time.Millisecond)
@@ -508,7 +508,7 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 // sleepTimerFunc returns a function of nanosleep's path that takes a
 // timer, failing the test where none does (on the VM's kernels
 // __x64_sys_nanosleep at least must).
-func sleepTimerFunc(t *testing.T, s *SpliceSession) string {
+func sleepTimerFunc(t *testing.T, s *Session) string {
 	for _, c := range []string{"do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep"} {
 		if s.Check(timer(c, instrument.Target{})) == nil {
 			return c
@@ -541,7 +541,7 @@ func TestVMSpliceSleepAcross(t *testing.T) {
 	insertAll(t, s, timer(fn, pid(h.Pid)))
 	go h.start.Write([]byte{1})
 	waitNanosleep(t, h.Pid)
-	s.loaded = false // unload by hand below
+	s.mod().loaded = false // unload by hand below
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

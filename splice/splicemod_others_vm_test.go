@@ -45,7 +45,7 @@ func desyncs(f *callgraph.Function, w *patch.Window) bool {
 // desyncWindow finds a block window of several instructions, on the read
 // path, whose old tail would throw a decoder out of step after our jump,
 // and whose next instruction a kprobe can take.
-func desyncWindow(t *testing.T, s *SpliceSession) (string, *patch.Window) {
+func desyncWindow(t *testing.T, s *Session) (string, *patch.Window) {
 	t.Helper()
 	for _, fn := range []string{"vfs_read", "ksys_read", "rw_verify_area", "__x64_sys_pread64", "ksys_pread64", "filemap_read"} {
 		f, err := s.Graph().Function(fn)
@@ -53,7 +53,7 @@ func desyncWindow(t *testing.T, s *SpliceSession) (string, *patch.Window) {
 			continue
 		}
 		for off := uint32(1); off < uint32(len(f.Code)) && off < 512; off++ {
-			w, err := s.cat.window(instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(off)}, Kind: instrument.Count})
+			w, err := s.mod().cat.window(instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(off)}, Kind: instrument.Count})
 			if err != nil || len(w.Insts) < 2 || !desyncs(f, w) {
 				continue
 			}
@@ -123,7 +123,7 @@ func TestVMSpliceKprobe(t *testing.T) {
 	if !bytes.Equal(b, w.Orig()) {
 		t.Fatalf("after the withdrawal the window holds % x, want % x", b, w.Orig())
 	}
-	if st, err := s.State(ins[0]); err != nil || st != splicer.Withdrawn {
+	if st, err := s.mod().State(ins[0]); err != nil || st != splicer.Withdrawn {
 		t.Fatalf("the withdrawn counter is %v (%v), want withdrawn", st, err)
 	}
 	for _, k := range kins[1:] {
@@ -132,18 +132,18 @@ func TestVMSpliceKprobe(t *testing.T) {
 
 	// The kprobe after the window is still there, in the body. The
 	// catalogue rereads kprobes/list before each batch; Check reads it here.
-	if err := s.cat.refreshKprobes(); err != nil {
+	if err := s.mod().cat.refreshKprobes(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Check(block); err == nil || !strings.Contains(err.Error(), "kprobe") {
 		t.Fatalf("a splice in a function holding a kprobe: %v, want a refusal naming the kprobe", err)
 	}
 	c := &siteChange{addr: w.Addr(), w: w, added: []instrument.Spec{block}}
-	if err := s.request(c); err != nil {
+	if err := s.mod().request(c); err != nil {
 		t.Fatal(err)
 	}
 	batch := []splicer.Splice{c.req}
-	if _, err := s.insertBatch(batch); err != nil {
+	if _, err := s.mod().insertBatch(batch); err != nil {
 		t.Fatal(err)
 	}
 	if batch[0].Err != -int32(syscall.EBUSY) {
@@ -226,7 +226,7 @@ func TestVMSpliceStack(t *testing.T) {
 // the instruments read as withdrawn by it, and every site holds its
 // original bytes again.
 func TestVMSpliceOverhead(t *testing.T) {
-	s, err := OpenSplice(context.Background(), SpliceOptions{
+	s, err := Open(context.Background(), Options{Backend: instrument.Splice,
 		Module: spliceBuild(t, "autoprof_splice.ko"), Image: spliceBuild(t, "vmlinuz"), MaxOverhead: 0.02,
 		Deadman: 2 * time.Second, // a beat every 500 ms: the session learns soon
 	})
@@ -246,14 +246,14 @@ func TestVMSpliceOverhead(t *testing.T) {
 	}
 	ins := insertAll(t, s, specs...)
 	sites := map[uint64][]byte{}
-	for a, site := range s.sites {
+	for a, site := range s.mod().sites {
 		sites[a] = site.w.Orig()
 	}
 	stop := make(chan struct{})
 	wg := hammer(stop, nil)
 	start := time.Now()
 	for {
-		st, err := s.dev.Status()
+		st, err := s.mod().dev.Status()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +276,7 @@ func TestVMSpliceOverhead(t *testing.T) {
 		t.Errorf("the session ended with %v, want the overhead switch's EOVERFLOW", err)
 	}
 	for _, in := range ins {
-		if st, err := s.State(in); err != nil || st != splicer.Overload {
+		if st, err := s.mod().State(in); err != nil || st != splicer.Overload {
 			t.Errorf("%s: %v (%v), want withdrawn by the overhead switch", in.Spec(), st, err)
 		}
 	}
@@ -346,7 +346,7 @@ func TestVMSpliceTaskExits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := OpenSplice(context.Background(), SpliceOptions{
+	s, err := Open(context.Background(), Options{Backend: instrument.Splice,
 		Module: spliceBuild(t, "autoprof_splice.ko"), Image: spliceBuild(t, "vmlinuz"), MaxOverhead: 1, MaxThreads: 64,
 	})
 	if err != nil {
@@ -410,7 +410,7 @@ func TestVMSpliceSoak(t *testing.T) {
 		end := uint64(0)
 		for off := uint64(1); off < uint64(len(f.Code)); off++ {
 			sp := instrument.Spec{Point: instrument.Point{Func: fn, Offset: off}, Kind: instrument.Count}
-			if w, err := s.cat.window(sp); err == nil && off >= end {
+			if w, err := s.mod().cat.window(sp); err == nil && off >= end {
 				pool = append(pool, sp)
 				end = off + uint64(w.Len())
 			}
@@ -444,7 +444,7 @@ func TestVMSpliceSoak(t *testing.T) {
 	var longest time.Duration
 	for done < cycles {
 		batch := soakBatch(pool, rounds, 64)
-		ins, err := s.InsertAll(context.Background(), batch)
+		ins, err := s.mod().InsertAll(context.Background(), batch)
 		// The module's slots come back only after an RCU-tasks grace
 		// period, which every CPU busy in the kernel can hold off for
 		// longer than the module waits (ENOSPC): wait for it, as long
@@ -452,7 +452,7 @@ func TestVMSpliceSoak(t *testing.T) {
 		// come back are a leak.
 		for began := time.Now(); errors.Is(err, syscall.ENOSPC) && time.Since(began) < 3*time.Minute; {
 			time.Sleep(5 * time.Second)
-			ins, err = s.InsertAll(context.Background(), batch)
+			ins, err = s.mod().InsertAll(context.Background(), batch)
 			if err == nil {
 				waits++
 				longest = max(longest, time.Since(began))
@@ -464,7 +464,7 @@ func TestVMSpliceSoak(t *testing.T) {
 			wg.Wait()
 			t.Fatalf("round %d: %v", rounds, err)
 		}
-		if err := s.WithdrawAll(ins); err != nil {
+		if err := s.mod().WithdrawAll(ins); err != nil {
 			close(stop)
 			wg.Wait()
 			t.Fatalf("round %d: %v", rounds, err)
@@ -492,7 +492,7 @@ func TestVMSpliceSoak(t *testing.T) {
 			t.Errorf("%s: the BPF trampoline timed %d calls, the kprobe counted %d", fn, fc, kc)
 		}
 	}
-	if m := s.sites; len(m) != 0 {
+	if m := s.mod().sites; len(m) != 0 {
 		t.Errorf("%d sites left after the soak", len(m))
 	}
 }
@@ -525,7 +525,7 @@ func soakBatch(pool []instrument.Spec, r, n int) []instrument.Spec {
 // soakFunctions picks the functions the soak times, by the tracepoint
 // whose static key each holds: the allocator's, which the soak's load
 // (open, read, close) runs on every CPU.
-func soakFunctions(t *testing.T, s *SpliceSession) map[string]string {
+func soakFunctions(t *testing.T, s *Session) map[string]string {
 	out := map[string]string{}
 	for _, c := range []struct{ fn, tp string }{
 		{"kmem_cache_free", "kmem/kmem_cache_free"},
@@ -555,7 +555,7 @@ func soakFunctions(t *testing.T, s *SpliceSession) map[string]string {
 // whose iretq loads RFLAGS whole, as the splice placement rule keeps its
 // own windows out of (6.12's kmem_cache_alloc_noprof has its tracepoint's
 // key in the shadow).
-func emulatorKeySite(s *SpliceSession, fn string) (string, bool) {
+func emulatorKeySite(s *Session, fn string) (string, bool) {
 	if !features.QEMUTCG() {
 		return "", false
 	}
@@ -563,7 +563,7 @@ func emulatorKeySite(s *SpliceSession, fn string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	for _, a := range s.cat.tables.JumpLabels {
+	for _, a := range s.mod().cat.tables.JumpLabels {
 		if a < f.Sym.Addr || a >= f.Sym.Addr+uint64(f.CodeEnd) {
 			continue
 		}
@@ -623,7 +623,7 @@ func flipTracepoint(t *testing.T, tp string, stop chan struct{}, n *atomic.Int64
 // windows around its per-CPU cmpxchg16b: before, a block window with dead
 // flags whose jump back is followed, with no branch, by an add, sub or cmp
 // and then the cmpxchg16b; after, the first block window past it.
-func cmpxchg16bWindows(s *SpliceSession, fn string) (before, after *patch.Window, ok bool) {
+func cmpxchg16bWindows(s *Session, fn string) (before, after *patch.Window, ok bool) {
 	f, err := s.Graph().Function(fn)
 	if err != nil {
 		return nil, nil, false
@@ -640,7 +640,7 @@ func cmpxchg16bWindows(s *SpliceSession, fn string) (before, after *patch.Window
 	// The windows as the module would take them, before the emulator's
 	// rule (which refuses these very ones on QEMU).
 	window := func(off uint32) *patch.Window {
-		w, err := patch.SelectWindow(f, nil, off, false, s.cat.tables)
+		w, err := patch.SelectWindow(f, nil, off, false, s.mod().cat.tables)
 		if err != nil {
 			return nil
 		}

@@ -92,7 +92,7 @@ func TestVMSpliceSweep(t *testing.T) {
 				t.Errorf("%s accepted, but no instruction starts there", sp)
 			}
 			// Splice the ones whose windows do not overlap.
-			if w, _ := s.cat.window(sp); w != nil && uint64(w.Off) >= end {
+			if w, _ := s.mod().cat.window(sp); w != nil && uint64(w.Off) >= end {
 				specs = append(specs, sp)
 				end = uint64(w.Off) + uint64(w.Len())
 			}
@@ -127,9 +127,9 @@ func TestVMSpliceSweep(t *testing.T) {
 
 // checkTramp compares the trampoline the module built for in's site with
 // splice/patch's reference encoder's.
-func checkTramp(t *testing.T, s *SpliceSession, text callgraph.Text, in *splicedInst) {
+func checkTramp(t *testing.T, s *Session, text callgraph.Text, in *splicedInst) {
 	t.Helper()
-	site := s.sites[in.addr]
+	site := s.mod().sites[in.addr]
 	sp := site.req
 	code := make([]byte, sp.TrampLen)
 	if err := text.ReadAt(code, sp.Tramp); err != nil {
@@ -147,7 +147,7 @@ func checkTramp(t *testing.T, s *SpliceSession, text callgraph.Text, in *spliced
 		t.Errorf("%s: return window with flags live %v in splice/patch, %v in the module", in.spec, w.FlagsLive, !w.FlagsLive)
 	}
 	insts := []patch.Instrument{{Kind: patch.Kind(in.spec.Kind), PIDs: pids32(in.spec.Target.PIDs)}}
-	b, err := patch.Build(&w, insts, s.layout)
+	b, err := patch.Build(&w, insts, s.mod().layout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestVMSpliceBlacklist(t *testing.T) {
 			t.Errorf("%s (%s) passes Check", sp, list[sp.Func])
 		}
 	}
-	ins, err := s.InsertAll(context.Background(), specs)
+	ins, err := s.mod().InsertAll(context.Background(), specs)
 	if err == nil {
 		t.Error("inserting the blacklisted places: no error")
 	}
@@ -285,7 +285,7 @@ func TestVMSpliceChangedUnderneath(t *testing.T) {
 	s := openSplice(t, 0)
 	text := liveText(t)
 	sp := instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Count}
-	w, err := s.cat.window(sp)
+	w, err := s.mod().cat.window(sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,12 +294,12 @@ func TestVMSpliceChangedUnderneath(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &siteChange{addr: w.Addr(), w: w, added: []instrument.Spec{sp}}
-	if err := s.request(c); err != nil {
+	if err := s.mod().request(c); err != nil {
 		t.Fatal(err)
 	}
 	c.req.Orig[1] ^= 0xff // as if the kernel had changed since the analysis
 	batch := []splicer.Splice{c.req}
-	if _, err := s.insertBatch(batch); err != nil {
+	if _, err := s.mod().insertBatch(batch); err != nil {
 		t.Fatal(err)
 	}
 	if batch[0].Err != -int32(syscall.EBUSY) {
@@ -315,10 +315,10 @@ func TestVMSpliceChangedUnderneath(t *testing.T) {
 	// And the right bytes go in.
 	c.req.Orig[1] ^= 0xff
 	batch = []splicer.Splice{c.req}
-	if _, err := s.insertBatch(batch); err != nil || batch[0].Err != 0 {
+	if _, err := s.mod().insertBatch(batch); err != nil || batch[0].Err != 0 {
 		t.Fatalf("the same splice with the right bytes: %v, errno %d", err, -batch[0].Err)
 	}
-	if _, err := s.dev.Withdraw([]uint64{w.Addr()}); err != nil {
+	if _, err := s.mod().dev.Withdraw([]uint64{w.Addr()}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -9,11 +9,11 @@ import (
 	"github.com/autoprof/autoprof/kmod/splicer"
 )
 
-// Read returns the cumulative readings of every instrument inserted so
+// read returns the cumulative readings of every instrument inserted so
 // far, withdrawn ones included. A counter's hits in the root context,
 // counted by the fast path in a per-CPU slot, join the context its slow
 // path interned there.
-func (s *SpliceSession) Read() (*instrument.Reading, error) {
+func (s *moduleSession) read() (*instrument.Reading, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -39,7 +39,20 @@ func (s *SpliceSession) Read() (*instrument.Reading, error) {
 		Recursion: misses[splicer.MissRecursion], StackDepth: misses[splicer.MissDepth],
 		MapFull: misses[splicer.MissMapFull], Unmatched: misses[splicer.MissUnmatched],
 	}}
-	paths := splicePaths{ctxs: ctxs, specs: specs, done: map[uint32]instrument.Path{}}
+	paths := contextPaths{
+		context: func(id uint32) (uint32, uint32, bool) {
+			if id == 0 || int(id) > len(ctxs) {
+				return 0, 0, false
+			}
+			c := ctxs[id-1] // context id i+1 at index i
+			return c.Inst, c.Parent, true
+		},
+		point: func(inst uint32) (instrument.Point, bool) {
+			spec, ok := specs[inst]
+			return spec.Point, ok
+		},
+		maxDepth: splicer.MaxDepth, done: map[uint32]instrument.Path{},
+	}
 	roots := map[uint32]int{} // instrument -> index of its root context in r.Contexts
 	for i, c := range ctxs {
 		spec, ok := specs[c.Inst]
@@ -77,7 +90,7 @@ func (s *SpliceSession) Read() (*instrument.Reading, error) {
 // State returns the module's state of an instrument of this session:
 // live, withdrawn, withdrawn by the dead-man or the overhead switch, or
 // broken (its site changed underneath, so it was left in place).
-func (s *SpliceSession) State(in instrument.Instrument) (splicer.State, error) {
+func (s *moduleSession) State(in instrument.Instrument) (splicer.State, error) {
 	si, ok := in.(*splicedInst)
 	if !ok || si.s != s {
 		return 0, fmt.Errorf("%s: not an instrument of this splice session", in.Spec())
@@ -87,37 +100,4 @@ func (s *SpliceSession) State(in instrument.Instrument) (splicer.State, error) {
 		return 0, err
 	}
 	return insts[0].State, nil
-}
-
-// splicePaths turns the module's context ids into paths, memoized.
-type splicePaths struct {
-	ctxs  []splicer.Ctx // context id i+1 at index i
-	specs map[uint32]instrument.Spec
-	done  map[uint32]instrument.Path
-}
-
-func (b splicePaths) of(id uint32) instrument.Path {
-	if p, ok := b.done[id]; ok {
-		return p
-	}
-	var rev instrument.Path
-	for cur, n := id, 0; cur != 0 && n <= splicer.MaxDepth+1; n++ {
-		if int(cur) > len(b.ctxs) {
-			rev = append(rev, instrument.Point{Func: fmt.Sprintf("?ctx%d", cur)})
-			break
-		}
-		c := b.ctxs[cur-1]
-		pt := instrument.Point{Func: fmt.Sprintf("?inst%d", c.Inst)}
-		if spec, ok := b.specs[c.Inst]; ok {
-			pt = spec.Point
-		}
-		rev = append(rev, pt)
-		cur = c.Parent
-	}
-	p := make(instrument.Path, len(rev))
-	for i, pt := range rev {
-		p[len(rev)-1-i] = pt
-	}
-	b.done[id] = p
-	return p
 }

@@ -25,10 +25,10 @@ func spliceBuild(t testing.TB, file string) string {
 }
 
 // openSplice opens a splice session with the module built for the guest.
-func openSplice(t testing.TB, deadman time.Duration) *SpliceSession {
+func openSplice(t testing.TB, deadman time.Duration) *Session {
 	t.Helper()
-	s, err := OpenSplice(context.Background(), SpliceOptions{
-		Module: spliceBuild(t, "autoprof_splice.ko"), Image: spliceBuild(t, "vmlinuz"), Deadman: deadman,
+	s, err := Open(context.Background(), Options{
+		Backend: instrument.Splice, Module: spliceBuild(t, "autoprof_splice.ko"), Image: spliceBuild(t, "vmlinuz"), Deadman: deadman,
 		MaxOverhead: 1, // the tests load every CPU on purpose; TestVMSpliceOverhead tests the switch
 	})
 	if err != nil {
@@ -38,9 +38,12 @@ func openSplice(t testing.TB, deadman time.Duration) *SpliceSession {
 	return s
 }
 
+// mod returns the splice module's engine behind a splice session.
+func (s *Session) mod() *moduleSession { return s.eng.(*moduleSession) }
+
 // keepGraph makes s leave its call graph open when it closes, until the
 // test ends, for reopenSplice.
-func keepGraph(t testing.TB, s *SpliceSession) {
+func keepGraph(t testing.TB, s *Session) {
 	if s.ownGraph {
 		s.ownGraph = false
 		t.Cleanup(func() { s.graph.Close() })
@@ -48,24 +51,26 @@ func keepGraph(t testing.TB, s *SpliceSession) {
 }
 
 // reopenSplice starts a session sharing prev's call graph and catalogue
-// (the slow parts of OpenSplice), loading the module again if it has gone.
-// keepGraph(prev) must come before prev closes.
-func reopenSplice(t testing.TB, prev *SpliceSession) *SpliceSession {
+// (the slow parts of opening one), loading the module again if it has
+// gone. keepGraph(prev) must come before prev closes.
+func reopenSplice(t testing.TB, prev *Session) *Session {
 	t.Helper()
 	keepGraph(t, prev)
-	s := newSpliceSession(prev.graph)
-	s.cat = prev.cat
-	if err := s.connect(context.Background(), SpliceOptions{Module: spliceBuild(t, "autoprof_splice.ko"), MaxOverhead: 1}); err != nil {
+	m := newModuleSession(prev.graph)
+	m.cat = prev.mod().cat
+	if err := m.connect(context.Background(), Options{Module: spliceBuild(t, "autoprof_splice.ko"), MaxOverhead: 1}); err != nil {
 		t.Fatalf("opening a splice session: %v", err)
 	}
+	s := &Session{backend: instrument.Splice, graph: prev.graph, eng: m}
+	s.releaseDropped()
 	t.Cleanup(func() { s.Close() })
 	return s
 }
 
 // insertAll inserts specs in one batch, failing the test on any error.
-func insertAll(t testing.TB, s *SpliceSession, specs ...instrument.Spec) []instrument.Instrument {
+func insertAll(t testing.TB, s *Session, specs ...instrument.Spec) []instrument.Instrument {
 	t.Helper()
-	ins, err := s.InsertAll(context.Background(), specs)
+	ins, err := s.mod().InsertAll(context.Background(), specs)
 	if err != nil {
 		t.Fatalf("inserting: %v", err)
 	}

@@ -23,8 +23,8 @@ type tracepointBackend struct{}
 
 func (tracepointBackend) available() error { return features.HaveTracepoint() }
 
-func (tracepointBackend) attach(s *Session, in *bpfInst, kin measure.Instrument) error {
-	nr, ok := s.syscalls.Number(in.spec.Func)
+func (tracepointBackend) attach(s *bpfSession, in *bpfInst, kin measure.Instrument) error {
+	nr, ok := s.sysTable.Number(in.spec.Func)
 	if !ok {
 		return fmt.Errorf("%s is not in the syscall table", in.spec.Func)
 	}

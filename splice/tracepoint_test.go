@@ -28,9 +28,9 @@ var abiSyscalls = map[string]int{
 // programs of the measurement model, a reader of kernel text), except in
 // the test VM, and fails where they say it has it but Open fails. Where the
 // kernel's syscall table cannot be read, the ABI fixture stands in.
-func openSession(t testing.TB, backend string) *Session {
+func openSession(t testing.TB, backend instrument.Backend) *Session {
 	t.Helper()
-	featuretest.Require(t, features.Backend(backend), features.HaveTracepoint())
+	featuretest.Require(t, features.Backend(string(backend)), features.HaveTracepoint())
 	requireLiveText(t)
 	opts := Options{Backend: backend}
 	if !featuretest.InVM() {
@@ -87,18 +87,18 @@ func TestSyscallTable(t *testing.T) {
 		// Hosts without CONFIG_KALLSYMS_ALL do not list sys_call_table.
 		featuretest.Require(t, err)
 	}
-	s := &Session{syscalls: tab}
+	s := &bpfSession{sysTable: tab}
 	// The x86-64 syscall ABI is stable: these numbers are fixed forever.
 	for name, want := range map[string]int{"read": 0, "write": 1, "pread64": 17, "getpid": 39} {
 		// Kernels that serve an argument-less syscall of both ABIs with
 		// one function name it __ia32_sys_NAME; Number finds it either way.
-		nr, ok := s.Syscalls().Number("__x64_sys_" + name)
+		nr, ok := s.syscalls().Number("__x64_sys_" + name)
 		if !ok || nr != want {
 			t.Errorf("%s: number %d, %v; want %d", name, nr, ok, want)
 		}
 	}
-	if s.Syscalls().Len() < 300 {
-		t.Errorf("only %d syscalls read", s.Syscalls().Len())
+	if s.syscalls().Len() < 300 {
+		t.Errorf("only %d syscalls read", s.syscalls().Len())
 	}
 }
 

@@ -17,9 +17,9 @@ func TestCheckOn(t *testing.T) {
 	s := openSession(t, "tracepoint")
 	syscall := instrument.Spec{Point: instrument.Point{Func: "__x64_sys_getppid"}, Kind: instrument.Timer}
 	fn := instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer}
-	for _, b := range BackendNames {
+	for _, b := range instrument.Backends {
 		err := s.CheckOn(b, syscall)
-		switch have := features.Backend(b); {
+		switch have := features.Backend(string(b)); {
 		case have != nil:
 			var u *features.Unavailable
 			if !errors.Is(err, instrument.ErrNotSupported) || !errors.As(have, &u) || !strings.Contains(err.Error(), u.Reason) {

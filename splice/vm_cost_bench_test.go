@@ -34,7 +34,7 @@ func BenchmarkVMCost(b *testing.B) {
 	ks := openSession(b, "kprobe")
 	// vmtest.json builds the module for the guest's kernel: a splice
 	// backend that does not open here is a failure, not a row left out.
-	ss, err := OpenSplice(context.Background(), SpliceOptions{Module: spliceBuild(b, "autoprof_splice.ko"), Image: spliceBuild(b, "vmlinuz"), MaxOverhead: 1})
+	ss, err := Open(context.Background(), Options{Backend: instrument.Splice, Module: spliceBuild(b, "autoprof_splice.ko"), Image: spliceBuild(b, "vmlinuz"), MaxOverhead: 1})
 	if err != nil {
 		b.Fatalf("opening the splice backend: %v", err)
 	}

@@ -25,11 +25,11 @@ import (
 // does the same to autoprof probe.)
 func TestVMKill9(t *testing.T) {
 	for _, b := range functionBackends {
-		t.Run(b, func(t *testing.T) {
+		t.Run(string(b), func(t *testing.T) {
 			before := leakcheck.Take()
 			readyR, readyW, _ := os.Pipe()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-			cmd.Env = append(os.Environ(), helperEnv+"=controller "+b+" 100")
+			cmd.Env = append(os.Environ(), helperEnv+"=controller "+string(b)+" 100")
 			cmd.ExtraFiles = []*os.File{readyW, readyW}
 			cmd.Stderr = os.Stderr
 			if err := cmd.Start(); err != nil {
@@ -99,7 +99,7 @@ func TestVMChurn(t *testing.T) {
 		cycles = 100
 	}
 	for _, b := range functionBackends {
-		t.Run(b, func(t *testing.T) {
+		t.Run(string(b), func(t *testing.T) {
 			s := openSession(t, b)
 			spec := instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Count, Target: pid(os.Getpid())}
 			cycle := func() {

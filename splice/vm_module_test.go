@@ -165,8 +165,8 @@ func TestVMModuleUnload(t *testing.T) {
 			t.Fatalf("splicing %s in a module: %v, want it refused as not supported", fn, err)
 		}
 		t.Logf("refused: %v", err)
-		if len(s.sites) != 0 {
-			t.Fatalf("%d sites written after the refusal", len(s.sites))
+		if len(s.mod().sites) != 0 {
+			t.Fatalf("%d sites written after the refusal", len(s.mod().sites))
 		}
 	})
 }

@@ -23,8 +23,8 @@ func TestVMRefusals(t *testing.T) {
 	s := openSession(t, "kprobe")
 	syms := s.Graph().Symbols()
 	var refused []instrument.Spec // refused for kprobe, the session's backend
-	try := func(backend string, sp instrument.Spec) {
-		err := s.place.Check(backend, sp)
+	try := func(backend instrument.Backend, sp instrument.Spec) {
+		err := s.bpf().place.Check(backend, sp)
 		if !errors.Is(err, instrument.ErrUnsafe) && !errors.Is(err, instrument.ErrNotSupported) {
 			t.Errorf("%s on %s: accepted (%v)", sp, backend, err)
 			return
@@ -52,7 +52,7 @@ func TestVMRefusals(t *testing.T) {
 	// Every function of the forbidden sections, on both backends.
 	nsec := 0
 	for _, fn := range syms.Functions() {
-		for _, sec := range s.place.sections {
+		for _, sec := range s.bpf().place.sections {
 			if sec.Start <= fn.Addr && fn.Addr < sec.End {
 				if _, err := syms.Func(fn.Name); err == nil {
 					try("kprobe", instrument.Spec{Point: instrument.Point{Func: fn.Name}, Kind: instrument.Count})
@@ -74,7 +74,7 @@ func TestVMRefusals(t *testing.T) {
 	for off := uint32(1); off < 256 && off < uint32(len(f.Code)); off++ {
 		sp := instrument.Spec{Point: instrument.Point{Func: "vfs_read", Offset: uint64(off)}, Kind: instrument.Count}
 		if f.IsCandidate(off) {
-			if err := s.place.Check("kprobe", sp); err != nil {
+			if err := s.bpf().place.Check("kprobe", sp); err != nil {
 				t.Errorf("%s: a boundary refused: %v", sp, err)
 			}
 			continue
@@ -96,14 +96,14 @@ func TestVMRefusals(t *testing.T) {
 				continue
 			}
 			sp := instrument.Spec{Point: instrument.Point{Func: name, Offset: uint64(f.Insts[i-1].Off)}, Kind: instrument.Count}
-			err := s.place.Check("kprobe", sp)
+			err := s.bpf().place.Check("kprobe", sp)
 			if !errors.Is(err, instrument.ErrUnsafe) || !strings.Contains(err.Error(), "QEMU's emulator") {
 				t.Errorf("%s, before the cmpxchg16b at +%#x: %v; want refused on the emulator", sp, in.Off, err)
 			}
 			refused = append(refused, sp)
 			ncx++
 		}
-		if err := s.place.Check("kprobe", instrument.Spec{Point: instrument.Point{Func: name}, Kind: instrument.Count}); err != nil {
+		if err := s.bpf().place.Check("kprobe", instrument.Spec{Point: instrument.Point{Func: name}, Kind: instrument.Count}); err != nil {
 			t.Errorf("%s's entry refused: %v", name, err)
 		}
 	}

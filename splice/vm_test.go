@@ -5,9 +5,11 @@ package splice
 import (
 	"fmt"
 	"testing"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
-var functionBackends = []string{"fentry", "kprobe"}
+var functionBackends = []instrument.Backend{instrument.Fentry, instrument.Kprobe}
 
 // TestVMExactCount: a helper does exactly n preads; timers filtered to it
 // count exactly n in each calling context, on both function backends.
@@ -15,7 +17,7 @@ func TestVMExactCount(t *testing.T) {
 	const n = 1000
 	file := tmpFile(t)
 	for _, b := range functionBackends {
-		t.Run(b, func(t *testing.T) {
+		t.Run(string(b), func(t *testing.T) {
 			s := openSession(t, b)
 			below := directCallee(t, s, "vfs_read", "rw_verify_area", "security_file_permission", "fsnotify_access")
 			h := startHelper(t, fmt.Sprintf("pread %d %s", n, file))
@@ -55,3 +57,6 @@ func contains(s []string, x string) bool {
 	}
 	return false
 }
+
+// bpf returns the BPF engine behind a session of a BPF backend.
+func (s *Session) bpf() *bpfSession { return s.eng.(*bpfSession) }

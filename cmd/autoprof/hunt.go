@@ -139,7 +139,7 @@ func parseHunt(args []string) (*huntConfig, error) {
 	fs.BoolVar(&o.IncludeIdle, "include-idle", false, "whole system: count every thread's waits, idle threads' too (default: on-CPU time only)")
 	var roots rootList
 	fs.Var(&roots, "root", "start the search at this kernel function too (repeatable)")
-	fs.StringVar(&o.Backend, "backend", "", "function backend: fentry, kprobe, splice (autoprof's module) or tracepoint (default: the best BPF backend the kernel allows)")
+	fs.StringVar((*string)(&o.Backend), "backend", "", "function backend: fentry, kprobe, splice (autoprof's module) or tracepoint (default: the best BPF backend the kernel allows)")
 	fs.StringVar(&o.Compare, "compare", "", "a base run (hunt output directory or run.json): its findings become extra roots, measured again exactly")
 	fs.Float64Var(&o.BudgetPct, "budget", search.DefaultBudget, "bound on the instruments' predicted overhead, percent of all CPUs")
 	fs.Float64Var(&o.ThresholdPct, "threshold", search.DefaultThreshold, "share of the target's time, in percent, that makes a calling context worth refining")

@@ -21,7 +21,7 @@ import (
 
 // probeConfig is what the probe command's flags and arguments say.
 type probeConfig struct {
-	backend  string
+	backend  instrument.Backend
 	target   instrument.Target
 	duration time.Duration
 	interval time.Duration
@@ -58,7 +58,7 @@ func runProbe(args []string, stdout io.Writer) error {
 func probe(cfg *probeConfig, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := splice.OpenInstruments(ctx, splice.Options{Backend: cfg.backend})
+	s, err := splice.Open(ctx, splice.Options{Backend: cfg.backend})
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func probe(cfg *probeConfig, stdout io.Writer) error {
 func parseProbe(args []string) (*probeConfig, error) {
 	fs := newFlags("probe", "SPEC... (SPEC = FUNC[+OFF][:entry|:exit|:timer|:targets], MODULE:FUNC[+OFF]:KIND)")
 	cfg := &probeConfig{}
-	fs.StringVar(&cfg.backend, "backend", "", "function backend: fentry, kprobe, splice (autoprof's module) or tracepoint (default: the best BPF backend available)")
+	fs.StringVar((*string)(&cfg.backend), "backend", "", "function backend: fentry, kprobe, splice (autoprof's module) or tracepoint (default: the best BPF backend available)")
 	tf := addTargetFlags(fs)
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to measure (0: until interrupted, or until the --pid processes exit)")
 	fs.DurationVar(&cfg.interval, "interval", time.Second, "reading interval")
@@ -176,7 +176,7 @@ type probeSummary = splice.RunSummary
 // probeLoop runs the experiment (splice.Run) and prints as it goes: the
 // table at every interval on a terminal, the totals at the end, and the
 // warnings of reach.
-func probeLoop(ctx context.Context, s splice.Instruments, cfg *probeConfig, reach *reachReport, stdout io.Writer) error {
+func probeLoop(ctx context.Context, s *splice.Session, cfg *probeConfig, reach *reachReport, stdout io.Writer) error {
 	tty := isTerminal(stdout)
 	run := &splice.Run{Plan: cfg.plan, PIDs: cfg.target.PIDs, Duration: cfg.duration, Interval: cfg.interval, Out: cfg.out, MaxOverheadPct: cfg.maxOverhead,
 		Started: reach.start, // once the instruments are live: it takes the CPUs for seconds

@@ -72,16 +72,16 @@ func checkDuration(flagName string, d, least time.Duration) error {
 	return nil
 }
 
-// checkBackend refuses a name that is no backend (usage), and a backend
-// the kernel does not allow (runtime, with caps' reason).
-func checkBackend(name string) error {
+// checkBackend refuses a --backend name that is no backend (usage), and a
+// backend the kernel does not allow (runtime, with caps' reason).
+func checkBackend(name instrument.Backend) error {
 	if name == "" {
 		return nil
 	}
-	if err := splice.CheckBackend(name); err != nil {
+	if _, err := instrument.ParseBackend(string(name)); err != nil {
 		return usageError("--%v", err)
 	}
-	if err := features.Backend(name); err != nil {
+	if err := features.Backend(string(name)); err != nil {
 		return fmt.Errorf("--backend %s: %w (autoprof caps lists what this kernel allows)", name, err)
 	}
 	return nil

@@ -24,7 +24,7 @@ import (
 func TestVMProbeKill9(t *testing.T) {
 	for _, b := range []string{"fentry", "kprobe"} {
 		t.Run(b, func(t *testing.T) {
-			specs := probeable(t, b, 100)
+			specs := probeable(t, instrument.Backend(b), 100)
 			before := leakcheck.Take()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestProbeArgsHelper$")
 			cmd.Env = append(os.Environ(), "AUTOPROF_HELPER=probe", "AUTOPROF_HELPER_ARGS="+
@@ -79,9 +79,9 @@ func TestProbeArgsHelper(t *testing.T) {
 
 // probeable returns n entry-counter SPECs of distinct core-kernel
 // functions that backend accepts.
-func probeable(t *testing.T, backend string, n int) []string {
+func probeable(t *testing.T, backend instrument.Backend, n int) []string {
 	t.Helper()
-	s, err := splice.OpenInstruments(context.Background(), splice.Options{Backend: backend})
+	s, err := splice.Open(context.Background(), splice.Options{Backend: backend})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ var ErrUnsafe = errors.New("unsafe place")
 // Instrumenter inserts, reads and withdraws instruments of one backend.
 type Instrumenter interface {
 	// Backend names the backend: fentry, kprobe, splice, tracepoint.
-	Backend() string
+	Backend() Backend
 	// Check reports whether spec could be inserted, without touching the
 	// kernel. Refusals wrap ErrUnsafe or ErrNotSupported.
 	Check(spec Spec) error

@@ -123,8 +123,9 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 	if err := splice.CheckTarget(tg); err != nil {
 		return nil, badRequest(fmt.Errorf("target %w", err))
 	}
+	var backend instrument.Backend
 	if req.Backend != "" {
-		if err := splice.CheckBackend(req.Backend); err != nil {
+		if backend, err = instrument.ParseBackend(req.Backend); err != nil {
 			return nil, badRequest(err)
 		}
 	}
@@ -138,7 +139,7 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sess, err := splice.OpenInstruments(ctx, splice.Options{Backend: req.Backend, Graph: x.s.graph})
+	sess, err := splice.Open(ctx, splice.Options{Backend: backend, Graph: x.s.graph})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -148,7 +149,7 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 		sess.Close()
 		return nil, badRequest(err)
 	}
-	ex := &experiment{name: req.Name, backend: sess.Backend(), out: req.Out, file: e, started: time.Now(), cancel: cancel, done: make(chan struct{}), state: "running"}
+	ex := &experiment{name: req.Name, backend: string(sess.Backend()), out: req.Out, file: e, started: time.Now(), cancel: cancel, done: make(chan struct{}), state: "running"}
 	x.mu.Lock()
 	if x.closed {
 		x.mu.Unlock()

@@ -124,7 +124,7 @@ const defaultHuntDuration = 2 * time.Minute
 // options turns the request into live.Options, refusing what autoprof
 // hunt refuses.
 func (req huntRequest) options() (live.Options, error) {
-	o := live.Options{Backend: req.Backend, Target: instrument.Target{PIDs: req.Target.PIDs, Cgroup: req.Target.Cgroup},
+	o := live.Options{Backend: instrument.Backend(req.Backend), Target: instrument.Target{PIDs: req.Target.PIDs, Cgroup: req.Target.Cgroup},
 		Duration: time.Duration(req.Duration), Round: time.Duration(req.Round), BudgetPct: req.BudgetPct, ThresholdPct: req.ThresholdPct}
 	if o.BudgetPct == 0 {
 		o.BudgetPct = search.DefaultBudget
@@ -139,7 +139,7 @@ func (req huntRequest) options() (live.Options, error) {
 		return o, err
 	}
 	if o.Backend != "" {
-		if err := splice.CheckBackend(o.Backend); err != nil {
+		if _, err := instrument.ParseBackend(req.Backend); err != nil {
 			return o, err
 		}
 	}

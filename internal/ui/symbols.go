@@ -138,18 +138,19 @@ func (s *Server) row(sym callgraph.Symbol, group string) symbolRow {
 func (s *Server) verdicts(spec instrument.Spec) map[string]string {
 	out := map[string]string{}
 	chk, err := s.checker()
-	for _, b := range splice.BackendNames {
+	for _, b := range instrument.Backends {
+		name := string(b)
 		switch {
 		case err != nil:
-			out[b] = "no session to check with: " + err.Error()
+			out[name] = "no session to check with: " + err.Error()
 		default:
 			if err := chk.CheckOn(b, spec); err != nil {
-				out[b] = err.Error()
+				out[name] = err.Error()
 				if errors.Is(err, splice.ErrNotChecked) {
-					out[b] = "? " + out[b]
+					out[name] = "? " + out[name]
 				}
 			} else {
-				out[b] = ""
+				out[name] = ""
 			}
 		}
 	}

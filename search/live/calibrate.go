@@ -148,7 +148,7 @@ func (c Calibrator) insides(ctx context.Context, in instrument.Instrumenter, sel
 		if in.Check(spec) != nil {
 			continue
 		}
-		b := backendOf(in, spec)
+		b := string(backendOf(in, spec))
 		total, ok := costs[b]
 		if _, done := costs[b+":inside"]; done || !ok {
 			continue
@@ -239,8 +239,17 @@ type runTimer interface {
 
 // probe is one instrument to calibrate.
 type probe struct {
-	backend string
+	backend string // the key of its cost: the backend's name
 	spec    instrument.Spec
+}
+
+// backendOf names the backend that serves spec: the session's own
+// routing (search.Router) where it has one.
+func backendOf(in instrument.Instrumenter, spec instrument.Spec) instrument.Backend {
+	if r, ok := in.(search.Router); ok {
+		return r.BackendOf(spec)
+	}
+	return in.Backend()
 }
 
 // probes lists the instruments to calibrate with, by backend in order of
@@ -257,7 +266,7 @@ func (c Calibrator) probes(in instrument.Instrumenter, self instrument.Target) [
 		if in.Check(spec) != nil {
 			return false
 		}
-		out = append(out, probe{backendOf(in, spec), spec})
+		out = append(out, probe{string(backendOf(in, spec)), spec})
 		return true
 	}
 	try(instrument.Spec{Point: instrument.Point{Func: calibrationSyscall}, Kind: instrument.Timer, Target: self})

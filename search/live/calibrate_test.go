@@ -23,7 +23,7 @@ type quietInstrument struct {
 	spec instrument.Spec
 }
 
-func (q *quietInstrumenter) Backend() string { return "tracepoint" }
+func (q *quietInstrumenter) Backend() instrument.Backend { return instrument.Tracepoint }
 func (q *quietInstrumenter) Check(s instrument.Spec) error {
 	if s.Func != calibrationSyscall {
 		return instrument.ErrNotSupported

@@ -61,9 +61,9 @@ var ErrNotStarted = errors.New("not started: the hunt ended before")
 
 // start prepares the command and returns the target to hunt; backend is
 // the session's function backend. The command runs once go is called.
-func (w *Workload) start(backend string) (instrument.Target, error) {
+func (w *Workload) start(backend instrument.Backend) (instrument.Target, error) {
 	w.done = make(chan struct{})
-	byPid := w.NoInherit || backend == "splice"
+	byPid := w.NoInherit || backend == instrument.Splice
 	var why error
 	if !byPid {
 		cg, err := newCgroup()
@@ -75,7 +75,7 @@ func (w *Workload) start(backend string) (instrument.Target, error) {
 		why = err
 	}
 	if err := w.startTraced(); err == nil {
-		if backend == "splice" && !w.NoInherit {
+		if backend == instrument.Splice && !w.NoInherit {
 			w.Limitation = "the command's children are not measured: the splice backend filters by process, not by cgroup (--backend fentry or kprobe follows them)"
 		}
 		if why != nil {

@@ -24,7 +24,7 @@ type Options struct {
 	// Backend serves function instruments: fentry, kprobe, splice
 	// (autoprof's own module) or tracepoint (syscall roots only); "" picks
 	// the best BPF backend the kernel allows.
-	Backend string
+	Backend instrument.Backend
 	Target  instrument.Target
 	Roots   []string
 	Command []string // the workload started with -- CMD, for the Run
@@ -73,11 +73,11 @@ type Options struct {
 func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 	ctl := startControllerMeter()
 	if o.Backend != "" {
-		if err := splice.CheckBackend(o.Backend); err != nil {
+		if _, err := instrument.ParseBackend(string(o.Backend)); err != nil {
 			return nil, err
 		}
 	}
-	sess, err := splice.OpenInstruments(ctx, splice.Options{Backend: o.Backend})
+	sess, err := splice.Open(ctx, splice.Options{Backend: o.Backend})
 	if err != nil {
 		return nil, fmt.Errorf("opening the instruments: %w", err)
 	}
@@ -152,9 +152,9 @@ func (m *controllerMeter) Controller() (cpu, wall time.Duration, err error) {
 // calibrate returns the session's costs per hit: this boot's calibration
 // of the last hour where the cache holds one and recalibrate is not set
 // (calibrationCache), else a new one, kept for the next hunts.
-func calibrate(ctx context.Context, sess splice.Instruments, recalibrate bool) fixedCosts {
+func calibrate(ctx context.Context, sess *splice.Session, recalibrate bool) fixedCosts {
 	cache := openCalibrationCache()
-	key, _ := calibrationKey(sess.Backend())
+	key, _ := calibrationKey(string(sess.Backend()))
 	now := time.Now()
 	if !recalibrate {
 		if c, at, ok := cache.load(key, now); ok {
@@ -182,12 +182,12 @@ func (f fixedCosts) Calibrate(context.Context, instrument.Instrumenter) (map[str
 
 // Config builds the search.Config of a hunt over an open session; call
 // the returned function when the hunt is over.
-func Config(ctx context.Context, sess splice.Instruments, o Options) (search.Config, func()) {
+func Config(ctx context.Context, sess *splice.Session, o Options) (search.Config, func()) {
 	in := Session{sess}
 	cfg := search.Config{
 		Instrumenter: in,
 		Graph:        Graph{sess.Graph()},
-		SampleTree:   sess.Backend() == "tracepoint",
+		SampleTree:   sess.Backend() == instrument.Tracepoint,
 		Target:       o.Target,
 		Roots:        o.Roots,
 		CompareRoots: o.CompareRoots,
@@ -218,7 +218,7 @@ func Config(ctx context.Context, sess splice.Instruments, o Options) (search.Con
 	}
 	rel, _ := kernel.Release()
 	host, _ := os.Hostname()
-	cfg.Meta = search.Meta{Command: o.Command, Kernel: rel, Host: host, Backend: sess.Backend(), Compare: o.Compare}
+	cfg.Meta = search.Meta{Command: o.Command, Kernel: rel, Host: host, Backend: string(sess.Backend()), Compare: o.Compare}
 	sampler, err := OpenSampler(ctx, sess, SamplerOptions{Target: o.Target})
 	if err != nil {
 		cfg.Limitations = append(cfg.Limitations, "no on-CPU stack samples: "+err.Error())
@@ -256,16 +256,16 @@ func syscallFuncs(t *splice.SyscallTable) []string {
 
 // limitations says what the kernel does not allow, from the feature
 // probes and the session's own refusals.
-func limitations(sess splice.Instruments, target instrument.Target) []string {
+func limitations(sess *splice.Session, target instrument.Target) []string {
 	var out []string
 	kprobe := features.HaveKprobe()
 	syscalls := sess.Check(instrument.Spec{Point: instrument.Point{Func: "__x64_sys_read"}, Kind: instrument.Timer, Target: target})
 	if syscalls != nil {
 		out = append(out, "syscalls cannot be timed: "+syscalls.Error()+"; syscall roots come from stack samples")
 	}
-	if sess.Backend() == "splice" {
+	if sess.Backend() == instrument.Splice {
 		out = append(out, "no indirect-call target capture: the splice backend does not record them (kprobe does); the targets timed are those the stack samples saw")
-	} else if kprobe != nil && sess.Backend() != "tracepoint" {
+	} else if kprobe != nil && sess.Backend() != instrument.Tracepoint {
 		out = append(out, "no basic-block counters and no indirect-call targets (they need kprobe): "+reason(kprobe))
 	}
 	if err := features.HaveTracepoint(); err != nil {
@@ -287,43 +287,23 @@ func reason(err error) string {
 }
 
 // Session adapts an instrument session of any backend to search's
-// optional interfaces: search.OverheadMeter and search.Router.
-type Session struct{ splice.Instruments }
+// optional interfaces: search.OverheadMeter, and search.Router (the
+// session's own BackendOf).
+type Session struct{ *splice.Session }
 
 // Overhead implements search.OverheadMeter with the kernel's run-time
 // statistics of the instruments' BPF programs. The splice backend runs no
 // BPF program: its overhead is the calibrated prediction alone.
 func (s Session) Overhead() (time.Duration, error) {
-	o, err := s.Instruments.Overhead()
+	o, err := s.Session.Overhead()
 	if err != nil {
 		return 0, err
 	}
 	if !o.Enabled {
-		if s.Backend() == "splice" {
+		if s.Backend() == instrument.Splice {
 			return 0, errors.New("splice instruments run no BPF program for the kernel to time")
 		}
 		return 0, errors.New("the kernel refused BPF run-time statistics (kernel.bpf_stats_enabled)")
 	}
 	return time.Duration(o.RunNs), nil
-}
-
-// BackendOf implements search.Router.
-func (s Session) BackendOf(spec instrument.Spec) string { return backendOf(s.Instruments, spec) }
-
-// backendOf names the backend that serves spec: with the BPF backends,
-// timers of the syscall entry functions the 64-bit dispatch calls
-// (instrument.IsSyscall64) go to tracepoint, and with fentry, offsets and
-// indirect-call targets go to kprobe (see splice.Options.Backend); the
-// splice backend serves everything it accepts itself.
-func backendOf(in instrument.Instrumenter, spec instrument.Spec) string {
-	b := in.Backend()
-	switch {
-	case b == "splice":
-		return b
-	case spec.Kind == instrument.Timer && spec.Offset == 0 && instrument.IsSyscall64(spec.Func):
-		return "tracepoint"
-	case b == "fentry" && (spec.Offset != 0 || spec.Kind == instrument.Targets):
-		return "kprobe"
-	}
-	return b
 }

@@ -63,7 +63,7 @@ type SamplerOptions struct {
 // OpenSampler starts sampling the target. The on-CPU part may be
 // unavailable (err says why) while the off-CPU part still works: the
 // returned Sampler is usable whenever it is not nil.
-func OpenSampler(ctx context.Context, sess splice.Instruments, o SamplerOptions) (*Sampler, error) {
+func OpenSampler(ctx context.Context, sess *splice.Session, o SamplerOptions) (*Sampler, error) {
 	if o.Freq == 0 {
 		o.Freq = 499
 	}

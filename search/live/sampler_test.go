@@ -20,7 +20,7 @@ import (
 // kernel time its program took (the controller's cost).
 func TestSamplerWindows(t *testing.T) {
 	featuretest.Require(t, features.HaveSample())
-	sess, err := splice.OpenInstruments(context.Background(), splice.Options{})
+	sess, err := splice.Open(context.Background(), splice.Options{})
 	if err != nil {
 		t.Fatalf("opening the instruments, which the probes say work here: %v", err)
 	}
@@ -105,7 +105,7 @@ func spinInKernel(stop <-chan struct{}) {
 // syscall entry in it.
 func TestSamplerOffCPU(t *testing.T) {
 	featuretest.Require(t, features.HaveTracepoint())
-	sess, err := splice.OpenInstruments(context.Background(), splice.Options{})
+	sess, err := splice.Open(context.Background(), splice.Options{})
 	if err != nil {
 		t.Fatalf("opening the instruments, which the probes say work here: %v", err)
 	}

@@ -54,11 +54,11 @@ func loadAptest(t testing.TB) {
 // aptestBackend is the function backend that can instrument the module:
 // fentry needs the module's BTF, which a module built against headers
 // without vmlinux (Debian's 6.1) lacks; kprobe needs none.
-func aptestBackend() string {
+func aptestBackend() instrument.Backend {
 	if _, err := os.Stat("/sys/kernel/btf/aptest"); err == nil {
 		return ""
 	}
-	return "kprobe"
+	return instrument.Kprobe
 }
 
 // aptestStats reads the module's own measurements: calls and ns by name.

@@ -117,7 +117,7 @@ func huntReal(t testing.TB, c realCase) realScore {
 // no instrument in the kernel, and returns them with the target's time
 // over the period.
 func sampleQuietly(t testing.TB, target instrument.Target) ([]search.Stack, float64) {
-	sess, err := splice.OpenInstruments(context.Background(), splice.Options{})
+	sess, err := splice.Open(context.Background(), splice.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

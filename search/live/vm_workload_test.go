@@ -124,7 +124,7 @@ func withIterations(args []string, n uint64) []string {
 	return out
 }
 
-func huntWorkload(t *testing.T, c workloadCase, backend string) {
+func huntWorkload(t *testing.T, c workloadCase, backend instrument.Backend) {
 	// The splice backend records no indirect-call targets: the hunt finds
 	// them in the stack samples of the rounds after a refinement, which
 	// takes it more rounds to converge; its workloads run twice as long.
@@ -158,7 +158,7 @@ func huntWorkload(t *testing.T, c workloadCase, backend string) {
 		t.Fatal(err)
 	}
 	logRun(t, run)
-	if backend != "" && run.Meta.Backend != backend {
+	if backend != "" && run.Meta.Backend != string(backend) {
 		t.Errorf("the hunt used backend %q, want %q", run.Meta.Backend, backend)
 	}
 	if run.Meta.StopReason != "the target exited" {
@@ -283,7 +283,7 @@ func timedRates(run *search.Run, iterRoot string) (rates, iters map[string]float
 // reader found the pipe empty and waited, how many wake-ups a write made)
 // runs a different number of times per iteration under other
 // instruments, so only the same run compares.
-func compareFtrace(t *testing.T, run *search.Run, c workloadCase, backend string) {
+func compareFtrace(t *testing.T, run *search.Run, c workloadCase, backend instrument.Backend) {
 	t.Helper()
 	rates, iters := timedRates(run, c.iter)
 	var fns []string
@@ -320,9 +320,9 @@ type joint struct {
 // jointRun runs the workload once more, ftraceIterations iterations, with
 // a timer of backend on each of fns and the function tracer on the same
 // functions, both filtered to the workload's pid.
-func jointRun(t *testing.T, c workloadCase, backend string, fns []string) joint {
+func jointRun(t *testing.T, c workloadCase, backend instrument.Backend, fns []string) joint {
 	t.Helper()
-	s, err := splice.OpenInstruments(context.Background(), splice.Options{Backend: backend})
+	s, err := splice.Open(context.Background(), splice.Options{Backend: backend})
 	if err != nil {
 		t.Fatal(err)
 	}

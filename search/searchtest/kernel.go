@@ -132,7 +132,7 @@ type Kernel struct {
 	// understate the time by this fraction, as real off-CPU samples do: a
 	// wait is charged in the round it ends, not in the rounds it spanned.
 	SampleSkew  float64
-	BackendName string
+	BackendName instrument.Backend
 
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -209,7 +209,7 @@ func (k *Kernel) Start() *Kernel {
 }
 
 // Backend implements instrument.Instrumenter.
-func (k *Kernel) Backend() string { return k.BackendName }
+func (k *Kernel) Backend() instrument.Backend { return k.BackendName }
 
 func (k *Kernel) isRoot(fn string) bool {
 	for _, r := range k.Roots {
@@ -376,12 +376,12 @@ func (k *Kernel) Calibrate(context.Context, instrument.Instrumenter) (map[string
 	if speed == 0 {
 		speed = 1
 	}
-	c := map[string]float64{k.BackendName: k.CostPerHitNs / speed * max(k.CalibrationOverstates, 1)}
+	c := map[string]float64{string(k.BackendName): k.CostPerHitNs / speed * max(k.CalibrationOverstates, 1)}
 	if k.InsideNs > 0 {
-		c[k.BackendName+":inside"] = k.InsideNs / speed
+		c[string(k.BackendName)+":inside"] = k.InsideNs / speed
 	}
 	if k.RunShare > 0 {
-		c[search.BPFCostKey(k.BackendName)] = k.CostPerHitNs * k.RunShare / speed
+		c[search.BPFCostKey(string(k.BackendName))] = k.CostPerHitNs * k.RunShare / speed
 	}
 	return c, nil
 }
