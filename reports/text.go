@@ -49,8 +49,12 @@ func textHeader(w io.Writer, run *search.Run) {
 		fmt.Fprintf(w, "BUDGET NOT KEPT: %s\n", run.Overhead.OverBudget)
 	}
 	if o := run.Overhead; o.BaseOpsPerSec > 0 && o.HuntOpsPerSec > 0 {
-		fmt.Fprintf(w, "the workload ran %.0f operations/s under the hunt, %.0f/s with its syscalls timed only (Deep Start): %.1f%% slower\n",
+		fmt.Fprintf(w, "the workload ran %.0f operations/s under the hunt, %.0f/s with its syscalls timed only (Deep Start): %.1f%% slower",
 			o.HuntOpsPerSec, o.BaseOpsPerSec, o.SlowdownPct)
+		if o.BareOpsPerSec > 0 {
+			fmt.Fprintf(w, "; about %.0f/s with no instrument in (the syscall timers' calibrated cost taken out): %.1f%% slower", o.BareOpsPerSec, o.BareSlowdownPct)
+		}
+		fmt.Fprintln(w)
 	}
 }
 

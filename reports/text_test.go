@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,5 +92,36 @@ func TestEstimatesApart(t *testing.T) {
 	}
 	if !strings.Contains(page.String(), "estimated (stack samples)") || !strings.Contains(page.String(), "Stack samples (estimates") {
 		t.Error("report.html does not mark the estimates")
+	}
+}
+
+// TestSlowdownFirstScreen: the report's first lines give the workload's
+// slowdown under the hunt against the census's rate and, where the hunt
+// estimated it, against the rate with no instrument in; the figures are
+// the run's own.
+func TestSlowdownFirstScreen(t *testing.T) {
+	run, err := Load(filepath.Join("testdata", "host-dd4k-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &run.Overhead
+	o.BaseOpsPerSec, o.HuntOpsPerSec, o.SlowdownPct = 400000, 300000, 25
+	o.BareOpsPerSec, o.BareSlowdownPct = 500000, 40
+	var txt bytes.Buffer
+	if err := WriteText(&txt, run); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(txt.String(), "\n", 12)
+	want := "the workload ran 300000 operations/s under the hunt, 400000/s with its syscalls timed only (Deep Start): 25.0% slower; about 500000/s with no instrument in (the syscall timers' calibrated cost taken out): 40.0% slower"
+	if !slices.Contains(lines, want) {
+		t.Errorf("no slowdown line on the first screen; want %q in:\n%s", want, strings.Join(lines, "\n"))
+	}
+	o.BareOpsPerSec = 0
+	txt.Reset()
+	if err := WriteText(&txt, run); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(txt.String(), "no instrument in") {
+		t.Error("a run without a bare rate claims one")
 	}
 }

@@ -498,6 +498,9 @@ func (h *hunter) overhead(r *Run) {
 		if o.BaseOpsPerSec > 0 {
 			o.SlowdownPct = max(0, 100*(1-o.HuntOpsPerSec/o.BaseOpsPerSec))
 		}
+		if o.BareOpsPerSec > 0 {
+			o.BareSlowdownPct = max(0, 100*(1-o.HuntOpsPerSec/o.BareOpsPerSec))
+		}
 	}
 }
 

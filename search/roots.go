@@ -33,21 +33,44 @@ var instrumentFrames = []string{
 	"kprobe_int3_handler", "__kretprobe_trampoline_handler", "perf_trace_run_bpf_submit",
 }
 
+// tracepointSlowPath are the kernel functions a syscall runs only
+// because a syscall tracepoint is enabled (SYSCALL_WORK_SYSCALL_TRACEPOINT
+// sends every syscall of every task through the entry code's slow path):
+// the tracepoint's own cost, which a syscall root's tracepoint timer
+// brings. What they call for other work (seccomp filters, audit) is the
+// target's, so only a sample that ran in them itself is the instruments'.
+var tracepointSlowPath = map[string]bool{
+	"syscall_trace_enter": true, "syscall_exit_work": true,
+	"__traceiter_sys_enter": true, "__traceiter_sys_exit": true,
+	"trace_sys_enter": true, "trace_sys_exit": true,
+}
+
 // splitOwn drops the stacks that sampled the instruments themselves (that
 // time is the hunt's overhead, which it measures and reports as such, not
-// the target's) and returns the others with the thread time of the
-// dropped ones.
+// the target's): a stack through an instrument's code, or one that ran in
+// the syscall tracepoints' slow path itself (see tracepointSlowPath). It
+// returns the others with the thread time of the dropped ones.
 func splitOwn(stacks []Stack) ([]Stack, float64) {
 	out := stacks[:0:0]
 	var dropped float64
 	for _, s := range stacks {
-		if slices.ContainsFunc(s.Frames, isInstrumentFrame) {
+		if slices.ContainsFunc(s.Frames, isInstrumentFrame) || s.OnCPU && inSlowPath(s.Frames) {
 			dropped += s.WeightNs
 			continue
 		}
 		out = append(out, s)
 	}
 	return out, dropped
+}
+
+// inSlowPath reports whether the innermost frame is one of the syscall
+// tracepoints' slow path (a compiler's .isra or .constprop copy too).
+func inSlowPath(frames []string) bool {
+	if len(frames) == 0 {
+		return false
+	}
+	name, _, _ := strings.Cut(frames[len(frames)-1], ".")
+	return tracepointSlowPath[name]
 }
 
 func isInstrumentFrame(f string) bool {
@@ -249,7 +272,13 @@ func (h *hunter) endCensus(c *census) map[string]float64 {
 // baseRate keeps the rate at which the target made the operations of the
 // roots chosen during the census, when nothing but syscall timers was in
 // the kernel: the workload's speed before the hunt's function
-// instruments, against which the report gives its slowdown.
+// instruments, against which the report gives its slowdown. The census's
+// timers slowed the target too (a syscall tracepoint on every syscall of
+// dd costs it a fifth of its time): where they were calibrated, their cost
+// taken out of the target's time over the census estimates the rate with
+// nothing in, BareOpsPerSec. The estimate holds for a target whose
+// operations follow one another (each one's time, on or off the CPU, is
+// its thread's); it is the upper bound of a target that overlaps them.
 func (h *hunter) baseRate(c *census) {
 	if c == nil || c.took <= 0 {
 		return
@@ -258,8 +287,21 @@ func (h *hunter) baseRate(c *census) {
 	for _, r := range h.rootNodes() {
 		ops += c.calls[r.fn()]
 	}
-	if ops > 0 {
-		h.run.Overhead.BaseOpsPerSec = float64(ops) / c.took.Seconds()
+	if ops == 0 {
+		return
+	}
+	o := &h.run.Overhead
+	o.BaseOpsPerSec = float64(ops) / c.took.Seconds()
+	var costNs float64
+	for fn, n := range c.calls {
+		perHit, ok := h.perHit(instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: h.cfg.Target}, func(k string) string { return k })
+		if !ok {
+			return // not calibrated: nothing to take out
+		}
+		costNs += float64(n) * perHit
+	}
+	if share := costNs / h.sampleTargetNs(c.took); share < 0.9 {
+		o.BareOpsPerSec = o.BaseOpsPerSec / (1 - share)
 	}
 }
 

@@ -55,3 +55,33 @@ func TestTargetsOfTheSite(t *testing.T) {
 		t.Errorf("vfs_write's targets %v, want %s", got, target)
 	}
 }
+
+// TestSplitOwn: the stacks that sampled the instruments are the hunt's
+// overhead: one through a BPF program, and one that ran in the syscall
+// tracepoints' slow path itself (issue 15: `syscall_exit_work` and
+// `syscall_trace_enter` were findings of a tracepoint hunt of dd); what the
+// slow path calls for the target (a seccomp filter) and a wait stay.
+func TestSplitOwn(t *testing.T) {
+	st := func(onCPU bool, w float64, frames ...string) Stack {
+		return Stack{Frames: frames, OnCPU: onCPU, Count: 1, WeightNs: w}
+	}
+	in := []Stack{
+		st(true, 1, "entry_SYSCALL_64", "do_syscall_64", "syscall_trace_enter", "__traceiter_sys_enter", "bpf_trace_run2", "bpf_prog_abc_sys_enter"),
+		st(true, 2, "entry_SYSCALL_64", "do_syscall_64", "syscall_trace_enter.constprop.0"),
+		st(true, 4, "entry_SYSCALL_64", "do_syscall_64", "syscall_exit_to_user_mode", "syscall_exit_work"),
+		st(true, 8, "entry_SYSCALL_64", "do_syscall_64", "syscall_trace_enter", "__secure_computing", "__seccomp_filter"),
+		st(true, 16, "entry_SYSCALL_64", "do_syscall_64", "ksys_read", "vfs_read", "read_zero"),
+		st(false, 32, "entry_SYSCALL_64", "do_syscall_64", "syscall_exit_work"),
+	}
+	out, dropped := splitOwn(in)
+	if dropped != 1+2+4 {
+		t.Errorf("dropped %v ns, want 7 (the BPF program and the slow path's own samples)", dropped)
+	}
+	var kept float64
+	for _, s := range out {
+		kept += s.WeightNs
+	}
+	if kept != 8+16+32 || len(out) != 3 {
+		t.Errorf("kept %d stacks of %v ns, want the seccomp filter, read_zero and the wait (56 ns)", len(out), kept)
+	}
+}

@@ -237,6 +237,13 @@ type Overhead struct {
 	BaseOpsPerSec float64 `json:"base_ops_per_sec,omitempty"`
 	HuntOpsPerSec float64 `json:"hunt_ops_per_sec,omitempty"`
 	SlowdownPct   float64 `json:"slowdown_pct,omitempty"`
+	// BareOpsPerSec estimates the rate with no instrument in: the census
+	// rate with its timers' calibrated cost taken out of the target's time
+	// (see hunter.baseRate); BareSlowdownPct how much slower the workload
+	// ran under the hunt than that. 0 where the census timers were not
+	// calibrated.
+	BareOpsPerSec   float64 `json:"bare_ops_per_sec,omitempty"`
+	BareSlowdownPct float64 `json:"bare_slowdown_pct,omitempty"`
 	// ControllerPct is autoprof's own CPU over the rounds, percent of all
 	// CPUs (reading the instruments, sampling, deciding, writing), 0
 	// where it was not measured; StartupWallSec and StartupCPUSec are the
