@@ -153,6 +153,104 @@ func TestVMSpliceKprobe(t *testing.T) {
 	kins[0].Close()
 }
 
+// kprobeAfterJump finds, on the read path, an instruction that follows an
+// unconditional jump (where an int3 may also be the compiler's: the
+// barrier after a jmp or ret), which a kprobe can take, and a block
+// window before it in the same function.
+func kprobeAfterJump(t *testing.T, s, kp *Session) (string, uint64, *patch.Window) {
+	t.Helper()
+	for _, fn := range []string{"vfs_read", "ksys_read", "rw_verify_area", "filemap_read", "ksys_pread64", "vfs_write", "ksys_write", "do_sys_openat2", "path_lookupat", "link_path_walk"} {
+		f, err := s.Graph().Function(fn)
+		if err != nil {
+			continue
+		}
+		for i := 1; i < len(f.Insts); i++ {
+			prev, in := f.Insts[i-1], f.Insts[i]
+			if prev.Kind != callgraph.KindJump || in.Kind != callgraph.KindOther {
+				continue
+			}
+			probe := instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(in.Off)}, Kind: instrument.Count}
+			if kp.Check(probe) != nil {
+				continue
+			}
+			for off := uint32(1); off < prev.Off; off++ {
+				w, err := s.mod().cat.window(instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(off)}, Kind: instrument.Count})
+				if err == nil && w.Off+uint32(w.Len()) <= prev.Off {
+					return fn, uint64(in.Off), w
+				}
+			}
+		}
+	}
+	t.Fatal("no kprobe-able instruction after a jmp, with a window before it, on the read path")
+	return "", 0, nil
+}
+
+// TestVMSpliceKprobeAfterJump (issue 14, defect 4): a kprobe's int3 at an
+// instruction that follows a jmp looks like the compiler's barrier there.
+// The module's walk of the function took it for padding and went on
+// decoding the probed instruction's tail: out of step, it could accept a
+// window the kprobe makes unsafe. Asked directly (the catalogue's own
+// check of kprobes/list bypassed, as a kprobe registered after that read
+// would be), the module now asks the kernel whether a kprobe is there
+// (get_kprobe, as recover_probed_instruction does) and refuses; once the
+// kprobe goes, the same request is taken. The kprobe optimizer is off for
+// the test, so that the probe stays an int3.
+func TestVMSpliceKprobeAfterJump(t *testing.T) {
+	const knob = "/proc/sys/debug/kprobes-optimization"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatalf("the 6.1 and 6.12 kernels have optprobes: %v", err)
+	}
+	if err := os.WriteFile(knob, []byte("0"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(knob, old, 0) })
+	s := openSplice(t, 0)
+	kp := openSession(t, "kprobe")
+	text := liveText(t)
+	fn, at, w := kprobeAfterJump(t, s, kp)
+	t.Logf("%s: a kprobe at +%#x, after a jmp; a window at +%#x (%d bytes)", fn, at, w.Off, w.Len())
+	kins := insert(t, kp, instrument.Spec{Point: instrument.Point{Func: fn, Offset: at}, Kind: instrument.Count})
+	f, err := s.Graph().Function(fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte{0}
+	if err := text.ReadAt(b, f.Sym.Addr+at); err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0xcc {
+		t.Fatalf("the kprobe at %s+%#x is not an int3 (%#x)", fn, at, b[0])
+	}
+	block := instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(w.Off)}, Kind: instrument.Count}
+	ask := func() splicer.Splice {
+		t.Helper()
+		c := &siteChange{addr: w.Addr(), w: w, added: []instrument.Spec{block}}
+		if err := s.mod().request(c); err != nil {
+			t.Fatal(err)
+		}
+		batch := []splicer.Splice{c.req}
+		if _, err := s.mod().insertBatch(batch); err != nil {
+			t.Fatal(err)
+		}
+		return batch[0]
+	}
+	got := ask()
+	if got.Err != -int32(syscall.EBUSY) || !strings.Contains(got.Why(), "kprobe") {
+		t.Fatalf("the module, asked to splice %s with a kprobe after a jmp: errno %d (%s), want EBUSY naming the kprobe", fn, -got.Err, got.Why())
+	}
+	t.Logf("the module refuses: %s", got.Why())
+	if err := kins[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(); got.Err != 0 {
+		t.Fatalf("without the kprobe the module refuses the window: errno %d (%s)", -got.Err, got.Why())
+	}
+	if _, err := s.mod().dev.Withdraw([]uint64{w.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestVMSpliceStack (issue 14, defect 8): a stack taken inside a timed
 // function names its real caller and goes on to the system call's entry:
 // no return address is replaced. The test thread times the functions on

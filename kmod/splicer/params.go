@@ -116,6 +116,7 @@ var Internals = []Internal{
 	{"ftrace_text_reserved", "ftrace_text_reserved", true},
 	{"alternatives_text_reserved", "alternatives_text_reserved", true},
 	{"within_kprobe_blacklist", "within_kprobe_blacklist", true},
+	{"get_kprobe", "get_kprobe", true},
 }
 
 // NewParams resolves the module's parameters from the kernel's symbols.

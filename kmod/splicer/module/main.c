@@ -45,6 +45,8 @@
 #include <linux/security.h>
 #include <linux/static_call.h>
 #include <linux/ktime.h>
+#include <linux/rcupdate.h>
+#include <linux/err.h>
 #include <asm/cpufeature.h>
 #include <asm/current.h>
 #include <asm/ibt.h>
@@ -71,7 +73,7 @@ module_param_named(stop_jump_table, jump_stop_addr, ulong, 0400);
 module_param_named(x86_return_thunk, thunk_addr, ulong, 0400);
 
 static unsigned long text_poke_addr, insn_decode_addr, jump_label_addr, static_call_addr;
-static unsigned long ftrace_addr, alternatives_addr, blacklist_addr;
+static unsigned long ftrace_addr, alternatives_addr, blacklist_addr, get_kprobe_addr;
 module_param_named(text_poke, text_poke_addr, ulong, 0400);
 module_param_named(insn_decode, insn_decode_addr, ulong, 0400);
 module_param_named(jump_label_text_reserved, jump_label_addr, ulong, 0400);
@@ -79,6 +81,7 @@ module_param_named(static_call_text_reserved, static_call_addr, ulong, 0400);
 module_param_named(ftrace_text_reserved, ftrace_addr, ulong, 0400);
 module_param_named(alternatives_text_reserved, alternatives_addr, ulong, 0400);
 module_param_named(within_kprobe_blacklist, blacklist_addr, ulong, 0400);
+module_param_named(get_kprobe, get_kprobe_addr, ulong, 0400);
 
 u32 ap_max_insts = AP_MAX_INSTS, ap_max_ctxs = 16384, ap_max_threads = 4096;
 module_param_named(max_insts, ap_max_insts, uint, 0400);
@@ -94,6 +97,7 @@ static int ap_unlinked_decode(struct insn *insn, const void *kaddr, int len, enu
 static int ap_unlinked_reserved(void *start, void *end) { return 1; }
 static int ap_unlinked_ftrace(const void *start, const void *end) { return 1; }
 static bool ap_unlinked_blacklist(unsigned long addr) { return true; }
+static struct kprobe *ap_unlinked_get_kprobe(void *addr) { return ERR_PTR(-ENOENT); }
 
 DEFINE_STATIC_CALL(ap_k_text_poke, ap_unlinked_poke);
 DEFINE_STATIC_CALL(ap_k_insn_decode, ap_unlinked_decode);
@@ -102,6 +106,7 @@ DEFINE_STATIC_CALL(ap_k_static_call, ap_unlinked_reserved);
 DEFINE_STATIC_CALL(ap_k_ftrace, ap_unlinked_ftrace);
 DEFINE_STATIC_CALL(ap_k_alternatives, ap_unlinked_reserved);
 DEFINE_STATIC_CALL(ap_k_blacklist, ap_unlinked_blacklist);
+DEFINE_STATIC_CALL(ap_k_get_kprobe, ap_unlinked_get_kprobe);
 
 void *ap_text_poke(void *addr, const void *opcode, size_t len)
 {
@@ -138,6 +143,23 @@ bool ap_kprobe_blacklisted(unsigned long addr)
 	return static_call(ap_k_blacklist)(addr);
 }
 
+/*
+ * ap_kprobe_at reports whether a kprobe is registered at addr, as the
+ * kernel's recover_probed_instruction() asks before it decodes an int3:
+ * get_kprobe() walks the kprobe table under RCU. A kprobe registered but
+ * not yet armed counts too (its int3 waits for text_mutex, which the
+ * caller holds).
+ */
+bool ap_kprobe_at(unsigned long addr)
+{
+	bool found;
+
+	rcu_read_lock();
+	found = static_call(ap_k_get_kprobe)((void *)addr) != NULL;
+	rcu_read_unlock();
+	return found;
+}
+
 /* The kernel functions by parameter: the symbol, and the static call it links. */
 struct ap_func {
 	const char *name;
@@ -157,6 +179,7 @@ static const struct ap_func ap_funcs[] = {
 	AP_FUNC(ftrace_text_reserved, ftrace_addr, ap_k_ftrace),
 	AP_FUNC(alternatives_text_reserved, alternatives_addr, ap_k_alternatives),
 	AP_FUNC(within_kprobe_blacklist, blacklist_addr, ap_k_blacklist),
+	AP_FUNC(get_kprobe, get_kprobe_addr, ap_k_get_kprobe),
 };
 
 struct ap_kernel ap_k;

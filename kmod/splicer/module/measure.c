@@ -43,6 +43,7 @@
 #include <asm/msr.h>
 
 #include "splice.h"
+#include "delta.h"
 
 #define AP_TOMB		((struct task_struct *)1UL)
 #define AP_PROBES	64
@@ -288,12 +289,6 @@ static __always_inline void ap_leave(u64 t0)
 	preempt_enable_notrace();
 }
 
-/* ap_delta returns now - then, 0 where a clock read on another CPU runs ahead. */
-static __always_inline u64 ap_delta(u64 now, u64 then)
-{
-	return (s64)(now - then) > 0 ? now - then : 0;
-}
-
 /*
  * ap_unwind_to drops a frame of instrument id at slot, and every frame
  * above it: the same instrument entered again with the return address at
@@ -431,7 +426,7 @@ static notrace void ap_charge(struct ap_thread *t, struct ap_frame *f, u32 at, u
 		return;
 	}
 	incl = ap_delta(now, f->start);
-	excl = incl > f->child ? incl - f->child : 0;
+	excl = ap_excl(incl, f->child);
 	s = ap_stats_of(f->ctx);
 	s->calls++;
 	s->incl += ap_ns(incl);

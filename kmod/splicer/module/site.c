@@ -209,9 +209,11 @@ static bool ap_padding(unsigned long at, unsigned long end)
  * ap_walk_function decodes the function's live bytes from its start to
  * its end, stepping over our own windows, and checks each instruction
  * (see the top of this file). The window must start and end at
- * instruction boundaries. An int3 that does not follow an instruction that
- * never falls through is another's breakpoint, unless only int3s follow it
- * to the end: the padding after a call that does not return.
+ * instruction boundaries. An int3 is another's breakpoint where the kernel
+ * has a kprobe there (at a block that follows a jmp or ret, where an int3
+ * may also be the compiler's), or where it does not follow an instruction
+ * that never falls through, unless only int3s follow it to the end: the
+ * padding after a call that does not return.
  */
 static int ap_walk_function(const struct ap_splice *sp, const struct ap_window *w, struct ap_walk *k)
 {
@@ -238,10 +240,14 @@ static int ap_walk_function(const struct ap_splice *sp, const struct ap_window *
 				return -EILSEQ;
 			break;	/* what follows the code is not the window's concern */
 		}
-		if (insn.opcode.nbytes == 1 && insn.opcode.bytes[0] == INT3_INSN_OPCODE && !after_end) {
-			if (!ap_padding(at, end))
-				return -EBUSY;	/* another's breakpoint */
-			break;
+		if (insn.opcode.nbytes == 1 && insn.opcode.bytes[0] == INT3_INSN_OPCODE) {
+			if (ap_kprobe_at(at))
+				return -EBUSY;	/* a kprobe's breakpoint */
+			if (!after_end) {
+				if (!ap_padding(at, end))
+					return -EBUSY;	/* another's breakpoint */
+				break;
+			}
 		}
 		err = ap_check_branch(&insn, at, k);
 		if (err)

@@ -28,6 +28,8 @@
 
 #include "uapi.h"
 
+struct kprobe;
+
 #define AP_SLOT_SIZE	512
 #define AP_POOL_SLOTS	2048	/* trampoline slots: live sites */
 #define AP_FAST_SLOTS	2048	/* counter fast-path slots */
@@ -70,6 +72,7 @@ int ap_static_call_reserved(void *start, void *end);
 int ap_ftrace_reserved(const void *start, const void *end);
 int ap_alternatives_reserved(void *start, void *end);
 bool ap_kprobe_blacklisted(unsigned long addr);
+bool ap_kprobe_at(unsigned long addr);
 
 /* An instrument, by the slot of its id. */
 struct ap_inst {
