@@ -42,6 +42,9 @@ func textHeader(w io.Writer, run *search.Run) {
 		m.Start.UTC().Format("2006-01-02 15:04:05 UTC"), m.End.Sub(m.Start).Round(time.Millisecond), orDash(m.StopReason))
 	fmt.Fprintf(w, "target: %s operations (%s), %s of target time; intervals at %s confidence\n",
 		count(m.TargetOps), orDash(m.TargetOpsBy), dur(float64(m.TargetNs)), level(m.Confidence))
+	if m.DeepStartOps > 0 {
+		fmt.Fprintf(w, "        and %s operations before the first round, during Deep Start's census (not in the shares)\n", count(m.DeepStartOps))
+	}
 	if m.Compare != "" {
 		fmt.Fprintf(w, "compared with %s: its findings were roots of this hunt (autoprof diff %s NEW to compare)\n", m.Compare, m.Compare)
 	}

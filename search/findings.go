@@ -123,6 +123,7 @@ func (h *hunter) export(n *node) Node {
 		Calls: t.calls, InclNs: t.inclNs, ExclNs: t.exclNs, InclOffCPUNs: t.inclOff, ExclOffCPUNs: t.exclOff,
 		Hist: t.hist, Samples: t.samples, RootCalls: t.rootCalls, TargetNs: uint64(t.targetNs),
 		Rounds: n.rounds, State: n.state, InWindow: h.inWindow(n), Withdrawn: n.why,
+		DeepStartCalls: n.deepStartCalls,
 	}
 	if n.parent != nil {
 		out.Parent = n.parent.id

@@ -247,6 +247,7 @@ func (h *hunter) loop(ctx context.Context) {
 		return
 	}
 	h.firstRead = prev.at
+	h.countUntilFirstRound(prev.Reading)
 	h.looping = true
 	for {
 		stop := h.wait(ctx)

@@ -51,7 +51,11 @@ type hunter struct {
 	lastChange int       // the last round after which instruments changed
 	looping    bool      // the rounds have begun
 	firstRead  time.Time // the reading that opened the first round
-	lastRead   time.Time // the reading that ended the last
+	// censusEnd is the reading that closed Deep Start's last census: the
+	// roots' operations from it to the first round's opening reading
+	// count with Deep Start's (see countUntilFirstRound).
+	censusEnd *instrument.Reading
+	lastRead  time.Time // the reading that ended the last
 	// fallbacks are the functions served by another backend than the
 	// session's, by backend, with the first refusal seen.
 	fallbacks   map[instrument.Backend][]string

@@ -128,6 +128,9 @@ func (h *hunter) deepStart(ctx context.Context) {
 		h.census = census
 		h.chooseRoots(h.endCensus(census), stacks, d)
 		h.baseRate(census)
+		if census != nil {
+			h.censusEnd = census.end
+		}
 		h.closeCensus(census)
 		h.census = nil
 		if len(h.rootNodes()) > 0 {
@@ -203,10 +206,12 @@ func (h *hunter) sample(ctx context.Context, d time.Duration) ([]Stack, error) {
 type census struct {
 	live  map[string]instrument.Instrument // by function
 	start *instrument.Reading
-	// calls are each syscall's calls over the census, which took took:
-	// the target's operations with no function instrument.
+	// calls are each syscall's calls over the census, which took took
+	// (the roots' too, where a --root's timer was in already): the
+	// target's operations with no function instrument.
 	calls map[string]uint64
 	took  time.Duration
+	end   *instrument.Reading // the reading that closed it
 }
 
 // startCensus times every syscall of Config.Syscalls that the
@@ -257,12 +262,19 @@ func (h *hunter) endCensus(c *census) map[string]float64 {
 		h.limit("no syscall census: %v", err)
 		return nil
 	}
+	c.end = merged(end)
 	times := map[string]float64{}
 	c.calls = map[string]uint64{}
-	for _, ctx := range merged(end).Sub(merged(c.start)).Contexts {
-		if len(ctx.Path) == 1 && ctx.Kind == instrument.Timer && c.live[ctx.Path[0].Func] != nil {
-			times[ctx.Path[0].Func] += float64(ctx.InclNs)
-			c.calls[ctx.Path[0].Func] += ctx.Calls
+	for _, ctx := range c.end.Sub(merged(c.start)).Contexts {
+		if len(ctx.Path) != 1 || ctx.Kind != instrument.Timer {
+			continue
+		}
+		switch fn := ctx.Path[0].Func; {
+		case c.live[fn] != nil:
+			times[fn] += float64(ctx.InclNs)
+			c.calls[fn] += ctx.Calls
+		case h.roots[fn]: // a --root's timer, live all along
+			c.calls[fn] += ctx.Calls
 		}
 	}
 	c.took = end.At.Sub(c.start.At)
@@ -285,8 +297,10 @@ func (h *hunter) baseRate(c *census) {
 	}
 	var ops uint64
 	for _, r := range h.rootNodes() {
+		r.deepStartCalls += c.calls[r.fn()]
 		ops += c.calls[r.fn()]
 	}
+	h.run.Meta.DeepStartOps += ops
 	if ops == 0 {
 		return
 	}
@@ -303,6 +317,30 @@ func (h *hunter) baseRate(c *census) {
 	if share := costNs / h.sampleTargetNs(c.took); share < 0.9 {
 		o.BareOpsPerSec = o.BaseOpsPerSec / (1 - share)
 	}
+}
+
+// countUntilFirstRound adds to Meta.DeepStartOps the roots' operations
+// between the census's last reading and the first round's opening one
+// (first): the time Deep Start spent choosing roots and inserting the
+// instruments of their hot paths, so that every operation of a target
+// hunted from its start is counted once.
+func (h *hunter) countUntilFirstRound(first *instrument.Reading) {
+	if h.censusEnd == nil {
+		return
+	}
+	roots := map[string]*node{}
+	for _, r := range h.rootNodes() {
+		if len(r.path) == 1 {
+			roots[r.fn()] = r
+		}
+	}
+	for _, ctx := range first.Sub(h.censusEnd).Contexts {
+		if r := roots[ctx.Path.String()]; r != nil && ctx.Kind == instrument.Timer {
+			r.deepStartCalls += ctx.Calls
+			h.run.Meta.DeepStartOps += ctx.Calls
+		}
+	}
+	h.censusEnd = nil
 }
 
 // closeCensus withdraws the census's timers that did not become roots.

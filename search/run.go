@@ -50,9 +50,13 @@ type Meta struct {
 	Threshold   float64       `json:"threshold_pct"`
 	Confidence  float64       `json:"confidence"` // two-sided level of the intervals, e.g. 0.95
 	StopReason  string        `json:"stop_reason"`
-	TargetOps   uint64        `json:"target_ops"`     // operations of the target (syscalls) over the measured rounds
-	TargetOpsBy string        `json:"target_ops_by"`  // what an operation is ("syscalls of pid 123")
-	TargetNs    uint64        `json:"target_time_ns"` // the denominator of shares, summed over rounds
+	TargetOps   uint64        `json:"target_ops"`    // operations of the target (syscalls) over the measured rounds
+	TargetOpsBy string        `json:"target_ops_by"` // what an operation is ("syscalls of pid 123")
+	// DeepStartOps are the roots' operations during Deep Start's census,
+	// before the first round: a command that is over by then was still
+	// measured from its first instruction.
+	DeepStartOps uint64 `json:"deep_start_ops,omitempty"`
+	TargetNs     uint64 `json:"target_time_ns"` // the denominator of shares, summed over rounds
 	// WindowStart, WindowRounds and WindowNs describe the window the
 	// nodes with InWindow set report: rounds WindowStart to
 	// WindowStart+WindowRounds-1, in which the instruments did not change
@@ -106,6 +110,9 @@ type Node struct {
 	// RootCalls are the calls of the node's root over the same rounds as
 	// Calls: Calls/RootCalls is the node's calls per operation.
 	RootCalls uint64 `json:"root_calls"`
+	// DeepStartCalls are a root's calls before the first round, during
+	// Deep Start (see Meta.DeepStartOps); not in Calls or the rounds.
+	DeepStartCalls uint64 `json:"deep_start_calls,omitempty"`
 	// TargetNs is the target's time over the same rounds: the denominator
 	// of the node's shares.
 	TargetNs uint64 `json:"target_ns"`

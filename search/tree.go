@@ -52,6 +52,9 @@ type node struct {
 	costIncl, costExcl uint64
 
 	targets map[string]bool // indirect-call targets observed under this context
+	// deepStartCalls are a root's calls before the first round (see
+	// Node.DeepStartCalls).
+	deepStartCalls uint64
 
 	// recorders are the target recorders on the node's indirect call
 	// sites; deferred the callees the budget has not allowed yet.

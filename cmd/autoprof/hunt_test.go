@@ -240,6 +240,12 @@ func TestHelperProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		return
+	case "getppid": // TestHuntCountsFromStart: exactly AUTOPROF_HELPER_CALLS getppid calls
+		n, _ := strconv.Atoi(os.Getenv("AUTOPROF_HELPER_CALLS"))
+		for i := 0; i < n; i++ {
+			syscall.Getppid()
+		}
+		return
 	case "busy":
 	default:
 		return // a helper, run by TestHuntCommand: as a test, nothing to do (a pass, not a skip)
@@ -306,6 +312,39 @@ func rootCalls(run *search.Run, fn string) uint64 {
 		}
 	}
 	return n
+}
+
+// TestHuntCountsFromStart (issue 15, item 5): a hunted command is
+// measured from its first instruction: a helper that makes exactly n
+// getppid calls and exits has all n counted (the command is held until
+// the roots are in): over Deep Start's census, where a command this short
+// is over (before, it was counted nowhere), and the hunt's rounds.
+func TestHuntCountsFromStart(t *testing.T) {
+	needHunt(t)
+	n := uint64(20000)
+	if s := os.Getenv("AUTOPROF_TEST_CALLS"); s != "" {
+		n, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Setenv("AUTOPROF_HELPER", "getppid")
+	t.Setenv("AUTOPROF_HELPER_CALLS", strconv.FormatUint(n, 10))
+	run := huntRun(t, "--root", "__x64_sys_getppid", "--", os.Args[0], "-test.run=^TestHelperProcess$")
+	var rounds, deep uint64
+	for _, nd := range run.Nodes {
+		if nd.Parent < 0 && nd.Point.Func == "__x64_sys_getppid" {
+			for _, r := range nd.Rounds {
+				rounds += r.Calls
+			}
+			deep += nd.DeepStartCalls
+		}
+	}
+	m := run.Meta
+	t.Logf("stop %q; %d rounds; the root's calls: %d over the rounds, %d before them; target operations %d, %d during Deep Start", m.StopReason, m.Rounds, rounds, deep, m.TargetOps, m.DeepStartOps)
+	if rounds+deep != n {
+		t.Errorf("the getppid root counted %d calls over the rounds and %d before them, want all %d the command made", rounds, deep, n)
+	}
+	if m.DeepStartOps < deep || m.TargetOps < rounds {
+		t.Errorf("the run's operations (%d, %d during Deep Start) leave out the root's", m.TargetOps, m.DeepStartOps)
+	}
 }
 
 // TestHuntFollowsChildren: a command's children are hunted with it (the
