@@ -49,6 +49,8 @@ func TestHuntBadInput(t *testing.T) {
 		{[]string{"--round", "1ms"}, "--round 1ms"},
 		{[]string{"--duration", "-1s"}, "--duration -1s"},
 		{[]string{"-o", "/nonexistent/dir"}, "-o /nonexistent/dir"},
+		{[]string{"-o", "/sys/kernel"}, "-o /sys/kernel: cannot write in it"}, // refused even to root
+		{[]string{"-o", "/proc/version"}, "-o /proc/version: not a directory"},
 		{[]string{"stray"}, `unexpected argument "stray"`},
 		{[]string{"--", "/nonexistent/command"}, "/nonexistent/command"},
 		{[]string{"--bogus"}, "bogus"},

@@ -59,6 +59,11 @@ func TestVMProbeInlined(t *testing.T) {
 	case !inlined && calls["ksys_pread64:entry"] < calls["__x64_sys_pread64:timer"]/2:
 		t.Errorf("ksys_pread64 counted %d of %d preads, and nothing warned that its code runs elsewhere", calls["ksys_pread64:entry"], calls["__x64_sys_pread64:timer"])
 	}
+	// The same warning when the instrument goes in, on stderr: a user
+	// watching the counts live need not wait for the summary.
+	if inlined && !(strings.Contains(stderr, "inlined ksys_pread64, probably into") && strings.Contains(stderr, "__x64_sys_pread64")) {
+		t.Errorf("the summary warns that ksys_pread64 was inlined, stderr did not when it was attached:\n%s", stderr)
+	}
 }
 
 // TestPreadHelperProcess preads /dev/zero for two minutes (until killed).
