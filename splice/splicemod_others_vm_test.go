@@ -236,7 +236,7 @@ func TestVMSpliceKprobeAfterJump(t *testing.T) {
 		return batch[0]
 	}
 	got := ask()
-	if got.Err != -int32(syscall.EBUSY) || !strings.Contains(got.Why(), "kprobe") {
+	if got.Err != -int32(syscall.EBUSY) || !strings.Contains(got.Why(), "the kernel has a kprobe there") {
 		t.Fatalf("the module, asked to splice %s with a kprobe after a jmp: errno %d (%s), want EBUSY naming the kprobe", fn, -got.Err, got.Why())
 	}
 	t.Logf("the module refuses: %s", got.Why())

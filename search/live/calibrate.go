@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -35,6 +36,14 @@ const calibrationSyscall = "__x64_sys_pread64"
 // instrument patches text and waits for RCU, and an emulator translates
 // the new code: the first loop after a change is slow), so that a burst
 // of noise does not make an instrument look cheap or dear.
+//
+// A syscall timer's "without" is the loop before anything was attached
+// (bareLoops): the raw_syscalls links stay attached once the first one
+// goes in, and with them every syscall takes the entry code's slow path
+// (syscall_trace_enter, syscall_exit_work) and runs the programs, which
+// return at once for a syscall no timer wants. Alternating would measure
+// only what one more timed syscall adds to that, a fraction of what the
+// syscall timers cost a target (docs/overhead.md).
 type Calibrator struct {
 	Graph *callgraph.Graph
 	N     int // preads per run (default 4000)
@@ -78,6 +87,7 @@ func (c Calibrator) Calibrate(ctx context.Context, in instrument.Instrumenter) (
 		}
 		return time.Since(start)
 	}
+	bare := bareLoops(loop)
 	costs := map[string]float64{}
 	var unmeasured []string
 	for _, p := range probes {
@@ -88,7 +98,11 @@ func (c Calibrator) Calibrate(ctx context.Context, in instrument.Instrumenter) (
 		if _, done := costs[key]; done {
 			continue
 		}
-		if c, bpf, ok := c.cost(ctx, in, p, loop); ok {
+		base := time.Duration(0) // alternate
+		if p.backend == string(instrument.Tracepoint) {
+			base = bare
+		}
+		if c, bpf, ok := c.cost(ctx, in, p, loop, base); ok {
 			if c <= 0 {
 				// The loop was no slower with the instrument than without
 				// it in most runs: noise larger than the cost. The
@@ -211,14 +225,17 @@ const calibrationRuns = 7
 // to the loop, many times over under an emulator. It is the yardstick
 // by which the hunt scales the costs to the machine's speed in each
 // round: see search.BPFCostKey.)
-func (c Calibrator) cost(ctx context.Context, in instrument.Instrumenter, p probe, loop func() time.Duration) (cost, bpf float64, ok bool) {
+func (c Calibrator) cost(ctx context.Context, in instrument.Instrumenter, p probe, loop func() time.Duration, bare time.Duration) (cost, bpf float64, ok bool) {
 	if _, h, _, err := c.measure(ctx, in, p, loop); err != nil || h < uint64(c.n()) {
 		return 0, 0, false // not on the path of every pread: try the next
 	}
 	var diffs, runs []float64
 	for i := 0; i < calibrationRuns; i++ {
-		loop() // warm: the instrument's withdrawal is done with
-		base := loop()
+		base := bare
+		if base == 0 {
+			loop() // warm: the instrument's withdrawal is done with
+			base = loop()
+		}
 		t, h, run, err := c.measure(ctx, in, p, loop)
 		if err != nil || h == 0 {
 			return 0, 0, false
@@ -229,6 +246,18 @@ func (c Calibrator) cost(ctx context.Context, in instrument.Instrumenter, p prob
 	sort.Float64s(diffs)
 	sort.Float64s(runs)
 	return diffs[len(diffs)/2], runs[len(runs)/2], true
+}
+
+// bareLoops times the loop before any instrument is in: the median of
+// calibrationRuns runs, each after an untimed one.
+func bareLoops(loop func() time.Duration) time.Duration {
+	ts := make([]time.Duration, calibrationRuns)
+	for i := range ts {
+		loop()
+		ts[i] = loop()
+	}
+	slices.Sort(ts)
+	return ts[len(ts)/2]
 }
 
 // runTimer is an instrumenter that measures its programs' run time

@@ -67,3 +67,32 @@ func TestCalibrateUnmeasurable(t *testing.T) {
 		t.Errorf("tracepoint cost %v ns, want its programs' 300 ns a hit (costs %v)", costs["tracepoint"], costs)
 	}
 }
+
+// TestCalibrateSyscallLinks: a syscall timer's links stay attached once
+// the first goes in, and slow every syscall by 400 ns from then on; a live
+// timer adds 100 ns more to each of its calls. The calibration charges the
+// timer both (500 ns a hit), measured against the loop before anything was
+// attached: alternating with and without the timer would see 100 ns.
+func TestCalibrateSyscallLinks(t *testing.T) {
+	q := &quietInstrumenter{runPerHit: 80 * time.Nanosecond}
+	attached := false
+	c := Calibrator{N: 1000, preads: func(n int) time.Duration {
+		per := 1000 * time.Nanosecond
+		if q.live != nil {
+			attached = true
+			q.hits += uint64(n)
+			per += 100 * time.Nanosecond
+		}
+		if attached {
+			per += 400 * time.Nanosecond
+		}
+		return time.Duration(n) * per
+	}}
+	costs, err := c.Calibrate(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := costs["tracepoint"]; got != 500 {
+		t.Errorf("tracepoint cost %v ns a hit, want 500 (the links' 400 and the timer's 100); costs %v", got, costs)
+	}
+}

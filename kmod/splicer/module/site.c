@@ -242,7 +242,7 @@ static int ap_walk_function(const struct ap_splice *sp, const struct ap_window *
 		}
 		if (insn.opcode.nbytes == 1 && insn.opcode.bytes[0] == INT3_INSN_OPCODE) {
 			if (ap_kprobe_at(at))
-				return -EBUSY;	/* a kprobe's breakpoint */
+				return -EEXIST;	/* a kprobe's breakpoint */
 			if (!after_end) {
 				if (!ap_padding(at, end))
 					return -EBUSY;	/* another's breakpoint */
@@ -410,6 +410,8 @@ int ap_check_site(struct ap_splice *sp, struct ap_window *w)
 		return ap_refuse(sp, err, "the decoder does not find the window at instruction boundaries");
 	case -EBUSY:
 		return ap_refuse(sp, err, "another's int3 in the function's code (a kprobe?)");
+	case -EEXIST:
+		return ap_refuse(sp, -EBUSY, "a kprobe's int3 in the function's code (the kernel has a kprobe there)");
 	case -EXDEV:
 		return ap_refuse(sp, -EBUSY, "a jump out of the kernel's text in the function (an optprobe?)");
 	case -EPERM:
