@@ -16,10 +16,12 @@
  *  - no other patcher owns a byte of the window: jump labels, static calls,
  *    the ftrace site, SMP alternatives (the kernel's own *_text_reserved());
  *  - the kernel's decoder, run over the function's live bytes from its
- *    start (our own windows stepped over), reaches the window's first byte
- *    and its end at instruction boundaries, and meets no indirect jump, no
- *    int3 but padding after an instruction that never falls through
- *    (another's breakpoint), no jump out of the kernel's text (an
+ *    start (our own windows stepped over) to its end, decodes every byte
+ *    (as can_optimize() asks: an undecodable stretch hides branches),
+ *    reaches the window's first byte and its end at instruction
+ *    boundaries, and meets no indirect jump, no int3 but padding after an
+ *    instruction that never falls through, and none where the kernel has
+ *    a kprobe (another's breakpoint), no jump out of the kernel's text (an
  *    optprobe's) and no branch into the window after its first byte; nor
  *    does any jump label's target lie there;
  *  - the window holds what the request expects;
@@ -235,11 +237,8 @@ static int ap_walk_function(const struct ap_splice *sp, const struct ap_window *
 			after_end = ours->role == AP_RETURN;
 			continue;
 		}
-		if (ap_insn_decode(&insn, (void *)at, min_t(unsigned long, end - at, MAX_INSN_SIZE))) {
-			if (at < sp->addr + sp->len)
-				return -EILSEQ;
-			break;	/* what follows the code is not the window's concern */
-		}
+		if (ap_insn_decode(&insn, (void *)at, min_t(unsigned long, end - at, MAX_INSN_SIZE)))
+			return at < sp->addr + sp->len ? -EILSEQ : -ENOEXEC;
 		if (insn.opcode.nbytes == 1 && insn.opcode.bytes[0] == INT3_INSN_OPCODE) {
 			if (ap_kprobe_at(at))
 				return -EEXIST;	/* a kprobe's breakpoint */
@@ -410,6 +409,8 @@ int ap_check_site(struct ap_splice *sp, struct ap_window *w)
 		return ap_refuse(sp, err, "the decoder does not find the window at instruction boundaries");
 	case -EBUSY:
 		return ap_refuse(sp, err, "another's int3 in the function's code (a kprobe?)");
+	case -ENOEXEC:
+		return ap_refuse(sp, err, "undecodable bytes in the function after the window: its branches are not all known");
 	case -EEXIST:
 		return ap_refuse(sp, -EBUSY, "a kprobe's int3 in the function's code (the kernel has a kprobe there)");
 	case -EXDEV:
