@@ -153,36 +153,68 @@ func TestVMSpliceKprobe(t *testing.T) {
 	kins[0].Close()
 }
 
-// kprobeAfterJump finds, on the read path, an instruction that follows an
-// unconditional jump (where an int3 may also be the compiler's: the
-// barrier after a jmp or ret), which a kprobe can take, and a block
-// window before it in the same function.
+// kprobeAfterJump finds an instruction that follows an unconditional jump
+// (where an int3 may also be the compiler's: the barrier after a jmp or
+// ret), which a kprobe can take, and a block window before it in the same
+// function. It prefers an instruction whose bytes after the first decode
+// to its end (mov %rax,%rdi is 48 89 c7, and 89 c7 is mov %eax,%edi): a
+// walk that takes the kprobe's int3 for padding then goes on in step, with
+// nothing else to trip on (another's tail may throw it out of step, into a
+// refusal of its own).
 func kprobeAfterJump(t *testing.T, s, kp *Session) (string, uint64, *patch.Window) {
 	t.Helper()
-	for _, fn := range []string{"vfs_read", "ksys_read", "rw_verify_area", "filemap_read", "ksys_pread64", "vfs_write", "ksys_write", "do_sys_openat2", "path_lookupat", "link_path_walk"} {
-		f, err := s.Graph().Function(fn)
-		if err != nil {
-			continue
-		}
-		for i := 1; i < len(f.Insts); i++ {
-			prev, in := f.Insts[i-1], f.Insts[i]
-			if prev.Kind != callgraph.KindJump || in.Kind != callgraph.KindOther {
-				continue
-			}
-			probe := instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(in.Off)}, Kind: instrument.Count}
-			if kp.Check(probe) != nil {
-				continue
-			}
-			for off := uint32(1); off < prev.Off; off++ {
-				w, err := s.mod().cat.window(instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(off)}, Kind: instrument.Count})
-				if err == nil && w.Off+uint32(w.Len()) <= prev.Off {
-					return fn, uint64(in.Off), w
-				}
+	fns := []string{"vfs_read", "ksys_read", "rw_verify_area", "filemap_read", "ksys_pread64", "vfs_write", "ksys_write",
+		"do_sys_openat2", "path_lookupat", "link_path_walk", "path_openat", "do_filp_open", "vfs_fstatat", "vfs_statx",
+		"filename_lookup", "getname_flags", "__fput", "filp_close", "do_sys_poll", "do_select", "kernel_clone", "copy_process",
+		"do_exit", "mmap_region", "do_mmap", "__do_munmap", "do_vmi_munmap", "pipe_read", "pipe_write", "new_sync_read"}
+	for _, inStep := range []bool{true, false} {
+		for _, fn := range fns {
+			if fn, at, w, ok := afterJumpIn(s, kp, fn, inStep); ok {
+				return fn, at, w
 			}
 		}
 	}
-	t.Fatal("no kprobe-able instruction after a jmp, with a window before it, on the read path")
+	t.Fatal("no kprobe-able instruction after a jmp, with a window before it")
 	return "", 0, nil
+}
+
+// afterJumpIn looks for kprobeAfterJump's place in fn.
+func afterJumpIn(s, kp *Session, fn string, inStep bool) (string, uint64, *patch.Window, bool) {
+	f, err := s.Graph().Function(fn)
+	if err != nil {
+		return "", 0, nil, false
+	}
+	for i := 1; i < len(f.Insts); i++ {
+		prev, in := f.Insts[i-1], f.Insts[i]
+		if prev.Kind != callgraph.KindJump || in.Kind != callgraph.KindOther || inStep && !tailInStep(f.Code[in.Off:in.End()]) {
+			continue
+		}
+		probe := instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(in.Off)}, Kind: instrument.Count}
+		if kp.Check(probe) != nil {
+			continue
+		}
+		for off := uint32(1); off < prev.Off; off++ {
+			w, err := s.mod().cat.window(instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(off)}, Kind: instrument.Count})
+			if err == nil && w.Off+uint32(w.Len()) <= prev.Off {
+				return fn, uint64(in.Off), w, true
+			}
+		}
+	}
+	return "", 0, nil, false
+}
+
+// tailInStep reports whether an instruction's bytes after its first decode
+// to instructions that end where it ends.
+func tailInStep(code []byte) bool {
+	at := 1
+	for at < len(code) {
+		in, err := x86asm.Decode(code[at:], 64)
+		if err != nil {
+			return false
+		}
+		at += in.Len
+	}
+	return at == len(code)
 }
 
 // TestVMSpliceKprobeAfterJump (issue 14, defect 4): a kprobe's int3 at an
@@ -210,6 +242,11 @@ func TestVMSpliceKprobeAfterJump(t *testing.T) {
 	text := liveText(t)
 	fn, at, w := kprobeAfterJump(t, s, kp)
 	t.Logf("%s: a kprobe at +%#x, after a jmp; a window at +%#x (%d bytes)", fn, at, w.Off, w.Len())
+	if in, _ := s.Graph().Function(fn); in != nil {
+		if i, ok := in.Inst(uint32(at)); ok {
+			t.Logf("the probed instruction: % x; its tail decodes in step: %v", in.Code[i.Off:i.End()], tailInStep(in.Code[i.Off:i.End()]))
+		}
+	}
 	kins := insert(t, kp, instrument.Spec{Point: instrument.Point{Func: fn, Offset: at}, Kind: instrument.Count})
 	f, err := s.Graph().Function(fn)
 	if err != nil {
