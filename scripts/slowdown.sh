@@ -25,7 +25,8 @@ for i in 1 2; do
 	run "alone" $DD
 	run "perf stat raw_syscalls" perf stat -o "$OUT/perf-stat.txt" -e raw_syscalls:sys_enter,raw_syscalls:sys_exit -- $DD
 	run "perf record -g" perf record -q -g -o "$OUT/perf.data" -- $DD
-	run "autoprof hunt" "$AP" hunt -o "$OUT/hunt" -- $DD
+	run "autoprof hunt" "$AP" hunt --recalibrate -o "$OUT/hunt" -- $DD
+	grep -E 'slower|calibrated cost|compensated:' "$OUT/hunt/report.txt" | sed 's/^/    /'
 done
 echo "perf's hottest kernel functions (self):"
 perf report -i "$OUT/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep '\[k\]' | head -5
