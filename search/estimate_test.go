@@ -80,7 +80,7 @@ func TestSteadyRounds(t *testing.T) {
 	if kept := steadyRounds(rs, map[int]bool{2: true}); len(kept) != len(rs) {
 		t.Errorf("a slow round with no change of the text left out: %d of %d kept", len(kept), len(rs))
 	}
-	h := &hunter{cfg: Config{Confidence: DefaultConfidence, MinRounds: DefaultMinRounds}, textChanged: changed}
+	h := &hunter{cfg: Config{Settings: Settings{Confidence: DefaultConfidence, MinRounds: DefaultMinRounds}}, textChanged: changed}
 	n := &node{path: instrument.Path{{Func: "gt19_f17"}}, state: StateWithdrawn, why: whyBudget, rounds: rs}
 	if e := h.inclusive(n); e.incl.Mean <= 0.367 || e.incl.N != 6 {
 		t.Errorf("estimate %.3f over %d rounds, want above the loop's 0.367 over the 6 steady rounds", e.incl.Mean, e.incl.N)

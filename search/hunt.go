@@ -27,8 +27,72 @@ const (
 // entry and exit pair).
 var DefaultCostNs = map[string]float64{"fentry": 50, "kprobe": 200, "splice": 30, "tracepoint": 100}
 
-// Config says what to hunt and with what.
+// Settings are what the user chooses of a hunt: its target, its roots
+// and its rules. The commands and the GUI build them once (live.Options
+// holds them), and the hunt reads them from its Config.
+type Settings struct {
+	Target instrument.Target
+	// Roots are functions to start from besides those Deep Start finds
+	// (--root).
+	Roots []string
+	// CompareRoots are the functions of a base run's findings (hunt
+	// --compare BASE): roots like Roots, so that what was hot in the base
+	// run is measured again exactly. Meta.Compare names the base run.
+	CompareRoots []string
+	// Round is the length of a round (DefaultRound): the shortest, where
+	// autoprof's own CPU (Controller) is over the budget.
+	Round time.Duration
+	// MaxRound is the longest a round grows to while autoprof's own CPU,
+	// mostly a fixed cost per round (reading the instruments, deciding),
+	// is over BudgetPct (2 Round by default: a converged hunt takes
+	// rounds, so that longer rounds make it longer; under QEMU's emulator
+	// four rounds made the truth benchmark's hunts 39% longer).
+	MaxRound time.Duration
+	// Duration bounds the whole hunt; 0 means until it converges, Done is
+	// closed or ctx ends.
+	Duration time.Duration
+	// DeepStart is how long to sample before choosing roots (4 rounds by
+	// default); negative disables it.
+	DeepStart time.Duration
+
+	BudgetPct    float64 // predicted overhead bound, percent of all CPUs (DefaultBudget)
+	ThresholdPct float64 // share of the target's time that makes a node hot (DefaultThreshold)
+	Confidence   float64 // level of the intervals (DefaultConfidence)
+	MinRounds    int     // rounds a node is measured before any decision about it (DefaultMinRounds)
+	MaxLive      int     // cap on live instruments (DefaultMaxLive)
+	SubtreeCap   int     // bound on the reachable-subtree count (DefaultSubtreeCap)
+
+	// RawCosts leaves the instruments' own cost in every reading. By
+	// default the hunt takes it out (see hunter.compensate): every share
+	// is of the target's time without the instruments, as the workload
+	// runs when autoprof is not there. The result is only as good as the
+	// calibration; two runs meant to be compared time for time, which
+	// instrumented the same places, may be better off raw (the cost is
+	// then equal on both sides).
+	RawCosts bool
+	// NoBlocks keeps the hunt at function level: no basic-block counters
+	// (kprobes at func+off) where a function's own code holds a
+	// significant share. A block counter costs an int3 until the kprobe
+	// optimizer turns it into a jump, so its cost in the times above it
+	// differs from one hunt to the next (docs/reports.md, "In the VM");
+	// runs meant to be compared time for time do better without them.
+	NoBlocks bool
+	// ProgressTree adds the tree and the decisions to every Progress
+	// (Progress.Nodes, Progress.Events), for a live view of the tree: an
+	// export of every node each round, which a hunt without a view does
+	// not pay.
+	ProgressTree bool
+	// FinalRounds is how many rounds the last window must hold before a
+	// converged hunt stops (default 4·MinRounds): the findings' intervals
+	// are over it.
+	FinalRounds int
+}
+
+// Config says what to hunt and with what: the user's Settings, and the
+// sources a hunt reads (built by search/live on the running kernel, by
+// search/searchtest in a simulation).
 type Config struct {
+	Settings
 	// Instrumenter inserts the hunt's instruments; it must serve Timer
 	// specs of the roots. Hunt withdraws every instrument it inserted
 	// before it returns; closing the Instrumenter is the caller's job.
@@ -48,63 +112,18 @@ type Config struct {
 	// CPUs is the number of CPUs (the whole-system denominator, and the
 	// CPU capacity the budget is a share of).
 	CPUs int
-	// RawCosts leaves the instruments' own cost in every reading. By
-	// default the hunt takes it out (see hunter.compensate): every share
-	// is of the target's time without the instruments, as the workload
-	// runs when autoprof is not there. The result is only as good as the
-	// calibration; two runs meant to be compared time for time, which
-	// instrumented the same places, may be better off raw (the cost is
-	// then equal on both sides).
-	RawCosts bool
-	// NoBlocks keeps the hunt at function level: no basic-block counters
-	// (kprobes at func+off) where a function's own code holds a
-	// significant share. A block counter costs an int3 until the kprobe
-	// optimizer turns it into a jump, so its cost in the times above it
-	// differs from one hunt to the next (docs/reports.md, "In the VM");
-	// runs meant to be compared time for time do better without them.
-	NoBlocks bool
 	// Calibrator measures the backends' cost per hit at start-up; without
 	// one (or where it fails) DefaultCostNs are assumed.
 	Calibrator Calibrator
 
-	Target instrument.Target
-	// Roots are functions to start from besides those Deep Start finds
-	// (--root).
-	Roots []string
-	// CompareRoots are the functions of a base run's findings (hunt
-	// --compare BASE): roots like Roots, so that what was hot in the base
-	// run is measured again exactly. Meta.Compare names the base run.
-	CompareRoots []string
 	// Syscalls are the kernel's syscall entry functions: Deep Start times
 	// every one of them for the target over its sampling period (a census:
 	// per-syscall time from the tracepoint backend) and roots the hunt at
 	// those that hold time. Optional.
 	Syscalls []string
-	// Round is the length of a round (DefaultRound): the shortest, where
-	// autoprof's own CPU (Controller) is over the budget.
-	Round time.Duration
-	// MaxRound is the longest a round grows to while autoprof's own CPU,
-	// mostly a fixed cost per round (reading the instruments, deciding),
-	// is over BudgetPct (2 Round by default: a converged hunt takes
-	// rounds, so that longer rounds make it longer; under QEMU's emulator
-	// four rounds made the truth benchmark's hunts 39% longer).
-	MaxRound time.Duration
-	// Duration bounds the whole hunt; 0 means until it converges, Done is
-	// closed or ctx ends.
-	Duration time.Duration
-	// DeepStart is how long to sample before choosing roots (4 rounds by
-	// default); negative disables it.
-	DeepStart time.Duration
 	// Done, when closed, ends the hunt after the round in progress (the
 	// target has exited).
 	Done <-chan struct{}
-
-	BudgetPct    float64 // predicted overhead bound, percent of all CPUs (DefaultBudget)
-	ThresholdPct float64 // share of the target's time that makes a node hot (DefaultThreshold)
-	Confidence   float64 // level of the intervals (DefaultConfidence)
-	MinRounds    int     // rounds a node is measured before any decision about it (DefaultMinRounds)
-	MaxLive      int     // cap on live instruments (DefaultMaxLive)
-	SubtreeCap   int     // bound on the reachable-subtree count (DefaultSubtreeCap)
 
 	// Controller, if set, measures autoprof's own CPU time (see
 	// ControllerMeter).
@@ -112,21 +131,12 @@ type Config struct {
 
 	// Progress, if set, is called after every round.
 	Progress func(Progress)
-	// ProgressTree adds the tree and the decisions to every Progress
-	// (Progress.Nodes, Progress.Events), for a live view of the tree: an
-	// export of every node each round, which a hunt without a view does
-	// not pay.
-	ProgressTree bool
 	// OnRead, if set, is called right after each reading of the
 	// instruments: with (1, true) for the reading that opens the first
 	// round, then with (r, false) for the reading that ends round r and
 	// opens round r+1. Tests align independent measurements with the
 	// rounds through it.
 	OnRead func(round int, opens bool)
-	// FinalRounds is how many rounds the last window must hold before a
-	// converged hunt stops (default 4·MinRounds): the findings' intervals
-	// are over it.
-	FinalRounds int
 	// Meta is copied into the Run; Hunt fills the fields it measures.
 	Meta Meta
 	// Limitations are copied into the Run; Hunt adds its own.

@@ -18,8 +18,8 @@ import (
 func hunt(t *testing.T, k *searchtest.Kernel, mod func(*search.Config)) *search.Run {
 	t.Helper()
 	cfg := search.Config{
+		Settings:     search.Settings{Duration: 60 * time.Second},
 		Instrumenter: k, Graph: k, Sampler: k, Population: k, CPUs: k.CPUs, Calibrator: k,
-		Duration: 60 * time.Second,
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -124,8 +124,9 @@ const defaultHuntDuration = 2 * time.Minute
 // options turns the request into live.Options, refusing what autoprof
 // hunt refuses.
 func (req huntRequest) options() (live.Options, error) {
-	o := live.Options{Backend: instrument.Backend(req.Backend), Target: instrument.Target{PIDs: req.Target.PIDs, Cgroup: req.Target.Cgroup},
-		Duration: time.Duration(req.Duration), Round: time.Duration(req.Round), BudgetPct: req.BudgetPct, ThresholdPct: req.ThresholdPct}
+	o := live.Options{Backend: instrument.Backend(req.Backend), Settings: search.Settings{
+		Target:   instrument.Target{PIDs: req.Target.PIDs, Cgroup: req.Target.Cgroup},
+		Duration: time.Duration(req.Duration), Round: time.Duration(req.Round), BudgetPct: req.BudgetPct, ThresholdPct: req.ThresholdPct}}
 	if o.BudgetPct == 0 {
 		o.BudgetPct = search.DefaultBudget
 	}

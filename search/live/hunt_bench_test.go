@@ -12,6 +12,7 @@ import (
 
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
+	"github.com/autoprof/autoprof/search"
 )
 
 // BenchmarkHostHunt reports what a hunt costs a syscall-bound workload
@@ -41,7 +42,8 @@ func BenchmarkHostHunt(b *testing.B) {
 				var reads0 float64
 				var t0 time.Time
 				run, err := Hunt(context.Background(), Options{
-					Workload: w, BudgetPct: budget,
+					Settings: search.Settings{BudgetPct: budget},
+					Workload: w,
 					OnRead: func(round int, opens bool) {
 						if round == 1 && opens {
 							reads0, t0 = syscallsRead(w.Pid()), time.Now()

@@ -19,35 +19,24 @@ import (
 	"github.com/autoprof/autoprof/splice"
 )
 
-// Options say what to hunt; see search.Config for the fields it shares.
+// Options say what to hunt: the user's search.Settings, and how to reach
+// the target on the running kernel.
 type Options struct {
+	search.Settings
 	// Backend serves function instruments: fentry, kprobe, splice
 	// (autoprof's own module) or tracepoint (syscall roots only); "" picks
 	// the best BPF backend the kernel allows.
 	Backend instrument.Backend
-	Target  instrument.Target
-	Roots   []string
 	Command []string // the workload started with -- CMD, for the Run
 	// Compare names the base run of hunt --compare, whose findings'
-	// functions CompareRoots are (see search.Config.CompareRoots).
-	Compare      string
-	CompareRoots []string
-
-	Round, Duration, DeepStart time.Duration
-	BudgetPct, ThresholdPct    float64
-	MaxLive                    int
-	FinalRounds                int // see search.Config.FinalRounds
+	// functions Settings.CompareRoots are.
+	Compare string
 	// NoCalibrate skips the start-up calibration (tests that compare
 	// against it calibrate once themselves).
 	NoCalibrate bool
 	// Recalibrate measures the costs per hit again where this boot's
 	// calibration of the last hour would serve (see calibrate).
 	Recalibrate bool
-	// RawCosts leaves the instruments' own cost in the readings (see
-	// search.Config.RawCosts).
-	RawCosts bool
-	// NoBlocks: no basic-block counters (see search.Config.NoBlocks).
-	NoBlocks bool
 	// Done, when closed, ends the hunt (the target has gone). A hunt of
 	// --pid processes without one ends when they have all exited.
 	Done <-chan struct{}
@@ -63,9 +52,7 @@ type Options struct {
 	// function whose code runs elsewhere (splice.ReachWarning).
 	Warn     func(string)
 	Progress func(search.Progress)
-	// ProgressTree: see search.Config.ProgressTree.
-	ProgressTree bool
-	OnRead       func(round int, opens bool) // see search.Config.OnRead
+	OnRead   func(round int, opens bool) // see search.Config.OnRead
 }
 
 // Hunt hunts on the running kernel. Everything it opens is closed before
@@ -185,25 +172,13 @@ func (f fixedCosts) Calibrate(context.Context, instrument.Instrumenter) (map[str
 func Config(ctx context.Context, sess *splice.Session, o Options) (search.Config, func()) {
 	in := Session{sess}
 	cfg := search.Config{
+		Settings:     o.Settings,
 		Instrumenter: in,
 		Graph:        Graph{sess.Graph()},
 		SampleTree:   sess.Backend() == instrument.Tracepoint,
-		Target:       o.Target,
-		Roots:        o.Roots,
-		CompareRoots: o.CompareRoots,
 		Syscalls:     syscallFuncs(sess.Syscalls()),
-		Round:        o.Round,
-		Duration:     o.Duration,
-		DeepStart:    o.DeepStart,
 		Done:         o.Done,
-		BudgetPct:    o.BudgetPct,
-		ThresholdPct: o.ThresholdPct,
-		MaxLive:      o.MaxLive,
-		FinalRounds:  o.FinalRounds,
-		RawCosts:     o.RawCosts,
-		NoBlocks:     o.NoBlocks,
 		Progress:     o.Progress,
-		ProgressTree: o.ProgressTree,
 		OnRead:       o.OnRead,
 		Limitations:  limitations(sess, o.Target),
 	}

@@ -4,11 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autoprof/autoprof/search"
 )
 
 // TestOptionsCheck: the hunt's ranges, each refusal naming its option.
 func TestOptionsCheck(t *testing.T) {
-	ok := Options{BudgetPct: 2, ThresholdPct: 5}
+	ok := Options{Settings: search.Settings{BudgetPct: 2, ThresholdPct: 5}}
 	if err := ok.Check(); err != nil {
 		t.Errorf("the defaults: %v", err)
 	}
@@ -31,7 +33,7 @@ func TestOptionsCheck(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", o, err, c.want)
 		}
 	}
-	o := Options{Round: MinRound, BudgetPct: 100, ThresholdPct: 99.9}
+	o := Options{Settings: search.Settings{Round: MinRound, BudgetPct: 100, ThresholdPct: 99.9}}
 	if err := o.Check(); err != nil {
 		t.Errorf("the bounds themselves: %v", err)
 	}

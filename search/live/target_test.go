@@ -43,8 +43,8 @@ func TestTargetCfgSystem(t *testing.T) {
 	if _, ok := cfg.Instrumenter.(Session); !ok || cfg.Population == nil || !strings.Contains(strings.Join(cfg.Limitations, ";"), "--include-idle") {
 		t.Errorf("include idle: %T, population %v, limitations %q", cfg.Instrumenter, cfg.Population, cfg.Limitations)
 	}
-	cfg = search.Config{Instrumenter: Session{}, Target: instrument.Target{PIDs: []int{1}}}
-	targetCfg(&cfg, Options{Target: instrument.Target{PIDs: []int{1}}}, nil)
+	cfg = search.Config{Settings: search.Settings{Target: instrument.Target{PIDs: []int{1}}}, Instrumenter: Session{}}
+	targetCfg(&cfg, Options{Settings: search.Settings{Target: instrument.Target{PIDs: []int{1}}}}, nil)
 	if _, ok := cfg.Instrumenter.(Session); !ok || len(cfg.Limitations) != 0 {
 		t.Errorf("pid: %T, limitations %q", cfg.Instrumenter, cfg.Limitations)
 	}

@@ -136,8 +136,8 @@ func huntPlanted(t *testing.T, c plantedCase) {
 		mu.Unlock()
 	}
 	opts := Options{
-		Backend: aptestBackend(), Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Done: done,
-		Duration: 150 * time.Second, BudgetPct: 25,
+		Settings: search.Settings{Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Duration: 150 * time.Second, BudgetPct: 25},
+		Backend:  aptestBackend(), Done: done,
 		OnRead: func(round int, opens bool) {
 			if opens {
 				round--

@@ -72,13 +72,13 @@ func measureHunt(tb testing.TB, budget float64) huntFigures {
 	var oRounds float64 // the workload's operations when the first round opened
 	var tRounds time.Time
 	run, err := Hunt(context.Background(), Options{
+		Settings: search.Settings{Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Duration: 150 * time.Second, BudgetPct: budget},
 		OnRead: func(round int, opens bool) {
 			if round == 1 && opens {
 				oRounds, tRounds = ops(), time.Now()
 			}
 		},
-		Backend: aptestBackend(), Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Done: done,
-		Duration: 150 * time.Second, BudgetPct: budget,
+		Backend: aptestBackend(), Done: done,
 		Progress: func(p search.Progress) {
 			if f.firstCorrect == 0 && len(p.Best) > 0 && p.Best[0].Excl.Low > theta &&
 				slices.Contains(strings.Split(p.Best[0].Path, ";"), planted) {

@@ -71,7 +71,7 @@ func huntReal(t testing.TB, c realCase) realScore {
 	time.Sleep(500 * time.Millisecond)
 	target := instrument.Target{PIDs: []int{load.Process.Pid}}
 	stacks, sampledNs := sampleQuietly(t, target)
-	run, err := Hunt(context.Background(), Options{Target: target, Done: done, Duration: 100 * time.Second})
+	run, err := Hunt(context.Background(), Options{Settings: search.Settings{Target: target, Duration: 100 * time.Second}, Done: done})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 	snaps := map[int]snapshot{}
 	first := 0
 	opts := Options{
-		Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Done: done, Duration: 100 * time.Second,
+		Settings: search.Settings{Target: instrument.Target{PIDs: []int{load.Process.Pid}}, Duration: 100 * time.Second}, Done: done,
 		OnRead: func(round int, opens bool) {
 			if opens {
 				round--

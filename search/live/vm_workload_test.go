@@ -141,19 +141,21 @@ func huntWorkload(t *testing.T, c workloadCase, backend instrument.Backend) {
 	}
 	sort.Strings(roots)
 	started := false
+	// Hunt until the workload exits; under TCG a hit costs about 5 µs, a
+	// hundred times what it costs on hardware: a budget of 60% of the CPUs
+	// lets the search go a few levels deep.
 	run, err := Hunt(context.Background(), Options{
-		Backend: backend, Target: instrument.Target{PIDs: []int{cmd.Process.Pid}}, Roots: roots, DeepStart: -1, Done: done,
-		// Hunt until the workload exits; under TCG a hit costs about
-		// 5 µs, a hundred times what it costs on hardware: a budget of
-		// 60% of the CPUs lets the search go a few levels deep.
-		Duration: 40 * workloadSeconds * time.Second, BudgetPct: 60, ThresholdPct: 3, FinalRounds: 1 << 20,
+		Settings: search.Settings{
+			Target: instrument.Target{PIDs: []int{cmd.Process.Pid}}, Roots: roots, DeepStart: -1,
+			Duration: 40 * workloadSeconds * time.Second, BudgetPct: 60, ThresholdPct: 3, FinalRounds: 1 << 20,
+		},
+		Backend: backend, Done: done,
 		OnRead: func(round int, opens bool) {
 			if opens && !started { // the roots are live and counting: go
 				started = true
 				stdin.Write([]byte{1})
 			}
-		},
-	})
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
