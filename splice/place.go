@@ -11,6 +11,7 @@ import (
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/kmod/splicer"
 	"github.com/autoprof/autoprof/splice/patch"
 )
 
@@ -237,6 +238,21 @@ func checkShape(backend instrument.Backend, spec instrument.Spec) error {
 			return refuse(spec, instrument.ErrNotSupported, "the tracepoint backend times whole syscalls only (FUNC:timer with FUNC a __x64_sys_* function)")
 		}
 	case instrument.Kprobe:
+	case instrument.Splice:
+		if spec.Kind == instrument.Targets {
+			return refuse(spec, instrument.ErrNotSupported, "the splice backend does not capture indirect call targets (use kprobe)")
+		}
+		if spec.Target.Cgroup != "" {
+			return refuse(spec, instrument.ErrNotSupported, "the splice backend filters by process, not by cgroup")
+		}
+		if len(spec.Target.PIDs) > splicer.MaxPIDs {
+			return refuse(spec, instrument.ErrNotSupported, "the splice backend filters on at most %d processes", splicer.MaxPIDs)
+		}
+		for _, p := range spec.Target.PIDs {
+			if p <= 0 {
+				return refuse(spec, instrument.ErrNotSupported, "target pid %d: not a process id", p)
+			}
+		}
 	default:
 		return refuse(spec, instrument.ErrNotSupported, "unknown backend %q", backend)
 	}

@@ -332,3 +332,32 @@ func TestSpliceWindowEmulator(t *testing.T) {
 		}
 	}
 }
+
+// TestShapeSplice: the splice backend's shape rules are checkShape's, as
+// every backend's are: no indirect-call targets, no call sites, no cgroup
+// filter, whole functions for timers; a block counter and a timer pass.
+func TestShapeSplice(t *testing.T) {
+	for spec, want := range map[string]string{
+		"vfs_read+0x10:targets":        "does not capture indirect call targets",
+		"rw_verify_area@vfs_read+0x30": "cannot time a call site",
+		"vfs_read+0x10:entry":          "",
+		"vfs_read:timer":               "",
+	} {
+		s, err := instrument.ParseSpec(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkShape(instrument.Splice, s)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", spec, err, want)
+		}
+	}
+	s := instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer, Target: instrument.Target{Cgroup: "/sys/fs/cgroup/x"}}
+	if err := checkShape(instrument.Splice, s); err == nil || !strings.Contains(err.Error(), "not by cgroup") {
+		t.Errorf("a cgroup target: %v", err)
+	}
+	s = instrument.Spec{Point: instrument.Point{Func: "vfs_read", Offset: 0x10}, Kind: instrument.Timer}
+	if err := checkShape(instrument.Splice, s); err == nil || !strings.Contains(err.Error(), "needs a function entry") {
+		t.Errorf("a timer at an offset: %v", err)
+	}
+}

@@ -275,7 +275,7 @@ func (s *moduleSession) check(spec instrument.Spec) error {
 // plan checks spec: its window, and a timer's or exit counter's return
 // windows.
 func (s *moduleSession) plan(spec instrument.Spec) (*patch.Window, error) {
-	if err := checkSpliceShape(spec); err != nil {
+	if err := checkShape(instrument.Splice, spec); err != nil {
 		return nil, err
 	}
 	w, err := s.cat.window(spec)
@@ -288,36 +288,6 @@ func (s *moduleSession) plan(spec instrument.Spec) (*patch.Window, error) {
 		}
 	}
 	return w, nil
-}
-
-// checkSpliceShape refuses what the splice backend cannot do anywhere.
-func checkSpliceShape(spec instrument.Spec) error {
-	if spec.Func == "" {
-		return refuse(spec, instrument.ErrNotSupported, "no function")
-	}
-	switch spec.Kind {
-	case instrument.Count:
-	case instrument.Timer, instrument.ExitCount:
-		if spec.Offset != 0 {
-			return refuse(spec, instrument.ErrNotSupported, "a %s needs a function entry, not an offset", spec.Kind)
-		}
-	case instrument.Targets:
-		return refuse(spec, instrument.ErrNotSupported, "the splice backend does not capture indirect call targets (use kprobe)")
-	default:
-		return refuse(spec, instrument.ErrNotSupported, "unknown instrument kind")
-	}
-	if spec.Target.Cgroup != "" {
-		return refuse(spec, instrument.ErrNotSupported, "the splice backend filters by process, not by cgroup")
-	}
-	if len(spec.Target.PIDs) > splicer.MaxPIDs {
-		return refuse(spec, instrument.ErrNotSupported, "the splice backend filters on at most %d processes", splicer.MaxPIDs)
-	}
-	for _, p := range spec.Target.PIDs {
-		if p <= 0 {
-			return refuse(spec, instrument.ErrNotSupported, "target pid %d: not a process id", p)
-		}
-	}
-	return nil
 }
 
 func (s *moduleSession) alive() error {
