@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sync"
-	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/autoprof/autoprof/internal/features"
@@ -34,10 +33,7 @@ type OffCPUOptions struct {
 // of /proc/TID/stack, it costs the controller one map read per window
 // and misses no wait, however short.
 type OffCPU struct {
-	mu     sync.Mutex
-	res    *offCPURes
-	clean  runtime.Cleanup
-	closed bool
+	progTool[*offCPURes]
 }
 
 type offCPURes struct {
@@ -45,6 +41,8 @@ type offCPURes struct {
 	link   link.Link
 	cgroup *os.File
 }
+
+func (r *offCPURes) program() *ebpf.Program { return r.objs.Program() }
 
 func (r *offCPURes) close() error {
 	var errs []error
@@ -84,7 +82,7 @@ func OpenOffCPU(ctx context.Context, opts OffCPUOptions) (*OffCPU, error) {
 		r.close()
 		return nil, err
 	}
-	o := &OffCPU{res: r}
+	o := &OffCPU{progTool[*offCPURes]{res: r, what: "off-CPU waits"}}
 	o.clean = runtime.AddCleanup(o, func(r *offCPURes) { r.close() }, r)
 	return o, nil
 }
@@ -146,35 +144,6 @@ func (o *OffCPU) Stack(id int32) ([]uint64, error) {
 		return nil, instrument.ErrClosed
 	}
 	return o.res.objs.Stack(id)
-}
-
-// RunTime is the kernel time the program has taken so far, on every CPU
-// (it runs at every context switch, the target's or not); 0 where the
-// kernel keeps no BPF run-time statistics.
-func (o *OffCPU) RunTime() (time.Duration, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return 0, instrument.ErrClosed
-	}
-	st, err := o.res.objs.Program().Stats()
-	if err != nil {
-		return 0, fmt.Errorf("off-CPU waits: reading the program's statistics: %w", err)
-	}
-	return st.Runtime, nil
-}
-
-// Close detaches the program and releases everything. A second call
-// returns instrument.ErrClosed.
-func (o *OffCPU) Close() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return instrument.ErrClosed
-	}
-	o.closed = true
-	o.clean.Stop()
-	return o.res.close()
 }
 
 // OffCPUWindow returns, by wait, the time the target's threads spent

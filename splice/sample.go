@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -35,10 +34,7 @@ type SamplerOptions struct {
 // search's first look at where the target's kernel time goes. Every event
 // is owned by its fd (closing it detaches the program).
 type Sampler struct {
-	mu     sync.Mutex
-	res    *samplerRes
-	clean  runtime.Cleanup
-	closed bool
+	progTool[*samplerRes]
 }
 
 type samplerRes struct {
@@ -47,6 +43,8 @@ type samplerRes struct {
 	links  []link.Link
 	cgroup *os.File
 }
+
+func (r *samplerRes) program() *ebpf.Program { return r.objs.Program() }
 
 func (r *samplerRes) close() error {
 	var errs []error
@@ -86,7 +84,7 @@ func OpenSampler(ctx context.Context, opts SamplerOptions) (*Sampler, error) {
 		r.close()
 		return nil, err
 	}
-	s := &Sampler{res: r}
+	s := &Sampler{progTool[*samplerRes]{res: r, what: "sampling"}}
 	s.clean = runtime.AddCleanup(s, func(r *samplerRes) { r.close() }, r)
 	return s, nil
 }
@@ -180,34 +178,4 @@ func (s *Sampler) setEnabled(on bool) error {
 		}
 	}
 	return nil
-}
-
-// RunTime is the kernel time the sampler's program has taken so far, on
-// every CPU (it runs in the sampling interrupt, charged to whatever task
-// it interrupts); 0 where the kernel keeps no BPF run-time statistics
-// (kernel.bpf_stats_enabled off).
-func (s *Sampler) RunTime() (time.Duration, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, instrument.ErrClosed
-	}
-	st, err := s.res.objs.Program().Stats()
-	if err != nil {
-		return 0, fmt.Errorf("sampling: reading the program's statistics: %w", err)
-	}
-	return st.Runtime, nil
-}
-
-// Close stops sampling and releases everything. A second call returns
-// instrument.ErrClosed.
-func (s *Sampler) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return instrument.ErrClosed
-	}
-	s.closed = true
-	s.clean.Stop()
-	return s.res.close()
 }
