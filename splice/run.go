@@ -58,9 +58,8 @@ type Run struct {
 	// Waiting, if set, is called before each wait for the next interval
 	// with the instruments launched so far (as Summarize names them).
 	Waiting func(launched []string)
-	// Each, if set, is called with every interval's summaries, el being
-	// the time since the start.
-	Each func(el time.Duration, at time.Time, interval time.Duration, sums []Summary) error
+	// Each, if set, is called with every interval's reading.
+	Each func(Interval) error
 	// Notes, if set, returns the summary's warnings of the totals.
 	Notes func(launched []string, total []Summary) []string
 	// MaxOverheadPct, when positive, ends the run (every instrument
@@ -74,7 +73,21 @@ type Run struct {
 	CPUs int
 }
 
-// overheadMeter is the part of Instruments that MaxOverheadPct reads.
+// Interval is what Run read at the end of one interval.
+type Interval struct {
+	Elapsed time.Duration // since the start
+	At      time.Time
+	// Length is the interval's: the last one is cut short by an
+	// interrupt or the deadline.
+	Length time.Duration
+	Sums   []Summary
+	// OverheadCPU is the instruments' own run time over the interval, as
+	// the kernel measured it, in CPUs (1: one CPU busy all along); -1
+	// where the session measures none.
+	OverheadCPU float64
+}
+
+// overheadMeter is the part of a Session that MaxOverheadPct reads.
 type overheadMeter interface {
 	Overhead() (Overhead, error)
 }
@@ -136,7 +149,7 @@ func (run *Run) Do(ctx context.Context, s instrument.Instrumenter) (*RunSummary,
 		run.Started()
 	}
 	prev := first
-	bound := run.overheadBound(s)
+	overhead := overheadOf(s)
 	tick := time.NewTicker(run.Interval)
 	defer tick.Stop()
 	stopped := ""
@@ -164,18 +177,19 @@ func (run *Run) Do(ctx context.Context, s instrument.Instrumenter) (*RunSummary,
 		if err != nil {
 			return nil, err
 		}
-		interval := r.At.Sub(prev.At) // the last one is cut short by an interrupt or the deadline
-		sums := WithIdle(Summarize(r.Sub(prev), interval), sched.Launched())
+		iv := Interval{Elapsed: el, At: r.At, Length: r.At.Sub(prev.At)}
+		iv.Sums = WithIdle(Summarize(r.Sub(prev), iv.Length), sched.Launched())
+		iv.OverheadCPU = overhead(iv.Length)
 		prev = r
-		if err := out.write(r.At, interval, sums); err != nil {
+		if err := out.write(r.At, iv.Length, iv.Sums); err != nil {
 			return nil, err
 		}
 		if run.Each != nil {
-			if err := run.Each(el, r.At, interval, sums); err != nil {
+			if err := run.Each(iv); err != nil {
 				return nil, err
 			}
 		}
-		if why := bound(interval); why != "" {
+		if why := run.overBound(iv); why != "" {
 			stopped, done = why, true
 		}
 	}
@@ -195,34 +209,44 @@ func (run *Run) Do(ctx context.Context, s instrument.Instrumenter) (*RunSummary,
 	return sum, nil
 }
 
-// overheadBound returns the check of MaxOverheadPct: given an interval's
-// length, why the run must stop, or "".
-func (run *Run) overheadBound(s instrument.Instrumenter) func(time.Duration) string {
+// overheadOf returns the instruments' run time over each interval, in
+// CPUs, from the session's own measure: -1 where it measures none. It is
+// read once an interval, for the bound and for Each.
+func overheadOf(s instrument.Instrumenter) func(interval time.Duration) float64 {
 	m, ok := s.(overheadMeter)
-	if run.MaxOverheadPct <= 0 || !ok {
-		return func(time.Duration) string { return "" }
+	if !ok {
+		return func(time.Duration) float64 { return -1 }
+	}
+	last, err := m.Overhead()
+	if err != nil || !last.Enabled {
+		return func(time.Duration) float64 { return -1 }
+	}
+	return func(interval time.Duration) float64 {
+		o, err := m.Overhead()
+		if err != nil || !o.Enabled || interval <= 0 {
+			return -1
+		}
+		cpu := float64(o.RunNs-last.RunNs) / float64(interval)
+		last = o
+		return cpu
+	}
+}
+
+// overBound says why the run must stop after iv (MaxOverheadPct), or "".
+func (run *Run) overBound(iv Interval) string {
+	if run.MaxOverheadPct <= 0 || iv.OverheadCPU < 0 {
+		return ""
 	}
 	cpus := run.CPUs
 	if cpus <= 0 {
 		cpus = runtime.NumCPU()
 	}
-	last, err := m.Overhead()
-	if err != nil || !last.Enabled {
-		return func(time.Duration) string { return "" }
+	pct := 100 * iv.OverheadCPU / float64(cpus)
+	if pct <= run.MaxOverheadPct {
+		return ""
 	}
-	return func(interval time.Duration) string {
-		o, err := m.Overhead()
-		if err != nil || !o.Enabled || interval <= 0 {
-			return ""
-		}
-		pct := 100 * float64(o.RunNs-last.RunNs) / (float64(interval) * float64(cpus))
-		last = o
-		if pct <= run.MaxOverheadPct {
-			return ""
-		}
-		return fmt.Sprintf("the instruments cost %.3g%% of the CPUs over %v, more than the overhead budget of %.3g%%: every instrument was withdrawn",
-			pct, interval.Round(time.Millisecond), run.MaxOverheadPct)
-	}
+	return fmt.Sprintf("the instruments cost %.3g%% of the CPUs over %v, more than the overhead budget of %.3g%%: every instrument was withdrawn",
+		pct, iv.Length.Round(time.Millisecond), run.MaxOverheadPct)
 }
 
 // writeSummary writes summary.json beside the series, renamed into place.

@@ -3,6 +3,7 @@ package splice
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,8 +38,8 @@ func TestRun(t *testing.T) {
 		var at []time.Duration
 		run := &Run{Plan: plan, Duration: 3 * time.Second, Interval: time.Second, Out: dir,
 			Started: func() { started++ },
-			Each: func(el time.Duration, _ time.Time, _ time.Duration, sums []Summary) error {
-				at = append(at, el)
+			Each: func(iv Interval) error {
+				at = append(at, iv.Elapsed)
 				return nil
 			},
 			Notes: func(launched []string, _ []Summary) []string { return []string{strings.Join(launched, " ")} },
@@ -80,8 +81,8 @@ func TestRunCancelled(t *testing.T) {
 		l := &clockInstrumenter{}
 		ctx, cancel := context.WithCancel(context.Background())
 		run := &Run{Plan: []Planned{{Spec: instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer}}}, Interval: time.Second, Out: dir,
-			Each: func(el time.Duration, _ time.Time, _ time.Duration, _ []Summary) error {
-				if el >= 2*time.Second {
+			Each: func(iv Interval) error {
+				if iv.Elapsed >= 2*time.Second {
 					cancel()
 				}
 				return nil
@@ -159,4 +160,43 @@ func TestRunOverheadBound(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunOverheadEach: each interval's reading carries the instruments'
+// run time over it, read once per interval (the bound and Each share it):
+// 0 CPUs before the cost starts at 2 s, 1.2 CPUs (30% of 4) after.
+func TestRunOverheadEach(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &countedOverhead{costlyInstrumenter: costlyInstrumenter{start: time.Now(), costFrom: 2 * time.Second, cpuFrac: 0.3, cpus: 4}}
+		var got []float64
+		run := &Run{Plan: []Planned{{Spec: instrument.Spec{Point: instrument.Point{Func: "vfs_read"}, Kind: instrument.Timer}}},
+			Duration: 4 * time.Second, Interval: time.Second, MaxOverheadPct: 50, CPUs: l.cpus,
+			Each: func(iv Interval) error { got = append(got, iv.OverheadCPU); return nil }}
+		if _, err := run.Do(context.Background(), l); err != nil {
+			t.Fatal(err)
+		}
+		want := []float64{0, 0, 1.2, 1.2}
+		if len(got) != len(want) {
+			t.Fatalf("overhead of %d intervals, want %d: %v", len(got), len(want), got)
+		}
+		for i := range want {
+			if math.Abs(got[i]-want[i]) > 1e-9 {
+				t.Errorf("interval %d: %.3f CPUs, want %.3f (all %v)", i+1, got[i], want[i], got)
+			}
+		}
+		if l.reads != len(want)+1 {
+			t.Errorf("the overhead was read %d times over %d intervals, want once each and once at the start", l.reads, len(want))
+		}
+	})
+}
+
+// countedOverhead counts the reads of a costlyInstrumenter's overhead.
+type countedOverhead struct {
+	costlyInstrumenter
+	reads int
+}
+
+func (c *countedOverhead) Overhead() (Overhead, error) {
+	c.reads++
+	return c.costlyInstrumenter.Overhead()
 }

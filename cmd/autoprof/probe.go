@@ -181,9 +181,9 @@ func probeLoop(ctx context.Context, s *splice.Session, cfg *probeConfig, reach *
 	run := &splice.Run{Plan: cfg.plan, PIDs: cfg.target.PIDs, Duration: cfg.duration, Interval: cfg.interval, Out: cfg.out, MaxOverheadPct: cfg.maxOverhead,
 		Started: reach.start, // once the instruments are live: it takes the CPUs for seconds
 		Waiting: reach.announce,
-		Each: func(el time.Duration, _ time.Time, _ time.Duration, sums []splice.Summary) error {
+		Each: func(iv splice.Interval) error {
 			if tty {
-				printTable(stdout, el, sums)
+				printTable(stdout, iv.Elapsed, iv.Sums)
 			}
 			return nil
 		},

@@ -171,7 +171,6 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	lastOverhead, _ := sess.Overhead()
 	specs := make([]instrument.Spec, len(plan))
 	for i, p := range plan {
 		specs[i] = p.Spec
@@ -198,11 +197,10 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 				x.publish(event{"experiment", ex.view()})
 			}
 		},
-		Each: func(el time.Duration, at time.Time, over time.Duration, sums []splice.Summary) error {
-			r := reading{ID: ex.id, ElapsedS: el.Seconds(), Time: at, IntervalS: over.Seconds(), Sums: brief(sums)}
-			if o, err := sess.Overhead(); err == nil && o.Enabled && over > 0 {
-				cpu := float64(o.RunNs-lastOverhead.RunNs) / float64(over)
-				r.OverheadCPU, lastOverhead = &cpu, o
+		Each: func(iv splice.Interval) error {
+			r := reading{ID: ex.id, ElapsedS: iv.Elapsed.Seconds(), Time: iv.At, IntervalS: iv.Length.Seconds(), Sums: brief(iv.Sums)}
+			if iv.OverheadCPU >= 0 {
+				r.OverheadCPU = &iv.OverheadCPU
 			}
 			x.publish(event{"reading", r})
 			return nil
