@@ -45,8 +45,7 @@ type Settings struct {
 	// MaxRound is the longest a round grows to while autoprof's own CPU,
 	// mostly a fixed cost per round (reading the instruments, deciding),
 	// is over BudgetPct (2 Round by default: a converged hunt takes
-	// rounds, so that longer rounds make it longer; under QEMU's emulator
-	// four rounds made the truth benchmark's hunts 39% longer).
+	// rounds, so that longer rounds make it longer; docs/overhead.md).
 	MaxRound time.Duration
 	// Duration bounds the whole hunt; 0 means until it converges, Done is
 	// closed or ctx ends.

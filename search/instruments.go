@@ -280,9 +280,9 @@ func (h *hunter) costOfSpec(spec instrument.Spec) float64 {
 // in every round: their run time in a round against what the calibration
 // predicts of it for the round's hits tells how much faster or slower the
 // machine runs the instruments now than during the calibration, which
-// compensate applies to the costs (a calibration on a busy machine
-// overstated fentry 13 times; an emulator's kprobe ran 40 times its
-// calibration when the other guest on its host was busy).
+// compensate applies to the costs: a calibration taken on a busy machine,
+// or an emulator whose host got busier, is off by a factor that the
+// programs' run time shows (docs/search.md, "Compensation").
 func BPFCostKey(key string) string { return "bpf:" + key }
 
 // bpfOfSpec returns the programs' calibrated run time per hit of spec's
