@@ -4,7 +4,7 @@
 // which run each displaced instruction sequence in place and relocated and
 // compare registers, flags and memory.
 //
-// A Machine is one read-write-execute mapping: a state page, the launch
+// A Mapping is one read-write-execute mapping: a state page, the launch
 // and exit stubs, and room for the code, data and stack of a test. Code
 // under test runs on its own stack, in the mapping, and ends by jumping to
 // Exit.
@@ -53,8 +53,8 @@ const (
 	CodeOff = stubsOff + stubsSize
 )
 
-// Machine is a mapping where tests place and run code.
-type Machine struct {
+// Mapping is the read-write-execute mapping where tests place and run code.
+type Mapping struct {
 	mem    []byte
 	st     *state
 	launch uint64
@@ -62,7 +62,7 @@ type Machine struct {
 }
 
 // New maps size bytes (at least 16 KiB) and writes the stubs.
-func New(size int) (*Machine, error) {
+func New(size int) (*Mapping, error) {
 	if size < 4*4096 {
 		return nil, fmt.Errorf("a machine of %d bytes is too small", size)
 	}
@@ -70,22 +70,22 @@ func New(size int) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Machine{mem: mem, st: (*state)(unsafe.Pointer(&mem[0]))}
+	m := &Mapping{mem: mem, st: (*state)(unsafe.Pointer(&mem[0]))}
 	m.writeStubs()
 	return m, nil
 }
 
 // Close unmaps the machine.
-func (m *Machine) Close() error { return kernel.Unmap(m.mem) }
+func (m *Mapping) Close() error { return kernel.Unmap(m.mem) }
 
 // Base returns the address of the mapping.
-func (m *Machine) Base() uint64 { return uint64(uintptr(unsafe.Pointer(&m.mem[0]))) }
+func (m *Mapping) Base() uint64 { return uint64(uintptr(unsafe.Pointer(&m.mem[0]))) }
 
 // Mem returns the mapping.
-func (m *Machine) Mem() []byte { return m.mem }
+func (m *Mapping) Mem() []byte { return m.mem }
 
 // Exit returns the address test code jumps to when it is done.
-func (m *Machine) Exit() uint64 { return m.exit }
+func (m *Mapping) Exit() uint64 { return m.exit }
 
 // Offsets of state's fields, for the stubs.
 var (
@@ -121,7 +121,7 @@ func (s *stub) ripMov(load bool, reg int, field int) {
 	s.code = binary.LittleEndian.AppendUint32(s.code, uint32(int32(int64(s.base+uint64(field))-int64(end))))
 }
 
-func (m *Machine) writeStubs() {
+func (m *Mapping) writeStubs() {
 	base := m.Base()
 	// launch: flags, every register but rsp, rsp, jump to the entry.
 	l := &stub{at: base + stubsOff, base: base}
@@ -162,7 +162,7 @@ const FlagsMask = 0x8d5
 // Run runs the code at entry with in, until it jumps to Exit, and returns
 // the registers then. in.RFLAGS is masked to the arithmetic flags (DF
 // stays clear, as Go requires); in.GPR[RSP] must point into the mapping.
-func (m *Machine) Run(entry uint64, in Regs) Regs {
+func (m *Mapping) Run(entry uint64, in Regs) Regs {
 	in.RFLAGS = in.RFLAGS&FlagsMask | 0x202 // reserved bit 1, IF
 	m.st.in, m.st.entry = in, entry
 	runtime.LockOSThread()
