@@ -53,12 +53,13 @@ func TestPureDeps(t *testing.T) {
 
 // TestBuildsOnDarwin: the pure packages and the command, whose report and
 // diff read saved runs on a laptop, build for macOS on both of its
-// architectures.
+// architectures, and so do the trees of search and reports (search/live,
+// a hunt on the running kernel, is Linux's alone).
 func TestBuildsOnDarwin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the cross builds")
 	}
 	for _, arch := range []string{"amd64", "arm64"} {
-		goCmd(t, []string{"GOOS=darwin", "GOARCH=" + arch, "CGO_ENABLED=0"}, append([]string{"build", module + "/cmd/autoprof"}, pure...)...)
+		goCmd(t, []string{"GOOS=darwin", "GOARCH=" + arch, "CGO_ENABLED=0"}, append([]string{"build", module + "/cmd/autoprof", module + "/search/...", module + "/reports/..."}, pure...)...)
 	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package live runs a hunt on the running kernel: it opens the splice
 // instruments, the call graph, the stack sampler and the target's thread
 // count, hands them to search.Hunt behind search's interfaces, and says
