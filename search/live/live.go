@@ -71,10 +71,9 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 		return nil, fmt.Errorf("opening the instruments: %w", err)
 	}
 	defer sess.Close()
-	var costs search.Calibrator
+	var costs search.Calibrator // the hunt's, measured before the workload starts
 	if !o.NoCalibrate {
 		costs = calibrate(ctx, sess, o.Recalibrate)
-		o.NoCalibrate = true
 	}
 	var launch func()
 	if w := o.Workload; w != nil {
@@ -87,7 +86,7 @@ func Hunt(ctx context.Context, o Options) (*search.Run, error) {
 	} else if len(o.Target.PIDs) > 0 && o.Done == nil {
 		o.Done = splice.WatchExit(ctx, o.Target.PIDs)
 	}
-	cfg, closeAll := Config(ctx, sess, o)
+	cfg, closeAll := huntConfig(ctx, sess, o)
 	defer closeAll()
 	cfg.Calibrator = costs
 	if ctl != nil {
@@ -169,9 +168,10 @@ func (f fixedCosts) Calibrate(context.Context, instrument.Instrumenter) (map[str
 	return f.costs, f.err
 }
 
-// Config builds the search.Config of a hunt over an open session; call
-// the returned function when the hunt is over.
-func Config(ctx context.Context, sess *splice.Session, o Options) (search.Config, func()) {
+// huntConfig builds the search.Config of a hunt over an open session,
+// its Calibrator aside (Hunt calibrates before it starts the workload);
+// call the returned function when the hunt is over.
+func huntConfig(ctx context.Context, sess *splice.Session, o Options) (search.Config, func()) {
 	in := Session{sess}
 	cfg := search.Config{
 		Settings:     o.Settings,
@@ -184,9 +184,6 @@ func Config(ctx context.Context, sess *splice.Session, o Options) (search.Config
 		OnRead:       o.OnRead,
 		Limitations:  limitations(sess, o.Target),
 	}
-	if !o.NoCalibrate {
-		cfg.Calibrator = Calibrator{Graph: sess.Graph()}
-	}
 	if !o.Target.IsSystem() {
 		cfg.Population = Population{Target: o.Target}
 	}
@@ -195,7 +192,7 @@ func Config(ctx context.Context, sess *splice.Session, o Options) (search.Config
 	}
 	rel, _ := kernel.Release()
 	host, _ := os.Hostname()
-	cfg.Meta = search.Meta{Command: o.Command, Kernel: rel, Host: host, Backend: string(sess.Backend()), Compare: o.Compare}
+	cfg.Meta = search.Meta{Command: o.Command, Kernel: rel, Host: host, Compare: o.Compare} // search adds what it measures, the backend too
 	sampler, err := OpenSampler(ctx, sess, SamplerOptions{Target: o.Target})
 	if err != nil {
 		cfg.Limitations = append(cfg.Limitations, "no on-CPU stack samples: "+err.Error())
