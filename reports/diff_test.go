@@ -683,3 +683,31 @@ func TestDiffCalibrations(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffChildrenWithdrawn: one hunt of a workload withdrew everything
+// below vfs_read for its last window (as a budget can), the other kept it
+// timed: vfs_read's exclusive time holds all of its callees' in one run
+// and none in the other. That is no change in the kernel; its inclusive
+// time, which compares, did not change (a 6.12 VM pair called it
+// significant: 1.85 -> 8.59 us exclusive per pread).
+func TestDiffChildrenWithdrawn(t *testing.T) {
+	bs, ns := synth.Read(4096, "6.12", 31), synth.Read(4096, "6.12", 32)
+	for i := range ns.Nodes {
+		if i >= 3 {
+			ns.Nodes[i].WithdrawAt = 5
+		}
+	}
+	base, new := synth.Generate(bs), synth.Generate(ns)
+	if new.Nodes[2].Excl.Mean < 3*base.Nodes[2].Excl.Mean {
+		t.Fatalf("vfs_read's exclusive share %.3f against %.3f: the callees' time did not move into it", new.Nodes[2].Excl.Mean, base.Nodes[2].Excl.Mean)
+	}
+	c, err := Diff(base, new, DiffOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Significant != 0 {
+		var b strings.Builder
+		WriteDiffText(&b, c)
+		t.Errorf("%d significant changes between runs of one workload, one with vfs_read's callees withdrawn:\n%s", c.Significant, b.String())
+	}
+}

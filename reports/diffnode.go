@@ -121,7 +121,7 @@ func samplesEstimate(run *search.Run, i int, metric string) (Estimate, bool) {
 // instrumentedBelow returns the paths, relative to node i and with
 // canonical names, of the nodes below it that run measured to the end
 // (profiled): what was instrumented under it.
-func instrumentedBelow(run *search.Run, i int, in []bool) map[string]bool {
+func instrumentedBelow(run *search.Run, i int, in []bool, depth int) map[string]bool {
 	kids := map[int][]int{}
 	for k, n := range run.Nodes {
 		if n.Parent >= 0 && in[k] && n.Kind != search.NodeSampled {
@@ -129,16 +129,32 @@ func instrumentedBelow(run *search.Run, i int, in []bool) map[string]bool {
 		}
 	}
 	out := map[string]bool{}
-	var walk func(at int, prefix string)
-	walk = func(at int, prefix string) {
+	var walk func(at int, prefix string, left int)
+	walk = func(at int, prefix string, left int) {
+		if left == 0 {
+			return
+		}
 		for _, k := range kids[at] {
 			p := prefix + ";" + CanonicalName(run.Nodes[k].Point.String())
 			out[p] = true
-			walk(k, p)
+			walk(k, p, left-1)
 		}
 	}
-	walk(i, "")
+	walk(i, "", depth)
 	return out
+}
+
+// sameKeys reports whether two sets hold the same keys.
+func sameKeys(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // instrumentCost is what one instrument below a context costs it per
@@ -312,16 +328,7 @@ func blockCalibration(run *search.Run, backend string) (float64, bool) {
 // instruments below them: then an instrument's own cost is the same in
 // both, and their times compare.
 func alike(base, new *search.Run, b, n int, inB, inN []bool) bool {
-	xb, xn := instrumentedBelow(base, b, inB), instrumentedBelow(new, n, inN)
-	if len(xb) != len(xn) {
-		return false
-	}
-	for p := range xb {
-		if !xn[p] {
-			return false
-		}
-	}
-	return true
+	return sameKeys(instrumentedBelow(base, b, inB, -1), instrumentedBelow(new, n, inN, -1))
 }
 
 // windowRounds returns the round numbers of the window run's in-window
@@ -459,6 +466,11 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 	d := NodeDiff{Path: nn.Path, BasePath: nb.Path, Base: side(base, b), New: side(new, n)}
 	like := alike(base, new, b, n, c.inB, c.inN)
 	d.Alike = like
+	// Where the two runs timed different children right below, a child
+	// timed in one run only has its time in this context's exclusive
+	// time there and in its own in the other: the exclusive times do not
+	// compare, whatever the instruments cost (the inclusive one does).
+	kidsDiffer := !like && !sameKeys(instrumentedBelow(base, b, c.inB, 1), instrumentedBelow(new, n, c.inN, 1))
 	cb, cn := costBelow(base, b, c.inB, c.bounds), costBelow(new, n, c.inN, c.bounds)
 	up, down := explainingCost(cn, cb), explainingCost(cb, cn) // what can make new slower, and base
 	rb, rn := roundsOf(base, b, c.wb), roundsOf(new, n, c.wn)
@@ -484,6 +496,11 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 		// stands as its estimate from samples.
 		eb, roundsB, okB := sideEstimate(base, b, m.name, xb)
 		en, roundsN, okN := sideEstimate(new, n, m.name, xn)
+		if kidsDiffer && m.name != "incl" && roundsB && roundsN {
+			nan := math.NaN()
+			*m.field(&d) = Change{Base: eb.Mean, New: en.Mean, Diff: en.Mean - eb.Mean, Low: nan, High: nan, P: nan, Q: nan, Unit: UnitNsPerOp}
+			continue
+		}
 		var mean float64
 		switch {
 		case okB && !roundsB:
