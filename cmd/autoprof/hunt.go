@@ -36,16 +36,16 @@ type huntConfig struct {
 // defaultHuntDuration bounds a hunt that has no command to end it.
 const defaultHuntDuration = 2 * time.Minute
 
-func runHunt(args []string, stdout io.Writer) error {
+func runHunt(args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseHunt(args)
 	if err != nil {
 		return err
 	}
-	return profiled("hunt", cfg.cpuprof, cfg.dir, func() error { return hunt(cfg, stdout) })
+	return profiled("hunt", cfg.cpuprof, cfg.dir, func() error { return hunt(cfg, stdout, stderr) })
 }
 
 // hunt runs the hunt that cfg describes and writes its outputs.
-func hunt(cfg *huntConfig, stdout io.Writer) error {
+func hunt(cfg *huntConfig, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 1)
@@ -63,8 +63,8 @@ func hunt(cfg *huntConfig, stdout io.Writer) error {
 		w.Cmd = workloadCmd(cfg, stdout)
 		defer w.Close()
 	}
-	cfg.opts.Progress = progressPrinter(os.Stderr)
-	cfg.opts.Warn = func(m string) { fmt.Fprintf(os.Stderr, "\nautoprof hunt: warning: %s\n", m) }
+	cfg.opts.Progress = progressPrinter(stderr)
+	cfg.opts.Warn = func(m string) { fmt.Fprintf(stderr, "\nautoprof hunt: warning: %s\n", m) }
 	run, err := live.Hunt(ctx, cfg.opts)
 	if err != nil {
 		if w != nil {
@@ -93,7 +93,7 @@ func hunt(cfg *huntConfig, stdout io.Writer) error {
 		if stopped = ctx.Err() != nil; stopped { // a signal ended the hunt
 			w.Signal(syscall.SIGTERM)
 		} else {
-			fmt.Fprintf(os.Stderr, "autoprof: the hunt is over; waiting for %s to exit\n", cfg.command[0])
+			fmt.Fprintf(stderr, "autoprof: the hunt is over; waiting for %s to exit\n", cfg.command[0])
 		}
 		<-w.Done()
 	}
@@ -268,11 +268,8 @@ func closed(ch <-chan struct{}) bool {
 // progressPrinter prints the hunt's progress: on a terminal one line
 // rewritten every round, elsewhere (or where TERM is unset or dumb, as on
 // a serial console) one line a second.
-func progressPrinter(w *os.File) func(search.Progress) {
-	tty := false
-	if st, err := w.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-		tty = os.Getenv("TERM") != "" && os.Getenv("TERM") != "dumb"
-	}
+func progressPrinter(w io.Writer) func(search.Progress) {
+	tty := isTerminal(w) && os.Getenv("TERM") != "" && os.Getenv("TERM") != "dumb"
 	var last time.Duration = -time.Second
 	return func(p search.Progress) {
 		if !tty && p.Elapsed-last < time.Second {

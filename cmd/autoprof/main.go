@@ -15,24 +15,31 @@ import (
 	"strings"
 )
 
-// command is one subcommand: its one-line summary and its entry point.
+// command is one subcommand: its one-line summary and its entry point,
+// which writes its output to stdout and what it tells the user meanwhile
+// (progress, warnings) to stderr.
 type command struct {
 	summary string
-	run     func(args []string, stdout io.Writer) error
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+// quiet adapts a command that tells the user nothing while it runs.
+func quiet(run func(args []string, stdout io.Writer) error) func(args []string, stdout, stderr io.Writer) error {
+	return func(args []string, stdout, _ io.Writer) error { return run(args, stdout) }
 }
 
 // commands lists every subcommand; each lives in its own file.
 var commands = map[string]command{
 	"hunt":    {"hunt kernel bottlenecks unattended: refine instruments where the time goes, write pprof and reports", runHunt},
-	"caps":    {"report which backends and text readers the running kernel allows, and why not", runCaps},
-	"diff":    {"compare two saved runs context by context, with significance tests", runDiff},
-	"report":  {"re-render the reports of a saved run (its run.json) without measuring", runReport},
-	"syms":    {"list the kernel's functions (or all symbols) with address, size, type and module", runSyms},
-	"disasm":  {"disassemble a kernel function: basic blocks, symbolized targets, candidate instrument points", runDisasm},
-	"callees": {"list a kernel function's call sites: direct, tail, indirect and static calls", runCallees},
-	"callers": {"list the call sites that reach a kernel function", runCallers},
+	"caps":    {"report which backends and text readers the running kernel allows, and why not", quiet(runCaps)},
+	"diff":    {"compare two saved runs context by context, with significance tests", quiet(runDiff)},
+	"report":  {"re-render the reports of a saved run (its run.json) without measuring", quiet(runReport)},
+	"syms":    {"list the kernel's functions (or all symbols) with address, size, type and module", quiet(runSyms)},
+	"disasm":  {"disassemble a kernel function: basic blocks, symbolized targets, candidate instrument points", quiet(runDisasm)},
+	"callees": {"list a kernel function's call sites: direct, tail, indirect and static calls", quiet(runCallees)},
+	"callers": {"list the call sites that reach a kernel function", quiet(runCallers)},
 	"probe":   {"insert instruments by hand (GILK manual mode) and print what they measure", runProbe},
-	"ui":      {"serve GILK's GUI in the browser: symbols, control-flow graphs, experiments with live data", runUI},
+	"ui":      {"serve GILK's GUI in the browser: symbols, control-flow graphs, experiments with live data", quiet(runUI)},
 }
 
 // errUsage marks errors that are the user's input; main prints them and
@@ -70,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "autoprof: unknown command %q; run autoprof help for the list\n", args[0])
 		return 2
 	}
-	err := cmd.run(args[1:], stdout)
+	err := cmd.run(args[1:], stdout, stderr)
 	var help *helpRequest
 	if errors.As(err, &help) {
 		help.print(stdout)

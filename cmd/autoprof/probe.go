@@ -41,13 +41,13 @@ const (
 	summaryFile = splice.SummaryFile // what --json prints
 )
 
-func runProbe(args []string, stdout io.Writer) error {
+func runProbe(args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseProbe(args)
 	if err != nil {
 		return err
 	}
 	return profiled("probe", cfg.cpuprof, cfg.dir, func() error {
-		err := probe(cfg, stdout)
+		err := probe(cfg, stdout, stderr)
 		if err != nil {
 			cfg.dir.abandon()
 		}
@@ -55,7 +55,7 @@ func runProbe(args []string, stdout io.Writer) error {
 	})
 }
 
-func probe(cfg *probeConfig, stdout io.Writer) error {
+func probe(cfg *probeConfig, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := splice.Open(ctx, splice.Options{Backend: cfg.backend})
@@ -72,7 +72,7 @@ func probe(cfg *probeConfig, stdout io.Writer) error {
 	for i, p := range cfg.plan {
 		specs[i] = p.Spec
 	}
-	return probeLoop(ctx, s, cfg, &reachReport{graph: s.Graph(), specs: specs}, stdout)
+	return probeLoop(ctx, s, cfg, &reachReport{graph: s.Graph(), specs: specs, out: stderr}, stdout)
 }
 
 func parseProbe(args []string) (*probeConfig, error) {
@@ -225,6 +225,7 @@ type reachReport struct {
 	done     chan struct{}
 	warnings map[string]string
 	shown    map[string]bool
+	out      io.Writer // where announce warns: the command's stderr
 }
 
 // start works the warnings out in the background.
@@ -249,7 +250,7 @@ func (r *reachReport) announce(launched []string) {
 	for _, name := range launched {
 		if w := r.warnings[name]; w != "" && !r.shown[name] {
 			r.shown[name] = true
-			fmt.Fprintf(os.Stderr, "autoprof probe: warning: %s\n", w)
+			fmt.Fprintf(r.out, "autoprof probe: warning: %s\n", w)
 		}
 	}
 }
