@@ -2,11 +2,6 @@ package splicer
 
 import (
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -17,10 +12,6 @@ import (
 // frame's exclusive time where its children's ends were read so; a clock
 // that wrapped still gives the time between.
 func TestClockDeltas(t *testing.T) {
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("no gcc to compile module/delta.h")
-	}
 	cases := []struct {
 		expr string
 		want uint64
@@ -34,37 +25,18 @@ func TestClockDeltas(t *testing.T) {
 		{"ap_excl(300, 1000)", 0}, // children's ends read on a CPU ahead
 		{"ap_excl(1000, 1000)", 0},
 	}
-	var src strings.Builder
-	src.WriteString("#include <stdio.h>\ntypedef unsigned long long u64;\ntypedef long long s64;\n" +
-		"#undef __always_inline\n#define __always_inline inline __attribute__((always_inline))\n#include \"delta.h\"\nint main(void) {\n")
-	for _, c := range cases {
-		src.WriteString("\tprintf(\"%llu\\n\", (unsigned long long)(" + c.expr + "));\n")
-	}
-	src.WriteString("\treturn 0;\n}\n")
-	dir := t.TempDir()
-	moduleDir, _ := filepath.Abs("module")
-	if err := os.WriteFile(filepath.Join(dir, "delta.c"), []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "delta")
-	if out, err := exec.Command(cc, "-O2", "-Wall", "-Werror", "-I", moduleDir, "-o", bin, filepath.Join(dir, "delta.c")).CombinedOutput(); err != nil {
-		t.Fatalf("compiling module/delta.h: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Fields(string(out))
-	if len(got) != len(cases) {
-		t.Fatalf("%d values printed, want %d", len(got), len(cases))
-	}
+	exprs := make([]string, len(cases))
 	for i, c := range cases {
-		v, _ := strconv.ParseUint(got[i], 10, 64)
-		if v != c.want {
+		exprs[i] = c.expr
+	}
+	got := cProbe(t, "module/delta.h", "typedef unsigned long long u64;\ntypedef long long s64;\n"+
+		"#undef __always_inline\n#define __always_inline inline __attribute__((always_inline))\n#include \"delta.h\"", exprs)
+	for i, c := range cases {
+		if v := got[i]; v != c.want {
 			t.Errorf("%s = %d, want %d", c.expr, v, c.want)
 		}
-		if v > math.MaxInt64 {
-			t.Errorf("%s = %d: a negative time wrapped", c.expr, v)
+		if got[i] > math.MaxInt64 {
+			t.Errorf("%s = %d: a negative time wrapped", c.expr, got[i])
 		}
 	}
 }

@@ -1,10 +1,6 @@
 package splicer
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -14,10 +10,6 @@ import (
 // and compares the sizes and offsets of its structures with this
 // package's mirrors.
 func TestLayout(t *testing.T) {
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("no gcc to compile the probe of uapi.h")
-	}
 	type field struct {
 		expr string
 		got  uintptr
@@ -70,32 +62,13 @@ func TestLayout(t *testing.T) {
 		{"AP_MAX_PIDS", MaxPIDs},
 		{"AP_MAX_WINDOW", MaxWindow},
 	}
-	var src strings.Builder
-	src.WriteString("#include <stdio.h>\n#include <stddef.h>\n#include \"uapi.h\"\nint main(void) {\n")
-	for _, f := range fields {
-		src.WriteString("\tprintf(\"%llu\\n\", (unsigned long long)(" + f.expr + "));\n")
-	}
-	src.WriteString("\treturn 0;\n}\n")
-	dir := t.TempDir()
-	moduleDir, _ := filepath.Abs("module")
-	if err := os.WriteFile(filepath.Join(dir, "probe.c"), []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "probe")
-	if out, err := exec.Command(cc, "-I", moduleDir, "-o", bin, filepath.Join(dir, "probe.c")).CombinedOutput(); err != nil {
-		t.Fatalf("compiling the probe: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Fields(string(out))
-	if len(lines) != len(fields) {
-		t.Fatalf("probe printed %d values, want %d", len(lines), len(fields))
-	}
+	exprs := make([]string, len(fields))
 	for i, f := range fields {
-		want, _ := strconv.ParseUint(lines[i], 10, 64)
-		if uint64(f.got) != want {
+		exprs[i] = f.expr
+	}
+	vals := cProbe(t, "uapi.h", "#include <stddef.h>\n#include \"uapi.h\"", exprs)
+	for i, f := range fields {
+		if want := vals[i]; uint64(f.got) != want {
 			t.Errorf("%s: Go has %d, C has %d", f.expr, f.got, want)
 		}
 	}
