@@ -138,18 +138,11 @@ func TestVMSpliceKprobe(t *testing.T) {
 	if err := s.Check(block); err == nil || !strings.Contains(err.Error(), "kprobe") {
 		t.Fatalf("a splice in a function holding a kprobe: %v, want a refusal naming the kprobe", err)
 	}
-	c := &siteChange{addr: w.Addr(), w: w, added: []instrument.Spec{block}}
-	if err := s.mod().request(c); err != nil {
-		t.Fatal(err)
+	ans := askModule(t, s, w, block)
+	if ans.Err != -int32(syscall.EBUSY) {
+		t.Fatalf("the module, asked directly to splice a function holding a kprobe: errno %d (%s), want EBUSY", -ans.Err, ans.Why())
 	}
-	batch := []splicer.Splice{c.req}
-	if _, err := s.mod().insertBatch(batch); err != nil {
-		t.Fatal(err)
-	}
-	if batch[0].Err != -int32(syscall.EBUSY) {
-		t.Fatalf("the module, asked directly to splice a function holding a kprobe: errno %d (%s), want EBUSY", -batch[0].Err, batch[0].Why())
-	}
-	t.Logf("the module refuses: %s", batch[0].Why())
+	t.Logf("the module refuses: %s", ans.Why())
 	kins[0].Close()
 }
 
@@ -260,19 +253,7 @@ func TestVMSpliceKprobeAfterJump(t *testing.T) {
 		t.Fatalf("the kprobe at %s+%#x is not an int3 (%#x)", fn, at, b[0])
 	}
 	block := instrument.Spec{Point: instrument.Point{Func: fn, Offset: uint64(w.Off)}, Kind: instrument.Count}
-	ask := func() splicer.Splice {
-		t.Helper()
-		c := &siteChange{addr: w.Addr(), w: w, added: []instrument.Spec{block}}
-		if err := s.mod().request(c); err != nil {
-			t.Fatal(err)
-		}
-		batch := []splicer.Splice{c.req}
-		if _, err := s.mod().insertBatch(batch); err != nil {
-			t.Fatal(err)
-		}
-		return batch[0]
-	}
-	got := ask()
+	got := askModule(t, s, w, block)
 	if got.Err != -int32(syscall.EBUSY) || !strings.Contains(got.Why(), "the kernel has a kprobe there") {
 		t.Fatalf("the module, asked to splice %s with a kprobe after a jmp: errno %d (%s), want EBUSY naming the kprobe", fn, -got.Err, got.Why())
 	}
@@ -280,7 +261,7 @@ func TestVMSpliceKprobeAfterJump(t *testing.T) {
 	if err := kins[0].Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := ask(); got.Err != 0 {
+	if got := askModule(t, s, w, block); got.Err != 0 {
 		t.Fatalf("without the kprobe the module refuses the window: errno %d (%s)", -got.Err, got.Why())
 	}
 	if _, err := s.mod().dev.Withdraw([]uint64{w.Addr()}); err != nil {

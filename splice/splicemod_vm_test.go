@@ -11,6 +11,8 @@ import (
 
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/kmod/splicer"
+	"github.com/autoprof/autoprof/splice/patch"
 )
 
 // spliceBuild is where vmtest.json puts what kmod/splicer/vmprep.sh built
@@ -65,6 +67,22 @@ func reopenSplice(t testing.TB, prev *Session) *Session {
 	s.releaseDropped()
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// askModule asks the module itself for a splice of spec at w, the
+// catalogue's checks (kprobes/list, the tables) bypassed, and returns its
+// answer: Err is 0 where it spliced.
+func askModule(t testing.TB, s *Session, w *patch.Window, spec instrument.Spec) splicer.Splice {
+	t.Helper()
+	c := &siteChange{addr: w.Addr(), w: w, added: []instrument.Spec{spec}}
+	if err := s.mod().request(c); err != nil {
+		t.Fatal(err)
+	}
+	batch := []splicer.Splice{c.req}
+	if _, err := s.mod().insertBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	return batch[0]
 }
 
 // insertAll inserts specs in one batch, failing the test on any error.
