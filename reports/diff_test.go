@@ -524,15 +524,7 @@ func TestDiffDifferentRefinement(t *testing.T) {
 	bs, ns := synth.Read(4096, "6.1", 21), synth.Read(4096, "6.1", 22)
 	ns.Nodes[13].WithdrawAt = 5 // folio_mark_accessed, 1.2% of the time
 	base, new := synth.Generate(bs), synth.Generate(ns)
-	c, err := Diff(base, new, DiffOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Significant != 0 {
-		var b strings.Builder
-		WriteDiffText(&b, c)
-		t.Errorf("%d significant changes between runs of one workload refined differently:\n%s", c.Significant, b.String())
-	}
+	checkNoChange(t, base, new, "runs of one workload refined differently")
 	// The plain exclusive shares do differ: the test can fail.
 	if d := new.Nodes[8].Excl.Mean - base.Nodes[8].Excl.Mean; d < 0.008 {
 		t.Errorf("filemap_read's plain exclusive share grew by only %.4f", d)
@@ -701,6 +693,14 @@ func TestDiffChildrenWithdrawn(t *testing.T) {
 	if new.Nodes[2].Excl.Mean < 3*base.Nodes[2].Excl.Mean {
 		t.Fatalf("vfs_read's exclusive share %.3f against %.3f: the callees' time did not move into it", new.Nodes[2].Excl.Mean, base.Nodes[2].Excl.Mean)
 	}
+	checkNoChange(t, base, new, "runs of one workload, one with vfs_read's callees withdrawn")
+}
+
+// checkNoChange fails the test, with the diff's text, where the diff of
+// base and new, runs of one workload (what says how they differ), calls
+// anything significant.
+func checkNoChange(t *testing.T, base, new *search.Run, what string) {
+	t.Helper()
 	c, err := Diff(base, new, DiffOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -708,6 +708,6 @@ func TestDiffChildrenWithdrawn(t *testing.T) {
 	if c.Significant != 0 {
 		var b strings.Builder
 		WriteDiffText(&b, c)
-		t.Errorf("%d significant changes between runs of one workload, one with vfs_read's callees withdrawn:\n%s", c.Significant, b.String())
+		t.Errorf("%d significant changes between %s:\n%s", c.Significant, what, b.String())
 	}
 }
