@@ -267,10 +267,16 @@ func (h *hunter) costOf(backend instrument.Backend) float64 {
 // counters (a kprobe at the call and one at its return), else its
 // backend's.
 func (h *hunter) costOfSpec(spec instrument.Spec) float64 {
-	if v, ok := h.perHit(spec, func(k string) string { return k }); ok {
+	if v, ok := h.calibratedCost(spec); ok {
 		return v
 	}
 	return h.costOf(h.backendOf(spec))
+}
+
+// calibratedCost is the calibrated cost per hit of spec's instrument, as
+// costOfSpec chooses it; ok is false where nothing was calibrated for it.
+func (h *hunter) calibratedCost(spec instrument.Spec) (float64, bool) {
+	return h.perHit(spec, func(k string) string { return k })
 }
 
 // BPFCostKey is the key under which a Calibrator gives, beside a cost

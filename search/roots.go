@@ -308,7 +308,7 @@ func (h *hunter) baseRate(c *census) {
 	o.BaseOpsPerSec = float64(ops) / c.took.Seconds()
 	var costNs float64
 	for fn, n := range c.calls {
-		perHit, ok := h.perHit(instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: h.cfg.Target}, func(k string) string { return k })
+		perHit, ok := h.calibratedCost(instrument.Spec{Point: instrument.Point{Func: fn}, Kind: instrument.Timer, Target: h.cfg.Target})
 		if !ok {
 			return // not calibrated: nothing to take out
 		}
