@@ -121,7 +121,7 @@ func samplesEstimate(run *search.Run, i int, metric string) (Estimate, bool) {
 // instrumentedBelow returns the paths, relative to node i and with
 // canonical names, of the nodes below it that run measured to the end
 // (profiled): what was instrumented under it.
-func instrumentedBelow(run *search.Run, i int, in []bool, depth int) map[string]bool {
+func instrumentedBelow(run *search.Run, i int, in []bool) map[string]bool {
 	kids := map[int][]int{}
 	for k, n := range run.Nodes {
 		if n.Parent >= 0 && in[k] && n.Kind != search.NodeSampled {
@@ -129,18 +129,27 @@ func instrumentedBelow(run *search.Run, i int, in []bool, depth int) map[string]
 		}
 	}
 	out := map[string]bool{}
-	var walk func(at int, prefix string, left int)
-	walk = func(at int, prefix string, left int) {
-		if left == 0 {
-			return
-		}
+	var walk func(at int, prefix string)
+	walk = func(at int, prefix string) {
 		for _, k := range kids[at] {
 			p := prefix + ";" + CanonicalName(run.Nodes[k].Point.String())
 			out[p] = true
-			walk(k, p, left-1)
+			walk(k, p)
 		}
 	}
-	walk(i, "", depth)
+	walk(i, "")
+	return out
+}
+
+// directly keeps the paths of instrumentedBelow that are one level down:
+// the children right below the node.
+func directly(below map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for p := range below {
+		if strings.Count(p, ";") == 1 {
+			out[p] = true
+		}
+	}
 	return out
 }
 
@@ -324,13 +333,6 @@ func blockCalibration(run *search.Run, backend string) (float64, bool) {
 	return c, ok
 }
 
-// alike reports whether two matched nodes were measured with the same
-// instruments below them: then an instrument's own cost is the same in
-// both, and their times compare.
-func alike(base, new *search.Run, b, n int, inB, inN []bool) bool {
-	return sameKeys(instrumentedBelow(base, b, inB, -1), instrumentedBelow(new, n, inN, -1))
-}
-
 // windowRounds returns the round numbers of the window run's in-window
 // nodes report (Meta.WindowStart and WindowRounds) that any node
 // reported, in order (every round, in a well-formed run: the roots report
@@ -464,13 +466,16 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 	base, new, o := c.base, c.new, c.opts
 	nb, nn := base.Nodes[b], new.Nodes[n]
 	d := NodeDiff{Path: nn.Path, BasePath: nb.Path, Base: side(base, b), New: side(new, n)}
-	like := alike(base, new, b, n, c.inB, c.inN)
-	d.Alike = like
+	// Alike: measured with the same instruments below, so that an
+	// instrument's own cost is the same in both and their times compare.
 	// Where the two runs timed different children right below, a child
 	// timed in one run only has its time in this context's exclusive
 	// time there and in its own in the other: the exclusive times do not
 	// compare, whatever the instruments cost (the inclusive one does).
-	kidsDiffer := !like && !sameKeys(instrumentedBelow(base, b, c.inB, 1), instrumentedBelow(new, n, c.inN, 1))
+	xb, xn := instrumentedBelow(base, b, c.inB), instrumentedBelow(new, n, c.inN)
+	like := sameKeys(xb, xn)
+	d.Alike = like
+	kidsDiffer := !like && !sameKeys(directly(xb), directly(xn))
 	cb, cn := costBelow(base, b, c.inB, c.bounds), costBelow(new, n, c.inN, c.bounds)
 	up, down := explainingCost(cn, cb), explainingCost(cb, cn) // what can make new slower, and base
 	rb, rn := roundsOf(base, b, c.wb), roundsOf(new, n, c.wn)
