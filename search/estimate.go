@@ -444,10 +444,7 @@ func (h *hunter) sampledUnder(n *node) *est {
 	if h.sampledNs <= 0 {
 		return nil
 	}
-	fns := make([]string, len(n.path))
-	for i, p := range n.path {
-		fns[i] = p.Function()
-	}
+	fns := stackFuncs(n.path)
 	known := h.nodeFuncs()
 	fns = visibleFrames(fns, h.jumpFunc())
 	var w, off float64
@@ -706,17 +703,17 @@ func (r *Run) ContextOf(frames []string) int {
 	return best
 }
 
-// pathFuncs returns the functions of node i's path, outermost first.
+// pathFuncs returns the frames of node i's context (see stackFuncs).
 func (r *Run) pathFuncs(i int) []string {
-	var fns []string
+	var pts instrument.Path
 	for m := &r.Nodes[i]; ; m = &r.Nodes[m.Parent] {
-		fns = append(fns, m.Point.Function())
+		pts = append(pts, m.Point)
 		if m.Parent < 0 {
 			break
 		}
 	}
-	slices.Reverse(fns)
-	return fns
+	slices.Reverse(pts)
+	return stackFuncs(pts)
 }
 
 // minSampledShare is the smallest share of the target's time a callee the
@@ -755,7 +752,7 @@ func (h *hunter) addSampledChildren() {
 	jump := h.jumpFunc()
 	visible := map[*node][]string{}
 	for _, n := range timed {
-		visible[n] = visibleFrames(pathFuncs(n.path), jump)
+		visible[n] = visibleFrames(stackFuncs(n.path), jump)
 	}
 	for _, s := range h.allStacks {
 		var best *node
@@ -774,10 +771,18 @@ func (h *hunter) addSampledChildren() {
 	}
 }
 
-func pathFuncs(p instrument.Path) []string {
-	out := make([]string, len(p))
-	for i, pt := range p {
-		out[i] = pt.Function()
+// stackFuncs returns the functions a kernel stack of path's context shows,
+// outermost first: each point's function, where a call site stands for
+// its callee's frame, and a call site followed by its callee's own node
+// (the callee timed at its entry under the call site's timer) is that one
+// frame, not two.
+func stackFuncs(path instrument.Path) []string {
+	out := make([]string, 0, len(path))
+	for i, pt := range path {
+		if pt.IsCallSite() && i+1 < len(path) && !path[i+1].IsCallSite() && path[i+1].Function() == pt.Callee {
+			continue
+		}
+		out = append(out, pt.Function())
 	}
 	return out
 }

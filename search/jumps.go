@@ -153,7 +153,10 @@ func (h *hunter) markTailCallDuplicates() {
 			continue
 		}
 		for _, b := range a.children {
-			if !timed(b) {
+			if !timed(b) || b.point().IsCallSite() {
+				// A call site's node and its callee's under it are
+				// one call: the callee's entry node beside it measured
+				// the same calls, and dropDuplicates keeps one.
 				continue
 			}
 			for _, y := range b.children {

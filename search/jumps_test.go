@@ -3,6 +3,8 @@ package search
 import (
 	"strings"
 	"testing"
+
+	"github.com/autoprof/autoprof/internal/instrument"
 )
 
 // TestJumps: a call that leaves no frame of the caller is told from the
@@ -55,6 +57,50 @@ func TestJumps(t *testing.T) {
 	} {
 		if got := strings.Join(visibleFrames(c.path, func(a, b, cc string) bool { return h.jumpEdge(j, a, b, cc) }), ";"); got != c.want {
 			t.Errorf("visible frames of %q: %q, want %q", c.path, got, c.want)
+		}
+	}
+}
+
+// TestCallSiteIsNoTailCall: a helper timed at its entry under A (x) and,
+// for a round, at its call site in A with its own node under the call
+// site (b, y) measured the same calls; in the call site's round the entry
+// node counted none. That is no tail call through b: x stays in the tree,
+// and the duplicate is dropDuplicates' to settle. (The 6.1 truth
+// benchmark's gt2: the helper's 25% under gt2_f17, timed at its entry for
+// 25 rounds, left the tree because of the call site's one round.)
+func TestCallSiteIsNoTailCall(t *testing.T) {
+	round := func(r int, calls uint64) RoundSample { return RoundSample{Round: r, Calls: calls} }
+	a := &node{path: instrument.Path{{Func: "f17"}}, rounds: []RoundSample{round(6, 60), round(7, 60), round(8, 60)}}
+	x := &node{path: instrument.Path{{Func: "f17"}, {Func: "h28"}}, parent: a,
+		rounds: []RoundSample{round(6, 3600), round(7, 0), round(8, 3600)}}
+	site := instrument.Point{Func: "f17", Offset: 0x58, Callee: "h28"}
+	b := &node{path: instrument.Path{{Func: "f17"}, site}, parent: a, rounds: []RoundSample{round(7, 3600)}}
+	y := &node{path: instrument.Path{{Func: "f17"}, site, {Func: "h28"}}, parent: b, rounds: []RoundSample{round(7, 3600)}}
+	a.children, b.children = []*node{x, b}, []*node{y}
+	h := &hunter{}
+	h.nodes = []*node{a, x, b, y}
+	h.markTailCallDuplicates()
+	if x.superseded || y.superseded {
+		t.Errorf("superseded: entry node %v, node under the call site %v; want neither", x.superseded, y.superseded)
+	}
+}
+
+// TestStackFuncs: a call site stands for its callee's frame, and a call
+// site with its callee's node under it for one frame.
+func TestStackFuncs(t *testing.T) {
+	site := instrument.Point{Func: "f17", Offset: 0x58, Callee: "h28"}
+	for _, c := range []struct {
+		path instrument.Path
+		want string
+	}{
+		{instrument.Path{{Func: "f17"}, {Func: "h28"}}, "f17;h28"},
+		{instrument.Path{{Func: "f17"}, site}, "f17;h28"},
+		{instrument.Path{{Func: "f17"}, site, {Func: "h28"}}, "f17;h28"},
+		{instrument.Path{{Func: "f17"}, site, {Func: "h28"}, {Func: "ktime_get"}}, "f17;h28;ktime_get"},
+		{instrument.Path{{Func: "f17"}, site, {Func: "other"}}, "f17;h28;other"},
+	} {
+		if got := strings.Join(stackFuncs(c.path), ";"); got != c.want {
+			t.Errorf("stackFuncs(%s) = %s, want %s", c.path, got, c.want)
 		}
 	}
 }
