@@ -144,10 +144,10 @@ func (s *bpfSession) register(spec instrument.Spec, b instrument.Backend) (*bpfI
 // attach the programs.
 func (s *bpfSession) attach(in *bpfInst) error {
 	kin := measure.Instrument{Kind: modelKind(in), Cgroup: -1}
+	if err := in.spec.Target.CheckPIDs(); err != nil {
+		return fmt.Errorf("target %w", err)
+	}
 	for _, p := range in.spec.Target.PIDs {
-		if p <= 0 {
-			return fmt.Errorf("target pid %d: not a process id", p)
-		}
 		kin.PIDs = append(kin.PIDs, uint32(p))
 	}
 	in.pids = kin.PIDs

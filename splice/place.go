@@ -248,10 +248,8 @@ func checkShape(backend instrument.Backend, spec instrument.Spec) error {
 		if len(spec.Target.PIDs) > splicer.MaxPIDs {
 			return refuse(spec, instrument.ErrNotSupported, "the splice backend filters on at most %d processes", splicer.MaxPIDs)
 		}
-		for _, p := range spec.Target.PIDs {
-			if p <= 0 {
-				return refuse(spec, instrument.ErrNotSupported, "target pid %d: not a process id", p)
-			}
+		if err := spec.Target.CheckPIDs(); err != nil {
+			return refuse(spec, instrument.ErrNotSupported, "target %v", err)
 		}
 	default:
 		return refuse(spec, instrument.ErrNotSupported, "unknown backend %q", backend)

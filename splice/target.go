@@ -26,10 +26,10 @@ var ErrNoTarget = errors.New("no such target")
 // bpf_current_task_under_cgroup, which knows v2 only). The error wraps
 // ErrNoTarget and names the input.
 func CheckTarget(t instrument.Target) error {
+	if err := t.CheckPIDs(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoTarget, err)
+	}
 	for _, p := range t.PIDs {
-		if p <= 0 {
-			return fmt.Errorf("pid %d: %w: not a process id", p, ErrNoTarget)
-		}
 		if _, err := os.Stat(filepath.Join(procRoot, strconv.Itoa(p))); err != nil {
 			return fmt.Errorf("pid %d: %w: no such process", p, ErrNoTarget)
 		}
@@ -51,7 +51,10 @@ func ParsePIDs(s string) ([]int, error) {
 	var pids []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
+		if err == nil {
+			err = instrument.Target{PIDs: []int{n}}.CheckPIDs()
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%q: not a process id", strings.TrimSpace(f))
 		}
 		pids = append(pids, n)

@@ -161,6 +161,18 @@ type Target struct {
 	Cgroup string
 }
 
+// CheckPIDs returns an error naming the first of t's pids that is no
+// process id: 0 or negative, which a pid filter in the kernel would take
+// for the idle task or for none. Every backend and every command asks it.
+func (t Target) CheckPIDs() error {
+	for _, p := range t.PIDs {
+		if p <= 0 {
+			return fmt.Errorf("pid %d: not a process id", p)
+		}
+	}
+	return nil
+}
+
 // IsSystem reports whether t selects the whole system.
 func (t Target) IsSystem() bool { return len(t.PIDs) == 0 && t.Cgroup == "" }
 

@@ -1,6 +1,7 @@
 package instrument
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -118,6 +119,25 @@ func TestCgroupDir(t *testing.T) {
 	} {
 		if got := (Target{Cgroup: c.cgroup}).CgroupDir(); got != c.want {
 			t.Errorf("CgroupDir(%q) = %q, want %q", c.cgroup, got, c.want)
+		}
+	}
+}
+
+// TestCheckPIDs: 0 and negative pids are refused, named; no pid (the whole
+// system) and real ones pass.
+func TestCheckPIDs(t *testing.T) {
+	for _, c := range []struct {
+		pids []int
+		want string
+	}{
+		{nil, ""},
+		{[]int{1, 4242}, ""},
+		{[]int{12, 0}, "pid 0: not a process id"},
+		{[]int{-3, 0}, "pid -3: not a process id"},
+	} {
+		err := Target{PIDs: c.pids}.CheckPIDs()
+		if got := fmt.Sprint(err); c.want == "" && err != nil || c.want != "" && got != c.want {
+			t.Errorf("CheckPIDs(%v) = %v, want %q", c.pids, err, c.want)
 		}
 	}
 }
