@@ -452,7 +452,8 @@ func pointNames(elem string) (fn, caller string) {
 //   - a CPU plant in its owner's own code: the path ends in the owner;
 //   - a CPU plant in a shared helper: the path ends in the owner (the
 //     helper's time in the owner's context is the owner's), or in the
-//     helper called from the owner (owner;helper, or helper@owner+OFF);
+//     helper called from the owner (owner;helper, helper@owner+OFF, or
+//     helper@owner+OFF;helper, the helper's node under its call site);
 //   - a sleep: the path holds the owner and, below it, only functions
 //     that are not the tree's (the kernel's sleeping functions);
 //   - a Many plant: the path ends in its cheap function.
@@ -463,7 +464,11 @@ func (t *Tree) Matches(p Plant, path []string) bool {
 	last, caller := pointNames(path[len(path)-1])
 	prev := ""
 	if len(path) >= 2 {
-		prev, _ = pointNames(path[len(path)-2])
+		var site string
+		prev, site = pointNames(path[len(path)-2])
+		if caller == "" && site != "" && prev == last {
+			caller = site // helper@owner+OFF;helper: the helper's own node under its call site
+		}
 	}
 	switch {
 	case p.Kind == Many:
