@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -112,7 +113,9 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 			}
 		},
 	}
+	stopProfile := profileHunt(t, tree.Name)
 	run, err := Hunt(context.Background(), opts)
+	stopProfile()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +277,32 @@ func logTree(t testing.TB, run *search.Run) {
 		}
 		t.Logf("node %d <- %d %-8s %-8s %-10s incl %5.1f%% excl %5.1f%% calls %d samples %d r%d-%d %s",
 			n.ID, n.Parent, n.Kind, n.Source, n.State, 100*n.Incl.Mean, 100*n.Excl.Mean, n.Calls, n.Samples, n.From, n.To, n.Point)
+	}
+}
+
+// profileHunt starts a CPU profile of the hunt of tree name where
+// AUTOPROF_TRUTH_CPUPROFILE is set (make truth TRUTH_CPUPROFILE=1): NAME.cpu.pprof
+// beside the saved runs, for reading autoprof's own cost per round (the
+// process is the controller, and the harness's reads of the module's
+// accounting at each round). The returned func stops it.
+func profileHunt(t testing.TB, name string) (stop func()) {
+	dir, ok := testenv.VMOut(t, "truth")
+	if !ok || os.Getenv("AUTOPROF_TRUTH_CPUPROFILE") == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name+".cpu.pprof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Errorf("the CPU profile of %s: %v", name, err)
+		}
 	}
 }
 
