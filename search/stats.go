@@ -2,6 +2,7 @@ package search
 
 import (
 	"math"
+	"sync"
 
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
@@ -31,9 +32,32 @@ func NewInterval(xs []float64, level float64) Interval {
 		return Interval{Mean: xs[0], Low: math.Inf(-1), High: math.Inf(1), N: 1}
 	}
 	mean, sd := stat.MeanStdDev(xs, nil)
-	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(n - 1)}.Quantile(1 - (1-level)/2)
-	half := t * sd / math.Sqrt(float64(n))
+	half := tQuantile(level, n-1) * sd / math.Sqrt(float64(n))
 	return Interval{Mean: mean, Low: mean - half, High: mean + half, N: n}
+}
+
+// tQuantiles holds the Student-t quantiles tQuantile computed, by level
+// and degrees of freedom.
+var tQuantiles sync.Map // tKey → float64
+
+type tKey struct {
+	level float64
+	df    int
+}
+
+// tQuantile is the two-sided Student-t quantile of level with df degrees
+// of freedom. Each is computed once: the hunt asks for every node's
+// interval twice a round, and the inverse incomplete beta behind a
+// quantile took half of autoprof's CPU in the rounds of a truth
+// benchmark hunt (docs/overhead.md).
+func tQuantile(level float64, df int) float64 {
+	k := tKey{level, df}
+	if q, ok := tQuantiles.Load(k); ok {
+		return q.(float64)
+	}
+	q := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(df)}.Quantile(1 - (1-level)/2)
+	tQuantiles.Store(k, q)
+	return q
 }
 
 // scaled is the interval of k times the variable: mean and bounds

@@ -2,6 +2,7 @@ package search
 
 import (
 	"encoding/json"
+	"gonum.org/v1/gonum/stat/distuv"
 	"math"
 	"testing"
 )
@@ -64,5 +65,29 @@ func TestIntervalJSON(t *testing.T) {
 	var f Finding
 	if err := json.Unmarshal([]byte(`{"p50_ns":null,"p99_ns":1536}`), &f); err != nil || !math.IsNaN(f.P50Ns) || f.P99Ns != 1536 {
 		t.Errorf("finding reads as p50 %v p99 %v (%v), want NaN and 1536", f.P50Ns, f.P99Ns, err)
+	}
+}
+
+// TestTQuantile: the cached quantile is gonum's, for each level and
+// degrees of freedom asked, the first time and after.
+func TestTQuantile(t *testing.T) {
+	for _, level := range []float64{0.9, 0.95, 0.99} {
+		for _, df := range []int{1, 2, 5, 30, 200} {
+			want := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(df)}.Quantile(1 - (1-level)/2)
+			for range 2 {
+				if got := tQuantile(level, df); got != want {
+					t.Fatalf("tQuantile(%g, %d) = %g, want %g", level, df, got, want)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkNewInterval is one node's interval over a window of twelve
+// rounds, as the hunt computes every node's twice a round.
+func BenchmarkNewInterval(b *testing.B) {
+	xs := []float64{0.51, 0.49, 0.5, 0.52, 0.48, 0.5, 0.51, 0.49, 0.5, 0.53, 0.47, 0.5}
+	for b.Loop() {
+		NewInterval(xs, 0.95)
 	}
 }
