@@ -628,3 +628,51 @@ func TestBusyBackend(t *testing.T) {
 		}
 	})
 }
+
+// TestSampledTimesFollowSamples: a sampled node's time is its samples'
+// share of its root's measured time, the same scale for every sampled
+// node of a root, so that a node with twice the samples has twice the
+// time (issue 15's dd hunt: read_zero 93 samples and 184 ms, ksys_read
+// above it 195 samples and 20 ms), and no sampled node holds more than
+// its root. A sampled node made from the quiet samples after the last
+// round has times as well as shares (they were 0 ns).
+func TestSampledTimesFollowSamples(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("deep", 2)
+		k.OnlyRoots = true
+		k.Start()
+		run := hunt(t, k, func(c *search.Config) { c.Duration = 20 * time.Second })
+		perSample := map[string][]float64{} // root → ns per sample of its sampled nodes
+		for _, n := range run.Nodes {
+			if n.Kind != search.NodeSampled || n.Samples < 50 {
+				continue
+			}
+			root := run.Nodes[0]
+			for _, r := range run.Nodes {
+				if r.Parent < 0 && r.Path[0] == n.Path[0] {
+					root = r
+				}
+			}
+			if n.InclNs > root.InclNs {
+				t.Errorf("%s: %d ns, more than its root's %d", strings.Join(n.Path, ";"), n.InclNs, root.InclNs)
+			}
+			if want := n.Incl.Mean * float64(n.TargetNs); math.Abs(float64(n.InclNs)-want) > 0.01*want || n.InclNs == 0 {
+				t.Errorf("%s: %d ns for an inclusive share of %.1f%% of %d ns: the time and the share disagree", n.Point, n.InclNs, 100*n.Incl.Mean, n.TargetNs)
+			}
+			perSample[root.Path[0]] = append(perSample[root.Path[0]], float64(n.InclNs)/float64(n.Samples))
+		}
+		if len(perSample) == 0 {
+			t.Fatal("no sampled node of 50 samples or more: the test tests nothing")
+		}
+		for root, xs := range perSample {
+			lo, hi := slices.Min(xs), slices.Max(xs)
+			t.Logf("%s: %d sampled nodes, %.0f to %.0f ns per sample", root, len(xs), lo, hi)
+			if len(xs) < 2 {
+				t.Errorf("%s: %d sampled nodes of 50 samples or more, want a chain", root, len(xs))
+			}
+			if hi > 1.1*lo {
+				t.Errorf("%s: sampled nodes at %.0f to %.0f ns per sample, want one scale", root, lo, hi)
+			}
+		}
+	})
+}

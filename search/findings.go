@@ -182,9 +182,11 @@ func (h *hunter) consistent(r *Run) {
 			continue
 		}
 		t := float64(out.TargetNs)
-		if e.source == SourceBurst || e.source == SourceSamples && n.kind != NodeSampled {
+		if e.source == SourceBurst || e.source == SourceSamples && (n.kind != NodeSampled || out.InclNs == 0) {
 			// The estimate replaces what the node's own rounds
-			// measured, which its own instrument inflated.
+			// measured, which its own instrument inflated; a sampled
+			// node made from the quiet samples at the end has no
+			// rounds, and its times are its estimate's.
 			out.InclNs = uint64(e.incl.Mean * t)
 			out.InclOffCPUNs = min(uint64(e.inclOff*t), out.InclNs)
 		}
