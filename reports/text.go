@@ -285,6 +285,11 @@ func Controller(o search.Overhead) string {
 		return ""
 	}
 	s := fmt.Sprintf("autoprof itself: %.2f%% of CPU over the rounds", o.ControllerPct)
+	if l := o.Loop; l != nil && l.Rounds > 0 {
+		per := func(sec float64) string { return dur(1e9 * sec / float64(l.Rounds)) }
+		s += fmt.Sprintf(" (a round's own work: reading %s, statistics %s, progress %s, decisions %s)",
+			per(l.ReadSec), per(l.StatisticsSec), per(l.ProgressSec), per(l.DecisionsSec))
+	}
 	if o.StartupWallSec > 0 {
 		s += fmt.Sprintf("; start-up to the first round %.1fs (%.1fs of CPU)", o.StartupWallSec, o.StartupCPUSec)
 	}

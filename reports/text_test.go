@@ -125,3 +125,19 @@ func TestSlowdownFirstScreen(t *testing.T) {
 		t.Error("a run without a bare rate claims one")
 	}
 }
+
+// TestControllerLoop: the summary line of autoprof's own cost gives what a
+// round's own work took, phase by phase, from the run's loop times; a run
+// without them keeps the line as it was.
+func TestControllerLoop(t *testing.T) {
+	o := search.Overhead{ControllerPct: 5.5, StartupWallSec: 3.9, StartupCPUSec: 3.1}
+	plain := Controller(o)
+	if plain != "autoprof itself: 5.50% of CPU over the rounds; start-up to the first round 3.9s (3.1s of CPU)" {
+		t.Errorf("without loop times: %q", plain)
+	}
+	o.Loop = &search.LoopPhases{Rounds: 10, ReadSec: 0.12, StatisticsSec: 0.03, ProgressSec: 0.5, DecisionsSec: 1.2}
+	want := "autoprof itself: 5.50% of CPU over the rounds (a round's own work: reading 12ms, statistics 3ms, progress 50ms, decisions 120ms); start-up to the first round 3.9s (3.1s of CPU)"
+	if got := Controller(o); got != want {
+		t.Errorf("with loop times:\n got %q\nwant %q", got, want)
+	}
+}

@@ -258,21 +258,33 @@ func (h *hunter) loop(ctx context.Context) {
 	h.firstRead = prev.at
 	h.countUntilFirstRound(prev.Reading)
 	h.looping = true
+	lp := &LoopPhases{}
+	h.run.Overhead.Loop = lp
 	for {
 		stop := h.wait(ctx)
+		t0 := time.Now()
 		cur, err := h.read(false)
 		if err != nil {
 			h.stop = err.Error()
 			return
 		}
+		t1 := time.Now()
 		h.lastRead = cur.at
 		h.absorb(cur, prev)
+		t2 := time.Now()
 		h.report()
+		t3 := time.Now()
+		lp.Rounds++
+		lp.ReadSec += t1.Sub(t0).Seconds()
+		lp.StatisticsSec += t2.Sub(t1).Seconds()
+		lp.ProgressSec += t3.Sub(t2).Seconds()
 		if stop != "" {
 			h.stop = stop
 			return
 		}
-		if !h.decide() && h.converged() {
+		changed := h.decide()
+		lp.DecisionsSec += time.Since(t3).Seconds()
+		if !changed && h.converged() {
 			h.stop = "converged: nothing left to refine or withdraw"
 			h.event("stop", nil, "", nil, h.stop)
 			return

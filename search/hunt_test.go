@@ -495,3 +495,21 @@ func TestBareRate(t *testing.T) {
 		}
 	})
 }
+
+// TestLoopPhases: the run keeps the loop's time by phase, one entry a
+// round (the phases' wall time: under synctest's clock, which stands
+// still while the hunt computes, zero).
+func TestLoopPhases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("cpu", 1)
+		k.Start()
+		run := hunt(t, k, nil)
+		l := run.Overhead.Loop
+		if l == nil || l.Rounds != run.Meta.Rounds || l.Rounds == 0 {
+			t.Fatalf("loop phases %+v over %d rounds", l, run.Meta.Rounds)
+		}
+		if l.ReadSec < 0 || l.StatisticsSec < 0 || l.ProgressSec < 0 || l.DecisionsSec < 0 {
+			t.Errorf("negative phase times: %+v", l)
+		}
+	})
+}

@@ -260,12 +260,32 @@ type Overhead struct {
 	ControllerPct  float64 `json:"controller_pct,omitempty"`
 	StartupWallSec float64 `json:"startup_wall_sec,omitempty"`
 	StartupCPUSec  float64 `json:"startup_cpu_sec,omitempty"`
+	// Loop is the wall time of each phase of the rounds' loop, summed
+	// over the rounds: what of ControllerPct the hunt's own goroutine
+	// spends where (the rest is in the background: the stack sampler,
+	// the garbage collector, the runtime). Nil where no round ran.
+	Loop *LoopPhases `json:"loop,omitempty"`
 	// OverBudget, where not empty, says that the budget could not be
 	// kept and what the hunt did about it: reports put it on the first
 	// screen.
 	OverBudget string `json:"over_budget,omitempty"`
 	// Rounds are the overhead of every round.
 	Rounds []OverheadRound `json:"rounds,omitempty"`
+}
+
+// LoopPhases are the seconds the rounds' loop spent in each phase, over
+// every round (Overhead.Loop).
+type LoopPhases struct {
+	Rounds int `json:"rounds"`
+	// Read: reading the instruments, the thread count, the round's
+	// samples; Statistics: the round's readings into the tree (costs
+	// compensated, estimates); Progress: the intervals and the progress
+	// report; Decisions: refining, withdrawing, the budget, inserting and
+	// removing instruments.
+	ReadSec       float64 `json:"read_sec"`
+	StatisticsSec float64 `json:"statistics_sec"`
+	ProgressSec   float64 `json:"progress_sec"`
+	DecisionsSec  float64 `json:"decisions_sec"`
 }
 
 // OverheadRound is the overhead of one round.
