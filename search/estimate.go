@@ -754,10 +754,15 @@ func (h *hunter) addSampledChildren() {
 	for _, n := range timed {
 		visible[n] = visibleFrames(stackFuncs(n.path), jump)
 	}
+	seen := map[*node]bool{} // nodes whose context some stack runs in
 	for _, s := range h.allStacks {
 		var best *node
 		for _, n := range timed {
-			if (best == nil || len(n.path) > len(best.path)) && inContext(s.Frames, visible[n], known) {
+			if !inContext(s.Frames, visible[n], known) {
+				continue
+			}
+			seen[n] = true
+			if best == nil || len(n.path) > len(best.path) {
 				best = n
 			}
 		}
@@ -765,9 +770,15 @@ func (h *hunter) addSampledChildren() {
 			own[best] = append(own[best], s)
 		}
 	}
+	// Only where the samples saw a node's context can they judge its own
+	// time: a context no stack runs in (one measured before a function
+	// above it was timed, whose path now skips a function the samples
+	// show) has no sampled share, not a share of zero.
 	h.ownSampled = map[*node]float64{}
 	for _, n := range timed {
-		h.ownSampled[n] = h.sampledBelow(n, own[n], 0)
+		if seen[n] {
+			h.ownSampled[n] = h.sampledBelow(n, own[n], 0)
+		}
 	}
 }
 

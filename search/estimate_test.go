@@ -90,3 +90,31 @@ func TestSteadyRounds(t *testing.T) {
 		t.Errorf("%d of 2 rounds kept, want both", len(got))
 	}
 }
+
+// TestOwnSampledOnlyWhereSeen: a node measured before a function above it
+// was timed (its path skips sysfs_kf_write, which a later branch times)
+// runs in no stack's context now; the samples give it no own share, where
+// they gave it zero and its whole exclusive time was booked as the
+// instruments' cost (the 6.1 truth benchmark's gt2: the helper's 25.6%
+// under gt2_f17, not a finding). The later branch's node has its own.
+func TestOwnSampledOnlyWhereSeen(t *testing.T) {
+	h := &hunter{graph: map[string]*graphInfo{}, tree: tree{byKey: map[string]*node{}, roots: map[string]bool{}}}
+	h.sampledNs, h.sampledCount = 1e9, 100
+	pts := func(fns ...string) instrument.Path {
+		var p instrument.Path
+		for _, f := range fns {
+			p = append(p, instrument.Point{Func: f})
+		}
+		return p
+	}
+	oldSite := h.nodeFor(append(pts("ksys_write", "gt2_store", "gt2_f17"), instrument.Point{Func: "gt2_f17", Offset: 0x58, Callee: "gt2_h28"}))
+	newF17 := h.nodeFor(pts("ksys_write", "sysfs_kf_write", "gt2_store", "gt2_f17"))
+	h.allStacks = []Stack{{Frames: []string{"ksys_write", "sysfs_kf_write", "gt2_store", "gt2_f17", "gt2_h28"}, OnCPU: true, Count: 100, WeightNs: 1e9}}
+	h.addSampledChildren()
+	if ns, ok := h.ownSampled[oldSite]; ok {
+		t.Errorf("the old branch's call site has an own sampled share, %v ns: no stack runs in its context", ns)
+	}
+	if _, ok := h.ownSampled[newF17]; !ok {
+		t.Error("the later branch's gt2_f17 has no sampled share: its stacks run in its context")
+	}
+}
