@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -28,7 +29,11 @@ type huntFigures struct {
 	roundsSlowdown      float64
 	startWall, startCPU float64
 	controller          float64
-	firstCorrect        time.Duration
+	// ctlPerRound is autoprof's own CPU per round, ms, and loopPerRound
+	// the wall time of the round's own work on the hunt's goroutine
+	// (Overhead.Loop): the rest of ctlPerRound is the background's.
+	ctlPerRound, loopPerRound float64
+	firstCorrect              time.Duration
 	inserted, maxLive   int
 	wholeSubtree        int
 	predicted, measure  float64 // mean overhead, percent of CPU
@@ -39,9 +44,9 @@ type huntFigures struct {
 func (f huntFigures) String() string {
 	return fmt.Sprintf("workload %.1f ops/s alone, %.1f during the hunt (slowdown %.1f%%, %.1f%% over the rounds); first correct finding after %v; "+
 		"%d instruments inserted (%d at most live, whole subtree %d); overhead %.2f%% predicted, %.2f%% measured; "+
-		"autoprof %.2f%% of CPU over the rounds, start-up %.1fs (%.1fs CPU); %d rounds, %s",
+		"autoprof %.2f%% of CPU over the rounds (%.1f ms of CPU a round, %.1f ms of it the round's own work), start-up %.1fs (%.1fs CPU); %d rounds, %s",
 		f.baseOps, f.huntOps, 100*f.slowdown, 100*f.roundsSlowdown, f.firstCorrect.Round(time.Millisecond), f.inserted, f.maxLive, f.wholeSubtree,
-		f.predicted, f.measure, f.controller, f.startWall, f.startCPU, f.rounds, f.stop)
+		f.predicted, f.measure, f.controller, f.ctlPerRound, f.loopPerRound, f.startWall, f.startCPU, f.rounds, f.stop)
 }
 
 // measureHunt runs, in one VM, the aptest cpu shape alone for a while and
@@ -97,6 +102,15 @@ func measureHunt(tb testing.TB, budget float64) huntFigures {
 	}
 	o := run.Overhead
 	f.startWall, f.startCPU, f.controller = o.StartupWallSec, o.StartupCPUSec, o.ControllerPct
+	for _, r := range o.Rounds {
+		f.ctlPerRound += r.ControllerPct / 100 * float64(runtime.NumCPU()) * r.Sec * 1e3
+	}
+	if len(o.Rounds) > 0 {
+		f.ctlPerRound /= float64(len(o.Rounds))
+	}
+	if l := o.Loop; l != nil && l.Rounds > 0 {
+		f.loopPerRound = 1e3 * (l.ReadSec + l.StatisticsSec + l.ProgressSec + l.DecisionsSec) / float64(l.Rounds)
+	}
 	f.inserted, f.maxLive, f.wholeSubtree = o.Inserted, o.MaxLive, o.WholeSubtree
 	f.predicted, f.measure = o.PredictedPct, o.MeasuredPct
 	f.rounds, f.stop = run.Meta.Rounds, run.Meta.StopReason
@@ -130,6 +144,8 @@ func benchHunt(b *testing.B, budget float64) {
 		b.ReportMetric(f.startWall, "startup-s")
 		b.ReportMetric(f.startCPU, "startup-cpu-s")
 		b.ReportMetric(f.controller, "autoprof-%cpu")
+		b.ReportMetric(f.ctlPerRound, "autoprof-cpu-ms/round")
+		b.ReportMetric(f.loopPerRound, "round-work-ms/round")
 		b.ReportMetric(f.firstCorrect.Seconds(), "first-correct-s")
 		b.ReportMetric(float64(f.inserted), "instruments")
 		b.ReportMetric(f.predicted, "predicted-%cpu")
