@@ -34,11 +34,11 @@ type huntFigures struct {
 	// (Overhead.Loop): the rest of ctlPerRound is the background's.
 	ctlPerRound, loopPerRound float64
 	firstCorrect              time.Duration
-	inserted, maxLive   int
-	wholeSubtree        int
-	predicted, measure  float64 // mean overhead, percent of CPU
-	rounds              int
-	stop                string
+	inserted, maxLive         int
+	wholeSubtree              int
+	predicted, measure        float64 // mean overhead, percent of CPU
+	rounds                    int
+	stop                      string
 }
 
 func (f huntFigures) String() string {
