@@ -283,7 +283,15 @@ func (h *hunter) inclusive(n *node) *est {
 		xs[i] = share(r)
 	}
 	e.incl = NewInterval(xs, h.cfg.Confidence)
-	e.inclOff = offShare(n.all.inclOff, n.all.targetNs)
+	// Off the CPU: the part of its time the node spent off the CPU over
+	// all its rounds, of the share of the steady ones. (Its off-CPU
+	// share over all of them is of a target time that holds the stalls
+	// steadyRounds left out, where the thread ran: a sleep withdrawn
+	// after such a round read a tenth of its time as on-CPU, and that as
+	// the instruments' cost.)
+	if n.all.inclNs > 0 {
+		e.inclOff = e.incl.Mean * min(float64(n.all.inclOff)/float64(n.all.inclNs), 1)
+	}
 	return e
 }
 

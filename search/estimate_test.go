@@ -118,3 +118,33 @@ func TestOwnSampledOnlyWhereSeen(t *testing.T) {
 		t.Error("the later branch's gt2_f17 has no sampled share: its stacks run in its context")
 	}
 }
+
+// TestRoundsEstimateOffCPU: a sleep withdrawn after a round in which the
+// text changed and the target took two and a half times its time per
+// operation (the 6.1 truth benchmark's gt6_f18, rounds 1 to 4) keeps the
+// off-CPU part of its time from all its rounds, applied to the share of
+// the steady ones: on the CPU 5% of its share (as over all its rounds),
+// where its off-CPU share over all rounds left 36% of it on the CPU, and
+// the samples then booked that as the instruments' cost.
+func TestRoundsEstimateOffCPU(t *testing.T) {
+	h := &hunter{textChanged: map[int]bool{4: true}}
+	h.cfg.Confidence, h.cfg.MinRounds = 0.95, 3
+	n := &node{kind: NodeFunction, state: StateWithdrawn, path: instrument.Path{{Func: "gt6_f18"}}}
+	for i, r := range []struct {
+		ops          uint64
+		msPerOp      float64
+		excl, offcpu float64
+	}{{30, 8.62, 0.355, 0.344}, {37, 8.99, 0.349, 0.337}, {51, 8.40, 0.375, 0.362}, {69, 21.63, 0.160, 0.147}} {
+		tn := float64(r.ops) * r.msPerOp * 1e6
+		n.rounds = append(n.rounds, RoundSample{Round: i + 1, Calls: r.ops, TargetOps: r.ops, InclShare: r.excl, ExclShare: r.excl, OffCPU: r.offcpu, TargetNs: tn})
+		c := instrument.ContextReading{Calls: r.ops, InclNs: uint64(r.excl * tn), ExclNs: uint64(r.excl * tn), InclOffCPUNs: uint64(r.offcpu * tn), ExclOffCPUNs: uint64(r.offcpu * tn)}
+		n.all.add(&c, r.ops, tn)
+	}
+	e := h.inclusive(n)
+	if e.source != SourceRounds || math.Abs(e.incl.Mean-0.36) > 0.002 {
+		t.Fatalf("estimate %s %.3f, want the steady rounds' 36%%", e.source, e.incl.Mean)
+	}
+	if on := e.incl.Mean - e.inclOff; on < 0 || on > 0.08*e.incl.Mean {
+		t.Errorf("on the CPU %.1f%% of the target's time of %.1f%%, want at most 8%% of it", 100*on, 100*e.incl.Mean)
+	}
+}
