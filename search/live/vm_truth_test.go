@@ -281,7 +281,7 @@ func logTree(t testing.TB, run *search.Run) {
 }
 
 // profileHunt starts a CPU profile of the hunt of tree name where
-// AUTOPROF_TRUTH_CPUPROFILE is set (make truth TRUTH_CPUPROFILE=1): NAME.cpu.pprof
+// AUTOPROF_TRUTH_CPUPROFILE is set (AUTOPROF_TRUTH_CPUPROFILE=1 make truth): NAME.cpu.pprof
 // beside the saved runs, for reading autoprof's own cost per round (the
 // process is the controller, and the harness's reads of the module's
 // accounting at each round). The returned func stops it.
