@@ -3,6 +3,7 @@ package reports
 // Statistics of one matched calling context (see Diff).
 
 import (
+	"maps"
 	"math"
 	"sort"
 	"strings"
@@ -151,19 +152,6 @@ func directly(below map[string]bool) map[string]bool {
 		}
 	}
 	return out
-}
-
-// sameKeys reports whether two sets hold the same keys.
-func sameKeys(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
-		}
-	}
-	return true
 }
 
 // instrumentCost is what one instrument below a context costs it per
@@ -473,9 +461,9 @@ func (c *comparer) compareNode(b, n int) NodeDiff {
 	// time there and in its own in the other: the exclusive times do not
 	// compare, whatever the instruments cost (the inclusive one does).
 	xb, xn := instrumentedBelow(base, b, c.inB), instrumentedBelow(new, n, c.inN)
-	like := sameKeys(xb, xn)
+	like := maps.Equal(xb, xn) // sets: every value true
 	d.Alike = like
-	kidsDiffer := !like && !sameKeys(directly(xb), directly(xn))
+	kidsDiffer := !like && !maps.Equal(directly(xb), directly(xn))
 	cb, cn := costBelow(base, b, c.inB, c.bounds), costBelow(new, n, c.inN, c.bounds)
 	up, down := explainingCost(cn, cb), explainingCost(cb, cn) // what can make new slower, and base
 	rb, rn := roundsOf(base, b, c.wb), roundsOf(new, n, c.wn)
