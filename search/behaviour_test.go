@@ -385,10 +385,7 @@ func TestExitDuringDeepStart(t *testing.T) {
 // copy_user_enhanced_fast_string, one chain, each reported 80% exclusive).
 func TestSampledChainAddsUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		k, truth := searchtest.Planted("deep", 2)
-		k.OnlyRoots = true
-		k.Start()
-		run := hunt(t, k, func(c *search.Config) { c.Duration = 20 * time.Second })
+		run, truth := huntSampledChain(t)
 		var sum float64
 		sampled := 0
 		for _, n := range run.Nodes {
@@ -414,6 +411,15 @@ func TestSampledChainAddsUp(t *testing.T) {
 			t.Errorf("first finding %q, want %s", f.Verdict, truth.Func)
 		}
 	})
+}
+
+// huntSampledChain hunts a planted deep chain on a kernel where only the
+// roots can be timed: the tree below them comes from the stack samples.
+func huntSampledChain(t *testing.T) (*search.Run, searchtest.Truth) {
+	k, truth := searchtest.Planted("deep", 2)
+	k.OnlyRoots = true
+	k.Start()
+	return hunt(t, k, func(c *search.Config) { c.Duration = 20 * time.Second }), truth
 }
 
 // TestSampledTreeDiff: two host-style hunts (syscalls timed, the tree from
@@ -638,10 +644,7 @@ func TestBusyBackend(t *testing.T) {
 // round has times as well as shares (they were 0 ns).
 func TestSampledTimesFollowSamples(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		k, _ := searchtest.Planted("deep", 2)
-		k.OnlyRoots = true
-		k.Start()
-		run := hunt(t, k, func(c *search.Config) { c.Duration = 20 * time.Second })
+		run, _ := huntSampledChain(t)
 		perSample := map[string][]float64{} // root → ns per sample of its sampled nodes
 		for _, n := range run.Nodes {
 			if n.Kind != search.NodeSampled || n.Samples < 50 {
