@@ -2,17 +2,16 @@ package reports
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/debuginfo"
 	"github.com/autoprof/autoprof/search"
 )
 
@@ -34,9 +33,26 @@ type Addresses struct {
 	BuildID string `json:"build_id,omitempty"`
 	// Modules are the text of each module a function of the run is in.
 	Modules map[string]Range `json:"modules,omitempty"`
+	// ModuleBuildIDs are the modules' GNU build IDs (hex), by module.
+	ModuleBuildIDs map[string]string `json:"module_build_ids,omitempty"`
 	// Funcs are the run's functions by the name its points use
 	// (MODULE:FUNC for a module's).
 	Funcs map[string]Range `json:"funcs"`
+	// Lines are the source lines of the run's points, by the point's name
+	// and function as in Funcs ("FUNC" at its entry, "FUNC+0x1a" inside
+	// it), the innermost first where code was inlined: only where the
+	// debug information of the kernel or of the module was found
+	// (LiveAddresses).
+	Lines map[string][]SourceLine `json:"lines,omitempty"`
+}
+
+// SourceLine is one place in the source: a point's, or where a function
+// was inlined into the next one's.
+type SourceLine struct {
+	Func     string `json:"func,omitempty"` // the name in the source
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	FuncLine int    `json:"func_line,omitempty"` // where Func is declared
 }
 
 // Range is an address range [Start, End), written in hex.
@@ -105,40 +121,51 @@ func (a *Addresses) addModule(sym callgraph.Symbol, syms *callgraph.Symbols) {
 	a.Modules[sym.Module] = r
 }
 
-// KernelBuildID reads the running kernel's GNU build ID from
-// /sys/kernel/notes.
-func KernelBuildID() (string, error) {
-	f, err := os.Open("/sys/kernel/notes")
-	if err != nil {
-		return "", err
+// LiveAddresses places the functions of run in the running kernel (syms
+// is its symbol table), with the source lines of its points where s finds
+// the debug information of the kernel or of their module: what hunt and
+// the ui save beside a run. missing says, by module ("" for the core
+// kernel), why no lines were found for it.
+func LiveAddresses(run *search.Run, syms *callgraph.Symbols, s debuginfo.Search) (a *Addresses, missing map[string]error) {
+	id, _ := debuginfo.KernelBuildID()
+	a = AddressesOf(run, syms, id)
+	for m := range a.Modules {
+		if mid, err := debuginfo.ModuleBuildID(m); err == nil {
+			if a.ModuleBuildIDs == nil {
+				a.ModuleBuildIDs = map[string]string{}
+			}
+			a.ModuleBuildIDs[m] = mid
+		}
 	}
-	defer f.Close()
-	return parseBuildID(f)
+	lines := debuginfo.NewRunning(s, uint64(a.Kernel.Start))
+	a.addLines(run, lines)
+	return a, lines.Missing()
 }
 
-// parseBuildID finds the NT_GNU_BUILD_ID note ("GNU", type 3) among ELF
-// notes (namesz, descsz, type, then name and descriptor, each padded to
-// 4 bytes).
-func parseBuildID(r io.Reader) (string, error) {
-	b, err := io.ReadAll(io.LimitReader(r, 1<<16))
-	if err != nil {
-		return "", err
-	}
-	for len(b) >= 12 {
-		namesz, descsz, typ := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:]), binary.LittleEndian.Uint32(b[8:])
-		name, desc := 12+align4(namesz), 12+align4(namesz)+align4(descsz)
-		if uint64(len(b)) < desc {
-			break
+// addLines looks up the source lines of run's points.
+func (a *Addresses) addLines(run *search.Run, lines *debuginfo.Running) {
+	for _, n := range run.Nodes {
+		pt := n.Point
+		key := pointName(pt.Func, pt.Offset)
+		if _, ok := a.Lines[key]; ok {
+			continue
 		}
-		if typ == 3 && bytes.Equal(bytes.TrimRight(b[12:12+namesz], "\x00"), []byte("GNU")) {
-			return fmt.Sprintf("%x", b[name:name+uint64(descsz)]), nil
+		addr := a.addr(pt.Func, pt.Offset)
+		if addr == 0 {
+			continue
 		}
-		b = b[desc:]
+		fs, err := lines.Lines(a.moduleOf(pt.Func), addr)
+		if err != nil {
+			continue
+		}
+		if a.Lines == nil {
+			a.Lines = map[string][]SourceLine{}
+		}
+		for _, f := range fs {
+			a.Lines[key] = append(a.Lines[key], SourceLine(f))
+		}
 	}
-	return "", errors.New("no GNU build ID note")
 }
-
-func align4(n uint32) uint64 { return (uint64(n) + 3) &^ 3 }
 
 // loadAddresses reads the addresses saved beside a run's run.json; nil
 // (and no error) where there are none.
@@ -170,6 +197,38 @@ func (a *Addresses) mappingOf(module string) (Range, bool) {
 	}
 	r, ok := a.Modules[module]
 	return r, ok
+}
+
+// moduleOf returns the module of a point's function: the one it names
+// (MODULE:FUNC, "FUNC [MODULE]"), else the one whose text holds it (a
+// module's function kallsyms names alone), else "" for the core kernel.
+func (a *Addresses) moduleOf(fn string) string {
+	if m, _ := splitModule(fn); m != "" || a == nil {
+		return m
+	}
+	if r, ok := a.Funcs[fn]; ok {
+		for m, mr := range a.Modules {
+			if r.Start >= mr.Start && r.Start < mr.End {
+				return m
+			}
+		}
+	}
+	return ""
+}
+
+// lines returns the source lines of a point, nil where unknown.
+func (a *Addresses) lines(fn string, off uint64) []SourceLine {
+	if a == nil {
+		return nil
+	}
+	if l, ok := a.Lines[pointName(fn, off)]; ok {
+		return l
+	}
+	// A point may name a module function "FUNC [MODULE]".
+	if f, rest, cut := strings.Cut(fn, " ["); cut {
+		return a.Lines[pointName(strings.TrimSuffix(rest, "]")+":"+f, off)]
+	}
+	return nil
 }
 
 // addr returns the address of a point: its function's start plus its

@@ -106,6 +106,7 @@ type profileBuilder struct {
 	p         *profile.Profile
 	mappings  map[string]*profile.Mapping
 	locations map[string]*profile.Location
+	inlined   map[[2]string]*profile.Function // functions known only from the lines, by name and file
 	// below are, for a timed node with a node known from samples under
 	// it, the inclusive times of the nearest timed nodes under it (see
 	// exactValues); ok marks those nodes.
@@ -315,7 +316,7 @@ func clampShare(iv search.Interval) search.Interval {
 }
 
 func (b *profileBuilder) location(pt instrument.Point) *profile.Location {
-	module, _ := splitModule(pt.Func)
+	module := b.addrs.moduleOf(pt.Func)
 	name := b.name(pt)
 	key := module + "\x00" + name
 	if l := b.locations[key]; l != nil {
@@ -329,10 +330,43 @@ func (b *profileBuilder) location(pt instrument.Point) *profile.Location {
 	l := &profile.Location{ID: uint64(len(b.p.Location) + 1), Mapping: b.mapping(module), Line: []profile.Line{{Function: f}}}
 	if a := b.addrs.addr(pt.Func, pt.Offset); a != 0 && a >= l.Mapping.Start && a < l.Mapping.Limit {
 		l.Address = a
+		if src := b.addrs.lines(pt.Func, pt.Offset); len(src) > 0 {
+			b.addLines(l, f, src)
+		}
 	}
 	b.p.Location = append(b.p.Location, l)
 	b.locations[key] = l
 	return l
+}
+
+// addLines gives location l, of function f, its source lines, the
+// innermost first: f takes the outermost (the function the point is in,
+// under the name the run gives it), the functions inlined into it are
+// named as in the source.
+func (b *profileBuilder) addLines(l *profile.Location, f *profile.Function, src []SourceLine) {
+	out := src[len(src)-1]
+	f.Filename, f.StartLine = out.File, int64(out.FuncLine)
+	l.Line = make([]profile.Line, 0, len(src))
+	for _, s := range src[:len(src)-1] {
+		l.Line = append(l.Line, profile.Line{Function: b.inlinedFunc(s), Line: int64(s.Line)})
+	}
+	l.Line = append(l.Line, profile.Line{Function: f, Line: int64(out.Line)})
+	l.Mapping.HasFilenames, l.Mapping.HasLineNumbers, l.Mapping.HasInlineFrames = true, true, true
+}
+
+// inlinedFunc returns the function of an inlined frame.
+func (b *profileBuilder) inlinedFunc(s SourceLine) *profile.Function {
+	k := [2]string{s.Func, s.File}
+	if f := b.inlined[k]; f != nil {
+		return f
+	}
+	if b.inlined == nil {
+		b.inlined = map[[2]string]*profile.Function{}
+	}
+	f := &profile.Function{ID: uint64(len(b.p.Function) + 1), Name: s.Func, SystemName: s.Func, Filename: s.File, StartLine: int64(s.FuncLine)}
+	b.p.Function = append(b.p.Function, f)
+	b.inlined[k] = f
+	return f
 }
 
 func (b *profileBuilder) mapping(module string) *profile.Mapping {
@@ -346,8 +380,9 @@ func (b *profileBuilder) mapping(module string) *profile.Mapping {
 	m := &profile.Mapping{ID: uint64(len(b.p.Mapping) + 1), File: file, HasFunctions: true}
 	if r, ok := b.addrs.mappingOf(module); ok {
 		m.Start, m.Limit = uint64(r.Start), uint64(r.End)
-		if module == "" {
-			m.BuildID = b.addrs.BuildID
+		m.BuildID = b.addrs.BuildID
+		if module != "" {
+			m.BuildID = b.addrs.ModuleBuildIDs[module]
 		}
 	}
 	b.p.Mapping = append(b.p.Mapping, m)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/search"
 )
 
@@ -322,3 +323,87 @@ func topRows(out string) [][3]string {
 }
 
 func itoa64(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// TestPprofLines: with the source lines of the run's points, locations
+// carry them, inlined frames included, and go tool pprof -list shows the
+// source with the point's values on its line; -lines -top names
+// file:line.
+func TestPprofLines(t *testing.T) {
+	pprof := pprofTool(t)
+	run := fixture(t, "read4k-6.1")
+	const leaf = "copy_user_enhanced_fast_string"
+	src := filepath.Join(t.TempDir(), "copy.c")
+	source := "static inline void step(void)\n{\n\tasm volatile(\"rep movsb\"); /* the inlined step */\n}\n\nvoid " + leaf + "(void)\n{\n\tstep(); /* the leaf's call */\n}\n"
+	if err := os.WriteFile(src, []byte(source), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lineOf := func(s string) int { return strings.Count(source[:strings.Index(source, s)], "\n") + 1 }
+	addrs := &Addresses{Kernel: Range{0xffffffff81000000, 0xffffffff82000000}, Funcs: map[string]Range{},
+		Lines: map[string][]SourceLine{leaf: {
+			{Func: "step", File: src, Line: lineOf("rep movsb"), FuncLine: lineOf("step(void)")},
+			{Func: leaf, File: src, Line: lineOf("step();"), FuncLine: lineOf(leaf)},
+		}}}
+	next := Hex(0xffffffff81001000)
+	for _, n := range run.Nodes {
+		if _, ok := addrs.Funcs[n.Point.Func]; !ok && !strings.Contains(n.Point.Func, ":") {
+			addrs.Funcs[n.Point.Func] = Range{next, next + 0x800}
+			next += 0x1000
+		}
+	}
+	p, err := ProfileWith(run, addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range p.Location {
+		if l.Line[len(l.Line)-1].Function.Name != leaf {
+			continue
+		}
+		found = true
+		if len(l.Line) != 2 || l.Line[0].Function.Name != "step" || l.Line[0].Line != int64(lineOf("rep movsb")) ||
+			l.Line[1].Line != int64(lineOf("step();")) || l.Line[1].Function.Filename != src || l.Line[1].Function.StartLine != int64(lineOf(leaf)) {
+			t.Errorf("%s's location: %+v", leaf, l.Line)
+		}
+		if !l.Mapping.HasLineNumbers || !l.Mapping.HasInlineFrames {
+			t.Errorf("%s's mapping does not say it has lines: %+v", leaf, l.Mapping)
+		}
+	}
+	if !found {
+		t.Fatalf("no location of %s", leaf)
+	}
+	path := filepath.Join(t.TempDir(), ProfileFile)
+	var b bytes.Buffer
+	if err := p.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	list := pprof(path, "-list", "^("+leaf+"|step)$")
+	if !strings.Contains(list, "the leaf's call") || !strings.Contains(list, "the inlined step") {
+		t.Errorf("-list %s and step lack their source lines:\n%s", leaf, list)
+	}
+	top := pprof(path, "-top", "-lines")
+	if !strings.Contains(top, fmt.Sprintf("copy.c:%d", lineOf("rep movsb"))) {
+		t.Errorf("-top -lines lacks copy.c:%d:\n%s", lineOf("rep movsb"), top)
+	}
+}
+
+// TestModuleOfBareName: a module's function that kallsyms names alone
+// (as the hunt's points name them) is placed in its module's mapping by
+// its address, not in the core kernel's.
+func TestModuleOfBareName(t *testing.T) {
+	a := &Addresses{Kernel: Range{0xffffffff81000000, 0xffffffff82000000},
+		Modules: map[string]Range{"aptree": {0xffffffffc0a00000, 0xffffffffc0a10000}},
+		Funcs:   map[string]Range{"gt1_f2": {0xffffffffc0a01000, 0xffffffffc0a01100}, "vfs_write": {0xffffffff81200000, 0xffffffff81200400}}}
+	for fn, want := range map[string]string{"gt1_f2": "aptree", "vfs_write": "", "ext4:ext4_sync_file": "ext4", "absent": ""} {
+		if got := a.moduleOf(fn); got != want {
+			t.Errorf("moduleOf(%s) = %q, want %q", fn, got, want)
+		}
+	}
+	b := newProfileBuilder(&search.Run{}, a)
+	l := b.location(instrument.Point{Func: "gt1_f2", Offset: 0x10})
+	if l.Mapping.File != "[aptree]" || l.Address != 0xffffffffc0a01010 {
+		t.Errorf("gt1_f2+0x10: mapping %s, address %#x", l.Mapping.File, l.Address)
+	}
+}

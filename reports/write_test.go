@@ -173,9 +173,4 @@ func TestWriteAddresses(t *testing.T) {
 			t.Errorf("%s: no location at __x64_sys_read's address", to)
 		}
 	}
-	note := []byte{4, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 'a', 'b', 'c', 0, 0xde, 0xad, 0xbe, 0, // another note first
-		4, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 'G', 'N', 'U', 0, 0x01, 0x23, 0xab, 0xcd}
-	if id, err := parseBuildID(bytes.NewReader(note)); err != nil || id != "0123abcd" {
-		t.Errorf("build ID %q, %v", id, err)
-	}
 }

@@ -3,11 +3,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,7 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/debuginfo"
 	"github.com/autoprof/autoprof/internal/instrument"
+	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/search/live"
@@ -29,8 +33,9 @@ type huntConfig struct {
 	command []string
 	out     string
 	json    bool
-	cpuprof string  // --cpuprofile
-	dir     *outDir // prepared by validate
+	cpuprof string   // --cpuprofile
+	debug   []string // --debuginfo
+	dir     *outDir  // prepared by validate
 }
 
 // defaultHuntDuration bounds a hunt that has no command to end it.
@@ -74,7 +79,7 @@ func hunt(cfg *huntConfig, stdout, stderr io.Writer) error {
 		cfg.dir.abandon()
 		return err
 	}
-	if err := reports.WriteWith(cfg.out, run, addresses(run)); err != nil {
+	if err := reports.WriteWith(cfg.out, run, addresses(run, cfg.debug, stderr)); err != nil {
 		if w != nil {
 			w.Signal(syscall.SIGTERM)
 		}
@@ -104,14 +109,23 @@ func hunt(cfg *huntConfig, stdout, stderr io.Writer) error {
 }
 
 // addresses looks up where the run's functions are in the running kernel,
-// for the profile; nil where the symbol table cannot be read.
-func addresses(run *search.Run) *reports.Addresses {
+// and their source lines where the debug information is found in the
+// distribution's place or in debugDirs (--debuginfo), for the profile;
+// nil where the symbol table cannot be read. Where the user named
+// directories and some code still has no lines, it says why on stderr.
+func addresses(run *search.Run, debugDirs []string, stderr io.Writer) *reports.Addresses {
 	syms, err := liveSymbols()
 	if err != nil {
 		return nil
 	}
-	id, _ := reports.KernelBuildID()
-	return reports.AddressesOf(run, syms, id)
+	rel, _ := kernel.Release()
+	a, missing := reports.LiveAddresses(run, syms, debuginfo.DefaultSearch(rel, debugDirs))
+	if len(debugDirs) > 0 {
+		for _, m := range slices.Sorted(maps.Keys(missing)) {
+			fmt.Fprintf(stderr, "autoprof hunt: no source lines for %s: %v\n", cmp.Or(m, "the kernel"), missing[m])
+		}
+	}
+	return a
 }
 
 // commandFailed turns a failure of the hunted command into the error that
@@ -150,6 +164,7 @@ func parseHunt(args []string) (*huntConfig, error) {
 	fs.StringVar(&cfg.out, "o", "autoprof-out", "output directory (created if needed): profile.pb.gz, report.txt, report.html, findings.json, hunt.jsonl, run.json")
 	fs.BoolVar(&cfg.json, "json", false, "print a JSON summary instead of the text one")
 	cpuprof := addCPUProfileFlag(fs)
+	debugDirs := fs.String("debuginfo", "", "directories (separated by "+string(filepath.ListSeparator)+") searched for the kernel's and modules' debug information by build ID, for source lines in the profile, beside /usr/lib/debug (a kernel build tree, a module's build directory)")
 	var rest []string
 	for i, a := range args { // the flag package would swallow the "--"
 		if a == "--" {
@@ -166,6 +181,9 @@ func parseHunt(args []string) (*huntConfig, error) {
 	}
 	o.Roots, cfg.command, o.Command = roots, rest, rest
 	cfg.cpuprof = *cpuprof
+	if *debugDirs != "" {
+		cfg.debug = filepath.SplitList(*debugDirs)
+	}
 	if len(rest) > 0 {
 		o.Workload = &live.Workload{NoInherit: *noInherit}
 	} else if *noInherit {
@@ -216,6 +234,11 @@ func (cfg *huntConfig) validate(tf *targetFlags) error {
 	}
 	if err := checkBackend(o.Backend); err != nil {
 		return err
+	}
+	for _, d := range cfg.debug {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return usageError("--debuginfo %q: not a directory (give the directories that hold the debug files)", d)
+		}
 	}
 	if err := checkFuncs("--root", o.Roots); err != nil {
 		return err

@@ -52,6 +52,8 @@ func TestHuntBadInput(t *testing.T) {
 		{[]string{"-o", "/sys/kernel"}, "-o /sys/kernel: cannot write in it"}, // refused even to root
 		{[]string{"-o", "/proc/version"}, "-o /proc/version: not a directory"},
 		{[]string{"stray"}, `unexpected argument "stray"`},
+		{[]string{"--debuginfo", "/nonexistent/debug"}, `--debuginfo "/nonexistent/debug": not a directory`},
+		{[]string{"--debuginfo", "/tmp:/proc/version"}, `--debuginfo "/proc/version": not a directory`},
 		{[]string{"--", "/nonexistent/command"}, "/nonexistent/command"},
 		{[]string{"--bogus"}, "bogus"},
 		// (a command that exists in the test VM, which has no true)

@@ -15,7 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/autoprof/autoprof/internal/debuginfo"
 	"github.com/autoprof/autoprof/internal/instrument"
+	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/search/live"
@@ -244,8 +246,9 @@ func progressOf(p search.Progress) progressJSON {
 // addresses places the run's functions in the running kernel, for the
 // profile, as autoprof hunt does.
 func (s *Server) addresses(run *search.Run) *reports.Addresses {
-	id, _ := reports.KernelBuildID()
-	return reports.AddressesOf(run, s.graph.Symbols(), id)
+	rel, _ := kernel.Release()
+	a, _ := reports.LiveAddresses(run, s.graph.Symbols(), debuginfo.DefaultSearch(rel, nil))
+	return a
 }
 
 // servedFiles are the files of a run that /runs/ serves: what

@@ -1,16 +1,14 @@
 package splicer
 
 import (
-	"bytes"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/debuginfo"
 	"github.com/autoprof/autoprof/internal/kernel"
 )
 
@@ -27,9 +25,6 @@ func (id Identity) String() string {
 	return fmt.Sprintf("%s (build id %x)", id.Release, id.BuildID)
 }
 
-// NotesPath is where the kernel shows its own ELF notes.
-const NotesPath = "/sys/kernel/notes"
-
 // RunningIdentity measures the running kernel: uname -r and the build id
 // in /sys/kernel/notes.
 func RunningIdentity() (Identity, error) {
@@ -37,44 +32,17 @@ func RunningIdentity() (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	f, err := os.Open(NotesPath)
+	f, err := os.Open(debuginfo.KernelNotes)
 	if err != nil {
 		return Identity{}, fmt.Errorf("reading the kernel's build id: %w", err)
 	}
 	defer f.Close()
-	id, err := ParseBuildID(f)
+	id, err := debuginfo.ParseBuildID(f)
 	if err != nil {
-		return Identity{}, fmt.Errorf("%s: %w", NotesPath, err)
+		return Identity{}, fmt.Errorf("%s: %w", debuginfo.KernelNotes, err)
 	}
 	return Identity{Release: rel, BuildID: id}, nil
 }
-
-// ParseBuildID finds the GNU build id (note type 3, name "GNU") among the
-// ELF notes in r.
-func ParseBuildID(r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	for len(b) >= 12 {
-		namesz := binary.LittleEndian.Uint32(b)
-		descsz := binary.LittleEndian.Uint32(b[4:])
-		typ := binary.LittleEndian.Uint32(b[8:])
-		nameEnd := 12 + align4(uint64(namesz))
-		descEnd := nameEnd + align4(uint64(descsz))
-		if descEnd > uint64(len(b)) {
-			break
-		}
-		name := bytes.TrimRight(b[12:12+namesz], "\x00")
-		if typ == 3 && string(name) == "GNU" && descsz > 0 {
-			return append([]byte(nil), b[nameEnd:nameEnd+uint64(descsz)]...), nil
-		}
-		b = b[descEnd:]
-	}
-	return nil, errors.New("no GNU build id note")
-}
-
-func align4(n uint64) uint64 { return (n + 3) &^ 3 }
 
 // Params are the module's parameters: the kernel's identity and the
 // addresses of the unexported internals it uses, each of which the module

@@ -1,7 +1,6 @@
 package splicer
 
 import (
-	"strings"
 	"testing"
 	"unsafe"
 )
@@ -71,30 +70,5 @@ func TestLayout(t *testing.T) {
 		if want := vals[i]; uint64(f.got) != want {
 			t.Errorf("%s: Go has %d, C has %d", f.expr, f.got, want)
 		}
-	}
-}
-
-func TestParseBuildID(t *testing.T) {
-	// A Xen note, then the GNU build id, as /sys/kernel/notes holds them.
-	note := func(name string, typ uint32, desc []byte) []byte {
-		n := append([]byte(name), 0)
-		for len(n)%4 != 0 {
-			n = append(n, 0)
-		}
-		d := append([]byte(nil), desc...)
-		for len(d)%4 != 0 {
-			d = append(d, 0)
-		}
-		b := []byte{byte(len(name) + 1), 0, 0, 0, byte(len(desc)), 0, 0, 0, byte(typ), 0, 0, 0}
-		return append(append(b, n...), d...)
-	}
-	id := []byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-	notes := append(note("Xen", 6, []byte("linux")), note("GNU", 3, id)...)
-	got, err := ParseBuildID(strings.NewReader(string(notes)))
-	if err != nil || string(got) != string(id) {
-		t.Fatalf("ParseBuildID = %x, %v; want %x", got, err, id)
-	}
-	if _, err := ParseBuildID(strings.NewReader(string(note("Xen", 6, []byte("x"))))); err == nil {
-		t.Fatal("no GNU note: want an error")
 	}
 }

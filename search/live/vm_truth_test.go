@@ -19,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/internal/calltree"
+	"github.com/autoprof/autoprof/internal/debuginfo"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/internal/testenv"
@@ -235,11 +237,71 @@ func TestVMTruth(t *testing.T) {
 			if s.Reinserted != "" {
 				t.Errorf("inserted more than twice without a new reason: %s", s.Reinserted)
 			}
+			checkSourceLines(t, run, trees[name])
 		})
 	}
 	var b strings.Builder
 	searchtest.TruthTable(&b, "kernel "+release(), scores)
 	t.Log("\n" + b.String())
+}
+
+// checkSourceLines: the profile's source lines of the plants' functions,
+// found by the module's build ID in its build directory, are in their
+// definitions in the generated aptree.c (where the generator wrote them).
+func checkSourceLines(t *testing.T, run *search.Run, tree *calltree.Tree) {
+	t.Helper()
+	syms, err := callgraph.LiveSymbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, missing := reports.LiveAddresses(run, syms, debuginfo.Search{Dirs: []string{truthDir()}})
+	if err := missing["aptree"]; err != nil {
+		t.Fatalf("no source lines for aptree: %v", err)
+	}
+	src, err := os.ReadFile(filepath.Join(truthDir(), "aptree.c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(src), "\n")
+	for _, p := range tree.Plants {
+		first, last := definition(lines, p.Owner)
+		if first == 0 {
+			t.Fatalf("no definition of %s in aptree.c", p.Owner)
+		}
+		seen := false
+		for key, fs := range a.Lines {
+			fn, _, _ := strings.Cut(key, "+")
+			if _, bare, _ := strings.Cut(fn, ":"); bare != "" {
+				fn = bare
+			}
+			if fn != p.Owner && !strings.HasPrefix(fn, p.Owner+".") {
+				continue
+			}
+			seen = true
+			out := fs[len(fs)-1]
+			if out.Func != p.Owner || filepath.Base(out.File) != "aptree.c" || out.Line < first || out.Line > last || out.FuncLine != first {
+				t.Errorf("%s: source line %+v, want %s in aptree.c lines %d to %d", key, out, p.Owner, first, last)
+			}
+		}
+		if !seen {
+			t.Errorf("no source line of %s, the %s plant's function", p.Owner, p.Kind)
+		}
+	}
+}
+
+// definition returns the lines (1-based) from fn's definition in a
+// generated C file to its closing brace; 0, 0 where there is none.
+func definition(lines []string, fn string) (int, int) {
+	for i, l := range lines {
+		if strings.HasPrefix(l, "static ") && strings.Contains(l, " "+fn+"(") && !strings.HasSuffix(l, ";") {
+			for j := i + 1; j < len(lines); j++ {
+				if lines[j] == "}" {
+					return i + 1, j + 1
+				}
+			}
+		}
+	}
+	return 0, 0
 }
 
 // BenchmarkVMTruth is `make truth`: it hunts every generated tree once
