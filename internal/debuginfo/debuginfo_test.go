@@ -31,16 +31,40 @@ __attribute__((section(".text.unlikely"), noinline)) int cold(int x)
 }
 `
 
+// compileExec builds src into an executable with DWARF whose code starts
+// at _stext, as vmlinux's does.
+func compileExec(t *testing.T, src string) string {
+	t.Helper()
+	cc := cCompiler(t)
+	dir := t.TempDir()
+	c := filepath.Join(dir, "exec.c")
+	if err := os.WriteFile(c, []byte("void _stext(void) {}\n"+src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "vmlinux")
+	if out, err := exec.Command(cc, "-g", "-O1", "-static", "-nostdlib", "-Wl,--build-id=sha1", "-Wl,-e,_stext", "-o", exe, c).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", cc, err, out)
+	}
+	return exe
+}
+
+// cCompiler returns the C compiler the kernel's modules are built with.
+func cCompiler(t *testing.T) string {
+	t.Helper()
+	for _, cc := range []string{"gcc-12", "gcc"} {
+		if p, err := exec.LookPath(cc); err == nil {
+			return p
+		}
+	}
+	t.Skip("no C compiler (gcc) to build the test's ELF files with")
+	return ""
+}
+
 // compile builds src into a relocatable object with DWARF and a build ID,
 // as Kbuild links a module (ld -r --build-id).
 func compile(t *testing.T, src string) string {
 	t.Helper()
-	cc, err := exec.LookPath("gcc-12")
-	if err != nil {
-		if cc, err = exec.LookPath("gcc"); err != nil {
-			t.Skip("no C compiler (gcc) to build a relocatable file with")
-		}
-	}
+	cc := cCompiler(t)
 	dir := t.TempDir()
 	c := filepath.Join(dir, "two.c")
 	if err := os.WriteFile(c, []byte(src), 0o644); err != nil {
@@ -90,14 +114,27 @@ func TestModuleLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bases := map[string]uint64{".text": 0xffffffffc0a01000, ".text.unlikely": 0xffffffffc0a09000, ".data": 0xffffffffc0a0c000}
+	ef.Close()
+	// .text.unlikely after .text, then before it (its line table's
+	// sequence is then out of address order).
+	for _, bases := range []map[string]uint64{
+		{".text": 0xffffffffc0a01000, ".text.unlikely": 0xffffffffc0a09000, ".data": 0xffffffffc0a0c000},
+		{".text": 0xffffffffc0a09000, ".text.unlikely": 0xffffffffc0a01000, ".data": 0xffffffffc0a0c000},
+	} {
+		checkModuleLines(t, obj, syms, ef.Sections, bases)
+	}
+}
+
+// checkModuleLines checks the lines of obj's functions with its sections
+// at bases.
+func checkModuleLines(t *testing.T, obj string, syms []elf.Symbol, secs []*elf.Section, bases map[string]uint64) {
+	t.Helper()
 	addr := map[string]uint64{}
 	for _, s := range syms {
 		if elf.ST_TYPE(s.Info) == elf.STT_FUNC {
-			addr[s.Name] = bases[ef.Sections[s.Section].Name] + s.Value
+			addr[s.Name] = bases[secs[s.Section].Name] + s.Value
 		}
 	}
-	ef.Close()
 	if addr["plain"]-bases[".text"] != 0 || addr["cold"]-bases[".text.unlikely"] != 0 {
 		t.Fatalf("plain and cold not both at offset 0 of their sections: %#x", addr)
 	}
@@ -140,6 +177,38 @@ func TestModuleLines(t *testing.T) {
 	}
 	if _, err := Open(obj, Load{Sections: map[string]uint64{".bss.none": 1}}); err == nil {
 		t.Error("a file none of whose sections is placed opened")
+	}
+}
+
+// TestKernelLines: an executable's addresses move by the running
+// kernel's _stext against the file's (KASLR).
+func TestKernelLines(t *testing.T) {
+	exe := compileExec(t, twoSections)
+	ef, err := elf.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, _ := ef.Symbols()
+	ef.Close()
+	at := map[string]uint64{}
+	for _, s := range syms {
+		at[s.Name] = s.Value
+	}
+	const shift = 0x1c00000
+	im, err := Open(exe, Load{Text: at["_stext"] + shift})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := funcLines(t, twoSections, "cold")
+	fs, err := im.Lookup(at["cold"] + shift)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := fs[len(fs)-1]; l.Func != "cold" || l.Line < first || l.Line > last {
+		t.Errorf("cold, moved by %#x: %+v, want lines %d to %d", shift, fs, first, last)
+	}
+	if _, err := Open(exe, Load{}); err == nil {
+		t.Error("an executable opened without the running _stext")
 	}
 }
 

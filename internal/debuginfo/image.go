@@ -81,19 +81,16 @@ func (im *Image) Lookup(addr uint64) ([]Frame, error) {
 	if err != nil || c == nil {
 		return nil, fmt.Errorf("%s: %#x: no line table (%v)", im.path, addr, err)
 	}
-	var e dwarf.LineEntry
-	if err := c.lines.SeekPC(pc, &e); err != nil {
-		return nil, fmt.Errorf("%s: %#x: %w", im.path, addr, err)
-	}
-	if e.File == nil || e.Line == 0 {
+	e, ok := c.line(pc)
+	if !ok {
 		return nil, fmt.Errorf("%s: %#x: no line", im.path, addr)
 	}
 	chain := c.chain(pc)
 	if len(chain) == 0 {
-		return []Frame{{File: e.File.Name, Line: e.Line}}, nil
+		return []Frame{{File: e.file.Name, Line: e.line}}, nil
 	}
 	out := make([]Frame, 0, len(chain))
-	file, line := e.File.Name, e.Line
+	file, line := e.file.Name, e.line
 	for i := len(chain) - 1; i >= 0; i-- {
 		name, decl := im.nameOf(chain[i].origin)
 		out = append(out, Frame{Func: name, File: file, Line: line, FuncLine: decl})

@@ -36,11 +36,53 @@ func (s *scope) contains(pc uint64) bool {
 }
 
 // cuScopes is a compilation unit's functions with what was inlined into
-// them, read once.
+// them, and its line table, read once.
 type cuScopes struct {
-	lines *dwarf.LineReader
+	rows  []lineRow // by address: its sequences in address order
 	files []*dwarf.LineFile
 	top   []*scope // sorted by first address
+}
+
+// lineRow is a row of a line table; end marks the end of a sequence
+// (the address after its last instruction).
+type lineRow struct {
+	addr uint64
+	file *dwarf.LineFile
+	line int
+	end  bool
+}
+
+// readLines reads the line table of lr, its sequences ordered by address.
+// (dwarf.LineReader.SeekPC takes the table to be in address order, which
+// a module's, placed by section, need not be: a .text.unlikely sequence
+// may come before the .text one at a higher address.)
+func readLines(lr *dwarf.LineReader) []lineRow {
+	var seqs [][]lineRow
+	var cur []lineRow
+	var e dwarf.LineEntry
+	for lr.Next(&e) == nil {
+		cur = append(cur, lineRow{addr: e.Address, file: e.File, line: e.Line, end: e.EndSequence})
+		if e.EndSequence {
+			seqs = append(seqs, cur)
+			cur = nil
+		}
+	}
+	sort.SliceStable(seqs, func(i, j int) bool { return seqs[i][0].addr < seqs[j][0].addr })
+	var rows []lineRow
+	for _, s := range seqs {
+		rows = append(rows, s...)
+	}
+	return rows
+}
+
+// line returns the row that holds pc: the last one at or before it,
+// unless that ends a sequence.
+func (c *cuScopes) line(pc uint64) (lineRow, bool) {
+	i := sort.Search(len(c.rows), func(i int) bool { return c.rows[i].addr > pc }) - 1
+	if i < 0 || c.rows[i].end || c.rows[i].file == nil || c.rows[i].line == 0 {
+		return lineRow{}, false
+	}
+	return c.rows[i], true
 }
 
 // scopesOf reads the functions of the compilation unit cu.
@@ -52,7 +94,7 @@ func (im *Image) scopesOf(cu *dwarf.Entry) (*cuScopes, error) {
 	if err != nil || lr == nil {
 		return nil, err
 	}
-	c := &cuScopes{lines: lr}
+	c := &cuScopes{rows: readLines(lr), files: lr.Files()}
 	r := im.data.Reader()
 	r.Seek(cu.Offset)
 	if _, err := r.Next(); err != nil { // the unit's own entry
@@ -129,9 +171,6 @@ func (c *cuScopes) chain(pc uint64) []*scope {
 
 // file returns the name of file index i of the unit's line table.
 func (c *cuScopes) file(i int) string {
-	if c.files == nil {
-		c.files = c.lines.Files()
-	}
 	if i >= 0 && i < len(c.files) && c.files[i] != nil {
 		return c.files[i].Name
 	}
