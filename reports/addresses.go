@@ -10,9 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/autoprof/autoprof/callgraph"
-	"github.com/autoprof/autoprof/internal/debuginfo"
-	"github.com/autoprof/autoprof/search"
 )
 
 // AddressesFile holds a run's Addresses beside run.json.
@@ -42,7 +39,7 @@ type Addresses struct {
 	// and function as in Funcs ("FUNC" at its entry, "FUNC+0x1a" inside
 	// it), the innermost first where code was inlined: only where the
 	// debug information of the kernel or of the module was found
-	// (LiveAddresses).
+	// (search/live.Addresses).
 	Lines map[string][]SourceLine `json:"lines,omitempty"`
 }
 
@@ -78,95 +75,6 @@ func (h *Hex) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// AddressesOf looks up the functions of run in syms (the running kernel's
-// symbol table); buildID is the kernel's build ID or "". Functions the
-// table lacks are left out.
-func AddressesOf(run *search.Run, syms *callgraph.Symbols, buildID string) *Addresses {
-	a := &Addresses{BuildID: buildID, Modules: map[string]Range{}, Funcs: map[string]Range{}}
-	if start, end, ok := syms.CoreText(); ok {
-		a.Kernel = Range{Hex(start), Hex(end)}
-	}
-	for _, n := range run.Nodes {
-		fn := n.Point.Func
-		if _, ok := a.Funcs[fn]; ok {
-			continue
-		}
-		sym, err := syms.Func(fn)
-		if err != nil {
-			continue
-		}
-		a.Funcs[fn] = Range{Hex(sym.Addr), Hex(sym.End())}
-		if sym.Module != "" {
-			a.addModule(sym, syms)
-		}
-	}
-	if len(a.Modules) == 0 {
-		a.Modules = nil
-	}
-	return a
-}
-
-// addModule records the text range of sym's module: from its lowest to
-// the end of its highest function.
-func (a *Addresses) addModule(sym callgraph.Symbol, syms *callgraph.Symbols) {
-	if _, ok := a.Modules[sym.Module]; ok {
-		return
-	}
-	r := Range{Hex(sym.Addr), Hex(sym.End())}
-	for _, s := range syms.Functions() {
-		if s.Module == sym.Module {
-			r.Start, r.End = min(r.Start, Hex(s.Addr)), max(r.End, Hex(s.End()))
-		}
-	}
-	a.Modules[sym.Module] = r
-}
-
-// LiveAddresses places the functions of run in the running kernel (syms
-// is its symbol table), with the source lines of its points where s finds
-// the debug information of the kernel or of their module: what hunt and
-// the ui save beside a run. missing says, by module ("" for the core
-// kernel), why no lines were found for it.
-func LiveAddresses(run *search.Run, syms *callgraph.Symbols, s debuginfo.Search) (a *Addresses, missing map[string]error) {
-	id, _ := debuginfo.KernelBuildID()
-	a = AddressesOf(run, syms, id)
-	for m := range a.Modules {
-		if mid, err := debuginfo.ModuleBuildID(m); err == nil {
-			if a.ModuleBuildIDs == nil {
-				a.ModuleBuildIDs = map[string]string{}
-			}
-			a.ModuleBuildIDs[m] = mid
-		}
-	}
-	lines := debuginfo.NewRunning(s, uint64(a.Kernel.Start))
-	a.addLines(run, lines)
-	return a, lines.Missing()
-}
-
-// addLines looks up the source lines of run's points.
-func (a *Addresses) addLines(run *search.Run, lines *debuginfo.Running) {
-	for _, n := range run.Nodes {
-		pt := n.Point
-		key := pointName(pt.Func, pt.Offset)
-		if _, ok := a.Lines[key]; ok {
-			continue
-		}
-		addr := a.addr(pt.Func, pt.Offset)
-		if addr == 0 {
-			continue
-		}
-		fs, err := lines.Lines(a.moduleOf(pt.Func), addr)
-		if err != nil {
-			continue
-		}
-		if a.Lines == nil {
-			a.Lines = map[string][]SourceLine{}
-		}
-		for _, f := range fs {
-			a.Lines[key] = append(a.Lines[key], SourceLine(f))
-		}
-	}
-}
-
 // loadAddresses reads the addresses saved beside a run's run.json; nil
 // (and no error) where there are none.
 func loadAddresses(dir string) (*Addresses, error) {
@@ -199,10 +107,10 @@ func (a *Addresses) mappingOf(module string) (Range, bool) {
 	return r, ok
 }
 
-// moduleOf returns the module of a point's function: the one it names
+// ModuleOf returns the module of a point's function: the one it names
 // (MODULE:FUNC, "FUNC [MODULE]"), else the one whose text holds it (a
 // module's function kallsyms names alone), else "" for the core kernel.
-func (a *Addresses) moduleOf(fn string) string {
+func (a *Addresses) ModuleOf(fn string) string {
 	if m, _ := splitModule(fn); m != "" || a == nil {
 		return m
 	}
@@ -231,9 +139,9 @@ func (a *Addresses) lines(fn string, off uint64) []SourceLine {
 	return nil
 }
 
-// addr returns the address of a point: its function's start plus its
+// Addr returns the address of a point: its function's start plus its
 // offset, 0 where unknown.
-func (a *Addresses) addr(fn string, off uint64) uint64 {
+func (a *Addresses) Addr(fn string, off uint64) uint64 {
 	if a == nil {
 		return 0
 	}

@@ -316,7 +316,7 @@ func clampShare(iv search.Interval) search.Interval {
 }
 
 func (b *profileBuilder) location(pt instrument.Point) *profile.Location {
-	module := b.addrs.moduleOf(pt.Func)
+	module := b.addrs.ModuleOf(pt.Func)
 	name := b.name(pt)
 	key := module + "\x00" + name
 	if l := b.locations[key]; l != nil {
@@ -328,7 +328,7 @@ func (b *profileBuilder) location(pt instrument.Point) *profile.Location {
 	}
 	b.p.Function = append(b.p.Function, f)
 	l := &profile.Location{ID: uint64(len(b.p.Location) + 1), Mapping: b.mapping(module), Line: []profile.Line{{Function: f}}}
-	if a := b.addrs.addr(pt.Func, pt.Offset); a != 0 && a >= l.Mapping.Start && a < l.Mapping.Limit {
+	if a := b.addrs.Addr(pt.Func, pt.Offset); a != 0 && a >= l.Mapping.Start && a < l.Mapping.Limit {
 		l.Address = a
 		if src := b.addrs.lines(pt.Func, pt.Offset); len(src) > 0 {
 			b.addLines(l, f, src)

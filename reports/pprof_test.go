@@ -397,7 +397,7 @@ func TestModuleOfBareName(t *testing.T) {
 		Modules: map[string]Range{"aptree": {0xffffffffc0a00000, 0xffffffffc0a10000}},
 		Funcs:   map[string]Range{"gt1_f2": {0xffffffffc0a01000, 0xffffffffc0a01100}, "vfs_write": {0xffffffff81200000, 0xffffffff81200400}}}
 	for fn, want := range map[string]string{"gt1_f2": "aptree", "vfs_write": "", "ext4:ext4_sync_file": "ext4", "absent": ""} {
-		if got := a.moduleOf(fn); got != want {
+		if got := a.ModuleOf(fn); got != want {
 			t.Errorf("moduleOf(%s) = %q, want %q", fn, got, want)
 		}
 	}

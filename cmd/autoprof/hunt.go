@@ -119,7 +119,7 @@ func addresses(run *search.Run, debugDirs []string, stderr io.Writer) *reports.A
 		return nil
 	}
 	rel, _ := kernel.Release()
-	a, missing := reports.LiveAddresses(run, syms, debuginfo.DefaultSearch(rel, debugDirs))
+	a, missing := live.Addresses(run, syms, debuginfo.DefaultSearch(rel, debugDirs))
 	if len(debugDirs) > 0 {
 		for _, m := range slices.Sorted(maps.Keys(missing)) {
 			fmt.Fprintf(stderr, "autoprof hunt: no source lines for %s: %v\n", cmp.Or(m, "the kernel"), missing[m])

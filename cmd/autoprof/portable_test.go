@@ -49,6 +49,18 @@ func TestPureDeps(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("go list -deps %s lists %s", strings.Join(pure, " "), strings.Join(bad, ", "))
 	}
+	// The search and the renderers read no kernel image either: no
+	// decompressor of vmlinuz, no decoder.
+	renderers := []string{module + "/search", module + "/reports/..."}
+	bad = nil
+	for _, dep := range strings.Fields(goCmd(t, nil, append([]string{"list", "-deps"}, renderers...)...)) {
+		if strings.HasPrefix(dep, "github.com/ulikunitz/xz") || strings.HasPrefix(dep, "github.com/klauspost/compress") || dep == module+"/callgraph" {
+			bad = append(bad, dep)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("go list -deps %s lists %s", strings.Join(renderers, " "), strings.Join(bad, ", "))
+	}
 }
 
 // TestBuildsOnDarwin: the pure packages and the command, whose report and

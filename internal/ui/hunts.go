@@ -247,7 +247,7 @@ func progressOf(p search.Progress) progressJSON {
 // profile, as autoprof hunt does.
 func (s *Server) addresses(run *search.Run) *reports.Addresses {
 	rel, _ := kernel.Release()
-	a, _ := reports.LiveAddresses(run, s.graph.Symbols(), debuginfo.DefaultSearch(rel, nil))
+	a, _ := live.Addresses(run, s.graph.Symbols(), debuginfo.DefaultSearch(rel, nil))
 	return a
 }
 

@@ -254,7 +254,7 @@ func checkSourceLines(t *testing.T, run *search.Run, tree *calltree.Tree) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, missing := reports.LiveAddresses(run, syms, debuginfo.Search{Dirs: []string{truthDir()}})
+	a, missing := Addresses(run, syms, debuginfo.Search{Dirs: []string{truthDir()}})
 	if err := missing["aptree"]; err != nil {
 		t.Fatalf("no source lines for aptree: %v", err)
 	}
