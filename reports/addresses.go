@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
 )
 
 // AddressesFile holds a run's Addresses beside run.json.
