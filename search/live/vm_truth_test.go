@@ -116,6 +116,7 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 		},
 	}
 	stopProfile := profileHunt(t, tree.Name)
+	pre := snapshot{at: time.Now(), stats: treeStats(t)}
 	run, err := Hunt(context.Background(), opts)
 	stopProfile()
 	if err != nil {
@@ -131,9 +132,42 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 			p.Kind, p.Owner, p.Stat, 100*truth[p.Stat], 100*p.Share, 100*during[p.Stat])
 	}
 	logPlantEvents(t, run, tree)
+	logOpRates(t, before, pre, snaps, run, tree)
 	s := searchtest.Score(run, tree, truth)
 	s.FirstRightRound = first
 	return s, run
+}
+
+// logOpRates logs the workload's operations per second, from the first
+// plant's calls (a fixed number per operation): before the hunt, over its
+// start-up and Deep Start, and in each round with the instruments
+// inserted and withdrawn in it: where the workload slows down under the
+// hunt, which moves the shares away from the truth measured before it.
+func logOpRates(t testing.TB, before, pre snapshot, snaps map[int]snapshot, run *search.Run, tree *calltree.Tree) {
+	stat := tree.Plants[0].Stat
+	rate := func(a, b snapshot) float64 {
+		if d := b.at.Sub(a.at).Seconds(); d > 0 {
+			return (b.stats[stat][0] - a.stats[stat][0]) / d
+		}
+		return 0
+	}
+	changes := map[int]int{}
+	for _, e := range run.Trace {
+		if e.Action == "insert" || e.Action == "withdraw" {
+			changes[e.Round]++
+		}
+	}
+	var b strings.Builder
+	bare := rate(before, pre)
+	fmt.Fprintf(&b, "%s per second: %.0f before the hunt; start-up and Deep Start %.2f×", stat, bare, rate(pre, snaps[0])/bare)
+	for r := 1; r <= run.Meta.Rounds; r++ {
+		sa, oka := snaps[r-1]
+		sb, okb := snaps[r]
+		if oka && okb {
+			fmt.Fprintf(&b, "; r%d %.2f× (%d changes)", r, rate(sa, sb)/bare, changes[r])
+		}
+	}
+	t.Log(b.String())
 }
 
 // logPlantEvents logs the decisions about the plants' functions.
