@@ -18,6 +18,9 @@ const (
 	DefaultMinRounds  = 3
 	DefaultMaxLive    = 256
 	DefaultSubtreeCap = 10000
+	// MaxRoundFactor is how many Rounds a round may grow to while
+	// autoprof's own CPU is over the budget (Config.MaxRound).
+	MaxRoundFactor = 4
 )
 
 // DefaultCostNs are the costs per hit assumed for backends that no
@@ -44,8 +47,10 @@ type Settings struct {
 	Round time.Duration
 	// MaxRound is the longest a round grows to while autoprof's own CPU,
 	// mostly a fixed cost per round (reading the instruments, deciding),
-	// is over BudgetPct (2 Round by default: a converged hunt takes
-	// rounds, so that longer rounds make it longer; docs/overhead.md).
+	// is over BudgetPct (MaxRoundFactor Rounds by default: a converged
+	// hunt takes rounds, so that longer rounds make it longer, while
+	// autoprof's CPU over the budget perturbs what the hunt measures;
+	// docs/overhead.md).
 	MaxRound time.Duration
 	// Duration bounds the whole hunt; 0 means until it converges, Done is
 	// closed or ctx ends.
@@ -176,7 +181,7 @@ func (c Config) withDefaults() Config {
 		c.Round = DefaultRound
 	}
 	if c.MaxRound < c.Round {
-		c.MaxRound = 2 * c.Round
+		c.MaxRound = MaxRoundFactor * c.Round
 	}
 	if c.DeepStart == 0 {
 		c.DeepStart = 4 * c.Round

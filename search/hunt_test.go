@@ -408,16 +408,16 @@ func (c perRoundController) Controller() (cpu, wall time.Duration, err error) {
 }
 
 // TestRoundsHoldController: a controller whose fixed cost per round is
-// twice the budget at the default round length lengthens the rounds, up
-// to MaxRound (2 rounds), until its share is within the budget, and the
-// run says so; one at four times the budget stops at MaxRound, at twice
-// the budget; a cheap one leaves them at Config.Round.
+// twice the budget at the default round length lengthens the rounds, to
+// twice as long, until its share is within the budget, and the run says
+// so; one at twice MaxRoundFactor budgets stops at MaxRound, at twice the
+// budget; a cheap one leaves them at Config.Round.
 func TestRoundsHoldController(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		factor float64 // the controller's share at DefaultRound, in budgets
 		grows  bool
-	}{{"costly", 2, true}, {"too costly", 4, true}, {"cheap", 0.25, false}} {
+	}{{"costly", 2, true}, {"too costly", 2 * search.MaxRoundFactor, true}, {"cheap", 0.25, false}} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				k, _ := searchtest.Planted("cpu", 1)
@@ -434,17 +434,18 @@ func TestRoundsHoldController(t *testing.T) {
 				longest := 0.0
 				for _, r := range rounds {
 					longest = max(longest, r.Sec)
-					if r.Sec > 2*search.DefaultRound.Seconds()+1e-9 {
+					if r.Sec > search.MaxRoundFactor*search.DefaultRound.Seconds()+1e-9 {
 						t.Errorf("round %d lasted %.3fs, past MaxRound", r.Round, r.Sec)
 					}
 				}
 				last := rounds[len(rounds)-2] // the last may end early, at the deadline
 				said := strings.Contains(strings.Join(run.Limitations, "\n"), "rounds grew")
 				if c.grows {
-					want := search.DefaultBudget * c.factor / 2 // at MaxRound
-					if last.ControllerPct > want*1.01 || longest < 1.95*search.DefaultRound.Seconds() || !said {
-						t.Errorf("round %d: controller %.2f%% of CPU, longest round %.3fs, said %v; want %.2f%% by rounds of 2 x %v, and a limitation",
-							last.Round, last.ControllerPct, longest, said, want, search.DefaultRound)
+					grown := min(c.factor, search.MaxRoundFactor) // rounds of DefaultRound
+					want := search.DefaultBudget * c.factor / grown
+					if last.ControllerPct > want*1.01 || longest < 0.975*grown*search.DefaultRound.Seconds() || !said {
+						t.Errorf("round %d: controller %.2f%% of CPU, longest round %.3fs, said %v; want %.2f%% by rounds of %g x %v, and a limitation",
+							last.Round, last.ControllerPct, longest, said, want, grown, search.DefaultRound)
 					}
 					return
 				}
