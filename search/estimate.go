@@ -71,6 +71,7 @@ func (h *hunter) estimates() map[*node]*est {
 		}
 	}
 	h.dropDuplicates(out)
+	h.dropSampleAliases(out)
 	// Children before parents (a node's id is larger than its
 	// parent's): a node's inclusive share is at least its children's,
 	// however they were measured (a timer that lost its returns, or two
@@ -297,19 +298,23 @@ func (h *hunter) inclusive(n *node) *est {
 
 // disturbedRatio is how many times its median time per operation the
 // target takes in a round that steadyRounds leaves out.
-const disturbedRatio = 2
+const disturbedRatio = 1.2
 
 // steadyRounds returns rs without the rounds in which instruments went in
 // or out (changed) and the target took more than disturbedRatio times its
 // median time per operation over rs (rounds of three operations or more,
 // where rs has three such rounds or more): a stall of the hunt's own
 // doing (the kernel optimizing the kprobes inserted a round before, under
-// QEMU a few hundred ms of text patching) is charged to whatever the
-// target was running, and one such round in a withdrawn node's few moves
-// its estimate by points (the 6.12 truth benchmark's gt19: a round at
-// 28.5 ms per write against 8.5, in which the sleeping function's share
-// fell to 12% from 40%, and the cheap loop beside it came first). A slow
-// round in which the text did not change is the workload's own, and kept.
+// QEMU a few hundred ms of text patching and the emulator translating the
+// patched code again) is charged to whatever the target was running, and
+// one such round in a withdrawn node's few moves its estimate by points
+// (the 6.12 truth benchmark's gt19: a round at 28.5 ms per write against
+// 8.5, in which the sleeping function's share fell to 12% from 40%, and
+// the cheap loop beside it came first). Under TCG the target runs at 0.3
+// to 0.9 times its bare speed in a round after twenty changes or more,
+// and at 0.9 to 1 in rounds with none (docs/truth.md, stop 28): a round
+// of changes 20% slower than the median is the hunt's doing. A slow round
+// in which the text did not change is the workload's own, and kept.
 func steadyRounds(rs []RoundSample, changed map[int]bool) []RoundSample {
 	perOp := func(r RoundSample) (float64, bool) {
 		return r.TargetNs / float64(r.TargetOps), r.TargetOps >= 3 && r.TargetNs > 0
