@@ -39,44 +39,7 @@ const uiPreads = 3000
 // the same helper, must count the same.
 func TestVMUIBlockCounters(t *testing.T) {
 	featuretest.Require(t, features.HaveKprobe())
-	srv, err := ui.New(ui.Options{Dir: t.TempDir(), Orphaned: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.Serve(ctx, l)
-	base := "http://" + l.Addr().String()
-	call := func(method, path string, body any, reply any) {
-		t.Helper()
-		var in bytes.Buffer
-		if body != nil {
-			json.NewEncoder(&in).Encode(body)
-		}
-		req, _ := http.NewRequest(method, base+path, &in)
-		req.Header.Set("X-Autoprof-Token", srv.Token())
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out bytes.Buffer
-		out.ReadFrom(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s %s: %s %s", method, path, resp.Status, out.String())
-		}
-		if reply != nil {
-			if err := json.Unmarshal(out.Bytes(), reply); err != nil {
-				t.Fatalf("%s %s: %v", method, path, err)
-			}
-		}
-	}
+	call := startUI(t)
 
 	// The blocks as the GUI draws them, and the spec a click attaches.
 	const fn = "__x64_sys_pread64"
@@ -109,6 +72,110 @@ func TestVMUIBlockCounters(t *testing.T) {
 
 	// Through the GUI: the experiment targets the helper, which starts
 	// its preads once the instruments are live.
+	viaUI := callsBySpec(uiPreadExperiment(t, call, specs))
+
+	// Through probe: the same specs, the same helper's work.
+	helper := startPreadN(t)
+	reaped := make(chan error, 1)
+	go func() {
+		// probe's instruments are kprobes: live once the kernel lists
+		// them all, then the helper may start.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			list, _ := os.ReadFile("/sys/kernel/debug/kprobes/list")
+			if strings.Count(string(list), " "+fn+"+") >= len(specs) {
+				break
+			}
+		}
+		helper.Process.Signal(syscall.SIGUSR1)
+		reaped <- helper.Wait() // probe ends once the helper is gone
+	}()
+	code, stdout, stderr := runCmd(append([]string{"probe", "--backend", "kprobe", "--pid", strconv.Itoa(helper.Process.Pid), "--duration", "0", "--interval", "200ms", "--json"}, specs...)...)
+	if err := <-reaped; err != nil {
+		t.Fatalf("the pread helper under probe: %v", err)
+	}
+	if code != 0 {
+		t.Fatalf("probe: exit %d: %s", code, stderr)
+	}
+	var sum probeSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("probe's summary: %v\n%s", err, stdout)
+	}
+	viaProbe := callsBySpec(&sum)
+
+	t.Logf("%d preads; GUI %v; probe %v", uiPreads, viaUI, viaProbe)
+	past := 0
+	for i, s := range specs {
+		ui, pr := viaUI[s], viaProbe[s]
+		if ui != pr {
+			t.Errorf("%s: the GUI's experiment counted %d, probe %d", s, ui, pr)
+		}
+		switch {
+		case i == 0 && ui != uiPreads:
+			t.Errorf("%s: %d calls, want %d", s, ui, uiPreads)
+		case ui != 0 && ui != uiPreads:
+			t.Errorf("%s: %d, want 0 or %d (the block runs once a pread or never)", s, ui, uiPreads)
+		case i > 0 && ui == uiPreads:
+			past++
+		}
+	}
+	if past == 0 {
+		t.Errorf("no block past the entry counted the preads: %v", viaUI)
+	}
+}
+
+// uiCall makes a request of the GUI's API with the token and decodes the
+// JSON reply into reply (where not nil); any status but 200 fails the
+// test.
+type uiCall func(method, path string, body, reply any)
+
+// startUI serves the GUI on a loopback port for the test.
+func startUI(t *testing.T) uiCall {
+	t.Helper()
+	srv, err := ui.New(ui.Options{Dir: t.TempDir(), Orphaned: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go srv.Serve(ctx, l)
+	base := "http://" + l.Addr().String()
+	return func(method, path string, body, reply any) {
+		t.Helper()
+		var in bytes.Buffer
+		if body != nil {
+			json.NewEncoder(&in).Encode(body)
+		}
+		req, _ := http.NewRequest(method, base+path, &in)
+		req.Header.Set("X-Autoprof-Token", srv.Token())
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		out.ReadFrom(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: %s %s", method, path, resp.Status, out.String())
+		}
+		if reply != nil {
+			if err := json.Unmarshal(out.Bytes(), reply); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+		}
+	}
+}
+
+// uiPreadExperiment runs specs (kprobe) as an experiment started through
+// the GUI's API on the pread helper, which makes its uiPreads preads once
+// every instrument is live, and returns the experiment's summary.
+func uiPreadExperiment(t *testing.T, call uiCall, specs []string) *splice.RunSummary {
+	t.Helper()
 	helper := startPreadN(t)
 	var entries []map[string]string
 	for _, s := range specs {
@@ -158,54 +225,66 @@ func TestVMUIBlockCounters(t *testing.T) {
 	if view.Summary == nil {
 		t.Fatalf("experiment %s (%s): no summary", view.State, view.Error)
 	}
-	viaUI := callsBySpec(view.Summary)
+	return view.Summary
+}
 
-	// Through probe: the same specs, the same helper's work.
-	helper = startPreadN(t)
-	reaped := make(chan error, 1)
-	go func() {
-		// probe's instruments are kprobes: live once the kernel lists
-		// them all, then the helper may start.
-		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			list, _ := os.ReadFile("/sys/kernel/debug/kprobes/list")
-			if strings.Count(string(list), " "+fn+"+") >= len(specs) {
-				break
+// TestVMUITargets: an instrument of kind targets at each indirect call
+// site of vfs_read, started through the GUI's API on the pread helper,
+// captures what its preads of /dev/zero call there, and the function view
+// lists it under its site: /dev/zero's read method, once a pread.
+func TestVMUITargets(t *testing.T) {
+	featuretest.Require(t, features.HaveKprobe())
+	call := startUI(t)
+	const fn = "vfs_read"
+	var listing struct {
+		Spec  string `json:"spec"`
+		Sites []struct {
+			Off  uint32 `json:"off"`
+			Kind string `json:"kind"`
+		} `json:"sites"`
+	}
+	call("GET", "/api/function?name="+fn, nil, &listing)
+	var specs []string
+	for _, s := range listing.Sites {
+		if s.Kind != "indirect" {
+			continue
+		}
+		spec := fmt.Sprintf("%s+%#x:targets", listing.Spec, s.Off)
+		var verdict struct {
+			Backends map[string]string `json:"backends"`
+		}
+		call("GET", "/api/check?spec="+url.QueryEscape(spec), nil, &verdict)
+		if why := verdict.Backends["kprobe"]; why == "" {
+			specs = append(specs, spec)
+		} else {
+			t.Logf("%s: %s", spec, why)
+		}
+	}
+	if len(specs) == 0 {
+		t.Fatalf("%s: no indirect site kprobe takes (sites %+v)", fn, listing.Sites)
+	}
+	uiPreadExperiment(t, call, specs)
+	var after struct {
+		Observed map[string][]struct {
+			Func  string `json:"func"`
+			Calls uint64 `json:"calls"`
+		} `json:"observed"`
+	}
+	call("GET", "/api/function?name="+fn, nil, &after)
+	t.Logf("observed at %s's indirect sites: %+v", fn, after.Observed)
+	found := false
+	for off, ts := range after.Observed {
+		for _, o := range ts {
+			if o.Func == "read_zero" || o.Func == "read_iter_zero" {
+				found = true
+				if o.Calls != uiPreads {
+					t.Errorf("%s+%s -> %s: %d calls, want %d (one a pread)", fn, off, o.Func, o.Calls, uiPreads)
+				}
 			}
 		}
-		helper.Process.Signal(syscall.SIGUSR1)
-		reaped <- helper.Wait() // probe ends once the helper is gone
-	}()
-	code, stdout, stderr := runCmd(append([]string{"probe", "--backend", "kprobe", "--pid", strconv.Itoa(helper.Process.Pid), "--duration", "0", "--interval", "200ms", "--json"}, specs...)...)
-	if err := <-reaped; err != nil {
-		t.Fatalf("the pread helper under probe: %v", err)
 	}
-	if code != 0 {
-		t.Fatalf("probe: exit %d: %s", code, stderr)
-	}
-	var sum probeSummary
-	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
-		t.Fatalf("probe's summary: %v\n%s", err, stdout)
-	}
-	viaProbe := callsBySpec(&sum)
-
-	t.Logf("%d preads; GUI %v; probe %v", uiPreads, viaUI, viaProbe)
-	past := 0
-	for i, s := range specs {
-		ui, pr := viaUI[s], viaProbe[s]
-		if ui != pr {
-			t.Errorf("%s: the GUI's experiment counted %d, probe %d", s, ui, pr)
-		}
-		switch {
-		case i == 0 && ui != uiPreads:
-			t.Errorf("%s: %d calls, want %d", s, ui, uiPreads)
-		case ui != 0 && ui != uiPreads:
-			t.Errorf("%s: %d, want 0 or %d (the block runs once a pread or never)", s, ui, uiPreads)
-		case i > 0 && ui == uiPreads:
-			past++
-		}
-	}
-	if past == 0 {
-		t.Errorf("no block past the entry counted the preads: %v", viaUI)
+	if !found {
+		t.Errorf("%s: /dev/zero's read method is not among the observed targets %+v", fn, after.Observed)
 	}
 }
 

@@ -222,6 +222,7 @@ func (x *experiments) start(req startRequest) (*experiment, error) {
 		}
 		ex.summary = sum
 		if sum != nil {
+			x.s.targets.add(sum.Instruments)
 			sum.Instruments = brief(sum.Instruments)
 		}
 		ex.mu.Unlock()

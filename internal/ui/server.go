@@ -73,6 +73,8 @@ type Server struct {
 	syms     []groupedSymbol
 
 	exps experiments
+	// targets are the indirect-call targets the experiments captured.
+	targets observedTargets
 }
 
 // New returns a server over the running kernel (or opts.Graph) with a

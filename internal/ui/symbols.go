@@ -182,6 +182,9 @@ type functionReply struct {
 	// Backends is what each backend says of an entry timer (see
 	// symbolRow).
 	Backends map[string]string `json:"backends"`
+	// Observed are the targets the experiments captured at the
+	// function's indirect sites, by the site's offset.
+	Observed map[string][]observedTarget `json:"observed,omitempty"`
 }
 
 // handleFunction lists a function as autoprof disasm --json does.
@@ -194,7 +197,7 @@ func (s *Server) handleFunction(w http.ResponseWriter, r *http.Request) {
 	}
 	row := s.row(f.Sym, s.grouper.Group(f.Sym))
 	writeJSON(w, functionReply{Listing: callgraph.NewListing(s.graph, f, r.URL.Query().Get("intel") == "1"),
-		Spec: row.Spec, Group: row.Group, Backends: row.Backends})
+		Spec: row.Spec, Group: row.Group, Backends: row.Backends, Observed: s.targets.of(row.Spec)})
 }
 
 // callsReply is /api/calls' answer: what autoprof callees or callers

@@ -181,22 +181,27 @@ function drawCFG(f) {
   for (const s of f.sites) sites[s.off] = s;
   const boxes = {};
   let y = 10;
+  // observed(off): the targets the experiments captured at an indirect
+  // site, at most four shown under it.
+  const observed = (off) => ((f.observed || {})[off] || []).slice(0, 4);
   f.blocks.forEach((b, i) => {
     const lines = b.insts.slice(0, MAXL);
-    const h = (lines.length + 1) * LH + 8 + (b.insts.length > MAXL ? LH : 0);
+    const extra = lines.reduce((n, inst) => n + observed(inst.off).length, 0);
+    const h = (lines.length + extra + 1) * LH + 8 + (b.insts.length > MAXL ? LH : 0);
     boxes[b.start] = { x: X, y, h, i };
     const grp = svg('g', { class: 'blk' + (b.start === 0 ? ' entry' : ''), 'data-start': b.start });
     grp.append(svg('rect', { x: X, y, width: W, height: h, rx: 3 }));
     const mark = b.insts.length && b.insts[0].place ? ' [' + b.insts[0].place + ']' : '';
     grp.append(svg('text', { x: X + 6, y: y + LH, class: 'hd' }, `block +0x${b.start.toString(16)}..+0x${b.end.toString(16)}${mark}`));
-    lines.forEach((inst, j) => {
+    let row = 2;
+    lines.forEach((inst) => {
       const s = sites[inst.off];
       let cls = '';
       if (s && s.target && s.kind !== 'indirect') cls = 'call';
       else if (s) cls = 'ind';
       let t = `+${inst.off.toString(16).padStart(3)} ${inst.text}`;
       if (t.length > 78) t = t.slice(0, 77) + '…';
-      const tx = svg('text', { x: X + 6, y: y + (j + 2) * LH, class: cls }, t);
+      const tx = svg('text', { x: X + 6, y: y + row++ * LH, class: cls }, t);
       if (cls === 'call') {
         tx.dataset.target = s.target;
         tx.addEventListener('click', (ev) => { ev.stopPropagation(); openFunction(s.target); });
@@ -205,8 +210,14 @@ function drawCFG(f) {
         tx.append(svg('title', {}, s.note));
       }
       grp.append(tx);
+      for (const o of observed(inst.off)) {
+        const ot = svg('text', { x: X + 46, y: y + row++ * LH, class: 'call observed', 'data-target': o.func }, `↳ ${o.func}  (${o.calls} calls observed)`);
+        ot.addEventListener('click', (ev) => { ev.stopPropagation(); openFunction(o.func); });
+        ot.append(svg('title', {}, 'an indirect call target the experiments captured here: open ' + o.func));
+        grp.append(ot);
+      }
     });
-    if (b.insts.length > MAXL) grp.append(svg('text', { x: X + 6, y: y + (MAXL + 2) * LH, class: 'hd' }, `… ${b.insts.length - MAXL} more`));
+    if (b.insts.length > MAXL) grp.append(svg('text', { x: X + 6, y: y + row * LH, class: 'hd' }, `… ${b.insts.length - MAXL} more`));
     grp.addEventListener('click', () => openAttach(b.start === 0 ? f.spec : `${f.spec}+0x${b.start.toString(16)}`, b.start === 0 ? 'timer' : 'entry'));
     g.append(grp);
     y += h + GAP;
@@ -244,6 +255,7 @@ function drawAsm(f) {
     for (const i of b.insts) {
       const mark = ({ entry: 'E', block: 'B', targets: 'T' }[i.place] || ' ') + (i.branch_target ? '>' : ' ');
       lines.push(`${mark} ${i.address.slice(2)} +${('0x' + i.off.toString(16)).padEnd(6)} ${i.bytes.padEnd(24).slice(0, 24)} ${i.text}${i.note ? '   # ' + i.note : ''}`);
+      for (const o of ((f.observed || {})[i.off] || [])) lines.push(`${' '.repeat(20)}-> ${o.func} (${o.calls} calls observed)`);
     }
     lines.push('');
   }
