@@ -28,15 +28,12 @@ func writeProfile(t *testing.T, run *search.Run) (*profile.Profile, string) {
 	if err := p.CheckValid(); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), ProfileFile)
-	var b bytes.Buffer
-	if err := p.Write(&b); err != nil {
+	path := saveProfile(t, p)
+	data, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	back, err := profile.ParseData(b.Bytes())
+	back, err := profile.ParseData(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,14 +258,7 @@ func TestPprofAddresses(t *testing.T) {
 	if want := int64(run.Meta.WindowRounds) * run.Meta.Round.Nanoseconds(); p.DurationNanos != want {
 		t.Errorf("duration %d ns, want the window's %d ns", p.DurationNanos, want)
 	}
-	path := filepath.Join(t.TempDir(), ProfileFile)
-	var b bytes.Buffer
-	if err := p.Write(&b); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := saveProfile(t, p)
 	top := pprof(path, "-top", "-addresses", "-nodecount=1")
 	fa := addrs.Funcs["copy_user_enhanced_fast_string"].Start
 	if !strings.Contains(top, fmt.Sprintf("%x", uint64(fa))) {
@@ -286,6 +276,20 @@ func TestConfidenceNeverNegative(t *testing.T) {
 	if got := ciText(iv, 0.95); got != "[0.0%, 3.2%] (95% CI, 5 rounds)" {
 		t.Errorf("text %q", got)
 	}
+}
+
+// saveProfile writes p to a file of the test's and returns its path.
+func saveProfile(t *testing.T, p *profile.Profile) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), ProfileFile)
+	var b bytes.Buffer
+	if err := p.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // pprofTool returns a runner of go tool pprof on a profile file.
@@ -371,14 +375,7 @@ func TestPprofLines(t *testing.T) {
 	if !found {
 		t.Fatalf("no location of %s", leaf)
 	}
-	path := filepath.Join(t.TempDir(), ProfileFile)
-	var b bytes.Buffer
-	if err := p.Write(&b); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := saveProfile(t, p)
 	list := pprof(path, "-list", "^("+leaf+"|step)$")
 	if !strings.Contains(list, "the leaf's call") || !strings.Contains(list, "the inlined step") {
 		t.Errorf("-list %s and step lack their source lines:\n%s", leaf, list)
