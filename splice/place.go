@@ -76,6 +76,40 @@ var bpfDenyList = map[string]bool{
 	"__rcu_read_lock": true, "__rcu_read_unlock": true,
 }
 
+// bpfReentered are, by name prefix, the core kernel's functions that
+// autoprof's own BPF programs run while they run: the spin locks their
+// maps take (a hash map's buckets and free list are under raw spin
+// locks), and BPF's own code (maps, helpers, trampolines, the rings). A
+// BPF program attached to one of them runs inside another program, which
+// may hold the lock it takes: the kernel checks recursion per program,
+// not across programs. On 6.1 a hunt timed _raw_spin_unlock by fentry;
+// the thread-exit tracepoint's program, deleting from a hash map, called
+// _raw_spin_unlock with the map's free-list lock held, the fentry
+// program's update took the same lock, and the CPU spun for good (an RCU
+// stall, the VM hung). Neither fentry nor a kprobe goes there; a call of
+// one, timed at its call site in its caller, runs outside it and is
+// fine.
+var bpfReentered = []string{
+	"_raw_spin_", "_raw_read_", "_raw_write_", "do_raw_spin_", "do_raw_read_", "do_raw_write_",
+	"queued_spin_", "native_queued_spin_", "__pv_queued_spin_", "queued_read_", "queued_write_",
+	"bpf_", "__bpf_", "___bpf_", "htab_", "__htab_", "alloc_htab_elem", "free_htab_elem",
+	"lookup_elem_raw", "lookup_nulls_elem_raw", "pcpu_freelist_", "__pcpu_freelist_", "___pcpu_freelist_",
+	"array_map_", "percpu_array_", "stack_map_", "__stack_map_", "ringbuf_", "prealloc_",
+}
+
+// reenteredByBPF reports whether sym is one of bpfReentered's.
+func reenteredByBPF(sym callgraph.Symbol) bool {
+	if sym.Module != "" {
+		return false
+	}
+	for _, p := range bpfReentered {
+		if strings.HasPrefix(sym.Name, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // PlacementSources are the kernel's own lists that the rules use, as
 // readers (a file, or a test fixture); a nil reader comes with the error
 // that kept it from being read, and the rules that need it then refuse.
@@ -261,6 +295,9 @@ func (p *Placement) checkFentry(spec instrument.Spec, sym callgraph.Symbol) erro
 	if bpfDenyList[sym.Name] {
 		return refuse(spec, instrument.ErrUnsafe, "%s is on BPF's deny list (btf_id_deny)", sym.Name)
 	}
+	if reenteredByBPF(sym) {
+		return refuse(spec, instrument.ErrUnsafe, "%s runs inside autoprof's own BPF programs (a spin lock or BPF's own code), where another program of autoprof's would take a lock they hold: time its calls at their call sites", sym.Name)
+	}
 	if p.traceableErr != nil {
 		return refuse(spec, instrument.ErrNotSupported, "cannot read available_filter_functions to rule out notrace functions: %w", p.traceableErr)
 	}
@@ -273,6 +310,9 @@ func (p *Placement) checkFentry(spec instrument.Spec, sym callgraph.Symbol) erro
 func (p *Placement) checkKprobe(spec instrument.Spec, sym callgraph.Symbol, addr uint64) error {
 	if err := p.checkBlacklist(spec, sym, addr); err != nil {
 		return err
+	}
+	if reenteredByBPF(sym) {
+		return refuse(spec, instrument.ErrUnsafe, "%s runs inside autoprof's own BPF programs (a spin lock or BPF's own code), where another program of autoprof's would take a lock they hold: time its calls at their call sites", sym.Name)
 	}
 	return p.checkTraceable(spec, sym)
 }

@@ -30,6 +30,9 @@ ffffffff81002200 T __entry_text_end
 ffffffff81002200 T blacklisted_fn
 ffffffff81002280 t blacklisted_fn.part.0
 ffffffff81002300 T __x64_sys_read
+ffffffff81002380 T _raw_spin_unlock
+ffffffff810023a0 t alloc_htab_elem
+ffffffff810023c0 T bpf_map_update_elem
 ffffffff81002400 T _etext
 `
 
@@ -38,7 +41,7 @@ ffffffff81002400 T _etext
 var fixtureCode = []byte{0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5, 0xff, 0xd0, 0xc3}
 
 const fixtureBlacklist = "0xffffffff81002200-0xffffffff81002280\tblacklisted_fn\n"
-const fixtureTraceable = "vfs_read\nrw_verify_area\nmigrate_disable\nexc_page_fault\nblacklisted_fn\nblacklisted_fn.part.0\n"
+const fixtureTraceable = "vfs_read\nrw_verify_area\nmigrate_disable\nexc_page_fault\nblacklisted_fn\nblacklisted_fn.part.0\n_raw_spin_unlock\nalloc_htab_elem\nbpf_map_update_elem\n"
 
 func fixturePlacement(t *testing.T) *Placement {
 	t.Helper()
@@ -103,6 +106,13 @@ func TestPlacementRules(t *testing.T) {
 	refused("kprobe", "blacklisted_fn.part.0", instrument.ErrUnsafe, "clone of blacklisted_fn")
 	refused("fentry", "migrate_disable", instrument.ErrUnsafe, "deny list")
 	refused("kprobe", "migrate_disable", instrument.ErrUnsafe, "BPF trampolines of autoprof's own instruments")
+	// Spin locks and BPF's own code run inside autoprof's BPF programs
+	// (6.1: an fentry timer on _raw_spin_unlock deadlocked a hash map's
+	// free list).
+	for _, fn := range []string{"_raw_spin_unlock", "alloc_htab_elem", "bpf_map_update_elem"} {
+		refused("fentry", fn+":timer", instrument.ErrUnsafe, "runs inside autoprof's own BPF programs")
+		refused("kprobe", fn, instrument.ErrUnsafe, "runs inside autoprof's own BPF programs")
+	}
 	refused("fentry", "notraced", instrument.ErrUnsafe, "available_filter_functions")
 	refused("fentry", "vfs_read+0x9", instrument.ErrNotSupported, "use kprobe")
 	refused("kprobe", "no_such_function", ErrNoFunction, "no such kernel function")
