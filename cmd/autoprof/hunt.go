@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -65,6 +66,12 @@ func hunt(cfg *huntConfig, stdout, stderr io.Writer) error {
 	}()
 	w := cfg.opts.Workload
 	if w != nil {
+		// The command may still write to stdout, from exec's copying
+		// goroutine, while the summary is printed there: a writer that is
+		// no file (a test's buffer) takes one write at a time.
+		if _, file := stdout.(*os.File); !file {
+			stdout = &lockedWriter{w: stdout}
+		}
 		w.Cmd = workloadCmd(cfg, stdout)
 		defer w.Close()
 	}
@@ -276,6 +283,18 @@ func workloadCmd(cfg *huntConfig, stdout io.Writer) *exec.Cmd {
 		cmd.Stdout = os.Stderr
 	}
 	return cmd
+}
+
+// lockedWriter serializes the writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // closed reports whether ch has been closed, without waiting.
