@@ -249,11 +249,15 @@ func tailCallDuplicate(x, y, b *node, jump bool) *node {
 func (h *hunter) dropSampleAliases(all map[*node]*est) {
 	jump := h.jumpFunc()
 	groups := map[string][]*node{}
-	for _, n := range h.nodes { // in id order: the groups' order is the tree's
+	var keys []string // in the order of their first nodes' ids: one outcome per tree
+	for _, n := range h.nodes {
 		if e := all[n]; e == nil || n.kind == NodeBlock {
 			continue
 		}
 		key := strings.Join(visibleFrames(stackFuncs(n.path), jump), ";")
+		if groups[key] == nil {
+			keys = append(keys, key)
+		}
 		groups[key] = append(groups[key], n)
 	}
 	size := func(n *node) int {
@@ -265,17 +269,19 @@ func (h *hunter) dropSampleAliases(all map[*node]*est) {
 		})
 		return k
 	}
-	for _, g := range groups {
+	for _, key := range keys {
+		var g []*node // those an earlier group's drop left
+		timed := false
+		for _, n := range groups[key] {
+			if e := all[n]; e != nil {
+				g = append(g, n)
+				timed = timed || e.source != SourceSamples
+			}
+		}
 		if len(g) < 2 {
 			continue
 		}
 		var keep *node
-		timed := false
-		for _, n := range g {
-			if all[n].source != SourceSamples {
-				timed = true
-			}
-		}
 		if !timed {
 			for _, n := range g {
 				if keep == nil || size(n) > size(keep) || size(n) == size(keep) && len(n.path) > len(keep.path) {
@@ -284,7 +290,7 @@ func (h *hunter) dropSampleAliases(all map[*node]*est) {
 			}
 		}
 		for _, n := range g {
-			if n == keep || all[n] == nil || all[n].source != SourceSamples || holdsAny(n, g, n) {
+			if n == keep || all[n] == nil || all[n].source != SourceSamples || holdsAny(n, g) {
 				continue
 			}
 			n.subtree(func(m *node) { delete(all, m) })
@@ -292,11 +298,11 @@ func (h *hunter) dropSampleAliases(all map[*node]*est) {
 	}
 }
 
-// holdsAny reports whether a node of g other than self is in n's subtree
-// (a recursion's aliases: dropping n would drop it too).
-func holdsAny(n *node, g []*node, self *node) bool {
+// holdsAny reports whether another node of g is in n's subtree (a
+// recursion's aliases: dropping n would drop it too).
+func holdsAny(n *node, g []*node) bool {
 	for _, m := range g {
-		for p := m.parent; m != self && p != nil; p = p.parent {
+		for p := m.parent; m != n && p != nil; p = p.parent {
 			if p == n {
 				return true
 			}
