@@ -3,18 +3,23 @@
 package live
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/autoprof/autoprof/internal/instrument"
+	"github.com/autoprof/autoprof/internal/testenv"
 	"github.com/autoprof/autoprof/search"
 )
 
@@ -151,4 +156,108 @@ func benchHunt(b *testing.B, budget float64) {
 		b.ReportMetric(f.predicted, "predicted-%cpu")
 		b.ReportMetric(f.measure, "measured-%cpu")
 	}
+}
+
+// startupHelperEnv makes the test binary one hunt of the process whose
+// pid it holds (see startupHelper).
+const startupHelperEnv = "AUTOPROF_STARTUP_HELPER"
+
+func init() { processHelpers[startupHelperEnv] = startupHelper }
+
+// startupHelper hunts the process $AUTOPROF_STARTUP_HELPER for eight
+// seconds, in a process of its own, and prints the hunt's overhead figures
+// (search.Overhead) as JSON on stdout. With $AUTOPROF_STARTUP_PROFILE, it
+// writes its CPU profile there.
+func startupHelper() int {
+	pid, err := strconv.Atoi(os.Getenv(startupHelperEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "startup helper: bad pid:", err)
+		return 2
+	}
+	if path := os.Getenv("AUTOPROF_STARTUP_PROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "startup helper:", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "startup helper:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
+	run, err := Hunt(context.Background(), Options{
+		Settings: search.Settings{Target: instrument.Target{PIDs: []int{pid}}, Duration: 8 * time.Second},
+		Backend:  aptestBackend(),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "startup helper:", err)
+		return 1
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(run.Overhead); err != nil {
+		fmt.Fprintln(os.Stderr, "startup helper:", err)
+		return 1
+	}
+	return 0
+}
+
+// BenchmarkVMStartup reports a hunt's start-up (wall and CPU to its first
+// round, from the hunt's run.json figures) in a process of its own, first
+// with an empty cache directory (cache=cold: the symbol table parsed from
+// /proc/kallsyms, every backend calibrated) and then with the cache the
+// first left (cache=warm: what a user's second hunt on the same boot
+// takes), with the whole hunt's CPU beside it. Each hunt is eight seconds
+// of the aptest cpu shape. AUTOPROF_STARTUP_CPUPROFILE=1 (with vmtest
+// -out) keeps each hunt's CPU profile as startup-RELEASE/CACHE.cpu.pprof.
+func BenchmarkVMStartup(b *testing.B) {
+	loadAptest(b)
+	if err := os.WriteFile(filepath.Join(aptestDir, "shape"), []byte("cpu 2000"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cache := b.TempDir()
+	for _, warm := range []bool{false, true} {
+		name := map[bool]string{false: "cold", true: "warm"}[warm]
+		b.Run("cache="+name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if !warm {
+					if err := os.RemoveAll(filepath.Join(cache, "autoprof")); err != nil {
+						b.Fatal(err)
+					}
+				}
+				o := startupHunt(b, cache, name)
+				b.Logf("start-up %.2fs wall, %.2fs CPU; autoprof %.2f%% of CPU over the rounds; %d rounds", o.StartupWallSec, o.StartupCPUSec, o.ControllerPct, len(o.Rounds))
+				b.ReportMetric(o.StartupWallSec, "startup-s")
+				b.ReportMetric(o.StartupCPUSec, "startup-cpu-s")
+				b.ReportMetric(o.ControllerPct, "autoprof-%cpu")
+			}
+		})
+	}
+}
+
+// startupHunt runs startupHelper over the aptest load with the cache
+// directory cache and returns its figures.
+func startupHunt(b *testing.B, cache, name string) search.Overhead {
+	load := exec.Command(aptestLoad, "60")
+	_, stop := startLoad(b, load)
+	defer stop()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), startupHelperEnv+"="+strconv.Itoa(load.Process.Pid), "XDG_CACHE_HOME="+cache)
+	if dir, ok := testenv.VMOut(b, "startup"); ok && os.Getenv("AUTOPROF_STARTUP_CPUPROFILE") != "" {
+		cmd.Env = append(cmd.Env, "AUTOPROF_STARTUP_PROFILE="+filepath.Join(dir, name+".cpu.pprof"))
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("the %s hunt: %v: %s", name, err, stderr.String())
+	}
+	var o search.Overhead
+	if err := json.Unmarshal(out, &o); err != nil {
+		b.Fatalf("the %s hunt's figures: %v: %q", name, err, out)
+	}
+	if o.StartupWallSec <= 0 {
+		b.Fatalf("the %s hunt measured no start-up: %q", name, out)
+	}
+	return o
 }
