@@ -7,9 +7,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/instrument"
+	"github.com/autoprof/autoprof/internal/kernelbtf"
 	"github.com/autoprof/autoprof/kmod/measure"
 )
 
@@ -75,6 +78,10 @@ type Session struct {
 	ownGraph bool
 	eng      engine
 	cleanup  runtime.Cleanup
+	// types holds the kernel's decoded BTF for the session's life, so
+	// that every BPF object it loads, the feature probes included,
+	// shares one decoding (kernelbtf).
+	types *btf.Cache
 
 	mu     sync.Mutex
 	closed bool
@@ -105,13 +112,14 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	types := kernelbtf.Cache()
 	if opts.Backend == "" {
 		opts.Backend = DefaultBackend()
 	}
 	if _, err := instrument.ParseBackend(string(opts.Backend)); err != nil {
 		return nil, fmt.Errorf("%w: %w", err, instrument.ErrNotSupported)
 	}
-	s := &Session{backend: opts.Backend, graph: opts.Graph}
+	s := &Session{backend: opts.Backend, graph: opts.Graph, types: types}
 	if s.graph == nil {
 		g, err := livetext.OpenGraph()
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/internal/kernelbtf"
 )
 
 // probeFunc is the kernel function the fentry and kprobe probes attach to:
@@ -52,7 +53,11 @@ func loadProbeProgram(spec *ebpf.ProgramSpec) (*ebpf.Program, error) {
 	rlimit.RemoveMemlock()
 	spec.Instructions = returnZero
 	spec.License = "GPL"
-	return ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogDisabled: true})
+	opts := ebpf.ProgramOptions{LogDisabled: true}
+	if types, err := kernelbtf.Cache().Kernel(); err == nil {
+		opts.KernelTypes = types // else the load says why it needed them
+	}
+	return ebpf.NewProgramWithOptions(spec, opts)
 }
 
 func probeTracepoint() error {

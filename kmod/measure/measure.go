@@ -26,6 +26,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/autoprof/autoprof/internal/kernel"
+	"github.com/autoprof/autoprof/internal/kernelbtf"
 )
 
 //go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel -type inst -type ctx_stats -type ctx_key -type target_key -type pid_key measure measure.bpf.c
@@ -89,7 +90,7 @@ type Model struct {
 	ncpu int
 	spec *ebpf.CollectionSpec
 	objs *loaded
-	// types is the kernel's BTF, decoded once for every program the model
+	// types is the kernel's BTF (kernelbtf), decoded once for every program the model
 	// loads: an fentry or fexit program finds its target there, and
 	// decoding vmlinux's BTF takes a second or more under emulation.
 	types *btf.Cache
@@ -124,7 +125,7 @@ func Load(cfg Config) (*Model, error) {
 	size(spec, cfg)
 	_ = rlimit.RemoveMemlock()
 	objs := &loaded{}
-	types := btf.NewCache()
+	types := kernelbtf.Cache()
 	if err := spec.LoadAndAssign(objs, &ebpf.CollectionOptions{Cache: types}); err != nil {
 		return nil, fmt.Errorf("loading the measurement model: %w", err)
 	}

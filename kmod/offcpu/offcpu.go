@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/autoprof/autoprof/internal/bpfmaps"
+	"github.com/autoprof/autoprof/internal/kernelbtf"
 )
 
 //go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel offcpu offcpu.bpf.c
@@ -37,7 +38,7 @@ func Load(maxStacks, maxThreads int) (*Objects, error) {
 	spec.Maps["starts"].MaxEntries = uint32(maxThreads)
 	_ = rlimit.RemoveMemlock()
 	o := &Objects{}
-	if err := spec.LoadAndAssign(&o.o, nil); err != nil {
+	if err := spec.LoadAndAssign(&o.o, &ebpf.CollectionOptions{Cache: kernelbtf.Cache()}); err != nil {
 		return nil, fmt.Errorf("loading the off-CPU program: %w", err)
 	}
 	return o, nil

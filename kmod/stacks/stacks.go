@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/autoprof/autoprof/internal/bpfmaps"
+	"github.com/autoprof/autoprof/internal/kernelbtf"
 )
 
 //go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel stacks stacks.bpf.c
@@ -34,7 +35,7 @@ func Load(maxStacks int) (*Objects, error) {
 	spec.Maps["counts"].MaxEntries = uint32(maxStacks)
 	_ = rlimit.RemoveMemlock()
 	o := &Objects{}
-	if err := spec.LoadAndAssign(&o.o, nil); err != nil {
+	if err := spec.LoadAndAssign(&o.o, &ebpf.CollectionOptions{Cache: kernelbtf.Cache()}); err != nil {
 		return nil, fmt.Errorf("loading the stack sampler: %w", err)
 	}
 	return o, nil
