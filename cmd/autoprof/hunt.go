@@ -37,6 +37,7 @@ type huntConfig struct {
 	cpuprof string   // --cpuprofile
 	debug   []string // --debuginfo
 	dir     *outDir  // prepared by validate
+	args    []string // autoprof's arguments, for the live view
 }
 
 // defaultHuntDuration bounds a hunt that has no command to end it.
@@ -47,6 +48,7 @@ func runHunt(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.args = append([]string{"hunt"}, args...)
 	return profiled("hunt", cfg.cpuprof, cfg.dir, func() error { return hunt(cfg, stdout, stderr) })
 }
 
@@ -75,18 +77,36 @@ func hunt(cfg *huntConfig, stdout, stderr io.Writer) error {
 		w.Cmd = workloadCmd(cfg, stdout)
 		defer w.Close()
 	}
-	cfg.opts.Progress = progressPrinter(stderr)
 	cfg.opts.Warn = func(m string) { fmt.Fprintf(stderr, "\nautoprof hunt: warning: %s\n", m) }
+	// The live view (reports.LiveFile, which autoprof ui watches) is
+	// there while the hunt runs, and goes when it ends.
+	lw := reports.NewLiveWriter(cfg.out, cfg.args)
+	defer lw.Close()
+	printer := progressPrinter(stderr)
+	cfg.opts.ProgressTree = true
+	cfg.opts.Progress = func(p search.Progress) {
+		printer(p)
+		if lw.Err() == nil {
+			if lw.Progress(p); lw.Err() != nil {
+				cfg.opts.Warn(lw.Err().Error() + ": autoprof ui cannot watch this hunt")
+			}
+		}
+	}
 	run, err := live.Hunt(ctx, cfg.opts)
 	if err != nil {
 		if w != nil {
 			w.Signal(syscall.SIGKILL)
 			<-w.Done()
 		}
+		lw.Close()
 		cfg.dir.abandon()
 		return err
 	}
-	if err := reports.WriteWith(cfg.out, run, addresses(run, cfg.debug, stderr)); err != nil {
+	// The live view goes once the outputs are there: its watchers take
+	// its end for the run's.
+	err = reports.WriteWith(cfg.out, run, addresses(run, cfg.debug, stderr))
+	lw.Close()
+	if err != nil {
 		if w != nil {
 			w.Signal(syscall.SIGTERM)
 		}
@@ -168,7 +188,7 @@ func parseHunt(args []string) (*huntConfig, error) {
 	fs.BoolVar(&o.Recalibrate, "recalibrate", false, "measure the instruments' cost per hit again, where this boot's calibration of the last hour would serve")
 	fs.BoolVar(&o.RawCosts, "raw-costs", false, "leave the instruments' own cost (calibrated per hit) in every share and time, as for two runs meant to be compared that instrumented the same places")
 	fs.BoolVar(&o.NoBlocks, "no-blocks", false, "stay at function level: no basic-block counters, whose cost varies from run to run (int3 until the kprobe optimizer makes it a jump); for runs meant to be compared with diff")
-	fs.StringVar(&cfg.out, "o", "autoprof-out", "output directory (created if needed): profile.pb.gz, report.txt, report.html, findings.json, hunt.jsonl, run.json")
+	fs.StringVar(&cfg.out, "o", "autoprof-out", "output directory (created if needed): profile.pb.gz, report.txt, report.html, findings.json, hunt.jsonl, run.json; live.json while the hunt runs, for autoprof ui to watch")
 	fs.BoolVar(&cfg.json, "json", false, "print a JSON summary instead of the text one")
 	cpuprof := addCPUProfileFlag(fs)
 	debugDirs := fs.String("debuginfo", "", "directories (separated by "+string(filepath.ListSeparator)+") searched for the kernel's and modules' debug information by build ID, for source lines in the profile, beside /usr/lib/debug (a kernel build tree, a module's build directory)")

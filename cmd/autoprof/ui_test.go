@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/internal/leakcheck"
+	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -137,4 +140,159 @@ func TestUIKilled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startUIProcess starts autoprof ui over dir in a process of its own and
+// returns its base URL and token; the process is killed at the test's end.
+func startUIProcess(t *testing.T, dir string) (base, token string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestUIHelper$")
+	cmd.Env = append(os.Environ(), "AUTOPROF_HELPER=ui", "AUTOPROF_HELPER_ARGS=ui --dir "+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		if u, ok := strings.CutPrefix(lines.Text(), "http://"); ok {
+			base, token, _ = strings.Cut("http://"+u, "/?token=")
+			go func() {
+				for lines.Scan() {
+				}
+			}()
+			return base, token
+		}
+	}
+	t.Fatal("autoprof ui printed no URL")
+	return "", ""
+}
+
+// uiRequest sends one API request to an autoprof ui and decodes its answer.
+func uiRequest(t *testing.T, base, token, method, path string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, nil)
+	req.Header.Set("X-Autoprof-Token", token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		t.Fatalf("%s %s: %s %s", method, path, resp.Status, b.String())
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+}
+
+// TestUIWatchesHunt runs autoprof hunt -o DIR/cli on a busy helper, with
+// autoprof ui over DIR in another process: the ui lists the hunt while it
+// runs, follows it when asked (rounds and the tree as they grow), and
+// when the hunt ends shows it done with its outputs and the final tree.
+// The hunt's live file is gone after it.
+func TestUIWatchesHunt(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("hunting needs root")
+	}
+	featuretest.Require(t, features.HaveSample())
+	dir := t.TempDir()
+	base, token := startUIProcess(t, dir)
+	t.Setenv("AUTOPROF_HELPER", "busy")
+	// Long enough for rounds after the start-up, which under TCG (the
+	// test VMs) takes ten times as long.
+	t.Setenv("AUTOPROF_HELPER_SECONDS", "10")
+	if features.QEMUTCG() {
+		t.Setenv("AUTOPROF_HELPER_SECONDS", "60")
+	}
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, stdout, stderr := runCmd("hunt", "-o", filepath.Join(dir, "cli"), "--round", "200ms", "--", os.Args[0], "-test.run=^TestHelperProcess$")
+		done <- result{code, stdout, stderr}
+	}()
+	type view struct {
+		ID      int               `json:"id"`
+		State   string            `json:"state"`
+		Error   string            `json:"error"`
+		Watched bool              `json:"watched"`
+		Rounds  []json.RawMessage `json:"rounds"`
+		Files   []string          `json:"files"`
+		Tree    *struct {
+			Nodes []json.RawMessage `json:"nodes"`
+		} `json:"tree"`
+	}
+	var runs []struct {
+		Name    string `json:"name"`
+		Hunting *struct {
+			PID     int      `json:"pid"`
+			Command []string `json:"command"`
+		} `json:"hunting"`
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		runs = nil
+		uiRequest(t, base, token, "GET", "/api/runs", &runs)
+		if len(runs) == 1 && runs[0].Hunting != nil {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("the hunt ended (exit %d) before the ui listed it: %s", r.code, r.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ui never listed the hunt: %+v", runs)
+		}
+	}
+	if h := runs[0].Hunting; h.PID != os.Getpid() || len(h.Command) < 3 || h.Command[0] != "hunt" {
+		t.Errorf("the hunt under way: %+v", h)
+	}
+	var v view
+	uiRequest(t, base, token, "POST", "/api/runs/cli/watch", &v)
+	if !v.Watched || v.State != "running" {
+		t.Fatalf("watching: %+v", v)
+	}
+	most, grew := 0, 0 // rounds and tree nodes seen while it ran
+	for deadline := time.Now().Add(3 * time.Minute); v.State == "running"; time.Sleep(200 * time.Millisecond) {
+		var hunts []view
+		uiRequest(t, base, token, "GET", "/api/hunts", &hunts)
+		for _, h := range hunts {
+			if h.ID == v.ID {
+				v = h
+			}
+		}
+		if v.State == "running" && v.Tree != nil {
+			most, grew = max(most, len(v.Rounds)), max(grew, len(v.Tree.Nodes))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watched hunt never ended")
+		}
+	}
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("autoprof hunt: exit %d: %s", r.code, r.stderr)
+	}
+	if v.State != "done" || !slices.Contains(v.Files, reports.RunFile) || v.Tree == nil || len(v.Tree.Nodes) == 0 {
+		t.Errorf("the watched hunt at its end: %s (%s), files %q", v.State, v.Error, v.Files)
+	}
+	if most < 2 || grew == 0 {
+		t.Errorf("while it ran the ui showed %d rounds and %d nodes at most", most, grew)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cli", reports.LiveFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the live file after the hunt: %v", err)
+	}
+	t.Logf("watched %d rounds live, %d nodes; the run: %d nodes", most, grew, len(v.Tree.Nodes))
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/autoprof/autoprof/internal/headless"
 	"github.com/autoprof/autoprof/internal/leakcheck"
 	"github.com/autoprof/autoprof/reports"
+	"github.com/autoprof/autoprof/search"
 	"github.com/autoprof/autoprof/splice"
 )
 
@@ -488,5 +489,39 @@ func TestHunt(t *testing.T) {
 	if err != nil || len(run.Findings) == 0 || len(sum.Findings) != len(run.Findings) {
 		t.Errorf("%s: %v, %d findings; run.json has %d", reports.FindingsFile, err, len(sum.Findings), len(run.Findings))
 	}
+	p.noErrors()
+}
+
+// TestWatchInPage follows from the page a hunt that another process runs
+// (its live file, as autoprof hunt writes it): the runs list offers to
+// watch it, its card says what it watches and grows with the file's
+// rounds and tree, and it ends done with the outputs written beside it.
+func TestWatchInPage(t *testing.T) {
+	p := livePage(t, 0)
+	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.click("#tab-hunt")
+	dir := filepath.Join(p.s.dir, "cli")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	writeLive(t, dir, os.Getpid(), started, 1)
+	p.click("#runs-reload")
+	p.wait("the hunt under way listed", `document.querySelector('#runs li[data-run="cli"] button.run-watch')`, 10*time.Second)
+	p.click(`#runs li[data-run="cli"] button.run-watch`)
+	p.wait("the watched hunt's card", `[...document.querySelectorAll('#hunts .hunt[data-state="running"]')].some(c => c.innerText.includes('watching autoprof hunt -o cli') && c.querySelector('button.stop').innerText === 'Stop watching')`, 10*time.Second)
+	p.wait("its tree", `document.querySelectorAll('#hunts .hunt .flame-box svg g').length > 0`, 10*time.Second)
+	writeLive(t, dir, os.Getpid(), started, 2)
+	p.wait("round 2", `document.querySelectorAll('#hunts .hunt[data-state="running"] table.rounds tbody tr').length === 2`, 10*time.Second)
+	p.screenshot("watch")
+	run := &search.Run{Meta: search.Meta{Start: started.Add(time.Second), End: time.Now(), Rounds: 2, StopReason: "converged", Confidence: 0.95, Threshold: 5}, Nodes: watchNodes(2)}
+	if err := reports.Write(dir, run); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, reports.LiveFile)); err != nil {
+		t.Fatal(err)
+	}
+	p.wait("the watched hunt's end", `document.querySelector('#hunts .hunt[data-state="done"] .files a[href="/runs/cli/run.json"]')`, 10*time.Second)
+	p.wait("the run listed as saved", `document.querySelector('#runs li[data-run="cli"] button.run-tree') && !document.querySelector('#runs li[data-run="cli"] button.run-watch')`, 10*time.Second)
 	p.noErrors()
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,16 +33,19 @@ type hunt struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	mu     sync.Mutex
-	state  string // running, done, stopped, failed
-	err    string
-	rounds []progressJSON
-	files  []string
-	// events are the decisions so far; tree the flame graph's data of
-	// the last snapshot of the tree (reports.FlameJSON), of the finished
-	// run once it ends.
-	events []search.Event
-	tree   json.RawMessage
+	mu    sync.Mutex
+	state string // running, done, stopped, failed
+	err   string
+	files []string
+	// track follows the rounds and the tree as it grows; tree is the
+	// flame graph's data of the finished run once it ends, else nil.
+	track reports.LiveTracker
+	tree  json.RawMessage
+	// watched is a hunt that another process runs (autoprof hunt in a
+	// terminal), followed through its reports.LiveFile: the page cannot
+	// stop it.
+	watched bool
+	command []string // a watched hunt's autoprof arguments
 }
 
 // huntRequest is POST /api/hunts' body: autoprof hunt's flags, for a
@@ -59,64 +61,35 @@ type huntRequest struct {
 	Out string `json:"out"`
 }
 
-// progressJSON is search.Progress as the page gets it.
-type progressJSON struct {
-	Round         int             `json:"round"`
-	ElapsedS      float64         `json:"elapsed_s"`
-	Live          int             `json:"live"`
-	PredictedPct  num             `json:"predicted_pct"`
-	MeasuredPct   num             `json:"measured_pct"`   // -1: not measured
-	ControllerPct num             `json:"controller_pct"` // -1: not measured
-	Best          []candidateJSON `json:"best"`
-	// Nodes and Events count the tree's nodes after the round and the
-	// decisions taken since the round before.
-	Nodes  int `json:"nodes"`
-	Events int `json:"events"`
-}
-
-// candidateJSON is search.Candidate: its exclusive share's interval.
-type candidateJSON struct {
-	Path string `json:"path"`
-	Excl struct {
-		Mean num `json:"mean"`
-		Low  num `json:"low"`
-		High num `json:"high"`
-		N    int `json:"n"`
-	} `json:"excl"`
-}
-
-// num is a number that JSON writes as null where it is not finite (an
-// interval of one round has no bounds yet).
-type num float64
-
-func (n num) MarshalJSON() ([]byte, error) {
-	if math.IsNaN(float64(n)) || math.IsInf(float64(n), 0) {
-		return []byte("null"), nil
-	}
-	return json.Marshal(float64(n))
-}
-
 // huntView is a hunt in /api/hunts and in the "hunt" events.
 type huntView struct {
-	ID      int            `json:"id"`
-	Out     string         `json:"out"`
-	State   string         `json:"state"`
-	Error   string         `json:"error,omitempty"`
-	Started time.Time      `json:"started"`
-	Request huntRequest    `json:"request"`
-	Rounds  []progressJSON `json:"rounds"`
+	ID      int                 `json:"id"`
+	Out     string              `json:"out"`
+	State   string              `json:"state"`
+	Error   string              `json:"error,omitempty"`
+	Started time.Time           `json:"started"`
+	Request huntRequest         `json:"request"`
+	Rounds  []reports.LiveRound `json:"rounds"`
 	// Files are the outputs written, served under /runs/OUT/.
 	Files []string `json:"files,omitempty"`
 	// Tree is the calling-context tree as it stands, with the decisions
 	// so far: the flame graph's data (reports.FlameJSON).
 	Tree json.RawMessage `json:"tree,omitempty"`
+	// Watched is a hunt another process runs (see watchHunt), started
+	// with Command; the page can stop watching it, not stop it.
+	Watched bool     `json:"watched,omitempty"`
+	Command []string `json:"command,omitempty"`
 }
 
 func (h *hunt) view() huntView {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	tree := h.tree
+	if tree == nil {
+		tree = h.track.Tree()
+	}
 	return huntView{ID: h.id, Out: h.out, State: h.state, Error: h.err, Started: h.started, Request: h.req,
-		Rounds: append([]progressJSON{}, h.rounds...), Files: h.files, Tree: h.tree}
+		Rounds: append([]reports.LiveRound{}, h.track.Rounds...), Files: h.files, Tree: tree, Watched: h.watched, Command: h.command}
 }
 
 // defaultHuntDuration bounds a hunt started from the page, as autoprof
@@ -176,7 +149,7 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 		x.mu.Unlock()
 		cancel()
 		return nil, errors.New("the server is closing")
-	case slices.ContainsFunc(x.hunts, func(h *hunt) bool { return h.view().State == "running" }):
+	case slices.ContainsFunc(x.hunts, func(h *hunt) bool { return !h.watched && h.view().State == "running" }):
 		x.mu.Unlock()
 		cancel()
 		return nil, badRequest(errors.New("a hunt is running: one at a time"))
@@ -191,9 +164,7 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 	o.ProgressTree = true
 	o.Progress = func(p search.Progress) {
 		h.mu.Lock()
-		h.rounds = append(h.rounds, progressOf(p))
-		h.events = append(h.events, p.Events...)
-		h.setTree(&search.Run{Meta: search.Meta{Rounds: p.Round}, Nodes: p.Nodes, Trace: h.events})
+		h.track.Add(p)
 		h.mu.Unlock()
 		x.publish(event{"hunt", h.view()})
 	}
@@ -231,18 +202,6 @@ func (h *hunt) setTree(run *search.Run) {
 	}
 }
 
-func progressOf(p search.Progress) progressJSON {
-	j := progressJSON{Round: p.Round, ElapsedS: p.Elapsed.Seconds(), Live: p.Live, PredictedPct: num(p.PredictedPct),
-		MeasuredPct: num(p.MeasuredPct), ControllerPct: num(p.ControllerPct), Best: []candidateJSON{},
-		Nodes: len(p.Nodes), Events: len(p.Events)}
-	for _, c := range p.Best {
-		cj := candidateJSON{Path: c.Path}
-		cj.Excl.Mean, cj.Excl.Low, cj.Excl.High, cj.Excl.N = num(c.Excl.Mean), num(c.Excl.Low), num(c.Excl.High), c.Excl.N
-		j.Best = append(j.Best, cj)
-	}
-	return j
-}
-
 // addresses places the run's functions in the running kernel, for the
 // profile, as autoprof hunt does.
 func (s *Server) addresses(run *search.Run) *reports.Addresses {
@@ -257,7 +216,7 @@ var servedFiles = []string{reports.HTMLFile, reports.TextFile, reports.FindingsF
 
 // runFiles lists the served files present in dir.
 func runFiles(dir string) []string {
-	var out []string
+	out := []string{}
 	for _, f := range servedFiles {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			out = append(out, f)
@@ -325,17 +284,39 @@ func (s *Server) handleStopHunt(w http.ResponseWriter, r *http.Request) {
 type savedRun struct {
 	Name  string   `json:"name"`
 	Files []string `json:"files"`
+	// Hunting is set where a hunt is under way in the directory (its
+	// reports.LiveFile, its process alive): the page can watch it.
+	Hunting *huntingRun `json:"hunting,omitempty"`
 }
 
-// handleRuns lists the saved runs in the server's directory: the
-// directories that hold a run.json.
+// huntingRun is the hunt under way in a run directory.
+type huntingRun struct {
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	Command []string  `json:"command"`
+	Rounds  int       `json:"rounds"`
+}
+
+// handleRuns lists the runs in the server's directory: the directories
+// that hold a run.json, or a hunt under way.
 func (s *Server) handleRuns(w http.ResponseWriter, r *http.Request) {
-	m, _ := filepath.Glob(filepath.Join(s.dir, "*", reports.RunFile))
+	saved, _ := filepath.Glob(filepath.Join(s.dir, "*", reports.RunFile))
+	live, _ := filepath.Glob(filepath.Join(s.dir, "*", reports.LiveFile))
 	out := []savedRun{}
-	for _, p := range m {
+	seen := map[string]bool{}
+	for _, p := range append(saved, live...) {
 		dir := filepath.Dir(p)
-		if name := filepath.Base(dir); plainName.MatchString(name) {
-			out = append(out, savedRun{name, runFiles(dir)})
+		name := filepath.Base(dir)
+		if seen[name] || !plainName.MatchString(name) {
+			continue
+		}
+		run := savedRun{Name: name, Files: runFiles(dir)}
+		if l, err := reports.LoadLive(dir); err == nil && hunting(l) {
+			run.Hunting = &huntingRun{PID: l.PID, Started: l.Started, Command: l.Command, Rounds: len(l.Rounds)}
+		}
+		if len(run.Files) > 0 || run.Hunting != nil {
+			seen[name] = true
+			out = append(out, run)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -203,6 +203,7 @@ func (s *Server) routes() {
 	s.api("POST /api/hunts/{id}/stop", s.handleStopHunt)
 	s.api("GET /api/runs", s.handleRuns)
 	s.api("GET /api/runs/{name}/tree", s.handleRunTree)
+	s.api("POST /api/runs/{name}/watch", s.handleWatch)
 	s.api("GET /runs/{name}/{file}", s.handleRunFile)
 }
 

@@ -529,14 +529,19 @@ function drawHunts() {
   for (const id of Object.keys(state.hunts).map(Number).sort((a, b) => b - a)) {
     const h = state.hunts[id];
     const card = el('div', { class: 'exp hunt', id: 'hunt-' + id, 'data-state': h.state });
+    // A watched hunt runs in another process (autoprof hunt in a
+    // terminal): the page follows it and can stop following, not stop it.
+    const about = h.watched ? `watching autoprof ${(h.command || []).join(' ')}, output ${h.out}/`
+      : `${h.request.backend || 'best'} backend, ${targetText(h.request.target)}, budget ${h.request.budget_pct || 2}%, output ${h.out}/`;
     const hd = el('div', { class: 'hd' }, el('strong', {}, 'hunt ' + id), el('span', { class: 'state state-' + h.state }, h.state),
-      el('span', { class: 'muted' }, `${h.request.backend || 'best'} backend, ${targetText(h.request.target)}, budget ${h.request.budget_pct || 2}%, output ${h.out}/`));
-    if (h.state === 'running') hd.append(el('button', { class: 'stop', onclick: () => api(`/api/hunts/${id}/stop`, { method: 'POST' }).catch((e) => alert(e.message)) }, 'Stop'));
+      el('span', { class: 'muted' }, about));
+    if (h.state === 'running') hd.append(el('button', { class: 'stop', onclick: () => api(`/api/hunts/${id}/stop`, { method: 'POST' }).catch((e) => alert(e.message)) }, h.watched ? 'Stop watching' : 'Stop'));
     card.append(hd);
     if (h.error) card.append(el('div', { class: 'error' }, h.error));
     if (h.rounds.length) {
       const pred = h.rounds.map((r) => r.predicted_pct || 0), meas = h.rounds.map((r) => Math.max(0, r.measured_pct || 0));
-      card.append(el('div', { class: 'muted' }, 'overhead per round, predicted and measured, % of all CPUs (budget ' + (h.request.budget_pct || 2) + '%): '), spark(pred), ' ', spark(meas));
+      const budget = h.watched ? '' : ' (budget ' + (h.request.budget_pct || 2) + '%)';
+      card.append(el('div', { class: 'muted' }, 'overhead per round, predicted and measured, % of all CPUs' + budget + ': '), spark(pred), ' ', spark(meas));
     }
     const t = el('table', { class: 'grid rounds' }, el('thead', {}, el('tr', {}, ...['round', 'elapsed', 'live', 'predicted', 'measured', 'autoprof', 'best candidate (exclusive share, interval)'].map((x) => el('th', {}, x)))));
     const tb = el('tbody');
@@ -564,10 +569,15 @@ async function loadRuns() {
   for (const r of runs) {
     const li = el('li', { 'data-run': r.name }, el('strong', {}, r.name), ' ');
     for (const f of r.files) li.append(el('a', { href: `/runs/${encodeURIComponent(r.name)}/${f}`, target: '_blank', class: 'fn' }, f), ' ');
-    li.append(el('button', { class: 'run-tree', onclick: () => showRunTree(r.name, li).catch((e) => alert(e.message)) }, 'Flame graph'));
+    if (r.files.includes('run.json')) li.append(el('button', { class: 'run-tree', onclick: () => showRunTree(r.name, li).catch((e) => alert(e.message)) }, 'Flame graph'));
+    if (r.hunting) {
+      // A hunt under way there, started elsewhere: the page can follow it.
+      li.append(el('span', { class: 'muted' }, ` hunt under way: autoprof ${r.hunting.command.join(' ')} (pid ${r.hunting.pid}, ${r.hunting.rounds} rounds) `),
+        el('button', { class: 'run-watch', onclick: () => api(`/api/runs/${encodeURIComponent(r.name)}/watch`, { method: 'POST' }).catch((e) => alert(e.message)) }, 'Watch'));
+    }
     ul.append(li);
   }
-  if (!runs.length) ul.append(el('li', { class: 'muted' }, 'no saved run (a directory with run.json) in the server\'s directory'));
+  if (!runs.length) ul.append(el('li', { class: 'muted' }, 'no saved run (a directory with run.json) and no hunt under way in the server\'s directory'));
 }
 // showRunTree draws a saved run's tree and decisions under its line.
 async function showRunTree(name, li) {
