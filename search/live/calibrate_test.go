@@ -101,48 +101,54 @@ func TestCalibrateSyscallLinks(t *testing.T) {
 }
 
 // routedInstrumenter is fentry for function entries and kprobe for call
-// sites, as a session over a kernel with BPF trampolines routes them: a
-// timer adds entry ns a call to the loop at a function's entry, site ns
-// at a call site, of which inside ns fall between its clock reads (what
-// it measures of getppid's call).
+// sites and counters, as a session over a kernel with BPF trampolines
+// routes them: a timer adds entry ns a call to the loop at a function's
+// entry, site ns at a call site, of which inside ns fall between its
+// clock reads (what it measures of getppid's call); a counter adds count
+// ns (none: counters refused).
 type routedInstrumenter struct {
-	live                map[instrument.Point]bool
-	hits                map[instrument.Point]uint64
-	ns                  map[instrument.Point]uint64
-	entry, site, inside time.Duration
+	live                       map[routedKey]bool
+	hits, ns                   map[routedKey]uint64
+	entry, site, inside, count time.Duration
+}
+
+type routedKey struct {
+	pt   instrument.Point
+	kind instrument.Kind
 }
 
 type routedInstrument struct {
-	r  *routedInstrumenter
-	pt instrument.Point
+	r *routedInstrumenter
+	k routedKey
 }
 
 func (r *routedInstrumenter) Backend() instrument.Backend { return instrument.Fentry }
 func (r *routedInstrumenter) BackendOf(s instrument.Spec) instrument.Backend {
-	if s.IsCallSite() || s.Offset != 0 {
+	if s.IsCallSite() || s.Kind == instrument.Count {
 		return instrument.Kprobe
 	}
 	return instrument.Fentry
 }
 func (r *routedInstrumenter) Check(s instrument.Spec) error {
-	if s.Kind != instrument.Timer {
+	if s.Kind != instrument.Timer && (s.Kind != instrument.Count || r.count == 0) {
 		return instrument.ErrNotSupported
 	}
 	return nil
 }
 func (r *routedInstrumenter) Close() error { return nil }
 func (r *routedInstrumenter) Insert(_ context.Context, s instrument.Spec) (instrument.Instrument, error) {
-	r.live[s.Point] = true
-	return &routedInstrument{r, s.Point}, nil
+	k := routedKey{s.Point, s.Kind}
+	r.live[k] = true
+	return &routedInstrument{r, k}, nil
 }
 func (i *routedInstrument) Spec() instrument.Spec {
-	return instrument.Spec{Point: i.pt, Kind: instrument.Timer}
+	return instrument.Spec{Point: i.k.pt, Kind: i.k.kind}
 }
-func (i *routedInstrument) Close() error { delete(i.r.live, i.pt); return nil }
+func (i *routedInstrument) Close() error { delete(i.r.live, i.k); return nil }
 func (r *routedInstrumenter) Read() (*instrument.Reading, error) {
 	out := &instrument.Reading{At: time.Now()}
-	for pt, n := range r.hits {
-		out.Contexts = append(out.Contexts, instrument.ContextReading{Path: instrument.Path{pt}, Kind: instrument.Timer, Calls: n, InclNs: r.ns[pt]})
+	for k, n := range r.hits {
+		out.Contexts = append(out.Contexts, instrument.ContextReading{Path: instrument.Path{k.pt}, Kind: k.kind, Calls: n, InclNs: r.ns[k]})
 	}
 	return out, nil
 }
@@ -150,8 +156,36 @@ func (r *routedInstrumenter) Read() (*instrument.Reading, error) {
 // TestCalibrateCallSites: beside fentry, the call-site timers of the
 // kprobe backend are calibrated on their own (key "kprobe", and the part
 // inside their window "kprobe:inside", from a call on getppid's path),
-// not taken to cost what fentry's timers or a kprobe counter do.
+// not taken to cost what fentry's timers or a kprobe counter do; and a
+// timer the loop's noise makes cheaper than a counter of its backend is
+// taken to cost the counter's, which Calibrate says.
 func TestCalibrateCallSites(t *testing.T) {
+	for _, c := range []struct {
+		site, count           time.Duration
+		wantKprobe, wantCount float64
+		wantInside            float64
+		floored               bool
+	}{
+		{site: 900 * time.Nanosecond, wantKprobe: 900, wantInside: 400},
+		{site: 900 * time.Nanosecond, count: 500 * time.Nanosecond, wantKprobe: 900, wantCount: 500, wantInside: 400},
+		{site: 100 * time.Nanosecond, count: 500 * time.Nanosecond, wantKprobe: 500, wantCount: 500, wantInside: 400, floored: true},
+	} {
+		costs, err := calibrateRouted(t, c.site, c.count)
+		if c.floored != (err != nil && strings.Contains(err.Error(), "less than a counter's")) || (!c.floored && err != nil) {
+			t.Errorf("site %v, counter %v: Calibrate said %v", c.site, c.count, err)
+		}
+		if costs["fentry"] != 300 || costs["kprobe"] != c.wantKprobe || costs["kprobe:count"] != c.wantCount || costs["kprobe:inside"] != c.wantInside {
+			t.Errorf("site %v, counter %v: costs %v; want fentry 300, kprobe %v, kprobe:count %v, kprobe:inside %v",
+				c.site, c.count, costs, c.wantKprobe, c.wantCount, c.wantInside)
+		}
+	}
+}
+
+// calibrateRouted calibrates a routedInstrumenter whose call-site timers
+// add site ns a call, and whose counters count ns (0: none), over a
+// kernel of two syscalls that each call a helper.
+func calibrateRouted(t *testing.T, site, count time.Duration) (map[string]float64, error) {
+	t.Helper()
 	const (
 		pread   uint64 = 0xffffffff81000000
 		ksys    uint64 = 0xffffffff81000010
@@ -169,7 +203,7 @@ func TestCalibrateCallSites(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Each of the two syscalls' entries calls its helper at +0 and
-	// returns; the helpers return.
+	// returns.
 	call := func(from, to uint64) []byte {
 		rel := int32(to - (from + 5))
 		b := []byte{0xe8, byte(rel), byte(rel >> 8), byte(rel >> 16), byte(rel >> 24), 0xc3}
@@ -177,22 +211,28 @@ func TestCalibrateCallSites(t *testing.T) {
 	}
 	text := &callgraph.MemText{}
 	text.Add(pread, call(pread, ksys))
-	text.Add(ksys, append([]byte{0xc3}, bytes.Repeat([]byte{0xcc}, 15)...))
+	// ksys_pread64: test edi,edi; je +1; nop; ret (blocks at +4 and +5).
+	text.Add(ksys, append([]byte{0x85, 0xff, 0x74, 0x01, 0x90, 0xc3}, bytes.Repeat([]byte{0xcc}, 10)...))
 	text.Add(getppid, call(getppid, tgid))
 	text.Add(tgid, append([]byte{0xc3}, bytes.Repeat([]byte{0xcc}, 15)...))
 	g := callgraph.NewGraph(syms, text, false)
 
-	r := &routedInstrumenter{live: map[instrument.Point]bool{}, hits: map[instrument.Point]uint64{}, ns: map[instrument.Point]uint64{},
-		entry: 300 * time.Nanosecond, site: 900 * time.Nanosecond, inside: 400 * time.Nanosecond}
-	site := instrument.Point{Func: calibrationSyscall, Callee: "ksys_pread64"}
-	getppidSite := instrument.Point{Func: insideSyscall, Callee: "task_tgid_vnr"}
+	r := &routedInstrumenter{live: map[routedKey]bool{}, hits: map[routedKey]uint64{}, ns: map[routedKey]uint64{},
+		entry: 300 * time.Nanosecond, site: site, inside: 400 * time.Nanosecond, count: count}
+	getppidSite := routedKey{instrument.Point{Func: insideSyscall, Callee: "task_tgid_vnr"}, instrument.Timer}
 	c := Calibrator{Graph: g, N: 1000, preads: func(n int) time.Duration {
 		per := 1000 * time.Nanosecond
-		for pt := range r.live {
-			r.hits[pt] += uint64(n)
-			if pt == site {
+		for k := range r.live {
+			if k == getppidSite {
+				continue
+			}
+			r.hits[k] += uint64(n)
+			switch {
+			case k.kind == instrument.Count:
+				per += r.count
+			case k.pt.IsCallSite():
 				per += r.site
-			} else {
+			default:
 				per += r.entry
 			}
 		}
@@ -203,11 +243,5 @@ func TestCalibrateCallSites(t *testing.T) {
 			r.ns[getppidSite] += uint64(n) * uint64(r.inside)
 		}
 	}}
-	costs, err := c.Calibrate(context.Background(), r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if costs["fentry"] != 300 || costs["kprobe"] != 900 || costs["kprobe:inside"] != 400 {
-		t.Errorf("costs %v; want fentry 300, kprobe (its call-site timers) 900, kprobe:inside 400", costs)
-	}
+	return c.Calibrate(context.Background(), r)
 }
