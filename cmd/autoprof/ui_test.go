@@ -62,34 +62,10 @@ func TestUIKilled(t *testing.T) {
 		t.Run(c.sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			before := leakcheck.Take()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestUIHelper$")
-			cmd.Env = append(os.Environ(), "AUTOPROF_HELPER=ui", "AUTOPROF_HELPER_ARGS=ui --dir "+dir+" --listen "+c.listen)
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			lines := bufio.NewScanner(out)
-			var url string
-			var said []string
-			for lines.Scan() {
-				said = append(said, lines.Text())
-				if strings.HasPrefix(lines.Text(), "http://") {
-					url = lines.Text()
-					break
-				}
-			}
-			if url == "" {
-				t.Fatalf("autoprof ui printed no URL: %q", said)
-			}
+			cmd, base, token, said := startUIProcess(t, "ui", "--dir", dir, "--listen", c.listen)
 			if warned := len(said) > 1 && strings.Contains(said[0], "not loopback") && strings.Contains(said[0], "token"); warned != (c.listen != "127.0.0.1:0") {
 				t.Errorf("autoprof ui --listen %s said %q", c.listen, said)
 			}
-			base, token, _ := strings.Cut(url, "/?token=")
 			body := `{"backend": "tracepoint", "out": "run", "experiment": {"interval": "200ms", "instruments": [{"spec": "__x64_sys_getppid:timer"}]}}`
 			req, _ := http.NewRequest("POST", base+"/api/experiments", strings.NewReader(body))
 			req.Header.Set("X-Autoprof-Token", token)
@@ -142,12 +118,13 @@ func TestUIKilled(t *testing.T) {
 	}
 }
 
-// startUIProcess starts autoprof ui over dir in a process of its own and
-// returns its base URL and token; the process is killed at the test's end.
-func startUIProcess(t *testing.T, dir string) (base, token string) {
+// startUIProcess starts autoprof with args (ui ...) in a process of its
+// own and returns it, its base URL and token, and the lines it printed up
+// to its URL; the process is stopped at the test's end if still running.
+func startUIProcess(t *testing.T, args ...string) (cmd *exec.Cmd, base, token string, said []string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestUIHelper$")
-	cmd.Env = append(os.Environ(), "AUTOPROF_HELPER=ui", "AUTOPROF_HELPER_ARGS=ui --dir "+dir)
+	cmd = exec.Command(os.Args[0], "-test.run=^TestUIHelper$")
+	cmd.Env = append(os.Environ(), "AUTOPROF_HELPER=ui", "AUTOPROF_HELPER_ARGS="+strings.Join(args, " "))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -162,17 +139,18 @@ func startUIProcess(t *testing.T, dir string) (base, token string) {
 	})
 	lines := bufio.NewScanner(out)
 	for lines.Scan() {
-		if u, ok := strings.CutPrefix(lines.Text(), "http://"); ok {
-			base, token, _ = strings.Cut("http://"+u, "/?token=")
-			go func() {
+		said = append(said, lines.Text())
+		if strings.HasPrefix(lines.Text(), "http://") {
+			base, token, _ = strings.Cut(lines.Text(), "/?token=")
+			go func() { // the rest, so that the server never blocks writing
 				for lines.Scan() {
 				}
 			}()
-			return base, token
+			return cmd, base, token, said
 		}
 	}
-	t.Fatal("autoprof ui printed no URL")
-	return "", ""
+	t.Fatalf("autoprof ui printed no URL: %q", said)
+	return nil, "", "", nil
 }
 
 // uiRequest sends one API request to an autoprof ui and decodes its answer.
@@ -207,7 +185,7 @@ func TestUIWatchesHunt(t *testing.T) {
 	}
 	featuretest.Require(t, features.HaveSample())
 	dir := t.TempDir()
-	base, token := startUIProcess(t, dir)
+	_, base, token, _ := startUIProcess(t, "ui", "--dir", dir)
 	t.Setenv("AUTOPROF_HELPER", "busy")
 	// Long enough for rounds after the start-up, which under TCG (the
 	// test VMs) takes ten times as long.

@@ -154,12 +154,7 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 		cancel()
 		return nil, badRequest(errors.New("a hunt is running: one at a time"))
 	}
-	x.nextID++
-	h.id = x.nextID
-	x.hunts = append(x.hunts, h)
-	if len(x.subs) == 0 {
-		x.armOrphan()
-	}
+	x.addHunt(h)
 	x.mu.Unlock()
 	o.ProgressTree = true
 	o.Progress = func(p search.Progress) {
@@ -193,6 +188,17 @@ func (x *experiments) startHunt(req huntRequest) (*hunt, error) {
 		x.publish(event{"hunt", h.view()})
 	}()
 	return h, nil
+}
+
+// addHunt numbers h and lists it; x.mu is held. With no page listening,
+// it is orphaned as an experiment would be.
+func (x *experiments) addHunt(h *hunt) {
+	x.nextID++
+	h.id = x.nextID
+	x.hunts = append(x.hunts, h)
+	if len(x.subs) == 0 {
+		x.armOrphan()
+	}
 }
 
 // setTree sets the tree the page draws; h.mu is held.

@@ -55,12 +55,7 @@ func (x *experiments) watchHunt(name string) (*hunt, error) {
 		cancel()
 		return o, nil
 	}
-	x.nextID++
-	h.id = x.nextID
-	x.hunts = append(x.hunts, h)
-	if len(x.subs) == 0 {
-		x.armOrphan()
-	}
+	x.addHunt(h)
 	x.mu.Unlock()
 	x.publish(event{"hunt", h.view()})
 	go x.follow(ctx, h, dir, l)
