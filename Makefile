@@ -8,7 +8,7 @@ BIN      := bin
 # Binaries run inside the test VMs, which have no libc.
 STATIC   := CGO_ENABLED=0
 
-.PHONY: all build deps lint unit fuzz bench vmtest vmtest-full vmbench truth test generate check-generate demo clean
+.PHONY: all build deps lint unit fuzz bench vmtest vmtest-full vmbench truth mutants test generate check-generate demo clean
 
 all: build
 
@@ -58,6 +58,12 @@ vmtest-full: build
 # one run compare.
 vmbench: build
 	$(BIN)/vmtest test -kernels $(KERNELS) -bench . ./splice ./search/live
+
+# mutants undoes, one at a time, issue 14's fixes in the splicing module
+# (kmod/splicer/testdata/mutants/*.patch) and runs each fix's VM tests on
+# both kernels: a mutant the tests do not catch is a test to strengthen.
+mutants: build
+	kmod/splicer/testdata/mutants/run.sh
 
 # truth is the truth benchmark: on each kernel, a hunt of each of the 20
 # generated call trees (internal/calltree, the aptree module) against the
