@@ -110,6 +110,8 @@ type routedInstrumenter struct {
 	live                       map[routedKey]bool
 	hits, ns                   map[routedKey]uint64
 	entry, site, inside, count time.Duration
+	// entryInside is what an entry timer on getppid measures a call.
+	entryInside time.Duration
 }
 
 type routedKey struct {
@@ -161,22 +163,27 @@ func (r *routedInstrumenter) Read() (*instrument.Reading, error) {
 // taken to cost the counter's, which Calibrate says.
 func TestCalibrateCallSites(t *testing.T) {
 	for _, c := range []struct {
-		site, count           time.Duration
-		wantKprobe, wantCount float64
-		wantInside            float64
-		floored               bool
+		site, count, entryInside time.Duration
+		wantFentry, wantKprobe   float64
+		wantCount, wantInside    float64
+		floored                  string // what Calibrate says of a cost raised
 	}{
-		{site: 900 * time.Nanosecond, wantKprobe: 900, wantInside: 400},
-		{site: 900 * time.Nanosecond, count: 500 * time.Nanosecond, wantKprobe: 900, wantCount: 500, wantInside: 400},
-		{site: 100 * time.Nanosecond, count: 500 * time.Nanosecond, wantKprobe: 500, wantCount: 500, wantInside: 400, floored: true},
+		{site: 900 * time.Nanosecond, wantFentry: 300, wantKprobe: 900, wantInside: 400},
+		{site: 900 * time.Nanosecond, count: 500 * time.Nanosecond, wantFentry: 300, wantKprobe: 900, wantCount: 500, wantInside: 400},
+		{site: 100 * time.Nanosecond, count: 500 * time.Nanosecond, wantFentry: 300, wantKprobe: 500, wantCount: 500, wantInside: 400,
+			floored: "less than a counter's"},
+		// An entry timer that measures more of getppid's call than the
+		// loop said it costs: the loop's noise.
+		{site: 900 * time.Nanosecond, entryInside: 700 * time.Nanosecond, wantFentry: 700, wantKprobe: 900, wantInside: 400,
+			floored: "less than the 700 ns it times"},
 	} {
-		costs, err := calibrateRouted(t, c.site, c.count)
-		if c.floored != (err != nil && strings.Contains(err.Error(), "less than a counter's")) || (!c.floored && err != nil) {
-			t.Errorf("site %v, counter %v: Calibrate said %v", c.site, c.count, err)
+		costs, err := calibrateRouted(t, c.site, c.count, c.entryInside)
+		if c.floored == "" && err != nil || c.floored != "" && (err == nil || !strings.Contains(err.Error(), c.floored)) {
+			t.Errorf("site %v, counter %v, entry inside %v: Calibrate said %v", c.site, c.count, c.entryInside, err)
 		}
-		if costs["fentry"] != 300 || costs["kprobe"] != c.wantKprobe || costs["kprobe:count"] != c.wantCount || costs["kprobe:inside"] != c.wantInside {
-			t.Errorf("site %v, counter %v: costs %v; want fentry 300, kprobe %v, kprobe:count %v, kprobe:inside %v",
-				c.site, c.count, costs, c.wantKprobe, c.wantCount, c.wantInside)
+		if costs["fentry"] != c.wantFentry || costs["kprobe"] != c.wantKprobe || costs["kprobe:count"] != c.wantCount || costs["kprobe:inside"] != c.wantInside {
+			t.Errorf("site %v, counter %v, entry inside %v: costs %v; want fentry %v, kprobe %v, kprobe:count %v, kprobe:inside %v",
+				c.site, c.count, c.entryInside, costs, c.wantFentry, c.wantKprobe, c.wantCount, c.wantInside)
 		}
 	}
 }
@@ -184,7 +191,7 @@ func TestCalibrateCallSites(t *testing.T) {
 // calibrateRouted calibrates a routedInstrumenter whose call-site timers
 // add site ns a call, and whose counters count ns (0: none), over a
 // kernel of two syscalls that each call a helper.
-func calibrateRouted(t *testing.T, site, count time.Duration) (map[string]float64, error) {
+func calibrateRouted(t *testing.T, site, count, entryInside time.Duration) (map[string]float64, error) {
 	t.Helper()
 	const (
 		pread   uint64 = 0xffffffff81000000
@@ -218,12 +225,13 @@ func calibrateRouted(t *testing.T, site, count time.Duration) (map[string]float6
 	g := callgraph.NewGraph(syms, text, false)
 
 	r := &routedInstrumenter{live: map[routedKey]bool{}, hits: map[routedKey]uint64{}, ns: map[routedKey]uint64{},
-		entry: 300 * time.Nanosecond, site: site, inside: 400 * time.Nanosecond, count: count}
+		entry: 300 * time.Nanosecond, site: site, inside: 400 * time.Nanosecond, count: count, entryInside: entryInside}
 	getppidSite := routedKey{instrument.Point{Func: insideSyscall, Callee: "task_tgid_vnr"}, instrument.Timer}
+	getppidEntry := routedKey{instrument.Point{Func: insideSyscall}, instrument.Timer}
 	c := Calibrator{Graph: g, N: 1000, preads: func(n int) time.Duration {
 		per := 1000 * time.Nanosecond
 		for k := range r.live {
-			if k == getppidSite {
+			if k == getppidSite || k == getppidEntry {
 				continue
 			}
 			r.hits[k] += uint64(n)
@@ -241,6 +249,10 @@ func calibrateRouted(t *testing.T, site, count time.Duration) (map[string]float6
 		if r.live[getppidSite] {
 			r.hits[getppidSite] += uint64(n)
 			r.ns[getppidSite] += uint64(n) * uint64(r.inside)
+		}
+		if r.live[getppidEntry] && r.entryInside > 0 {
+			r.hits[getppidEntry] += uint64(n)
+			r.ns[getppidEntry] += uint64(n) * uint64(r.entryInside)
 		}
 	}}
 	return c.Calibrate(context.Background(), r)
