@@ -210,7 +210,9 @@ func exitingHelpers(t *testing.T, n int) {
 // goes only once the task is freed; none is lost, none leaks: with 64
 // thread slots, 80 deaths later a new task's every call is counted. No
 // oops (the harness fails the run on one). Before, a return after the
-// task's exit tracepoint found no frame and the module BUGged.
+// task's exit tracepoint found no frame and the module BUGged. A slot
+// never freed would be taken over by a new task at the dead one's
+// address: no frame of a dead task may be found (no unmatched miss).
 func TestVMSpliceTaskExits(t *testing.T) {
 	if splicer.Loaded() {
 		if err := unloadSplicer(); err != nil {
@@ -249,6 +251,13 @@ func TestVMSpliceTaskExits(t *testing.T) {
 	}
 	if r.Misses.MapFull != 0 {
 		t.Errorf("%d hits found no thread slot: shadow stacks leaked", r.Misses.MapFull)
+	}
+	// A dead task's slot kept (never freed) is taken over by a new task
+	// whose task_struct the slab gives the dead one's address, and the
+	// frames found there count as unmatched: the leak shows as misses,
+	// not as a full table (make mutants: defect5-slots).
+	if r.Misses.Unmatched != 0 {
+		t.Errorf("%d frames found unmatched: a dead task's shadow stack outlived it", r.Misses.Unmatched)
 	}
 }
 
