@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -238,6 +239,17 @@ func TestUIWatchesHunt(t *testing.T) {
 	if h := runs[0].Hunting; h.PID != os.Getpid() || len(h.Command) < 3 || h.Command[0] != "hunt" {
 		t.Errorf("the hunt under way: %+v", h)
 	}
+	// Listen to the events as a page does: with no page listening, the
+	// server stops watching after its orphan time, as it stops
+	// experiments.
+	req, _ := http.NewRequest("GET", base+"/api/events", nil)
+	req.Header.Set("X-Autoprof-Token", token)
+	events, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Body.Close()
+	go io.Copy(io.Discard, events.Body)
 	var v view
 	uiRequest(t, base, token, "POST", "/api/runs/cli/watch", &v)
 	if !v.Watched || v.State != "running" {
