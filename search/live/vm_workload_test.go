@@ -11,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
 	"github.com/autoprof/autoprof/search"
@@ -295,6 +298,21 @@ func compareFtrace(t *testing.T, run *search.Run, c workloadCase, backend instru
 		}
 	}
 	sort.Slice(fns, func(i, j int) bool { return rates[fns[i]] > rates[fns[j]] })
+	// The function tracer's pid filter changes at the sched_switch
+	// tracepoint, before the context switch proper: what __switch_to
+	// calls for the task going out (its FPU state saved: os_xsave,
+	// xfd_validate_state on 6.1) the tracer counts for the one coming
+	// in, and the instruments, which go by current, for the one going
+	// out. No reference there: those functions are not compared (6.1's
+	// pingpong once had xfd_validate_state at 5,007 calls by the
+	// instruments and 17 by the tracer).
+	switching := reachedFrom(t, "__switch_to", 3)
+	fns = slices.DeleteFunc(fns, func(fn string) bool {
+		if switching[fn] {
+			t.Logf("%s is called in the context switch: the function tracer's pid filter has no count of it to compare", fn)
+		}
+		return switching[fn]
+	})
 	fns = fns[:min(len(fns), 8)]
 	if len(fns) == 0 {
 		t.Fatal("no function timed over 1,000 iterations")
@@ -310,6 +328,36 @@ func compareFtrace(t *testing.T, run *search.Run, c workloadCase, backend instru
 			t.Errorf("%s: the instruments counted %d calls, the function tracer %d, in the same run", fn, j.inst[fn], j.ftrace[fn])
 		}
 	}
+}
+
+// reachedFrom is the set of functions fn reaches through direct and tail
+// calls in at most depth steps, in the running kernel's static call graph.
+func reachedFrom(t *testing.T, fn string, depth int) map[string]bool {
+	t.Helper()
+	g, err := livetext.OpenGraph()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	seen := map[string]bool{}
+	frontier := []string{fn}
+	for d := 0; d < depth && len(frontier) > 0; d++ {
+		var next []string
+		for _, f := range frontier {
+			edges, err := g.Callees(f)
+			if err != nil {
+				continue
+			}
+			for _, e := range edges {
+				if e.Target != "" && !seen[e.Target] && (e.Kind == callgraph.Direct || e.Kind == callgraph.Tail) {
+					seen[e.Target] = true
+					next = append(next, e.Target)
+				}
+			}
+		}
+		frontier = next
+	}
+	return seen
 }
 
 // joint is what jointRun measured.
