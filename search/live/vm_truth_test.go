@@ -228,12 +228,7 @@ const truthWindow = 3 * time.Second
 // treeTruth is each plant's share of the target's (one thread's) time
 // between two snapshots of the module's own accounting.
 func treeTruth(sa, sb snapshot, tree *calltree.Tree) map[string]float64 {
-	wall := float64(sb.at.Sub(sa.at))
-	out := map[string]float64{}
-	for _, p := range tree.Plants {
-		out[p.Stat] = (sb.stats[p.Stat][1] - sa.stats[p.Stat][1]) / wall
-	}
-	return out
+	return treeTruthOver(tree, [2]snapshot{sa, sb})
 }
 
 // treeTruthOver is treeTruth over several windows together: each plant's

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/callgraph/livetext"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
@@ -331,7 +330,8 @@ func compareFtrace(t *testing.T, run *search.Run, c workloadCase, backend instru
 }
 
 // reachedFrom is the set of functions fn reaches through direct and tail
-// calls in at most depth steps, in the running kernel's static call graph.
+// calls in at most depth steps, in the running kernel's static call graph
+// (Calibrator.reach's walk).
 func reachedFrom(t *testing.T, fn string, depth int) map[string]bool {
 	t.Helper()
 	g, err := livetext.OpenGraph()
@@ -340,22 +340,8 @@ func reachedFrom(t *testing.T, fn string, depth int) map[string]bool {
 	}
 	defer g.Close()
 	seen := map[string]bool{}
-	frontier := []string{fn}
-	for d := 0; d < depth && len(frontier) > 0; d++ {
-		var next []string
-		for _, f := range frontier {
-			edges, err := g.Callees(f)
-			if err != nil {
-				continue
-			}
-			for _, e := range edges {
-				if e.Target != "" && !seen[e.Target] && (e.Kind == callgraph.Direct || e.Kind == callgraph.Tail) {
-					seen[e.Target] = true
-					next = append(next, e.Target)
-				}
-			}
-		}
-		frontier = next
+	for _, f := range (Calibrator{Graph: g}).reach(fn, depth) {
+		seen[f] = true
 	}
 	return seen
 }
