@@ -209,6 +209,21 @@ func (d *Device) Status() (Status, error) {
 	return st, nil
 }
 
+// Audit has the module check its bookkeeping against itself: instrument
+// ids against the sites that name them, free counts against free slots.
+// Any Broken rule is a defect of the module. It needs no session.
+func (d *Device) Audit() (Audit, error) {
+	var a Audit
+	f, err := d.file()
+	if err != nil {
+		return a, err
+	}
+	if err := ioctl(f, iocAudit, unsafe.Pointer(&a)); err != nil {
+		return a, fmt.Errorf("auditing the module's bookkeeping: %w", err)
+	}
+	return a, nil
+}
+
 // Contexts returns the context table: entry i is context i+1.
 func (d *Device) Contexts() ([]Ctx, error) {
 	d.mu.Lock()

@@ -155,6 +155,10 @@ func TestVMWithdrawTwice(t *testing.T) {
 	if insts[0].State != Withdrawn {
 		t.Errorf("the counter is %s, want withdrawn", insts[0].State)
 	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	auditIdle(t)
 	// The module is not pinned: the cleanup unloads it.
 }
 
@@ -187,6 +191,9 @@ func TestVMIDsReused(t *testing.T) {
 		if n, err := d.Withdraw([]uint64{w.Addr()}); err != nil || n != 1 {
 			t.Fatalf("cycle %d: withdraw %d, %v", i, n, err)
 		}
+		if a, err := d.Audit(); err != nil || a.Broken != 0 {
+			t.Fatalf("cycle %d: the module's bookkeeping: %s, %v", i, a.Broken, err)
+		}
 	}
 	var ids []uint32
 	for id := range seen {
@@ -203,6 +210,10 @@ func TestVMIDsReused(t *testing.T) {
 		}
 	}
 	t.Logf("%d cycles through 16 instrument slots, %d distinct ids", cycles, len(seen))
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	auditIdle(t)
 }
 
 // capHelperEnv makes the test binary open the control file with the

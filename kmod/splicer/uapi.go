@@ -1,6 +1,10 @@
 package splicer
 
-import "unsafe"
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+)
 
 // The structures of module/uapi.h, field for field. TestLayout checks
 // their sizes against the C ones; Open checks them against what the
@@ -8,7 +12,7 @@ import "unsafe"
 
 // Limits of the interface (AP_* in uapi.h).
 const (
-	abi        = 4
+	abi        = 5
 	MaxDepth   = 32 // shadow stack frames per thread
 	MaxWindow  = 32 // bytes of one splice window
 	MaxPIDs    = 8  // thread groups of one instrument's filter
@@ -165,6 +169,61 @@ type Status struct {
 	_                    uint32
 }
 
+// Audit is struct ap_audit: the module's bookkeeping checked against
+// itself (Device.Audit).
+type Audit struct {
+	InstsFree    uint32 // free instrument slots, as allocation counts them
+	InstsUnused  uint32 // slots holding no id, by the walk
+	InstsPending uint32 // withdrawn, freed once RCU-tasks passed
+	FastFree     uint32 // free fast-path counter slots, as counted
+	FastUnused   uint32 // by the walk
+	Sites        uint32 // trampoline slots in any state but free
+	SitesPending uint32 // given back, reused once RCU-tasks passed
+	Broken       AuditRule
+}
+
+// AuditRule is a set of AP_A_* bits: the rules of the module's
+// bookkeeping an audit found broken.
+type AuditRule uint32
+
+// The rules (AP_A_* in uapi.h).
+const (
+	AuditSlot0 AuditRule = 1 << iota
+	AuditInstCount
+	AuditPending
+	AuditFastCount
+	AuditFastOwner
+	AuditSiteID
+	AuditLeak
+)
+
+var auditRules = []string{
+	"slot 0 holds an instrument",
+	"the free instrument count is not the free slots",
+	"a slot waiting for reclaim holds no instrument",
+	"the free fast-path count is not the free fast slots",
+	"a fast-path slot's owner does not hold it",
+	"a site names an instrument no slot holds",
+	"a slot holds an instrument no site names and none withdrew",
+}
+
+// String names the broken rules, "none" when there are none.
+func (r AuditRule) String() string {
+	if r == 0 {
+		return "none"
+	}
+	var out []string
+	for i, s := range auditRules {
+		if r&(1<<i) != 0 {
+			out = append(out, s)
+		}
+	}
+	if rest := r &^ (1<<len(auditRules) - 1); rest != 0 {
+		out = append(out, fmt.Sprintf("rules %#x", uint32(rest)))
+	}
+	return strings.Join(out, "; ")
+}
+
 type readArgs struct {
 	Ptr    uint64
 	N      uint32
@@ -210,4 +269,5 @@ var (
 	iocBeat     = ioc(iocNone, 5, 0)
 	iocReadAll  = ioc(iocRead|iocWrite, 6, unsafe.Sizeof(readArgs{}))
 	iocStatus   = ioc(iocRead, 7, unsafe.Sizeof(Status{}))
+	iocAudit    = ioc(iocRead, 8, unsafe.Sizeof(Audit{}))
 )

@@ -224,6 +224,49 @@ void ap_insts_reclaim(const unsigned long *done)
 }
 
 /*
+ * ap_insts_audit checks the instrument and fast-path slots (AP_IOC_AUDIT):
+ * every slot holding an id is named by a site (named, from
+ * ap_sites_audit) or waits for reclaim, the free counts are the slots
+ * the walk finds free, and each fast slot's owner holds it.
+ */
+void ap_insts_audit(struct ap_audit *a, const unsigned long *named)
+{
+	const struct ap_inst *in;
+	u32 i;
+
+	a->insts_free = ap_free_insts;
+	a->fast_free = ap_free_fast;
+	if (ap_insts[0].id || test_bit(0, ap_inst_pending))
+		a->broken |= AP_A_SLOT0;
+	for (i = 1; i < ap_max_insts; i++) {
+		bool pending = test_bit(i, ap_inst_pending);
+
+		if (!ap_insts[i].id) {
+			a->insts_unused++;
+			if (pending)
+				a->broken |= AP_A_PENDING;
+			continue;
+		}
+		a->insts_pending += pending;
+		if (!pending && !test_bit(i, named))
+			a->broken |= AP_A_LEAK;
+	}
+	if (a->insts_free != a->insts_unused)
+		a->broken |= AP_A_INST_COUNT;
+	for (i = 0; i < AP_FAST_SLOTS; i++) {
+		if (!ap_fast_owner[i]) {
+			a->fast_unused++;
+			continue;
+		}
+		in = ap_inst_of(ap_fast_owner[i]);
+		if (!in || in->fast != i)
+			a->broken |= AP_A_FAST_OWNER;
+	}
+	if (a->fast_free != a->fast_unused)
+		a->broken |= AP_A_FAST_COUNT;
+}
+
+/*
  * ap_reset_insts forgets a finished session's instruments. Their slots
  * are free (ap_reclaim_flush ran) but for those of broken sites, which
  * stay as they are; incarnations go on, so that no id of the new session

@@ -41,6 +41,7 @@
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 #include <linux/version.h>
+#include <linux/bitmap.h>
 #include <linux/capability.h>
 #include <linux/security.h>
 #include <linux/static_call.h>
@@ -666,6 +667,23 @@ static long ap_ioc_status(struct ap_session *s, void __user *arg)
 	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
 }
 
+/* ap_ioc_audit checks the module's bookkeeping against itself (AP_IOC_AUDIT). */
+static long ap_ioc_audit(void __user *arg)
+{
+	struct ap_audit a = {};
+	unsigned long *named;
+
+	named = bitmap_zalloc(ap_max_insts, GFP_KERNEL);
+	if (!named)
+		return -ENOMEM;
+	mutex_lock(&ap_lock);
+	ap_sites_audit(&a, named);
+	ap_insts_audit(&a, named);
+	mutex_unlock(&ap_lock);
+	bitmap_free(named);
+	return copy_to_user(arg, &a, sizeof(a)) ? -EFAULT : 0;
+}
+
 /*
  * ap_ioctl validates the request (the whole command: number, direction
  * and size) before anything else; a request of another size is ENOTTY.
@@ -675,7 +693,7 @@ static long ap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	struct ap_session *s = file->private_data;
 	void __user *p = (void __user *)arg;
 
-	if (cmd != AP_IOC_INFO && cmd != AP_IOC_HELLO && s->gen)
+	if (cmd != AP_IOC_INFO && cmd != AP_IOC_HELLO && cmd != AP_IOC_AUDIT && s->gen)
 		ap_beat(s);
 	switch (cmd) {
 	case AP_IOC_INFO:
@@ -692,6 +710,8 @@ static long ap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ap_ioc_read(s, p);
 	case AP_IOC_STATUS:
 		return ap_ioc_status(s, p);
+	case AP_IOC_AUDIT:
+		return ap_ioc_audit(p);
 	}
 	return -ENOTTY;
 }

@@ -714,6 +714,31 @@ out:
 	bitmap_free(insts);
 }
 
+/*
+ * ap_sites_audit counts the trampoline slots in use (AP_IOC_AUDIT), marks
+ * in named the instrument slots their sites name, and flags a site that
+ * names an id no slot holds.
+ */
+void ap_sites_audit(struct ap_audit *a, unsigned long *named)
+{
+	u32 i, j;
+
+	for (i = 0; i < AP_POOL_SLOTS; i++) {
+		const struct ap_site *s = &ap_sites[i];
+
+		a->sites_pending += test_bit(i, ap_pending);
+		if (s->state == AP_S_FREE)
+			continue;
+		a->sites++;
+		for (j = 0; j < s->ninst && j < AP_SITE_INSTS; j++) {
+			if (ap_inst_of(s->ids[j]))
+				__set_bit(ap_id_slot(s->ids[j]), named);
+			else
+				a->broken |= AP_A_SITE_ID;
+		}
+	}
+}
+
 /* ap_short reports whether fewer than n slots are free of each kind. */
 bool ap_short(u32 n)
 {

@@ -188,6 +188,7 @@ int ap_reclaim_wait(u32 n);
 bool ap_short(u32 n);
 struct ap_site *ap_site_of(unsigned long addr);
 struct ap_site *ap_site_of_slot(u32 slot);
+void ap_sites_audit(struct ap_audit *a, unsigned long *named);
 
 /* inst.c */
 int ap_insts_init(void);
@@ -200,6 +201,7 @@ void ap_reset_insts(void);
 bool ap_insts_short(u32 n);
 void ap_insts_pending(unsigned long *dst);
 void ap_insts_reclaim(const unsigned long *done);
+void ap_insts_audit(struct ap_audit *a, const unsigned long *named);
 
 /* measure.c */
 void ap_enter(u32 id, unsigned long *slot);

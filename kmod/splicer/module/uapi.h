@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define AP_ABI		4
+#define AP_ABI		5
 #define AP_PROC_NAME	"autoprof_splice"	/* in /proc */
 
 #define AP_HIST		41	/* log2 buckets of inclusive ns, as splice.HistBuckets */
@@ -218,6 +218,32 @@ struct ap_status {
 	__u32 pad;
 };
 
+/*
+ * AP_IOC_AUDIT: the module's bookkeeping checked against itself, by a walk
+ * of every instrument, fast-path and trampoline slot under its lock: the
+ * counts it keeps beside what the walk finds, and a bit of AP_A_* for each
+ * rule broken. It needs no session (as AP_IOC_INFO): the tests ask it
+ * while hostile requests run and after a session ends.
+ */
+struct ap_audit {
+	__u32 insts_free;	/* free instrument slots, as allocation counts them */
+	__u32 insts_unused;	/* slots holding no id, by the walk */
+	__u32 insts_pending;	/* withdrawn, freed once RCU-tasks passed */
+	__u32 fast_free;	/* free fast-path counter slots, as counted */
+	__u32 fast_unused;	/* by the walk */
+	__u32 sites;		/* trampoline slots in any state but free */
+	__u32 sites_pending;	/* given back, reused once RCU-tasks passed */
+	__u32 broken;		/* AP_A_*: the rules the walk found broken */
+};
+
+#define AP_A_SLOT0	(1u << 0)	/* slot 0, no instrument, holds an id */
+#define AP_A_INST_COUNT	(1u << 1)	/* insts_free != insts_unused */
+#define AP_A_PENDING	(1u << 2)	/* a slot waiting for reclaim holds no id */
+#define AP_A_FAST_COUNT	(1u << 3)	/* fast_free != fast_unused */
+#define AP_A_FAST_OWNER	(1u << 4)	/* a fast slot's owner does not name it */
+#define AP_A_SITE_ID	(1u << 5)	/* a site names an id no slot holds */
+#define AP_A_LEAK	(1u << 6)	/* a slot holds an id no site names, not pending */
+
 #define AP_IOC_MAGIC	0xAF
 #define AP_IOC_INFO	_IOR(AP_IOC_MAGIC, 1, struct ap_info)
 #define AP_IOC_HELLO	_IOW(AP_IOC_MAGIC, 2, struct ap_hello)
@@ -226,5 +252,6 @@ struct ap_status {
 #define AP_IOC_BEAT	_IO(AP_IOC_MAGIC, 5)	/* -ETIMEDOUT: dead-man fired; -EOVERFLOW: kill switch */
 #define AP_IOC_READ	_IOWR(AP_IOC_MAGIC, 6, struct ap_read)
 #define AP_IOC_STATUS	_IOR(AP_IOC_MAGIC, 7, struct ap_status)
+#define AP_IOC_AUDIT	_IOR(AP_IOC_MAGIC, 8, struct ap_audit)
 
 #endif
