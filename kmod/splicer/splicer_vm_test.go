@@ -162,6 +162,89 @@ func TestVMWithdrawTwice(t *testing.T) {
 	// The module is not pinned: the cleanup unloads it.
 }
 
+// moduleRefs returns the module's reference count as the kernel keeps
+// it: the module takes one on itself, for good, when it gives up a site
+// as changed underneath (pinned: rmmod is refused).
+func moduleRefs(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/sys/module/" + ModuleName + "/refcnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestVMWithdrawWhileReplacing: a withdrawal of a live site arriving
+// while an insertion that replaces it (the same window, its instruments
+// kept and one added) waits for quiescence, with a window of several
+// instructions in the same batch. The replacement's int3 is then over the
+// live site's jump; before, the withdrawal took that int3 for another
+// patcher's, gave the site up as changed underneath and pinned the module
+// for good. Now a withdrawal leaves a site with a replacement armed over
+// it to the insertion (it counts as not withdrawn), and either way the
+// module is not pinned, its bookkeeping is whole, and both windows hold
+// their original bytes once withdrawn.
+func TestVMWithdrawWhileReplacing(t *testing.T) {
+	e := loadEnv(t)
+	d := e.open(t, 10*time.Second, 1)
+	ws := e.blockWindows(t, "vfs_read", 8)
+	x := ws[0]
+	var y *patch.Window
+	for _, w := range ws[1:] {
+		if len(w.Insts) > 1 {
+			y = w
+			break
+		}
+	}
+	if y == nil {
+		t.Fatal("vfs_read has no second block window of several instructions")
+	}
+	landed := 0
+	for round := 0; round < 10; round++ {
+		id := e.insert(t, d, e.request(x, InstReq{Kind: Count}))[0].Insts[0].ID
+		batch := []Splice{
+			e.request(x, InstReq{Kind: Count, ID: id}, InstReq{Kind: Count}),
+			e.request(y, InstReq{Kind: Count}),
+		}
+		started, withdrawn := make(chan struct{}), make(chan int)
+		go func() {
+			<-started
+			time.Sleep(time.Duration(round) * 500 * time.Microsecond) // 0 to 4.5 ms into the insertion
+			n, err := d.Withdraw([]uint64{x.Addr()})
+			if err != nil {
+				t.Error(err)
+			}
+			withdrawn <- n
+		}()
+		close(started)
+		if _, err := d.Insert(batch); err != nil {
+			t.Fatal(err)
+		}
+		n := <-withdrawn
+		if n == 0 && batch[0].Err == 0 {
+			landed++ // during the quiescence: the replacement went live
+		}
+		if refs := moduleRefs(t); refs != "0" {
+			t.Fatalf("round %d: the module holds %s references on itself: it gave a site up as changed", round, refs)
+		}
+		if a, err := d.Audit(); err != nil || a.Broken != 0 {
+			t.Fatalf("round %d: the module's bookkeeping: %s, %v", round, a.Broken, err)
+		}
+		if _, err := d.Withdraw([]uint64{x.Addr(), y.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+		e.restored(t, x, y)
+	}
+	t.Logf("%d of 10 withdrawals came while the replacement waited for quiescence", landed)
+	if landed == 0 {
+		t.Error("no withdrawal came while the replacement waited: the test did not test the race")
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	auditIdle(t)
+}
+
 // TestVMIDsReused (issue 14, defect 9): instrument ids are reused once
 // withdrawn, so that a session outlives the id space. The module gets 16
 // instrument slots; 400 insert/withdraw cycles each take a fresh id. Before,
