@@ -583,7 +583,10 @@ out:
 /*
  * ap_withdraw splices the live sites at addrs out, leaving their
  * instruments in state; an address listed twice counts once. It returns
- * how many sites were withdrawn. Called with ap_lock held.
+ * how many sites were withdrawn. Called with ap_lock held, and either
+ * ap_op_lock (no insertion is in progress, so no live site has a
+ * replacement's int3 over it, which ap_changed would take for another
+ * patcher's) or from ap_withdraw_all, which disarms those first.
  */
 u32 ap_withdraw(const u64 *addrs, u32 n, u32 state)
 {
