@@ -2,12 +2,13 @@ package callgraph
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"sort"
 	"sync"
+
+	"github.com/autoprof/autoprof/internal/boot"
 )
 
 // Graph is the static call graph of a kernel: its symbols, a reader of its
@@ -52,7 +53,7 @@ func NewGraph(syms *Symbols, text Text, live bool) *Graph {
 }
 
 // LiveSymbols parses /proc/kallsyms, or reads the table this boot's first
-// reader kept on disk (symCache). The table is kept for the next call
+// reader kept on disk (boot.Cache). The table is kept for the next call
 // while /proc/modules reads the same (the same modules at the same
 // addresses): a hunt reads it when it checks its input, when it opens the
 // graph and when it writes the profile, and parsing it takes seconds under
@@ -60,19 +61,16 @@ func NewGraph(syms *Symbols, text Text, live bool) *Graph {
 // does not change. (Symbols of BPF programs and trampolines, which come
 // and go without a module, are not functions the graph or a profile use.)
 func LiveSymbols() (*Symbols, error) {
-	mods, modsErr := os.ReadFile("/proc/modules")
-	if errors.Is(modsErr, os.ErrNotExist) {
-		mods, modsErr = nil, nil
-	}
+	mods, modsErr := boot.Modules()
 	liveSyms.mu.Lock()
 	defer liveSyms.mu.Unlock()
 	if modsErr == nil && liveSyms.syms != nil && string(mods) == liveSyms.modules {
 		return liveSyms.syms, nil
 	}
-	cache := openSymCache()
+	cache := boot.OpenCache(symbolCacheName)
 	var syms *Symbols
 	if modsErr == nil {
-		syms, _ = cache.load(mods)
+		syms, _ = loadSymbols(cache, mods)
 	}
 	if syms == nil {
 		var err error
@@ -80,7 +78,7 @@ func LiveSymbols() (*Symbols, error) {
 			return nil, err
 		}
 		if modsErr == nil {
-			cache.store(mods, syms) // a hunt without the cache only starts slower
+			cache.Store(mods, syms.all) // a hunt without the cache only starts slower
 		}
 	}
 	liveSyms.syms, liveSyms.modules = nil, ""
@@ -88,6 +86,19 @@ func LiveSymbols() (*Symbols, error) {
 		liveSyms.syms, liveSyms.modules = syms, string(mods)
 	}
 	return syms, nil
+}
+
+// symbolCacheName is the file LiveSymbols keeps the table in.
+const symbolCacheName = "kallsyms.gob"
+
+// loadSymbols returns the table c holds for this boot and these modules.
+func loadSymbols(c boot.Cache, modules []byte) (*Symbols, bool) {
+	var all []Symbol
+	if !c.Load(modules, &all) {
+		return nil, false
+	}
+	syms, err := newSymbols(all)
+	return syms, err == nil
 }
 
 // liveSyms is LiveSymbols' last table, with the /proc/modules it was

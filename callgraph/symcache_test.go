@@ -1,7 +1,6 @@
 package callgraph
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,10 +8,9 @@ import (
 	"github.com/autoprof/autoprof/internal/boot"
 )
 
-// TestSymCache: a table stored for this boot and these modules comes back
-// whole; other modules, a damaged file or no file read nothing, and the
-// caller parses /proc/kallsyms again.
-func TestSymCache(t *testing.T) {
+// TestSymbolCache: a table LiveSymbols keeps for the boot comes back
+// whole, its lookups as before; under other modules it does not.
+func TestSymbolCache(t *testing.T) {
 	if _, err := boot.ID(); err != nil {
 		t.Skipf("no boot id to key the cache by: %v", err)
 	}
@@ -22,15 +20,15 @@ func TestSymCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := symCache{path: filepath.Join(t.TempDir(), "autoprof", "kallsyms.gob")}
-	if _, ok := c.load([]byte("ext4 1 0 - Live 0xffffffffc0000000\n")); ok {
+	c := boot.CacheAt(filepath.Join(t.TempDir(), symbolCacheName))
+	mods := []byte("ext4 1 0 - Live 0xffffffffc0000000\n")
+	if _, ok := loadSymbols(c, mods); ok {
 		t.Fatal("an empty cache gave a table")
 	}
-	mods := []byte("ext4 1 0 - Live 0xffffffffc0000000\n")
-	if err := c.store(mods, syms); err != nil {
+	if err := c.Store(mods, syms.all); err != nil {
 		t.Fatal(err)
 	}
-	got, ok := c.load(mods)
+	got, ok := loadSymbols(c, mods)
 	if !ok {
 		t.Fatal("the table stored for this boot and these modules did not come back")
 	}
@@ -44,19 +42,7 @@ func TestSymCache(t *testing.T) {
 			t.Errorf("%s: stored %+v (%v), back %+v (%v)", name, a, err1, b, err2)
 		}
 	}
-	if _, ok := c.load([]byte("ext4 1 0 - Live 0xffffffffc0004000\n")); ok {
+	if _, ok := loadSymbols(c, []byte("ext4 1 0 - Live 0xffffffffc0004000\n")); ok {
 		t.Error("a table stored under other module addresses came back")
-	}
-	if err := os.WriteFile(c.path, []byte("not a table"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := c.load(mods); ok {
-		t.Error("a damaged cache file gave a table")
-	}
-	entries, _ := os.ReadDir(filepath.Dir(c.path))
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".tmp") {
-			t.Errorf("a temporary file %s was left", e.Name())
-		}
 	}
 }

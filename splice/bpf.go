@@ -69,12 +69,25 @@ func openBPF(graph *callgraph.Graph, opts Options) (*bpfSession, error) {
 	if s.maxLive == 0 {
 		s.maxLive = 4096
 	}
+	// The measurement model (the kernel's BTF, its programs verified)
+	// loads while the syscall table and the placement rules are read:
+	// they share nothing but the BTF cache, which loads once for both.
+	type loaded struct {
+		model *measure.Model
+		err   error
+	}
+	modelc := make(chan loaded, 1)
+	go func() {
+		m, err := measure.Load(opts.Model)
+		modelc <- loaded{m, err}
+	}()
 	s.sysTable = opts.Syscalls
 	if s.sysTable == nil {
 		s.sysTable, s.syscallsErr = ReadSyscallTable(s.graph.Symbols(), s.graph.Text())
 	}
 	s.place = livePlacement(s.graph, s.sysTable, s.syscallsErr)
-	model, err := measure.Load(opts.Model)
+	m := <-modelc
+	model, err := m.model, m.err
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package splice
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/autoprof/autoprof/callgraph"
+	"github.com/autoprof/autoprof/internal/boot"
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
@@ -169,15 +171,39 @@ func livePlacement(g *callgraph.Graph, syscalls *SyscallTable, syscallsErr error
 		defer f.Close()
 		src.Blacklist = f
 	}
-	if _, err := kernel.Tracefs.Ensure(); err != nil {
-		src.TraceableErr = err
-	} else if f, err := os.Open(kernel.Tracefs.Path + "/available_filter_functions"); err != nil {
+	if b, err := readTraceable(); err != nil {
 		src.TraceableErr = err
 	} else {
-		defer f.Close()
-		src.Traceable = f
+		src.Traceable = bytes.NewReader(b)
 	}
 	return NewPlacement(g.Symbols(), g.FunctionOf, src)
+}
+
+// traceableCacheName is the file readTraceable keeps the list in.
+const traceableCacheName = "available_filter_functions.gob"
+
+// readTraceable returns tracefs available_filter_functions, or the copy
+// this boot's first reader kept (boot.Cache): the kernel prints it record
+// by record at every read, a third of a second of a hunt's start-up under
+// emulation, and it changes only as modules come and go.
+func readTraceable() ([]byte, error) {
+	mods, modsErr := boot.Modules()
+	cache := boot.OpenCache(traceableCacheName)
+	var b []byte
+	if modsErr == nil && cache.Load(mods, &b) {
+		return b, nil
+	}
+	if _, err := kernel.Tracefs.Ensure(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(kernel.Tracefs.Path + "/available_filter_functions")
+	if err != nil {
+		return nil, err
+	}
+	if modsErr == nil {
+		cache.Store(mods, b) // a hunt without the cache only starts slower
+	}
+	return b, nil
 }
 
 // noFunctionBackend says why neither fentry nor kprobe works on the

@@ -113,6 +113,10 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 		return nil, err
 	}
 	types := kernelbtf.Cache()
+	// Every backend's programs resolve kernel types: decode the BTF while
+	// the call graph opens (a failure here is met again, and said, where
+	// a program needs the types).
+	go types.Kernel()
 	if opts.Backend == "" {
 		opts.Backend = DefaultBackend()
 	}

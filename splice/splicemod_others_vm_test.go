@@ -269,7 +269,8 @@ func TestVMSpliceTaskExits(t *testing.T) {
 // static keys flipped in a loop. 100,000 cycles (3,000 with -short), in
 // batches of up to 64 as a hunt inserts and withdraws them; no oops or
 // WARN (the harness fails the run on one), the functions' text as before,
-// and the kprobes' and BPF trampolines' counts in agreement.
+// and the kprobes' and BPF trampolines' counts in agreement, the module's audit
+// of its bookkeeping clean with no site left.
 func TestVMSpliceSoak(t *testing.T) {
 	cycles := 100000
 	if testing.Short() {
@@ -374,6 +375,14 @@ func TestVMSpliceSoak(t *testing.T) {
 	}
 	if m := s.mod().sites; len(m) != 0 {
 		t.Errorf("%d sites left after the soak", len(m))
+	}
+	a, err := s.mod().dev.Audit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the module's audit after the soak: %+v", a)
+	if a.Broken != 0 || a.Sites != 0 {
+		t.Errorf("the module's bookkeeping after the soak: %s, %d sites in use", a.Broken, a.Sites)
 	}
 }
 

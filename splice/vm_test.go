@@ -3,10 +3,14 @@
 package splice
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/autoprof/autoprof/internal/instrument"
+	"github.com/autoprof/autoprof/internal/kernel"
 )
 
 var functionBackends = []instrument.Backend{instrument.Fentry, instrument.Kprobe}
@@ -60,3 +64,39 @@ func contains(s []string, x string) bool {
 
 // bpf returns the BPF engine behind a session of a BPF backend.
 func (s *Session) bpf() *bpfSession { return s.eng.(*bpfSession) }
+
+// TestVMTraceableCached: the first read of available_filter_functions
+// in a boot keeps a copy under the cache directory, and the next read
+// returns that copy, the same bytes as the kernel's file.
+func TestVMTraceableCached(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	if _, err := kernel.Tracefs.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(kernel.Tracefs.Path + "/available_filter_functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := readTraceable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(cache, "autoprof", traceableCacheName)
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("no copy kept: %v", err)
+	}
+	second, err := readTraceable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, want) || !bytes.Equal(second, want) {
+		t.Fatalf("read %d bytes, then %d from the copy; the kernel's file has %d", len(first), len(second), len(want))
+	}
+	if err := os.WriteFile(kept, []byte("damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if third, err := readTraceable(); err != nil || !bytes.Equal(third, want) {
+		t.Fatalf("with the copy damaged: %d bytes, %v", len(third), err)
+	}
+}

@@ -1,6 +1,6 @@
-// Package boot names the running boot of the kernel: what autoprof keeps
-// on disk for the rest of a boot is keyed by it. It reads a file only,
-// so that pure packages (callgraph) may use it.
+// Package boot names the running boot of the kernel, and keeps on disk
+// what autoprof reads of the kernel once per boot (Cache), keyed by it.
+// It reads files only, so that pure packages (callgraph) may use it.
 package boot
 
 import (

@@ -19,6 +19,6 @@ for p in "$@"; do
 	if (cd "$tmp/w" && "$vmtest" test -short -kernels "${KERNELS:-6.1,6.12}" -run "$tests" "./$pkg") >"$tmp/log" 2>&1; then
 		echo "NOT CAUGHT $(basename "$p"): $tests passed"
 	else
-		echo "caught     $(basename "$p"): $(grep -E '^ +FAIL ' "$tmp/log" | sort -u | head -3 | tr -s ' ' | tr '\n' ';')"
+		echo "caught     $(basename "$p"): $(grep -E '^(ok|FAIL) +kernel' "$tmp/log" | awk '{print $1, $3}' | tr '\n' ';') $(grep -E '^ +FAIL ' "$tmp/log" | sort -u | head -3 | tr -s ' ' | tr '\n' ';')"
 	fi
 done
