@@ -113,10 +113,13 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 		return nil, err
 	}
 	types := kernelbtf.Cache()
-	// Every backend's programs resolve kernel types: decode the BTF while
-	// the call graph opens (a failure here is met again, and said, where
-	// a program needs the types).
+	// Every backend's programs resolve kernel types, and the graph needs
+	// the symbols: both are read while the backend is probed (a failure
+	// here is met again, and said, where they are needed).
 	go types.Kernel()
+	if opts.Graph == nil {
+		go callgraph.LiveSymbols()
+	}
 	if opts.Backend == "" {
 		opts.Backend = DefaultBackend()
 	}
