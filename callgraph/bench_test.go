@@ -1,9 +1,13 @@
 package callgraph
 
 import (
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/autoprof/autoprof/internal/boot"
 )
 
 // BenchmarkDecodeKernel builds the CFG of every function of Debian's 6.1
@@ -76,4 +80,30 @@ func heapInUse() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// BenchmarkLoadSymbols: the symbol table of the running kernel read back
+// from the boot's cache, as every hunt after the first in a boot starts.
+func BenchmarkLoadSymbols(b *testing.B) {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		b.Skip(err)
+	}
+	syms, err := ParseKallsyms(f)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := boot.CacheAt(filepath.Join(b.TempDir(), symbolCacheName))
+	mods := []byte("none\n")
+	if err := c.Store(mods, syms.all); err != nil {
+		b.Skip(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, ok := loadSymbols(c, mods); !ok {
+			b.Fatal("not loaded")
+		}
+	}
 }

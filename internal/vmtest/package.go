@@ -35,6 +35,11 @@ type PackageConfig struct {
 	// directories, copied to the same paths in the guest (built kernel
 	// modules, fixtures); they may use ${KERNEL_RELEASE}.
 	Files []string `json:"files"`
+	// HostTools are programs of the host's PATH that tests run in the
+	// guest as a reference (objdump): each goes to /usr/bin with the
+	// shared libraries ldd lists, at the paths ldd gives, the dynamic
+	// loader among them.
+	HostTools []string `json:"host_tools"`
 	// MemoryMiB overrides the guest memory.
 	MemoryMiB int `json:"memory_mib"`
 }
@@ -81,6 +86,11 @@ func (cfg *Config) ForBinary(binary string, args []string, pkgDir string) error 
 	}
 	if err := cfg.prepareFiles(pc, modRoot); err != nil {
 		return fmt.Errorf("%s/vmtest.json: %w", rel, err)
+	}
+	for _, tool := range pc.HostTools {
+		if err := cfg.Root.addHostTool(tool); err != nil {
+			return fmt.Errorf("%s/vmtest.json: %w", rel, err)
+		}
 	}
 	cfg.Modules = append(cfg.Modules, pc.Modules...)
 	if pc.MemoryMiB != 0 {
@@ -196,6 +206,40 @@ func passEnv() []string {
 		}
 	}
 	return env
+}
+
+// addHostTool adds the host's program name as /usr/bin/NAME with the
+// shared libraries it needs, each at the path ldd names it by (the file
+// behind a symbolic link copied there).
+func (r *Initramfs) addHostTool(name string) error {
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		return fmt.Errorf("host tool %s: %w (install it on the host)", name, err)
+	}
+	files := map[string]string{path.Join("/usr/bin", name): bin}
+	out, err := exec.Command("ldd", bin).Output()
+	if err != nil {
+		return fmt.Errorf("host tool %s: listing its libraries with ldd: %w", name, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			files[f[2]] = f[2] // libx.so.1 => /lib/.../libx.so.1 (0x...)
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			files[f[0]] = f[0] // the dynamic loader
+		}
+	}
+	for guestPath, host := range files {
+		real, err := filepath.EvalSymlinks(host)
+		if err != nil {
+			return fmt.Errorf("host tool %s: %w", name, err)
+		}
+		if err := r.AddFile(guestPath, real); err != nil {
+			return fmt.Errorf("host tool %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func readPackageConfig(pkgDir string) (PackageConfig, error) {
