@@ -78,7 +78,7 @@ func LiveSymbols() (*Symbols, error) {
 			return nil, err
 		}
 		if modsErr == nil {
-			cache.Store(mods, syms.all) // a hunt without the cache only starts slower
+			storeSymbols(cache, mods, syms) // a hunt without the cache only starts slower
 		}
 	}
 	liveSyms.syms, liveSyms.modules = nil, ""
@@ -86,19 +86,6 @@ func LiveSymbols() (*Symbols, error) {
 		liveSyms.syms, liveSyms.modules = syms, string(mods)
 	}
 	return syms, nil
-}
-
-// symbolCacheName is the file LiveSymbols keeps the table in.
-const symbolCacheName = "kallsyms.gob"
-
-// loadSymbols returns the table c holds for this boot and these modules.
-func loadSymbols(c boot.Cache, modules []byte) (*Symbols, bool) {
-	var all []Symbol
-	if !c.Load(modules, &all) {
-		return nil, false
-	}
-	syms, err := newSymbols(all)
-	return syms, err == nil
 }
 
 // liveSyms is LiveSymbols' last table, with the /proc/modules it was

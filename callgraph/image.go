@@ -170,10 +170,12 @@ func compareSymbols(got, want *Symbols, mismatch func(string, ...any) error) err
 	var first string
 	for _, i := range got.funcs {
 		g := got.all[i]
-		if len(got.byName[g.Name]) != 1 || len(want.byName[g.Name]) != 1 {
+		_, gotOne := got.byName.only(g.Name)
+		wi, wantOne := want.byName.only(g.Name)
+		if !gotOne || !wantOne {
 			continue
 		}
-		w := want.all[want.byName[g.Name][0]]
+		w := want.all[wi]
 		checked++
 		if w.Addr != g.Addr {
 			if bad == 0 {

@@ -43,7 +43,7 @@ func (c *classifier) relatedRanges() [][2]uint64 {
 	var out [][2]uint64
 	if sym.Parent != "" {
 		parent = sym.Parent
-		for _, i := range c.syms.byName[parent] {
+		for i := range c.syms.byName.named(parent) {
 			if p := c.syms.all[i]; p.Module == sym.Module && p.Size > 0 {
 				out = append(out, [2]uint64{p.Addr, p.End()})
 			}

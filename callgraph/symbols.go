@@ -3,6 +3,7 @@ package callgraph
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"regexp"
 	"sort"
 	"strconv"
@@ -96,7 +97,7 @@ type textRange struct {
 // immutable once built and safe for concurrent use.
 type Symbols struct {
 	all      []Symbol         // every symbol, by address, then input order
-	byName   map[string][]int // name -> indices into all
+	byName   nameIndex        // name -> indices into all
 	cold     map[string][]int // parent name -> indices of its .cold parts, by address
 	specials map[uint64]special
 	ranges   []textRange // by start address
@@ -106,12 +107,12 @@ type Symbols struct {
 
 // newSymbols indexes syms (in input order) and computes extents.
 func newSymbols(syms []Symbol) (*Symbols, error) {
-	s := &Symbols{all: syms, byName: make(map[string][]int, len(syms)), cold: map[string][]int{}}
+	s := &Symbols{all: syms, cold: map[string][]int{}}
 	sort.SliceStable(s.all, func(i, j int) bool { return s.all[i].Addr < s.all[j].Addr })
+	s.byName = newNameIndex(s.all)
 	for i := range s.all {
 		sym := &s.all[i]
 		sym.Parent = coldParent(sym.Name)
-		s.byName[sym.Name] = append(s.byName[sym.Name], i)
 		if sym.Parent != "" {
 			s.cold[sym.Parent] = append(s.cold[sym.Parent], i)
 		}
@@ -123,6 +124,52 @@ func newSymbols(syms []Symbol) (*Symbols, error) {
 	s.computeExtents()
 	s.buildSpecials()
 	return s, nil
+}
+
+// nameIndex finds the symbols of a name: the first index of each name,
+// and for each symbol the next of the same name (-1 after the last), so
+// that a table of a hundred thousand names costs a map entry each and no
+// slice: building it is much of reading a cached table back.
+type nameIndex struct {
+	first map[string]int32
+	next  []int32
+}
+
+// newNameIndex indexes all by name, each name's symbols in all's order.
+func newNameIndex(all []Symbol) nameIndex {
+	x := nameIndex{first: make(map[string]int32, len(all)), next: make([]int32, len(all))}
+	for i := len(all) - 1; i >= 0; i-- {
+		j, ok := x.first[all[i].Name]
+		if !ok {
+			j = -1
+		}
+		x.next[i] = j
+		x.first[all[i].Name] = int32(i)
+	}
+	return x
+}
+
+// named yields the indices of the symbols called name.
+func (x nameIndex) named(name string) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		i, ok := x.first[name]
+		for ok && i >= 0 {
+			if !yield(int(i)) {
+				return
+			}
+			i = x.next[i]
+		}
+	}
+}
+
+// only returns the index of the one symbol called name, false where there
+// is none or more than one.
+func (x nameIndex) only(name string) (int, bool) {
+	i, ok := x.first[name]
+	if !ok || x.next[i] >= 0 {
+		return 0, false
+	}
+	return int(i), true
 }
 
 // coldParent returns "foo" for "foo.cold" and "foo.cold.12".
@@ -336,7 +383,7 @@ func (s *Symbols) Func(name string) (Symbol, error) {
 	}
 	var found []Symbol
 	var outside *Symbol
-	for _, i := range s.byName[bare] {
+	for i := range s.byName.named(bare) {
 		sym := s.all[i]
 		if !sym.IsText() || hasModule && sym.Module != module {
 			continue
@@ -459,11 +506,11 @@ func (s *Symbols) Match(re *regexp.Regexp) []Symbol {
 
 // Symbol returns the first symbol of any type called name.
 func (s *Symbols) Symbol(name string) (Symbol, bool) {
-	idx := s.byName[name]
-	if len(idx) == 0 {
+	i, ok := s.byName.first[name]
+	if !ok {
 		return Symbol{}, false
 	}
-	return s.all[idx[0]], true
+	return s.all[i], true
 }
 
 // InText reports whether addr lies in the core kernel's or a module's text.

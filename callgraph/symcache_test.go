@@ -25,7 +25,7 @@ func TestSymbolCache(t *testing.T) {
 	if _, ok := loadSymbols(c, mods); ok {
 		t.Fatal("an empty cache gave a table")
 	}
-	if err := c.Store(mods, syms.all); err != nil {
+	if err := storeSymbols(c, mods, syms); err != nil {
 		t.Fatal(err)
 	}
 	got, ok := loadSymbols(c, mods)
