@@ -79,6 +79,34 @@ func LinkUp(name string) error {
 	return nil
 }
 
+// SetIPv4 gives the interface name the address addr with a prefix of
+// bits (a guest's only address on QEMU's user network).
+func SetIPv4(name string, addr [4]byte, bits int) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := ifr.SetInet4Addr(addr[:]); err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
+		return fmt.Errorf("giving %s its address: %w", name, err)
+	}
+	mask := uint32(0xffffffff) << (32 - bits)
+	if err := ifr.SetInet4Addr([]byte{byte(mask >> 24), byte(mask >> 16), byte(mask >> 8), byte(mask)}); err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
+		return fmt.Errorf("giving %s its netmask: %w", name, err)
+	}
+	return nil
+}
+
 // SetMemlockInfinity lifts RLIMIT_MEMLOCK (BPF maps on kernels before 5.11
 // are charged to it).
 func SetMemlockInfinity() error {

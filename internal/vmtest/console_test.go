@@ -1,8 +1,11 @@
 package vmtest
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/autoprof/autoprof/internal/testenv"
 )
 
 func TestFirstProblem(t *testing.T) {
@@ -57,5 +60,33 @@ func TestModulesDepResolve(t *testing.T) {
 	}
 	if _, err := d.resolve([]string{"nosuch"}); err == nil || !strings.Contains(err.Error(), `"nosuch"`) {
 		t.Errorf("unknown module: %v", err)
+	}
+}
+
+// TestModinfoDeps: without modules.dep (Debian ships none), a module's
+// dependencies come from the modules' own .modinfo, compressed (6.12's
+// .ko.xz) or not (6.1's .ko), and load first.
+func TestModinfoDeps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping a test that fetches Debian kernels")
+	}
+	for _, series := range []string{"6.1", "6.12"} {
+		k := testenv.DebianKernel(t, context.Background(), series)
+		d, err := modinfoDeps(k.ModulesDir, []string{"virtio_net"})
+		if err != nil {
+			t.Fatalf("%s: %v", series, err)
+		}
+		order, err := d.resolve([]string{"virtio_net"})
+		if err != nil {
+			t.Fatalf("%s: %v", series, err)
+		}
+		var names []string
+		for _, m := range order {
+			names = append(names, moduleName(m))
+		}
+		got := strings.Join(names, " ")
+		if !strings.HasSuffix(got, "virtio_net") || !strings.Contains(got, "net_failover") || strings.Index(got, "failover") > strings.Index(got, "net_failover") {
+			t.Errorf("%s: virtio_net's load order %q; want failover, then net_failover, then virtio_net", series, got)
+		}
 	}
 }

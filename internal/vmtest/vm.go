@@ -52,6 +52,17 @@ type Config struct {
 	OutDir string
 	// KernelArgs are added to the kernel command line.
 	KernelArgs []string
+	// Forward gives the guest a network card on QEMU's user network,
+	// restricted (the guest reaches nothing outside), and forwards each
+	// host port (on 127.0.0.1) to its guest port, for a browser on the
+	// host to reach a server in the guest.
+	Forward []Forward
+}
+
+// Forward is a TCP port of 127.0.0.1 on the host forwarded to one of the
+// guest.
+type Forward struct {
+	Host, Guest int
 }
 
 // Result is how a run ended.
@@ -154,12 +165,17 @@ func (cfg *Config) writeInitramfs(dir string) (string, error) {
 	if err := cfg.Root.AddFile("init", cfg.Init); err != nil {
 		return "", err
 	}
-	mods, err := addModules(cfg.Root, cfg.Kernel.ModulesDir, cfg.Kernel.Release, cfg.Modules)
+	modules := cfg.Modules
+	if len(cfg.Forward) > 0 {
+		modules = append(modules, "virtio_pci", "virtio_net") // built in on some kernels: skipped there
+	}
+	mods, err := addModules(cfg.Root, cfg.Kernel.ModulesDir, cfg.Kernel.Release, modules)
 	if err != nil {
 		return "", err
 	}
 	g := cfg.Guest
 	g.Modules = append(mods, g.Modules...)
+	g.Network = len(cfg.Forward) > 0
 	js, err := json.Marshal(g)
 	if err != nil {
 		return "", err
@@ -189,7 +205,7 @@ func (cfg *Config) qemuArgs(initrd, console string) []string {
 		// watchdog room, so that emulation speed is not reported as a hang.
 		"hung_task_timeout_secs=600", "tsc=reliable",
 	}, cfg.KernelArgs...)
-	return []string{
+	args := []string{
 		"-machine", "q35", "-cpu", "max", "-accel", "tcg,thread=" + tcgThreads(),
 		"-m", strconv.Itoa(cfg.MemoryMiB), "-smp", strconv.Itoa(cfg.CPUs),
 		"-display", "none", "-vga", "none", "-monitor", "none", "-no-reboot", "-nodefaults",
@@ -200,6 +216,15 @@ func (cfg *Config) qemuArgs(initrd, console string) []string {
 		"-chardev", "stdio,id=output,signal=off",
 		"-serial", "chardev:output",
 	}
+	if len(cfg.Forward) > 0 {
+		netdev := "user,id=net0,restrict=on"
+		for _, f := range cfg.Forward {
+			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
+		}
+		// No option ROM: the guest boots by -kernel, not from the network.
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=")
+	}
+	return args
 }
 
 // tcgThreads chooses QEMU's TCG threading: "single" (one host thread runs

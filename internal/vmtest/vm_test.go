@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +41,12 @@ var selftest = sync.OnceValues(func() (dir string, err error) {
 // runSelftest boots the 6.1 kernel and runs one selftest test in it.
 func runSelftest(t *testing.T, test string, timeout time.Duration) (*Result, string, error) {
 	t.Helper()
+	return runSelftestWith(t, test, timeout, nil)
+}
+
+// runSelftestWith is runSelftest with ports forwarded.
+func runSelftestWith(t *testing.T, test string, timeout time.Duration, forward []Forward) (*Result, string, error) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("boots a VM: not in -short mode")
 	}
@@ -49,7 +59,7 @@ func runSelftest(t *testing.T, test string, timeout time.Duration) (*Result, str
 		t.Fatalf("building the selftest binaries: %v", err)
 	}
 	var out bytes.Buffer
-	cfg := Config{Kernel: k, Init: filepath.Join(dir, "init"), Output: &out, Timeout: timeout, OutDir: t.TempDir()}
+	cfg := Config{Kernel: k, Init: filepath.Join(dir, "init"), Output: &out, Timeout: timeout, OutDir: t.TempDir(), Forward: forward}
 	if err := cfg.ForBinary(filepath.Join(dir, "selftest.test"), []string{"-test.v", "-test.run=^" + test + "$"}, "testdata/selftest"); err != nil {
 		t.Fatal(err)
 	}
@@ -127,5 +137,37 @@ func TestGuestHangTimesOut(t *testing.T) {
 	}
 	if !strings.Contains(ge.Result.Console, "Linux version") && !strings.Contains(ge.Result.Console, "Run /init") && ge.Result.Console == "" {
 		t.Error("a timeout carries no console log")
+	}
+}
+
+// TestForwardedPort: a server in the guest answers a request the host
+// sends to the forwarded port.
+func TestForwardedPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	got := make(chan string, 1)
+	go func() {
+		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+			if err != nil {
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got <- string(b)
+			return
+		}
+		got <- ""
+	}()
+	_, outs, err := runSelftestWith(t, "TestServe", 4*time.Minute, []Forward{{Host: port, Guest: 8080}})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, outs)
+	}
+	if b := <-got; b != "hello from the guest" {
+		t.Errorf("the forwarded port answered %q", b)
 	}
 }

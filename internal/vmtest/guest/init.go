@@ -84,6 +84,14 @@ func run(out *os.File) (int, error) {
 			return -1, err
 		}
 	}
+	if cfg.Network {
+		if err := kernel.SetIPv4("eth0", GuestIP, 24); err != nil {
+			return -1, err
+		}
+		if err := kernel.LinkUp("eth0"); err != nil {
+			return -1, err
+		}
+	}
 	cmd := exec.Command(cfg.Args[0], cfg.Args[1:]...)
 	cmd.Dir = cfg.Dir
 	cmd.Env = append([]string{

@@ -26,7 +26,13 @@ type Config struct {
 	Dir     string   `json:"dir"`     // its working directory
 	Env     []string `json:"env"`     // added to a minimal environment
 	Modules []string `json:"modules"` // kernel modules to load first, in order (guest paths)
+	// Network brings eth0 up as 10.0.2.15/24, QEMU's user network, once
+	// the modules are loaded (Config.Forward on the host).
+	Network bool `json:"network"`
 }
+
+// GuestIP is the guest's address on QEMU's user network.
+var GuestIP = [4]byte{10, 0, 2, 15}
 
 // Marker starts every protocol line on the output port. The command's own
 // output comes before the first marker line.

@@ -4,6 +4,9 @@
 package selftest
 
 import (
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,4 +42,24 @@ func TestGuestPanic(t *testing.T) {
 
 func TestGuestHang(t *testing.T) {
 	time.Sleep(time.Hour) // a hang the Go runtime does not detect as a deadlock
+}
+
+// TestServe answers one request on port 8080 (forwarded from the host)
+// and returns.
+func TestServe(t *testing.T) {
+	l, err := net.Listen("tcp", "0.0.0.0:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello from the guest")
+		close(served)
+	}))
+	select {
+	case <-served:
+		time.Sleep(100 * time.Millisecond) // let the answer go out
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no request came through the forwarded port")
+	}
 }
