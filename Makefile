@@ -24,6 +24,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags vm ./...
+	$(GO) vet -tags vmhost ./cmd/autoprof
 	$(GO) tool staticcheck ./...
 
 # unit runs every host test with the race detector.
@@ -48,9 +49,16 @@ bench:
 # 40 minutes. vmtest-full runs them in full (about 70 minutes per kernel).
 vmtest: build
 	$(BIN)/vmtest test -short -timeout 30m -kernels $(KERNELS)
+	$(VMHOST)
 
 vmtest-full: build
 	$(BIN)/vmtest test -timeout 120m -kernels $(KERNELS)
+	$(VMHOST)
+
+# VMHOST runs the tests that boot the VMs from the host and drive them from
+# there (build tag vmhost): the GUI in the guest, a Chromium on the host
+# through a forwarded port.
+VMHOST = KERNELS=$(KERNELS) $(GO) test -tags vmhost -count=1 -timeout 30m -run TestUIBrowserVM ./cmd/autoprof
 
 # vmbench runs the in-VM benchmarks once on each kernel and prints their
 # tables: instrument costs per backend (splice), the hunt's slowdown and

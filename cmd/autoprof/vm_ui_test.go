@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,9 +25,6 @@ import (
 	"github.com/autoprof/autoprof/internal/ui"
 	"github.com/autoprof/autoprof/splice"
 )
-
-// uiPreads is how many preads of /dev/zero the helper makes.
-const uiPreads = 3000
 
 // TestVMUIBlockCounters is issue 18's check in the VM: instruments picked
 // from the control-flow graph that the GUI draws (/api/function's blocks
@@ -131,20 +129,28 @@ type uiCall func(method, path string, body, reply any)
 // startUI serves the GUI on a loopback port for the test.
 func startUI(t *testing.T) uiCall {
 	t.Helper()
-	srv, err := ui.New(ui.Options{Dir: t.TempDir(), Orphaned: time.Hour})
+	_, call := serveUI(t, t.TempDir(), "127.0.0.1:0")
+	return call
+}
+
+// serveUI serves the GUI over dir on addr for the test.
+func serveUI(t *testing.T, dir, addr string) (*ui.Server, uiCall) {
+	t.Helper()
+	srv, err := ui.New(ui.Options{Dir: dir, Orphaned: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go srv.Serve(ctx, l)
-	base := "http://" + l.Addr().String()
-	return func(method, path string, body, reply any) {
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	base := "http://127.0.0.1:" + port
+	return srv, func(method, path string, body, reply any) {
 		t.Helper()
 		var in bytes.Buffer
 		if body != nil {
@@ -168,6 +174,136 @@ func startUI(t *testing.T) uiCall {
 				t.Fatalf("%s %s: %v", method, path, err)
 			}
 		}
+	}
+}
+
+// experimentView is an experiment as GET /api/experiments lists it.
+type experimentView struct {
+	ID         int                `json:"id"`
+	State      string             `json:"state"`
+	Error      string             `json:"error"`
+	Launched   []string           `json:"launched"`
+	Experiment *splice.Experiment `json:"experiment"`
+	Summary    *splice.RunSummary `json:"summary"`
+}
+
+// experiments lists the GUI's experiments.
+func experiments(call uiCall) []experimentView {
+	var views []experimentView
+	call("GET", "/api/experiments", nil, &views)
+	return views
+}
+
+// TestVMUIBrowserGuest is the guest's half of TestUIBrowserVM
+// (cmd/autoprof, build tag vmhost), which boots the VM with the GUI's
+// port forwarded and drives the page from a Chromium on the host. Here:
+// the GUI serves on 0.0.0.0:8080 and the pread helper waits; the line
+// "ui-browser: token=T pid=P" tells the host both. Once the page has
+// started an experiment on the helper with every instrument live, the
+// helper makes its uiPreads preads; once the experiment has ended, probe
+// counts the same specs on a second helper and must count what the page's
+// experiment did, exactly. Then this waits for the page to save the
+// experiment as browser.json, and checks that file is the experiment run.
+func TestVMUIBrowserGuest(t *testing.T) {
+	if os.Getenv(uiBrowserEnv) != "1" {
+		return // the guest's half of a host test: as a test, nothing to do (a pass, not a skip)
+	}
+	featuretest.Require(t, features.HaveKprobe())
+	dir := t.TempDir()
+	srv, call := serveUI(t, dir, "0.0.0.0:8080")
+	helper := startPreadN(t)
+	fmt.Printf("ui-browser: token=%s pid=%d\n", srv.Token(), helper.Process.Pid)
+
+	var run experimentView
+	for deadline := time.Now().Add(5 * time.Minute); run.Experiment == nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the page started no experiment with every instrument live in 5 minutes")
+		}
+		for _, v := range experiments(call) {
+			if v.State == "running" && len(v.Launched) > 0 && len(v.Launched) == len(v.Experiment.Instruments) {
+				run = v
+			}
+		}
+	}
+	specs := run.Launched
+	helper.Process.Signal(syscall.SIGUSR1)
+	if err := helper.Wait(); err != nil {
+		t.Fatalf("the pread helper: %v", err)
+	}
+	fmt.Println("ui-browser: preads done")
+	for deadline := time.Now().Add(3 * time.Minute); run.State == "running"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the page's experiment still runs 3 minutes after its target exited")
+		}
+		for _, v := range experiments(call) {
+			if v.ID == run.ID {
+				run = v
+			}
+		}
+	}
+	if run.Summary == nil {
+		t.Fatalf("the page's experiment %s (%s): no summary", run.State, run.Error)
+	}
+	viaPage := callsBySpec(run.Summary)
+
+	probe := startPreadN(t)
+	reaped := make(chan error, 1)
+	go func() {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			list, _ := os.ReadFile("/sys/kernel/debug/kprobes/list")
+			if strings.Count(string(list), "\n") >= len(specs) {
+				break
+			}
+		}
+		probe.Process.Signal(syscall.SIGUSR1)
+		reaped <- probe.Wait()
+	}()
+	code, stdout, stderr := runCmd(append([]string{"probe", "--backend", "kprobe", "--pid", strconv.Itoa(probe.Process.Pid), "--duration", "0", "--interval", "200ms", "--json"}, specs...)...)
+	if err := <-reaped; err != nil {
+		t.Fatalf("the pread helper under probe: %v", err)
+	}
+	if code != 0 {
+		t.Fatalf("probe: exit %d: %s", code, stderr)
+	}
+	var sum probeSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("probe's summary: %v\n%s", err, stdout)
+	}
+	viaProbe := callsBySpec(&sum)
+	t.Logf("%d preads; the page's experiment %v; probe %v", uiPreads, viaPage, viaProbe)
+	for _, s := range specs {
+		if viaPage[s] != viaProbe[s] {
+			t.Errorf("%s: the page's experiment counted %d, probe %d", s, viaPage[s], viaProbe[s])
+		}
+		if strings.HasSuffix(s, ":timer") && viaPage[s] != uiPreads {
+			t.Errorf("%s: %d calls, want %d", s, viaPage[s], uiPreads)
+		}
+	}
+	fmt.Printf("ui-browser: compared with probe: the page's experiment %v, probe %v\n", viaPage, viaProbe)
+
+	saved := filepath.Join(dir, "browser.json")
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := os.Stat(saved); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the page saved no browser.json in 3 minutes")
+		}
+	}
+	data, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, plan, err := splice.ParseExperiment(data)
+	if err != nil {
+		t.Fatalf("browser.json: %v", err)
+	}
+	var got []string
+	for _, e := range plan {
+		got = append(got, e.Spec.String())
+	}
+	if strings.Join(got, " ") != strings.Join(specs, " ") {
+		t.Errorf("browser.json holds %q; the experiment ran %q", got, specs)
 	}
 }
 

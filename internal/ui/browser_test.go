@@ -20,6 +20,7 @@ import (
 	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/features/featuretest"
 	"github.com/autoprof/autoprof/internal/headless"
+	"github.com/autoprof/autoprof/internal/headless/headlesstest"
 	"github.com/autoprof/autoprof/internal/leakcheck"
 	"github.com/autoprof/autoprof/reports"
 	"github.com/autoprof/autoprof/search"
@@ -33,10 +34,8 @@ func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
 
 // page is a headless Chromium on a server over the running kernel.
 type page struct {
-	t   *testing.T
+	headlesstest.Page
 	s   *Server
-	b   *headless.Browser
-	ctx context.Context
 	url string
 }
 
@@ -80,76 +79,26 @@ func livePage(t *testing.T, orphaned time.Duration) *page {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	p := &page{t: t, s: s, b: b, ctx: ctx, url: s.URL(l.Addr())}
+	p := &page{Page: headlesstest.Page{T: t, B: b, Ctx: ctx}, s: s, url: s.URL(l.Addr())}
 	if err := b.Navigate(ctx, p.url); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-// eval evaluates expr in the page into out.
-func (p *page) eval(expr string, out any) {
-	p.t.Helper()
-	if err := p.b.Eval(p.ctx, expr, out); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-// wait polls the boolean expression cond until it holds.
-func (p *page) wait(what, cond string, within time.Duration) {
-	p.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		var ok bool
-		if err := p.b.Eval(p.ctx, "!!("+cond+")", &ok); err != nil {
-			p.t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			var state string
-			p.b.Eval(p.ctx, "document.querySelector('main').innerText.slice(0, 2000)", &state)
-			p.t.Fatalf("no %s in %v (page errors %q); the page shows:\n%s", what, within, p.b.Errors(), state)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// click clicks the first element sel selects (HTML or SVG).
-func (p *page) click(sel string) {
-	p.t.Helper()
-	p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) throw new Error('no element ' + %q); e.dispatchEvent(new MouseEvent('click', {bubbles: true})); return true })()`, sel, sel), nil)
-}
-
-// set sets an input's or select's value and fires its input and change
-// events.
-func (p *page) set(sel, value string) {
-	p.t.Helper()
-	p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); return true })()`, sel, value), nil)
-}
-
 // screenshot writes docs/ui/NAME.png when asked (-update or
 // AUTOPROF_UI_SCREENSHOTS=1).
 func (p *page) screenshot(name string) {
-	p.t.Helper()
+	p.T.Helper()
 	if !*update && os.Getenv("AUTOPROF_UI_SCREENSHOTS") != "1" {
 		return
 	}
-	png, err := p.b.Screenshot(p.ctx)
+	png, err := p.B.Screenshot(p.Ctx)
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join("..", "..", "docs", "ui", name+".png"), png, 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-// noErrors fails the test on the page's console errors and exceptions.
-func (p *page) noErrors() {
-	p.t.Helper()
-	if errs := p.b.Errors(); len(errs) > 0 {
-		p.t.Errorf("page errors: %q", errs)
+		p.T.Fatal(err)
 	}
 }
 
@@ -158,15 +107,15 @@ func (p *page) noErrors() {
 // dialog, the callees, a caller and a callee clicked through).
 func TestBrowse(t *testing.T) {
 	p := livePage(t, 0)
-	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
-	p.set("#q", "sys_read")
-	p.wait("__x64_sys_read in the table", `document.querySelector('#symtab tr[data-spec="__x64_sys_read"]')`, 30*time.Second)
+	p.Wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.Set("#q", "sys_read")
+	p.Wait("__x64_sys_read in the table", `document.querySelector('#symtab tr[data-spec="__x64_sys_read"]')`, 30*time.Second)
 	p.screenshot("symbols")
-	p.set("#q", "getppid")
+	p.Set("#q", "getppid")
 	row := `#symtab tr[data-spec="__x64_sys_getppid"]`
-	p.wait("the getppid row", `document.querySelector('`+row+`')`, 30*time.Second)
+	p.Wait("the getppid row", `document.querySelector('`+row+`')`, 30*time.Second)
 	var cells map[string]string
-	p.eval(`Object.fromEntries([...document.querySelectorAll('`+row+` td[data-backend]')].map(c => [c.dataset.backend, c.className + ' ' + (c.title || '')]))`, &cells)
+	p.Eval(`Object.fromEntries([...document.querySelectorAll('`+row+` td[data-backend]')].map(c => [c.dataset.backend, c.className + ' ' + (c.title || '')]))`, &cells)
 	if !strings.Contains(cells["tracepoint"], "b-ok") {
 		t.Errorf("tracepoint cell of __x64_sys_getppid %q; want it able to time the syscall", cells["tracepoint"])
 	}
@@ -178,17 +127,17 @@ func TestBrowse(t *testing.T) {
 			t.Errorf("%s cell %q; want caps' reason", b, cells[b])
 		}
 	}
-	p.click(`#groups button[data-group="system calls"]`)
-	p.wait("only system calls", `document.querySelector('#groups button.active')?.dataset.group === 'system calls' && [...document.querySelectorAll('#symtab tbody tr td:nth-child(3)')].every(c => c.textContent === 'system calls')`, 30*time.Second)
+	p.Click(`#groups button[data-group="system calls"]`)
+	p.Wait("only system calls", `document.querySelector('#groups button.active')?.dataset.group === 'system calls' && [...document.querySelectorAll('#symtab tbody tr td:nth-child(3)')].every(c => c.textContent === 'system calls')`, 30*time.Second)
 
-	p.set("#q", "vfs_read")
-	p.wait("vfs_read", `document.querySelector('#symtab tr[data-spec="vfs_read"]') || document.querySelector('#groups button.active')`, 30*time.Second)
-	p.click(`#groups button:first-child`)
-	p.wait("vfs_read", `document.querySelector('#symtab tr[data-spec="vfs_read"] a')`, 30*time.Second)
-	p.click(`#symtab tr[data-spec="vfs_read"] a`)
-	p.wait("vfs_read's CFG", `document.querySelector('#fn-name').textContent === 'vfs_read' && document.querySelectorAll('#cfg g.blk').length > 3 && document.querySelectorAll('#cfg path.e').length > 3`, time.Minute)
+	p.Set("#q", "vfs_read")
+	p.Wait("vfs_read", `document.querySelector('#symtab tr[data-spec="vfs_read"]') || document.querySelector('#groups button.active')`, 30*time.Second)
+	p.Click(`#groups button:first-child`)
+	p.Wait("vfs_read", `document.querySelector('#symtab tr[data-spec="vfs_read"] a')`, 30*time.Second)
+	p.Click(`#symtab tr[data-spec="vfs_read"] a`)
+	p.Wait("vfs_read's CFG", `document.querySelector('#fn-name').textContent === 'vfs_read' && document.querySelectorAll('#cfg g.blk').length > 3 && document.querySelectorAll('#cfg path.e').length > 3`, time.Minute)
 	var n struct{ Blocks, Calls int }
-	p.eval(`({Blocks: document.querySelectorAll('#cfg g.blk').length, Calls: document.querySelectorAll('#cfg text.call').length})`, &n)
+	p.Eval(`({Blocks: document.querySelectorAll('#cfg g.blk').length, Calls: document.querySelectorAll('#cfg text.call').length})`, &n)
 	want, err := p.s.graph.Function("vfs_read")
 	if err != nil {
 		t.Fatal(err)
@@ -200,26 +149,26 @@ func TestBrowse(t *testing.T) {
 		t.Errorf("CFG of vfs_read: no callee to click")
 	}
 	p.screenshot("function")
-	p.click(`#cfg g.blk[data-start="` + strconv.Itoa(int(want.Blocks[1].Start)) + `"]`)
+	p.Click(`#cfg g.blk[data-start="` + strconv.Itoa(int(want.Blocks[1].Start)) + `"]`)
 	block := fmt.Sprintf("vfs_read+%#x", want.Blocks[1].Start)
-	p.wait("the attach dialog for a block", fmt.Sprintf(`document.querySelector('#attach').open && document.querySelector('#at-point').value === %q && document.querySelector('#at-kind').value === 'entry'`, block), 10*time.Second)
-	p.wait("the tracepoint backend's refusal of a block", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-no')`, 10*time.Second)
-	p.click(`#attach button[value="cancel"]`)
-	p.wait("the dialog closed", `!document.querySelector('#attach').open`, 10*time.Second)
+	p.Wait("the attach dialog for a block", fmt.Sprintf(`document.querySelector('#attach').open && document.querySelector('#at-point').value === %q && document.querySelector('#at-kind').value === 'entry'`, block), 10*time.Second)
+	p.Wait("the tracepoint backend's refusal of a block", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-no')`, 10*time.Second)
+	p.Click(`#attach button[value="cancel"]`)
+	p.Wait("the dialog closed", `!document.querySelector('#attach').open`, 10*time.Second)
 	var callees []string
-	p.eval(`[...document.querySelectorAll('#fn-callees a')].map(a => a.textContent)`, &callees)
+	p.Eval(`[...document.querySelectorAll('#fn-callees a')].map(a => a.textContent)`, &callees)
 	if !slices.Contains(callees, "rw_verify_area") {
 		t.Errorf("vfs_read's callees %q; want rw_verify_area among them", callees)
 	}
-	p.click("#fn-callers-load")
-	p.wait("vfs_read's callers", `[...document.querySelectorAll('#fn-callers a')].some(a => a.textContent === 'ksys_read')`, 2*time.Minute)
-	p.eval(`(() => { [...document.querySelectorAll('#fn-callers a')].find(a => a.textContent === 'ksys_read').click(); return true })()`, nil)
-	p.wait("the caller's view", `document.querySelector('#fn-name').textContent === 'ksys_read' && document.querySelectorAll('#cfg g.blk').length > 0`, time.Minute)
+	p.Click("#fn-callers-load")
+	p.Wait("vfs_read's callers", `[...document.querySelectorAll('#fn-callers a')].some(a => a.textContent === 'ksys_read')`, 2*time.Minute)
+	p.Eval(`(() => { [...document.querySelectorAll('#fn-callers a')].find(a => a.textContent === 'ksys_read').click(); return true })()`, nil)
+	p.Wait("the caller's view", `document.querySelector('#fn-name').textContent === 'ksys_read' && document.querySelectorAll('#cfg g.blk').length > 0`, time.Minute)
 	var callee string
-	p.eval(`document.querySelector('#cfg text.call').dataset.target`, &callee)
-	p.click(`#cfg text.call`)
-	p.wait("the callee's view", fmt.Sprintf(`document.querySelector('#fn-name').textContent === %q && document.querySelectorAll('#cfg g.blk').length > 0`, callee), time.Minute)
-	p.noErrors()
+	p.Eval(`document.querySelector('#cfg text.call').dataset.target`, &callee)
+	p.Click(`#cfg text.call`)
+	p.Wait("the callee's view", fmt.Sprintf(`document.querySelector('#fn-name').textContent === %q && document.querySelectorAll('#cfg g.blk').length > 0`, callee), time.Minute)
+	p.NoErrors()
 }
 
 // getppids calls getppid until stop is closed and counts the calls.
@@ -244,72 +193,72 @@ func getppids(stop <-chan struct{}, n *atomic.Int64) {
 // --experiment reads.
 func TestExperiment(t *testing.T) {
 	p := livePage(t, 0)
-	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
-	p.set("#q", "__x64_sys_getppid")
-	p.wait("the getppid row", `document.querySelector('#symtab tr[data-spec="__x64_sys_getppid"] a')`, 30*time.Second)
-	p.click(`#symtab tr[data-spec="__x64_sys_getppid"] a`)
-	p.wait("getppid's CFG", `document.querySelector('#fn-name').textContent === '__x64_sys_getppid' && document.querySelectorAll('#cfg g.blk').length > 0`, time.Minute)
-	p.click("#fn-attach")
-	p.wait("the attach dialog", `document.querySelector('#attach').open`, 10*time.Second)
-	p.set("#at-kind", "timer")
-	p.set("#at-backend", "tracepoint")
-	p.set("#at-target", "pids")
-	p.set("#at-target-value", strconv.Itoa(os.Getpid()))
-	p.wait("the tracepoint backend's yes", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-ok')`, 10*time.Second)
+	p.Wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.Set("#q", "__x64_sys_getppid")
+	p.Wait("the getppid row", `document.querySelector('#symtab tr[data-spec="__x64_sys_getppid"] a')`, 30*time.Second)
+	p.Click(`#symtab tr[data-spec="__x64_sys_getppid"] a`)
+	p.Wait("getppid's CFG", `document.querySelector('#fn-name').textContent === '__x64_sys_getppid' && document.querySelectorAll('#cfg g.blk').length > 0`, time.Minute)
+	p.Click("#fn-attach")
+	p.Wait("the attach dialog", `document.querySelector('#attach').open`, 10*time.Second)
+	p.Set("#at-kind", "timer")
+	p.Set("#at-backend", "tracepoint")
+	p.Set("#at-target", "pids")
+	p.Set("#at-target-value", strconv.Itoa(os.Getpid()))
+	p.Wait("the tracepoint backend's yes", `document.querySelector('#at-verdicts div[data-backend="tracepoint"].b-ok')`, 10*time.Second)
 	p.screenshot("attach")
-	p.click("#at-add")
-	p.wait("the instrument in the plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer')`, 10*time.Second)
+	p.Click("#at-add")
+	p.Wait("the instrument in the plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer')`, 10*time.Second)
 	var form []string
-	p.eval(`['#exp-backend', '#exp-target', '#exp-target-value'].map(s => document.querySelector(s).value)`, &form)
+	p.Eval(`['#exp-backend', '#exp-target', '#exp-target-value'].map(s => document.querySelector(s).value)`, &form)
 	if want := []string{"tracepoint", "pids", strconv.Itoa(os.Getpid())}; !slices.Equal(form, want) {
 		t.Errorf("the experiment's backend and target %q after the dialog; want %q", form, want)
 	}
-	p.set("#plan-spec", "__x64_sys_getpgrp:timer")
-	p.click("#plan-add")
-	p.set("#plan tbody tr:nth-child(2) td:nth-child(2) input", "1s")
-	p.set("#plan tbody tr:nth-child(2) td:nth-child(3) input", "2s")
-	p.set("#exp-name", "getppid")
-	p.set("#exp-interval", "500ms")
-	p.set("#exp-out", "run1")
+	p.Set("#plan-spec", "__x64_sys_getpgrp:timer")
+	p.Click("#plan-add")
+	p.Set("#plan tbody tr:nth-child(2) td:nth-child(2) input", "1s")
+	p.Set("#plan tbody tr:nth-child(2) td:nth-child(3) input", "2s")
+	p.Set("#exp-name", "getppid")
+	p.Set("#exp-interval", "500ms")
+	p.Set("#exp-out", "run1")
 
 	stop := make(chan struct{})
 	var calls atomic.Int64
 	go getppids(stop, &calls)
 	defer close(stop)
 	before := leakcheck.Take() // the page's placement session is open by now
-	p.click("#exp-start")
+	p.Click("#exp-start")
 	live := `#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getppid:timer"]`
-	p.wait("live calls", `Number(document.querySelector('`+live+` td.calls')?.textContent) > 0 && Number(document.querySelector('`+live+` td.cps')?.textContent) > 0`, time.Minute)
-	p.wait("a second reading", `document.querySelector('`+live+` svg.spark polyline')?.getAttribute('points').split(' ').length >= 2`, 30*time.Second)
-	p.wait("getpgrp launched at 1s", `document.querySelector('#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getpgrp:timer"]')`, 30*time.Second)
+	p.Wait("live calls", `Number(document.querySelector('`+live+` td.calls')?.textContent) > 0 && Number(document.querySelector('`+live+` td.cps')?.textContent) > 0`, time.Minute)
+	p.Wait("a second reading", `document.querySelector('`+live+` svg.spark polyline')?.getAttribute('points').split(' ').length >= 2`, 30*time.Second)
+	p.Wait("getpgrp launched at 1s", `document.querySelector('#experiments .exp[data-state="running"] tr[data-instrument="__x64_sys_getpgrp:timer"]')`, 30*time.Second)
 	var bars int
-	p.eval(`document.querySelectorAll('#experiments .exp[data-state="running"] svg.timeline rect.bar').length`, &bars)
+	p.Eval(`document.querySelectorAll('#experiments .exp[data-state="running"] svg.timeline rect.bar').length`, &bars)
 	if bars != 2 {
 		t.Errorf("the timeline has %d bars, want one per instrument", bars)
 	}
 	var overhead string
-	p.eval(`document.querySelector('#experiments .exp[data-state="running"] .overhead')?.textContent || ''`, &overhead)
+	p.Eval(`document.querySelector('#experiments .exp[data-state="running"] .overhead')?.textContent || ''`, &overhead)
 	t.Logf("overhead shown: %q", overhead) // absent where the kernel refuses BPF run-time statistics
 	p.screenshot("experiment")
 	if n := len(before.Leaks(leakcheck.Take())); n == 0 {
 		t.Errorf("no kernel object added while the timer runs: is it attached?")
 	}
-	p.click(`#experiments .exp[data-state="running"] button.stop`)
-	p.wait("the experiment stopped", `document.querySelector('#experiments .exp[data-state="stopped"]')`, 30*time.Second)
+	p.Click(`#experiments .exp[data-state="running"] button.stop`)
+	p.Wait("the experiment stopped", `document.querySelector('#experiments .exp[data-state="stopped"]')`, 30*time.Second)
 	if leaks := before.Settled(); len(leaks) > 0 {
 		t.Errorf("left in the kernel after Stop: %q", leaks)
 	}
 	var total float64
-	p.eval(`Number(document.querySelector('#experiments .exp[data-state="stopped"] tr[data-instrument="__x64_sys_getppid:timer"] td.calls').textContent)`, &total)
+	p.Eval(`Number(document.querySelector('#experiments .exp[data-state="stopped"] tr[data-instrument="__x64_sys_getppid:timer"] td.calls').textContent)`, &total)
 	if total <= 0 || total > float64(calls.Load()) {
 		t.Errorf("%v calls in the totals; this process made %d", total, calls.Load())
 	}
 	checkSeries(t, filepath.Join(p.s.dir, "run1"))
-	p.wait("the idle timer's warning", `[...document.querySelectorAll('#experiments .exp[data-state="stopped"] .warning')].some(w => w.textContent.includes('__x64_sys_getpgrp:timer counted no call'))`, 10*time.Second)
+	p.Wait("the idle timer's warning", `[...document.querySelectorAll('#experiments .exp[data-state="stopped"] .warning')].some(w => w.textContent.includes('__x64_sys_getpgrp:timer counted no call'))`, 10*time.Second)
 
-	p.set("#file-name", "getppid.json")
-	p.click("#file-save")
-	p.wait("the saved file listed", `[...document.querySelectorAll('#file-list option')].some(o => o.value === 'getppid.json')`, 10*time.Second)
+	p.Set("#file-name", "getppid.json")
+	p.Click("#file-save")
+	p.Wait("the saved file listed", `[...document.querySelectorAll('#file-list option')].some(o => o.value === 'getppid.json')`, 10*time.Second)
 	data, err := os.ReadFile(filepath.Join(p.s.dir, "getppid.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -322,11 +271,11 @@ func TestExperiment(t *testing.T) {
 		plan[1].Spec.String() != "__x64_sys_getpgrp:timer" || plan[1].Launch != time.Second || plan[1].Splashdown != 2*time.Second {
 		t.Errorf("the saved file %s; want the getppid timer, and getpgrp's from 1s to 2s, on this pid every 500ms", data)
 	}
-	p.eval(`(() => { state.plan = []; drawPlan(); return true })()`, nil)
-	p.set("#file-list", "getppid.json")
-	p.click("#file-load")
-	p.wait("the loaded plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer') && document.querySelector('#exp-target').value === 'pids'`, 10*time.Second)
-	p.noErrors()
+	p.Eval(`(() => { state.plan = []; drawPlan(); return true })()`, nil)
+	p.Set("#file-list", "getppid.json")
+	p.Click("#file-load")
+	p.Wait("the loaded plan", `[...document.querySelectorAll('#plan tbody td.fn')].some(c => c.textContent === '__x64_sys_getppid:timer') && document.querySelector('#exp-target').value === 'pids'`, 10*time.Second)
+	p.NoErrors()
 }
 
 // checkSeries checks the outputs of a run in dir: probe -o's series with
@@ -373,11 +322,11 @@ func checkSeries(t *testing.T, dir string) {
 // left running, once no page has listened for Options.Orphaned.
 func TestPageClosed(t *testing.T) {
 	p := livePage(t, time.Second)
-	p.wait("the placement session", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.Wait("the placement session", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
 	before := leakcheck.Take()
-	p.eval(`(async () => { await api('/api/experiments', {body: {backend: 'tracepoint', experiment: {interval: '200ms', instruments: [{spec: '__x64_sys_getppid:timer'}]}}}); return true })()`, nil)
-	p.wait("the running experiment", `document.querySelector('#experiments .exp[data-state="running"]')`, 30*time.Second)
-	if err := p.b.Navigate(p.ctx, "about:blank"); err != nil {
+	p.Eval(`(async () => { await api('/api/experiments', {body: {backend: 'tracepoint', experiment: {interval: '200ms', instruments: [{spec: '__x64_sys_getppid:timer'}]}}}); return true })()`, nil)
+	p.Wait("the running experiment", `document.querySelector('#experiments .exp[data-state="running"]')`, 30*time.Second)
+	if err := p.B.Navigate(p.Ctx, "about:blank"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -410,7 +359,7 @@ func checkTree(t *testing.T, p *page) {
 		Rounds, Decided []int
 		Trace           int
 	}
-	p.eval(`(function(){const id=Math.max(...Object.keys(state.hunts).map(Number)); const h=state.hunts[id];
+	p.Eval(`(function(){const id=Math.max(...Object.keys(state.hunts).map(Number)); const h=state.hunts[id];
 		const card=document.getElementById('hunt-'+id);
 		return {Sizes: state.treeSizes[id], Boxes: card.querySelectorAll('.flame-box svg g').length,
 			Marks: card.querySelectorAll('.timeline-box svg circle').length,
@@ -433,47 +382,47 @@ func checkTree(t *testing.T, p *page) {
 // page, and is listed among the saved runs; nothing stays in the kernel.
 func TestHunt(t *testing.T) {
 	p := livePage(t, 0)
-	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
-	p.click("#tab-hunt")
-	p.set("#hunt-backend", "tracepoint")
-	p.set("#hunt-target", "pids")
-	p.set("#hunt-target-value", strconv.Itoa(os.Getpid()))
+	p.Wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.Click("#tab-hunt")
+	p.Set("#hunt-backend", "tracepoint")
+	p.Set("#hunt-target", "pids")
+	p.Set("#hunt-target-value", strconv.Itoa(os.Getpid()))
 	// Short rounds: the first one's samples must leave the sampled tree
 	// room to grow, on a loaded machine too.
-	p.set("#hunt-duration", "5s")
-	p.set("#hunt-round", "250ms")
-	p.set("#hunt-budget", "50")
-	p.set("#hunt-out", "hunt1")
+	p.Set("#hunt-duration", "5s")
+	p.Set("#hunt-round", "250ms")
+	p.Set("#hunt-budget", "50")
+	p.Set("#hunt-out", "hunt1")
 	stop := make(chan struct{})
 	var calls atomic.Int64
 	go getppids(stop, &calls)
 	defer close(stop)
 	before := leakcheck.Take()
-	p.click("#hunt-start")
-	p.wait("a round", `document.querySelectorAll('#hunts .hunt[data-state="running"] table.rounds tbody tr').length >= 2`, time.Minute)
-	p.wait("a tree", `document.querySelectorAll('#hunts .hunt .flame-box svg g').length > 0`, time.Minute)
-	p.wait("the hunt's end", `document.querySelector('#hunts .hunt[data-state="done"] .files a')`, time.Minute)
+	p.Click("#hunt-start")
+	p.Wait("a round", `document.querySelectorAll('#hunts .hunt[data-state="running"] table.rounds tbody tr').length >= 2`, time.Minute)
+	p.Wait("a tree", `document.querySelectorAll('#hunts .hunt .flame-box svg g').length > 0`, time.Minute)
+	p.Wait("the hunt's end", `document.querySelector('#hunts .hunt[data-state="done"] .files a')`, time.Minute)
 	p.screenshot("hunt")
 	checkTree(t, p)
 	if leaks := before.Settled(); len(leaks) > 0 {
 		t.Errorf("left in the kernel after the hunt: %q", leaks)
 	}
 	var status int
-	p.eval(`(async () => (await fetch('/runs/hunt1/report.html')).status)()`, &status)
+	p.Eval(`(async () => (await fetch('/runs/hunt1/report.html')).status)()`, &status)
 	if status != 200 {
 		t.Errorf("report.html through /runs/: status %d", status)
 	}
-	p.wait("the saved run listed", `document.querySelector('#runs li[data-run="hunt1"] a')`, 10*time.Second)
+	p.Wait("the saved run listed", `document.querySelector('#runs li[data-run="hunt1"] a')`, 10*time.Second)
 	run, err := reports.Load(filepath.Join(p.s.dir, "hunt1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The saved run's flame graph: all of run.json's nodes, one
 	// timeline mark per decision.
-	p.click(`#runs li[data-run="hunt1"] button.run-tree`)
-	p.wait("the saved run's tree", `document.querySelectorAll('#runs li[data-run="hunt1"] .flame-box svg g').length > 0`, 10*time.Second)
+	p.Click(`#runs li[data-run="hunt1"] button.run-tree`)
+	p.Wait("the saved run's tree", `document.querySelectorAll('#runs li[data-run="hunt1"] .flame-box svg g').length > 0`, 10*time.Second)
 	var saved struct{ Nodes, Marks int }
-	p.eval(`(function(){const li=document.querySelector('#runs li[data-run="hunt1"]');
+	p.Eval(`(function(){const li=document.querySelector('#runs li[data-run="hunt1"]');
 		return {Nodes: +li.querySelector('.flame-box').dataset.nodes, Marks: li.querySelectorAll('.timeline-box svg circle').length};})()`, &saved)
 	if saved.Nodes != len(run.Nodes) || saved.Marks != len(run.Trace) {
 		t.Errorf("saved run's view: %d nodes, %d marks; run.json has %d nodes, %d decisions", saved.Nodes, saved.Marks, len(run.Nodes), len(run.Trace))
@@ -489,7 +438,7 @@ func TestHunt(t *testing.T) {
 	if err != nil || len(run.Findings) == 0 || len(sum.Findings) != len(run.Findings) {
 		t.Errorf("%s: %v, %d findings; run.json has %d", reports.FindingsFile, err, len(sum.Findings), len(run.Findings))
 	}
-	p.noErrors()
+	p.NoErrors()
 }
 
 // TestWatchInPage follows from the page a hunt that another process runs
@@ -498,21 +447,21 @@ func TestHunt(t *testing.T) {
 // rounds and tree, and it ends done with the outputs written beside it.
 func TestWatchInPage(t *testing.T) {
 	p := livePage(t, 0)
-	p.wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
-	p.click("#tab-hunt")
+	p.Wait("symbol rows", `document.querySelectorAll('#symtab tbody tr').length > 0`, time.Minute)
+	p.Click("#tab-hunt")
 	dir := filepath.Join(p.s.dir, "cli")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	started := time.Now()
 	writeLive(t, dir, os.Getpid(), started, 1)
-	p.click("#runs-reload")
-	p.wait("the hunt under way listed", `document.querySelector('#runs li[data-run="cli"] button.run-watch')`, 10*time.Second)
-	p.click(`#runs li[data-run="cli"] button.run-watch`)
-	p.wait("the watched hunt's card", `[...document.querySelectorAll('#hunts .hunt[data-state="running"]')].some(c => c.innerText.includes('watching autoprof hunt -o cli') && c.querySelector('button.stop').innerText === 'Stop watching')`, 10*time.Second)
-	p.wait("its tree", `document.querySelectorAll('#hunts .hunt .flame-box svg g').length > 0`, 10*time.Second)
+	p.Click("#runs-reload")
+	p.Wait("the hunt under way listed", `document.querySelector('#runs li[data-run="cli"] button.run-watch')`, 10*time.Second)
+	p.Click(`#runs li[data-run="cli"] button.run-watch`)
+	p.Wait("the watched hunt's card", `[...document.querySelectorAll('#hunts .hunt[data-state="running"]')].some(c => c.innerText.includes('watching autoprof hunt -o cli') && c.querySelector('button.stop').innerText === 'Stop watching')`, 10*time.Second)
+	p.Wait("its tree", `document.querySelectorAll('#hunts .hunt .flame-box svg g').length > 0`, 10*time.Second)
 	writeLive(t, dir, os.Getpid(), started, 2)
-	p.wait("round 2", `document.querySelectorAll('#hunts .hunt[data-state="running"] table.rounds tbody tr').length === 2`, 10*time.Second)
+	p.Wait("round 2", `document.querySelectorAll('#hunts .hunt[data-state="running"] table.rounds tbody tr').length === 2`, 10*time.Second)
 	p.screenshot("watch")
 	run := &search.Run{Meta: search.Meta{Start: started.Add(time.Second), End: time.Now(), Rounds: 2, StopReason: "converged", Confidence: 0.95, Threshold: 5}, Nodes: watchNodes(2)}
 	if err := reports.Write(dir, run); err != nil {
@@ -521,7 +470,7 @@ func TestWatchInPage(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, reports.LiveFile)); err != nil {
 		t.Fatal(err)
 	}
-	p.wait("the watched hunt's end", `document.querySelector('#hunts .hunt[data-state="done"] .files a[href="/runs/cli/run.json"]')`, 10*time.Second)
-	p.wait("the run listed as saved", `document.querySelector('#runs li[data-run="cli"] button.run-tree') && !document.querySelector('#runs li[data-run="cli"] button.run-watch')`, 10*time.Second)
-	p.noErrors()
+	p.Wait("the watched hunt's end", `document.querySelector('#hunts .hunt[data-state="done"] .files a[href="/runs/cli/run.json"]')`, 10*time.Second)
+	p.Wait("the run listed as saved", `document.querySelector('#runs li[data-run="cli"] button.run-tree') && !document.querySelector('#runs li[data-run="cli"] button.run-watch')`, 10*time.Second)
+	p.NoErrors()
 }

@@ -277,25 +277,32 @@ function openAttach(point, kind) {
   $('#attach').showModal();
 }
 // checkAttach shows what every backend says of the spec the dialog makes.
+// The verdicts shown are always the current spec's: the last ones go at
+// once, and an answer that comes after the spec changed again is dropped.
 async function checkAttach() {
   const v = $('#at-verdicts');
   const spec = $('#at-point').value.trim() + ':' + $('#at-kind').value;
+  v.replaceChildren();
+  v.dataset.spec = spec;
   try {
     const r = await api('/api/check?' + new URLSearchParams({ spec }));
+    if (v.dataset.spec !== spec) return;
     v.replaceChildren();
     for (const b of state.backends) {
       const why = r.backends[b];
       v.append(el('div', { class: why === '' ? 'b-ok' : why.startsWith('?') ? 'b-unk' : 'b-no', 'data-backend': b }, b + ': ' + (why === '' ? 'can place it' : why)));
     }
   } catch (e) {
-    v.replaceChildren(el('div', { class: 'b-no' }, e.message));
+    if (v.dataset.spec === spec) v.replaceChildren(el('div', { class: 'b-no' }, e.message));
   }
 }
 $('#at-kind').addEventListener('change', checkAttach);
 $('#at-point').addEventListener('change', checkAttach);
 $('#at-target').addEventListener('change', () => $('#at-target-value').classList.toggle('hidden', $('#at-target').value === 'system'));
-$('#attach').addEventListener('close', () => {
-  if ($('#attach').returnValue !== 'add') return;
+// The dialog's values are taken when it is submitted with Add: its close
+// event comes later, after another dialog may have been opened over them.
+$('#attach-form').addEventListener('submit', (ev) => {
+  if (ev.submitter?.value !== 'add') return;
   $('#exp-backend').value = $('#at-backend').value;
   $('#exp-target').value = $('#at-target').value;
   $('#exp-target-value').value = $('#at-target-value').value;
