@@ -11,6 +11,7 @@ import (
 
 	"github.com/autoprof/autoprof/callgraph"
 	"github.com/autoprof/autoprof/callgraph/livetext"
+	"github.com/autoprof/autoprof/internal/features"
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernelbtf"
 	"github.com/autoprof/autoprof/kmod/measure"
@@ -113,13 +114,20 @@ func Open(ctx context.Context, opts Options) (*Session, error) {
 		return nil, err
 	}
 	types := kernelbtf.Cache()
-	// Every backend's programs resolve kernel types, and the graph needs
-	// the symbols: both are read while the backend is probed (a failure
-	// here is met again, and said, where they are needed).
+	// What start-up needs and does not depend on one another is read side
+	// by side: the kernel's types (every backend's programs resolve them),
+	// its symbols (the graph), and the function backends' probes (the
+	// default backend, the placement rules' reasons). Each is kept by its
+	// owner (the cache, LiveSymbols, the probes' once), so a failure here
+	// is met again, and said, where it is needed.
 	go types.Kernel()
 	if opts.Graph == nil {
 		go callgraph.LiveSymbols()
 	}
+	var probes sync.WaitGroup
+	probes.Go(func() { features.HaveFentry() })
+	probes.Go(func() { features.HaveKprobe() })
+	defer probes.Wait() // their test programs are gone before Open returns
 	if opts.Backend == "" {
 		opts.Backend = DefaultBackend()
 	}
