@@ -195,6 +195,8 @@ const (
 	AuditFastOwner
 	AuditSiteID
 	AuditLeak
+	AuditNamedPending
+	AuditInt3
 )
 
 var auditRules = []string{
@@ -202,9 +204,11 @@ var auditRules = []string{
 	"the free instrument count is not the free slots",
 	"a slot waiting for reclaim holds no instrument",
 	"the free fast-path count is not the free fast slots",
-	"a fast-path slot's owner does not hold it",
+	"a fast-path slot and its owner do not name each other",
 	"a site names an instrument no slot holds",
 	"a slot holds an instrument no site names and none withdrew",
+	"a slot waiting for reclaim is named by a site",
+	"an int3 redirect is not its armed site's",
 }
 
 // String names the broken rules, "none" when there are none.

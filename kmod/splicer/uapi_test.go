@@ -46,6 +46,7 @@ func TestLayout(t *testing.T) {
 		{"offsetof(struct ap_audit, broken)", unsafe.Offsetof(Audit{}.Broken)},
 		{"AP_A_LEAK", uintptr(AuditLeak)},
 		{"AP_A_SLOT0", uintptr(AuditSlot0)},
+		{"AP_A_INT3", uintptr(AuditInt3)},
 		{"AP_IOC_AUDIT", uintptr(iocAudit)},
 		{"AP_MAX_READ", MaxRead},
 		{"AP_RETURN", uintptr(Return)},

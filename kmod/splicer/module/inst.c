@@ -226,8 +226,9 @@ void ap_insts_reclaim(const unsigned long *done)
 /*
  * ap_insts_audit checks the instrument and fast-path slots (AP_IOC_AUDIT):
  * every slot holding an id is named by a site (named, from
- * ap_sites_audit) or waits for reclaim, the free counts are the slots
- * the walk finds free, and each fast slot's owner holds it.
+ * ap_sites_audit) or waits for reclaim, never both, the free counts are
+ * the slots the walk finds free, and each fast slot and its owner name
+ * each other.
  */
 void ap_insts_audit(struct ap_audit *a, const unsigned long *named)
 {
@@ -250,6 +251,11 @@ void ap_insts_audit(struct ap_audit *a, const unsigned long *named)
 		a->insts_pending += pending;
 		if (!pending && !test_bit(i, named))
 			a->broken |= AP_A_LEAK;
+		if (pending && test_bit(i, named))
+			a->broken |= AP_A_NAMED_PENDING;
+		in = &ap_insts[i];
+		if (in->fast != AP_NONE && (in->fast >= AP_FAST_SLOTS || ap_fast_owner[in->fast] != in->id))
+			a->broken |= AP_A_FAST_OWNER;
 	}
 	if (a->insts_free != a->insts_unused)
 		a->broken |= AP_A_INST_COUNT;

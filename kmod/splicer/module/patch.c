@@ -720,19 +720,27 @@ out:
 /*
  * ap_sites_audit counts the trampoline slots in use (AP_IOC_AUDIT), marks
  * in named the instrument slots their sites name, and flags a site that
- * names an id no slot holds.
+ * names an id no slot holds, and an int3 redirect that is not its armed
+ * site's.
  */
 void ap_sites_audit(struct ap_audit *a, unsigned long *named)
 {
-	u32 i, j;
+	u32 i, j, redirects = 0;
 
 	for (i = 0; i < AP_POOL_SLOTS; i++) {
 		const struct ap_site *s = &ap_sites[i];
+		bool redirected = READ_ONCE(ap_int3_addr[i]) != 0;
 
+		/* Under ap_lock a redirect is set exactly while its site is armed. */
+		redirects += redirected;
+		if (redirected != (s->state == AP_S_ARMED))
+			a->broken |= AP_A_INT3;
 		a->sites_pending += test_bit(i, ap_pending);
 		if (s->state == AP_S_FREE)
 			continue;
 		a->sites++;
+		if (s->ninst > AP_SITE_INSTS)
+			a->broken |= AP_A_SITE_ID;
 		for (j = 0; j < s->ninst && j < AP_SITE_INSTS; j++) {
 			if (ap_inst_of(s->ids[j]))
 				__set_bit(ap_id_slot(s->ids[j]), named);
@@ -740,6 +748,8 @@ void ap_sites_audit(struct ap_audit *a, unsigned long *named)
 				a->broken |= AP_A_SITE_ID;
 		}
 	}
+	if (redirects != atomic_read(&ap_int3_n))
+		a->broken |= AP_A_INT3;
 }
 
 /* ap_short reports whether fewer than n slots are free of each kind. */

@@ -243,6 +243,8 @@ struct ap_audit {
 #define AP_A_FAST_OWNER	(1u << 4)	/* a fast slot's owner does not name it */
 #define AP_A_SITE_ID	(1u << 5)	/* a site names an id no slot holds */
 #define AP_A_LEAK	(1u << 6)	/* a slot holds an id no site names, not pending */
+#define AP_A_NAMED_PENDING (1u << 7)	/* a slot waiting for reclaim is named by a site */
+#define AP_A_INT3	(1u << 8)	/* an int3 redirect without its armed site, or the reverse */
 
 #define AP_IOC_MAGIC	0xAF
 #define AP_IOC_INFO	_IOR(AP_IOC_MAGIC, 1, struct ap_info)
