@@ -1,57 +1,13 @@
+//go:build !vm
+
 package callgraph
 
 import (
 	"bytes"
-	"flag"
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
-
-var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz/FuzzDecode from Debian's 6.1 kernel")
-
-// seedFunctions are the functions of Debian's 6.1 kernel whose bytes seed
-// FuzzDecode: common shapes (calls, retpoline thunks, return thunks, cold
-// parts, the ftrace call), AVX code, the BPF interpreter's jump table,
-// 32-bit code in text and the overlapping untraining sequences.
-var seedFunctions = []string{
-	"vfs_read", "ksys_read", "__fsnotify_parent", "rw_verify_area", "schedule",
-	"do_syscall_64", "blake2s_compress_avx512", "pvh_start_xen", "srso_untrain_ret",
-	"__x86_indirect_thunk_rax", "__x86_return_thunk", "entry_SYSCALL_64",
-	"___bpf_prog_run", "memcpy", "copy_user_generic_unrolled", "native_write_cr4",
-	"kfree", "__kmalloc", "do_sys_openat2", "_raw_spin_lock",
-}
-
-// TestWriteFuzzSeeds writes the seed corpus (go test -run
-// TestWriteFuzzSeeds -update-seeds); see testdata/README.md.
-func TestWriteFuzzSeeds(t *testing.T) {
-	if !*updateSeeds {
-		t.Skip("run with -update-seeds to rewrite the seed corpus")
-	}
-	_, im, syms := debian(t, "6.1")
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecode")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range seedFunctions {
-		fn, err := syms.Func(name)
-		if err != nil {
-			t.Logf("skipping %s: %v", name, err)
-			continue
-		}
-		code := make([]byte, min(fn.Size, 4096))
-		if err := im.ReadAt(code, fn.Addr); err != nil {
-			t.Fatal(err)
-		}
-		seed := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", code)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(seed), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // FuzzDecode decodes arbitrary bytes as a function and checks the
 // invariants of the result: instructions in order, inside the bytes and
