@@ -124,7 +124,7 @@ func FuzzVmlinuxFromImage(f *testing.F) {
 	f.Add(append(bytes.Clone(xzMagic), 0, 1, 0x69, 0x22, 0xde, 0x36, 2, 1, 4, 0))
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x88})
 	f.Fuzz(func(t *testing.T, d []byte) {
-		out, err := vmlinuxFromImage(d)
+		out, err := VmlinuxFromImage(d)
 		if err == nil && !bytes.HasPrefix(out, elfMagic) {
 			t.Fatal("accepted something that is not an ELF file")
 		}

@@ -43,7 +43,7 @@ func OpenImage(path string) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the kernel image: %w", err)
 	}
-	data, err := vmlinuxFromImage(raw)
+	data, err := VmlinuxFromImage(raw)
 	if err != nil {
 		return nil, fmt.Errorf("kernel image %s: %w", path, err)
 	}

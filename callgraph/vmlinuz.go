@@ -34,13 +34,13 @@ var compressions = []compression{
 
 var elfMagic = []byte{0x7f, 'E', 'L', 'F'}
 
-// vmlinuxFromImage returns the ELF vmlinux in data: data itself when it is
+// VmlinuxFromImage returns the ELF vmlinux in data: data itself when it is
 // an ELF file already, else the decompressed payload of a bzImage. The
 // payload is found from the boot protocol header (payload_offset and
 // payload_length, protocol 2.08, Linux 2.6.26) or, failing that, by
 // scanning for a compressed stream whose output is an ELF file, as
 // scripts/extract-vmlinux does.
-func vmlinuxFromImage(data []byte) ([]byte, error) {
+func VmlinuxFromImage(data []byte) ([]byte, error) {
 	if bytes.HasPrefix(data, elfMagic) {
 		return data, nil
 	}
