@@ -73,32 +73,7 @@ func TestVMUIBlockCounters(t *testing.T) {
 	viaUI := callsBySpec(uiPreadExperiment(t, call, specs))
 
 	// Through probe: the same specs, the same helper's work.
-	helper := startPreadN(t)
-	reaped := make(chan error, 1)
-	go func() {
-		// probe's instruments are kprobes: live once the kernel lists
-		// them all, then the helper may start.
-		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			list, _ := os.ReadFile("/sys/kernel/debug/kprobes/list")
-			if strings.Count(string(list), " "+fn+"+") >= len(specs) {
-				break
-			}
-		}
-		helper.Process.Signal(syscall.SIGUSR1)
-		reaped <- helper.Wait() // probe ends once the helper is gone
-	}()
-	code, stdout, stderr := runCmd(append([]string{"probe", "--backend", "kprobe", "--pid", strconv.Itoa(helper.Process.Pid), "--duration", "0", "--interval", "200ms", "--json"}, specs...)...)
-	if err := <-reaped; err != nil {
-		t.Fatalf("the pread helper under probe: %v", err)
-	}
-	if code != 0 {
-		t.Fatalf("probe: exit %d: %s", code, stderr)
-	}
-	var sum probeSummary
-	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
-		t.Fatalf("probe's summary: %v\n%s", err, stdout)
-	}
-	viaProbe := callsBySpec(&sum)
+	viaProbe := probePreads(t, fn, specs)
 
 	t.Logf("%d preads; GUI %v; probe %v", uiPreads, viaUI, viaProbe)
 	past := 0
@@ -246,30 +221,8 @@ func TestVMUIBrowserGuest(t *testing.T) {
 	}
 	viaPage := callsBySpec(run.Summary)
 
-	probe := startPreadN(t)
-	reaped := make(chan error, 1)
-	go func() {
-		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			list, _ := os.ReadFile("/sys/kernel/debug/kprobes/list")
-			if strings.Count(string(list), "\n") >= len(specs) {
-				break
-			}
-		}
-		probe.Process.Signal(syscall.SIGUSR1)
-		reaped <- probe.Wait()
-	}()
-	code, stdout, stderr := runCmd(append([]string{"probe", "--backend", "kprobe", "--pid", strconv.Itoa(probe.Process.Pid), "--duration", "0", "--interval", "200ms", "--json"}, specs...)...)
-	if err := <-reaped; err != nil {
-		t.Fatalf("the pread helper under probe: %v", err)
-	}
-	if code != 0 {
-		t.Fatalf("probe: exit %d: %s", code, stderr)
-	}
-	var sum probeSummary
-	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
-		t.Fatalf("probe's summary: %v\n%s", err, stdout)
-	}
-	viaProbe := callsBySpec(&sum)
+	fn, _, _ := strings.Cut(strings.Split(specs[0], ":")[0], "+")
+	viaProbe := probePreads(t, fn, specs)
 	t.Logf("%d preads; the page's experiment %v; probe %v", uiPreads, viaPage, viaProbe)
 	for _, s := range specs {
 		if viaPage[s] != viaProbe[s] {
@@ -305,6 +258,37 @@ func TestVMUIBrowserGuest(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(specs, " ") {
 		t.Errorf("browser.json holds %q; the experiment ran %q", got, specs)
 	}
+}
+
+// probePreads runs autoprof probe with specs (kprobe, all on fn) on a
+// fresh pread helper, which makes its uiPreads preads once the kernel
+// lists every probe, and returns probe's calls by spec.
+func probePreads(t *testing.T, fn string, specs []string) map[string]uint64 {
+	t.Helper()
+	helper := startPreadN(t)
+	reaped := make(chan error, 1)
+	go func() {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			list, _ := os.ReadFile("/sys/kernel/debug/kprobes/list")
+			if strings.Count(string(list), " "+fn+"+") >= len(specs) {
+				break
+			}
+		}
+		helper.Process.Signal(syscall.SIGUSR1)
+		reaped <- helper.Wait() // probe ends once the helper is gone
+	}()
+	code, stdout, stderr := runCmd(append([]string{"probe", "--backend", "kprobe", "--pid", strconv.Itoa(helper.Process.Pid), "--duration", "0", "--interval", "200ms", "--json"}, specs...)...)
+	if err := <-reaped; err != nil {
+		t.Fatalf("the pread helper under probe: %v", err)
+	}
+	if code != 0 {
+		t.Fatalf("probe: exit %d: %s", code, stderr)
+	}
+	var sum probeSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("probe's summary: %v\n%s", err, stdout)
+	}
+	return callsBySpec(&sum)
 }
 
 // uiPreadExperiment runs specs (kprobe) as an experiment started through

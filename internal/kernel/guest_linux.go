@@ -60,15 +60,11 @@ func ReadRecords(path string, fn func(record []byte)) error {
 
 // LinkUp sets a network interface up (the VM's init brings up lo).
 func LinkUp(name string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, ifr, err := ifreqSocket(name)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
 		return fmt.Errorf("reading flags of %s: %w", name, err)
 	}
@@ -79,18 +75,24 @@ func LinkUp(name string) error {
 	return nil
 }
 
+// ifreqSocket opens a socket for the interface ioctls and the request of
+// interface name; the caller closes fd.
+func ifreqSocket(name string) (fd int, ifr *unix.Ifreq, err error) {
+	if ifr, err = unix.NewIfreq(name); err != nil {
+		return -1, nil, err
+	}
+	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	return fd, ifr, err
+}
+
 // SetIPv4 gives the interface name the address addr with a prefix of
 // bits (a guest's only address on QEMU's user network).
 func SetIPv4(name string, addr [4]byte, bits int) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, ifr, err := ifreqSocket(name)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
 	if err := ifr.SetInet4Addr(addr[:]); err != nil {
 		return err
 	}
