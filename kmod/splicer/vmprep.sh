@@ -11,4 +11,4 @@ make -s KDIR="$KERNEL_BUILD" RELEASE="$KERNEL_RELEASE"
 pkg=$(dirname "$(dirname "$(dirname "$KERNEL_BUILD")")")
 cache=$(dirname "$(dirname "$pkg")")
 image="$cache/kernels/linux-image-$(basename "$pkg")/boot/vmlinuz-$KERNEL_RELEASE"
-cp "$image" "build/$KERNEL_RELEASE/vmlinuz"
+cp -p "$image" "build/$KERNEL_RELEASE/vmlinuz"

@@ -3,7 +3,8 @@
 //
 //	go run ./internal/vmtest/cmd/vmlinux VMLINUZ OUT
 //
-// The VM tests' prepare steps use it as the base BTF that pahole gives an
+// An OUT newer than VMLINUZ is left as it is. The VM tests' prepare steps
+// use it as the base BTF that pahole gives an
 // out-of-tree test module its own BTF against, where the kernel's headers
 // package ships no vmlinux (Debian's 6.1).
 package main
@@ -28,6 +29,11 @@ func main() {
 }
 
 func run(image, out string) error {
+	if in, err := os.Stat(image); err == nil {
+		if o, err := os.Stat(out); err == nil && !o.ModTime().Before(in.ModTime()) {
+			return nil // written from this image already
+		}
+	}
 	data, err := os.ReadFile(image)
 	if err != nil {
 		return err
