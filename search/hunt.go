@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"time"
 
 	"github.com/autoprof/autoprof/internal/instrument"
@@ -242,15 +243,36 @@ func Hunt(ctx context.Context, cfg Config) (*Run, error) {
 	}
 	h := newHunter(ctx, cfg.withDefaults())
 	defer h.withdrawAll()
-	h.calibrate(ctx)
-	h.deepStart(ctx)
+	inPhase(ctx, "calibrate", h.calibrate)
+	inPhase(ctx, "deep-start", h.deepStart)
 	if len(h.rootNodes()) == 0 && h.stop == "" {
 		h.stop = "no roots: " + h.noRootsReason()
 	}
 	if h.stop == "" {
-		h.loop(ctx)
+		inPhase(ctx, "rounds", h.loop)
 	}
-	return h.finish(), nil
+	var run *Run
+	inPhase(ctx, "finish", func(context.Context) { run = h.finish() })
+	return run, nil
+}
+
+// The hunt's phases label autoprof's own CPU profile (hunt --cpuprofile):
+// every sample taken while the hunt's goroutine, or one it started, was
+// in a phase carries the label phase (calibrate, deep-start, rounds,
+// finish), and within the rounds step (wait: the round's sampling; read,
+// statistics, progress, decide: Overhead.Loop's phases), so that `go tool pprof -tagfocus=phase=rounds`
+// shows what the rounds cost. The garbage collector's work is in none.
+const (
+	phaseLabel = "phase"
+	stepLabel  = "step"
+)
+
+func inPhase(ctx context.Context, phase string, f func(context.Context)) {
+	pprof.Do(ctx, pprof.Labels(phaseLabel, phase), f)
+}
+
+func inStep(ctx context.Context, step string, f func(context.Context)) {
+	pprof.Do(ctx, pprof.Labels(stepLabel, step), f)
 }
 
 // loop runs rounds until a stop rule holds.
@@ -266,18 +288,20 @@ func (h *hunter) loop(ctx context.Context) {
 	lp := &LoopPhases{}
 	h.run.Overhead.Loop = lp
 	for {
-		stop := h.wait(ctx)
+		var stop string
+		inStep(ctx, "wait", func(ctx context.Context) { stop = h.wait(ctx) })
 		t0 := time.Now()
-		cur, err := h.read(false)
+		var cur *reading
+		inStep(ctx, "read", func(context.Context) { cur, err = h.read(false) })
 		if err != nil {
 			h.stop = err.Error()
 			return
 		}
 		t1 := time.Now()
 		h.lastRead = cur.at
-		h.absorb(cur, prev)
+		inStep(ctx, "statistics", func(context.Context) { h.absorb(cur, prev) })
 		t2 := time.Now()
-		h.report()
+		inStep(ctx, "progress", func(context.Context) { h.report() })
 		t3 := time.Now()
 		lp.Rounds++
 		lp.ReadSec += t1.Sub(t0).Seconds()
@@ -287,7 +311,8 @@ func (h *hunter) loop(ctx context.Context) {
 			h.stop = stop
 			return
 		}
-		changed := h.decide()
+		var changed bool
+		inStep(ctx, "decide", func(context.Context) { changed = h.decide() })
 		lp.DecisionsSec += time.Since(t3).Seconds()
 		if !changed && h.converged() {
 			h.stop = "converged: nothing left to refine or withdraw"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -511,6 +512,33 @@ func TestLoopPhases(t *testing.T) {
 		}
 		if l.ReadSec < 0 || l.StatisticsSec < 0 || l.ProgressSec < 0 || l.DecisionsSec < 0 {
 			t.Errorf("negative phase times: %+v", l)
+		}
+	})
+}
+
+// TestProfileLabels: the hunt's goroutine carries the phase and step
+// labels that autoprof's CPU profile is read by (go tool pprof
+// -tagfocus=phase=rounds): Progress runs in the rounds' progress step.
+func TestProfileLabels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("cpu", 1)
+		k.Start()
+		var labels string
+		hunt(t, k, func(c *search.Config) {
+			c.Duration = 5 * time.Second
+			c.Progress = func(search.Progress) {
+				if labels != "" {
+					return
+				}
+				var b strings.Builder
+				if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
+					t.Fatal(err)
+				}
+				labels = b.String()
+			}
+		})
+		if !strings.Contains(labels, `labels: {"phase":"rounds", "step":"progress"}`) {
+			t.Errorf("no goroutine labelled phase rounds, step progress while Progress ran:\n%s", labels)
 		}
 	})
 }

@@ -22,19 +22,25 @@ import (
 // budget and at the demo's: the workload's slowdown over the whole hunt
 // and over its rounds alone (after the start-up), the start-up's wall and
 // CPU time, autoprof's own CPU over the rounds and the instruments'
-// measured overhead. Timings on a shared machine move from run to run:
+// measured overhead. The workload is sized to run about 20 s alone. Timings on a shared machine move from run to run:
 // compare the lines of one run.
 func BenchmarkHostHunt(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("hunting needs root")
 	}
 	featuretest.Require(b, features.HaveTracepoint())
-	const n = 300000
-	start := time.Now()
-	if err := helperCommand(fmt.Sprint("preads ", n)).Run(); err != nil {
-		b.Fatal(err)
+	// The workload runs about workloadSec alone, whatever this machine's
+	// speed: a first short run sizes it.
+	const workloadSec = 20
+	rate := func(n int) float64 {
+		start := time.Now()
+		if err := helperCommand(fmt.Sprint("preads ", n)).Run(); err != nil {
+			b.Fatal(err)
+		}
+		return float64(n) / time.Since(start).Seconds()
 	}
-	alone := n / time.Since(start).Seconds()
+	n := int(workloadSec * rate(300000))
+	alone := rate(n)
 	for _, budget := range []float64{2, 50} {
 		b.Run(fmt.Sprintf("budget=%g", budget), func(b *testing.B) {
 			for range b.N {
@@ -55,10 +61,10 @@ func BenchmarkHostHunt(b *testing.B) {
 				}
 				<-w.Done()
 				o := run.Overhead
-				whole := n / w.Ran().Seconds()
+				whole := float64(n) / w.Ran().Seconds()
 				rounds := 0.0
 				if !t0.IsZero() && w.endAt.After(t0) {
-					rounds = (n - reads0) / w.endAt.Sub(t0).Seconds()
+					rounds = (float64(n) - reads0) / w.endAt.Sub(t0).Seconds()
 				}
 				b.Logf("preads %.0f/s alone, %.0f/s under the hunt, %.0f/s over its rounds; start-up %.1fs (%.1fs CPU); autoprof %.2f%% of CPU over %d rounds; instruments %.2f%% measured, %.2f%% predicted; %s",
 					alone, whole, rounds, o.StartupWallSec, o.StartupCPUSec, o.ControllerPct, run.Meta.Rounds, o.MeasuredPct, o.PredictedPct, run.Meta.StopReason)

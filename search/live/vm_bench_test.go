@@ -78,6 +78,7 @@ func measureHunt(tb testing.TB, budget float64) huntFigures {
 	defer stop()
 	start := time.Now()
 	theta := search.DefaultThreshold / 100
+	stopProfile := profileHunt(tb, "hunt", "AUTOPROF_HUNT_CPUPROFILE", fmt.Sprintf("budget-%g", budget))
 	o1 := ops()
 	var oRounds float64 // the workload's operations when the first round opened
 	var tRounds time.Time
@@ -96,10 +97,12 @@ func measureHunt(tb testing.TB, budget float64) huntFigures {
 			}
 		},
 	})
+	stopProfile()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	end := ops()
+	saveRun(tb, run, "hunt", fmt.Sprintf("budget-%g", budget))
 	f.huntOps = (end - o1) / time.Since(start).Seconds()
 	f.slowdown = 1 - f.huntOps/f.baseOps
 	if !tRounds.IsZero() {
@@ -133,6 +136,10 @@ func measureHunt(tb testing.TB, budget float64) huntFigures {
 // vmbench` (both kernels), or for one kernel
 //
 //	bin/vmtest test -kernels 6.1 -bench VMHunt ./search/live
+//
+// With AUTOPROF_HUNT_CPUPROFILE=1 and vmtest -out DIR, each hunt's CPU
+// profile (autoprof's own) is kept as hunt-RELEASE/budget-B.cpu.pprof;
+// with -out alone, each hunt's run as hunt-RELEASE/budget-B.json.
 func BenchmarkVMHunt(b *testing.B) {
 	loadAptest(b)
 	for _, budget := range []float64{search.DefaultBudget, 50} {

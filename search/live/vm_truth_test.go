@@ -117,7 +117,7 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 			}
 		},
 	}
-	stopProfile := profileHunt(t, tree.Name)
+	stopProfile := profileHunt(t, "truth", "AUTOPROF_TRUTH_CPUPROFILE", tree.Name)
 	pre := snapshot{at: time.Now(), stats: treeStats(t)}
 	run, err := Hunt(context.Background(), opts)
 	stopProfile()
@@ -125,7 +125,7 @@ func huntTree(t testing.TB, tree *calltree.Tree) (searchtest.TreeScore, *search.
 		t.Fatal(err)
 	}
 	logRun(t, run)
-	saveRun(t, run, tree.Name)
+	saveRun(t, run, "truth", tree.Name)
 	// The truth after the hunt as well, where the workload still runs:
 	// the emulated CPU's speed drifts over a hunt's minute, and with it
 	// a plant's share of one thread's time (gt18's many-calls plant read
@@ -411,14 +411,14 @@ func logTree(t testing.TB, run *search.Run) {
 	}
 }
 
-// profileHunt starts a CPU profile of the hunt of tree name where
-// AUTOPROF_TRUTH_CPUPROFILE is set (AUTOPROF_TRUTH_CPUPROFILE=1 make truth): NAME.cpu.pprof
-// beside the saved runs, for reading autoprof's own cost per round (the
-// process is the controller, and the harness's reads of the module's
-// accounting at each round). The returned func stops it.
-func profileHunt(t testing.TB, name string) (stop func()) {
-	dir, ok := testenv.VMOut(t, "truth")
-	if !ok || os.Getenv("AUTOPROF_TRUTH_CPUPROFILE") == "" {
+// profileHunt starts a CPU profile of a hunt where the environment
+// variable env is set (AUTOPROF_TRUTH_CPUPROFILE=1 make truth):
+// NAME.cpu.pprof in the VM's output series, for reading autoprof's own
+// cost per round (the process is the controller, and the harness's reads
+// of the module's accounting at each round). The returned func stops it.
+func profileHunt(t testing.TB, series, env, name string) (stop func()) {
+	dir, ok := testenv.VMOut(t, series)
+	if !ok || os.Getenv(env) == "" {
 		return func() {}
 	}
 	f, err := os.Create(filepath.Join(dir, name+".cpu.pprof"))
@@ -441,8 +441,8 @@ func profileHunt(t testing.TB, name string) (stop func()) {
 // the host (AUTOPROF_VM_OUT; vmtest test -out): every node, withdrawn ones
 // included, and every decision, for reading a miss after the run. A tree
 // hunted again (TRUTH_RUNS) keeps each run: NAME.json, NAME-2.json, ...
-func saveRun(t testing.TB, run *search.Run, name string) {
-	dir, ok := testenv.VMOut(t, "truth")
+func saveRun(t testing.TB, run *search.Run, series, name string) {
+	dir, ok := testenv.VMOut(t, series)
 	if !ok {
 		return
 	}
