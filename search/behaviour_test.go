@@ -679,3 +679,57 @@ func TestSampledTimesFollowSamples(t *testing.T) {
 		}
 	})
 }
+
+// roundSampler is a Sampler that notes the round each call samples
+// (round: the hunt's, as OnRead tells it).
+type roundSampler struct {
+	search.Sampler
+	round   *int
+	sampled *[]int
+}
+
+func (s roundSampler) Sample(ctx context.Context, target instrument.Target, d time.Duration) ([]search.Stack, error) {
+	*s.sampled = append(*s.sampled, *s.round)
+	return s.Sampler.Sample(ctx, target, d)
+}
+
+// TestRootWatchBacksOff: a hunt whose rounds need no samples samples one
+// round now and then for late roots, the first rootWatch (4) rounds
+// after Deep Start and then twice as long after each that finds none, up
+// to 16 rounds: rounds 4, 12, 28, 44, ...
+func TestRootWatchBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("cpu", 1)
+		k.Start()
+		round := 0
+		var sampled []int
+		run := hunt(t, k, func(c *search.Config) {
+			c.Duration = 40 * time.Second
+			c.FinalRounds = 60 // rounds enough to see it back off
+			c.Sampler = roundSampler{Sampler: k, round: &round, sampled: &sampled}
+			c.OnRead = func(r int, opens bool) {
+				if opens {
+					round = r
+				} else {
+					round = r + 1
+				}
+			}
+		})
+		var inRounds []int
+		for _, r := range sampled { // not Deep Start's (round 0) nor the quiet samples after the last round
+			if r > 0 && r <= run.Meta.Rounds {
+				inRounds = append(inRounds, r)
+			}
+		}
+		var want []int
+		for r, every := 4, 4; r <= run.Meta.Rounds; r, every = r+min(2*every, 16), min(2*every, 16) {
+			want = append(want, r)
+		}
+		if len(want) < 5 {
+			t.Fatalf("%d rounds: too few to see the back-off", run.Meta.Rounds)
+		}
+		if !slices.Equal(inRounds, want) {
+			t.Errorf("rounds sampled %v, want %v (of %d)", inRounds, want, run.Meta.Rounds)
+		}
+	})
+}

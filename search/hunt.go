@@ -380,7 +380,7 @@ func (h *hunter) read(opens bool) (*reading, error) {
 
 // wait waits for the end of the round, sampling meanwhile where the hunt
 // grows sampled nodes, has blind indirect calls, or watches for new roots
-// (every rootWatch rounds, see lateRoots), and returns a stop reason if
+// (watchRound, see lateRoots), and returns a stop reason if
 // the hunt must end after this round.
 func (h *hunter) wait(ctx context.Context) string {
 	d := h.roundLen
@@ -390,7 +390,7 @@ func (h *hunter) wait(ctx context.Context) string {
 			d = max(left, 0)
 		}
 	}
-	if (h.cfg.SampleTree || len(h.blind) > 0 || h.round%rootWatch == rootWatch-1) && h.cfg.Sampler != nil {
+	if (h.cfg.SampleTree || len(h.blind) > 0 || h.watchRound()) && h.cfg.Sampler != nil {
 		h.startSampling(ctx, d)
 	}
 	t := time.NewTimer(d)

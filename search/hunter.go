@@ -139,6 +139,9 @@ type sampleStore struct {
 	// outside every root.
 	roundStacks []Stack
 	roundNs     float64
+	// nextWatch is the next round that samples to look for late roots,
+	// watchEvery the rounds since the last (scheduleWatch).
+	nextWatch, watchEvery int
 	// samplesOnly is set by finish where the target exited before any
 	// instrument counted a call of it (see onlySamples): every estimate
 	// is then made of the samples.
@@ -183,6 +186,7 @@ func newHunter(ctx context.Context, cfg Config) *hunter {
 		blind:       map[*node]bool{},
 	}
 	h.roundLen, h.longestRound = cfg.Round, cfg.Round
+	h.nextWatch, h.watchEvery = rootWatch, rootWatch
 	h.meter, _ = cfg.Instrumenter.(OverheadMeter)
 	h.run = &Run{Meta: cfg.Meta, Limitations: append([]string(nil), cfg.Limitations...)}
 	for _, l := range h.run.Limitations {

@@ -144,9 +144,36 @@ func (h *hunter) deepStart(ctx context.Context) {
 	}
 }
 
-// rootWatch is how often, in rounds, a hunt that samples no round
-// otherwise samples one to look for work outside its roots (lateRoots).
-const rootWatch = 4
+// A hunt that samples no round otherwise samples one now and then to look
+// for work outside its roots (lateRoots): the first rootWatch rounds
+// after Deep Start, and then, as long as none finds any, twice as long
+// after each, up to maxRootWatch rounds (a sampled round costs autoprof
+// about twice another: the sampler's program in every CPU's clock
+// interrupt, and the stacks read and resolved); a round that finds a late
+// root starts again from rootWatch.
+const (
+	rootWatch    = 4
+	maxRootWatch = 16
+)
+
+// watchRound reports whether the round about to run samples for late
+// roots.
+func (h *hunter) watchRound() bool { return h.round+1 == h.nextWatch }
+
+// scheduleWatch sets the next watch round after the round just taken:
+// sooner where it found a late root (added), later where a watch round
+// found none.
+func (h *hunter) scheduleWatch(added bool) {
+	switch {
+	case added:
+		h.watchEvery = rootWatch
+	case h.round != h.nextWatch:
+		return
+	default:
+		h.watchEvery = min(2*h.watchEvery, maxRootWatch)
+	}
+	h.nextWatch = h.round + h.watchEvery
+}
 
 // minLateSamples is how many of a round's samples must put a frame's time
 // outside every root before lateRoots takes it for a root: one round's
@@ -158,7 +185,8 @@ const minLateSamples = 10
 // began after Deep Start chose its roots (a child it started later, a new
 // phase), which no instrument would otherwise see. It reports whether it
 // added one.
-func (h *hunter) lateRoots() bool {
+func (h *hunter) lateRoots() (added bool) {
+	defer func() { h.scheduleWatch(added) }()
 	if h.roundStacks == nil || h.roundNs <= 0 || len(h.roots) >= maxRoots {
 		return false
 	}
@@ -172,7 +200,6 @@ func (h *hunter) lateRoots() bool {
 		count[s.Frames[i]] += s.Count
 	}
 	names := heaviest(weight)
-	added := false
 	for _, f := range names {
 		share := weight[f] / h.roundNs
 		if share < h.theta() || len(h.roots) >= maxRoots {
