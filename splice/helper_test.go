@@ -80,6 +80,20 @@ func helperPrep(args []string) func() {
 				syscall.Nanosleep(&ts, nil)
 			}
 		}
+	case "sleeppread": // sleeppread MS N FILE: a nanosleep of MS ms, then N preads
+		ts := syscall.NsecToTimespec(int64(n) * 1e6)
+		reads, _ := strconv.Atoi(args[2])
+		fd, err := syscall.Open(args[3], syscall.O_RDONLY, 0)
+		if err != nil {
+			panic(err)
+		}
+		buf := make([]byte, 64)
+		return func() {
+			syscall.Nanosleep(&ts, nil)
+			for i := 0; i < reads; i++ {
+				syscall.Pread(fd, buf, 0)
+			}
+		}
 	case "pipe": // pipe N MS: N reads of a pipe a slow writer fills every MS ms
 		ms, _ := strconv.Atoi(args[2])
 		var p [2]int

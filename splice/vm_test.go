@@ -100,3 +100,99 @@ func TestVMTraceableCached(t *testing.T) {
 		t.Fatalf("with the copy damaged: %d bytes, %v", len(third), err)
 	}
 }
+
+// TestVMStaleFrames: a timer withdrawn while its function sleeps on a
+// thread's stack leaves a frame whose return is never taken (the
+// program of a withdrawn instrument does nothing). On both function
+// backends, filtered to a helper:
+//
+//   - the helper sleeps in the timed sleep function, the timer goes, and
+//     the helper then makes n preads under a vfs_read timer: the stale
+//     frame is dropped at the first (an unmatched frame) and every
+//     vfs_read is counted at the top, none under the sleep;
+//   - the helper sleeps in an inner timed function under an outer one,
+//     the inner timer goes, and the outer returns: its frame is found
+//     under the stale one (an unmatched frame) and closed with the
+//     sleep's time.
+//
+// (measure.bpf.c's drop_stale and pop, whose searches below the top
+// frame run in bpf_loop.)
+func TestVMStaleFrames(t *testing.T) {
+	const n, sleepMs = 300, 400
+	file := tmpFile(t)
+	for _, b := range functionBackends {
+		t.Run(string(b)+"/dropped", func(t *testing.T) {
+			s := openSession(t, b)
+			sleep := sleepTimerFunc(t, s)
+			h := startHelper(t, fmt.Sprintf("sleeppread %d %d %s", sleepMs, n, file))
+			ins := insert(t, s, timer(sleep, pid(h.Pid)), timer("vfs_read", pid(h.Pid)))
+			r := withdrawAsleep(t, s, h, ins[0])
+			got := byPath(r)
+			if c := got["vfs_read:timer"]; c.Calls != n {
+				t.Errorf("vfs_read at the top: %d calls, want %d", c.Calls, n)
+			}
+			if c := got[sleep+";vfs_read:timer"]; c.Calls != 0 {
+				t.Errorf("vfs_read under the withdrawn %s: %d calls, want none", sleep, c.Calls)
+			}
+			// More than one where another thread of the helper's took
+			// the sleep's exit without its entry, between the two
+			// detachments (fentry's entry goes first).
+			if r.Misses.Unmatched < 1 {
+				t.Errorf("no unmatched frame, want the sleep's, dropped")
+			}
+		})
+		t.Run(string(b)+"/below", func(t *testing.T) {
+			s := openSession(t, b)
+			outer, inner := nestedSleepFuncs(t, s)
+			h := startHelper(t, fmt.Sprintf("sleep 1 %d", sleepMs))
+			ins := insert(t, s, timer(outer, pid(h.Pid)), timer(inner, pid(h.Pid)))
+			r := withdrawAsleep(t, s, h, ins[1])
+			got := byPath(r)
+			// The Go runtime's sysmon thread sleeps in nanosleep too,
+			// briefly and often: the helper's long sleep is in the
+			// outer's time only if its frame was found and closed.
+			if c := got[outer+":timer"]; c.Calls < 1 || c.InclNs < sleepMs*1e6 {
+				t.Errorf("%s: %d calls, %d ns; want the helper's sleep of %d ms in them", outer, c.Calls, c.InclNs, sleepMs)
+			}
+			if r.Misses.Unmatched < 1 {
+				t.Errorf("no unmatched frame, want %s's above %s's", inner, outer)
+			}
+		})
+	}
+}
+
+// withdrawAsleep lets helper h run, withdraws in once h sleeps in
+// nanosleep, waits for h to exit and returns the session's reading.
+func withdrawAsleep(t *testing.T, s *Session, h *helper, in instrument.Instrument) *instrument.Reading {
+	t.Helper()
+	go h.start.Write([]byte{1})
+	waitNanosleep(t, h.Pid)
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	r, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReading(t, r)
+	return r
+}
+
+// nestedSleepFuncs returns two functions of nanosleep's path, one calling
+// the other, that take timers here.
+func nestedSleepFuncs(t *testing.T, s *Session) (outer, inner string) {
+	path := []string{"__x64_sys_nanosleep", "hrtimer_nanosleep", "do_nanosleep"}
+	var ok []string
+	for _, fn := range path {
+		if s.Check(timer(fn, instrument.Target{})) == nil {
+			ok = append(ok, fn)
+		}
+	}
+	if len(ok) < 2 {
+		t.Fatalf("of nanosleep's path %v only %v take timers here, want two", path, ok)
+	}
+	return ok[0], ok[len(ok)-1]
+}

@@ -300,19 +300,44 @@ static __always_inline int inst_live(__u32 id)
 	return in && in->live;
 }
 
+// top_live reports whether t has no open frame, or its top frame's
+// instrument is live.
+static __always_inline int top_live(struct thread *t)
+{
+	__u32 d = t->depth;
+	if (d == 0 || d > MAX_DEPTH)
+		return 1;
+	return inst_live(t->f[(d - 1) & (MAX_DEPTH - 1)].inst);
+}
+
+struct drop_ctx {
+	struct thread *t;
+};
+
+// drop_one pops t's top frame if its instrument was withdrawn; it stops
+// bpf_loop (returns 1) at the first live one.
+static int drop_one(__u32 i, struct drop_ctx *c)
+{
+	struct thread *t = c->t;
+	if (top_live(t))
+		return 1;
+	t->depth -= 1;
+	miss(M_UNMATCHED);
+	return 0;
+}
+
 // drop_stale pops frames on top whose instrument was withdrawn: their
-// return will never be seen.
+// return will never be seen. The top frame is almost always live, and
+// checked inline; the rare rest goes through bpf_loop, whose body the
+// verifier checks once instead of once for each of MAX_DEPTH iterations
+// (every fentry program is verified when its instrument goes in, and
+// that time is autoprof's).
 static __always_inline void drop_stale(struct thread *t)
 {
-	for (int i = 0; i < MAX_DEPTH; i++) {
-		__u32 d = t->depth;
-		if (d == 0 || d > MAX_DEPTH)
-			return;
-		if (inst_live(t->f[(d - 1) & (MAX_DEPTH - 1)].inst))
-			return;
-		t->depth = d - 1;
-		miss(M_UNMATCHED);
-	}
+	if (top_live(t))
+		return;
+	struct drop_ctx c = { .t = t };
+	bpf_loop(MAX_DEPTH, drop_one, &c, 0);
 }
 
 static __always_inline void count(__u32 ctx)
@@ -353,30 +378,51 @@ static __always_inline __u32 log2_bucket(__u64 v)
 	return n;
 }
 
+struct find_ctx {
+	struct thread *t;
+	__u32 id;
+	__u32 depth;
+	__u32 at;
+	__u32 found;
+};
+
+// find_one looks at the frame i below the top for instrument id's; it
+// stops bpf_loop (returns 1) where it is, or where the frames end.
+static int find_one(__u32 i, struct find_ctx *c)
+{
+	if (i >= c->depth)
+		return 1;
+	__u32 k = (c->depth - 1 - i) & (MAX_DEPTH - 1);
+	if (c->t->f[k].inst != c->id)
+		return 0;
+	c->at = k;
+	c->found = 1;
+	return 1;
+}
+
 // pop closes the frame of instrument id, and frames above it whose returns
-// were lost (unmatched). A return with no frame of id is unmatched.
+// were lost (unmatched). A return with no frame of id is unmatched. The
+// frame is almost always the top one, checked inline; the frames below
+// are searched through bpf_loop (see drop_stale).
 static __always_inline void pop(struct thread *t, __u32 id)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 d = t->depth;
-	__u32 at = 0;
-	int found = 0;
-	for (int i = 0; i < MAX_DEPTH; i++) {
-		if (i >= d)
-			break;
-		__u32 k = (d - 1 - i) & (MAX_DEPTH - 1);
-		if (t->f[k].inst == id) {
-			at = k;
-			found = 1;
-			break;
-		}
-	}
-	if (!found || d > MAX_DEPTH) {
+	if (d == 0 || d > MAX_DEPTH) {
 		miss(M_UNMATCHED);
 		return;
 	}
-	if (at + 1 < d)
-		miss(M_UNMATCHED);
+	__u32 at = d - 1;
+	if (t->f[at & (MAX_DEPTH - 1)].inst != id) {
+		struct find_ctx c = { .t = t, .id = id, .depth = d };
+		bpf_loop(MAX_DEPTH, find_one, &c, 0);
+		if (!c.found) {
+			miss(M_UNMATCHED);
+			return;
+		}
+		at = c.at;
+		miss(M_UNMATCHED); // the frames above it
+	}
 	struct frame *f = &t->f[at & (MAX_DEPTH - 1)];
 	__u64 incl = now - f->start;
 	__u64 excl = incl > f->child ? incl - f->child : 0;
