@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
@@ -106,39 +108,43 @@ func TestVMTraceableCached(t *testing.T) {
 // program of a withdrawn instrument does nothing). On both function
 // backends, filtered to a helper:
 //
-//   - the helper sleeps in the timed sleep function, the timer goes, and
-//     the helper then makes n preads under a vfs_read timer: the stale
-//     frame is dropped at the first (an unmatched frame) and every
-//     vfs_read is counted at the top, none under the sleep;
+//   - the helper sleeps in two nested timed functions of nanosleep's
+//     path, both timers go, and the helper then makes n preads under a
+//     vfs_read timer: the two stale frames are dropped at the first
+//     (unmatched frames) and every vfs_read is counted at the top, none
+//     under either sleep function;
 //   - the helper sleeps in an inner timed function under an outer one,
 //     the inner timer goes, and the outer returns: its frame is found
 //     under the stale one (an unmatched frame) and closed with the
 //     sleep's time.
 //
 // (measure.bpf.c's drop_stale and pop, whose searches below the top
-// frame run in bpf_loop.)
+// frame run in bpf_loop.) The helper's workload thread must still sleep
+// once the timers are gone, or there is no stale frame to find.
 func TestVMStaleFrames(t *testing.T) {
-	const n, sleepMs = 300, 400
+	const n, sleepMs = 300, 1000
 	file := tmpFile(t)
 	for _, b := range functionBackends {
 		t.Run(string(b)+"/dropped", func(t *testing.T) {
 			s := openSession(t, b)
-			sleep := sleepTimerFunc(t, s)
+			outer, inner := nestedSleepFuncs(t, s)
 			h := startHelper(t, fmt.Sprintf("sleeppread %d %d %s", sleepMs, n, file))
-			ins := insert(t, s, timer(sleep, pid(h.Pid)), timer("vfs_read", pid(h.Pid)))
-			r := withdrawAsleep(t, s, h, ins[0])
-			got := byPath(r)
-			if c := got["vfs_read:timer"]; c.Calls != n {
-				t.Errorf("vfs_read at the top: %d calls, want %d", c.Calls, n)
+			ins := insert(t, s, timer(outer, pid(h.Pid)), timer(inner, pid(h.Pid)), timer("vfs_read", pid(h.Pid)))
+			r := withdrawAsleep(t, s, h, ins[0], ins[1])
+			for k, c := range byPath(r) {
+				top := k == "vfs_read:timer"
+				switch {
+				case top && c.Calls != n:
+					t.Errorf("vfs_read at the top: %d calls, want %d", c.Calls, n)
+				case !top && strings.HasSuffix(k, ";vfs_read:timer") && c.Calls != 0:
+					t.Errorf("vfs_read under a withdrawn sleep function (%s): %d calls, want none", k, c.Calls)
+				}
 			}
-			if c := got[sleep+";vfs_read:timer"]; c.Calls != 0 {
-				t.Errorf("vfs_read under the withdrawn %s: %d calls, want none", sleep, c.Calls)
-			}
-			// More than one where another thread of the helper's took
-			// the sleep's exit without its entry, between the two
-			// detachments (fentry's entry goes first).
-			if r.Misses.Unmatched < 1 {
-				t.Errorf("no unmatched frame, want the sleep's, dropped")
+			// More than two where another thread of the helper's
+			// took a sleep function's exit without its entry, between
+			// the two detachments (fentry's entry goes first).
+			if r.Misses.Unmatched < 2 {
+				t.Errorf("%d unmatched frames, want the two sleep functions', dropped", r.Misses.Unmatched)
 			}
 		})
 		t.Run(string(b)+"/below", func(t *testing.T) {
@@ -148,9 +154,9 @@ func TestVMStaleFrames(t *testing.T) {
 			ins := insert(t, s, timer(outer, pid(h.Pid)), timer(inner, pid(h.Pid)))
 			r := withdrawAsleep(t, s, h, ins[1])
 			got := byPath(r)
-			// The Go runtime's sysmon thread sleeps in nanosleep too,
-			// briefly and often: the helper's long sleep is in the
-			// outer's time only if its frame was found and closed.
+			// The Go runtime's sysmon thread may sleep in nanosleep
+			// too, briefly: the helper's long sleep is in the outer's
+			// time only if its frame was found and closed.
 			if c := got[outer+":timer"]; c.Calls < 1 || c.InclNs < sleepMs*1e6 {
 				t.Errorf("%s: %d calls, %d ns; want the helper's sleep of %d ms in them", outer, c.Calls, c.InclNs, sleepMs)
 			}
@@ -161,14 +167,24 @@ func TestVMStaleFrames(t *testing.T) {
 	}
 }
 
-// withdrawAsleep lets helper h run, withdraws in once h sleeps in
-// nanosleep, waits for h to exit and returns the session's reading.
-func withdrawAsleep(t *testing.T, s *Session, h *helper, in instrument.Instrument) *instrument.Reading {
+// withdrawAsleep lets helper h run, withdraws ins once its workload
+// thread sleeps in nanosleep (and fails if it woke meanwhile), waits for
+// h to exit and returns the session's reading.
+func withdrawAsleep(t *testing.T, s *Session, h *helper, ins ...instrument.Instrument) *instrument.Reading {
 	t.Helper()
 	go h.start.Write([]byte{1})
-	waitNanosleep(t, h.Pid)
-	if err := in.Close(); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(10 * time.Second); !h.inSyscall("35 "); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the helper never slept in nanosleep")
+		}
+	}
+	for _, in := range ins {
+		if err := in.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !h.inSyscall("35 ") {
+		t.Fatal("the helper woke before its timers were withdrawn: lengthen its sleep")
 	}
 	if err := h.cmd.Wait(); err != nil {
 		t.Fatalf("helper: %v", err)

@@ -114,6 +114,14 @@ type helper struct {
 	cmd   *exec.Cmd
 	start *os.File
 	Pid   int
+	tid   string // the thread that runs the workload
+}
+
+// inSyscall reports whether the helper's workload thread is in the
+// syscall whose /proc line starts with nr ("35 ": nanosleep).
+func (h *helper) inSyscall(nr string) bool {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", h.Pid, h.tid))
+	return strings.HasPrefix(string(b), nr)
 }
 
 // startHelper starts the workload and waits until it is blocked in its
@@ -144,15 +152,11 @@ func startHelper(t *testing.T, work string) *helper {
 	if err != nil {
 		t.Fatalf("helper %q: %v", work, err)
 	}
-	tid := strings.TrimSpace(line)
+	h.tid = strings.TrimSpace(line)
 	// Wait until the thread sits in read(2) (syscall 0) of the start pipe.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", h.Pid, tid))
-		if strings.HasPrefix(string(b), "0 ") {
-			break
-		}
+	for deadline := time.Now().Add(10 * time.Second); !h.inSyscall("0 "); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("helper never blocked in read: %q", b)
+			t.Fatal("helper never blocked in read")
 		}
 	}
 	return h
