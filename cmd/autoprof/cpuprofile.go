@@ -21,7 +21,7 @@ type cpuProfile struct {
 
 // addCPUProfileFlag adds --cpuprofile to a command's flags.
 func addCPUProfileFlag(fs *flag.FlagSet) *string {
-	return fs.String("cpuprofile", "", "write autoprof's own CPU profile to this file (go tool pprof opens it): what the controller costs")
+	return fs.String("cpuprofile", "", "write autoprof's own CPU profile to this file (go tool pprof opens it): what the controller costs; hunt labels its samples by phase and step (go tool pprof -tags FILE; -tagfocus=phase=rounds)")
 }
 
 // startCPUProfile starts profiling autoprof into path; nil where path is
