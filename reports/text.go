@@ -285,6 +285,9 @@ func Controller(o search.Overhead) string {
 		return ""
 	}
 	s := fmt.Sprintf("autoprof itself: %.2f%% of CPU over the rounds", o.ControllerPct)
+	if o.SteadyControllerPct > 0 {
+		s += fmt.Sprintf(", %.2f%% over those that began with no instrument going in or out", o.SteadyControllerPct)
+	}
 	if l := o.Loop; l != nil && l.Rounds > 0 {
 		per := func(sec float64) string { return dur(1e9 * sec / float64(l.Rounds)) }
 		s += fmt.Sprintf(" (a round's own work: reading %s, statistics %s, progress %s, decisions %s)",

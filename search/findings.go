@@ -491,6 +491,9 @@ func (h *hunter) overhead(r *Run) {
 	if h.ctlRounds > 0 {
 		o.ControllerPct = h.ctlSum / float64(h.ctlRounds)
 	}
+	if h.steadyRounds > 0 {
+		o.SteadyControllerPct = h.steadySum / float64(h.steadyRounds)
+	}
 	if h.longestRound > h.cfg.Round {
 		h.limit("autoprof's own CPU was over the --budget of %.3g%%: rounds grew from %v to as long as %v (at most %v) to hold it down, so fewer decisions a second",
 			h.cfg.BudgetPct, h.cfg.Round, h.longestRound.Round(time.Millisecond), h.cfg.MaxRound)

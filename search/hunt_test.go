@@ -542,3 +542,59 @@ func TestProfileLabels(t *testing.T) {
 		}
 	})
 }
+
+// insertController is a ControllerMeter whose process spends perRead of
+// CPU at every reading and perInsert for every instrument the kernel k
+// has had inserted since: a round's fixed cost and the kernel's work of
+// putting instruments in, charged to autoprof.
+type insertController struct {
+	start              time.Time
+	k                  *searchtest.Kernel
+	perRead, perInsert time.Duration
+	reads              *int
+}
+
+func (c insertController) Controller() (cpu, wall time.Duration, err error) {
+	*c.reads++
+	inserted, _ := c.k.Inserted()
+	return time.Duration(*c.reads)*c.perRead + time.Duration(inserted)*c.perInsert, time.Since(c.start), nil
+}
+
+// TestSteadyController: the rounds that began with instruments going in
+// are marked Changed, every round whose controller CPU holds an
+// insertion's cost is one of them, and the steady figure is the mean of
+// the others, below the whole.
+func TestSteadyController(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := searchtest.Planted("deep", 2)
+		k.Start()
+		reads := 0
+		run := hunt(t, k, func(c *search.Config) {
+			c.Controller = insertController{start: time.Now(), k: k, perRead: time.Millisecond, perInsert: 20 * time.Millisecond, reads: &reads}
+		})
+		o := run.Overhead
+		var sum float64
+		var n, changed int
+		for _, r := range o.Rounds {
+			base := 100 * float64(time.Millisecond) / (r.Sec * 1e9 * float64(k.CPUs))
+			if r.Changed {
+				changed++
+				continue
+			}
+			if math.Abs(r.ControllerPct-base) > 1e-6 {
+				t.Errorf("round %d, not marked changed: controller %.4f%%, want the fixed cost's %.4f%% (an insertion's cost in it)", r.Round, r.ControllerPct, base)
+			}
+			sum += r.ControllerPct
+			n++
+		}
+		if changed < 2 || n == 0 {
+			t.Fatalf("%d rounds changed, %d steady: want both", changed, n)
+		}
+		if got, want := o.SteadyControllerPct, sum/float64(n); math.Abs(got-want) > 1e-9 || got >= o.ControllerPct {
+			t.Errorf("steady controller %.4f%%, want %.4f%% (the steady rounds' mean), below the whole %.4f%%", got, want, o.ControllerPct)
+		}
+		if !strings.Contains(reports.Controller(o), "no instrument going in or out") {
+			t.Errorf("the report says nothing of the steady rounds: %q", reports.Controller(o))
+		}
+	})
+}

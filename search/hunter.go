@@ -103,7 +103,11 @@ type overheads struct {
 	roundLen, longestRound time.Duration
 	ctlSum                 float64
 	ctlRounds              int
-	rootsOver              float64 // the most the roots alone cost over the budget, percent
+	// steadySum and steadyRounds are ctlSum and ctlRounds over the rounds
+	// that began with no instrument put in or taken out.
+	steadySum    float64
+	steadyRounds int
+	rootsOver    float64 // the most the roots alone cost over the budget, percent
 	// saturated is set while what no withdrawal can shed exceeds the
 	// budget (see saturate), for saturatedRounds rounds in all.
 	saturated       bool

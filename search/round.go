@@ -75,10 +75,15 @@ func (h *hunter) absorb(cur, prev *reading) {
 		h.measRounds++
 	}
 	h.lastCtl = -1
+	changed := h.lastChange == h.round-1 // instruments went in or out as the round began
 	if h.cfg.Controller != nil {
 		h.lastCtl = 100 * float64(cur.ctlCPU-prev.ctlCPU) / (float64(elapsed) * float64(h.cfg.CPUs))
 		h.ctlSum += h.lastCtl
 		h.ctlRounds++
+		if !changed {
+			h.steadySum += h.lastCtl
+			h.steadyRounds++
+		}
 		h.roundLen = nextRound(h.roundLen, h.lastCtl, h.cfg)
 		h.longestRound = max(h.longestRound, h.roundLen)
 	}
@@ -86,7 +91,7 @@ func (h *hunter) absorb(cur, prev *reading) {
 	h.predSum += h.lastPred
 	h.run.Overhead.Rounds = append(h.run.Overhead.Rounds, OverheadRound{
 		Round: h.round, Live: h.liveCount(), PredictedPct: h.lastPred, MeasuredPct: h.lastMeas, ControllerPct: max(h.lastCtl, 0),
-		Sec: elapsed.Seconds(),
+		Sec: elapsed.Seconds(), Changed: changed,
 	})
 	h.run.Meta.TargetNs += uint64(d)
 	h.run.Meta.TargetOps += ops

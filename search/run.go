@@ -260,6 +260,11 @@ type Overhead struct {
 	ControllerPct  float64 `json:"controller_pct,omitempty"`
 	StartupWallSec float64 `json:"startup_wall_sec,omitempty"`
 	StartupCPUSec  float64 `json:"startup_cpu_sec,omitempty"`
+	// SteadyControllerPct is ControllerPct over the rounds that began
+	// with no instrument put in or taken out (OverheadRound.Changed): the
+	// fixed cost of a round, without the kernel's work of loading,
+	// attaching and detaching programs, which is charged to autoprof.
+	SteadyControllerPct float64 `json:"steady_controller_pct,omitempty"`
 	// Loop is the wall time of each phase of the rounds' loop, summed
 	// over the rounds: what of ControllerPct the hunt's own goroutine
 	// spends where (the rest is in the background: the stack sampler,
@@ -300,6 +305,10 @@ type OverheadRound struct {
 	// Sec is the round's length, seconds: Meta.Round, or longer where
 	// autoprof's own CPU was over the budget (Config.MaxRound).
 	Sec float64 `json:"sec,omitempty"`
+	// Changed is set where instruments went in or out as the round began
+	// (Deep Start's roots before the first, a decision after the last
+	// round before it): its ControllerPct holds that work.
+	Changed bool `json:"changed,omitempty"`
 }
 
 // Listing is one function's disassembly with its basic blocks and the

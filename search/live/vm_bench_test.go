@@ -34,6 +34,9 @@ type huntFigures struct {
 	roundsSlowdown      float64
 	startWall, startCPU float64
 	controller          float64
+	// steady is autoprof's own CPU over the rounds that began with no
+	// instrument going in or out (Overhead.SteadyControllerPct).
+	steady float64
 	// ctlPerRound is autoprof's own CPU per round, ms, and loopPerRound
 	// the wall time of the round's own work on the hunt's goroutine
 	// (Overhead.Loop): the rest of ctlPerRound is the background's.
@@ -49,9 +52,9 @@ type huntFigures struct {
 func (f huntFigures) String() string {
 	return fmt.Sprintf("workload %.1f ops/s alone, %.1f during the hunt (slowdown %.1f%%, %.1f%% over the rounds); first correct finding after %v; "+
 		"%d instruments inserted (%d at most live, whole subtree %d); overhead %.2f%% predicted, %.2f%% measured; "+
-		"autoprof %.2f%% of CPU over the rounds (%.1f ms of CPU a round, %.1f ms of it the round's own work), start-up %.1fs (%.1fs CPU); %d rounds, %s",
+		"autoprof %.2f%% of CPU over the rounds, %.2f%% over the rounds with no change of instruments (%.1f ms of CPU a round, %.1f ms of it the round's own work), start-up %.1fs (%.1fs CPU); %d rounds, %s",
 		f.baseOps, f.huntOps, 100*f.slowdown, 100*f.roundsSlowdown, f.firstCorrect.Round(time.Millisecond), f.inserted, f.maxLive, f.wholeSubtree,
-		f.predicted, f.measure, f.controller, f.ctlPerRound, f.loopPerRound, f.startWall, f.startCPU, f.rounds, f.stop)
+		f.predicted, f.measure, f.controller, f.steady, f.ctlPerRound, f.loopPerRound, f.startWall, f.startCPU, f.rounds, f.stop)
 }
 
 // measureHunt runs, in one VM, the aptest cpu shape alone for a while and
@@ -109,7 +112,7 @@ func measureHunt(tb testing.TB, budget float64) huntFigures {
 		f.roundsSlowdown = 1 - (end-oRounds)/time.Since(tRounds).Seconds()/f.baseOps
 	}
 	o := run.Overhead
-	f.startWall, f.startCPU, f.controller = o.StartupWallSec, o.StartupCPUSec, o.ControllerPct
+	f.startWall, f.startCPU, f.controller, f.steady = o.StartupWallSec, o.StartupCPUSec, o.ControllerPct, o.SteadyControllerPct
 	for _, r := range o.Rounds {
 		f.ctlPerRound += r.ControllerPct / 100 * float64(runtime.NumCPU()) * r.Sec * 1e3
 	}
@@ -156,6 +159,7 @@ func benchHunt(b *testing.B, budget float64) {
 		b.ReportMetric(f.startWall, "startup-s")
 		b.ReportMetric(f.startCPU, "startup-cpu-s")
 		b.ReportMetric(f.controller, "autoprof-%cpu")
+		b.ReportMetric(f.steady, "autoprof-steady-%cpu")
 		b.ReportMetric(f.ctlPerRound, "autoprof-cpu-ms/round")
 		b.ReportMetric(f.loopPerRound, "round-work-ms/round")
 		b.ReportMetric(f.firstCorrect.Seconds(), "first-correct-s")
