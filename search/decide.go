@@ -37,6 +37,7 @@ import (
 func (h *hunter) decide() bool {
 	h.updateIntervals()
 	changed := h.lateRoots()
+	h.scheduleWatch(changed)
 	if h.withdrawCold() {
 		changed = true
 	}

@@ -260,8 +260,9 @@ func Hunt(ctx context.Context, cfg Config) (*Run, error) {
 // every sample taken while the hunt's goroutine, or one it started, was
 // in a phase carries the label phase (calibrate, deep-start, rounds,
 // finish), and within the rounds step (wait: the round's sampling; read,
-// statistics, progress, decide: Overhead.Loop's phases), so that `go tool pprof -tagfocus=phase=rounds`
-// shows what the rounds cost. The garbage collector's work is in none.
+// statistics, progress, decide: Overhead.Loop's phases), so that
+// `go tool pprof -tagfocus=phase=rounds` shows what the rounds cost. The
+// garbage collector's work is in none.
 const (
 	phaseLabel = "phase"
 	stepLabel  = "step"

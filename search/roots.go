@@ -186,7 +186,6 @@ const minLateSamples = 10
 // phase), which no instrument would otherwise see. It reports whether it
 // added one.
 func (h *hunter) lateRoots() (added bool) {
-	defer func() { h.scheduleWatch(added) }()
 	if h.roundStacks == nil || h.roundNs <= 0 || len(h.roots) >= maxRoots {
 		return false
 	}

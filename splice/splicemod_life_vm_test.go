@@ -509,13 +509,11 @@ func TestVMSpliceRmmodUnderLoad(t *testing.T) {
 // timer, failing the test where none does (on the VM's kernels
 // __x64_sys_nanosleep at least must).
 func sleepTimerFunc(t *testing.T, s *Session) string {
-	for _, c := range []string{"do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep"} {
-		if s.Check(timer(c, instrument.Target{})) == nil {
-			return c
-		}
+	ok := timeable(s, "do_nanosleep", "hrtimer_nanosleep", "common_nsleep", "__x64_sys_nanosleep")
+	if len(ok) == 0 {
+		t.Fatal("no function of nanosleep's path takes a timer here")
 	}
-	t.Fatal("no function of nanosleep's path takes a timer here")
-	return ""
+	return ok[0]
 }
 
 // waitNanosleep waits until a thread of process pid sleeps in nanosleep
@@ -590,10 +588,8 @@ func inSyscall(pid int, nr string) bool {
 func TestVMSpliceMisses(t *testing.T) {
 	s := openSplice(t, 0)
 	var specs []instrument.Spec
-	for _, fn := range []string{"update_process_times", "account_process_tick", "scheduler_tick", "sched_tick", "tick_sched_handle", "hrtimer_interrupt", "__task_pid_nr_ns", "__x64_sys_getpid"} {
-		if sp := timer(fn, instrument.Target{}); s.Check(sp) == nil {
-			specs = append(specs, sp)
-		}
+	for _, fn := range timeable(s, "update_process_times", "account_process_tick", "scheduler_tick", "sched_tick", "tick_sched_handle", "hrtimer_interrupt", "__task_pid_nr_ns", "__x64_sys_getpid") {
+		specs = append(specs, timer(fn, instrument.Target{}))
 	}
 	if len(specs) < 2 {
 		t.Fatalf("only %d of the functions take a timer here, want 2", len(specs))

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/autoprof/autoprof/internal/instrument"
 	"github.com/autoprof/autoprof/internal/kernel"
@@ -173,11 +172,7 @@ func TestVMStaleFrames(t *testing.T) {
 func withdrawAsleep(t *testing.T, s *Session, h *helper, ins ...instrument.Instrument) *instrument.Reading {
 	t.Helper()
 	go h.start.Write([]byte{1})
-	for deadline := time.Now().Add(10 * time.Second); !h.inSyscall("35 "); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the helper never slept in nanosleep")
-		}
-	}
+	h.waitSyscall(t, "35 ", "nanosleep")
 	for _, in := range ins {
 		if err := in.Close(); err != nil {
 			t.Fatal(err)
@@ -201,12 +196,7 @@ func withdrawAsleep(t *testing.T, s *Session, h *helper, ins ...instrument.Instr
 // the other, that take timers here.
 func nestedSleepFuncs(t *testing.T, s *Session) (outer, inner string) {
 	path := []string{"__x64_sys_nanosleep", "hrtimer_nanosleep", "do_nanosleep"}
-	var ok []string
-	for _, fn := range path {
-		if s.Check(timer(fn, instrument.Target{})) == nil {
-			ok = append(ok, fn)
-		}
-	}
+	ok := timeable(s, path...)
 	if len(ok) < 2 {
 		t.Fatalf("of nanosleep's path %v only %v take timers here, want two", path, ok)
 	}

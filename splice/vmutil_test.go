@@ -124,6 +124,28 @@ func (h *helper) inSyscall(nr string) bool {
 	return strings.HasPrefix(string(b), nr)
 }
 
+// waitSyscall waits, up to 10 s, until the helper's workload thread is in
+// syscall nr (see inSyscall), name for the failure.
+func (h *helper) waitSyscall(t *testing.T, nr, name string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !h.inSyscall(nr); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the helper's thread never entered %s", name)
+		}
+	}
+}
+
+// timeable returns those of fns that take a timer here, in their order.
+func timeable(s *Session, fns ...string) []string {
+	var ok []string
+	for _, fn := range fns {
+		if s.Check(timer(fn, instrument.Target{})) == nil {
+			ok = append(ok, fn)
+		}
+	}
+	return ok
+}
+
 // startHelper starts the workload and waits until it is blocked in its
 // read of the start pipe, so that nothing it did before counts.
 func startHelper(t *testing.T, work string) *helper {
@@ -153,12 +175,7 @@ func startHelper(t *testing.T, work string) *helper {
 		t.Fatalf("helper %q: %v", work, err)
 	}
 	h.tid = strings.TrimSpace(line)
-	// Wait until the thread sits in read(2) (syscall 0) of the start pipe.
-	for deadline := time.Now().Add(10 * time.Second); !h.inSyscall("0 "); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("helper never blocked in read")
-		}
-	}
+	h.waitSyscall(t, "0 ", "read(2) of its start pipe")
 	return h
 }
 

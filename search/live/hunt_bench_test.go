@@ -22,8 +22,9 @@ import (
 // budget and at the demo's: the workload's slowdown over the whole hunt
 // and over its rounds alone (after the start-up), the start-up's wall and
 // CPU time, autoprof's own CPU over the rounds and the instruments'
-// measured overhead. The workload is sized to run about 20 s alone. Timings on a shared machine move from run to run:
-// compare the lines of one run.
+// measured overhead. The workload is sized to run about 20 s alone.
+// Timings on a shared machine move from run to run: compare the lines of
+// one run.
 func BenchmarkHostHunt(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("hunting needs root")
